@@ -1,0 +1,31 @@
+# Two commands for a fresh machine with Python 3.11 and pip: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+# Everything the demo writes (ledger, Airflow home) goes here; `make clean` removes it.
+DEMO_HOME := $(CURDIR)/var/demo
+
+.PHONY: demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt pyproject.toml
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.runtime
+	RETENTION_HOME=$(DEMO_HOME) $(BIN)/python -m retention.demo
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf var .pytest_cache .hypothesis

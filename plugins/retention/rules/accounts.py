@@ -1,0 +1,88 @@
+"""Customer accounts as the resolver sees them: state, jurisdiction, the dated events rules anchor on.
+
+The account registry of a real deployment is the application's own database; the file-backed one here
+(``accounts.yaml``) serves the embedded stack, the demo and tests, validated as strictly as the rules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pendulum
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
+
+from retention.rules.errors import RulesError
+from retention.rules.loader import load_model
+from retention.rules.model import AccountState, Anchor, Election, Strict
+
+
+def parse_utc(value: object) -> pendulum.DateTime:
+    """A timezone-aware instant in UTC. A date means its midnight UTC; a naive date-time is refused."""
+    if isinstance(value, pendulum.DateTime):
+        return value.in_timezone("UTC")
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO-8601 timestamp string, got {type(value).__name__}")
+    try:
+        parsed = pendulum.parse(value, exact=True, strict=True)
+    except (pendulum.parsing.exceptions.ParserError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an ISO-8601 date or timestamp") from exc
+    if isinstance(parsed, pendulum.Date) and not isinstance(parsed, pendulum.DateTime):
+        return pendulum.datetime(parsed.year, parsed.month, parsed.day, tz="UTC")
+    if not isinstance(parsed, pendulum.DateTime):
+        raise ValueError(f"{value!r} is not a date or timestamp")
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no timezone; add one, e.g. {value}Z")
+    return parsed.in_timezone("UTC")
+
+
+Timestamp = Annotated[pendulum.DateTime, BeforeValidator(parse_utc), PlainSerializer(lambda d: d.isoformat())]
+
+
+class CustomerElection(Strict):
+    """The customer's choice under DPA 7(b) and SCC Clause 12, and when it was given."""
+
+    choice: Election
+    elected_at: Timestamp
+
+
+class Account(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=64)]
+    state: AccountState
+    jurisdiction: str
+    created_at: Timestamp
+    contract_end: Timestamp | None = None
+    terminated_at: Timestamp | None = None
+    election: CustomerElection | None = None
+
+    @model_validator(mode="after")
+    def _termination_is_complete(self) -> "Account":
+        terminated = self.state is AccountState.TERMINATED
+        if terminated and (self.terminated_at is None or self.election is None):
+            raise ValueError("a terminated account needs terminated_at and the customer's election (delete or return)")
+        if not terminated and self.terminated_at is not None:
+            raise ValueError(f"terminated_at is set but the state is {self.state.value!r}")
+        return self
+
+    def event(self, anchor: Anchor) -> pendulum.DateTime | None:
+        return {Anchor.TERMINATED_AT: self.terminated_at, Anchor.CONTRACT_END: self.contract_end}.get(anchor)
+
+
+class AccountsFile(Strict):
+    accounts: list[Account]
+
+
+def load_accounts(path: Path | str, known_jurisdictions: set[str]) -> dict[str, Account]:
+    model, smap = load_model(Path(path), AccountsFile)
+    issues = []
+    seen: set[str] = set()
+    for i, account in enumerate(model.accounts):
+        if account.jurisdiction not in known_jurisdictions:
+            issues.append(smap.issue(("accounts", i, "jurisdiction"), f"unknown jurisdiction {account.jurisdiction!r}",
+                                     f"known: {', '.join(sorted(known_jurisdictions))}"))
+        if account.id in seen:
+            issues.append(smap.issue(("accounts", i, "id"), f"duplicate account id {account.id!r}"))
+        seen.add(account.id)
+    if issues:
+        raise RulesError(issues)
+    return {account.id: account for account in model.accounts}

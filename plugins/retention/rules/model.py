@@ -1,0 +1,183 @@
+"""The schema of the rules files in ``retention_rules/``. Unknown keys are errors everywhere."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+
+from retention.rules.durations import IsoDuration
+
+
+class AccountState(StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    TERMINATED = "terminated"
+
+
+class Anchor(StrEnum):
+    """The event a retention period counts from."""
+
+    CREATED_AT = "created_at"  # of the record
+    LAST_ACTIVITY_AT = "last_activity_at"  # of the record (a visitor's last visit, a thread's last message)
+    TERMINATED_AT = "terminated_at"  # of the account
+    CONTRACT_END = "contract_end"  # of the account
+
+    @property
+    def is_account_event(self) -> bool:
+        return self in (Anchor.TERMINATED_AT, Anchor.CONTRACT_END)
+
+
+class Action(StrEnum):
+    DELETE = "delete"
+    ANONYMIZE = "anonymize"
+    RETURN_THEN_DELETE = "return_then_delete"  # DPA 7(b): return first if the customer elected return
+    RETAIN_ISOLATED = "retain_isolated"  # kept under law, isolated from processing, deleted at the cutoff
+
+
+class Election(StrEnum):
+    DELETE = "delete"
+    RETURN = "return"
+
+
+def _duration(value: object) -> IsoDuration:
+    if isinstance(value, IsoDuration):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO-8601 duration string such as P30D, got {type(value).__name__}")
+    return IsoDuration.parse(value)
+
+
+def _expiry(value: object) -> IsoDuration | str:
+    return "session" if value == "session" else _duration(value)
+
+
+Duration = Annotated[IsoDuration, BeforeValidator(_duration), PlainSerializer(str)]
+CookieExpiry = Annotated[object, BeforeValidator(_expiry), PlainSerializer(str)]
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=80)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+# --- data_classes.yaml -------------------------------------------------------------------------
+
+class CcpaCategory(Strict):
+    """One row of the DPA's CCPA table: a kind of personal information and its statutory categories."""
+
+    statutory: list[Identifier] = Field(min_length=1)
+    sold_or_shared_with: list[Text] = Field(default_factory=list)
+
+
+class Cookie(Strict):
+    name: Text
+    host: Text
+    party: Literal["first", "third"]
+    expiry: CookieExpiry  # a duration, or "session" for a cookie that ends with the browser session
+    purpose: Text
+
+
+Source = Literal[
+    "chat", "voice_video", "meetings", "visitor_tracking", "log_data", "error_reports",
+    "email_delivery", "crm_sync", "enrichment", "ai_conversations", "backups", "billing",
+    "account_admin",
+]
+
+
+class DataClass(Strict):
+    description: Text
+    category: Literal["customer_data", "service_data"]
+    personal_data: bool
+    ccpa_category: Identifier | None = None
+    sources: list[Source] = Field(min_length=1)
+    record_timestamps: list[Literal["created_at", "last_activity_at"]] = Field(min_length=1)
+    subprocessors: list[Identifier] = Field(default_factory=list)
+    cookies: list[Cookie] = Field(default_factory=list)
+    seed_reference: Text
+
+    @model_validator(mode="after")
+    def _personal_data_has_ccpa_category(self) -> "DataClass":
+        if self.personal_data and self.ccpa_category is None:
+            raise ValueError("a data class with personal data needs a ccpa_category (a row of ccpa_categories)")
+        return self
+
+
+class Subprocessor(Strict):
+    name: Text
+    location: Text
+    service: Text
+
+
+class DataClassesFile(Strict):
+    ccpa_categories: dict[Identifier, CcpaCategory]
+    subprocessors: dict[Identifier, Subprocessor]
+    data_classes: dict[Identifier, DataClass] = Field(min_length=1)
+
+
+# --- jurisdictions.yaml ------------------------------------------------------------------------
+
+class Jurisdiction(Strict):
+    name: Text
+    framework: Text
+    citation: Text
+
+
+class JurisdictionsFile(Strict):
+    jurisdictions: dict[Annotated[str, Field(pattern=r"^[A-Z][A-Z-]*$")], Jurisdiction] = Field(min_length=1)
+
+
+# --- rules.yaml --------------------------------------------------------------------------------
+
+class Basis(Strict):
+    kind: Literal["contract", "statute", "policy"]
+    citation: Text
+    summary: Text
+
+
+class OverrideBounds(Strict):
+    min: Duration
+    max: Duration
+
+
+class Rule(Strict):
+    id: RuleId
+    data_class: Identifier
+    account_states: list[AccountState] = Field(min_length=1)
+    jurisdictions: list[str] | None = Field(default=None, min_length=1)
+    retain_for: Duration
+    anchor: Anchor
+    action: Action
+    basis: Basis
+    override_bounds: OverrideBounds | None = None
+
+    def outcome(self) -> tuple:
+        return (str(self.retain_for), self.anchor, self.action)
+
+
+class RulesFile(Strict):
+    rules: list[Rule] = Field(min_length=1)
+
+
+# --- overrides.yaml ----------------------------------------------------------------------------
+
+class Override(Strict):
+    """A retention period a customer's contract sets for one account, within the rule's bounds."""
+
+    id: RuleId
+    account_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=64)]
+    data_class: Identifier
+    retain_for: Duration
+    contract_reference: Text
+
+
+class OverridesFile(Strict):
+    overrides: list[Override] = Field(default_factory=list)
+
+
+ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -1,0 +1,148 @@
+"""(account, data class, now, legal holds) -> Decision. Pure: no I/O, no clock, no randomness.
+
+This is where the safety invariant lives: a Decision is due for data only if the data's anchor time is
+at or before the cutoff and no legal hold applies. Data one second younger than the cutoff is never due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pendulum
+
+from retention.rules.accounts import Account
+from retention.rules.durations import IsoDuration
+from retention.rules.loader import RuleSet
+from retention.rules.model import Action, Anchor, Basis, Election, Rule
+
+
+class ResolutionError(ValueError):
+    """The question cannot be answered (unknown data class or jurisdiction); nothing may be deleted."""
+
+
+@dataclass(frozen=True)
+class LegalHold:
+    id: str
+    account_id: str | None  # None: every account
+    data_class: str | None  # None: every data class
+    placed_at: pendulum.DateTime
+    released_at: pendulum.DateTime | None = None
+
+    def applies(self, account_id: str, data_class: str, at: pendulum.DateTime) -> bool:
+        in_force = self.placed_at <= at and (self.released_at is None or at < self.released_at)
+        return (in_force and self.account_id in (None, account_id)
+                and self.data_class in (None, data_class))
+
+
+@dataclass(frozen=True)
+class Decision:
+    account_id: str
+    data_class: str
+    at: pendulum.DateTime
+    rule_id: str
+    action: Action
+    anchor: Anchor
+    retain_for: IsoDuration
+    cutoff: pendulum.DateTime  # data whose anchor time is at or before this instant is due
+    basis: Basis
+    blocked_by: tuple[str, ...]  # ids of the legal holds in force
+    override_id: str | None
+    anchor_time: pendulum.DateTime | None  # the account's event, for terminated_at / contract_end anchors
+    election: Election | None
+
+    @property
+    def isolate(self) -> bool:
+        """Data not yet due must be kept isolated from processing (DPA 7(b), SCC Clause 12)."""
+        return self.action is Action.RETAIN_ISOLATED
+
+    @property
+    def due_at(self) -> pendulum.DateTime | None:
+        """For account-event anchors: when the period ends for all of this account's data."""
+        return self.retain_for.after(self.anchor_time) if self.anchor_time else None
+
+    def is_due(self, anchor_time: pendulum.DateTime | None) -> bool:
+        """May the action be applied to data whose anchor event happened at ``anchor_time``?"""
+        if self.blocked_by or anchor_time is None:
+            return False
+        return anchor_time <= self.cutoff
+
+    def as_dict(self) -> dict:
+        return {
+            "account_id": self.account_id,
+            "data_class": self.data_class,
+            "at": self.at.isoformat(),
+            "rule_id": self.rule_id,
+            "action": self.action.value,
+            "anchor": self.anchor.value,
+            "retain_for": str(self.retain_for),
+            "cutoff": self.cutoff.isoformat(),
+            "anchor_time": self.anchor_time.isoformat() if self.anchor_time else None,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "due_now": self.is_due(self.anchor_time) if self.anchor.is_account_event else None,
+            "basis": self.basis.model_dump(),
+            "blocked_by": list(self.blocked_by),
+            "override_id": self.override_id,
+            "election": self.election.value if self.election else None,
+            "isolate": self.isolate,
+        }
+
+
+def resolve(ruleset: RuleSet, account: Account, data_class: str, at: pendulum.DateTime,
+            holds: tuple[LegalHold, ...] | list[LegalHold] = ()) -> Decision:
+    if at.tzinfo is None:
+        raise ResolutionError("'at' must be timezone-aware")
+    at = at.in_timezone("UTC")
+    rule = select_rule(ruleset, account, data_class)
+    period, override_id = _period(ruleset, rule, account)
+    election = account.election.choice if account.election else None
+    action = rule.action
+    if action is Action.RETURN_THEN_DELETE and election is Election.DELETE:
+        action = Action.DELETE
+    return Decision(
+        account_id=account.id,
+        data_class=data_class,
+        at=at,
+        rule_id=rule.id,
+        action=action,
+        anchor=rule.anchor,
+        retain_for=period,
+        cutoff=_cutoff(rule, period, at),
+        basis=rule.basis,
+        blocked_by=tuple(sorted(h.id for h in holds if h.applies(account.id, data_class, at))),
+        override_id=override_id,
+        anchor_time=account.event(rule.anchor),
+        election=election,
+    )
+
+
+def select_rule(ruleset: RuleSet, account: Account, data_class: str) -> Rule:
+    if data_class not in ruleset.data_classes.data_classes:
+        raise ResolutionError(f"unknown data class {data_class!r}")
+    if account.jurisdiction not in ruleset.jurisdictions.jurisdictions:
+        raise ResolutionError(f"account {account.id} has unknown jurisdiction {account.jurisdiction!r}")
+    matching = [r for r in ruleset.rules if r.data_class == data_class and account.state in r.account_states
+                and (r.jurisdictions is None or account.jurisdiction in r.jurisdictions)]
+    specific = [r for r in matching if r.jurisdictions is not None]
+    tier = specific or matching
+    if len(tier) != 1:  # validation rules this out; refuse rather than guess
+        raise ResolutionError(f"{len(tier)} rules decide {data_class} for {account.state.value}/{account.jurisdiction}")
+    return tier[0]
+
+
+def _period(ruleset: RuleSet, rule: Rule, account: Account) -> tuple[IsoDuration, str | None]:
+    if rule.override_bounds is None:
+        return rule.retain_for, None
+    for override in ruleset.overrides:
+        if override.account_id == account.id and override.data_class == rule.data_class:
+            return override.retain_for, override.id
+    return rule.retain_for, None
+
+
+def _cutoff(rule: Rule, period: IsoDuration, at: pendulum.DateTime) -> pendulum.DateTime:
+    cutoff = period.before(at)
+    bounds = rule.override_bounds
+    if bounds is not None:
+        # Month lengths can push an override past a bound by a day; the shortest period always wins last.
+        cutoff = max(cutoff, bounds.max.before(at))
+        cutoff = min(cutoff, bounds.min.before(at))
+    return cutoff

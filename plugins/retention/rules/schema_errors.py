@@ -1,0 +1,83 @@
+"""Turn pydantic validation errors into Issues that point at file:line:column with a useful hint."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+from retention.rules.errors import Issue
+from retention.rules.yamlsource import SourceMap, format_path
+
+
+def issues_from(exc: ValidationError, model: type[BaseModel], smap: SourceMap) -> list[Issue]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        message = error["msg"].removeprefix("Value error, ")
+        hint = ""
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            message = f"unknown key {loc[-1]!r}"
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = (f"did you mean {close[0]!r}? " if close else "") + f"allowed keys: {', '.join(allowed)}"
+        elif kind == "missing":
+            message = f"required field {loc[-1]!r} is missing"
+            hint = f"add '{loc[-1]}:' here"
+        issues.append(smap.issue(loc, message, hint, at_key=kind == "extra_forbidden", field_path=format_path(_clean(loc, smap))))
+    return issues
+
+
+def _clean(loc: tuple, smap: SourceMap) -> tuple:
+    """Drop pydantic's schema tags (``function-after[...]``, union member names) from a location."""
+    path: tuple = ()
+    for part in loc:
+        if path + (part,) in smap.values or isinstance(part, int) or not _is_tag(part):
+            path += (part,)
+    return path
+
+
+def _is_tag(part: object) -> bool:
+    return isinstance(part, str) and any(ch in part for ch in "[]()") or part in {"str", "int", "bool", "IsoDuration"}
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    current: object = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return []
+    current = _unwrap_model(current)
+    return list(current.model_fields) if current else []
+
+
+def _step(annotation: object, part: object) -> object | None:
+    model = _unwrap_model(annotation)
+    if model is not None and isinstance(part, str) and part in model.model_fields:
+        return model.model_fields[part].annotation
+    for arg in _members(annotation):
+        origin = typing.get_origin(arg)
+        if origin is list and isinstance(part, int):
+            return typing.get_args(arg)[0]
+        if origin is dict:
+            return typing.get_args(arg)[1]
+    return None
+
+
+def _members(annotation: object) -> tuple:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return tuple(m for arg in typing.get_args(annotation) for m in _members(arg))
+    return (annotation,)
+
+
+def _unwrap_model(annotation: object) -> type[BaseModel] | None:
+    for arg in _members(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
