@@ -24,7 +24,7 @@ def parse_utc(value: object) -> pendulum.DateTime:
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO-8601 timestamp string, got {type(value).__name__}")
     try:
-        parsed = pendulum.parse(value, exact=True, strict=True)
+        parsed = pendulum.parse(value, exact=True, strict=True, tz=None)  # tz=None: do not assume UTC
     except (pendulum.parsing.exceptions.ParserError, ValueError) as exc:
         raise ValueError(f"{value!r} is not an ISO-8601 date or timestamp") from exc
     if isinstance(parsed, pendulum.Date) and not isinstance(parsed, pendulum.DateTime):

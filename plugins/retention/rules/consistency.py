@@ -39,7 +39,7 @@ def check(data_classes: Parsed, jurisdictions: Parsed, rules: Parsed, overrides:
 
 def _unknown(kind: str, value: str, known: list[str]) -> tuple[str, str]:
     close = difflib.get_close_matches(value, known, n=1)
-    hint = (f"did you mean {close[0]!r}? " if close else "") + f"known {kind}s: {', '.join(sorted(known))}"
+    hint = (f"did you mean {close[0]!r}? " if close else "") + f"known: {', '.join(sorted(known))}"
     return f"unknown {kind} {value!r}", hint
 
 

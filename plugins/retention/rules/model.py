@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictBool, model_validator
 
 from retention.rules.durations import IsoDuration
 
@@ -93,7 +93,7 @@ Source = Literal[
 class DataClass(Strict):
     description: Text
     category: Literal["customer_data", "service_data"]
-    personal_data: bool
+    personal_data: StrictBool
     ccpa_category: Identifier | None = None
     sources: list[Source] = Field(min_length=1)
     record_timestamps: list[Literal["created_at", "last_activity_at"]] = Field(min_length=1)

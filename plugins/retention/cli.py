@@ -1,0 +1,285 @@
+"""`retention` command line. Exit codes: 0 ok, 1 invalid input or failed check, 2 usage error."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import pendulum
+
+from retention.rules import (
+    Decision,
+    ResolutionError,
+    RuleSet,
+    RulesError,
+    load_accounts,
+    load_ruleset,
+    parse_utc,
+    resolve,
+)
+
+EXIT_OK, EXIT_INVALID = 0, 1
+
+
+class Failure(click.ClickException):
+    """Invalid input or a failed check: exit 1 with a message (or the JSON document under --json)."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, message: str, document: dict | None = None):
+        super().__init__(message)
+        self.document = document or {"ok": False, "error": message}
+
+
+def common(command: Callable) -> Callable:
+    """Options every command takes, so scripts can rely on them everywhere."""
+
+    @click.option("--rules-dir", type=click.Path(path_type=Path), envvar="RETENTION_RULES_DIR",
+                  default="retention_rules", show_default=True, help="Folder of the rules files.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+    @functools.wraps(command)
+    def wrapper(*args, as_json: bool, **kwargs):
+        try:
+            return _as_failure(command, *args, as_json=as_json, **kwargs)
+        except Failure as exc:
+            if as_json:
+                _emit(exc.document)
+                sys.exit(exc.exit_code)
+            raise
+
+    return wrapper
+
+
+def _as_failure(command: Callable, *args, **kwargs):
+    try:
+        return command(*args, **kwargs)
+    except RulesError as exc:
+        raise Failure(str(exc), {"ok": False, "issues": [i.as_dict() for i in exc.issues]}) from exc
+    except (ResolutionError, LookupError, ValueError) as exc:
+        raise Failure(str(exc)) from exc
+
+
+def ledger_option(command: Callable) -> Callable:
+    return click.option("--database-url", envvar="RETENTION_DATABASE_URL", default=None,
+                        help="Ledger database (default: SQLite under $RETENTION_HOME, ./var).")(command)
+
+
+def _emit(document: dict) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+def _open_ledger(database_url: str | None):
+    from retention.ledger import Ledger  # the rules commands must work without a ledger import cost
+
+    return Ledger.open(database_url)
+
+
+def _moment(value: str | None) -> pendulum.DateTime:
+    if value is None:
+        return pendulum.now("UTC")
+    try:
+        return parse_utc(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="retention-orchestrator")
+def main() -> None:
+    """Retention rules, legal holds and the deletion ledger."""
+
+
+# --- rules -----------------------------------------------------------------------------------------
+
+@main.group()
+def rules() -> None:
+    """Validate and explain the retention rules."""
+
+
+@rules.command("validate")
+@common
+def rules_validate(rules_dir: Path, as_json: bool) -> None:
+    """Check every rules file; list every problem with file:line:column and field."""
+    ruleset = load_ruleset(rules_dir)
+    summary = {"ok": True, "rules_dir": str(rules_dir), "digest": ruleset.digest, "rules": len(ruleset.rules),
+               "data_classes": len(ruleset.data_classes.data_classes),
+               "jurisdictions": sorted(ruleset.jurisdictions.jurisdictions), "overrides": len(ruleset.overrides)}
+    if as_json:
+        return _emit(summary)
+    click.echo(f"{rules_dir}: valid — {summary['rules']} rules over {summary['data_classes']} data classes, "
+               f"{len(summary['jurisdictions'])} jurisdictions, {summary['overrides']} contract override(s); "
+               f"digest {ruleset.digest[:12]}")
+
+
+@rules.command("explain")
+@click.argument("account_id")
+@click.argument("data_class", required=False)
+@click.option("--at", "at_text", metavar="DATE", help="Decide as of this instant (ISO-8601; default now).")
+@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
+              help="Account registry file (accounts.yaml).")
+@ledger_option
+@common
+def rules_explain(account_id: str, data_class: str | None, at_text: str | None, accounts_file: Path | None,
+                  database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Say what happens to ACCOUNT_ID's data (one DATA_CLASS, or all) and why."""
+    at = _moment(at_text)
+    ruleset = load_ruleset(rules_dir)
+    if accounts_file is None:
+        raise click.UsageError("no account registry: pass --accounts FILE or set RETENTION_ACCOUNTS_FILE")
+    accounts = load_accounts(accounts_file, set(ruleset.jurisdictions.jurisdictions))
+    if account_id not in accounts:
+        raise Failure(f"account {account_id!r} is not in {accounts_file}")
+    classes = [data_class] if data_class else list(ruleset.data_classes.data_classes)
+    with _open_ledger(database_url) as ledger:
+        holds = ledger.resolver_holds()
+    decisions = [resolve(ruleset, accounts[account_id], name, at, holds) for name in classes]
+    if as_json:
+        return _emit({"ok": True, "rules_digest": ruleset.digest, "decisions": [
+            {**d.as_dict(), "rule_position": ruleset.rule_positions[d.rule_id]} for d in decisions]})
+    account = accounts[account_id]
+    election = f"; customer elected {account.election.choice.value} on {account.election.elected_at.to_date_string()}" \
+        if account.election else ""
+    click.echo(f"{account.id}: {account.state.value}, {account.jurisdiction}{election} — as of {at.isoformat()}")
+    for decision in decisions:
+        click.echo(explain_text(decision, ruleset))
+
+
+def explain_text(d: Decision, ruleset: RuleSet) -> str:
+    rule = ruleset.rule(d.rule_id)
+    action = d.action.value if d.action is rule.action else f"{d.action.value} (rule: {rule.action.value}; customer elected {d.election.value})"
+    period = f"{d.retain_for} from {d.anchor.value}" + (f" (override {d.override_id})" if d.override_id else "")
+    if d.anchor.is_account_event:
+        if d.anchor_time is None:
+            due = f"not yet: the account has no {d.anchor.value}"
+        else:
+            due = f"{d.due_at.isoformat()} ({'due now' if d.is_due(d.anchor_time) else 'not yet due'})"
+    else:
+        due = f"records whose {d.anchor.value} is at or before {d.cutoff.isoformat()}"
+    lines = [
+        f"\n  {d.data_class}",
+        f"    rule    {d.rule_id} ({ruleset.rule_positions[d.rule_id]})",
+        f"    action  {action}" + ("; isolated until then" if d.isolate else ""),
+        f"    period  {period}",
+        f"    due     {due}",
+        f"    basis   {d.basis.kind}: {d.basis.citation} — {d.basis.summary}",
+        f"    holds   {', '.join(d.blocked_by) + ' — nothing is deleted while in force' if d.blocked_by else 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+# --- legal holds -----------------------------------------------------------------------------------
+
+@main.group()
+def hold() -> None:
+    """Place, release and list legal holds (they stop deletion of what they cover)."""
+
+
+@hold.command("place")
+@click.option("--account", "account_id", help="Account to hold (omit to hold a data class everywhere).")
+@click.option("--data-class", help="Data class to hold (omit to hold all of the account's data).")
+@click.option("--reason", required=True, help="Why (no personal data: it is stored, not logged).")
+@click.option("--reference", required=True, help="Ticket or matter reference.")
+@click.option("--by", "placed_by", required=True, help="Staff id of the person placing the hold.")
+@ledger_option
+@common
+def hold_place(account_id: str | None, data_class: str | None, reason: str, reference: str, placed_by: str,
+               database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Place a legal hold on an account, a data class, or one data class of one account."""
+    ruleset = load_ruleset(rules_dir)
+    if data_class and data_class not in ruleset.data_classes.data_classes:
+        raise Failure(f"unknown data class {data_class!r}; see {rules_dir}/data_classes.yaml")
+    with _open_ledger(database_url) as ledger:
+        placed = ledger.place_hold(account_id=account_id, data_class=data_class, reason=reason,
+                                   reference=reference, placed_by=placed_by)
+    if as_json:
+        return _emit({"ok": True, "hold": _hold_dict(placed)})
+    click.echo(f"placed {placed.id} on {_hold_scope(placed)}")
+
+
+@hold.command("release")
+@click.argument("hold_id")
+@click.option("--reason", required=True, help="Why the hold ends.")
+@click.option("--by", "released_by", required=True, help="Staff id of the person releasing the hold.")
+@ledger_option
+@common
+def hold_release(hold_id: str, reason: str, released_by: str, database_url: str | None, rules_dir: Path,
+                 as_json: bool) -> None:
+    """Release a legal hold; deletion it stopped resumes on the next run."""
+    with _open_ledger(database_url) as ledger:
+        released = ledger.release_hold(hold_id, released_by=released_by, reason=reason)
+    if as_json:
+        return _emit({"ok": True, "hold": _hold_dict(released)})
+    click.echo(f"released {released.id} ({_hold_scope(released)})")
+
+
+@hold.command("list")
+@click.option("--all", "include_released", is_flag=True, help="Include released holds.")
+@ledger_option
+@common
+def hold_list(include_released: bool, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """List legal holds in force (and released ones with --all)."""
+    with _open_ledger(database_url) as ledger:
+        holds = ledger.list_holds(include_released=include_released)
+    if as_json:
+        return _emit({"ok": True, "holds": [_hold_dict(h) for h in holds]})
+    if not holds:
+        click.echo("no legal holds" + ("" if include_released else " in force"))
+    for h in holds:
+        state = f"released {h.released_at.isoformat()}" if h.released_at else "in force"
+        click.echo(f"{h.id}  {_hold_scope(h):40}  {state}  since {h.placed_at.isoformat()}  ref {h.reference}")
+
+
+def _hold_scope(h) -> str:
+    return " / ".join(filter(None, [f"account {h.account_id}" if h.account_id else "every account",
+                                    f"data class {h.data_class}" if h.data_class else "all data classes"]))
+
+
+def _hold_dict(h) -> dict:
+    return {"id": h.id, "account_id": h.account_id, "data_class": h.data_class, "reference": h.reference,
+            "placed_by": h.placed_by, "placed_at": h.placed_at.isoformat(),
+            "released_at": h.released_at.isoformat() if h.released_at else None}
+
+
+# --- ledger ----------------------------------------------------------------------------------------
+
+@main.group()
+def ledger() -> None:
+    """The append-only, hash-chained record of everything the product did."""
+
+
+@ledger.command("verify")
+@ledger_option
+@common
+def ledger_verify(database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Recompute the hash chain; name the first event that was edited, deleted or reordered."""
+    with _open_ledger(database_url) as opened:
+        result = opened.verify()
+    document = {"ok": result.ok, "events_checked": result.events_checked, "first_bad_seq": result.first_bad_seq,
+                "first_bad_event_id": result.first_bad_event_id, "reason": result.reason}
+    if not result.ok:
+        raise Failure(f"ledger verification FAILED: {result.reason}", document)
+    if as_json:
+        return _emit(document)
+    click.echo(f"ledger intact: {result.events_checked} event(s), hash chain verified")
+
+
+@ledger.command("migrate")
+@ledger_option
+@common
+def ledger_migrate(database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Bring the ledger schema to the latest version (Alembic)."""
+    from retention.ledger import database_url as default_url, migrate
+
+    url = database_url or default_url()
+    migrate(url)
+    if as_json:
+        return _emit({"ok": True})
+    click.echo("ledger schema is up to date")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Broken rules files are refused whole, and every message names file:line:column and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from retention.rules import RulesError, load_ruleset
+from tests.rules_fixtures import DATA_CLASSES, RULES
+
+
+def problems(rules_dir) -> list:
+    with pytest.raises(RulesError) as caught:
+        load_ruleset(rules_dir.root)
+    return caught.value.issues
+
+
+def only_problem(rules_dir):
+    found = problems(rules_dir)
+    assert len(found) == 1, "\n".join(map(str, found))
+    return found[0]
+
+
+def where(issue) -> str:
+    return f"{issue.file}:{issue.line}:{issue.column}: {issue.field}"
+
+
+def test_the_minimal_rule_set_is_valid(rules_dir):
+    ruleset = load_ruleset(rules_dir.root)
+    assert [r.id for r in ruleset.rules] == ["chats-in-service", "chats-terminated"]
+
+
+def test_unknown_key_names_its_line_and_suggests_the_right_one(rules_dir):
+    rules_dir.write(rules=RULES.replace("    retain_for: P30D\n    anchor: created_at",
+                                        "    retain_four: P30D\n    anchor: created_at"))
+    issue = problem_at(rules_dir, "rules[0].retain_four")
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'retain_four')}:5: rules[0].retain_four"
+    assert issue.message == "unknown key 'retain_four'"
+    assert "did you mean 'retain_for'?" in issue.hint
+
+
+def problem_at(rules_dir, field: str):
+    """One mistake can cause several problems (a typo also leaves a field missing); pick one by field."""
+    found = problems(rules_dir)
+    return next((i for i in found if i.field == field), None) or pytest.fail("\n".join(map(str, found)))
+
+
+def test_bad_duration_points_at_the_value(rules_dir):
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", "retain_for: 30 days\n    anchor: created_at"))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', '30 days')}:17: rules[0].retain_for"
+    assert "not an ISO-8601 duration" in issue.message
+
+
+@pytest.mark.parametrize("text", ["P", "PT", "P1.5Y", "-P1D", "P1DT", "1Y"])
+def test_malformed_durations_are_refused(rules_dir, text):
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", f"retain_for: '{text}'\n    anchor: created_at"))
+    assert only_problem(rules_dir).field == "rules[0].retain_for"
+
+
+def test_unknown_data_class_suggests_the_closest(rules_dir):
+    rules_dir.write(rules=RULES.replace("data_class: chat_transcripts", "data_class: chat_transcript", 1))
+    issue = problem_at(rules_dir, "rules[0].data_class")
+    assert where(issue) == f"{rules_dir.path('rules')}:3:17: rules[0].data_class"
+    assert issue.message == "unknown data class 'chat_transcript'"
+    assert "did you mean 'chat_transcripts'?" in issue.hint
+
+
+def test_overlapping_rules_with_different_outcomes_are_refused(rules_dir):
+    overlap = """\
+  - id: chats-trial-short
+    data_class: chat_transcripts
+    account_states: [trial]
+    retain_for: P7D
+    anchor: created_at
+    action: delete
+    basis: {kind: policy, citation: none, summary: shorter for trials}
+"""
+    rules_dir.write(rules=RULES + overlap)
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'chats-trial-short')}:5: rules[2]"
+    assert "overlaps rule 'chats-in-service' (line 2)" in issue.message
+    assert "different outcome" in issue.message
+
+
+def test_a_jurisdiction_specific_rule_refines_a_general_one_without_overlap(rules_dir):
+    refined = """\
+  - id: chats-in-service-eea
+    data_class: chat_transcripts
+    account_states: [trial, active, suspended]
+    jurisdictions: [EEA]
+    retain_for: P14D
+    anchor: created_at
+    action: delete
+    basis: {kind: policy, citation: none, summary: shorter in the EEA}
+"""
+    ruleset = load_ruleset(rules_dir.write(rules=RULES + refined).root)
+    assert len(ruleset.rules) == 3
+
+
+def test_a_gap_names_the_data_class_and_the_undecided_cases(rules_dir):
+    rules_dir.write(rules=RULES.split("  - id: chats-terminated")[0])
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('data_classes')}:{rules_dir.line_of('data_classes', 'chat_transcripts:')}:3: data_classes.chat_transcripts"
+    assert "terminated/EEA, terminated/OTHER" in issue.message
+    assert "add a rule" in issue.hint
+
+
+def test_duplicate_yaml_key_is_an_error_not_a_silent_overwrite(rules_dir):
+    rules_dir.write(rules=RULES.replace("    anchor: created_at\n", "    anchor: created_at\n    anchor: last_activity_at\n", 1))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'last_activity_at')}:5: rules[0].anchor"
+    assert issue.message.startswith("duplicate key 'anchor'")
+
+
+def test_yaml_syntax_error_names_line_and_column(rules_dir):
+    rules_dir.write(rules=RULES.replace("account_states: [terminated]", "account_states: [terminated"))
+    issue = only_problem(rules_dir)
+    assert issue.file == rules_dir.path("rules") and issue.field == "(syntax)"
+    assert issue.line >= rules_dir.line_of("rules", "[terminated")
+
+
+def test_yes_is_not_a_boolean(rules_dir):
+    rules_dir.write(data_classes=DATA_CLASSES.replace("personal_data: true", "personal_data: yes"))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('data_classes')}:9:20: data_classes.chat_transcripts.personal_data"
+
+
+def test_missing_field_is_named_with_a_hint(rules_dir):
+    rules_dir.write(rules=RULES.replace("    anchor: terminated_at\n", ""))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'id: chats-terminated')}:5: rules[1].anchor"
+    assert issue.message == "required field 'anchor' is missing"
+
+
+def test_anchor_the_data_class_does_not_record_is_refused(rules_dir):
+    rules_dir.write(rules=RULES.replace("anchor: created_at", "anchor: last_activity_at"))
+    issue = only_problem(rules_dir)
+    assert issue.field == "rules[0].anchor"
+    assert "have no 'last_activity_at'" in issue.message
+
+
+def test_retain_isolated_without_a_statute_is_refused(rules_dir):
+    rules_dir.write(rules=RULES.replace("action: return_then_delete", "action: retain_isolated"))
+    issue = only_problem(rules_dir)
+    assert issue.field == "rules[1].basis.kind"
+    assert "statutory basis" in issue.message
+
+
+def test_return_then_delete_for_active_accounts_is_refused(rules_dir):
+    rules_dir.write(rules=RULES.replace("    action: delete\n", "    action: return_then_delete\n"))
+    assert only_problem(rules_dir).field == "rules[0].action"
+
+
+def test_override_outside_the_rule_bounds_is_refused(rules_dir):
+    rules_dir.write(overrides="""\
+overrides:
+  - id: acct-1-long
+    account_id: acct_1
+    data_class: chat_transcripts
+    retain_for: P1Y
+    contract_reference: Order form 7
+""")
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('overrides')}:5:17: overrides[0].retain_for"
+    assert "outside rule 'chats-in-service'" in issue.message
+
+
+def test_every_problem_is_reported_not_just_the_first(rules_dir):
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", "retain_for: soon\n    anchor: created_at")
+                    .replace("action: return_then_delete", "action: shred"))
+    assert [i.field for i in problems(rules_dir)] == ["rules[0].retain_for", "rules[1].action"]
+
+
+def test_a_missing_file_is_named(rules_dir):
+    (rules_dir.root / "overrides.yaml").unlink()
+    issue = only_problem(rules_dir)
+    assert issue.file == rules_dir.path("overrides") and issue.message == "file not found"
