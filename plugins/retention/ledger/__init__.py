@@ -1,0 +1,24 @@
+"""Append-only, hash-chained audit ledger (SQLite file by default, PostgreSQL in production).
+
+No personal data may enter it: account ids, data class names, counts, hashes and staff ids only.
+"""
+
+from retention.ledger.chain import (
+    PayloadError, VerifyResult, canonical_json, compute_hash, event_hash, iso_utc, verify,
+)
+from retention.ledger.guard import PersonalDataError, looks_personal
+from retention.ledger.models import (
+    GENESIS_HASH, VERSION_TABLE, Base, Certificate, ChainHead, Event, LegalHoldRow, PlannedTask, Run,
+)
+from retention.ledger.store import (
+    MIGRATIONS_DIR, HoldRecord, Ledger, LedgerSchemaError, create_ledger_engine, current_revision,
+    database_url, head_revision, migrate, normalize_url,
+)
+
+__all__ = [
+    "GENESIS_HASH", "MIGRATIONS_DIR", "VERSION_TABLE", "Base", "Certificate", "ChainHead", "Event",
+    "HoldRecord", "Ledger", "LedgerSchemaError", "LegalHoldRow", "PayloadError", "PersonalDataError",
+    "PlannedTask", "Run", "VerifyResult", "canonical_json", "compute_hash", "create_ledger_engine",
+    "current_revision", "database_url", "event_hash", "head_revision", "iso_utc", "looks_personal",
+    "migrate", "normalize_url", "verify",
+]

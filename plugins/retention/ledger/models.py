@@ -1,0 +1,166 @@
+"""SQLAlchemy 2 models of the ledger database. No column may hold personal data.
+
+Every timestamp goes through ``UTCDateTime``: it refuses naive datetimes on the way in and returns
+UTC-aware pendulum datetimes on the way out (SQLite hands back naive ones, PostgreSQL aware ones in
+the session's time zone), so hashes and comparisons never depend on the backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pendulum
+from sqlalchemy import (
+    JSON, BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, MetaData, String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints: Alembic batch mode on SQLite and autogenerate comparisons need stable names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+GENESIS_HASH = "0" * 64
+
+# Not "alembic_version": the ledger may share a PostgreSQL database with Airflow's metadata.
+VERSION_TABLE = "ledger_alembic_version"
+
+# Lengths shared with the migration (which must not import this module, so it repeats them).
+ID = 32          # uuid4 hex
+NAME = 200       # account ids, data class names, staff ids, rule ids
+HASH = 64        # sha256 hex
+
+
+def utc(value: datetime) -> pendulum.DateTime:
+    """A timezone-aware datetime as a UTC pendulum datetime; naive input is refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} refused: pass a timezone-aware datetime")
+    return pendulum.instance(value).in_timezone("UTC")
+
+
+class UTCDateTime(TypeDecorator):
+    """``DateTime(timezone=True)`` that always stores and returns UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        v = utc(value)
+        # Plain stdlib datetime for the drivers; SQLite has no time zones, so store naive UTC there.
+        tz = None if dialect.name == "sqlite" else timezone.utc
+        return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=tz)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> pendulum.DateTime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: stored as naive UTC
+            value = value.replace(tzinfo=timezone.utc)
+        return pendulum.instance(value).in_timezone("UTC")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    dry_run: Mapped[bool]
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    rules_digest: Mapped[str] = mapped_column(String(HASH))
+    dag_id: Mapped[str | None] = mapped_column(String(250))
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PlannedTask(Base):
+    __tablename__ = "planned_tasks"
+    __table_args__ = (UniqueConstraint("run_id", "account_id", "data_class", "location"),)
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    account_id: Mapped[str] = mapped_column(String(NAME))
+    data_class: Mapped[str] = mapped_column(String(NAME))
+    location: Mapped[str] = mapped_column(String(500))
+    action: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String(NAME))
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
+    estimated_count: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="planned", server_default="planned")
+    checkpoint: Mapped[dict | None] = mapped_column(JSON)
+    deleted_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class Event(Base):
+    """One link of the hash chain. ``seq`` is assigned by ``Ledger.append``, never by the database."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(ID), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(NAME))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    # Usually a planned_tasks id; no FK, so the chain depends on no other table's rows.
+    task_id: Mapped[str | None] = mapped_column(String(NAME))
+    payload: Mapped[dict] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(HASH))
+    hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+
+    def __repr__(self) -> str:
+        return f"Event(seq={self.seq}, kind={self.kind!r}, hash={self.hash[:12]}…)"
+
+
+class ChainHead(Base):
+    """The single row (id=1) naming the last event; seeded by the migration with seq 0."""
+
+    __tablename__ = "chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH))
+
+
+class LegalHoldRow(Base):
+    __tablename__ = "legal_holds"
+    __table_args__ = (
+        CheckConstraint("account_id IS NOT NULL OR data_class IS NOT NULL", name="scoped"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(String(NAME))
+    data_class: Mapped[str | None] = mapped_column(String(NAME))
+    reason: Mapped[str] = mapped_column(String(500))
+    reference: Mapped[str] = mapped_column(String(NAME))
+    placed_by: Mapped[str] = mapped_column(String(NAME))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(NAME))
+    release_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(NAME), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(32))
+    chain_head_hash: Mapped[str] = mapped_column(String(HASH))
+    key_id: Mapped[str | None] = mapped_column(String(NAME))
+    document: Mapped[dict] = mapped_column(JSON)

@@ -1,0 +1,437 @@
+"""The ``Ledger``: opening the database, appending chained events, legal holds and runs.
+
+Every write takes the chain head first (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every
+write transaction is ``BEGIN IMMEDIATE``), so appenders in any number of processes serialize and
+sequence numbers never collide or skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from retention.ledger import chain
+from retention.ledger.chain import VerifyResult, check_payload, iso_utc
+from retention.ledger.guard import refuse_personal_data
+from retention.ledger.models import (
+    NAME, VERSION_TABLE, ChainHead, Event, LegalHoldRow, PlannedTask, Run, utc,
+)
+from retention.rules import LegalHold
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+RUN_FINAL_STATUSES = ("succeeded", "failed")
+
+_KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_READ_ONLY = "ledger_read_only"  # execution option: SQLite reads use a deferred BEGIN
+_MIGRATION_LOCK = 0x1ED6E5  # PostgreSQL advisory lock key: one migration at a time
+
+
+class LedgerSchemaError(RuntimeError):
+    """The database schema is not at the revision this code expects."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Database URL, engine and migrations
+
+
+def database_url() -> str:
+    """``RETENTION_DATABASE_URL``, else a SQLite file ``$RETENTION_HOME/ledger.db`` (default ./var)."""
+    url = os.environ.get("RETENTION_DATABASE_URL")
+    if url:
+        return normalize_url(url)
+    home = Path(os.environ.get("RETENTION_HOME", "var")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'ledger.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Point bare PostgreSQL URLs at psycopg 3, the installed driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def create_ledger_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (SQLAlchemy's pysqlite recipe)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 60000")
+        cur.execute("PRAGMA journal_mode = WAL")  # readers never block the appender
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front, so two appenders cannot both read the same head.
+        read_only = conn.get_execution_options().get(_READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config(connection: Any) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.execution_options(**{_READ_ONLY: True}).connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def _upgrade(engine: Engine) -> None:
+    # One transaction for the whole upgrade; concurrent migrators wait for it, then find it done.
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        command.upgrade(_alembic_config(conn), "head")
+
+
+def migrate(url: str | None = None) -> None:
+    """Upgrade the ledger database to the newest schema (``alembic upgrade head``)."""
+    engine = create_ledger_engine(url or database_url())
+    try:
+        _upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _check_schema(engine: Engine) -> None:
+    found, expected = current_revision(engine), head_revision()
+    if found != expected:
+        there = f"revision {found}" if found else "no ledger schema (empty database)"
+        raise LedgerSchemaError(f"ledger database {engine.url.render_as_string(hide_password=True)} "
+                                f"has {there}, expected revision {expected}: "
+                                "run `retention ledger migrate`")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _now() -> pendulum.DateTime:
+    return pendulum.now("UTC")
+
+
+def _text(value: Any, field: str, max_len: int = NAME) -> str:
+    """A non-empty string of at most ``max_len`` characters with no personal data in it."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field} must be a non-empty string")
+    if len(value) > max_len:
+        raise ValueError(f"{field} is {len(value)} characters long; at most {max_len} are allowed")
+    refuse_personal_data(value, field)
+    return value
+
+
+def _optional_text(value: Any, field: str) -> str | None:
+    return None if value is None else _text(value, field)
+
+
+def _kind(value: str, field: str = "kind") -> str:
+    if not isinstance(value, str) or len(value) > 64 or not _KIND.fullmatch(value):
+        raise ValueError(f"{field} {value!r} must be a short dotted lowercase name like 'hold.placed'")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Records handed out to callers
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    id: str
+    account_id: str | None
+    data_class: str | None
+    reason: str
+    reference: str
+    placed_by: str
+    placed_at: pendulum.DateTime
+    released_at: pendulum.DateTime | None
+    released_by: str | None
+    release_reason: str | None
+
+    @classmethod
+    def of(cls, row: LegalHoldRow) -> HoldRecord:
+        return cls(row.id, row.account_id, row.data_class, row.reason, row.reference, row.placed_by,
+                   row.placed_at, row.released_at, row.released_by, row.release_reason)
+
+    def in_force(self, at: datetime | None = None) -> bool:
+        at = utc(at) if at else _now()
+        return self.placed_at <= at and (self.released_at is None or at < self.released_at)
+
+    def to_legal_hold(self) -> LegalHold:
+        return LegalHold(id=self.id, account_id=self.account_id, data_class=self.data_class,
+                         placed_at=self.placed_at, released_at=self.released_at)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger
+
+
+class Ledger:
+    """Append-only, hash-chained ledger. Use ``Ledger.open()``; close it (or use ``with``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = sessionmaker(engine, expire_on_commit=False)
+        self._reader = sessionmaker(engine.execution_options(**{_READ_ONLY: True}),
+                                    expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Ledger:
+        """Connect. A SQLite ledger is migrated on the spot; any other must already be at head."""
+        engine = create_ledger_engine(url or database_url())
+        try:
+            if engine.dialect.name == "sqlite":
+                if current_revision(engine) != head_revision():
+                    _upgrade(engine)
+            else:
+                _check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: pass it as ``session=`` so your writes and the events commit together."""
+        with self._writer.begin() as s:
+            yield s
+
+    @contextmanager
+    def _tx(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:  # the caller's transaction: the caller commits
+            yield session
+        else:
+            with self.session() as s:
+                yield s
+
+    # -- the chain ------------------------------------------------------------------------------
+
+    def append(self, kind: str, payload: dict, *, actor: str, run_id: str | None = None,
+               task_id: str | None = None, session: Session | None = None) -> Event:
+        """Append one event; with ``session``, inside that transaction and without committing.
+
+        Takes the chain-head lock, which is held until the transaction ends: in a shared
+        transaction, append after locking your own rows, never before, to keep lock order.
+        """
+        if not isinstance(payload, dict):
+            raise chain.PayloadError(f"payload must be a dict, not {type(payload).__name__}")
+        fields = dict(kind=_kind(kind), actor=_text(actor, "actor"),
+                      run_id=_optional_text(run_id, "run_id"),
+                      task_id=_optional_text(task_id, "task_id"))
+        refuse_personal_data(payload, "payload")
+        payload = check_payload(payload)
+        with self._tx(session) as s:
+            return _append(s, payload=payload, **fields)
+
+    def head(self) -> tuple[int, str]:
+        with self._reader() as s:
+            row = chain._read_head(s)
+        return (row.seq, row.hash)
+
+    def events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[Event]:
+        """Events with seq > after_seq in order, fetched in batches; no session stays open between."""
+        left = limit
+        while left is None or left > 0:
+            size = 500 if left is None else min(500, left)
+            with self._reader() as s:
+                batch = s.scalars(select(Event).where(Event.seq > after_seq)
+                                  .order_by(Event.seq).limit(size)).all()
+            yield from batch
+            if len(batch) < size:
+                return
+            after_seq = batch[-1].seq
+            left = None if left is None else left - len(batch)
+
+    def verify(self) -> VerifyResult:
+        with self._reader() as s:
+            return chain.verify(s)
+
+    # -- legal holds ----------------------------------------------------------------------------
+
+    def place_hold(self, *, account_id: str | None, data_class: str | None, reason: str,
+                   reference: str, placed_by: str, at: datetime | None = None) -> HoldRecord:
+        if account_id is None and data_class is None:
+            raise ValueError("a legal hold needs an account_id, a data_class or both: "
+                             "a hold on everything is not a hold")
+        row = LegalHoldRow(
+            id=f"hold-{uuid.uuid4().hex[:12]}",
+            account_id=_optional_text(account_id, "account_id"),
+            data_class=_optional_text(data_class, "data_class"),
+            # The reason is free text: it is kept in this row only, never in an event.
+            reason=_text(reason, "reason", 500), reference=_text(reference, "reference"),
+            placed_by=_text(placed_by, "placed_by"), placed_at=utc(at) if at else _now(),
+        )
+        with self.session() as s:
+            s.add(row)
+            s.flush()
+            _append(s, kind="hold.placed", actor=row.placed_by, payload=_hold_payload(row))
+        return HoldRecord.of(row)
+
+    def release_hold(self, hold_id: str, *, released_by: str, reason: str,
+                     at: datetime | None = None) -> HoldRecord:
+        released_by, reason = _text(released_by, "released_by"), _text(reason, "reason", 500)
+        at = utc(at) if at else _now()
+        with self.session() as s:
+            row = s.scalars(select(LegalHoldRow).where(LegalHoldRow.id == hold_id)
+                            .with_for_update()).one_or_none()
+            _check_releasable(row, hold_id, at)
+            row.released_at, row.released_by, row.release_reason = at, released_by, reason
+            s.flush()
+            _append(s, kind="hold.released", actor=released_by, payload=_hold_payload(row))
+        return HoldRecord.of(row)
+
+    def list_holds(self, include_released: bool = False) -> list[HoldRecord]:
+        with self._reader() as s:
+            rows = s.scalars(select(LegalHoldRow)
+                             .order_by(LegalHoldRow.placed_at, LegalHoldRow.id)).all()
+        records = [HoldRecord.of(r) for r in rows]
+        now = _now()
+        return [r for r in records
+                if include_released or r.released_at is None or r.released_at > now]
+
+    def resolver_holds(self) -> list[LegalHold]:
+        """Every hold, released ones included: the resolver decides which were in force when."""
+        return [r.to_legal_hold() for r in self.list_holds(include_released=True)]
+
+    # -- runs and plans -------------------------------------------------------------------------
+
+    def start_run(self, kind: str, *, dry_run: bool, as_of: datetime, rules_digest: str,
+                  dag_id: str | None = None, airflow_run_id: str | None = None,
+                  actor: str) -> str:
+        if not isinstance(rules_digest, str) or not _SHA256.fullmatch(rules_digest):
+            raise ValueError("rules_digest must be a sha256 hex digest (64 lowercase hex characters)")
+        run = Run(id=uuid.uuid4().hex, kind=_kind(kind, "run kind"), status="running",
+                  dry_run=bool(dry_run), as_of=utc(as_of), rules_digest=rules_digest,
+                  dag_id=_optional_text(dag_id, "dag_id"),
+                  airflow_run_id=_optional_text(airflow_run_id, "airflow_run_id"),
+                  started_at=_now())
+        actor = _text(actor, "actor")
+        with self.session() as s:
+            s.add(run)
+            s.flush()
+            _append(s, kind="run.started", actor=actor, run_id=run.id, payload={
+                "kind": run.kind, "dry_run": run.dry_run, "as_of": iso_utc(run.as_of),
+                "rules_digest": run.rules_digest, "dag_id": run.dag_id,
+                "airflow_run_id": run.airflow_run_id,
+            })
+        return run.id
+
+    def finish_run(self, run_id: str, status: str, *, actor: str) -> None:
+        if status not in RUN_FINAL_STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(RUN_FINAL_STATUSES)}")
+        actor = _text(actor, "actor")
+        with self.session() as s:
+            run = s.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+            if run is None:
+                raise LookupError(f"no run with id {run_id!r}")
+            if run.status != "running":
+                raise ValueError(f"run {run_id} already finished with status {run.status!r}")
+            run.status, run.finished_at = status, _now()
+            s.flush()
+            _append(s, kind="run.finished", actor=actor, run_id=run.id,
+                    payload={"kind": run.kind, "status": status})
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._reader() as s:
+            return s.get(Run, run_id)
+
+    def add_planned_task(self, run_id: str, *, account_id: str, data_class: str, location: str,
+                         action: str, rule_id: str, cutoff: datetime,
+                         estimated_count: int | None = None,
+                         session: Session | None = None) -> str:
+        """Record one (account, data class, location) step of a run's plan; returns its id."""
+        task = PlannedTask(
+            id=uuid.uuid4().hex, run_id=run_id, account_id=_text(account_id, "account_id"),
+            data_class=_text(data_class, "data_class"), location=_text(location, "location", 500),
+            action=_text(action, "action", 32), rule_id=_text(rule_id, "rule_id"), cutoff=utc(cutoff),
+            estimated_count=estimated_count, status="planned", deleted_count=0,
+        )
+        with self._tx(session) as s:
+            s.add(task)
+            s.flush()
+        return task.id
+
+
+# ---------------------------------------------------------------------------------------------
+# Internals shared by the writers (callers validated everything already)
+
+
+def _append(s: Session, *, kind: str, actor: str, payload: dict, run_id: str | None = None,
+            task_id: str | None = None) -> Event:
+    head = s.execute(select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1)
+                     .with_for_update()).one()
+    ev = Event(seq=head.seq + 1, event_id=uuid.uuid4().hex, kind=kind, occurred_at=_now(),
+               actor=actor, run_id=run_id, task_id=task_id, payload=payload, prev_hash=head.hash)
+    ev.hash = chain.event_hash(ev)
+    s.add(ev)
+    s.flush()
+    s.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=ev.seq, hash=ev.hash))
+    return ev
+
+
+def _hold_payload(row: LegalHoldRow) -> dict:
+    payload = {"hold_id": row.id, "account_id": row.account_id, "data_class": row.data_class,
+               "reference": row.reference, "placed_at": iso_utc(row.placed_at)}
+    if row.released_at is not None:
+        payload["released_at"] = iso_utc(row.released_at)
+    return payload
+
+
+def _check_releasable(row: LegalHoldRow | None, hold_id: str, at: pendulum.DateTime) -> None:
+    if row is None:
+        raise LookupError(f"no legal hold with id {hold_id!r}")
+    if row.released_at is not None:
+        raise ValueError(f"legal hold {hold_id} was already released at {iso_utc(row.released_at)} "
+                         f"by {row.released_by}")
+    if at < row.placed_at:
+        raise ValueError(f"legal hold {hold_id} cannot be released at {iso_utc(at)}, "
+                         f"before it was placed at {iso_utc(row.placed_at)}")
+
+
+__all__ = [
+    "HoldRecord", "Ledger", "LedgerSchemaError", "MIGRATIONS_DIR", "create_ledger_engine",
+    "current_revision", "database_url", "head_revision", "migrate", "normalize_url",
+]

