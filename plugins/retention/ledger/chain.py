@@ -119,7 +119,7 @@ def _stream(session: Session, upto: int, batch_size: int) -> Iterator[Any]:
         after = rows[-1].seq
 
 
-def _read_head(session: Session) -> Any:
+def read_head(session: Session) -> Any:
     return session.execute(select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1)).one_or_none()
 
 
@@ -150,7 +150,7 @@ def verify(session: Session, *, batch_size: int = 1000) -> VerifyResult:
     The head is read first and only events up to it are checked, so appends committed while this
     runs are neither verified nor mistaken for tampering.
     """
-    head = _read_head(session)
+    head = read_head(session)
     if head is None:
         any_event = session.execute(select(Event.seq, Event.event_id).order_by(Event.seq).limit(1)).first()
         if any_event is None:
@@ -180,7 +180,7 @@ def _check_head(session: Session, head: Any, checked: int, last_hash: str,
                      f"event {head.seq} has {last_hash[:16]}… (head or last event edited?)")
     beyond = session.execute(select(func.min(Event.seq)).where(Event.seq > head.seq)).scalar()
     # An event committed after we read the head moved the head with it; re-read before accusing.
-    if beyond is not None and getattr(_read_head(session), "seq", -1) < beyond:
+    if beyond is not None and getattr(read_head(session), "seq", -1) < beyond:
         return _fail(checked, beyond, None,
                      f"event {beyond} lies past the chain head at {head.seq} "
                      "(written around the ledger?)")

@@ -268,7 +268,7 @@ class Ledger:
 
     def head(self) -> tuple[int, str]:
         with self._reader() as s:
-            row = chain._read_head(s)
+            row = chain.read_head(s)
         return (row.seq, row.hash)
 
     def events(self, after_seq: int = 0, limit: int | None = None) -> Iterator[Event]:
