@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.sql"]
+
 
 def _psycopg(url: str) -> str:
     """SQLAlchemy URL for psycopg 3 (the installed driver) from a bare postgresql:// one."""

@@ -1,0 +1,96 @@
+"""One small interface over every place data lives. No rule logic here: a Selector says what.
+
+The engine drives a store batch by batch so it can write an intent event before each destructive call
+and an outcome event after it:
+
+    for batch in store.batches(selector, after=checkpoint):    # bounds of the next batch, nothing deleted yet
+        ledger: intent(batch.after, batch.upper, batch.count)
+        outcome = store.delete(batch)                           # or store.anonymize(batch)
+        ledger: outcome(outcome.affected); checkpoint = batch.upper
+
+A batch covers the half-open key range (after, upper]. After a crash between intent and outcome the
+engine calls ``count(selector, after, upper)`` to learn how much of the batch is already gone, so a
+deletion is counted exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What to act on in one location: one account's records, optionally only the old ones."""
+
+    account_id: str
+    anchor: str | None = None  # record timestamp the cutoff applies to ("created_at", ...); None: all records
+    cutoff: datetime | None = None  # records whose anchor time is at or before this; None with anchor None
+
+    def __post_init__(self) -> None:
+        if (self.anchor is None) != (self.cutoff is None):
+            raise ValueError("a Selector takes an anchor and a cutoff together, or neither (all of the account's data)")
+        if self.cutoff is not None and self.cutoff.tzinfo is None:
+            raise ValueError("cutoff must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class Retained:
+    """Data a store could not remove and must not pretend it did: listed as an exception."""
+
+    reason: str  # "object_lock_retention" | "object_lock_legal_hold" | ...
+    count: int
+    retain_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """The next batch: its key range and how many records it holds. Nothing is deleted yet."""
+
+    after: str | None  # exclusive lower bound (None: from the start)
+    upper: str  # inclusive upper bound, the checkpoint once done
+    count: int
+    items: Any = field(default=None, repr=False, compare=False)  # store-private (e.g. S3 keys+versions)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    affected: int  # records (rows, objects, versions, delete markers) removed or anonymized
+    retained: tuple[Retained, ...] = ()
+
+
+@dataclass(frozen=True)
+class Residue:
+    """What a verification found still matching the selector."""
+
+    remaining: int  # records still there, retained ones included
+    retained: tuple[Retained, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left but what is legitimately retained (and reported as such)."""
+        return self.remaining == sum(r.count for r in self.retained)
+
+
+class Store(Protocol):
+    location_id: str
+
+    def count(self, selector: Selector, after: str | None = None, upper: str | None = None) -> int:
+        """Records matching the selector, within (after, upper] when bounds are given."""
+
+    def batches(self, selector: Selector, after: str | None = None) -> Iterator[PendingBatch]:
+        """Successive batches after the checkpoint, each sized to keep one destructive call short."""
+
+    def delete(self, batch: PendingBatch) -> Outcome:
+        """Remove every record of the batch (all versions and delete markers on versioned buckets)."""
+
+    def anonymize(self, batch: PendingBatch) -> Outcome:
+        """Clear the configured columns of every record of the batch (SQL only)."""
+
+    def verify(self, selector: Selector) -> Residue:
+        """Re-query the location: what still matches, and what of it is retained and why."""
+
+    def export(self, selector: Selector, sink: Any) -> int:
+        """Write every matching record to ``sink`` (for the return flow); returns the count."""
