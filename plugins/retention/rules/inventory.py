@@ -29,13 +29,13 @@ class ChildTable(Strict):
 
 
 class Anonymize(Strict):
-    null: list[SqlName] = Field(default_factory=list)  # set to NULL
+    set_null: list[SqlName] = Field(default_factory=list)  # set to NULL
     hash: list[SqlName] = Field(default_factory=list)  # replaced by a salted hash (the salt is discarded)
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Anonymize":
-        if not self.null and not self.hash:
-            raise ValueError("name at least one column under null or hash")
+        if not self.set_null and not self.hash:
+            raise ValueError("name at least one column under set_null or hash")
         return self
 
 
@@ -98,6 +98,8 @@ def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> lis
             continue
         if isinstance(location, SqlLocation):
             issues += _check_sql_anchors(location, at, smap, ruleset)
+        else:
+            issues += _check_s3_rules(location, at, smap, ruleset)
     for name in systems.not_stored:
         if name not in classes:
             issues.append(smap.issue(("not_stored", name), f"unknown data class {name!r}", at_key=True))
@@ -107,6 +109,19 @@ def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> lis
             issues.append(smap.issue(("locations",), f"personal data class {name!r} has no location",
                                      f"add a location for it, or list it under not_stored: with the reason",
                                      at_key=True, field_path="locations"))
+    return issues
+
+
+def _check_s3_rules(location: S3Location, at: tuple, smap: SourceMap, ruleset: RuleSet) -> list[Issue]:
+    """An object has one time (its creation) and cannot be anonymized in place."""
+    issues = []
+    for rule in (r for r in ruleset.rules if r.data_class == location.data_class):
+        if rule.anchor.value == "last_activity_at":
+            issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} anchors on last_activity_at, "
+                                     "which objects do not record", "anchor the rule on created_at, or keep this data in SQL"))
+        if rule.action.value == "anonymize":
+            issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} anonymizes, which objects cannot be",
+                                     "use delete for data kept in object storage"))
     return issues
 
 
@@ -120,6 +135,6 @@ def _check_sql_anchors(location: SqlLocation, at: tuple, smap: SourceMap, rulese
                                      "but this table maps no column to it", f"add '{anchor}: <column>' under timestamps"))
     if any(r.action.value == "anonymize" for r in rules) and location.anonymize is None:
         issues.append(smap.issue(at, f"a rule anonymizes {location.data_class} but this table says which "
-                                 "columns to clear nowhere", "add anonymize: {null: [...], hash: [...]}",
+                                 "columns to clear nowhere", "add anonymize: {set_null: [...], hash: [...]}",
                                  field_path=".".join(map(str, at))))
     return issues

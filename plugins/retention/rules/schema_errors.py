@@ -32,16 +32,20 @@ def issues_from(exc: ValidationError, model: type[BaseModel], smap: SourceMap) -
 
 
 def _clean(loc: tuple, smap: SourceMap) -> tuple:
-    """Drop pydantic's schema tags (``function-after[...]``, union member names) from a location."""
+    """Drop pydantic's schema tags (union members, ``function-after[...]``) from a location.
+
+    A part is real if the YAML has it at that path; the last part may be absent (a missing field).
+    """
     path: tuple = ()
-    for part in loc:
-        if path + (part,) in smap.values or isinstance(part, int) or not _is_tag(part):
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if path + (part,) in smap.values or (last and not _is_tag(part)):
             path += (part,)
     return path
 
 
 def _is_tag(part: object) -> bool:
-    return isinstance(part, str) and any(ch in part for ch in "[]()") or part in {"str", "int", "bool", "IsoDuration"}
+    return isinstance(part, str) and (any(ch in part for ch in "[]()") or part in {"str", "int", "bool", "IsoDuration"})
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -55,9 +59,14 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _step(annotation: object, part: object) -> object | None:
-    model = _unwrap_model(annotation)
-    if model is not None and isinstance(part, str) and part in model.model_fields:
-        return model.model_fields[part].annotation
+    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+    for model in models:
+        if isinstance(part, str) and part in model.model_fields:
+            return model.model_fields[part].annotation
+    for model in models:  # a discriminated union's tag, e.g. "s3" for kind: Literal["s3"]
+        if any(part in typing.get_args(f.annotation) for f in model.model_fields.values()
+               if typing.get_origin(f.annotation) is typing.Literal):
+            return model
     for arg in _members(annotation):
         origin = typing.get_origin(arg)
         if origin is list and isinstance(part, int):
