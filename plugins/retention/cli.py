@@ -244,6 +244,54 @@ def _hold_dict(h) -> dict:
             "released_at": h.released_at.isoformat() if h.released_at else None}
 
 
+# --- sweep -----------------------------------------------------------------------------------------
+
+@main.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Plan and count; delete nothing.")
+@click.option("--at", "at_text", metavar="DATE", help="Decide as of this instant (ISO-8601; default now).")
+@click.option("--resume", "run_id", metavar="RUN_ID", help="Finish an interrupted run from its checkpoints.")
+@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
+              help="Account registry file (accounts.yaml).")
+@ledger_option
+@common
+def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accounts_file: Path | None,
+                  database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Apply the retention rules everywhere: plan, delete in batches, verify, report (as the DAG does)."""
+    from retention.engine import SweepContext, sweep
+    from retention.engine.report import render
+    from retention.ledger import Ledger
+    from retention.settings import Settings
+
+    at = _moment(at_text)
+    settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
+    with Ledger.open(settings.database_url) as opened:
+        report = sweep(SweepContext.load(settings, opened), at, dry_run=dry_run, actor="cli:retention-sweep",
+                       run_id=run_id)
+    if as_json:
+        _emit(report.as_dict())
+    else:
+        click.echo(render(report))
+    if report.status != "succeeded":
+        raise Failure(f"sweep {report.run_id} {report.status}", report.as_dict())
+
+
+@main.command("report")
+@click.argument("run_id")
+@ledger_option
+@common
+def report_command(run_id: str, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Show what a run deleted, what it kept and why (read from the ledger)."""
+    from retention.engine.report import build_report, render
+
+    with _open_ledger(database_url) as opened:
+        if opened.get_run(run_id) is None:
+            raise Failure(f"no run {run_id!r} in the ledger")
+        report = build_report(opened, run_id)
+    if as_json:
+        return _emit(report.as_dict())
+    click.echo(render(report))
+
+
 # --- ledger ----------------------------------------------------------------------------------------
 
 @main.group()

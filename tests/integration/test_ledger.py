@@ -99,7 +99,7 @@ def test_append_inside_a_caller_session_commits_with_the_callers_writes(ledger: 
         assert event.seq == 2
     with ledger._reader() as s:
         task = s.get(PlannedTask, task_id)
-        assert (task.status, task.deleted_count, task.checkpoint) == ("planned", 0, None)
+        assert (task.status, task.affected_count, task.checkpoint) == ("planned", 0, None)
         assert task.cutoff == T0
     assert ledger.verify().ok
 

@@ -87,6 +87,12 @@ class Run(Base):
 
 
 class PlannedTask(Base):
+    """One step of a run's plan: an account's data of one class in one location, and what became of it.
+
+    ``anchor``/``cutoff`` are the store selector (both None: all of the account's data there).
+    Status: planned -> running -> done -> verified | residue; or skipped (``skip_reason``) or held.
+    """
+
     __tablename__ = "planned_tasks"
     __table_args__ = (UniqueConstraint("run_id", "account_id", "data_class", "location"),)
 
@@ -97,11 +103,16 @@ class PlannedTask(Base):
     location: Mapped[str] = mapped_column(String(500))
     action: Mapped[str] = mapped_column(String(32))
     rule_id: Mapped[str] = mapped_column(String(NAME))
-    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
-    estimated_count: Mapped[int | None] = mapped_column(BigInteger)
+    anchor: Mapped[str | None] = mapped_column(String(32))
+    cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    total_count: Mapped[int | None] = mapped_column(BigInteger)  # the account's records there at plan time
+    estimated_count: Mapped[int | None] = mapped_column(BigInteger)  # of those, due at plan time
     status: Mapped[str] = mapped_column(String(16), default="planned", server_default="planned")
+    skip_reason: Mapped[str | None] = mapped_column(String(500))
     checkpoint: Mapped[dict | None] = mapped_column(JSON)
-    deleted_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    affected_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    residue: Mapped[int | None] = mapped_column(BigInteger)
+    retained: Mapped[list | None] = mapped_column(JSON)
 
 
 class Event(Base):

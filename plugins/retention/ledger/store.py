@@ -379,20 +379,54 @@ class Ledger:
             return s.get(Run, run_id)
 
     def add_planned_task(self, run_id: str, *, account_id: str, data_class: str, location: str,
-                         action: str, rule_id: str, cutoff: datetime,
-                         estimated_count: int | None = None,
+                         action: str, rule_id: str, anchor: str | None = None,
+                         cutoff: datetime | None = None, total_count: int | None = None,
+                         estimated_count: int | None = None, skip_reason: str | None = None,
                          session: Session | None = None) -> str:
-        """Record one (account, data class, location) step of a run's plan; returns its id."""
+        """Record one (account, data class, location) step of a run's plan; returns its id.
+
+        With ``skip_reason`` the step is recorded as skipped: the plan says what is kept and why.
+        """
         task = PlannedTask(
             id=uuid.uuid4().hex, run_id=run_id, account_id=_text(account_id, "account_id"),
             data_class=_text(data_class, "data_class"), location=_text(location, "location", 500),
-            action=_text(action, "action", 32), rule_id=_text(rule_id, "rule_id"), cutoff=utc(cutoff),
-            estimated_count=estimated_count, status="planned", deleted_count=0,
+            action=_text(action, "action", 32), rule_id=_text(rule_id, "rule_id"),
+            anchor=_optional_text(anchor, "anchor"), cutoff=utc(cutoff) if cutoff else None,
+            total_count=total_count, estimated_count=estimated_count,
+            status="skipped" if skip_reason else "planned",
+            skip_reason=None if skip_reason is None else _text(skip_reason, "skip_reason", 500),
+            affected_count=0,
         )
         with self._tx(session) as s:
             s.add(task)
             s.flush()
         return task.id
+
+
+    def tasks(self, run_id: str, *, location: str | None = None,
+              statuses: tuple[str, ...] | None = None) -> list[PlannedTask]:
+        """A run's planned tasks (optionally of one location / in some statuses), in a stable order."""
+        query = select(PlannedTask).where(PlannedTask.run_id == run_id)
+        if location is not None:
+            query = query.where(PlannedTask.location == location)
+        if statuses is not None:
+            query = query.where(PlannedTask.status.in_(statuses))
+        with self._reader() as s:
+            return list(s.scalars(query.order_by(PlannedTask.location, PlannedTask.account_id)))
+
+    def update_task(self, task_id: str, event: tuple[str, dict] | None = None, *, actor: str,
+                    **fields: Any) -> None:
+        """Change a task's state and append the event that says so, in one transaction."""
+        with self.session() as s:
+            task = s.get(PlannedTask, task_id, with_for_update=True)
+            if task is None:
+                raise LookupError(f"no planned task with id {task_id!r}")
+            for name, value in fields.items():
+                setattr(task, name, value)
+            s.flush()
+            if event is not None:
+                kind, payload = event
+                self.append(kind, payload, actor=actor, run_id=task.run_id, task_id=task.id, session=s)
 
 
 # ---------------------------------------------------------------------------------------------

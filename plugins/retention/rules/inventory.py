@@ -49,7 +49,6 @@ class SqlLocation(Strict):
     timestamps: dict[RecordAnchor, SqlName] = Field(min_length=1)  # rule anchor -> column
     children: list[ChildTable] = Field(default_factory=list)
     anonymize: Anonymize | None = None
-    pool: Identifier = "retention_sql"
 
 
 class KeySegmentTime(Strict):
@@ -65,7 +64,6 @@ class S3Location(Strict):
     key_template: Annotated[str, Field(pattern=r"^[^{}]*\{account_id\}[^{}]*/$")]  # a prefix ending in "/"
     timestamp: Literal["last_modified"] | KeySegmentTime = "last_modified"
     versioned: bool = False
-    pool: Identifier = "retention_s3"
 
     def prefix(self, account_id: str) -> str:
         return self.key_template.format(account_id=account_id)

@@ -1,0 +1,70 @@
+"""Daily retention sweep: plan -> execute (mapped per location) -> verify (mapped) -> report.
+
+Thin on purpose: every task calls one function of retention.engine.tasks. Mapping is per location
+(one data class each), never per account: accounts are batched inside a task, so a map stays far below
+Airflow's 1,024 limit and the scheduler's load does not grow with the customer count. SQL and S3
+locations run in their own pools, so a sweep cannot flood the production database. Clearing a failed
+execute task resumes the same run from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+ACTOR = "airflow:retention_sweep"
+
+
+@dag(
+    dag_id="retention_sweep",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["retention"],
+    params={
+        "dry_run": Param(False, type="boolean", description="Plan and count; delete nothing."),
+        "at": Param(None, type=["null", "string"], format="date-time",
+                    description="Decide as of this instant (ISO-8601, with timezone); default: now."),
+    },
+)
+def retention_sweep():
+    @task
+    def plan(params=None, dag_run=None) -> dict:
+        from retention.engine import tasks
+
+        return tasks.plan(at=params["at"], dry_run=params["dry_run"], actor=ACTOR,
+                          dag_id="retention_sweep", airflow_run_id=dag_run.run_id)
+
+    @task(pool="retention_sql", max_active_tis_per_dag=2)
+    def execute_sql(location: str, run: dict) -> int:
+        from retention.engine import tasks
+
+        return tasks.execute(run["run_id"], location, actor=ACTOR)
+
+    @task(pool="retention_s3", max_active_tis_per_dag=4)
+    def execute_s3(location: str, run: dict) -> int:
+        from retention.engine import tasks
+
+        return tasks.execute(run["run_id"], location, actor=ACTOR)
+
+    @task(trigger_rule="all_done")
+    def verify(location: str, run: dict) -> int:
+        from retention.engine import tasks
+
+        return tasks.verify(run["run_id"], location, actor=ACTOR)
+
+    @task(trigger_rule="all_done")
+    def report(run: dict) -> dict:
+        from retention.engine import tasks
+
+        return tasks.report(run["run_id"], actor=ACTOR)
+
+    run = plan()
+    executed = [execute_sql.partial(run=run).expand(location=run["sql"]),
+                execute_s3.partial(run=run).expand(location=run["s3"])]
+    verified = verify.partial(run=run).expand(location=run["all"])
+    executed >> verified >> report(run)
+
+
+retention_sweep()

@@ -1,0 +1,104 @@
+"""What a run deleted, what it kept and why — read back from the ledger, never from memory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from retention.ledger import Ledger
+from retention.ledger.models import PlannedTask
+
+UNFINISHED = ("planned", "running")
+
+
+@dataclass(frozen=True)
+class Line:
+    location: str
+    account_id: str
+    data_class: str
+    rule_id: str
+    action: str
+    status: str
+    affected: int
+    kept: int
+    why_kept: str
+    exceptions: list[dict]
+
+
+@dataclass(frozen=True)
+class Report:
+    run_id: str
+    dry_run: bool
+    status: str
+    lines: list[Line]
+
+    @property
+    def deleted(self) -> int:
+        return sum(line.affected for line in self.lines if line.action == "delete")
+
+    @property
+    def anonymized(self) -> int:
+        return sum(line.affected for line in self.lines if line.action == "anonymize")
+
+    @property
+    def kept(self) -> int:
+        return sum(line.kept for line in self.lines)
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "dry_run": self.dry_run, "status": self.status, "deleted": self.deleted,
+                "anonymized": self.anonymized, "kept": self.kept, "lines": [asdict(line) for line in self.lines]}
+
+
+def build_report(ledger: Ledger, run_id: str) -> Report:
+    run = ledger.get_run(run_id)
+    tasks = ledger.tasks(run_id)
+    lines = [_line(task, run.dry_run) for task in tasks]
+    return Report(run_id, run.dry_run, _status(tasks, run.dry_run), lines)
+
+
+def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
+    """Record the run's totals in the chain and close it: failed if anything is unfinished or unexplained."""
+    report = build_report(ledger, run_id)
+    totals = {"deleted": report.deleted, "anonymized": report.anonymized, "kept": report.kept,
+              "exceptions": sum(e["count"] for line in report.lines for e in line.exceptions),
+              "tasks": len(report.lines), "status": report.status}
+    ledger.append("run.totals", totals, actor=actor, run_id=run_id)
+    ledger.finish_run(run_id, report.status, actor=actor)
+    return report
+
+
+def _status(tasks: list[PlannedTask], dry_run: bool) -> str:
+    if dry_run:
+        return "succeeded"
+    bad = [t for t in tasks if t.status in UNFINISHED or t.status == "residue"]
+    return "failed" if bad else "succeeded"
+
+
+def _line(task: PlannedTask, dry_run: bool) -> Line:
+    affected = task.estimated_count if dry_run else task.affected_count
+    total = task.total_count or 0
+    return Line(task.location, task.account_id, task.data_class, task.rule_id, task.action, task.status,
+                affected or 0, max(0, total - (affected or 0)), _why_kept(task, dry_run), task.retained or [])
+
+
+def _why_kept(task: PlannedTask, dry_run: bool) -> str:
+    if task.skip_reason:
+        return task.skip_reason
+    if task.status == "held":
+        return "legal hold placed during the run"
+    if task.retained:
+        return "; ".join(f"{r['count']} under {r['reason']}" + (f" until {r['retain_until']}" if r["retain_until"] else "")
+                         for r in task.retained)
+    if task.cutoff is not None:
+        return f"{task.anchor} after {task.cutoff.isoformat()} (not yet due)"
+    return "" if not dry_run else "dry run: nothing deleted"
+
+
+def render(report: Report) -> str:
+    """The report as a person reads it: per location and account, what went, what stayed and why."""
+    verb = "would delete" if report.dry_run else "deleted"
+    header = f"{'location':20} {'account':10} {'action':9} {verb:>12} {'kept':>8}  why kept"
+    rows = [f"{ln.location:20} {ln.account_id:10} {ln.action:9} {ln.affected:>12,} {ln.kept:>8,}  {ln.why_kept}"
+            for ln in report.lines]
+    totals = (f"{'dry run: ' if report.dry_run else ''}{report.deleted:,} record(s) {verb}, "
+              f"{report.anonymized:,} anonymized, {report.kept:,} kept; run {report.run_id} {report.status}")
+    return "\n".join([header, *rows, "", totals])

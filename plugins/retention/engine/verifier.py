@@ -1,0 +1,35 @@
+"""Re-query every location a run touched: residue 0, or the exception that explains what is left."""
+
+from __future__ import annotations
+
+from retention.engine.executor import selector_of
+from retention.engine.planner import SweepContext
+from retention.ledger.chain import iso_utc
+from retention.stores import Residue
+
+
+def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: str) -> int:
+    """Verify the finished (and held) tasks of one location; returns how many have unexplained residue."""
+    tasks = ctx.ledger.tasks(run_id, location=location_id, statuses=("done", "held"))
+    if not tasks:
+        return 0
+    store = ctx.store(location_id)
+    unexplained = 0
+    for task in tasks:
+        residue = store.verify(selector_of(task))
+        # A held task keeps its data on purpose; it is verified, but its residue is not a failure.
+        status = task.status if task.status == "held" else ("verified" if residue.clean else "residue")
+        unexplained += status == "residue"
+        ctx.ledger.update_task(task.id, ("task.verified", _payload(task, residue)), status=status,
+                               residue=residue.remaining, retained=_retained(residue), actor=actor)
+    return unexplained
+
+
+def _retained(residue: Residue) -> list[dict]:
+    return [{"reason": r.reason, "count": r.count,
+             "retain_until": iso_utc(r.retain_until) if r.retain_until else None} for r in residue.retained]
+
+
+def _payload(task, residue: Residue) -> dict:
+    return {"location": task.location, "account_id": task.account_id, "data_class": task.data_class,
+            "remaining": residue.remaining, "clean": residue.clean, "retained": _retained(residue)}
