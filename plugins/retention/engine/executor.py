@@ -56,8 +56,9 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str)
         ledger.update_task(task.id, ("batch.outcome", {**_ids(task), "affected": outcome.affected,
                                                        "retained": sum(r.count for r in outcome.retained)}),
                            checkpoint=checkpoint, affected_count=affected, actor=actor)
+    # A finished task needs no cursor, and an object key in it could carry personal data.
     ledger.update_task(task.id, ("task.done", {**_ids(task), "affected": affected}), status="done",
-                       checkpoint=checkpoint, actor=actor)
+                       checkpoint=None, actor=actor)
     return affected - task.affected_count
 
 
