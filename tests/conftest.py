@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -12,7 +13,25 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.sql"]
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.sql", "tests.fixtures.stack"]
+
+# Airflow reads its configuration when first imported: point it at a throwaway SQLite metadata DB
+# and this repository's dags/ before any test module can import it.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="retention-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+})
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database, created once per session (dag.test() needs it)."""
+    from airflow.utils.db import resetdb
+
+    resetdb()
 
 
 def _psycopg(url: str) -> str:

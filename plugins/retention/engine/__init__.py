@@ -19,6 +19,11 @@ def sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor: str
         plan = plan_sweep(ctx, at, dry_run=dry_run, actor=actor)
         run_id, locations = plan.run_id, [loc for ids in plan.locations.values() for loc in ids]
     else:
+        run = ctx.ledger.get_run(run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id!r} in the ledger")
+        if run.status != "running":  # finished: nothing to resume, nothing to record again
+            return build_report(ctx.ledger, run_id)
         locations = sorted({task.location for task in ctx.ledger.tasks(run_id)})
     for location_id in locations:
         execute_location(ctx, run_id, location_id, actor=actor)

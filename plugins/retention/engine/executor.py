@@ -44,7 +44,7 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str)
     affected = task.affected_count
     if checkpoint.get("pending"):
         checkpoint, affected = _recover(ledger, store, task, selector, checkpoint, affected, actor)
-    for batch in store.batches(selector, after=checkpoint.get("after")):
+    for batch in store.batches(selector, after=checkpoint.get("after"), **mode(task)):
         if _held(ledger, task):
             ledger.update_task(task.id, ("task.held", _ids(task)), status="held", actor=actor)
             return affected - task.affected_count
@@ -74,9 +74,12 @@ def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector
 
 
 def _remaining(store: Store, task: PlannedTask, selector: Selector, pending: dict) -> int:
-    if task.action == "anonymize":
-        return store.count(selector, pending["after"], pending["upper"], pending_anonymize=True)
-    return store.count(selector, pending["after"], pending["upper"])
+    return store.count(selector, pending["after"], pending["upper"], **mode(task))
+
+
+def mode(task: PlannedTask) -> dict:
+    """Anonymized rows stay in place: for an anonymize task only rows not yet anonymized count."""
+    return {"pending_anonymize": True} if task.action == "anonymize" else {}
 
 
 def _held(ledger: Ledger, task: PlannedTask) -> bool:

@@ -374,6 +374,10 @@ class Ledger:
             _append(s, kind="run.finished", actor=actor, run_id=run.id,
                     payload={"kind": run.kind, "status": status})
 
+    def last_run_id(self, kind: str) -> str | None:
+        with self._reader() as s:
+            return s.scalars(select(Run.id).where(Run.kind == kind).order_by(Run.started_at.desc()).limit(1)).first()
+
     def get_run(self, run_id: str) -> Run | None:
         with self._reader() as s:
             return s.get(Run, run_id)

@@ -11,6 +11,9 @@ and an outcome event after it:
 A batch covers the half-open key range (after, upper]. After a crash between intent and outcome the
 engine calls ``count(selector, after, upper)`` to learn how much of the batch is already gone, so a
 deletion is counted exactly once.
+
+Stores that can anonymize (SQL) take ``pending_anonymize=True`` on count, batches and verify: anonymized
+rows stay in place, so for an anonymize task only rows not yet anonymized match.
 """
 
 from __future__ import annotations

