@@ -21,7 +21,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
-demo: $(VENV)/.runtime
+demo: $(VENV)/.dev
 	RETENTION_HOME=$(DEMO_HOME) $(BIN)/python -m retention.demo
 
 test: $(VENV)/.dev

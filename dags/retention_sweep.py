@@ -36,6 +36,11 @@ def retention_sweep():
         return tasks.plan(at=params["at"], dry_run=params["dry_run"], actor=ACTOR,
                           dag_id="retention_sweep", airflow_run_id=dag_run.run_id)
 
+    @task
+    def locations(run: dict, kind: str) -> list[str]:
+        """The plan's locations of one kind, as a list Airflow can map over."""
+        return run[kind]
+
     @task(pool="retention_sql", max_active_tis_per_dag=2)
     def execute_sql(location: str, run: dict) -> int:
         from retention.engine import tasks
@@ -61,9 +66,9 @@ def retention_sweep():
         return tasks.report(run["run_id"], actor=ACTOR)
 
     run = plan()
-    executed = [execute_sql.partial(run=run).expand(location=run["sql"]),
-                execute_s3.partial(run=run).expand(location=run["s3"])]
-    verified = verify.partial(run=run).expand(location=run["all"])
+    sql, s3, every = (locations.override(task_id=f"{kind}_locations")(run, kind) for kind in ("sql", "s3", "all"))
+    executed = [execute_sql.partial(run=run).expand(location=sql), execute_s3.partial(run=run).expand(location=s3)]
+    verified = verify.partial(run=run).expand(location=every)
     executed >> verified >> report(run)
 
 

@@ -1,78 +1,109 @@
-"""`make demo`: the product end to end on embedded defaults, as far as it exists today.
+"""`make demo`: the retention sweep end to end on the embedded stack.
 
-Validates the shipped rules, places a legal hold, explains what happens to every demo customer's data
-and why, and verifies the ledger. Everything it writes lives under $RETENTION_HOME (var/demo).
+Starts a real PostgreSQL (the demo application database) and a local S3 endpoint, seeds six demo
+customers with data of several ages, places a legal hold, runs the `retention_sweep` DAG through
+Airflow (`dag.test()` on a SQLite metadata database), and prints what was deleted, kept and why.
+Everything it writes lives under $RETENTION_HOME (var/demo).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pendulum
 
-from retention.ledger import Ledger, database_url
-from retention.rules import RulesError, load_accounts, load_ruleset, resolve
-
 REPO = Path(__file__).resolve().parents[2]
-RULES_DIR = REPO / "retention_rules"
-ACCOUNTS_FILE = REPO / "demo" / "accounts.yaml"
 
 
 def main() -> int:
-    home = Path(os.environ.setdefault("RETENTION_HOME", str(REPO / "var" / "demo")))
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "ledger.db").unlink(missing_ok=True)  # each demo run starts from an empty ledger
-    now = pendulum.now("UTC").start_of("second")
+    home = Path(os.environ.setdefault("RETENTION_HOME", str(REPO / "var" / "demo"))).resolve()
+    shutil.rmtree(home, ignore_errors=True)  # every demo run starts from nothing
+    home.mkdir(parents=True)
+    _configure(home)
+
+    from retention import embedded
+    from retention.ledger import Ledger
+    from retention.rules import RulesError, load_accounts, load_ruleset
 
     section("1. Rules")
     try:
-        ruleset = load_ruleset(RULES_DIR)
+        ruleset = load_ruleset(REPO / "retention_rules")
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return 1
-    accounts = load_accounts(ACCOUNTS_FILE, set(ruleset.jurisdictions.jurisdictions))
-    print(f"{RULES_DIR.relative_to(REPO)}/ is valid: {len(ruleset.rules)} rules, "
-          f"{len(ruleset.data_classes.data_classes)} data classes, {len(ruleset.jurisdictions.jurisdictions)} "
-          f"jurisdictions, {len(ruleset.overrides)} contract override(s). Digest {ruleset.digest[:12]}.")
+    accounts = load_accounts(os.environ["RETENTION_ACCOUNTS_FILE"], set(ruleset.jurisdictions.jurisdictions))
+    print(f"retention_rules/ is valid: {len(ruleset.rules)} rules over {len(ruleset.data_classes.data_classes)} "
+          f"data classes; {len(accounts)} demo customers in demo/accounts.yaml.")
 
-    section("2. A legal hold")
+    section("2. Embedded stack")
+    pg, pg_url = embedded.start_postgres(home / "postgres")
+    s3, endpoint = embedded.start_s3()
+    try:
+        app_url = embedded.create_database(pg_url, "app")
+        os.environ.update(embedded.airflow_connections(app_url, endpoint))
+        seeded = embedded.seed(app_url, embedded.s3_client(endpoint), list(accounts), pendulum.now("UTC"))
+        print(f"PostgreSQL {pg.get_uri().split('?')[0]}… database 'app': {seeded.rows:,} rows; "
+              f"S3 at {endpoint}: {seeded.objects:,} objects and versions. Ages from 1 day to 11 years.")
+
+        section("3. A legal hold")
+        with Ledger.open() as ledger:
+            hold = ledger.place_hold(account_id="acct_3003", data_class=None, reason="Demo litigation hold",
+                                     reference="LEGAL-0042", placed_by="demo.counsel")
+        print(f"{hold.id} on every data class of acct_3003 (reference LEGAL-0042): nothing of it may go.")
+
+        section("4. The retention_sweep DAG (Airflow dag.test)")
+        state = _run_dag()
+        return _print_result(state)
+    finally:
+        s3.stop()
+        pg.cleanup()
+
+
+def _configure(home: Path) -> None:
+    os.environ.update({
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+        "RETENTION_RULES_DIR": str(REPO / "retention_rules"),
+        "RETENTION_ACCOUNTS_FILE": str(REPO / "demo" / "accounts.yaml"),
+    })
+    (home / "airflow").mkdir()
+
+
+def _run_dag() -> str:
+    import logging
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.db import resetdb
+
+    logging.disable(logging.WARNING)  # Airflow's task logs would bury the report
+    resetdb()
+    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("retention_sweep")
+    run = dag.test(run_conf={"dry_run": False})
+    logging.disable(logging.NOTSET)
+    return str(run.state)
+
+
+def _print_result(dag_state: str) -> int:
+    from retention.engine.report import build_report, render
+    from retention.ledger import Ledger, database_url
+
     with Ledger.open() as ledger:
-        held = ledger.place_hold(account_id="acct_3003", data_class=None, reason="Demo: litigation hold",
-                                 reference="LEGAL-0042", placed_by="demo.counsel")
-        holds = ledger.resolver_holds()
-    print(f"Placed {held.id} on every data class of acct_3003 (reference LEGAL-0042).")
-
-    section(f"3. What happens to each customer's data, as of {now.to_datetime_string()} UTC")
-    for account in accounts.values():
-        election = f", elected {account.election.choice.value}" if account.election else ""
-        print(f"\n{account.id}  {account.state.value}, {account.jurisdiction}{election}")
-        print(f"  {'data class':18} {'action':19} {'period':26} {'deletes data from before':26} rule")
-        for data_class in ruleset.data_classes.data_classes:
-            print("  " + row(resolve(ruleset, account, data_class, now, holds)))
-
-    section("4. Ledger")
-    with Ledger.open() as ledger:
-        result = ledger.verify()
-    print(f"{result.events_checked} event(s), hash chain {'intact' if result.ok else 'BROKEN: ' + result.reason}.")
-    print(f"\nResults: ledger at {database_url()}")
-    print("Explain one decision in full:  .venv/bin/retention rules explain acct_4004 billing_records "
-          "--accounts demo/accounts.yaml")
-    return 0 if result.ok else 1
-
-
-def row(decision) -> str:
-    period = f"{decision.retain_for} from {decision.anchor.value}"
-    if decision.blocked_by:
-        when = "nothing: held " + ",".join(decision.blocked_by)
-    elif decision.anchor.is_account_event:
-        when = "all of it (due now)" if decision.is_due(decision.anchor_time) else \
-            f"nothing until {decision.due_at.to_date_string()}" if decision.due_at else "nothing yet"
-    else:
-        when = decision.cutoff.to_datetime_string()
-    action = decision.action.value + (" *" if decision.override_id else "")
-    return f"{decision.data_class:18} {action:19} {period:26} {when:26} {decision.rule_id}"
+        run_id = ledger.last_run_id("sweep")
+        report = build_report(ledger, run_id)
+        verified = ledger.verify()
+    print(f"DAG run finished: {dag_state}.\n")
+    print(render(report))
+    section("5. Ledger")
+    print(f"{verified.events_checked} events, hash chain {'intact' if verified.ok else 'BROKEN: ' + verified.reason}.")
+    print(f"Results: ledger {database_url()}; Airflow home {os.environ['AIRFLOW_HOME']}")
+    print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   (with RETENTION_HOME={os.environ['RETENTION_HOME']})")
+    print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
+    return 0 if verified.ok and report.status == "succeeded" else 1
 
 
 def section(title: str) -> None:
