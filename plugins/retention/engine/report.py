@@ -89,14 +89,14 @@ def _why_kept(task: PlannedTask, dry_run: bool) -> str:
         return "; ".join(f"{r['count']} under {r['reason']}" + (f" until {r['retain_until']}" if r["retain_until"] else "")
                          for r in task.retained)
     if task.cutoff is not None:
-        return f"{task.anchor} after {task.cutoff.isoformat()} (not yet due)"
+        return f"{task.anchor} after {task.cutoff.strftime('%Y-%m-%d %H:%M')} UTC: not yet due ({task.rule_id})"
     return "" if not dry_run else "dry run: nothing deleted"
 
 
 def render(report: Report) -> str:
     """The report as a person reads it: per location and account, what went, what stayed and why."""
     verb = "would delete" if report.dry_run else "deleted"
-    header = f"{'location':20} {'account':10} {'action':9} {verb:>12} {'kept':>8}  why kept"
+    header = f"{'location':20} {'account':10} {'action':9} {'affected':>12} {'kept':>8}  why kept"
     rows = [f"{ln.location:20} {ln.account_id:10} {ln.action:9} {ln.affected:>12,} {ln.kept:>8,}  {ln.why_kept}"
             for ln in report.lines]
     totals = (f"{'dry run: ' if report.dry_run else ''}{report.deleted:,} record(s) {verb}, "
