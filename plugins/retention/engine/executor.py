@@ -13,6 +13,7 @@ import hashlib
 import pendulum
 
 from retention.engine.planner import SweepContext
+from retention.engine.steps import count_mode
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
 from retention.stores import PendingBatch, Selector, Store
@@ -44,7 +45,7 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str)
     affected = task.affected_count
     if checkpoint.get("pending"):
         checkpoint, affected = _recover(ledger, store, task, selector, checkpoint, affected, actor)
-    for batch in store.batches(selector, after=checkpoint.get("after"), **mode(task)):
+    for batch in store.batches(selector, after=checkpoint.get("after"), **count_mode(task.action)):
         if _held(ledger, task):
             ledger.update_task(task.id, ("task.held", _ids(task)), status="held", actor=actor)
             return affected - task.affected_count
@@ -74,12 +75,8 @@ def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector
 
 
 def _remaining(store: Store, task: PlannedTask, selector: Selector, pending: dict) -> int:
-    return store.count(selector, pending["after"], pending["upper"], **mode(task))
+    return store.count(selector, pending["after"], pending["upper"], **count_mode(task.action))
 
-
-def mode(task: PlannedTask) -> dict:
-    """Anonymized rows stay in place: for an anonymize task only rows not yet anonymized count."""
-    return {"pending_anonymize": True} if task.action == "anonymize" else {}
 
 
 def _held(ledger: Ledger, task: PlannedTask) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pendulum
 
-from retention.engine.steps import Skip, step_for
+from retention.engine.steps import Skip, count_mode, step_for
 from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.rules import Account, RuleSet, load_accounts, load_ruleset, resolve
@@ -88,7 +88,7 @@ def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime, h
             "account_id": account.id, "data_class": spec.data_class, "location": location_id,
             "action": "keep" if selector is None else step.action, "rule_id": decision.rule_id,
             "anchor": selector.anchor if selector else None, "cutoff": selector.cutoff if selector else None,
-            "total_count": total, "estimated_count": store.count(selector) if selector else 0,
+            "total_count": total, "estimated_count": store.count(selector, **count_mode(step.action)) if selector else 0,
             "skip_reason": step.reason if isinstance(step, Skip) else None,
         })
     return rows

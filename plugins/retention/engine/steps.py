@@ -35,3 +35,8 @@ def step_for(decision: Decision) -> Step | Skip:
     # retain_isolated: only records past the statutory period are selected here; isolating the younger
     # ones is the termination offboarding's job.
     return Step("anonymize" if decision.action is Action.ANONYMIZE else "delete", selector)
+
+
+def count_mode(action: str) -> dict:
+    """Anonymized rows stay in place: for an anonymize step only rows not yet anonymized count."""
+    return {"pending_anonymize": True} if action == "anonymize" else {}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from retention.engine.executor import mode, selector_of
+from retention.engine.executor import selector_of
+from retention.engine.steps import count_mode
 from retention.engine.planner import SweepContext
 from retention.ledger.chain import iso_utc
 from retention.stores import Residue
@@ -16,7 +17,7 @@ def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: 
     store = ctx.store(location_id)
     unexplained = 0
     for task in tasks:
-        residue = store.verify(selector_of(task), **mode(task))
+        residue = store.verify(selector_of(task), **count_mode(task.action))
         # A held task keeps its data on purpose; it is verified, but its residue is not a failure.
         status = task.status if task.status == "held" else ("verified" if residue.clean else "residue")
         unexplained += status == "residue"
