@@ -1,0 +1,153 @@
+"""Benchmarks of the retention engine against the tools a user would pick instead (`make bench`).
+
+    python bench/run.py [--quick] [--only s3-plain,s3-versioned,sql-1,sql-20,memory]
+
+Starts a local S3 endpoint (moto, in its own process) and an embedded PostgreSQL, runs every scenario
+with every contender on identically seeded data in this one run, verifies what each left behind,
+prints one table (ratios against the reference of each scenario) and writes it with the machine's
+facts to bench/results/latest.json (--quick: bench/results/quick.json). Loopback only; every
+external command is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BENCH, MotoProcess, Row, apply_ratios, clear_dir, log, machine_info, postgres, write_json  # noqa: E402
+
+SCENARIOS = ("s3-plain", "s3-versioned", "sql-1", "sql-20", "memory")
+FULL = {"objects": 50_000, "versioned_keys": 10_000, "rows": 2_000_000, "due": 1_300_000,
+        "memory": [(100_000, 5_000), (1_000_000, 50_000)]}
+QUICK = {"objects": 5_000, "versioned_keys": 1_000, "rows": 200_000, "due": 130_000,
+         "memory": [(100_000, 5_000)]}
+S3_RATIO = 0.95
+SQL_RATIO = 0.8
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check in a few minutes")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
+    parser.add_argument("--out", type=Path, help="JSON output (default bench/results/latest.json, quick.json with --quick)")
+    args = parser.parse_args()
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    sizes = QUICK if args.quick else FULL
+    out = args.out or BENCH / "results" / ("quick.json" if args.quick else "latest.json")
+
+    import s3_purge
+    import sql_delete
+    import memory
+
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    rows: list[Row] = []
+    work = Path(tempfile.mkdtemp(prefix="retention-bench-"))
+    log(f"work directory {work}")
+    moto = MotoProcess(work / "s3-endpoint.log")
+    try:
+        clear_dir(work / "pg")
+        with postgres(work / "pg" / "data") as server_url:
+            from retention.embedded import create_database
+
+            pg_url = create_database(server_url, "bench")
+            info = machine_info(pg_url)
+            if "s3-plain" in only:
+                rows += s3_purge.plain_bucket(moto, work, sizes["objects"])
+            if "s3-versioned" in only:
+                rows += s3_purge.versioned_bucket(moto, work, sizes["versioned_keys"])
+            if "sql-1" in only:
+                rows += sql_delete.scenario_rows(pg_url, sizes["rows"], sizes["due"], 1, work)
+            if "sql-20" in only:
+                rows += sql_delete.scenario_rows(pg_url, sizes["rows"], sizes["due"], 20, work)
+            if "memory" in only:
+                rows += memory.scenario_rows(pg_url, moto, work, sizes["memory"])
+            info["s3_endpoint_rss_mb_at_end"] = round(moto.rss_mb(), 1)
+    finally:
+        moto.stop()
+        clear_dir(work)
+        work.rmdir()
+
+    apply_ratios(rows)
+    judge(rows)
+    print_table(rows, sys.stdout)
+    result = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "scenarios": only,
+        "sizes": sizes,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "machine": info,
+        "rows": [r.as_dict() for r in rows],
+        "targets": [{"scenario": r.scenario, "contender": r.contender, "target": r.target, "met": r.target_met}
+                    for r in rows if r.target],
+    }
+    write_json(out, result)
+    log(f"wrote {out}")
+    return 0
+
+
+def judge(rows: list[Row]) -> None:
+    """Set target_met on the rows that carry one of the issue's targets."""
+    for row in rows:
+        if not row.target or row.target_met is not None:
+            continue
+        if row.scenario.startswith("S3 purge, plain"):
+            row.target_met = row.verified and row.ratio is not None and row.ratio >= S3_RATIO
+        elif row.scenario.startswith("PostgreSQL"):
+            longest = row.extra.get("longest_tx_s", float("inf"))
+            row.target_met = row.verified and row.ratio is not None and row.ratio >= SQL_RATIO and longest <= 1.0
+
+
+def print_table(rows: list[Row], stream) -> None:
+    header = ["contender", "items", "seconds", "items/s", "ratio", "verification", "target"]
+    lines = []
+    scenario = None
+    references = {(r.scenario, r.reference) for r in rows if r.reference}
+    for row in rows:
+        if row.scenario != scenario:
+            scenario = row.scenario
+            lines.append(None)
+            lines.append(scenario)
+        if row.reference is None:
+            ratio = "ref" if (row.scenario, row.contender) in references else "-"
+        else:
+            ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
+        if row.target is None:
+            target = ""
+        else:
+            target = ("MET" if row.target_met else "MISSED") + f": {row.target}"
+        if row.extra.get("longest_tx_s") is not None:
+            target += f" (longest tx {row.extra['longest_tx_s']:.3f} s)" if target else \
+                f"longest tx {row.extra['longest_tx_s']:.3f} s"
+        if row.extra.get("peak_rss_mb") is not None:
+            target += f" (peak RSS {row.extra['peak_rss_mb']:.0f} MB)"
+        lines.append([row.contender, f"{row.items:,}", f"{row.seconds:.2f}", f"{row.rate:,.0f}", ratio,
+                      ("ok: " if row.verified else "") + row.verification, target])
+    cells = [line for line in lines if isinstance(line, list)] + [header]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    fmt = lambda cols: "  ".join(c.rjust(w) if i in (1, 2, 3, 4) else c.ljust(w)  # noqa: E731
+                                 for i, (c, w) in enumerate(zip(cols, widths))).rstrip()
+    print(fmt(header), file=stream)
+    for line in lines:
+        if line is None:
+            print(file=stream)
+        elif isinstance(line, str):
+            print(f"== {line}", file=stream)
+        else:
+            print(fmt(line), file=stream)
+    print(file=stream)
+    print("ratio: items/s against the scenario's reference row (s5cmd; the single DELETE statement).", file=stream)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
