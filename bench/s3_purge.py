@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pendulum
 
-from common import (AWS, S5CMD, MotoProcess, Row, TimedStore, children_cpu_seconds, clear_dir, log, run_tool,
+from common import (AWS, S5CMD, MotoProcess, Row, TimedStore, children_cpu_seconds, clear_dir, combine, log, run_tool,
                     s3_client, self_cpu_seconds, tail)
 
 BUCKET = "bench-attachments"
@@ -25,64 +25,35 @@ ACCOUNT = "acct_bench"
 TEMPLATE = "tenants/{account_id}/attachments/"
 PREFIX = TEMPLATE.format(account_id=ACCOUNT)
 FILES_PER_DIR = 1000
-MARKER_EVERY = 5  # versioned seed: a delete marker on every fifth key
+MARKER_EVERY = 5  # versioned seed: a delete marker on top of every fifth key
 LISTINGS = 6  # verification: re-list until two consecutive listings agree, at most this often
 
 
 # -- seeding ---------------------------------------------------------------------------------------
 
-def local_tree(root: Path, n: int) -> Path:
-    """n small files under root/day-XX/ (1000 per folder), made once and uploaded for every contender."""
-    marker = root.parent / f"{root.name}.complete"  # outside the uploaded tree
-    if marker.exists():
-        return root
-    clear_dir(root)
-    for i in range(n):
-        folder = root / f"day-{i // FILES_PER_DIR:03d}"
-        if i % FILES_PER_DIR == 0:
-            folder.mkdir()
-        (folder / f"file-{i:06d}.bin").write_bytes(b"synthetic %06d\n" % i)
-    marker.touch()
-    return root
+def object_keys(n: int) -> list[str]:
+    return [f"{PREFIX}day-{i // FILES_PER_DIR:03d}/file-{i:06d}.bin" for i in range(n)]
 
 
-def _upload(moto: MotoProcess, tree: Path, bucket: str) -> None:
-    result = run_tool([S5CMD, "--endpoint-url", moto.endpoint, "--log", "error", "cp", f"{tree}/*",
-                       f"s3://{bucket}/{PREFIX}"])
-    if result.returncode != 0:
-        raise RuntimeError(f"seeding with s5cmd cp failed ({result.returncode}): {tail(result.stderr)}")
-
-
-def seed_plain(moto: MotoProcess, tree: Path, n: int) -> None:
+def seed_plain(moto: MotoProcess, n: int, *, check_over_http: bool = False) -> None:
     moto.reset()
-    client = s3_client(moto.endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    _upload(moto, tree, BUCKET)
-    found = count_objects(client, BUCKET)
+    versions, _ = moto.seed(BUCKET, PREFIX, object_keys(n))
+    found = count_objects(s3_client(moto.endpoint), BUCKET) if check_over_http else versions
     if found != n:
         raise RuntimeError(f"seeding left {found} objects, expected {n}")
 
 
-def seed_versioned(moto: MotoProcess, tree: Path, keys: int) -> int:
+def seed_versioned(moto: MotoProcess, keys: int, *, check_over_http: bool = False) -> int:
     """Two versions of every key and a delete marker on every fifth; returns versions + markers."""
     moto.reset()
-    client = s3_client(moto.endpoint)
-    client.create_bucket(Bucket=VBUCKET)
-    client.put_bucket_versioning(Bucket=VBUCKET, VersioningConfiguration={"Status": "Enabled"})
-    _upload(moto, tree, VBUCKET)
-    _upload(moto, tree, VBUCKET)
-    names = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.bin"))
-    doomed = [PREFIX + name for i, name in enumerate(names) if i % MARKER_EVERY == 0]
-    for i in range(0, len(doomed), 1000):  # no version ids: each key gets a delete marker on top
-        response = client.delete_objects(Bucket=VBUCKET, Delete={"Objects": [{"Key": k} for k in doomed[i:i + 1000]],
-                                                                 "Quiet": True})
-        if response.get("Errors"):
-            raise RuntimeError(f"seeding delete markers: {len(response['Errors'])} errors")
-    versions, markers = count_versions(client, VBUCKET)
-    expected = (2 * keys, len(doomed))
-    if (versions, markers) != expected:
-        raise RuntimeError(f"seeding left {versions} versions and {markers} markers, expected {expected}")
-    return versions + markers
+    names = object_keys(keys)
+    doomed = names[::MARKER_EVERY]
+    found = moto.seed(VBUCKET, PREFIX, names, versioned=True, copies=2, markers=doomed)
+    if check_over_http:
+        found = count_versions(s3_client(moto.endpoint), VBUCKET)
+    if found != (2 * keys, len(doomed)):
+        raise RuntimeError(f"seeding left {found} versions and markers, expected {(2 * keys, len(doomed))}")
+    return sum(found)
 
 
 # -- verification ----------------------------------------------------------------------------------
@@ -186,6 +157,23 @@ def boto3_loop(moto: MotoProcess, bucket: str) -> int:
     return deleted
 
 
+def boto3_versions_loop(moto: MotoProcess, bucket: str) -> int:
+    """The simplest loop that finishes the job on a versioned bucket: list the first page of versions and
+    markers (no markers into a listing whose entries are being deleted), DeleteObjects every one of them
+    by version id, and start over until a listing comes back empty."""
+    client = s3_client(moto.endpoint)
+    deleted = 0
+    for _ in range(100_000):  # bounded; ends when a listing is empty
+        response = client.list_object_versions(Bucket=bucket, Prefix=PREFIX, MaxKeys=1000)
+        records = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for v in [*response.get("Versions", ()), *response.get("DeleteMarkers", ())]]
+        if not records:
+            break
+        result = client.delete_objects(Bucket=bucket, Delete={"Objects": records, "Quiet": True})
+        deleted += len(records) - len(result.get("Errors", ()))
+    return deleted
+
+
 class Timer:
     """Wall time plus CPU of this process, of waited-for child processes, and of the S3 endpoint."""
 
@@ -209,89 +197,102 @@ class Timer:
 
 # -- scenarios -------------------------------------------------------------------------------------
 
-def plain_bucket(moto: MotoProcess, work: Path, n: int) -> list[Row]:
+def plain_bucket(moto: MotoProcess, work: Path, n: int, repeat: int = 1) -> list[Row]:
+    """Each contender ``repeat`` times, round-robin, each run on freshly seeded data; the median is
+    reported. `aws s3 rm` runs once: it is an order of magnitude slower, its noise changes nothing."""
     scenario = f"S3 purge, plain bucket, {n:,} objects"
-    tree = local_tree(work / f"tree-{n}", n)
     ledger_dir = work / "ledger-s3"
     target = "engine >= 0.95 x s5cmd objects/s, 0 left"
-    rows: list[Row] = []
+    seeded = 0
 
-    def verify(row: Row) -> Row:
+    def measure(name: str) -> Row:
+        nonlocal seeded
+        log(f"{scenario}: {name}")
+        seed_plain(moto, n, check_over_http=seeded == 0)  # the first seed is also counted over HTTP
+        seeded += 1
+        extra: dict = {}
+        if name == "s5cmd rm":
+            with Timer(moto) as t:
+                result = run_tool([S5CMD, "--endpoint-url", moto.endpoint, "rm", f"s3://{BUCKET}/{PREFIX}*"])
+            extra = {"exit_code": result.returncode, "stderr": tail(result.stderr), **t.cpu}
+            row = Row(scenario, name, n, t.seconds)
+        elif name == "aws s3 rm --recursive":
+            with Timer(moto) as t:
+                result = run_tool([AWS, "--endpoint-url", moto.endpoint, "s3", "rm", "--recursive",
+                                   "--only-show-errors", f"s3://{BUCKET}/{PREFIX}"])
+            extra = {"exit_code": result.returncode, "stderr": tail(result.stderr), **t.cpu}
+            row = Row(scenario, name, n, t.seconds, reference="s5cmd rm")
+        elif name == "boto3 list+DeleteObjects loop":
+            with Timer(moto) as t:
+                extra["deleted"] = boto3_loop(moto, BUCKET)
+            extra.update(t.cpu)
+            row = Row(scenario, name, n, t.seconds, reference="s5cmd rm")
+        else:
+            extra = engine_purge(moto, BUCKET, False, ledger_dir)
+            row = Row(scenario, name, n, extra["execute_s"], reference="s5cmd rm", target=target)
+        row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
         left = count_objects(s3_client(moto.endpoint), BUCKET)
         row.left, row.verified = left, left == 0
         row.verification = "0 objects left (2 listings agree)" if left == 0 else f"FAILED: {left:,} of {n:,} objects left"
         return row
 
-    # (A bare S3Store loop, without the ledger, is left out: seeding 50k objects costs the endpoint ~2
-    # minutes, and the ledger's share of execute_task is measured directly, see ledger_and_rest_s.)
     contenders = ["s5cmd rm", "engine (execute_task)", "boto3 list+DeleteObjects loop", "aws s3 rm --recursive"]
+    runs: dict[str, list[Row]] = {name: [] for name in contenders}
+    for rep in range(repeat):
+        for name in contenders:
+            if name.startswith("aws") and rep > 0:
+                continue
+            runs[name].append(measure(name))
+    rows = []
     for name in contenders:
-        log(f"{scenario}: seeding for {name}")
-        seed_plain(moto, tree, n)
-        log(f"{scenario}: {name}")
-        extra: dict = {}
-        if name == "s5cmd rm":
-            with Timer(moto) as t:
-                result = run_tool([S5CMD, "--endpoint-url", moto.endpoint, "rm", f"s3://{BUCKET}/{PREFIX}*"])
-            extra = {"exit_code": result.returncode, "stderr": tail(result.stderr)}
-            row = Row(scenario, name, n, t.seconds)
-        elif name == "aws s3 rm --recursive":
-            with Timer(moto) as t:
-                result = run_tool([AWS, "--endpoint-url", moto.endpoint, "s3", "rm", "--recursive", "--only-show-errors",
-                                   f"s3://{BUCKET}/{PREFIX}"])
-            extra = {"exit_code": result.returncode, "stderr": tail(result.stderr)}
-            row = Row(scenario, name, n, t.seconds, reference="s5cmd rm")
-        elif name == "boto3 list+DeleteObjects loop":
-            with Timer(moto) as t:
-                extra["deleted"] = boto3_loop(moto, BUCKET)
-            row = Row(scenario, name, n, t.seconds, reference="s5cmd rm")
-        elif name == "bare S3Store loop":
-            extra = engine_purge(moto, BUCKET, False, ledger_dir, bare=True)
-            row = Row(scenario, name, n, extra["execute_s"], reference="s5cmd rm")
-        else:
-            extra = engine_purge(moto, BUCKET, False, ledger_dir)
-            row = Row(scenario, name, n, extra["execute_s"], reference="s5cmd rm", target=target)
-            # The whole engine path a sweep runs: the planner's counts, execution, the store's verify.
-            e2e = extra["plan_s"] + extra["execute_s"] + extra["store_verify_s"]
-            rows.append(verify(row))
-            row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
-            rows.append(Row(scenario, "engine incl. plan counts + verify", n, e2e, reference="s5cmd rm",
-                            verified=row.verified, verification=row.verification, left=row.left,
-                            extra={"note": "plan (2 listings) + execute_task + store.verify (2 listings)"}))
-            continue
-        if "client_cpu_s" not in extra:
-            extra.update(t.cpu)
-        row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
-        rows.append(verify(row))
+        row = combine(runs[name])
+        rows.append(row)
+        if name.startswith("engine"):
+            # The whole engine path a sweep runs: the planner's two counts, execution, the store's verify.
+            rows.append(_end_to_end(row, "s5cmd rm"))
     return rows
+
+
+def _end_to_end(row: Row, reference: str) -> Row:
+    e = row.extra
+    return Row(row.scenario, "engine incl. plan counts + verify", row.items,
+               e["plan_s"] + e["execute_s"] + e["store_verify_s"], reference=reference, verified=row.verified,
+               verification=row.verification, left=row.left,
+               extra={"note": "median run's plan (2 listings) + execute_task + store.verify (2 listings)",
+                      "plan_s": e["plan_s"], "store_verify_s": e["store_verify_s"]})
 
 
 def versioned_bucket(moto: MotoProcess, work: Path, keys: int) -> list[Row]:
     records = 2 * keys + len(range(0, keys, MARKER_EVERY))
     scenario = f"S3 purge, versioned bucket, {keys:,} keys = {records:,} versions+markers"
-    tree = local_tree(work / f"tree-{keys}", keys)
     ledger_dir = work / "ledger-s3v"
     rows: list[Row] = []
-    for name in ["s5cmd rm --all-versions", "engine (execute_task)", "aws s3 rm --recursive"]:
-        log(f"{scenario}: seeding for {name}")
-        records = seed_versioned(moto, tree, keys)
+    # The reference is the plain boto3 loop, not s5cmd: s5cmd rm --all-versions leaves most versions behind
+    # here (exit code 0), and a rate for a job left undone is no yardstick.
+    reference = "boto3 list-versions+DeleteObjects loop"
+    for name in [reference, "engine (execute_task)", "s5cmd rm --all-versions", "aws s3 rm --recursive"]:
         log(f"{scenario}: {name}")
+        records = seed_versioned(moto, keys, check_over_http=not rows)
         extra: dict = {}
         if name.startswith("s5cmd"):
             with Timer(moto) as t:
                 result = run_tool([S5CMD, "--endpoint-url", moto.endpoint, "rm", "--all-versions",
                                    f"s3://{VBUCKET}/{PREFIX}*"])
             extra = {"exit_code": result.returncode, "stderr": tail(result.stderr)}
+            row = Row(scenario, name, records, t.seconds, reference=reference)
+        elif name == reference:
+            with Timer(moto) as t:
+                extra["deleted"] = boto3_versions_loop(moto, VBUCKET)
             row = Row(scenario, name, records, t.seconds)
         elif name.startswith("aws"):
             with Timer(moto) as t:
                 result = run_tool([AWS, "--endpoint-url", moto.endpoint, "s3", "rm", "--recursive", "--only-show-errors",
                                    f"s3://{VBUCKET}/{PREFIX}"])
             extra = {"exit_code": result.returncode, "stderr": tail(result.stderr)}
-            row = Row(scenario, name, records, t.seconds, reference="s5cmd rm --all-versions")
+            row = Row(scenario, name, records, t.seconds, reference=reference)
         else:
             extra = engine_purge(moto, VBUCKET, True, ledger_dir)
-            row = Row(scenario, name, records, extra["execute_s"], reference="s5cmd rm --all-versions",
+            row = Row(scenario, name, records, extra["execute_s"], reference=reference,
                       target="every version and delete marker gone")
         versions, markers = count_versions(s3_client(moto.endpoint), VBUCKET)
         left = versions + markers
@@ -304,4 +305,6 @@ def versioned_bucket(moto: MotoProcess, work: Path, keys: int) -> list[Row]:
             extra.update(t.cpu)
         row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
         rows.append(row)
+        if "plan_s" in extra:
+            rows.append(_end_to_end(row, reference))
     return rows
