@@ -30,8 +30,8 @@ test: $(VENV)/.dev
 clean:
 	rm -rf var .pytest_cache .hypothesis
 
-# Benchmarks against s5cmd, `aws s3 rm` and plain DELETE statements (bench/README.md); ~25 minutes.
-# `make bench BENCH_ARGS=--quick` for a smoke run of a few minutes.
+# Benchmarks against s5cmd, `aws s3 rm` and plain DELETE statements (bench/README.md); ~16 minutes.
+# `make bench BENCH_ARGS=--quick` for a smoke run of about a minute.
 .PHONY: bench
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
