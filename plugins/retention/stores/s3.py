@@ -50,6 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.utils import parse_timestamp
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from retention.rules.inventory import KeySegmentTime, S3Location
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # S3's maximum for one listing page
 DELETE_CHUNK = 1000  # S3's maximum for one DeleteObjects call
-BATCH_SIZE = 8 * DELETE_CHUNK  # records per PendingBatch: eight DeleteObjects calls, sent concurrently
+BATCH_SIZE = 8 * DELETE_CHUNK  # at most per PendingBatch: eight DeleteObjects calls, sent concurrently
 WORKERS = 8  # concurrent DeleteObjects / HEAD / GET calls (botocore's pool holds 10 connections)
 
 RETRY_ATTEMPTS = 6  # per S3 call, on throttling, 5xx and dropped connections
@@ -79,6 +80,7 @@ _MARKER_CODES = frozenset({"405", "MethodNotAllowed"})  # HEAD on a delete marke
 _LOCK_MODES = frozenset({"COMPLIANCE", "GOVERNANCE"})
 
 DUE, YOUNG, UNDATED = "due", "young", "undated"
+PAGE_END = "page_end"  # not a verdict: marks where a listing page ended
 
 
 class S3StoreError(RuntimeError):
@@ -187,6 +189,7 @@ class S3Store:
         self.location_id = location_id
         self.spec = spec
         self._client = client
+        _parse_timestamps_fast(client)
         self._batch_size = batch_size
         self._chunk_size = chunk_size
         self._page_size = page_size
@@ -215,7 +218,10 @@ class S3Store:
         """Batches of up to ``batch_size`` records in key order after the cursor; nothing is deleted.
 
         Listing runs in a background thread up to one batch ahead, so the next batch is being listed
-        while the engine deletes the current one.
+        while the engine deletes the current one. A batch holds what has been listed so far: once it
+        fills one DeleteObjects call and no further page is waiting, it goes. When listing is the slow
+        side, deletion follows it page by page; when deletion is, pages queue up and batches grow to
+        ``batch_size``, deleted by concurrent calls.
         """
         prefix = self._prefix(selector)
         start = self._cursor(after, prefix)
@@ -224,15 +230,16 @@ class S3Store:
         pages = _Prefetch(self._pages(prefix, start, selector.account_id),
                           ahead=max(1, self._batch_size // self._page_size))
         with pages:
-            for _key, entries, verdict in self._groups(selector, pages):
-                if verdict != DUE:
-                    continue
-                if items and len(items) + len(entries) > self._batch_size:
+            for _key, entries, verdict in self._groups(selector, pages, mark_page_ends=True):
+                full = len(items) + len(entries) > self._batch_size
+                listing_behind = verdict == PAGE_END and len(items) >= self._chunk_size and not pages.waiting()
+                if items and (full or listing_behind):
                     upper = _encode_cursor(last)
                     yield PendingBatch(lower, upper, len(items), tuple(items))
                     lower, items = upper, []
-                items.extend((e.key, e.version_id) for e in entries)
-                last = entries[-1]
+                if verdict == DUE:
+                    items.extend((e.key, e.version_id) for e in entries)
+                    last = entries[-1]
             if items:
                 yield PendingBatch(lower, _encode_cursor(last), len(items), tuple(items))
 
@@ -371,16 +378,25 @@ class S3Store:
             return UNDATED
         return DUE if latest <= selector.cutoff else YOUNG
 
-    def _groups(self, selector: Selector, pages: Iterable[list[_Entry]]) -> Iterator[tuple[str, list[_Entry], str]]:
-        """(key, its entries in listing order, verdict) per key; a key's versions may span pages."""
+    def _groups(self, selector: Selector, pages: Iterable[list[_Entry]], *,
+                mark_page_ends: bool = False) -> Iterator[tuple[str | None, list[_Entry], str]]:
+        """(key, its entries in listing order, verdict) per key; a key's versions may span pages.
+
+        With ``mark_page_ends``, ``(None, [], PAGE_END)`` follows the keys completed by each page.
+        """
         key, group = None, []
         for page in pages:
             for entry in page:
-                if entry.key != key:
-                    if group:
-                        yield key, group, self._verdict(selector, key, group)
-                    key, group = entry.key, []
-                group.append(entry)
+                if self.spec.versioned:
+                    if entry.key != key:
+                        if group:
+                            yield key, group, self._verdict(selector, key, group)
+                        key, group = entry.key, []
+                    group.append(entry)
+                else:  # one entry per key: no need to see the next one first
+                    yield entry.key, [entry], self._verdict(selector, entry.key, [entry])
+            if mark_page_ends:
+                yield None, [], PAGE_END
         if group:
             yield key, group, self._verdict(selector, key, group)
 
@@ -780,6 +796,26 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (HTTPClientError, BotoConnectionError))
 
 
+def _parse_timestamps_fast(client: Any) -> None:
+    """Have the client parse LastModified with ``datetime.fromisoformat``.
+
+    botocore parses every timestamp with dateutil (~0.1 ms each): parsing a 1,000-key listing page
+    then costs the client more than the server spends producing it, and the pipeline waits on it.
+    ``set_parser_defaults`` is botocore's hook for this; the factory belongs to the client's session,
+    and anything that is not ISO 8601 still goes to botocore's own parser, so results are the same.
+    """
+    factory = getattr(getattr(client, "_endpoint", None), "_response_parser_factory", None)
+    if factory is not None:
+        factory.set_parser_defaults(timestamp_parser=_parse_timestamp)
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return parse_timestamp(value)
+
+
 class _Prefetch:
     """Runs a page iterator in a background thread, at most ``ahead`` pages ahead of its consumer."""
 
@@ -802,6 +838,10 @@ class _Prefetch:
                 self._queue.get(timeout=0.05)  # unblock a producer waiting on a full queue
             except queue.Empty:
                 pass
+
+    def waiting(self) -> bool:
+        """Whether a listed page is ready to be taken without blocking."""
+        return not self._queue.empty()
 
     def __iter__(self) -> Iterator[list[_Entry]]:
         while True:
