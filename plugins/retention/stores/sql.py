@@ -235,21 +235,17 @@ class SqlStore:
                     pending_anonymize: bool) -> tuple[int, Any, int]:
         """(size, last key, count) of the next ``size`` matching keys after ``after``.
 
-        Usually one query for the ``size``-th key (the key is unique, so the range then holds exactly
-        ``size`` rows); only the last, shorter range needs a second one for its last key and count.
+        One query: the next ``size`` matching keys, numbered in key order; the last one is the range's
+        upper key and its number the range's row count, for a full range and a short last one alike.
         No keys travel to the client, and no aggregate is needed (PostgreSQL has no max(uuid)).
         """
-        matching = (select(self._key)
+        matching = (select(self._key.label("key"))
                     .where(self._where(selector, after, None, pending_anonymize=pending_anonymize))
-                    .order_by(self._key))
+                    .order_by(self._key).limit(size)).subquery()
+        numbered = select(matching.c.key, func.row_number().over(order_by=matching.c.key).label("n")).subquery()
         with self.engine.connect() as conn:
-            nth = conn.execute(matching.offset(size - 1).limit(1)).first()
-            if nth is not None:
-                return size, nth[0], size
-            tail = matching.limit(size).subquery()
-            last = select(tail.c[0]).order_by(tail.c[0].desc()).limit(1).scalar_subquery()
-            upper, count = conn.execute(select(last, select(func.count()).select_from(tail).scalar_subquery())).one()
-        return size, upper, count
+            last = conn.execute(select(numbered.c.key, numbered.c.n).order_by(numbered.c.n.desc()).limit(1)).first()
+        return (size, None, 0) if last is None else (size, last.key, last.n)
 
     def delete(self, batch: PendingBatch) -> SqlOutcome:
         """Children first, then the location's rows of the batch, in one transaction."""
