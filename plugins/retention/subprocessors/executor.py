@@ -1,0 +1,453 @@
+"""Run one resource of a connector spec for one account: find, preview, delete, complete, verify.
+
+Every HTTP call becomes a ``subprocessor.call`` event; every destructive call is framed by
+``subprocessor.intent`` (how many, which ids as a sha256) and ``subprocessor.outcome``. Ids, e-mail
+addresses and other values the provider keys records by never enter an event, only their digest.
+
+What "done" means is per spec: ``verified`` (the verification came back clean), ``awaiting_provider``
+(an accepted deletion the provider completes later, with the date by which it says it will), or
+``incomplete`` (records the provider would not delete yet, e.g. Twilio's 20009; run again later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pendulum
+
+from retention.subprocessors.http import Client, SubprocessorError, render
+from retention.subprocessors.spec import (
+    AsyncJob,
+    AsyncUnpollable,
+    ConnectorSpec,
+    Delete,
+    FanOut,
+    Find,
+    Pagination,
+    Request,
+    Resource,
+    SoftDelete,
+)
+
+Record = Callable[[str, dict], None]
+MAX_PAGES = 100_000  # a listing that never ends is a provider bug, not a reason to loop forever
+MAX_ROUNDS = 50  # capped searches are repeated after each deletion round, at most this often
+
+
+@dataclass
+class ResourceResult:
+    subprocessor: str
+    resource: str
+    data_class: str
+    account_id: str
+    found: int = 0  # the preview: matching records before the first deletion
+    deleted: int = 0
+    already_gone: int = 0
+    not_deleted: int = 0  # the provider refused for now (retry later) or per-item errors
+    jobs: int = 0  # async jobs started
+    status: str = "verified"  # verified | awaiting_provider | incomplete
+    complete_by: datetime | None = None  # awaiting_provider: the provider's own deadline
+    residual_copies_until: datetime | None = None  # the provider's backups and logs
+    verification: str = ""
+
+    def as_event(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _Scope:
+    """One provider-side tenant of the account (a subaccount, a subuser, a project) and its variables."""
+
+    variables: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Eraser:
+    """Erase one account's data held by one subprocessor, resource by resource."""
+
+    def __init__(self, spec: ConnectorSpec, client: Client, record: Record, *,
+                 recorded_ids: Callable[[Any, str], list[str]] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.spec = spec
+        self.client = client
+        self._record = record
+        self._recorded_ids = recorded_ids
+        self._sleep = sleep
+        self._now = now
+        self._base_url: str | None = None  # the resource's own host (Twilio Conversations), if any
+
+    def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None,
+              poll: bool = True) -> ResourceResult:
+        """Delete every record of the account (older than ``cutoff`` where the API can filter by time)."""
+        resource = self.spec.resources[resource_name]
+        self._base_url = str(resource.base_url) if resource.base_url else None
+        result = ResourceResult(self.spec.subprocessor, resource_name, resource.data_class, account_id)
+        at = cutoff or self._now()  # query-scope deletes take everything up to the cutoff (or now)
+        base = {"account_id": account_id, "cutoff": at.isoformat(), "cutoff_ms": int(at.timestamp() * 1000)}
+        ids_by_scope: list[tuple[_Scope, list[str]]] = []
+        for scope in self._scopes(resource, base):
+            ids = self._find_ids(resource, scope)
+            ids_by_scope.append((scope, ids))
+            result.found += len(ids)
+        self._event("subprocessor.preview", resource_name, account_id, found=result.found,
+                    scopes=len(ids_by_scope))
+        if resource.max_records is not None and result.found > resource.max_records:
+            raise SubprocessorError(f"{self.spec.subprocessor}/{resource_name}: account {account_id} has "
+                                    f"{result.found} matching records, more than max_records "
+                                    f"({resource.max_records}); nothing was deleted")
+        for scope, ids in ids_by_scope:
+            self._delete_scope(resource, resource_name, scope, ids, result)
+        self._complete_and_verify(resource, resource_name, ids_by_scope, result, poll=poll)
+        if resource.provider_retention is not None:
+            result.residual_copies_until = _add(self._now(), resource.provider_retention.period)
+        summary = {k: v for k, v in result.as_event().items() if k not in ("subprocessor", "resource", "account_id")}
+        self._event("subprocessor.result", resource_name, account_id, **summary)
+        return result
+
+    # -- scopes and finding ------------------------------------------------------------------------
+
+    def _scopes(self, resource: Resource, base: dict[str, Any]) -> Iterator[_Scope]:
+        fan_out = resource.fan_out
+        if fan_out is None:
+            yield _Scope(dict(base))
+            return
+        if fan_out.recorded is not None:
+            items: Any = ({"id": i} for i in self._recorded(fan_out.recorded, base["account_id"]))
+        else:
+            items = self._items(fan_out.request, fan_out.pagination, fan_out.items, _Scope(dict(base)), "fan_out")
+        for item in items:
+            if not _matches(item, fan_out.match, base):
+                continue
+            variables = dict(base)
+            for name, path in fan_out.bind.items():
+                value = _get(item, path)
+                if value in (None, ""):
+                    raise SubprocessorError(f"{self.spec.subprocessor}: a fan-out item has no {path!r}")
+                variables[name] = value
+            yield _Scope(variables, {h: render(t, variables) for h, t in fan_out.headers.items()})
+
+    def _recorded(self, recorded: Any, account_id: str) -> list[str]:
+        if self._recorded_ids is None:
+            raise SubprocessorError(f"{self.spec.subprocessor}: ids are recorded at creation, "
+                                    "but no database was given to read them from")
+        return [str(i) for i in self._recorded_ids(recorded, account_id)]
+
+    def _find_ids(self, resource: Resource, scope: _Scope) -> list[str]:
+        find = resource.find
+        if find.recorded is not None:
+            return self._recorded(find.recorded, scope.variables["account_id"])
+        ids = []
+        for item in self._items(find.request, find.pagination, find.items, scope, "find"):
+            if _matches(item, find.match, scope.variables):
+                value = _get(item, find.id)
+                if value in (None, ""):
+                    raise SubprocessorError(f"{self.spec.subprocessor}: a found item has no {find.id!r}")
+                ids.append(str(value))
+        return list(dict.fromkeys(ids))
+
+    def _items(self, request: Request, pagination: Pagination, items_path: str, scope: _Scope,
+               operation: str) -> Iterator[dict]:
+        """Every item of a paginated listing."""
+        url: str | None = None
+        extra_query: dict[str, Any] = {}
+        extra_headers: dict[str, str] = {}
+        offset = 0
+        for _ in range(MAX_PAGES):
+            if pagination.style == "offset":
+                extra_query = {pagination.offset_param: offset, pagination.limit_param: pagination.page_size}
+            response = self._call(request, scope.variables, operation=operation, url=url,
+                                        query=extra_query, extra_headers={**scope.headers, **extra_headers})
+            if response.status_code not in (200, 206):
+                raise SubprocessorError(f"{self.spec.subprocessor}: {operation} answered HTTP {response.status_code}")
+            body = response.json() if response.content else None
+            page = _get(body, items_path) if items_path else body
+            page = page or []
+            if not isinstance(page, list):
+                raise SubprocessorError(f"{self.spec.subprocessor}: {operation}: {items_path!r} is not a list")
+            yield from page
+            style = pagination.style
+            if style == "none":
+                return
+            if style == "link_header":
+                url = _next_link(response, pagination.results_attribute)
+            elif style == "next_url":
+                url = _get(body, pagination.field) or None
+            elif style == "cursor":
+                token = _get(body, pagination.token_field)
+                more = bool(_get(body, pagination.more_field)) if pagination.more_field else token not in (None, "")
+                if not more or token in (None, ""):
+                    return
+                if pagination.send_in == "query":
+                    extra_query = {pagination.param: token}
+                else:
+                    request = request.model_copy(update={"body": _with(request.body, pagination.param, token)})
+                continue
+            elif style == "offset":
+                if len(page) < pagination.page_size:
+                    return
+                offset += len(page)
+                continue
+            elif style == "range_header":
+                next_range = response.headers.get("Next-Range")
+                if response.status_code != 206 or not next_range:
+                    return
+                extra_headers = {"Range": next_range}
+                continue
+            if not url:
+                return
+        raise SubprocessorError(f"{self.spec.subprocessor}: {operation} did not end after {MAX_PAGES} pages")
+
+    # -- deleting ----------------------------------------------------------------------------------
+
+    def _delete_scope(self, resource: Resource, name: str, scope: _Scope, ids: list[str],
+                      result: ResourceResult) -> None:
+        delete = resource.delete
+        if delete.scope in ("tenant", "query"):
+            if ids:  # one call for the whole tenant or query; the preview found something to delete
+                self._delete_call(delete, name, scope, [], result, resource=resource, count=len(ids))
+            return
+        for chunk in _chunks(ids, delete.batch):
+            self._delete_call(delete, name, scope, chunk, result, resource=resource)
+        if resource.find.cap and ids and len(ids) >= resource.find.cap:
+            self._drain_capped(resource, name, scope, result)
+
+    def _drain_capped(self, resource: Resource, name: str, scope: _Scope, result: ResourceResult) -> None:
+        """A search capped at N found N: there may be more; search and delete again until none is left."""
+        for _ in range(MAX_ROUNDS):
+            ids = self._find_ids(resource, scope)
+            if not ids:
+                return
+            result.found += len(ids)
+            self._event("subprocessor.preview", name, scope.variables["account_id"], found=len(ids), round=True)
+            for chunk in _chunks(ids, resource.delete.batch):
+                self._delete_call(resource.delete, name, scope, chunk, result, resource=resource)
+            if len(ids) < (resource.find.cap or 0):
+                return
+        raise SubprocessorError(f"{self.spec.subprocessor}/{name}: still finding records after {MAX_ROUNDS} rounds")
+
+    def _delete_call(self, delete: Delete, name: str, scope: _Scope, ids: list[str], result: ResourceResult,
+                     *, resource: Resource, count: int | None = None, purge: bool = False) -> None:
+        """One aimed delete (retried for ids the provider will not delete yet), framed by intent and outcome."""
+        if delete.scope in ("record", "subject") and not ids:
+            raise SubprocessorError(f"{self.spec.subprocessor}/{name}: refusing a delete call without ids")
+        account = scope.variables["account_id"]
+        count = len(ids) if count is None else count
+        variables = dict(scope.variables)
+        if ids:
+            variables.update({"id": ids[0]} if delete.batch == 1 else {"ids": ids})
+        self._event("subprocessor.intent", name, account, count=count, ids_sha256=_digest(ids),
+                    scope=delete.scope, step="purge" if purge else "delete")
+        counts = {"deleted": 0, "already_gone": 0, "not_deleted": 0}
+        pending = list(ids)
+        for attempt in range(1, self.spec.rate_limit.max_attempts + 1):
+            response = self._call(delete.request, variables, operation="purge" if purge else "delete",
+                                        extra_headers=scope.headers, ids_join=delete.ids_join,
+                                        ids_repeat=delete.ids_repeat)
+            pending = self._read_delete(delete, name, response, pending, count, counts)
+            if not purge:
+                self._follow_job(resource, name, scope, response, count, counts, result)
+            if not pending:
+                break
+            variables.update({"id": pending[0]} if delete.batch == 1 else {"ids": pending})
+            self._sleep(min(60.0, 2.0 ** attempt))
+        else:
+            counts["not_deleted"] += len(pending)
+        if not purge:
+            result.deleted += counts["deleted"]
+            result.already_gone += counts["already_gone"]
+        result.not_deleted += counts["not_deleted"]
+        self._event("subprocessor.outcome", name, account, step="purge" if purge else "delete", **counts)
+
+    def _read_delete(self, delete: Delete, name: str, response: httpx.Response, ids: list[str], count: int,
+                     counts: dict[str, int]) -> list[str]:
+        """Count one response; returns the ids to try again later."""
+        body = _json(response)
+        if delete.results is not None and response.status_code in delete.success and isinstance(
+                _get(body, delete.results.items) if delete.results.items else body, list):
+            return self._read_items(delete, name, body, counts)
+        code = _get(body, delete.error_code) if isinstance(body, (dict, list)) else None
+        if response.status_code in delete.success:
+            counts["deleted"] += len(ids) if ids else count
+            return []
+        if response.status_code in delete.already_deleted.statuses or _code_in(code, delete.already_deleted.codes):
+            counts["already_gone"] += len(ids) if ids else count
+            return []
+        if response.status_code in delete.retry_later.statuses or _code_in(code, delete.retry_later.codes):
+            return list(ids)
+        raise SubprocessorError(f"{self.spec.subprocessor}/{name}: delete answered HTTP {response.status_code}"
+                                + (f" (provider code {code})" if code is not None else ""))
+
+    def _follow_job(self, resource: Resource, name: str, scope: _Scope, response: httpx.Response, count: int,
+                    counts: dict[str, int], result: ResourceResult) -> None:
+        """An accepted async deletion: poll its job to the end (async_job) or note its id (unpollable)."""
+        completion = resource.completion
+        path = getattr(completion, "job_id", None)
+        job_id = _get(_json(response), path) if path else None
+        if job_id in (None, ""):
+            return
+        result.jobs += 1
+        account = scope.variables["account_id"]
+        self._event("subprocessor.job", name, account, job_sha256=_digest([str(job_id)]))
+        if not isinstance(completion, AsyncJob):
+            return
+        deadline = time.monotonic() + completion.max_wait.nominal_seconds
+        state = self.poll_job(completion, {**scope.variables, "job_id": job_id}, deadline=deadline)
+        self._event("subprocessor.job_finished", name, account, job_sha256=_digest([str(job_id)]), state=state)
+        if state != "done":
+            counts["not_deleted"] += counts["deleted"]
+            counts["deleted"] = 0
+
+    def _read_items(self, delete: Delete, name: str, body: Any, counts: dict[str, int]) -> list[str]:
+        spec = delete.results
+        items = _get(body, spec.items) if spec.items else body
+        retry = []
+        for item in items:
+            if _get(item, spec.success) is True:
+                counts["deleted"] += 1
+                continue
+            code = _get(item, spec.error_code)
+            if _code_in(code, delete.already_deleted.codes):
+                counts["already_gone"] += 1
+            elif _code_in(code, delete.retry_later.codes):
+                retry.append(str(_get(item, spec.id)))
+            else:
+                counts["not_deleted"] += 1
+                self._event("subprocessor.item_failed", name, None, code=str(code))
+        return retry
+
+    # -- completion and verification ---------------------------------------------------------------
+
+    def _complete_and_verify(self, resource: Resource, name: str, ids_by_scope: list[tuple[_Scope, list[str]]],
+                             result: ResourceResult, *, poll: bool) -> None:
+        completion = resource.completion
+        if isinstance(completion, SoftDelete) and completion.bin_retention is not None:
+            result.status = "awaiting_provider"
+            result.complete_by = _add(self._now(), completion.bin_retention)
+        elif isinstance(completion, SoftDelete):
+            for scope, ids in ids_by_scope:
+                for chunk in _chunks(ids, completion.purge.batch):
+                    self._delete_call(completion.purge, name, scope, chunk, result, resource=resource, purge=True)
+        if isinstance(completion, AsyncUnpollable):
+            result.status = "awaiting_provider"
+            result.complete_by = _add(self._now(), completion.assume_done_after)
+        if result.not_deleted:
+            result.status = "incomplete"
+        if resource.verify.kind == "after_completion":
+            result.verification = f"after_completion: the provider completes by {result.complete_by:%Y-%m-%d}"
+            return
+        left = self._verify(resource, ids_by_scope)
+        result.verification = f"{resource.verify.kind}: {left} left"
+        if left and result.status == "verified":
+            result.status = "incomplete"
+        self._event("subprocessor.verified", name, result.account_id, method=resource.verify.kind, left=left)
+
+    def poll_job(self, job: AsyncJob, variables: dict[str, Any], *, deadline: float) -> str:
+        """Poll an async job until a terminal state; returns it (``done`` or ``failed``)."""
+        while True:
+            response = self._call(job.status, variables, operation="job_status")
+            state = str(_get(_json(response), job.status_field))
+            if state in job.done:
+                return "done"
+            if state in job.failed:
+                return "failed"
+            if time.monotonic() > deadline:
+                raise SubprocessorError(f"{self.spec.subprocessor}: job not finished within {job.max_wait}")
+            self._sleep(job.poll_every.nominal_seconds)
+
+    def _verify(self, resource: Resource, ids_by_scope: list[tuple[_Scope, list[str]]]) -> int:
+        left = 0
+        for scope, ids in ids_by_scope:
+            if resource.verify.kind == "find_empty":
+                left += len(self._find_ids(resource, scope))
+                continue
+            for record_id in ids:
+                response = self._call(resource.verify.request, {**scope.variables, "id": record_id},
+                                            operation="verify", extra_headers=scope.headers)
+                code = _get(_json(response), resource.delete.error_code)
+                gone = response.status_code in resource.delete.already_deleted.statuses or \
+                    _code_in(code, resource.delete.already_deleted.codes)
+                left += 0 if gone else 1
+        return left
+
+    def _call(self, request: Request, variables: dict[str, Any], **kwargs: Any) -> httpx.Response:
+        return self.client.call(request, variables, base_url=self._base_url, **kwargs)
+
+    def _event(self, kind: str, resource: str, account_id: str | None, **payload: Any) -> None:
+        self._record(kind, {"subprocessor": self.spec.subprocessor, "resource": resource,
+                            **({"account_id": account_id} if account_id else {}), **payload})
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _get(value: Any, path: str | None) -> Any:
+    if not path:
+        return value
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _with(body: Any, dotted: str, value: Any) -> dict:
+    """A copy of a JSON body with ``a.b.c`` set (Datadog's page.cursor)."""
+    out = dict(body or {})
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node[part] = dict(node.get(part) or {})
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
+def _matches(item: dict, match: dict[str, str], variables: dict[str, Any]) -> bool:
+    return all(str(_get(item, path)) == render(template, variables) for path, template in match.items())
+
+
+def _next_link(response: httpx.Response, results_attribute: bool) -> str | None:
+    for link in response.headers.get_list("link", split_commas=True) if hasattr(response.headers, "get_list") else []:
+        parts = [p.strip() for p in link.split(";")]
+        url = parts[0].strip("<>")
+        attrs = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        attrs = {k.strip(): v.strip().strip('"') for k, v in attrs.items()}
+        if attrs.get("rel") == "next":
+            if results_attribute and attrs.get("results") != "true":
+                return None
+            return url
+    return None
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _code_in(code: Any, codes: list) -> bool:
+    return code is not None and str(code) in {str(c) for c in codes}
+
+
+def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _digest(values: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest()
+
+
+def _add(at: datetime, duration: Any) -> datetime:
+    return duration.after(pendulum.instance(at))

@@ -1,0 +1,259 @@
+"""HTTP for connector specs: templates, credentials from an Airflow Connection, retries and rate limits.
+
+Every call is reported to ``on_call`` (the executor turns it into a ledger event) with the request's
+template, never its rendered URL: rendered paths and queries can hold e-mail addresses.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from retention.subprocessors.spec import ConnectorSpec, RateLimit, Request
+
+MAX_SINGLE_WAIT = 300.0  # seconds: a provider asking for longer fails the call (the task retries later)
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+class SubprocessorError(RuntimeError):
+    """A call failed for good; the message names subprocessor, operation and status, never data."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the spec's auth needs from the Airflow Connection."""
+
+    base_url: str
+    login: str | None = None
+    password: str | None = None
+    extra: dict | None = None
+    from_connection_host: bool = False  # the Connection names the host: it wins over resources' own hosts
+
+    @classmethod
+    def from_connection(cls, spec: ConnectorSpec) -> Credentials:
+        """The Connection ``spec.conn_id``: its host (with schema and port) overrides the spec's base URL,
+        as does its extra ``region`` (one of the spec's regions)."""
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(spec.conn_id)
+        extra = conn.extra_dejson or {}
+        base = str(spec.base_url)
+        if extra.get("region"):
+            region = extra["region"]
+            if region not in spec.regions:
+                raise SubprocessorError(f"{spec.subprocessor}: Connection {spec.conn_id} names region {region!r}; "
+                                        f"the spec knows {', '.join(sorted(spec.regions)) or 'none'}")
+            base = str(spec.regions[region])
+        if conn.host:
+            scheme = conn.schema or "https"
+            base = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
+        return cls(base_url=base, login=conn.login, password=conn.password, extra=extra,
+                   from_connection_host=bool(conn.host))
+
+
+class Retryable(Exception):
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.wait = wait
+
+
+def render(template: str, variables: dict[str, Any], *, in_path: bool = False, join: str = ",") -> str:
+    """``{name}`` replaced by its value (a list is joined); path values are percent-encoded."""
+    def value(name: str) -> str:
+        v = variables[name]
+        parts = [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+        return join.join(quote(p, safe="") if in_path else p for p in parts)
+
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append(value(name))
+    return "".join(out)
+
+
+def render_body(template: Any, variables: dict[str, Any]) -> Any:
+    """A JSON template: ``"{ids}"`` alone becomes the list itself; other strings are rendered."""
+    if isinstance(template, str):
+        if template.startswith("{") and template.endswith("}") and template[1:-1] in variables \
+                and isinstance(variables[template[1:-1]], (list, tuple)):
+            return list(variables[template[1:-1]])
+        return render(template, variables)
+    if isinstance(template, dict):
+        return {k: render_body(v, variables) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render_body(v, variables) for v in template]
+    return template
+
+
+class Client:
+    """One spec's HTTP client: base URL, auth, default headers, retries honouring the provider's limits."""
+
+    def __init__(self, spec: ConnectorSpec, credentials: Credentials, *,
+                 on_call: Callable[[dict], None] = lambda call: None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.spec = spec
+        self._on_call = on_call
+        self._sleep = sleep
+        self._limit: RateLimit = spec.rate_limit
+        self._fixed_host = credentials.from_connection_host
+        self._http = httpx.Client(base_url=credentials.base_url, timeout=TIMEOUT, follow_redirects=False,
+                                  headers=self._auth_headers(credentials), auth=self._basic(credentials))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def call(self, request: Request, variables: dict[str, Any], *, operation: str, url: str | None = None,
+             extra_headers: dict[str, str] | None = None, query: dict[str, Any] | None = None,
+             ids_join: str = ",", ids_repeat: str | None = None, ok: set[int] | None = None,
+             base_url: str | None = None) -> httpx.Response:
+        """Send one request (``url``: a next-page URL replacing path and query), retrying rate limits and
+        transient failures; returns the final response, whatever its status, unless it is retryable."""
+        built = self._build(request, variables, url=url, extra_headers=extra_headers, query=query,
+                            ids_join=ids_join, ids_repeat=ids_repeat)
+        if base_url and not self._fixed_host and url is None:
+            built["url"] = base_url.rstrip("/") + built["url"]
+        attempts = {"n": 0}
+
+        def send() -> httpx.Response:
+            attempts["n"] += 1
+            try:
+                response = self._http.send(self._http.build_request(**built))
+            except httpx.TransportError as exc:
+                self._report(request, operation, None, attempts["n"], type(exc).__name__)
+                raise Retryable(type(exc).__name__) from None
+            self._report(request, operation, response.status_code, attempts["n"])
+            if ok is not None and response.status_code in ok:
+                return response
+            if response.status_code in self._limit.statuses:
+                raise Retryable(f"HTTP {response.status_code}", self._reset_wait(response))
+            if response.status_code in self.spec.transient_statuses:
+                raise Retryable(f"HTTP {response.status_code}", self._reset_wait(response, required=False))
+            return response
+
+        retrying = Retrying(retry=retry_if_exception_type(Retryable), stop=stop_after_attempt(self._limit.max_attempts),
+                            wait=_wait_for, sleep=self._sleep, reraise=True)
+        try:
+            return retrying(send)
+        except Retryable as exc:
+            raise SubprocessorError(f"{self.spec.subprocessor}: {operation} still failing after "
+                                    f"{attempts['n']} attempts ({exc})") from None
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def _build(self, request: Request, variables: dict[str, Any], *, url: str | None,
+               extra_headers: dict[str, str] | None, query: dict[str, Any] | None,
+               ids_join: str, ids_repeat: str | None) -> dict[str, Any]:
+        headers = {k: render(v, variables) for k, v in {**self.spec.headers, **request.headers}.items()}
+        headers.update(extra_headers or {})
+        built: dict[str, Any] = {"method": request.method, "headers": headers}
+        if url is not None:
+            built["url"] = url if url.startswith(("http://", "https://")) else urljoin(str(self._http.base_url), url)
+        else:
+            built["url"] = render(request.path, variables, in_path=True, join=ids_join)
+            params: list[tuple[str, str]] = []
+            for key, template in request.query.items():
+                value = render(str(template), variables, join=ids_join)
+                if ids_repeat and key == ids_repeat and str(template) == "{ids}":
+                    params += [(key, str(i)) for i in variables["ids"]]
+                else:
+                    params.append((key, value))
+            params += list((query or {}).items())
+            if params:
+                built["params"] = params
+        if request.body is not None:
+            built["json"] = render_body(request.body, variables)
+        elif request.form is not None:
+            built["data"] = {k: render(v, variables) for k, v in request.form.items()}
+        return built
+
+    def _auth_headers(self, credentials: Credentials) -> dict[str, str]:
+        auth = self.spec.auth
+        if auth is None:
+            return {}
+        if auth.kind == "bearer":
+            return {"Authorization": f"Bearer {credentials.password}"}
+        if auth.kind == "headers":
+            values = {"login": credentials.login or "", "password": credentials.password or ""}
+            values.update({f"extra.{k}": str(v) for k, v in (credentials.extra or {}).items()})
+            return {name: _fill(template, values) for name, template in auth.headers.items()}
+        return {}
+
+    def _basic(self, credentials: Credentials) -> httpx.BasicAuth | None:
+        if self.spec.auth is not None and self.spec.auth.kind == "basic":
+            return httpx.BasicAuth(credentials.login or "", credentials.password or "")
+        return None
+
+    # -- limits ------------------------------------------------------------------------------------
+
+    def _reset_wait(self, response: httpx.Response, *, required: bool = True) -> float | None:
+        """Seconds the provider asked us to wait, from ``reset_header`` (also Retry-After on a 5xx)."""
+        limit = self._limit
+        raw = response.headers.get(limit.reset_header) or response.headers.get("Retry-After")
+        if raw is None:
+            return limit.default_wait.nominal_seconds if required else None
+        kind = limit.reset_kind if response.headers.get(limit.reset_header) else "seconds"
+        try:
+            if kind == "epoch":
+                wait = float(raw) - time.time()
+            elif kind == "duration":
+                wait = _go_duration(raw)
+            elif kind == "http_date" or not raw.strip().lstrip("-").replace(".", "", 1).isdigit():
+                wait = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
+            else:
+                wait = float(raw)
+        except (TypeError, ValueError):
+            return limit.default_wait.nominal_seconds
+        if wait > MAX_SINGLE_WAIT:
+            raise SubprocessorError(f"{self.spec.subprocessor}: the provider asks to wait {wait:.0f} s; "
+                                    "the task will be retried later")
+        return max(0.0, wait)
+
+    def _report(self, request: Request, operation: str, status: int | None, attempt: int,
+                error: str | None = None) -> None:
+        self._on_call({"operation": operation, "method": request.method, "path": request.path,
+                       "status": status, "attempt": attempt, **({"error": error} if error else {})})
+
+
+_backoff = wait_exponential_jitter(multiplier=0.5, max=30.0)
+
+
+def _wait_for(state: Any) -> float:
+    """The provider's reset time when it gave one (never earlier), else exponential backoff."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, Retryable) and exc.wait is not None:
+        return exc.wait + 0.05  # a little past the reset: clocks round
+    return _backoff(state)
+
+
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _go_duration(text: str) -> float:
+    """``6m0s``, ``1.5s``, ``20ms`` (OpenAI's x-ratelimit-reset-*) as seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(text)
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    out = template
+    for name, value in values.items():
+        out = out.replace("{" + name + "}", value)
+    return out

@@ -1,0 +1,496 @@
+"""Connector specs: ``retention_rules/subprocessors/*.yaml``, one file per subprocessor.
+
+A spec says, in the provider's own terms, how to find one customer's data through its public API,
+delete it, learn when the deletion is complete, check that it is gone, and how long the provider's
+own residual copies live. One generic executor (``retention.subprocessors.executor``) runs every
+spec. Providers without a deletion API get a ``manual`` spec: a ticket, evidence and a human
+attestation.
+
+Templates
+    Paths, query values, headers and JSON bodies are templates with ``{name}`` placeholders (nothing
+    else: no attribute access, no format specs). What a placeholder may name depends on where it is:
+    ``account_id`` everywhere; a fan-out's ``bind`` names below the fan-out; ``id`` in per-record
+    requests; ``ids`` in batch requests (joined with ``ids_join`` in a path or query string, a JSON
+    list in a body, or one query parameter per id with ``ids_repeat``); ``job_id`` in status polls;
+    ``cutoff`` (ISO 8601) in query-scope deletes. The loader refuses any other name.
+
+Safety
+    A delete request must be aimed: it names ``{id}`` or ``{ids}``, or (scope ``tenant`` / ``query``)
+    its filter names ``{account_id}`` or a fan-out binding. Parameters that switch a provider's
+    endpoint to "delete everything" (``delete_all_contacts``, ...) are refused in any request.
+    Every run records the number of matching records (the preview) before its first deletion.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, HttpUrl, model_validator
+
+from retention.rules.durations import IsoDuration
+from retention.rules.errors import Issue, RulesError
+from retention.rules.loader import load_model
+from retention.rules.model import Duration, Identifier, Strict, Text
+from retention.rules.yamlsource import SourceMap
+
+DotPath = Annotated[str, Field(pattern=r"^([A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*)?$", max_length=200)]
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")]
+Status = Annotated[int, Field(ge=100, le=599)]
+
+# Switches that turn a provider's delete endpoint into "delete everything"; refused in any request.
+DELETE_ALL_SWITCHES = frozenset({"delete_all", "delete_all_contacts", "deleteall", "all", "purge_all", "truncate"})
+
+
+class Request(Strict):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: Annotated[str, Field(pattern=r"^/")]  # appended to the base URL
+    query: dict[str, str | int] = Field(default_factory=dict)
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+    body: Any = None  # JSON template
+    form: dict[str, str] | None = None  # form-encoded body template (Twilio)
+
+
+# -- pagination ------------------------------------------------------------------------------------
+
+class NoPagination(Strict):
+    style: Literal["none"]
+
+
+class LinkHeader(Strict):
+    """RFC 8288 ``Link: <url>; rel="next"``; Sentry adds ``results="false"`` to a next link with nothing behind it."""
+
+    style: Literal["link_header"]
+    results_attribute: bool = False
+
+
+class NextUrl(Strict):
+    """A body field holding the next page's URL or path (Twilio ``next_page_uri``, Salesforce ``nextRecordsUrl``)."""
+
+    style: Literal["next_url"]
+    field: DotPath
+
+
+class Cursor(Strict):
+    """A token from the body sent back as a parameter (OpenAI ``after`` = ``last_id``, Datadog ``meta.page.after``)."""
+
+    style: Literal["cursor"]
+    token_field: DotPath
+    param: Text
+    send_in: Literal["query", "body"] = "query"
+    more_field: DotPath | None = None  # e.g. has_more; without it, a missing token ends the listing
+
+
+class Offset(Strict):
+    style: Literal["offset"]
+    offset_param: Text = "offset"
+    limit_param: Text = "limit"
+    page_size: int = Field(ge=1, le=10_000)
+
+
+class RangeHeader(Strict):
+    """Heroku: ``Range`` request header, ``Next-Range`` response header, 206 while more remain."""
+
+    style: Literal["range_header"]
+
+
+Pagination = Annotated[NoPagination | LinkHeader | NextUrl | Cursor | Offset | RangeHeader, Field(discriminator="style")]
+
+
+# -- finding ---------------------------------------------------------------------------------------
+
+class RecordedIds(Strict):
+    """Ids the application recorded when it created the objects (APIs that cannot list them)."""
+
+    conn_id: Identifier
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")]
+    id_column: Identifier
+    account_column: Identifier
+    kind_column: Identifier | None = None
+    kind: str | None = None
+
+
+class FanOut(Strict):
+    """The provider-side tenants of an account (subaccounts, subusers, projects, recorded parents):
+    fields of each are bound to template names used below, and ``headers`` (templates) are sent with
+    every request made for that tenant (SendGrid ``on-behalf-of``, OpenAI ``OpenAI-Project``)."""
+
+    request: Request | None = None
+    pagination: Pagination | None = None
+    items: DotPath = ""  # the list in the response ("" when the body is the list)
+    recorded: RecordedIds | None = None  # or: recorded ids, each bound as "id"
+    bind: dict[Identifier, DotPath] = Field(min_length=1)
+    match: dict[DotPath, str] = Field(default_factory=dict)  # item field -> template that must equal it
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FanOut":
+        if (self.request is None) == (self.recorded is None):
+            raise ValueError("give either request (with pagination) or recorded, not both")
+        if self.request is not None and self.pagination is None:
+            raise ValueError("a fan-out request needs pagination (style: none when the API has none)")
+        return self
+
+
+class Find(Strict):
+    request: Request | None = None
+    pagination: Pagination | None = None
+    items: DotPath = ""
+    id: DotPath = "id"
+    match: dict[DotPath, str] = Field(default_factory=dict)  # keep only items whose field equals the template
+    cap: int | None = Field(default=None, ge=1)  # the provider returns at most this many per search
+    recorded: RecordedIds | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Find":
+        if (self.request is None) == (self.recorded is None):
+            raise ValueError("give either request (with pagination) or recorded, not both")
+        if self.request is not None and self.pagination is None:
+            raise ValueError("a find request needs pagination (style: none when the API has none)")
+        return self
+
+
+# -- deleting --------------------------------------------------------------------------------------
+
+class Outcomes(Strict):
+    """How a response (or one item of a per-item result) is read."""
+
+    statuses: list[Status] = Field(default_factory=list)
+    codes: list[str | int] = Field(default_factory=list)  # provider error codes at ``error_code``
+
+
+class ItemResults(Strict):
+    """Per-item results in one response (Salesforce sObject Collections)."""
+
+    items: DotPath = ""
+    id: DotPath = "id"
+    success: DotPath = "success"
+    error_code: DotPath = "errors.0.statusCode"
+
+
+class Delete(Strict):
+    scope: Literal["record", "subject", "tenant", "query"] = "record"
+    request: Request
+    batch: int = Field(default=1, ge=1, le=10_000)  # ids per call; > 1 needs {ids}
+    ids_join: str = ","
+    ids_repeat: Text | None = None  # send each id as its own query parameter of this name (Sentry ?id=1&id=2)
+    success: list[Status] = Field(default_factory=lambda: [200, 202, 204])
+    error_code: DotPath = "code"  # where the provider's error code sits in an error body
+    already_deleted: Outcomes = Field(default_factory=lambda: Outcomes(statuses=[404]))
+    retry_later: Outcomes = Field(default_factory=Outcomes)  # e.g. Twilio 20009: not deletable yet
+    results: ItemResults | None = None
+
+
+class Sync(Strict):
+    kind: Literal["sync"]
+
+
+class AsyncJob(Strict):
+    kind: Literal["async_job"]
+    job_id: DotPath  # in the delete response
+    status: Request  # may use {job_id}
+    status_field: DotPath
+    done: list[str] = Field(min_length=1)
+    failed: list[str] = Field(default_factory=list)
+    poll_every: Duration
+    max_wait: Duration
+
+
+class AsyncUnpollable(Strict):
+    """Accepted, with no way to ask: complete by ``assume_done_after`` (SendGrid erase job, Sentry's delayed delete)."""
+
+    kind: Literal["async_unpollable"]
+    assume_done_after: Duration
+    job_id: DotPath | None = None  # recorded when the provider returns one
+
+
+class SoftDelete(Strict):
+    """Deletion moves records to a bin: ``purge`` removes them for good, or, where the API offers no
+    purge, the bin empties itself after ``bin_retention`` (Salesforce's recycle bin: 15 days)."""
+
+    kind: Literal["soft_delete"]
+    purge: Delete | None = None
+    bin_retention: Duration | None = None
+
+    @model_validator(mode="after")
+    def _purge_or_expiry(self) -> "SoftDelete":
+        if (self.purge is None) == (self.bin_retention is None):
+            raise ValueError("give purge (a delete that empties the bin) or bin_retention, not both")
+        return self
+
+
+Completion = Annotated[Sync | AsyncJob | AsyncUnpollable | SoftDelete, Field(discriminator="kind")]
+
+
+class Verify(Strict):
+    """``get_absent``: a GET per id must answer 404 (or an already-deleted code). ``find_empty``: the
+    find must come back empty. ``after_completion``: only once the provider's own delay has passed."""
+
+    kind: Literal["get_absent", "find_empty", "after_completion"]
+    request: Request | None = None  # get_absent
+
+    @model_validator(mode="after")
+    def _request_for_get(self) -> "Verify":
+        if self.kind == "get_absent" and self.request is None:
+            raise ValueError("get_absent needs a request (a GET naming {id})")
+        return self
+
+
+class ProviderRetention(Strict):
+    """How long the provider itself keeps residual copies (backups, logs) after an API deletion."""
+
+    period: Duration
+    source: Text  # where the provider says so
+
+
+class Resource(Strict):
+    data_class: Identifier
+    description: Text
+    base_url: HttpUrl | None = None  # when this API lives on its own host (Twilio Conversations)
+    fan_out: FanOut | None = None
+    find: Find
+    delete: Delete
+    completion: Completion = Field(default_factory=lambda: Sync(kind="sync"))
+    verify: Verify
+    provider_retention: ProviderRetention | None = None
+    max_records: int | None = Field(default=None, ge=1)  # refuse to delete when the preview finds more
+
+
+# -- the file --------------------------------------------------------------------------------------
+
+class Auth(Strict):
+    """Credentials come from the Airflow Connection ``conn_id``: ``basic`` uses login/password, ``bearer``
+    the password, ``headers`` maps header names to ``{login}``, ``{password}`` or ``{extra.NAME}``."""
+
+    kind: Literal["basic", "bearer", "headers"]
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+    scopes: list[Text] = Field(default_factory=list)  # what the credential must be allowed to do
+
+    @model_validator(mode="after")
+    def _headers_for_headers(self) -> "Auth":
+        if self.kind == "headers" and not self.headers:
+            raise ValueError("auth kind headers needs headers: {Header-Name: '{password}', ...}")
+        return self
+
+
+class RateLimit(Strict):
+    statuses: list[Status] = Field(default_factory=lambda: [429])
+    reset_header: HeaderName = "Retry-After"
+    reset_kind: Literal["seconds", "epoch", "http_date", "duration"] = "seconds"  # duration: Go style, 6m0s
+    default_wait: Duration = IsoDuration.parse("PT1S")  # when a limited response names no reset time
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    concurrency: int = Field(default=4, ge=1, le=64)  # the subprocessor's Airflow pool size
+
+
+class Manual(Strict):
+    """No deletion API: a person files the request and attests to the provider's confirmation."""
+
+    data_class: Identifier
+    request_channel: Text  # where to file it (portal, address)
+    evidence: list[Text] = Field(min_length=1)  # what to attach to the attestation
+    deadline: Duration  # how long the provider has to confirm
+    attested_by: Text = "privacy_engineer"  # role that attests
+    provider_retention: ProviderRetention | None = None
+
+
+class ConnectorSpec(Strict):
+    subprocessor: Identifier  # a key of data_classes.yaml subprocessors
+    docs: list[HttpUrl] = Field(min_length=1)  # the provider documentation the spec follows
+    conn_id: Identifier | None = None
+    base_url: HttpUrl | None = None
+    regions: dict[Identifier, HttpUrl] = Field(default_factory=dict)  # chosen by the Connection's extra "region"
+    auth: Auth | None = None
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    transient_statuses: list[Status] = Field(default_factory=lambda: [500, 502, 503, 504])
+    resources: dict[Identifier, Resource] = Field(default_factory=dict)
+    manual: Manual | None = None
+
+    @model_validator(mode="after")
+    def _api_or_manual(self) -> "ConnectorSpec":
+        if self.manual is not None:
+            if self.resources:
+                raise ValueError("a manual spec has no resources")
+            return self
+        if not self.resources:
+            raise ValueError("give resources (the provider's API) or manual (no deletion API)")
+        if self.conn_id is None or self.auth is None or self.base_url is None:
+            raise ValueError("an API spec needs conn_id, auth and base_url")
+        return self
+
+
+# -- loading and cross-checks ----------------------------------------------------------------------
+
+def load_spec(path: Path | str, *, subprocessors: set[str] | None = None,
+              data_classes: set[str] | None = None) -> ConnectorSpec:
+    """One spec file, validated and checked (placeholders, aiming, references); RulesError otherwise."""
+    spec, smap = load_model(Path(path), ConnectorSpec)
+    issues = check(spec, smap, subprocessors=subprocessors, data_classes=data_classes)
+    if issues:
+        raise RulesError(issues)
+    return spec
+
+
+def load_specs(directory: Path | str, *, subprocessors: set[str] | None = None,
+               data_classes: set[str] | None = None) -> dict[str, ConnectorSpec]:
+    """Every ``*.yaml`` under the directory, keyed by subprocessor; all problems of all files at once."""
+    specs: dict[str, ConnectorSpec] = {}
+    issues: list[Issue] = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            spec = load_spec(path, subprocessors=subprocessors, data_classes=data_classes)
+        except RulesError as exc:
+            issues += exc.issues
+            continue
+        if spec.subprocessor in specs:
+            issues.append(Issue(str(path), 1, 1, "subprocessor", f"a second spec for {spec.subprocessor!r}"))
+        specs[spec.subprocessor] = spec
+    if issues:
+        raise RulesError(issues)
+    return specs
+
+
+def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | None,
+          data_classes: set[str] | None) -> list[Issue]:
+    issues: list[Issue] = []
+    if subprocessors is not None and spec.subprocessor not in subprocessors:
+        issues.append(smap.issue(("subprocessor",), f"unknown subprocessor {spec.subprocessor!r}",
+                                 f"known (data_classes.yaml subprocessors): {', '.join(sorted(subprocessors))}"))
+    classes = [(("manual", "data_class"), spec.manual.data_class)] if spec.manual else []
+    classes += [(("resources", name, "data_class"), r.data_class) for name, r in spec.resources.items()]
+    for at, name in classes:
+        if data_classes is not None and name not in data_classes:
+            issues.append(smap.issue(at, f"unknown data class {name!r}"))
+    for name, resource in spec.resources.items():
+        issues += _check_resource(("resources", name), resource, smap)
+    return issues
+
+
+def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
+    issues: list[Issue] = []
+    tenant = {"account_id"} | (set(r.fan_out.bind) if r.fan_out else set())
+    if r.fan_out and r.fan_out.request:
+        issues += _check_request(at + ("fan_out", "request"), r.fan_out.request, {"account_id"}, smap)
+    if r.fan_out:
+        for header, template in r.fan_out.headers.items():
+            issues += _check_names(at + ("fan_out", "headers", header), template, tenant, smap)
+    if r.find.request:
+        issues += _check_request(at + ("find", "request"), r.find.request, tenant, smap)
+    delete_names = tenant | ({"cutoff", "cutoff_ms"} if r.delete.scope == "query" else set())
+    delete_names |= {"id"} if r.delete.batch == 1 else {"ids"}
+    issues += _check_delete(at + ("delete",), r.delete, delete_names, tenant, smap)
+    if isinstance(r.completion, AsyncJob):
+        issues += _check_request(at + ("completion", "status"), r.completion.status, tenant | {"job_id"}, smap)
+    if isinstance(r.completion, SoftDelete) and r.completion.purge is not None:
+        purge = r.completion.purge
+        names = tenant | ({"id"} if purge.batch == 1 else {"ids"})
+        issues += _check_delete(at + ("completion", "purge"), purge, names, tenant, smap)
+    if r.verify.request is not None:
+        issues += _check_request(at + ("verify", "request"), r.verify.request, tenant | {"id"}, smap)
+    if r.verify.kind == "after_completion" and not isinstance(r.completion, AsyncUnpollable):
+        issues.append(smap.issue(at + ("verify", "kind"), "after_completion is for async_unpollable deletions",
+                                 "use get_absent or find_empty"))
+    return issues
+
+
+def _check_delete(at: tuple, d: Delete, names: set[str], tenant: set[str], smap: SourceMap) -> list[Issue]:
+    issues = _check_request(at + ("request",), d.request, names, smap)
+    used = _placeholders(d.request)
+    if d.scope in ("record", "subject"):
+        wanted = "id" if d.batch == 1 else "ids"
+        if wanted not in used:
+            issues.append(smap.issue(at + ("request",), f"a {d.scope} delete must name {{{wanted}}} in its request "
+                                     "(otherwise it is not aimed at the found records)",
+                                     "batch: 1 takes {id}; batch > 1 takes {ids}", field_path=_path(at + ("request",))))
+    elif not used & tenant:
+        issues.append(smap.issue(at + ("request",), f"a {d.scope} delete must be filtered by the tenant: name "
+                                 f"one of {', '.join('{' + n + '}' for n in sorted(tenant))}",
+                                 "an unfiltered delete would erase every customer's data",
+                                 field_path=_path(at + ("request",))))
+    if d.ids_repeat and d.batch == 1:
+        issues.append(smap.issue(at + ("ids_repeat",), "ids_repeat needs batch > 1"))
+    return issues
+
+
+def _check_names(at: tuple, text: str, allowed: set[str], smap: SourceMap) -> list[Issue]:
+    try:
+        names = _names(text)
+    except ValueError as exc:
+        return [smap.issue(at, f"not a template: {exc}", "placeholders are {name}; write {{ for a brace")]
+    return [smap.issue(at, f"unknown placeholder {{{name}}}",
+                       f"available here: {', '.join('{' + n + '}' for n in sorted(allowed))}")
+            for name in sorted(names - allowed)]
+
+
+def _check_request(at: tuple, request: Request, allowed: set[str], smap: SourceMap) -> list[Issue]:
+    issues = []
+    for where, text in _templates(request):
+        issues += _check_names(at + where, text, allowed, smap)
+    for where, key in _keys(request):
+        if key.lower() in DELETE_ALL_SWITCHES:
+            issues.append(smap.issue(at + where, f"{key!r} switches the endpoint to delete everything; refused",
+                                     "aim the request at ids or a tenant filter", at_key=True))
+    return issues
+
+
+def _templates(request: Request) -> list[tuple[tuple, str]]:
+    found = [(("path",), request.path)]
+    found += [(("query", k), str(v)) for k, v in request.query.items()]
+    found += [(("headers", k), v) for k, v in request.headers.items()]
+    found += [(("form", k), v) for k, v in (request.form or {}).items()]
+    found += _strings(request.body, ("body",))
+    return found
+
+
+def _keys(request: Request) -> list[tuple[tuple, str]]:
+    keys = [(("query", k), k) for k in request.query] + [(("form", k), k) for k in (request.form or {})]
+    return keys + _body_keys(request.body, ("body",))
+
+
+def _strings(value: Any, at: tuple) -> list[tuple[tuple, str]]:
+    if isinstance(value, str):
+        return [(at, value)]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, at + (k,))]
+    if isinstance(value, list):
+        return [s for i, v in enumerate(value) for s in _strings(v, at + (i,))]
+    return []
+
+
+def _body_keys(value: Any, at: tuple) -> list[tuple[tuple, str]]:
+    if isinstance(value, dict):
+        return [(at + (k,), k) for k in value] + [s for k, v in value.items() for s in _body_keys(v, at + (k,))]
+    if isinstance(value, list):
+        return [s for i, v in enumerate(value) for s in _body_keys(v, at + (i,))]
+    return []
+
+
+def _placeholders(request: Request) -> set[str]:
+    names: set[str] = set()
+    for _, text in _templates(request):
+        try:
+            names |= _names(text)
+        except ValueError:
+            pass
+    return names
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _names(text: str) -> set[str]:
+    """Placeholder names of a template; only bare ``{name}`` is allowed."""
+    names = set()
+    for _, field_name, format_spec, conversion in string.Formatter().parse(text):
+        if field_name is None:
+            continue
+        if format_spec or conversion or not _NAME.match(field_name):
+            raise ValueError(f"{{{field_name}}} is not a plain placeholder")
+        names.add(field_name)
+    return names
+
+
+def _path(at: tuple) -> str:
+    return ".".join(str(p) for p in at)
