@@ -1,0 +1,113 @@
+"""Connector specs are refused whole, with file:line:field, when they are malformed or not aimed."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from retention.rules.errors import RulesError
+from retention.rules.loader import load_ruleset
+from retention.subprocessors import load_spec, load_specs
+
+RULES = Path(__file__).resolve().parents[2] / "retention_rules"
+
+GOOD = """\
+subprocessor: twilio
+docs: [https://www.twilio.com/docs/voice/api/recording]
+conn_id: twilio
+base_url: https://api.twilio.com
+auth: {kind: basic}
+resources:
+  recordings:
+    data_class: call_recordings
+    description: Call recordings.
+    find:
+      request: {method: GET, path: "/2010-04-01/Accounts/{account_id}/Recordings.json"}
+      pagination: {style: next_url, field: next_page_uri}
+      items: recordings
+      id: sid
+    delete:
+      request: {method: DELETE, path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}
+    verify: {kind: find_empty}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list:
+    ruleset = load_ruleset(RULES)
+    with pytest.raises(RulesError) as refused:
+        load_spec(write(tmp_path, text), subprocessors=set(ruleset.data_classes.subprocessors),
+                  data_classes=set(ruleset.data_classes.data_classes))
+    return refused.value.issues
+
+
+def test_the_minimal_spec_loads(tmp_path) -> None:
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.resources["recordings"].delete.batch == 1
+
+
+def test_an_unknown_pagination_style_is_refused_at_its_line(tmp_path) -> None:
+    issues = problems(tmp_path, GOOD.replace("style: next_url, field: next_page_uri", "style: infinite_scroll"))
+    assert [(i.line, i.field) for i in issues] == [(12, "resources.recordings.find.pagination")]
+    assert "infinite_scroll" in issues[0].message or "style" in issues[0].message
+    assert str(issues[0]).startswith(f"{tmp_path / 'spec.yaml'}:12:")
+
+
+def test_a_resource_without_a_delete_request_is_refused(tmp_path) -> None:
+    text = GOOD.replace('      request: {method: DELETE, path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}\n',
+                        "      batch: 1\n")
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(16, "resources.recordings.delete.request")]
+    assert "required" in issues[0].message.lower()
+
+
+def test_a_tenant_delete_without_a_tenant_filter_is_refused(tmp_path) -> None:
+    text = GOOD.replace('      request: {method: DELETE, path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}',
+                        '      scope: query\n      request: {method: POST, path: /v1/deletions, body: {query: "*"}}')
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(17, "resources.recordings.delete.request")]
+    assert "every customer" in issues[0].hint
+
+
+def test_a_delete_all_switch_is_refused_wherever_it_appears(tmp_path) -> None:
+    text = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}',
+                        'path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json", query: {delete_all_contacts: "true"}}')
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(16, "resources.recordings.delete.request.query.delete_all_contacts")]
+    assert "delete everything" in issues[0].message
+
+
+def test_a_record_delete_that_names_no_id_is_refused(tmp_path) -> None:
+    issues = problems(tmp_path, GOOD.replace("/Recordings/{id}.json\"}", "/Recordings.json\"}"))
+    assert [(i.line, i.field) for i in issues] == [(16, "resources.recordings.delete.request")]
+    assert "{id}" in issues[0].message
+
+
+def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path) -> None:
+    issues = problems(tmp_path, GOOD.replace("      id: sid\n", "      id: sid\n      sort: newest\n"))
+    assert [(i.line, i.field) for i in issues] == [(15, "resources.recordings.find.sort")]
+
+
+def test_unknown_placeholders_and_references_are_all_reported_at_once(tmp_path) -> None:
+    text = (GOOD.replace("subprocessor: twilio", "subprocessor: twillio")
+            .replace("data_class: call_recordings", "data_class: recordings")
+            .replace("Recordings.json\"}", "Recordings.json\", query: {Owner: \"{customer}\"}}"))
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [
+        (1, "subprocessor"), (8, "resources.recordings.data_class"), (11, "resources.recordings.find.request.query.Owner")]
+    assert "twilio" in issues[0].hint and "{account_id}" in issues[2].hint
+
+
+def test_every_shipped_spec_loads_against_the_shipped_rules() -> None:
+    ruleset = load_ruleset(RULES)
+    specs = load_specs(RULES / "subprocessors", subprocessors=set(ruleset.data_classes.subprocessors),
+                       data_classes=set(ruleset.data_classes.data_classes))
+    assert {"twilio", "sixsense", "clearbit", "coralogix"} <= set(specs)
+    assert all(specs[name].manual is not None for name in ("sixsense", "clearbit", "coralogix"))
