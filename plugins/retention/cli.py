@@ -104,15 +104,20 @@ def rules() -> None:
 @common
 def rules_validate(rules_dir: Path, as_json: bool) -> None:
     """Check every rules file; list every problem with file:line:column and field."""
+    from retention.subprocessors.tasks import specs
+    from retention.settings import Settings
+
     ruleset = load_ruleset(rules_dir)
+    connectors = specs(Settings.from_env(rules_dir=rules_dir))  # retention_rules/subprocessors/*.yaml
     summary = {"ok": True, "rules_dir": str(rules_dir), "digest": ruleset.digest, "rules": len(ruleset.rules),
                "data_classes": len(ruleset.data_classes.data_classes),
-               "jurisdictions": sorted(ruleset.jurisdictions.jurisdictions), "overrides": len(ruleset.overrides)}
+               "jurisdictions": sorted(ruleset.jurisdictions.jurisdictions), "overrides": len(ruleset.overrides),
+               "subprocessor_specs": sorted(connectors)}
     if as_json:
         return _emit(summary)
     click.echo(f"{rules_dir}: valid — {summary['rules']} rules over {summary['data_classes']} data classes, "
-               f"{len(summary['jurisdictions'])} jurisdictions, {summary['overrides']} contract override(s); "
-               f"digest {ruleset.digest[:12]}")
+               f"{len(summary['jurisdictions'])} jurisdictions, {summary['overrides']} contract override(s), "
+               f"{len(connectors)} subprocessor spec(s); digest {ruleset.digest[:12]}")
 
 
 @rules.command("explain")

@@ -13,6 +13,7 @@ it stays 0) and refused again.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import threading
@@ -106,8 +107,16 @@ class Emulator:
         return self.not_found()
 
     def _limited(self, wait: float) -> Reply:
-        seconds = max(1, int(wait + 0.999))
-        value = str(int(time.time()) + seconds) if self.reset_kind == "epoch" else str(seconds)
+        """A 429 whose advertised reset is never earlier than the time the emulator enforces."""
+        now = time.time()
+        if self.reset_kind == "epoch":
+            reset = math.ceil(max(self._not_before, now + wait))
+            self._not_before = max(self._not_before, reset)
+            value = str(reset)
+        else:
+            seconds = max(1, math.ceil(wait))
+            self._not_before = max(self._not_before, now + seconds)
+            value = str(seconds)
         return Reply(429, {"error": "rate limited"}, {self.reset_header: value})
 
     def unauthorized(self) -> Reply:

@@ -238,7 +238,7 @@ class Eraser:
             raise SubprocessorError(f"{self.spec.subprocessor}/{name}: refusing a delete call without ids")
         account = scope.variables["account_id"]
         count = len(ids) if count is None else count
-        variables = dict(scope.variables)
+        variables = {**scope.variables, "found": count}
         if ids:
             variables.update({"id": ids[0]} if delete.batch == 1 else {"ids": ids})
         self._event("subprocessor.intent", name, account, count=count, ids_sha256=_digest(ids),
@@ -297,7 +297,8 @@ class Eraser:
         if not isinstance(completion, AsyncJob):
             return
         deadline = time.monotonic() + completion.max_wait.nominal_seconds
-        state = self.poll_job(completion, {**scope.variables, "job_id": job_id}, deadline=deadline)
+        state = self.poll_job(completion, {**scope.variables, "job_id": job_id}, deadline=deadline,
+                              headers=scope.headers)
         self._event("subprocessor.job_finished", name, account, job_sha256=_digest([str(job_id)]), state=state)
         if state != "done":
             counts["not_deleted"] += counts["deleted"]
@@ -312,9 +313,9 @@ class Eraser:
                 counts["deleted"] += 1
                 continue
             code = _get(item, spec.error_code)
-            if _code_in(code, delete.already_deleted.codes):
+            if _code_in(code, spec.already_deleted):
                 counts["already_gone"] += 1
-            elif _code_in(code, delete.retry_later.codes):
+            elif _code_in(code, spec.retry_later):
                 retry.append(str(_get(item, spec.id)))
             else:
                 counts["not_deleted"] += 1
@@ -326,20 +327,22 @@ class Eraser:
     def _complete_and_verify(self, resource: Resource, name: str, ids_by_scope: list[tuple[_Scope, list[str]]],
                              result: ResourceResult, *, poll: bool) -> None:
         completion = resource.completion
-        if isinstance(completion, SoftDelete) and completion.bin_retention is not None:
+        acted = bool(result.deleted or result.jobs)  # nothing sent: nothing to wait for
+        if isinstance(completion, SoftDelete) and completion.bin_retention is not None and acted:
             result.status = "awaiting_provider"
             result.complete_by = _add(self._now(), completion.bin_retention)
-        elif isinstance(completion, SoftDelete):
+        elif isinstance(completion, SoftDelete) and completion.purge is not None:
             for scope, ids in ids_by_scope:
                 for chunk in _chunks(ids, completion.purge.batch):
                     self._delete_call(completion.purge, name, scope, chunk, result, resource=resource, purge=True)
-        if isinstance(completion, AsyncUnpollable):
+        if isinstance(completion, AsyncUnpollable) and acted:
             result.status = "awaiting_provider"
             result.complete_by = _add(self._now(), completion.assume_done_after)
         if result.not_deleted:
             result.status = "incomplete"
         if resource.verify.kind == "after_completion":
-            result.verification = f"after_completion: the provider completes by {result.complete_by:%Y-%m-%d}"
+            result.verification = (f"after_completion: the provider completes by {result.complete_by:%Y-%m-%d}"
+                                   if result.complete_by else "after_completion: nothing was found to delete")
             return
         left = self._verify(resource, ids_by_scope)
         result.verification = f"{resource.verify.kind}: {left} left"
@@ -347,10 +350,13 @@ class Eraser:
             result.status = "incomplete"
         self._event("subprocessor.verified", name, result.account_id, method=resource.verify.kind, left=left)
 
-    def poll_job(self, job: AsyncJob, variables: dict[str, Any], *, deadline: float) -> str:
+    def poll_job(self, job: AsyncJob, variables: dict[str, Any], *, deadline: float,
+                 headers: dict[str, str] | None = None) -> str:
         """Poll an async job until a terminal state; returns it (``done`` or ``failed``)."""
         while True:
-            response = self._call(job.status, variables, operation="job_status")
+            response = self._call(job.status, variables, operation="job_status", extra_headers=headers)
+            if not response.is_success:
+                raise SubprocessorError(f"{self.spec.subprocessor}: job status answered HTTP {response.status_code}")
             state = str(_get(_json(response), job.status_field))
             if state in job.done:
                 return "done"

@@ -84,9 +84,11 @@ def render(template: str, variables: dict[str, Any], *, in_path: bool = False, j
 def render_body(template: Any, variables: dict[str, Any]) -> Any:
     """A JSON template: ``"{ids}"`` alone becomes the list itself; other strings are rendered."""
     if isinstance(template, str):
-        if template.startswith("{") and template.endswith("}") and template[1:-1] in variables \
-                and isinstance(variables[template[1:-1]], (list, tuple)):
-            return list(variables[template[1:-1]])
+        whole = template[1:-1] if template.startswith("{") and template.endswith("}") else None
+        if whole in variables and isinstance(variables[whole], (list, tuple)):
+            return list(variables[whole])
+        if whole in variables and isinstance(variables[whole], int):
+            return variables[whole]  # a JSON number stays a number (Datadog's epoch milliseconds)
         return render(template, variables)
     if isinstance(template, dict):
         return {k: render_body(v, variables) for k, v in template.items()}
@@ -143,7 +145,9 @@ class Client:
             if response.status_code in self._limit.statuses:
                 raise Retryable(f"HTTP {response.status_code}", self._reset_wait(response))
             if response.status_code in self.spec.transient_statuses:
-                raise Retryable(f"HTTP {response.status_code}", self._reset_wait(response, required=False))
+                # Only Retry-After: a rate-limit reset header on an application error is informational
+                # (Datadog sends it on every response), not a time to wait.
+                raise Retryable(f"HTTP {response.status_code}", self._retry_after(response))
             return response
 
         retrying = Retrying(retry=retry_if_exception_type(Retryable), stop=stop_after_attempt(self._limit.max_attempts),
@@ -201,14 +205,24 @@ class Client:
 
     # -- limits ------------------------------------------------------------------------------------
 
-    def _reset_wait(self, response: httpx.Response, *, required: bool = True) -> float | None:
-        """Seconds the provider asked us to wait, from ``reset_header`` (also Retry-After on a 5xx)."""
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        raw = response.headers.get("Retry-After")
+        return None if raw is None else self._seconds(raw, "seconds")
+
+    def _reset_wait(self, response: httpx.Response) -> float:
+        """Seconds a rate-limited response asks us to wait: ``reset_header``, else Retry-After, else the default."""
         limit = self._limit
-        raw = response.headers.get(limit.reset_header) or response.headers.get("Retry-After")
-        if raw is None:
-            return limit.default_wait.nominal_seconds if required else None
-        kind = limit.reset_kind if response.headers.get(limit.reset_header) else "seconds"
+        if response.headers.get(limit.reset_header) is not None:
+            return self._seconds(response.headers[limit.reset_header], limit.reset_kind)
+        if response.headers.get("Retry-After") is not None:
+            return self._seconds(response.headers["Retry-After"], "seconds")
+        return float(limit.default_wait.nominal_seconds)
+
+    def _seconds(self, raw: str, kind: str) -> float:
+        limit = self._limit
         try:
+            if kind == "auto":
+                kind = "epoch" if float(raw) > 1e9 else "seconds"
             if kind == "epoch":
                 wait = float(raw) - time.time()
             elif kind == "duration":
@@ -218,7 +232,7 @@ class Client:
             else:
                 wait = float(raw)
         except (TypeError, ValueError):
-            return limit.default_wait.nominal_seconds
+            return float(limit.default_wait.nominal_seconds)
         if wait > MAX_SINGLE_WAIT:
             raise SubprocessorError(f"{self.spec.subprocessor}: the provider asks to wait {wait:.0f} s; "
                                     "the task will be retried later")
@@ -253,7 +267,10 @@ def _go_duration(text: str) -> float:
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
-    out = template
-    for name, value in values.items():
-        out = out.replace("{" + name + "}", value)
-    return out
+    """An auth header from the Connection's fields; a field the Connection lacks is an error, not literal text."""
+    def field(match: re.Match) -> str:
+        if match[1] not in values:
+            raise SubprocessorError(f"the Connection has no {match[1]} for an auth header")
+        return values[match[1]]
+
+    return re.sub(r"\{([a-z]+(?:\.[A-Za-z0-9_]+)?)\}", field, template)

@@ -162,12 +162,15 @@ class Outcomes(Strict):
 
 
 class ItemResults(Strict):
-    """Per-item results in one response (Salesforce sObject Collections)."""
+    """Per-item results in one response (Salesforce sObject Collections). Item codes are read apart from
+    a whole call's error codes: a whole-call NOT_FOUND (a wrong path) must never read as "already gone"."""
 
     items: DotPath = ""
     id: DotPath = "id"
     success: DotPath = "success"
     error_code: DotPath = "errors.0.statusCode"
+    already_deleted: list[str | int] = Field(default_factory=list)
+    retry_later: list[str | int] = Field(default_factory=list)
 
 
 class Delete(Strict):
@@ -248,6 +251,7 @@ class ProviderRetention(Strict):
 class Resource(Strict):
     data_class: Identifier
     description: Text
+    after: list[Identifier] = Field(default_factory=list)  # resources that must be erased first (items before their conversation)
     base_url: HttpUrl | None = None  # when this API lives on its own host (Twilio Conversations)
     fan_out: FanOut | None = None
     find: Find
@@ -278,7 +282,8 @@ class Auth(Strict):
 class RateLimit(Strict):
     statuses: list[Status] = Field(default_factory=lambda: [429])
     reset_header: HeaderName = "Retry-After"
-    reset_kind: Literal["seconds", "epoch", "http_date", "duration"] = "seconds"  # duration: Go style, 6m0s
+    # duration: Go style (6m0s); auto: an epoch when the value is past 10^9, else seconds (SendGrid's docs disagree)
+    reset_kind: Literal["seconds", "epoch", "http_date", "duration", "auto"] = "seconds"
     default_wait: Duration = IsoDuration.parse("PT1S")  # when a limited response names no reset time
     max_attempts: int = Field(default=8, ge=1, le=50)
     concurrency: int = Field(default=4, ge=1, le=64)  # the subprocessor's Airflow pool size
@@ -365,7 +370,28 @@ def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | Non
             issues.append(smap.issue(at, f"unknown data class {name!r}"))
     for name, resource in spec.resources.items():
         issues += _check_resource(("resources", name), resource, smap)
+        for i, before in enumerate(resource.after):
+            if before not in spec.resources or before == name:
+                issues.append(smap.issue(("resources", name, "after", i), f"no other resource named {before!r}",
+                                         f"resources here: {', '.join(sorted(spec.resources))}"))
+    if not issues and waves(spec) is None:
+        issues.append(smap.issue(("resources",), "the resources' 'after' lists form a cycle", at_key=True,
+                                 field_path="resources"))
     return issues
+
+
+def waves(spec: ConnectorSpec) -> list[list[str]] | None:
+    """Resource names in erasure order: each wave only after the previous; None on a cycle."""
+    left = {name: set(r.after) for name, r in spec.resources.items()}
+    order: list[list[str]] = []
+    while left:
+        ready = sorted(name for name, before in left.items() if not before & set(left))
+        if not ready:
+            return None
+        order.append(ready)
+        for name in ready:
+            del left[name]
+    return order
 
 
 def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
@@ -376,9 +402,10 @@ def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
     if r.fan_out:
         for header, template in r.fan_out.headers.items():
             issues += _check_names(at + ("fan_out", "headers", header), template, tenant, smap)
+    timed = {"cutoff", "cutoff_ms"} if r.delete.scope == "query" else set()  # a query delete and its preview
     if r.find.request:
-        issues += _check_request(at + ("find", "request"), r.find.request, tenant, smap)
-    delete_names = tenant | ({"cutoff", "cutoff_ms"} if r.delete.scope == "query" else set())
+        issues += _check_request(at + ("find", "request"), r.find.request, tenant | timed, smap)
+    delete_names = tenant | timed | ({"found"} if r.delete.scope in ("tenant", "query") else set())
     delete_names |= {"id"} if r.delete.batch == 1 else {"ids"}
     issues += _check_delete(at + ("delete",), r.delete, delete_names, tenant, smap)
     if isinstance(r.completion, AsyncJob):
@@ -388,7 +415,7 @@ def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
         names = tenant | ({"id"} if purge.batch == 1 else {"ids"})
         issues += _check_delete(at + ("completion", "purge"), purge, names, tenant, smap)
     if r.verify.request is not None:
-        issues += _check_request(at + ("verify", "request"), r.verify.request, tenant | {"id"}, smap)
+        issues += _check_request(at + ("verify", "request"), r.verify.request, tenant | timed | {"id"}, smap)
     if r.verify.kind == "after_completion" and not isinstance(r.completion, AsyncUnpollable):
         issues.append(smap.issue(at + ("verify", "kind"), "after_completion is for async_unpollable deletions",
                                  "use get_absent or find_empty"))

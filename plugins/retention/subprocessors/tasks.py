@@ -1,0 +1,75 @@
+"""The subprocessor_erasure DAG's steps: plain arguments in, JSON-able values out, ledger events recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from retention.ledger import Ledger
+from retention.rules.loader import load_ruleset
+from retention.settings import Settings
+from retention.subprocessors import erase, load_specs
+from retention.subprocessors.spec import ConnectorSpec
+
+ATTEST = "Attest: the provider confirmed deletion"
+NOT_CONFIRMED = "Not confirmed yet"
+
+
+def specs(settings: Settings | None = None) -> dict[str, ConnectorSpec]:
+    """Every spec under ``<rules>/subprocessors``, checked against the data classes and subprocessor list."""
+    settings = settings or Settings.from_env()
+    classes = load_ruleset(settings.rules_dir).data_classes
+    return load_specs(settings.rules_dir / "subprocessors", subprocessors=set(classes.subprocessors),
+                      data_classes=set(classes.data_classes))
+
+
+@contextmanager
+def ledger() -> Iterator[Ledger]:
+    with Ledger.open(Settings.from_env().database_url) as opened:
+        yield opened
+
+
+def erase_resource(subprocessor: str, resource: str, account_id: str, *, actor: str) -> dict:
+    spec = specs()[subprocessor]
+    with ledger() as opened:
+        return erase(spec, resource, account_id, ledger=opened, actor=actor).as_event()
+
+
+def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str, actor: str) -> dict:
+    """Record that a person must file the request; returns what the attestation form shows."""
+    manual = specs()[subprocessor].manual
+    now = datetime.now(UTC)
+    deadline = manual.deadline.after(_pendulum(now))
+    with ledger() as opened:
+        opened.append("subprocessor.manual_requested", {
+            "subprocessor": subprocessor, "account_id": account_id, "data_class": manual.data_class,
+            "requested_by": requested_by, "deadline": deadline.isoformat()}, actor=actor)
+    return {"channel": manual.request_channel, "evidence": list(manual.evidence), "deadline": deadline.isoformat(),
+            "attested_by": manual.attested_by}
+
+
+def record_attestation(subprocessor: str, account_id: str, response: dict, *, actor: str) -> dict:
+    """The human's answer, into the ledger. Refuses an attestation without a ticket and a confirmation date."""
+    chosen = response.get("chosen_options") or []
+    params = response.get("params_input") or {}
+    user = response.get("responded_by_user") or {}
+    attested = chosen == [ATTEST]
+    if attested and not (params.get("ticket_reference") and params.get("confirmed_on")):
+        raise ValueError(f"{subprocessor}: an attestation needs ticket_reference and confirmed_on")
+    payload = {"subprocessor": subprocessor, "account_id": account_id, "attested": attested,
+               "ticket_reference": str(params.get("ticket_reference") or ""),
+               "confirmed_on": str(params.get("confirmed_on") or ""),
+               "evidence_sha256": str(params.get("evidence_sha256") or ""),
+               "attested_by_user_id": str(user.get("id") or "")}
+    with ledger() as opened:
+        opened.append("subprocessor.attested" if attested else "subprocessor.attestation_declined", payload, actor=actor)
+    if not attested:
+        raise RuntimeError(f"{subprocessor}: deletion not confirmed by the provider yet; run again once it is")
+    return payload
+
+
+def _pendulum(moment: datetime):
+    import pendulum
+
+    return pendulum.instance(moment)

@@ -1,0 +1,130 @@
+"""The subprocessor_erasure DAG through dag.test(): the manual fallback waits for a human attestation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from retention.ledger import Ledger
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def erasure_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.get_dag("subprocessor_erasure")
+
+
+@pytest.fixture
+def ledger_url(tmp_path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv("RETENTION_DATABASE_URL", url)
+    Ledger.open(url).close()
+    return url
+
+
+class Staff:
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+    def get_id(self) -> str:
+        return self.user_id
+
+    def get_name(self) -> str:
+        return self.user_id
+
+
+def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict, *, timeout: float = 120) -> threading.Thread:
+    """Answer a HITL task from another thread, through the same function the REST API calls."""
+    def respond() -> None:
+        try:
+            answer()
+        except BaseException as exc:  # surfaced by the test through thread.error
+            thread.error = exc
+            raise
+
+    def answer() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if try_once():
+                    return
+            except Exception as exc:  # SQLite "database is locked" while dag.test() writes: try again
+                thread.attempt_errors.append(repr(exc))
+            time.sleep(0.5)
+        raise TimeoutError(f"{task_id} never waited for input: {thread.attempt_errors[-3:]}")
+
+    def try_once() -> bool:
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        with create_session() as session:
+            ti = session.query(TaskInstance).filter_by(dag_id=dag_id, task_id=task_id,
+                                                        state=TaskInstanceState.AWAITING_INPUT).first()
+            if ti is None:
+                return False
+            update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id=task_id,
+                               update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=chosen,
+                                                                                  params_input=params),
+                               user=Staff("dpo-7"), session=session, map_index=-1)
+        return True
+
+    thread = threading.Thread(target=respond, daemon=True)
+    thread.error = None
+    thread.attempt_errors = []
+    thread.start()
+    return thread
+
+
+def test_every_spec_has_a_group_and_api_specs_run_in_their_own_pool(erasure_dag) -> None:
+    tasks = {t.task_id: t for t in erasure_dag.tasks}
+    assert tasks["twilio.erase_1"].pool == "subprocessor_twilio"
+    assert tasks["openai.erase_2"].upstream_task_ids == {"openai.erase_1"}  # items before conversations
+    assert {"sixsense.open_request", "sixsense.attest", "sixsense.record"} <= set(tasks)
+    assert type(tasks["sixsense.attest"]).__name__ == "HITLEntryOperator"
+
+
+def test_a_manual_subprocessor_waits_for_the_attestation_and_the_ledger_keeps_it(erasure_dag, ledger_url) -> None:
+    from retention.subprocessors.tasks import ATTEST
+
+    helper = answer_when_asked("subprocessor_erasure", "sixsense.attest", [ATTEST],
+                               {"ticket_reference": "6S-PRIV-4411", "confirmed_on": "2026-11-20",
+                                "evidence_sha256": "ab" * 32})
+    run = erasure_dag.test(run_conf={"account_id": "acct_1001", "requested_by": "staff-42",
+                                     "subprocessors": ["sixsense"]})
+    helper.join(timeout=5)
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "success", states
+    assert states["sixsense.record"] == "success" and states["twilio.selected"] == "skipped"
+    with Ledger.open(ledger_url) as ledger:
+        events = [e for e in ledger.events() if e.kind.startswith("subprocessor.")]
+        assert ledger.verify().ok
+    assert [e.kind for e in events] == ["subprocessor.manual_requested", "subprocessor.attested"]
+    attested = events[1].payload
+    assert (attested["ticket_reference"], attested["confirmed_on"], attested["attested_by_user_id"]) == \
+        ("6S-PRIV-4411", "2026-11-20", "dpo-7")
+
+
+def test_without_a_confirmation_the_run_fails_and_the_ledger_says_so(erasure_dag, ledger_url) -> None:
+    from retention.subprocessors.tasks import NOT_CONFIRMED
+
+    helper = answer_when_asked("subprocessor_erasure", "clearbit.attest", [NOT_CONFIRMED], {})
+    run = erasure_dag.test(run_conf={"account_id": "acct_1001", "requested_by": "staff-42",
+                                     "subprocessors": ["clearbit"]})
+    helper.join(timeout=5)
+
+    assert str(run.state) == "failed"
+    with Ledger.open(ledger_url) as ledger:
+        kinds = [e.kind for e in ledger.events() if e.kind.startswith("subprocessor.")]
+    assert kinds == ["subprocessor.manual_requested", "subprocessor.attestation_declined"]
