@@ -145,7 +145,6 @@ def test_the_deletion_request_sends_json_numbers(run_spec, datadog) -> None:
     assert datadog.string_numbers == set()
 
 
-@pytest.mark.xfail(strict=True, reason="schema limitation: no template names the preview count")
 def test_the_deletion_request_displays_the_preview_count(run_spec, datadog) -> None:
     result = run(run_spec, datadog, sleep=lambda s: None)
     [request] = datadog.requests.values()
