@@ -12,7 +12,7 @@ Only the subprocessors named in ``subprocessors`` run (default: all).
 from __future__ import annotations
 
 import pendulum
-from airflow.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.providers.standard.operators.hitl import HITLEntryOperator
 from airflow.sdk import Param, dag, task, task_group
 
