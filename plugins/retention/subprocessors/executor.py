@@ -27,8 +27,6 @@ from retention.subprocessors.spec import (
     AsyncUnpollable,
     ConnectorSpec,
     Delete,
-    FanOut,
-    Find,
     Pagination,
     Request,
     Resource,
@@ -82,8 +80,7 @@ class Eraser:
         self._now = now
         self._base_url: str | None = None  # the resource's own host (Twilio Conversations), if any
 
-    def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None,
-              poll: bool = True) -> ResourceResult:
+    def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> ResourceResult:
         """Delete every record of the account (older than ``cutoff`` where the API can filter by time)."""
         resource = self.spec.resources[resource_name]
         self._base_url = str(resource.base_url) if resource.base_url else None
@@ -103,7 +100,7 @@ class Eraser:
                                     f"({resource.max_records}); nothing was deleted")
         for scope, ids in ids_by_scope:
             self._delete_scope(resource, resource_name, scope, ids, result)
-        self._complete_and_verify(resource, resource_name, ids_by_scope, result, poll=poll)
+        self._complete_and_verify(resource, resource_name, ids_by_scope, result)
         if resource.provider_retention is not None:
             result.residual_copies_until = _add(self._now(), resource.provider_retention.period)
         summary = {k: v for k, v in result.as_event().items() if k not in ("subprocessor", "resource", "account_id")}
@@ -162,7 +159,7 @@ class Eraser:
             if pagination.style == "offset":
                 extra_query = {pagination.offset_param: offset, pagination.limit_param: pagination.page_size}
             response = self._call(request, scope.variables, operation=operation, url=url,
-                                        query=extra_query, extra_headers={**scope.headers, **extra_headers})
+                                  query=extra_query, extra_headers={**scope.headers, **extra_headers})
             if response.status_code not in (200, 206):
                 raise SubprocessorError(f"{self.spec.subprocessor}: {operation} answered HTTP {response.status_code}")
             body = response.json() if response.content else None
@@ -247,11 +244,10 @@ class Eraser:
         pending = list(ids)
         for attempt in range(1, self.spec.rate_limit.max_attempts + 1):
             response = self._call(delete.request, variables, operation="purge" if purge else "delete",
-                                        extra_headers=scope.headers, ids_join=delete.ids_join,
-                                        ids_repeat=delete.ids_repeat)
+                                  extra_headers=scope.headers, ids_join=delete.ids_join, ids_repeat=delete.ids_repeat)
             pending = self._read_delete(delete, name, response, pending, count, counts)
             if not purge:
-                self._follow_job(resource, name, scope, response, count, counts, result)
+                self._follow_job(resource, name, scope, response, counts, result)
             if not pending:
                 break
             variables.update({"id": pending[0]} if delete.batch == 1 else {"ids": pending})
@@ -283,7 +279,7 @@ class Eraser:
         raise SubprocessorError(f"{self.spec.subprocessor}/{name}: delete answered HTTP {response.status_code}"
                                 + (f" (provider code {code})" if code is not None else ""))
 
-    def _follow_job(self, resource: Resource, name: str, scope: _Scope, response: httpx.Response, count: int,
+    def _follow_job(self, resource: Resource, name: str, scope: _Scope, response: httpx.Response,
                     counts: dict[str, int], result: ResourceResult) -> None:
         """An accepted async deletion: poll its job to the end (async_job) or note its id (unpollable)."""
         completion = resource.completion
@@ -325,7 +321,7 @@ class Eraser:
     # -- completion and verification ---------------------------------------------------------------
 
     def _complete_and_verify(self, resource: Resource, name: str, ids_by_scope: list[tuple[_Scope, list[str]]],
-                             result: ResourceResult, *, poll: bool) -> None:
+                             result: ResourceResult) -> None:
         completion = resource.completion
         acted = bool(result.deleted or result.jobs)  # nothing sent: nothing to wait for
         if isinstance(completion, SoftDelete) and completion.bin_retention is not None and acted:
@@ -374,7 +370,7 @@ class Eraser:
                 continue
             for record_id in ids:
                 response = self._call(resource.verify.request, {**scope.variables, "id": record_id},
-                                            operation="verify", extra_headers=scope.headers)
+                                      operation="verify", extra_headers=scope.headers)
                 code = _get(_json(response), resource.delete.error_code)
                 gone = response.status_code in resource.delete.already_deleted.statuses or \
                     _code_in(code, resource.delete.already_deleted.codes)
@@ -421,16 +417,12 @@ def _matches(item: dict, match: dict[str, str], variables: dict[str, Any]) -> bo
 
 
 def _next_link(response: httpx.Response, results_attribute: bool) -> str | None:
-    for link in response.headers.get_list("link", split_commas=True) if hasattr(response.headers, "get_list") else []:
-        parts = [p.strip() for p in link.split(";")]
-        url = parts[0].strip("<>")
-        attrs = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-        attrs = {k.strip(): v.strip().strip('"') for k, v in attrs.items()}
-        if attrs.get("rel") == "next":
-            if results_attribute and attrs.get("results") != "true":
-                return None
-            return url
-    return None
+    """The ``rel="next"`` URL of the Link header (parsed by httpx); Sentry marks an empty next page
+    with ``results="false"``."""
+    link = response.links.get("next")
+    if link is None or results_attribute and link.get("results") != "true":
+        return None
+    return link["url"]
 
 
 def _json(response: httpx.Response) -> Any:

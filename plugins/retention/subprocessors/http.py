@@ -122,8 +122,7 @@ class Client:
 
     def call(self, request: Request, variables: dict[str, Any], *, operation: str, url: str | None = None,
              extra_headers: dict[str, str] | None = None, query: dict[str, Any] | None = None,
-             ids_join: str = ",", ids_repeat: str | None = None, ok: set[int] | None = None,
-             base_url: str | None = None) -> httpx.Response:
+             ids_join: str = ",", ids_repeat: str | None = None, base_url: str | None = None) -> httpx.Response:
         """Send one request (``url``: a next-page URL replacing path and query), retrying rate limits and
         transient failures; returns the final response, whatever its status, unless it is retryable."""
         built = self._build(request, variables, url=url, extra_headers=extra_headers, query=query,
@@ -140,8 +139,6 @@ class Client:
                 self._report(request, operation, None, attempts["n"], type(exc).__name__)
                 raise Retryable(type(exc).__name__) from None
             self._report(request, operation, response.status_code, attempts["n"])
-            if ok is not None and response.status_code in ok:
-                return response
             if response.status_code in self._limit.statuses:
                 raise Retryable(f"HTTP {response.status_code}", self._reset_wait(response))
             if response.status_code in self.spec.transient_statuses:

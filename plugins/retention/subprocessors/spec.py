@@ -12,7 +12,9 @@ Templates
     ``account_id`` everywhere; a fan-out's ``bind`` names below the fan-out; ``id`` in per-record
     requests; ``ids`` in batch requests (joined with ``ids_join`` in a path or query string, a JSON
     list in a body, or one query parameter per id with ``ids_repeat``); ``job_id`` in status polls;
-    ``cutoff`` (ISO 8601) in query-scope deletes. The loader refuses any other name.
+    ``cutoff`` (ISO 8601) and ``cutoff_ms`` (epoch ms) in a query-scope resource's requests; ``found``
+    (the preview count) in tenant- and query-scope deletes. A value that is a whole placeholder keeps
+    its type in a JSON body (a list stays a list, a number a number). The loader refuses any other name.
 
 Safety
     A delete request must be aimed: it names ``{id}`` or ``{ids}``, or (scope ``tenant`` / ``query``)

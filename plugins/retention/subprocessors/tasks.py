@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import pendulum
+
 from retention.ledger import Ledger
 from retention.rules.loader import load_ruleset
 from retention.settings import Settings
@@ -40,7 +42,7 @@ def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str
     """Record that a person must file the request; returns what the attestation form shows."""
     manual = specs()[subprocessor].manual
     now = datetime.now(UTC)
-    deadline = manual.deadline.after(_pendulum(now))
+    deadline = manual.deadline.after(pendulum.instance(now))
     with ledger() as opened:
         opened.append("subprocessor.manual_requested", {
             "subprocessor": subprocessor, "account_id": account_id, "data_class": manual.data_class,
@@ -68,8 +70,3 @@ def record_attestation(subprocessor: str, account_id: str, response: dict, *, ac
         raise RuntimeError(f"{subprocessor}: deletion not confirmed by the provider yet; run again once it is")
     return payload
 
-
-def _pendulum(moment: datetime):
-    import pendulum
-
-    return pendulum.instance(moment)
