@@ -1,7 +1,8 @@
 """Erase one customer's data at its subprocessors: one task group per connector spec.
 
 API specs: one mapped task per resource, in the subprocessor's own pool (``subprocessor_<name>``, sized
-to the spec's ``rate_limit.concurrency``), so one provider's limits never slow another. Resources that
+to the spec's ``rate_limit.concurrency``), so one provider's limits never slow another. A task whose
+provider deletes through async jobs defers while they run: the triggerer polls them, no worker waits. Resources that
 must wait for others (``after:``, e.g. OpenAI conversation items before their conversations) run in
 a later wave. Manual specs
 (no deletion API): the request is recorded with its deadline, then a person attests to the
@@ -17,6 +18,7 @@ from airflow.providers.standard.operators.hitl import HITLEntryOperator
 from airflow.sdk import Param, dag, task, task_group
 
 from retention.subprocessors import tasks as steps
+from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
 
 ACTOR = "airflow:subprocessor_erasure"
@@ -51,13 +53,12 @@ def api_group(name: str, resource_waves: list[list[str]], concurrency: int):
         if name not in params["subprocessors"]:
             raise AirflowSkipException(f"{name} not selected")
 
-    @task(pool=f"subprocessor_{name}", max_active_tis_per_dag=concurrency)
-    def erase(resource: str, params=None) -> dict:
-        return steps.erase_resource(name, resource, params["account_id"], actor=ACTOR)
-
     previous = selected()
     for i, resources in enumerate(resource_waves, start=1):
-        wave = erase.override(task_id=f"erase_{i}").expand(resource=resources)
+        wave = EraseResourceOperator.partial(
+            task_id=f"erase_{i}", subprocessor=name, account_id="{{ params.account_id }}", actor=ACTOR,
+            pool=f"subprocessor_{name}", max_active_tis_per_dag=concurrency,
+        ).expand(resource=resources)
         previous >> wave
         previous = wave
 

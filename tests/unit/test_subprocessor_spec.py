@@ -90,6 +90,18 @@ def test_a_record_delete_that_names_no_id_is_refused(tmp_path) -> None:
     assert "{id}" in issues[0].message
 
 
+def test_an_async_job_verified_by_record_ids_is_refused(tmp_path) -> None:
+    # The task waits for a job in the triggerer; the record ids would have to wait in Airflow's database.
+    job = ("    completion:\n      kind: async_job\n      job_id: job_id\n"
+           "      status: {method: GET, path: \"/jobs/{job_id}\"}\n      status_field: status\n"
+           "      done: [completed]\n      poll_every: PT2S\n      max_wait: PT1H\n")
+    text = GOOD.replace("    verify: {kind: find_empty}\n", job + "    verify:\n      kind: get_absent\n"
+                        "      request: {method: GET, path: \"/2010-04-01/Accounts/{account_id}/Recordings/{id}.json\"}\n")
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(26, "resources.recordings.verify.kind")]
+    assert "find_empty" in issues[0].hint
+
+
 def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path) -> None:
     issues = problems(tmp_path, GOOD.replace("      id: sid\n", "      id: sid\n      sort: newest\n"))
     assert [(i.line, i.field) for i in issues] == [(15, "resources.recordings.find.sort")]

@@ -1,39 +1,58 @@
 """Subprocessor erasure: declarative connector specs run by one generic executor.
 
-``erase(spec, resource, account_id, ledger=..., actor=...)`` is what DAG tasks and the CLI call; it
+``erase(spec, resource, account_id, ledger=..., actor=...)`` is what the CLI and tests call; it
 builds the HTTP client from the spec's Airflow Connection and appends every call, intent, outcome
-and verification to the ledger.
+and verification to the ledger. The DAG uses ``eraser(...)`` to ``begin`` and ``resume`` around the
+async jobs it waits for in the triggerer (``retention.subprocessors.trigger``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from retention.subprocessors.executor import Eraser, ResourceResult
+from retention.subprocessors.executor import Eraser, Progress, ResourceResult
 from retention.subprocessors.http import Client, Credentials, SubprocessorError
 from retention.subprocessors.spec import ConnectorSpec, load_spec, load_specs
 
-__all__ = ["ConnectorSpec", "Credentials", "ResourceResult", "SubprocessorError", "erase", "load_spec",
-           "load_specs", "recorded_ids_from_airflow"]
+__all__ = ["ConnectorSpec", "Credentials", "Progress", "ResourceResult", "SubprocessorError", "erase", "eraser",
+           "load_spec", "load_specs", "recorded_ids_from_airflow"]
 
 
 def erase(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Any, actor: str,
           run_id: str | None = None, credentials: Credentials | None = None, cutoff: datetime | None = None,
           recorded_ids: Any = None, sleep: Any = None) -> ResourceResult:
-    """Erase one resource of one account at one subprocessor, recording every step in the ledger."""
+    """Erase one resource of one account at one subprocessor, recording every step in the ledger;
+    async jobs are polled in this process."""
+    with eraser(spec, resource, account_id, ledger=ledger, actor=actor, run_id=run_id, credentials=credentials,
+                recorded_ids=recorded_ids, sleep=sleep) as running:
+        return running.erase(resource, account_id, cutoff=cutoff)
+
+
+@contextmanager
+def eraser(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Any, actor: str,
+           run_id: str | None = None, credentials: Credentials | None = None, recorded_ids: Any = None,
+           sleep: Any = None) -> Iterator[Eraser]:
+    """An ``Eraser`` whose calls and events go to the ledger, its client open for the block."""
     def record(kind: str, payload: dict) -> None:
         ledger.append(kind, payload, actor=actor, run_id=run_id)
 
+    credentials = credentials or Credentials.from_connection(spec)
+    options = {"sleep": sleep} if sleep else {}
+    with Client(spec, credentials, on_call=call_recorder(spec, resource, account_id, record), **options) as client:
+        yield Eraser(spec, client, record, recorded_ids=recorded_ids or recorded_ids_from_airflow, **options)
+
+
+def call_recorder(spec: ConnectorSpec, resource: str, account_id: str,
+                  record: Callable[[str, dict], None]) -> Callable[[dict], None]:
+    """What the client reports of each HTTP call, as a ``subprocessor.call`` event."""
     def on_call(call: dict) -> None:
         record("subprocessor.call", {"subprocessor": spec.subprocessor, "resource": resource,
                                      "account_id": account_id, **call})
 
-    credentials = credentials or Credentials.from_connection(spec)
-    options = {"sleep": sleep} if sleep else {}
-    with Client(spec, credentials, on_call=on_call, **options) as client:
-        eraser = Eraser(spec, client, record, recorded_ids=recorded_ids or recorded_ids_from_airflow, **options)
-        return eraser.erase(resource, account_id, cutoff=cutoff)
+    return on_call
 
 
 def recorded_ids_from_airflow(recorded: Any, account_id: str) -> list[str]:

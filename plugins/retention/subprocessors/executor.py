@@ -7,6 +7,12 @@ addresses and other values the provider keys records by never enter an event, on
 What "done" means is per spec: ``verified`` (the verification came back clean), ``awaiting_provider``
 (an accepted deletion the provider completes later, with the date by which it says it will), or
 ``incomplete`` (records the provider would not delete yet, e.g. Twilio's 20009; run again later).
+
+Async jobs (``completion: async_job``) are not waited for here: ``begin`` returns a ``Progress`` with
+the jobs it started, and ``resume`` takes their final states and goes on (the next round of a capped
+search, then verification). The DAG waits in a deferrable trigger (``retention.subprocessors.trigger``);
+``erase`` polls inline, for the CLI and tests. A ``Progress`` is JSON: it carries scopes (tenant
+variables such as a subuser name), job ids and counts, never the ids of the records being deleted.
 """
 
 from __future__ import annotations
@@ -66,6 +72,44 @@ class _Scope:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Job:
+    """An async deletion job the provider is running: its id, its scope, and how many records the call
+    that started it had accepted (counted as not deleted if the job fails)."""
+
+    job_id: str
+    scope: int  # index into Progress.scopes
+    accepted: int
+
+
+@dataclass
+class Progress:
+    """An erasure between rounds of async jobs: what it did so far and what it waits for."""
+
+    result: ResourceResult
+    scopes: list[_Scope]
+    jobs: list[Job] = field(default_factory=list)  # started, not finished
+    draining: list[int] = field(default_factory=list)  # scopes whose capped search may hold more
+    rounds: int = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.jobs and not self.draining
+
+    def to_json(self) -> dict:
+        return {"result": self.result.as_event(), "scopes": [s.__dict__ for s in self.scopes],
+                "jobs": [j.__dict__ for j in self.jobs], "draining": self.draining, "rounds": self.rounds}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Progress:
+        result = dict(data["result"])
+        for name in ("complete_by", "residual_copies_until"):
+            if result.get(name):
+                result[name] = datetime.fromisoformat(result[name])
+        return cls(ResourceResult(**result), [_Scope(**s) for s in data["scopes"]],
+                   [Job(**j) for j in data["jobs"]], list(data["draining"]), data["rounds"])
+
+
 class Eraser:
     """Erase one account's data held by one subprocessor, resource by resource."""
 
@@ -81,9 +125,16 @@ class Eraser:
         self._base_url: str | None = None  # the resource's own host (Twilio Conversations), if any
 
     def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> ResourceResult:
-        """Delete every record of the account (older than ``cutoff`` where the API can filter by time)."""
-        resource = self.spec.resources[resource_name]
-        self._base_url = str(resource.base_url) if resource.base_url else None
+        """Delete every record of the account (older than ``cutoff`` where the API can filter by time),
+        waiting for async jobs in this process."""
+        progress = self.begin(resource_name, account_id, cutoff=cutoff)
+        while not progress.done:
+            progress = self.resume(progress, self.wait_for(progress))
+        return progress.result
+
+    def begin(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> Progress:
+        """Find, preview and delete; finished unless async jobs were started (``progress.jobs``)."""
+        resource = self._resource(resource_name)
         result = ResourceResult(self.spec.subprocessor, resource_name, resource.data_class, account_id)
         at = cutoff or self._now()  # query-scope deletes take everything up to the cutoff (or now)
         base = {"account_id": account_id, "cutoff": at.isoformat(), "cutoff_ms": int(at.timestamp() * 1000)}
@@ -98,14 +149,79 @@ class Eraser:
             raise SubprocessorError(f"{self.spec.subprocessor}/{resource_name}: account {account_id} has "
                                     f"{result.found} matching records, more than max_records "
                                     f"({resource.max_records}); nothing was deleted")
-        for scope, ids in ids_by_scope:
-            self._delete_scope(resource, resource_name, scope, ids, result)
-        self._complete_and_verify(resource, resource_name, ids_by_scope, result)
+        progress = Progress(result, [scope for scope, _ in ids_by_scope])
+        for index, (scope, ids) in enumerate(ids_by_scope):
+            self._delete_scope(resource, progress, index, ids)
+        if progress.done:
+            self._finish(resource, progress, ids_by_scope)
+        return progress
+
+    def resume(self, progress: Progress, states: dict[str, str]) -> Progress:
+        """Take the final state of each job (``done`` or ``failed``), then search the capped scopes
+        again; finished unless that started new jobs."""
+        result = progress.result
+        resource = self._resource(result.resource)
+        for job in progress.jobs:
+            state = states[job.job_id]
+            self._event("subprocessor.job_finished", result.resource, result.account_id,
+                        job_sha256=_digest([job.job_id]), state=state)
+            if state != "done":  # the provider accepted the ids but did not delete them
+                result.deleted -= job.accepted
+                result.not_deleted += job.accepted
+        progress.jobs = []
+        draining, progress.draining = progress.draining, []
+        for index in draining:
+            self._delete_scope(resource, progress, index, self._search_again(resource, progress, index))
+        if progress.done:
+            # Only find_empty and after_completion verify async jobs (the spec loader sees to it), and
+            # neither needs the ids, which a Progress does not carry.
+            self._finish(resource, progress, [(scope, []) for scope in progress.scopes])
+        return progress
+
+    def wait_for(self, progress: Progress) -> dict[str, str]:
+        """Poll every job of ``progress`` to a final state, sleeping in this process."""
+        completion = self._resource(progress.result.resource).completion
+        deadline = time.monotonic() + completion.max_wait.nominal_seconds
+        states: dict[str, str] = {}
+        while not self.poll_jobs(progress, states):
+            if time.monotonic() > deadline:
+                raise SubprocessorError(f"{self.spec.subprocessor}: job not finished within {completion.max_wait}")
+            self._sleep(completion.poll_every.nominal_seconds)
+        return states
+
+    def poll_jobs(self, progress: Progress, states: dict[str, str]) -> bool:
+        """Ask once for each job not yet final, adding final ones to ``states``; True when all are."""
+        completion = self._resource(progress.result.resource).completion
+        for job in progress.jobs:
+            if job.job_id not in states:
+                state = self.job_state(completion, job.job_id, progress.scopes[job.scope])
+                if state is not None:
+                    states[job.job_id] = state
+        return all(job.job_id in states for job in progress.jobs)
+
+    def job_state(self, job: AsyncJob, job_id: str, scope: _Scope) -> str | None:
+        """One status call: ``done``, ``failed``, or None while the job runs."""
+        response = self._call(job.status, {**scope.variables, "job_id": job_id}, operation="job_status",
+                              extra_headers=scope.headers)
+        if not response.is_success:
+            raise SubprocessorError(f"{self.spec.subprocessor}: job status answered HTTP {response.status_code}")
+        state = str(_get(_json(response), job.status_field))
+        if state in job.done:
+            return "done"
+        return "failed" if state in job.failed else None
+
+    def _resource(self, name: str) -> Resource:
+        resource = self.spec.resources[name]
+        self._base_url = str(resource.base_url) if resource.base_url else None
+        return resource
+
+    def _finish(self, resource: Resource, progress: Progress, ids_by_scope: list[tuple[_Scope, list[str]]]) -> None:
+        result = progress.result
+        self._complete_and_verify(resource, result.resource, ids_by_scope, result)
         if resource.provider_retention is not None:
             result.residual_copies_until = _add(self._now(), resource.provider_retention.period)
         summary = {k: v for k, v in result.as_event().items() if k not in ("subprocessor", "resource", "account_id")}
-        self._event("subprocessor.result", resource_name, account_id, **summary)
-        return result
+        self._event("subprocessor.result", result.resource, result.account_id, **summary)
 
     # -- scopes and finding ------------------------------------------------------------------------
 
@@ -202,35 +318,37 @@ class Eraser:
 
     # -- deleting ----------------------------------------------------------------------------------
 
-    def _delete_scope(self, resource: Resource, name: str, scope: _Scope, ids: list[str],
-                      result: ResourceResult) -> None:
-        delete = resource.delete
-        if delete.scope in ("tenant", "query"):
+    def _delete_scope(self, resource: Resource, progress: Progress, index: int, ids: list[str]) -> None:
+        if resource.delete.scope in ("tenant", "query"):
             if ids:  # one call for the whole tenant or query; the preview found something to delete
-                self._delete_call(delete, name, scope, [], result, resource=resource, count=len(ids))
+                self._delete_call(resource.delete, progress, index, [], resource=resource, count=len(ids))
             return
-        for chunk in _chunks(ids, delete.batch):
-            self._delete_call(delete, name, scope, chunk, result, resource=resource)
-        if resource.find.cap and ids and len(ids) >= resource.find.cap:
-            self._drain_capped(resource, name, scope, result)
-
-    def _drain_capped(self, resource: Resource, name: str, scope: _Scope, result: ResourceResult) -> None:
-        """A search capped at N found N: there may be more; search and delete again until none is left."""
-        for _ in range(MAX_ROUNDS):
-            ids = self._find_ids(resource, scope)
-            if not ids:
-                return
-            result.found += len(ids)
-            self._event("subprocessor.preview", name, scope.variables["account_id"], found=len(ids), round=True)
+        while True:
             for chunk in _chunks(ids, resource.delete.batch):
-                self._delete_call(resource.delete, name, scope, chunk, result, resource=resource)
-            if len(ids) < (resource.find.cap or 0):
+                self._delete_call(resource.delete, progress, index, chunk, resource=resource)
+            if not (resource.find.cap and len(ids) >= resource.find.cap):
+                return  # the search was not capped: it found everything
+            if any(job.scope == index for job in progress.jobs):
+                progress.draining.append(index)  # the records go when the jobs end: search again then
                 return
-        raise SubprocessorError(f"{self.spec.subprocessor}/{name}: still finding records after {MAX_ROUNDS} rounds")
+            ids = self._search_again(resource, progress, index)
 
-    def _delete_call(self, delete: Delete, name: str, scope: _Scope, ids: list[str], result: ResourceResult,
-                     *, resource: Resource, count: int | None = None, purge: bool = False) -> None:
+    def _search_again(self, resource: Resource, progress: Progress, index: int) -> list[str]:
+        """A search capped at N found N: there may be more."""
+        progress.rounds += 1
+        if progress.rounds > MAX_ROUNDS:
+            raise SubprocessorError(f"{self.spec.subprocessor}/{progress.result.resource}: still finding "
+                                    f"records after {MAX_ROUNDS} rounds")
+        ids = self._find_ids(resource, progress.scopes[index])
+        progress.result.found += len(ids)
+        self._event("subprocessor.preview", progress.result.resource, progress.result.account_id,
+                    found=len(ids), round=True)
+        return ids
+
+    def _delete_call(self, delete: Delete, progress: Progress, index: int, ids: list[str], *,
+                     resource: Resource, count: int | None = None, purge: bool = False) -> None:
         """One aimed delete (retried for ids the provider will not delete yet), framed by intent and outcome."""
+        name, result, scope = progress.result.resource, progress.result, progress.scopes[index]
         if delete.scope in ("record", "subject") and not ids:
             raise SubprocessorError(f"{self.spec.subprocessor}/{name}: refusing a delete call without ids")
         account = scope.variables["account_id"]
@@ -238,16 +356,18 @@ class Eraser:
         variables = {**scope.variables, "found": count}
         if ids:
             variables.update({"id": ids[0]} if delete.batch == 1 else {"ids": ids})
+        step = "purge" if purge else "delete"
         self._event("subprocessor.intent", name, account, count=count, ids_sha256=_digest(ids),
-                    scope=delete.scope, step="purge" if purge else "delete")
+                    scope=delete.scope, step=step)
         counts = {"deleted": 0, "already_gone": 0, "not_deleted": 0}
         pending = list(ids)
         for attempt in range(1, self.spec.rate_limit.max_attempts + 1):
-            response = self._call(delete.request, variables, operation="purge" if purge else "delete",
+            response = self._call(delete.request, variables, operation=step,
                                   extra_headers=scope.headers, ids_join=delete.ids_join, ids_repeat=delete.ids_repeat)
+            accepted_before = counts["deleted"]
             pending = self._read_delete(delete, name, response, pending, count, counts)
             if not purge:
-                self._follow_job(resource, name, scope, response, counts, result)
+                self._note_job(resource, progress, index, response, counts["deleted"] - accepted_before)
             if not pending:
                 break
             variables.update({"id": pending[0]} if delete.batch == 1 else {"ids": pending})
@@ -258,7 +378,7 @@ class Eraser:
             result.deleted += counts["deleted"]
             result.already_gone += counts["already_gone"]
         result.not_deleted += counts["not_deleted"]
-        self._event("subprocessor.outcome", name, account, step="purge" if purge else "delete", **counts)
+        self._event("subprocessor.outcome", name, account, step=step, **counts)
 
     def _read_delete(self, delete: Delete, name: str, response: httpx.Response, ids: list[str], count: int,
                      counts: dict[str, int]) -> list[str]:
@@ -279,26 +399,19 @@ class Eraser:
         raise SubprocessorError(f"{self.spec.subprocessor}/{name}: delete answered HTTP {response.status_code}"
                                 + (f" (provider code {code})" if code is not None else ""))
 
-    def _follow_job(self, resource: Resource, name: str, scope: _Scope, response: httpx.Response,
-                    counts: dict[str, int], result: ResourceResult) -> None:
-        """An accepted async deletion: poll its job to the end (async_job) or note its id (unpollable)."""
-        completion = resource.completion
-        path = getattr(completion, "job_id", None)
+    def _note_job(self, resource: Resource, progress: Progress, index: int, response: httpx.Response,
+                  accepted: int) -> None:
+        """An accepted async deletion: an async_job is waited for (``progress.jobs``); the id of an
+        unpollable one is only recorded."""
+        path = getattr(resource.completion, "job_id", None)
         job_id = _get(_json(response), path) if path else None
         if job_id in (None, ""):
             return
-        result.jobs += 1
-        account = scope.variables["account_id"]
-        self._event("subprocessor.job", name, account, job_sha256=_digest([str(job_id)]))
-        if not isinstance(completion, AsyncJob):
-            return
-        deadline = time.monotonic() + completion.max_wait.nominal_seconds
-        state = self.poll_job(completion, {**scope.variables, "job_id": job_id}, deadline=deadline,
-                              headers=scope.headers)
-        self._event("subprocessor.job_finished", name, account, job_sha256=_digest([str(job_id)]), state=state)
-        if state != "done":
-            counts["not_deleted"] += counts["deleted"]
-            counts["deleted"] = 0
+        progress.result.jobs += 1
+        self._event("subprocessor.job", progress.result.resource, progress.result.account_id,
+                    job_sha256=_digest([str(job_id)]))
+        if isinstance(resource.completion, AsyncJob):
+            progress.jobs.append(Job(str(job_id), index, accepted))
 
     def _read_items(self, delete: Delete, name: str, body: Any, counts: dict[str, int]) -> list[str]:
         spec = delete.results
@@ -328,9 +441,10 @@ class Eraser:
             result.status = "awaiting_provider"
             result.complete_by = _add(self._now(), completion.bin_retention)
         elif isinstance(completion, SoftDelete) and completion.purge is not None:
-            for scope, ids in ids_by_scope:
+            progress = Progress(result, [scope for scope, _ in ids_by_scope])
+            for index, (_, ids) in enumerate(ids_by_scope):
                 for chunk in _chunks(ids, completion.purge.batch):
-                    self._delete_call(completion.purge, name, scope, chunk, result, resource=resource, purge=True)
+                    self._delete_call(completion.purge, progress, index, chunk, resource=resource, purge=True)
         if isinstance(completion, AsyncUnpollable) and acted:
             result.status = "awaiting_provider"
             result.complete_by = _add(self._now(), completion.assume_done_after)
@@ -345,22 +459,6 @@ class Eraser:
         if left and result.status == "verified":
             result.status = "incomplete"
         self._event("subprocessor.verified", name, result.account_id, method=resource.verify.kind, left=left)
-
-    def poll_job(self, job: AsyncJob, variables: dict[str, Any], *, deadline: float,
-                 headers: dict[str, str] | None = None) -> str:
-        """Poll an async job until a terminal state; returns it (``done`` or ``failed``)."""
-        while True:
-            response = self._call(job.status, variables, operation="job_status", extra_headers=headers)
-            if not response.is_success:
-                raise SubprocessorError(f"{self.spec.subprocessor}: job status answered HTTP {response.status_code}")
-            state = str(_get(_json(response), job.status_field))
-            if state in job.done:
-                return "done"
-            if state in job.failed:
-                return "failed"
-            if time.monotonic() > deadline:
-                raise SubprocessorError(f"{self.spec.subprocessor}: job not finished within {job.max_wait}")
-            self._sleep(job.poll_every.nominal_seconds)
 
     def _verify(self, resource: Resource, ids_by_scope: list[tuple[_Scope, list[str]]]) -> int:
         left = 0

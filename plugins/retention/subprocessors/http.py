@@ -44,7 +44,11 @@ class Credentials:
         as does its extra ``region`` (one of the spec's regions)."""
         from airflow.sdk import BaseHook
 
-        conn = BaseHook.get_connection(spec.conn_id)
+        return cls.of(spec, BaseHook.get_connection(spec.conn_id))
+
+    @classmethod
+    def of(cls, spec: ConnectorSpec, conn: Any) -> Credentials:
+        """Credentials from an Airflow ``Connection`` already fetched (a trigger fetches it asynchronously)."""
         extra = conn.extra_dejson or {}
         base = str(spec.base_url)
         if extra.get("region"):

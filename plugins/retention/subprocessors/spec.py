@@ -412,6 +412,9 @@ def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
     issues += _check_delete(at + ("delete",), r.delete, delete_names, tenant, smap)
     if isinstance(r.completion, AsyncJob):
         issues += _check_request(at + ("completion", "status"), r.completion.status, tenant | {"job_id"}, smap)
+        if r.verify.kind == "get_absent":  # the ids would have to wait with the job in Airflow's database
+            issues.append(smap.issue(at + ("verify", "kind"), "an async_job deletion is verified by a search",
+                                     "use find_empty (search again once the job is done)"))
     if isinstance(r.completion, SoftDelete) and r.completion.purge is not None:
         purge = r.completion.purge
         names = tenant | ({"id"} if purge.batch == 1 else {"ids"})

@@ -11,7 +11,7 @@ import pendulum
 from retention.ledger import Ledger
 from retention.rules.loader import load_ruleset
 from retention.settings import Settings
-from retention.subprocessors import erase, load_specs
+from retention.subprocessors import Progress, SubprocessorError, call_recorder, eraser, load_specs
 from retention.subprocessors.spec import ConnectorSpec
 
 ATTEST = "Attest: the provider confirmed deletion"
@@ -32,10 +32,27 @@ def ledger() -> Iterator[Ledger]:
         yield opened
 
 
-def erase_resource(subprocessor: str, resource: str, account_id: str, *, actor: str) -> dict:
+def begin_erasure(subprocessor: str, resource: str, account_id: str, *, actor: str) -> dict:
+    """Find, preview and delete; the ``Progress`` as JSON (``jobs`` non-empty: async jobs to wait for)."""
     spec = specs()[subprocessor]
+    with ledger() as opened, eraser(spec, resource, account_id, ledger=opened, actor=actor) as running:
+        return running.begin(resource, account_id).to_json()
+
+
+def resume_erasure(subprocessor: str, event: dict, *, actor: str) -> dict:
+    """Record the trigger's job polls, then go on from the jobs' final states (``JobTrigger``'s event)."""
+    spec = specs()[subprocessor]
+    state = Progress.from_json(event["progress"])
+    resource, account_id = state.result.resource, state.result.account_id
     with ledger() as opened:
-        return erase(spec, resource, account_id, ledger=opened, actor=actor).as_event()
+        record = call_recorder(spec, resource, account_id,
+                               lambda kind, payload: opened.append(kind, payload, actor=actor))
+        for call in event.get("calls", []):
+            record(call)
+        if "error" in event:
+            raise SubprocessorError(event["error"])
+        with eraser(spec, resource, account_id, ledger=opened, actor=actor) as running:
+            return running.resume(state, event["states"]).to_json()
 
 
 def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str, actor: str) -> dict:
