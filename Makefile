@@ -30,7 +30,7 @@ test: $(VENV)/.dev
 clean:
 	rm -rf var .pytest_cache .hypothesis
 
-# Benchmarks against s5cmd, `aws s3 rm` and plain DELETE statements (bench/README.md); ~16 minutes.
+# Benchmarks against s5cmd, `aws s3 rm` and plain DELETE statements (bench/README.md); ~18 minutes.
 # `make bench BENCH_ARGS=--quick` for a smoke run of about a minute.
 .PHONY: bench
 bench: $(VENV)/.dev
