@@ -333,6 +333,118 @@ def ledger_migrate(database_url: str | None, rules_dir: Path, as_json: bool) -> 
         return _emit({"ok": True})
     click.echo("ledger schema is up to date")
 
+# --- certificates ---------------------------------------------------------------------------------
+
+@main.group()
+def certificate() -> None:
+    """Issue and verify signed deletion certificates; manage the signing keys."""
+
+
+def _key_file_option(command: Callable) -> Callable:
+    return click.option("--key-file", type=click.Path(path_type=Path), envvar="RETENTION_SIGNING_KEY_FILE",
+                        help="Ed25519 private key (PEM); default: the Airflow Connection retention_signing_key.")(command)
+
+
+def _jwks_option(command: Callable) -> Callable:
+    return click.option("--jwks", "jwks_source", envvar="RETENTION_JWKS_FILE", metavar="FILE|URL",
+                        help="Public keys (JWKS) that may have signed certificates.")(command)
+
+
+@certificate.command("issue")
+@click.argument("run_id")
+@click.argument("account_id")
+@click.option("--exporter", required=True, help="The data exporter (the customer), as the DPA names it.")
+@click.option("--importer", required=True, help="The data importer (us, the processor), as the DPA names it.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Where to write the signed JSON.")
+@click.option("--by", "issued_by", required=True, help="Staff id of who issues it.")
+@_key_file_option
+@ledger_option
+@common
+def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str, out: Path, issued_by: str,
+                      key_file: Path | None, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Sign a certificate for ACCOUNT_ID's data in the finished run RUN_ID."""
+    from retention.certificates import SigningKeyError, issue, load_signing_key
+
+    try:
+        key = load_signing_key(key_file)
+    except SigningKeyError as exc:
+        raise Failure(str(exc)) from exc
+    with _open_ledger(database_url) as opened:
+        document = issue(opened, run_id, account_id, key, exporter=exporter, importer=importer,
+                         rules_dir=rules_dir, actor=f"cli:{issued_by}")
+    out.write_bytes(document)
+    content = json.loads(document)["certificate"]
+    summary = {"ok": True, "certificate_id": content["certificate_id"], "status": content["status"],
+               "kid": key.kid, "file": str(out)}
+    if as_json:
+        return _emit(summary)
+    click.echo(f"issued {summary['certificate_id']} ({summary['status']}), signed by key {key.kid}: {out}")
+
+
+@certificate.command("verify")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@_jwks_option
+@click.option("--ledger", "check_ledger", is_flag=True, help="Also check the chain head against the ledger.")
+@ledger_option
+@common
+def certificate_verify(file: Path, jwks_source: str | None, check_ledger: bool, database_url: str | None,
+                       rules_dir: Path, as_json: bool) -> None:
+    """Check FILE's canonical form, key id and signature offline (and, with --ledger, its chain head)."""
+    from retention.certificates import CertificateInvalid, check_chain_head, verify
+
+    if not jwks_source:
+        raise Failure("give the public keys: --jwks FILE|URL (or RETENTION_JWKS_FILE)")
+    try:
+        verified = verify(file.read_bytes(), _read_jwks(jwks_source))
+        if check_ledger:
+            with _open_ledger(database_url) as opened:
+                check_chain_head(verified, opened)
+    except CertificateInvalid as exc:
+        raise Failure(f"{file}: INVALID: {exc}", {"ok": False, "file": str(file), "reason": str(exc)}) from exc
+    content = verified.certificate
+    document = {"ok": True, "file": str(file), "certificate_id": content.get("certificate_id"),
+                "account_id": content.get("account_id"), "status": content.get("status"), "kid": verified.kid,
+                "chain_head_checked": check_ledger}
+    if as_json:
+        return _emit(document)
+    click.echo(f"{file}: valid — {document['certificate_id']} for account {document['account_id']} "
+               f"({document['status']}), signed by key {verified.kid}"
+               + ("; chain head matches the ledger" if check_ledger else ""))
+
+
+def _read_jwks(source: str):
+    import httpx
+
+    from retention.certificates import KeySet, SigningKeyError
+
+    try:
+        if source.startswith(("https://", "http://")):
+            response = httpx.get(source, timeout=10.0, follow_redirects=False)
+            response.raise_for_status()
+            return KeySet.from_jwks(response.json(), source)
+        if not Path(source).is_file():
+            raise Failure(f"{source}: no such JWKS file")
+        return KeySet.read(source)
+    except (SigningKeyError, httpx.HTTPError, ValueError) as exc:
+        raise Failure(f"cannot read the public keys from {source}: {exc}") from exc
+
+
+@certificate.command("rotate-key")
+@click.option("--key-file", type=click.Path(path_type=Path), envvar="RETENTION_SIGNING_KEY_FILE", required=True,
+              help="Where the current private key lives (the old one is kept beside it, renamed).")
+@click.option("--jwks", "jwks_file", type=click.Path(path_type=Path), envvar="RETENTION_JWKS_FILE", required=True,
+              help="The published public keys; the new one is added, the old ones stay.")
+@common
+def certificate_rotate_key(key_file: Path, jwks_file: Path, rules_dir: Path, as_json: bool) -> None:
+    """Make a new signing key; certificates signed with earlier keys keep verifying."""
+    from retention.certificates import rotate
+
+    new = rotate(key_file, jwks_file)
+    if as_json:
+        return _emit({"ok": True, "kid": new.kid, "key_file": str(key_file), "jwks": str(jwks_file)})
+    click.echo(f"new signing key {new.kid} in {key_file}; public keys in {jwks_file}")
+
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,54 @@
+"""Deletion certificates: built from the ledger, signed as canonical JSON, verifiable offline.
+
+``issue`` builds the content for one account of one finished run, signs it with the current key and
+records ``certificate.issued`` (id, account, the document's sha256, the key id) in the ledger.
+``verify`` checks a document against a public key set and, given the ledger, that the chain head it
+names is the ledger's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from retention.certificates.content import LEGAL_BASES, build
+from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, load_signing_key, rotate
+from retention.certificates.signed import CertificateInvalid, Verified, sign, verify
+from retention.ledger import Ledger
+from retention.rules.inventory import load_inventory
+from retention.rules.loader import load_ruleset
+
+__all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "build",
+           "check_chain_head", "issue", "load_signing_key", "location_kinds", "rotate", "sign", "verify"]
+
+
+def location_kinds(rules_dir: Path) -> dict[str, dict]:
+    """The inventory's locations as ``{id: {"kind", "versioned"}}``, what a certificate line needs."""
+    inventory = load_inventory(rules_dir / "systems.yaml", load_ruleset(rules_dir))
+    return {lid: {"kind": loc.kind, "versioned": getattr(loc, "versioned", False)}
+            for lid, loc in inventory.locations.items()}
+
+
+def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, exporter: str, importer: str,
+          rules_dir: Path, actor: str) -> bytes:
+    content = build(ledger, run_id, account_id, exporter=exporter, importer=importer,
+                    location_kinds=location_kinds(rules_dir))
+    document = sign(content, key)
+    ledger.append("certificate.issued", {
+        "certificate_id": content["certificate_id"], "account_id": account_id, "run_id": run_id,
+        "status": content["status"], "kid": key.kid, "sha256": hashlib.sha256(document).hexdigest()},
+        actor=actor, run_id=run_id)
+    return document
+
+
+def check_chain_head(verified: Verified, ledger: Ledger) -> None:
+    """The ledger event at the certificate's chain head must carry the hash the certificate names."""
+    named = verified.certificate.get("ledger", {})
+    seq, expected = named.get("chain_head_seq"), named.get("chain_head_hash")
+    event = next(iter(ledger.events(after_seq=seq - 1, limit=1)), None) if isinstance(seq, int) and seq > 0 else None
+    if event is None or event.seq != seq:
+        raise CertificateInvalid(f"the ledger has no event {seq!r}, the chain head the certificate names")
+    if event.hash != expected:
+        raise CertificateInvalid(f"the ledger's event {seq} has another hash than the certificate's chain head")
+    if not ledger.verify().ok:
+        raise CertificateInvalid("the ledger's hash chain does not verify")

@@ -1,0 +1,167 @@
+"""What a deletion certificate says, built from the ledger alone: nothing typed by hand.
+
+A certificate covers one account in one finished run (a sweep now; the termination offboarding run
+when that exists) and the subprocessor results recorded for the account. It never overclaims
+(DESIGN invariant 4): a location counts as erased only if the verifier re-queried it and found nothing
+left; anything else (a legal hold, residue, an Object Lock, a subprocessor that completes later) is
+listed under ``exceptions`` and makes the certificate ``partial``.
+
+Per location it names the NIST SP 800-88 Rev. 1 sanitization category and the method: a logical
+DELETE of database rows is *clear*; removing every version and delete marker of an object is *purge*
+at the storage API's level (the provider's media sanitization is its own, under its attestation).
+
+Only ids, names of data classes and locations, counts, times and hashes: no personal data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from retention.ledger import Ledger
+from retention.ledger.chain import iso_utc
+
+SCHEMA = "https://retention.example/schemas/deletion-certificate/v1"
+LEGAL_BASES = {
+    "scc2010": "SCC 2010/87/EU Clause 12",
+    "scc2021": "SCC 2021/914 Clause 8.5 and Clause 16(d)",
+    "dpa7b": "DPA 7(b)",
+}
+
+
+def product_version() -> str:
+    try:
+        return version("retention-orchestrator")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, importer: str,
+          location_kinds: dict[str, dict], legal_basis: tuple[str, ...] = ("dpa7b", "scc2010", "scc2021"),
+          issued_at: datetime | None = None) -> dict:
+    """The certificate's content (unsigned) for ``account_id`` in run ``run_id``.
+
+    ``location_kinds``: the inventory's locations as ``{id: {"kind": "sql"|"s3", "versioned": bool}}``.
+    """
+    run = ledger.get_run(run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id!r} in the ledger")
+    if run.dry_run or run.finished_at is None:
+        raise ValueError(f"run {run_id} is {'a dry run' if run.dry_run else 'not finished'}: "
+                         "a certificate is only issued for a finished run that deleted")
+    unknown = sorted(set(legal_basis) - set(LEGAL_BASES))
+    if unknown:
+        raise ValueError(f"unknown legal basis {', '.join(unknown)} (known: {', '.join(LEGAL_BASES)})")
+    tasks = [t for t in ledger.tasks(run_id) if t.account_id == account_id]
+    if not tasks:
+        raise LookupError(f"run {run_id} planned nothing for account {account_id!r}")
+    times = _task_times(ledger, run_id)
+    locations = [_location(t, location_kinds.get(t.location, {}), times.get(t.id)) for t in tasks]
+    subprocessors = _subprocessor_results(ledger, account_id)
+    exceptions = [e for line in locations for e in line.pop("_exceptions")]
+    exceptions += [e for line in subprocessors for e in line.pop("_exceptions")]
+    exceptions += [{"kind": "legal_hold", "hold_id": h.id, "data_class": h.data_class or "all",
+                    "reference": h.reference, "placed_at": iso_utc(h.placed_at)}
+                   for h in ledger.resolver_holds() if h.account_id in (None, account_id)]
+    seq, head = ledger.head()
+    return {
+        "schema": SCHEMA,
+        "certificate_id": f"cert-{uuid.uuid4().hex}",
+        "issued_at": iso_utc(issued_at or datetime.now(UTC)),
+        "legal_basis": [LEGAL_BASES[b] for b in legal_basis],
+        "data_exporter": exporter,
+        "data_importer": importer,
+        "account_id": account_id,
+        "status": "complete" if not exceptions else "partial",
+        "scope": {"data_classes": sorted({t.data_class for t in tasks}),
+                  "locations": len(locations), "subprocessors": sorted({s["subprocessor"] for s in subprocessors})},
+        "run": {"run_id": run.id, "kind": run.kind, "as_of": iso_utc(run.as_of), "started_at": iso_utc(run.started_at),
+                "finished_at": iso_utc(run.finished_at), "status": run.status, "rules_digest": run.rules_digest,
+                "tool": {"product": "retention-orchestrator", "version": product_version(),
+                         "dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id}},
+        "locations": locations,
+        "subprocessors": subprocessors,
+        "exceptions": exceptions,
+        "ledger": {"chain_head_seq": seq, "chain_head_hash": head, "hash": "sha256"},
+    }
+
+
+def _location(task: Any, spec: dict, times: dict | None) -> dict:
+    kind = spec.get("kind", "unknown")
+    verified = task.status == "verified"
+    line = {
+        "location": task.location, "store": kind, "data_class": task.data_class, "rule_id": task.rule_id,
+        "action": task.action, "cutoff": iso_utc(task.cutoff) if task.cutoff else None,
+        "nist_800_88": _nist(kind, task.action, spec.get("versioned", False)),
+        "records_affected": task.affected_count,
+        "started_at": (times or {}).get("first"), "finished_at": (times or {}).get("last"),
+        "verification": {"method": "re-query of the location after deletion",
+                         "remaining": task.residue, "result": "verified" if verified else task.status},
+        "_exceptions": [],
+    }
+    if task.status == "skipped":
+        line["verification"] = {"method": "none: nothing was due", "remaining": None, "result": "skipped"}
+        line["skip_reason"] = task.skip_reason
+    elif not verified:
+        line["_exceptions"].append({"kind": task.status, "location": task.location, "data_class": task.data_class,
+                                    "remaining": task.residue})
+    for retained in task.retained or []:
+        line["_exceptions"].append({"kind": "retained", "location": task.location, "data_class": task.data_class,
+                                    **retained})
+    return line
+
+
+def _nist(kind: str, action: str, versioned: bool) -> dict:
+    if action == "anonymize":
+        return {"category": "clear", "method": "identifying columns nulled or replaced by a salted hash"}
+    if kind == "sql":
+        return {"category": "clear", "method": "logical delete (SQL DELETE, children first)"}
+    if kind == "s3":
+        method = "every object version and delete marker removed" if versioned else "objects removed"
+        return {"category": "purge" if versioned else "clear", "method": f"{method} (S3 DeleteObjects)"}
+    return {"category": "unknown", "method": "unknown"}
+
+
+def _task_times(ledger: Ledger, run_id: str) -> dict[str, dict]:
+    """First intent and last outcome per task of the run."""
+    times: dict[str, dict] = {}
+    for event in ledger.events():
+        if event.run_id != run_id or event.task_id is None:
+            continue
+        if event.kind in ("batch.intent", "batch.outcome", "batch.recovered", "task.done"):
+            at = iso_utc(event.occurred_at)
+            entry = times.setdefault(event.task_id, {"first": at, "last": at})
+            entry["last"] = at
+    return times
+
+
+def _subprocessor_results(ledger: Ledger, account_id: str) -> list[dict]:
+    """The latest recorded result per subprocessor resource, and attestations of manual ones."""
+    latest: dict[tuple, dict] = {}
+    for event in ledger.events():
+        p = event.payload
+        if p.get("account_id") != account_id:
+            continue
+        if event.kind == "subprocessor.result":
+            latest[(p["subprocessor"], p["resource"])] = {
+                "subprocessor": p["subprocessor"], "resource": p["resource"], "data_class": p.get("data_class"),
+                "recorded_at": iso_utc(event.occurred_at), "deleted": p.get("deleted", 0),
+                "already_gone": p.get("already_gone", 0), "status": p.get("status"),
+                "verification": p.get("verification"), "complete_by": p.get("complete_by"),
+                "residual_copies_until": p.get("residual_copies_until")}
+        elif event.kind == "subprocessor.attested":
+            latest[(p["subprocessor"], "manual")] = {
+                "subprocessor": p["subprocessor"], "resource": "manual request", "recorded_at": iso_utc(event.occurred_at),
+                "status": "attested", "verification": f"provider confirmation dated {p.get('confirmed_on')}, "
+                                                      f"ticket {p.get('ticket_reference')}",
+                "evidence_sha256": p.get("evidence_sha256") or None}
+    lines = []
+    for line in latest.values():
+        line["_exceptions"] = []
+        if line["status"] not in ("verified", "attested"):
+            line["_exceptions"].append({"kind": f"subprocessor_{line['status']}", "subprocessor": line["subprocessor"],
+                                        "resource": line["resource"], "complete_by": line.get("complete_by")})
+        lines.append(line)
+    return sorted(lines, key=lambda l: (l["subprocessor"], l["resource"]))

@@ -1,0 +1,74 @@
+"""A signed certificate document: canonical JSON (RFC 8785) signed with Ed25519, verifiable offline.
+
+The file is the canonical JSON of ``{"certificate": {...}, "signature": {"alg", "kid", "value"}}``.
+The signature covers the canonical JSON of ``certificate`` alone. Because the whole file is canonical
+too, a verifier can refuse any byte that differs from what the signer wrote (spacing, key order, a
+number written differently), not only changes that alter the content.
+
+``verify`` answers with the first thing that is wrong, in the order a person would check: is it JSON,
+is it canonical, is it shaped like a certificate, do we know the key, does the signature hold.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+from retention.certificates.keys import KeySet, SigningKey, b64url, b64url_decode
+
+ALGORITHM = "EdDSA"
+
+
+class CertificateInvalid(ValueError):
+    """Verification failed; the message says why, without echoing the content."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    certificate: dict
+    kid: str
+
+
+def sign(certificate: dict, key: SigningKey) -> bytes:
+    """The signed document's bytes (canonical JSON, UTF-8)."""
+    signature = key.sign(rfc8785.dumps(certificate))
+    return rfc8785.dumps({"certificate": certificate,
+                          "signature": {"alg": ALGORITHM, "kid": key.kid, "value": b64url(signature)}})
+
+
+def verify(data: bytes, keys: KeySet) -> Verified:
+    """The certificate if ``data`` is a canonical document whose signature a key of ``keys`` made."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CertificateInvalid(f"not a JSON document ({type(exc).__name__})") from None
+    if not isinstance(document, dict) or set(document) != {"certificate", "signature"}:
+        raise CertificateInvalid("not a signed certificate: expected exactly the members certificate and signature")
+    if _canonical(document) != data:
+        raise CertificateInvalid("not in canonical form (RFC 8785): the file was changed after signing")
+    certificate, signature = document["certificate"], document["signature"]
+    if not isinstance(certificate, dict) or not isinstance(signature, dict):
+        raise CertificateInvalid("certificate and signature must be JSON objects")
+    if signature.get("alg") != ALGORITHM:
+        raise CertificateInvalid(f"signature algorithm {signature.get('alg')!r} is not {ALGORITHM}")
+    kid = signature.get("kid")
+    if not isinstance(kid, str) or keys.public_key(kid) is None:
+        raise CertificateInvalid(f"signed with key {kid!r}, which is not in the public key set")
+    try:
+        value = b64url_decode(str(signature.get("value", "")))
+    except (binascii.Error, ValueError):
+        raise CertificateInvalid("the signature value is not base64url") from None
+    if not keys.verify(kid, value, rfc8785.dumps(certificate)):
+        raise CertificateInvalid(f"the signature does not match the content (key {kid})")
+    return Verified(certificate, kid)
+
+
+def _canonical(document: Any) -> bytes | None:
+    try:
+        return rfc8785.dumps(document)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError):
+        return None

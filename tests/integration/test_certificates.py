@@ -1,0 +1,175 @@
+"""Deletion certificates from a real sweep's ledger: content backed by the ledger, canonical JSON signed
+with Ed25519, offline verification that refuses any changed byte, key rotation, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rfc8785
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from retention.certificates import (
+    CertificateInvalid,
+    KeySet,
+    SigningKey,
+    check_chain_head,
+    issue,
+    rotate,
+    sign,
+    verify,
+)
+from retention.cli import main
+from retention.engine import SweepContext, sweep
+from retention.ledger import Ledger
+from retention.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNT = "acct_1001"
+
+
+@pytest.fixture
+def swept(stack):
+    """The stack after a real sweep: the run id."""
+    with Ledger.open(stack.ledger_url) as ledger:
+        report = sweep(SweepContext.load(Settings.from_env(), ledger), stack.now, dry_run=False, actor="test")
+    return report.run_id
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey.generate()
+
+
+def issued(stack, run_id: str, key: SigningKey) -> bytes:
+    with Ledger.open(stack.ledger_url) as ledger:
+        return issue(ledger, run_id, ACCOUNT, key, exporter="Acme Ltd", importer="Service Inc.",
+                     rules_dir=REPO / "retention_rules", actor="test")
+
+
+def test_a_certificate_states_what_the_ledger_says_and_nothing_personal(stack, swept, key) -> None:
+    document = issued(stack, swept, key)
+    certificate = verify(document, KeySet((key.jwk,))).certificate
+
+    with Ledger.open(stack.ledger_url) as ledger:
+        tasks = [t for t in ledger.tasks(swept) if t.account_id == ACCOUNT]
+        issued_event = [e for e in ledger.events() if e.kind == "certificate.issued"][-1]
+        assert ledger.verify().ok
+    lines = {(line["location"], line["data_class"]): line for line in certificate["locations"]}
+    assert set(lines) == {(t.location, t.data_class) for t in tasks}
+    for task in tasks:
+        line = lines[(task.location, task.data_class)]
+        assert line["records_affected"] == task.affected_count
+        assert line["verification"]["remaining"] == task.residue
+    assert sum(line["records_affected"] for line in certificate["locations"]) > 0
+    categories = {line["store"]: line["nist_800_88"]["category"] for line in certificate["locations"]
+                  if line["action"] == "delete"}
+    assert categories["sql"] == "clear"
+    # Held or skipped lines are exceptions, and an exception makes the certificate partial, never complete.
+    assert (certificate["status"] == "complete") == (certificate["exceptions"] == [])
+    assert certificate["run"]["run_id"] == swept and certificate["account_id"] == ACCOUNT
+    assert certificate["ledger"]["chain_head_seq"] == issued_event.seq - 1
+    assert issued_event.payload["certificate_id"] == certificate["certificate_id"]
+    assert "@" not in document.decode()  # ids and counts only: no e-mail address, no record content
+
+
+def test_the_chain_head_ties_the_certificate_to_the_ledger(stack, swept, key) -> None:
+    verified = verify(issued(stack, swept, key), KeySet((key.jwk,)))
+    with Ledger.open(stack.ledger_url) as ledger:
+        check_chain_head(verified, ledger)
+    other = f"sqlite:///{Path(stack.ledger_url.removeprefix('sqlite:///')).with_name('other.db')}"
+    with Ledger.open(other) as unrelated:
+        unrelated.append("test.event", {"n": 1}, actor="test")
+        with pytest.raises(CertificateInvalid, match="ledger"):
+            check_chain_head(verified, unrelated)
+
+
+def test_a_dry_run_gets_no_certificate(stack, key) -> None:
+    with Ledger.open(stack.ledger_url) as ledger:
+        report = sweep(SweepContext.load(Settings.from_env(), ledger), stack.now, dry_run=True, actor="test")
+    with pytest.raises(ValueError, match="dry run"):
+        issued(stack, report.run_id, key)
+
+
+# -- integrity, without a database -----------------------------------------------------------------
+
+CONTENT = {"certificate_id": "cert-1", "account_id": "acct_1", "status": "complete",
+           "locations": [{"location": "app.chat", "records_affected": 1200, "remaining": 0}], "note": "ümlaut"}
+
+
+def test_a_signed_document_verifies_and_is_canonical(key) -> None:
+    document = sign(CONTENT, key)
+    assert document == rfc8785.dumps(json.loads(document))
+    assert verify(document, KeySet((key.jwk,))).certificate == CONTENT
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_changed_byte_fails_verification_with_a_reason(key, data) -> None:
+    document = sign(CONTENT, key)
+    position = data.draw(st.integers(0, len(document) - 1))
+    replacement = data.draw(st.integers(0, 255).filter(lambda b: b != document[position]))
+    tampered = document[:position] + bytes([replacement]) + document[position + 1:]
+    with pytest.raises(CertificateInvalid) as refused:
+        verify(tampered, KeySet((key.jwk,)))
+    assert str(refused.value)  # a reason, whatever the byte
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda d: d.replace(b'"records_affected":1200', b'"records_affected":1300'), "signature does not match"),
+    (lambda d: d.replace(b'{"certificate":', b'{ "certificate":'), "canonical"),
+    (lambda d: d[:-1], "not a JSON document"),
+    (lambda d: d.replace(b'"alg":"EdDSA"', b'"alg":"ES256"'), "algorithm"),
+])
+def test_each_kind_of_tampering_is_named(key, change, reason) -> None:
+    with pytest.raises(CertificateInvalid, match=reason):
+        verify(change(sign(CONTENT, key)), KeySet((key.jwk,)))
+
+
+def test_an_unknown_key_or_a_kid_that_is_not_the_keys_thumbprint_is_refused(key) -> None:
+    other = SigningKey.generate()
+    with pytest.raises(CertificateInvalid, match="not in the public key set"):
+        verify(sign(CONTENT, other), KeySet((key.jwk,)))
+    impostor = {**other.jwk, "kid": key.kid}  # someone else's key published under our kid
+    with pytest.raises(CertificateInvalid, match="not in the public key set"):
+        verify(sign(CONTENT, key), KeySet((impostor,)))
+
+
+def test_after_rotation_old_certificates_still_verify(tmp_path) -> None:
+    key_file, jwks_file = tmp_path / "signing.pem", tmp_path / "jwks.json"
+    first = rotate(key_file, jwks_file)
+    old_document = sign(CONTENT, first)
+    second = rotate(key_file, jwks_file)
+
+    keys = KeySet.read(jwks_file)
+    assert first.kid != second.kid and {k["kid"] for k in keys.keys} == {first.kid, second.kid}
+    assert [k for k in keys.keys if k["kid"] == first.kid][0]["retired"]
+    assert verify(old_document, keys).kid == first.kid
+    assert verify(sign(CONTENT, second), keys).kid == second.kid
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert "PRIVATE" not in jwks_file.read_text() and '"d"' not in jwks_file.read_text()
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+
+def test_the_cli_issues_and_verifies_and_names_what_is_wrong(stack, swept, tmp_path) -> None:
+    runner = CliRunner()
+    key_file, jwks_file, out = tmp_path / "signing.pem", tmp_path / "jwks.json", tmp_path / "cert.json"
+    assert runner.invoke(main, ["certificate", "rotate-key", "--key-file", str(key_file),
+                                "--jwks", str(jwks_file)]).exit_code == 0
+    made = runner.invoke(main, ["certificate", "issue", swept, ACCOUNT, "--exporter", "Acme Ltd",
+                                "--importer", "Service Inc.", "--by", "staff-42", "--out", str(out),
+                                "--key-file", str(key_file)])
+    assert made.exit_code == 0, made.output
+
+    ok = runner.invoke(main, ["certificate", "verify", str(out), "--jwks", str(jwks_file), "--ledger"])
+    assert ok.exit_code == 0 and "valid" in ok.output and "chain head matches" in ok.output
+
+    out.write_bytes(out.read_bytes().replace(b'"account_id":"acct_1001"', b'"account_id":"acct_2002"', 1))
+    bad = runner.invoke(main, ["certificate", "verify", str(out), "--jwks", str(jwks_file), "--json"])
+    assert bad.exit_code == 1
+    assert json.loads(bad.output) == {"ok": False, "file": str(out),
+                                      "reason": json.loads(bad.output)["reason"]}
+    assert "signature does not match" in json.loads(bad.output)["reason"]
