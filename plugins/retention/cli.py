@@ -356,14 +356,16 @@ def _jwks_option(command: Callable) -> Callable:
 @click.option("--exporter", required=True, help="The data exporter (the customer), as the DPA names it.")
 @click.option("--importer", required=True, help="The data importer (us, the processor), as the DPA names it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Where to write the signed JSON.")
+@click.option("--pdf", type=click.Path(path_type=Path), help="Also write the signed PDF here.")
 @click.option("--by", "issued_by", required=True, help="Staff id of who issues it.")
 @_key_file_option
 @ledger_option
 @common
-def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str, out: Path, issued_by: str,
-                      key_file: Path | None, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str, out: Path, pdf: Path | None,
+                      issued_by: str, key_file: Path | None, database_url: str | None, rules_dir: Path,
+                      as_json: bool) -> None:
     """Sign a certificate for ACCOUNT_ID's data in the finished run RUN_ID."""
-    from retention.certificates import SigningKeyError, issue, load_signing_key
+    from retention.certificates import SigningKeyError, as_pdf, issue, load_signing_key
 
     try:
         key = load_signing_key(key_file)
@@ -373,6 +375,8 @@ def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str
         document = issue(opened, run_id, account_id, key, exporter=exporter, importer=importer,
                          rules_dir=rules_dir, actor=f"cli:{issued_by}")
     out.write_bytes(document)
+    if pdf is not None:
+        pdf.write_bytes(as_pdf(document, key))
     content = json.loads(document)["certificate"]
     summary = {"ok": True, "certificate_id": content["certificate_id"], "status": content["status"],
                "kid": key.kid, "file": str(out)}
@@ -389,13 +393,14 @@ def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str
 @common
 def certificate_verify(file: Path, jwks_source: str | None, check_ledger: bool, database_url: str | None,
                        rules_dir: Path, as_json: bool) -> None:
-    """Check FILE's canonical form, key id and signature offline (and, with --ledger, its chain head)."""
-    from retention.certificates import CertificateInvalid, check_chain_head, verify
+    """Check FILE (signed JSON or PDF) offline: canonical form, key id, signature; for a PDF also its PAdES
+    signature over the whole file and the attached JSON. With --ledger, the chain head too."""
+    from retention.certificates import CertificateInvalid, check_chain_head, verify_file
 
     if not jwks_source:
         raise Failure("give the public keys: --jwks FILE|URL (or RETENTION_JWKS_FILE)")
     try:
-        verified = verify(file.read_bytes(), _read_jwks(jwks_source))
+        verified = verify_file(file.read_bytes(), _read_jwks(jwks_source))
         if check_ledger:
             with _open_ledger(database_url) as opened:
                 check_chain_head(verified, opened)

@@ -15,11 +15,14 @@ from retention.certificates import (
     CertificateInvalid,
     KeySet,
     SigningKey,
+    as_pdf,
     check_chain_head,
     issue,
     rotate,
     sign,
     verify,
+    verify_file,
+    verify_pdf,
 )
 from retention.cli import main
 from retention.engine import SweepContext, sweep
@@ -28,6 +31,7 @@ from retention.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "acct_1001"
+OUTPUT = REPO / "var" / "test-output"  # what a person looks at after the run: the sample certificate
 
 
 @pytest.fixture
@@ -93,8 +97,85 @@ def test_a_dry_run_gets_no_certificate(stack, key) -> None:
         issued(stack, report.run_id, key)
 
 
+# -- the PDF -----------------------------------------------------------------------------------------
+
+def test_the_pdf_is_signed_carries_the_signed_json_and_reads_as_the_certificate(stack, swept, key) -> None:
+    import pypdfium2
+
+    document = issued(stack, swept, key)
+    pdf = as_pdf(document, key)
+    verified = verify_pdf(pdf, KeySet((key.jwk,)))
+    assert verified.certificate == json.loads(document)["certificate"] and verified.kid == key.kid
+    assert verify_file(pdf, KeySet((key.jwk,))).certificate == verified.certificate
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "sample-certificate.pdf").write_bytes(pdf)
+    (OUTPUT / "sample-certificate.json").write_bytes(document)
+    KeySet((key.jwk,)).write(OUTPUT / "sample-jwks.json")
+    page = pypdfium2.PdfDocument(pdf)[0]
+    text = page.get_textpage().get_text_range()
+    assert "Certificate of deletion" in text and verified.certificate["certificate_id"] in text
+    for line in verified.certificate["locations"]:
+        assert line["location"] in text
+    image = page.render(scale=1.5).to_pil()
+    image.save(OUTPUT / "sample-certificate.png")
+    assert image.convert("L").getextrema()[0] < 64  # something was drawn
+
+
+def _signature_hex(pdf: bytes) -> tuple[int, int]:
+    start = pdf.index(b"/Contents <") + len(b"/Contents <")
+    return start, pdf.index(b">", start)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_changed_byte_of_the_pdf_fails_verification(key, data) -> None:
+    pdf = _sample_pdf(key)
+    start, end = _signature_hex(pdf)
+    position = data.draw(st.integers(0, len(pdf) - 1))
+    if start <= position < end:  # inside the signature itself: change one hex digit to another
+        replacement = b"0" if pdf[position:position + 1] != b"0" else b"1"
+    else:
+        replacement = bytes([data.draw(st.integers(0, 255).filter(lambda b: b != pdf[position]))])
+    with pytest.raises(CertificateInvalid):
+        verify_pdf(pdf[:position] + replacement + pdf[position + 1:], KeySet((key.jwk,)))
+
+
+def test_content_appended_after_signing_or_a_foreign_key_is_refused(key) -> None:
+    pdf = _sample_pdf(key)
+    with pytest.raises(CertificateInvalid, match="not the entire file|changed"):
+        verify_pdf(pdf + b"\n% appended after signing\n", KeySet((key.jwk,)))
+    with pytest.raises(CertificateInvalid, match="not in the public key set"):
+        verify_pdf(pdf, KeySet((SigningKey.generate().jwk,)))
+
+
+_PDFS: dict[str, bytes] = {}
+
+
+def _sample_pdf(key: SigningKey) -> bytes:
+    if key.kid not in _PDFS:
+        _PDFS[key.kid] = as_pdf(sign(SAMPLE, key), key)
+    return _PDFS[key.kid]
+
+
 # -- integrity, without a database -----------------------------------------------------------------
 
+SAMPLE = {  # the shape build() makes, for the PDF tests that need no database
+    "schema": "v1", "certificate_id": "cert-sample", "issued_at": "2026-11-23T12:00:00+00:00",
+    "legal_basis": ["DPA 7(b)"], "data_exporter": "Acme Ltd", "data_importer": "Service Inc.",
+    "account_id": "acct_1001", "status": "complete",
+    "scope": {"data_classes": ["chat_transcripts"], "locations": 1, "subprocessors": []},
+    "run": {"run_id": "r1", "kind": "sweep", "as_of": "2026-11-23T12:00:00+00:00",
+            "started_at": "2026-11-23T12:00:00+00:00", "finished_at": "2026-11-23T12:00:02+00:00",
+            "status": "succeeded", "rules_digest": "ab" * 32,
+            "tool": {"product": "retention-orchestrator", "version": "0.1.0", "dag_id": None, "airflow_run_id": None}},
+    "locations": [{"location": "chat_conversations", "store": "sql", "data_class": "chat_transcripts",
+                   "rule_id": "r", "action": "delete", "cutoff": None,
+                   "nist_800_88": {"category": "clear", "method": "logical delete"}, "records_affected": 12,
+                   "started_at": "2026-11-23T12:00:00+00:00", "finished_at": "2026-11-23T12:00:01+00:00",
+                   "verification": {"method": "re-query", "remaining": 0, "result": "verified"}}],
+    "subprocessors": [], "exceptions": [], "ledger": {"chain_head_seq": 5, "chain_head_hash": "cd" * 32, "hash": "sha256"},
+}
 CONTENT = {"certificate_id": "cert-1", "account_id": "acct_1", "status": "complete",
            "locations": [{"location": "app.chat", "records_affected": 1200, "remaining": 0}], "note": "ümlaut"}
 
@@ -173,3 +254,10 @@ def test_the_cli_issues_and_verifies_and_names_what_is_wrong(stack, swept, tmp_p
     assert json.loads(bad.output) == {"ok": False, "file": str(out),
                                       "reason": json.loads(bad.output)["reason"]}
     assert "signature does not match" in json.loads(bad.output)["reason"]
+
+
+def test_the_sample_in_docs_verifies() -> None:
+    keys = KeySet.read(REPO / "docs" / "sample-jwks.json")
+    pdf = verify_file((REPO / "docs" / "sample-certificate.pdf").read_bytes(), keys)
+    original = verify_file((REPO / "docs" / "sample-certificate.json").read_bytes(), keys)
+    assert pdf.certificate == original.certificate

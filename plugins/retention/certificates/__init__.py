@@ -12,14 +12,16 @@ import hashlib
 from pathlib import Path
 
 from retention.certificates.content import LEGAL_BASES, build
+from retention.certificates.pdf import render, sign_pdf, verify_pdf
 from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, load_signing_key, rotate
 from retention.certificates.signed import CertificateInvalid, Verified, sign, verify
 from retention.ledger import Ledger
 from retention.rules.inventory import load_inventory
 from retention.rules.loader import load_ruleset
 
-__all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "build",
-           "check_chain_head", "issue", "load_signing_key", "location_kinds", "rotate", "sign", "verify"]
+__all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "as_pdf",
+           "build", "check_chain_head", "issue", "load_signing_key", "location_kinds", "rotate", "sign", "verify",
+           "verify_file", "verify_pdf"]
 
 
 def location_kinds(rules_dir: Path) -> dict[str, dict]:
@@ -39,6 +41,16 @@ def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, expo
         "status": content["status"], "kid": key.kid, "sha256": hashlib.sha256(document).hexdigest()},
         actor=actor, run_id=run_id)
     return document
+
+
+def as_pdf(document: bytes, key: SigningKey) -> bytes:
+    """The signed PDF of a signed certificate (the JSON attached, a PAdES signature by the same key)."""
+    return sign_pdf(render(document, KeySet((key.jwk,))), key)
+
+
+def verify_file(data: bytes, keys: KeySet) -> Verified:
+    """A signed certificate, JSON or PDF (told apart by the PDF header)."""
+    return verify_pdf(data, keys) if data.startswith(b"%PDF-") else verify(data, keys)
 
 
 def check_chain_head(verified: Verified, ledger: Ledger) -> None:

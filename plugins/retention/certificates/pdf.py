@@ -1,0 +1,247 @@
+"""The certificate as a PDF a person reads: same content, the signed JSON attached, a PAdES signature.
+
+``render`` lays out the verified content with fpdf2 and attaches the signed JSON (``certificate.json``)
+byte for byte, so the PDF carries its own machine-verifiable original. ``sign_pdf`` adds a PAdES
+signature with pyHanko, made by the same Ed25519 key as the JSON's, inside a self-issued X.509
+certificate whose common name is the key id: a PDF reader shows the document as signed (and, the
+issuer not being in its trust store, asks whether to trust it); ``verify_pdf`` trusts it only if its
+public key is in the published JWKS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from fpdf import FPDF
+
+from retention.certificates.keys import KeySet, SigningKey, public_jwk
+from retention.certificates.signed import CertificateInvalid, Verified, verify
+
+ATTACHMENT = "certificate.json"
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core; core fonts otherwise
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+def render(document: bytes, keys: KeySet) -> bytes:
+    """An unsigned PDF of a signed certificate (verified first: a PDF never shows an invalid one)."""
+    certificate = verify(document, keys).certificate
+    pdf = _Layout(certificate)
+    pdf.embed_file(bytes=document, basename=ATTACHMENT, mime_type="application/json",
+                   desc="The signed certificate (RFC 8785 JSON, Ed25519): verify with `retention certificate verify`",
+                   modification_date=datetime.fromisoformat(certificate["issued_at"]))
+    return bytes(pdf.output())
+
+
+class _Layout(FPDF):
+    def __init__(self, c: dict) -> None:
+        super().__init__(format="A4")
+        self.c = c
+        self.set_title(f"Certificate of deletion {c['certificate_id']}")
+        self.set_creator(f"retention-orchestrator {c['run']['tool']['version']}")
+        self.set_creation_date(datetime.fromisoformat(c["issued_at"]))
+        self._fonts()
+        self.set_auto_page_break(True, margin=18)
+        self.add_page()
+        self._body()
+
+    def _fonts(self) -> None:
+        regular, bold = FONT_DIR / "DejaVuSans.ttf", FONT_DIR / "DejaVuSans-Bold.ttf"
+        if regular.exists() and bold.exists():
+            self.add_font("Body", "", str(regular))
+            self.add_font("Body", "B", str(bold))
+            self.family = "Body"
+        else:
+            self.family = "Helvetica"
+
+    def text_of(self, value: object) -> str:
+        text = "—" if value in (None, "") else str(value)
+        return text if self.family == "Body" else text.encode("latin-1", "replace").decode("latin-1")
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font(self.family, "", 7)
+        self.cell(0, 5, self.text_of(f"{self.c['certificate_id']} · page {self.page_no()}/{{nb}} · "
+                                     "the attached certificate.json is the signed original"), align="C")
+
+    def heading(self, text: str) -> None:
+        self.ln(3)
+        self.set_font(self.family, "B", 11)
+        self.cell(0, 7, self.text_of(text), new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.family, "", 8.5)
+
+    def pairs(self, rows: list[tuple[str, object]]) -> None:
+        for label, value in rows:
+            self.set_font(self.family, "B", 8.5)
+            self.cell(48, 5, self.text_of(label) if label else "")
+            self.set_font(self.family, "", 8.5)
+            self.multi_cell(0, 5, self.text_of(value), align="L", new_x="LMARGIN", new_y="NEXT")
+
+    def grid(self, header: tuple[str, ...], rows: list[tuple], widths: tuple[int, ...]) -> None:
+        self.set_font(self.family, "", 7.5)
+        with self.table(col_widths=widths, text_align="LEFT", line_height=4.2, first_row_as_headings=True) as table:
+            for values in [header, *rows]:
+                row = table.row()
+                for value in values:
+                    row.cell(self.text_of(value))
+
+    def _body(self) -> None:
+        c = self.c
+        self.set_font(self.family, "B", 17)
+        self.cell(0, 10, self.text_of("Certificate of deletion"), new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.family, "", 9)
+        status = ("COMPLETE: at every location below, no record in scope remains (re-queried after deletion)"
+                  if c["status"] == "complete" else
+                  "PARTIAL: what is certified is below; every exception is listed with its reason")
+        self.multi_cell(0, 5, self.text_of(f"{status}. Issued {_short(c['issued_at'])} under "
+                                           f"{'; '.join(c['legal_basis'])}."), align="L",
+                        new_x="LMARGIN", new_y="NEXT")
+        self.heading("Parties and scope")
+        run = c["run"]
+        self.pairs([("Certificate id", c["certificate_id"]), ("Data exporter", c["data_exporter"]),
+                    ("Data importer", c["data_importer"]), ("Account", c["account_id"]),
+                    ("Data classes", ", ".join(c["scope"]["data_classes"])),
+                    ("Subprocessors", ", ".join(c["scope"]["subprocessors"]) or "none recorded"),
+                    ("Run", f"{run['kind']} {run['run_id']}, as of {_short(run['as_of'])}, {run['status']}"),
+                    ("Tool", f"{run['tool']['product']} {run['tool']['version']}, " + (
+                        f"DAG {run['tool']['dag_id']}, Airflow run {run['tool']['airflow_run_id']}"
+                        if run["tool"]["dag_id"] else "run from the command line")),
+                    ("Rules digest", run["rules_digest"])])
+        self.heading("Locations")
+        self.grid(("Location", "Data class", "In scope", "Action", "NIST 800-88", "Records", "Finished",
+                   "Verification"),
+                  [(line["location"], line["data_class"],
+                    f"dated ≤ {line['cutoff'][:10]}" if line["cutoff"] else "all of the account's",
+                    line["action"], line["nist_800_88"]["category"], line["records_affected"],
+                    _short(line["finished_at"]), f"{line['verification']['result']}, "
+                    f"{line['verification']['remaining']} left") for line in c["locations"]],
+                  (28, 26, 22, 16, 15, 15, 33, 25))
+        methods = sorted({(line["nist_800_88"]["category"], line["nist_800_88"]["method"]) for line in c["locations"]})
+        self.set_font(self.family, "", 7.5)
+        for category, method in methods:
+            self.multi_cell(0, 4, self.text_of(f"{category}: {method}"), align="L", new_x="LMARGIN", new_y="NEXT")
+        self.heading("Subprocessors")
+        if c["subprocessors"]:
+            self.grid(("Subprocessor", "Resource", "Recorded", "Deleted", "Status", "Provider copies until"),
+                      [(s["subprocessor"], s["resource"], _short(s["recorded_at"]), s.get("deleted"), s["status"],
+                        _short(s.get("residual_copies_until"))) for s in c["subprocessors"]], (28, 30, 38, 16, 28, 40))
+        else:
+            self.pairs([("", "No subprocessor erasure recorded for this account.")])
+        self.heading("Exceptions")
+        if c["exceptions"]:
+            for e in c["exceptions"]:
+                self.multi_cell(0, 4.5, self.text_of(", ".join(f"{k}: {v}" for k, v in e.items())),
+                                align="L", new_x="LMARGIN", new_y="NEXT")
+        else:
+            self.pairs([("", "None: nothing in scope was retained, held or left pending.")])
+        self.heading("How to verify")
+        self.pairs([("Ledger chain head", f"event {c['ledger']['chain_head_seq']}, "
+                                          f"sha256 {c['ledger']['chain_head_hash']}"),
+                    ("Signed original", f"attached as {ATTACHMENT}; "
+                                        "`retention certificate verify certificate.pdf --jwks <keys>`")])
+
+
+def _short(timestamp: str | None) -> str | None:
+    """``2026-11-23 12:00:01 UTC`` for a table cell (the attached JSON keeps the full precision)."""
+    if not timestamp or "T" not in timestamp:
+        return timestamp
+    return datetime.fromisoformat(timestamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- PAdES ------------------------------------------------------------------------------------------
+
+def signing_certificate(key: SigningKey, *, now: datetime | None = None) -> x509.Certificate:
+    """A self-issued X.509 certificate for the Ed25519 key, named by its key id."""
+    now = now or datetime.now(UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Certificate key {key.kid}"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "retention-orchestrator")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key.private, algorithm=None))
+
+
+def sign_pdf(pdf: bytes, key: SigningKey) -> bytes:
+    from asn1crypto import keys as asn1_keys, x509 as asn1_x509
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    cert = asn1_x509.Certificate.load(signing_certificate(key).public_bytes(serialization.Encoding.DER))
+    private = asn1_keys.PrivateKeyInfo.load(key.private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    signer = signers.SimpleSigner(signing_cert=cert, signing_key=private,
+                                  cert_registry=SimpleCertificateStore.from_certs([cert]))
+    meta = signers.PdfSignatureMetadata(field_name="DeletionCertificate", subfilter=SigSeedSubFilter.PADES,
+                                        reason="Certificate of deletion (SCC Clause 12)", md_algorithm="sha512")
+    out = io.BytesIO()
+    signers.PdfSigner(meta, signer).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), output=out)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class VerifiedPdf(Verified):
+    pdf_sha256: str = ""
+
+
+def verify_pdf(data: bytes, keys: KeySet) -> VerifiedPdf:
+    """The PDF's signature covers the whole file, is intact, and was made by a key of ``keys``; and the
+    attached JSON verifies on its own and was made by that same key."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        signatures = reader.embedded_signatures
+    except Exception as exc:  # pyHanko raises several kinds for a damaged file
+        raise CertificateInvalid(f"not a readable PDF ({type(exc).__name__})") from None
+    if len(signatures) != 1:
+        raise CertificateInvalid(f"expected one PDF signature, found {len(signatures)}")
+    signature = signatures[0]
+    signer_kid = public_jwk(_public_key(signature.signer_cert))["kid"]
+    if keys.public_key(signer_kid) is None:
+        raise CertificateInvalid(f"the PDF was signed with key {signer_kid}, which is not in the public key set")
+    # Trust comes from the JWKS, not from a certificate authority: the signer's own certificate is the root.
+    trust = ValidationContext(trust_roots=[signature.signer_cert])
+    try:
+        status = validate_pdf_signature(signature, signer_validation_context=trust, skip_diff=True)
+    except Exception as exc:
+        raise CertificateInvalid(f"the PDF signature cannot be validated ({type(exc).__name__})") from None
+    if not (status.intact and status.valid):
+        raise CertificateInvalid("the PDF signature does not match the signed bytes: the PDF was changed after signing")
+    if status.coverage.name != "ENTIRE_FILE":
+        raise CertificateInvalid(f"the PDF signature covers {status.coverage.name}, not the entire file: "
+                                 "content was appended after signing")
+    verified = verify(_attachment(reader), keys)
+    if verified.kid != signer_kid:
+        raise CertificateInvalid("the PDF and its attached certificate were signed with different keys")
+    return VerifiedPdf(verified.certificate, verified.kid, hashlib.sha256(data).hexdigest())
+
+
+def _public_key(asn1_cert) -> object:
+    return x509.load_der_x509_certificate(asn1_cert.dump()).public_key()
+
+
+def _attachment(reader) -> bytes:
+    from pyhanko.pdf_utils import misc
+
+    try:
+        names = reader.root["/Names"]["/EmbeddedFiles"]["/Names"]
+        for i in range(0, len(names), 2):
+            if str(names[i]) == ATTACHMENT:
+                return names[i + 1].get_object()["/EF"]["/F"].get_object().data
+    except (KeyError, misc.PdfReadError, TypeError):
+        pass
+    raise CertificateInvalid(f"the PDF has no attached {ATTACHMENT}")
