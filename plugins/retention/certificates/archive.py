@@ -1,0 +1,69 @@
+"""Issued certificates on disk, by id: ``<id>.json`` (the signed original) and ``<id>.pdf``.
+
+Ids are checked against their exact shape before they touch a path, so a request can never name a
+file outside the archive. What was issued, for which account, and what was revoked is the ledger's
+to say (``certificate.issued`` / ``certificate.revoked``); the archive only keeps the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from retention.ledger import Ledger
+
+ID_PATTERN = re.compile(r"^cert-[0-9a-f]{32}$")
+FORMATS = {"json": "application/json", "pdf": "application/pdf"}
+
+
+@dataclass(frozen=True)
+class Issued:
+    certificate_id: str
+    account_id: str
+    run_id: str
+    status: str
+    kid: str
+    sha256: str
+    issued_at: str
+    revoked: str | None = None  # the revocation's reason
+
+
+class Archive:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def save(self, document: bytes, pdf: bytes) -> str:
+        certificate_id = json.loads(document)["certificate"]["certificate_id"]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for fmt, data in (("json", document), ("pdf", pdf)):
+            path = self._path(certificate_id, fmt)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        return certificate_id
+
+    def load(self, certificate_id: str, fmt: str) -> bytes | None:
+        path = self._path(certificate_id, fmt)
+        return path.read_bytes() if path.is_file() else None
+
+    def _path(self, certificate_id: str, fmt: str) -> Path:
+        if not ID_PATTERN.match(certificate_id) or fmt not in FORMATS:
+            raise ValueError("not a certificate id or format")
+        return self.directory / f"{certificate_id}.{fmt}"
+
+
+def issued(ledger: Ledger, account_id: str | None = None) -> dict[str, Issued]:
+    """Every certificate the ledger records as issued (optionally for one account), with revocations."""
+    found: dict[str, Issued] = {}
+    for event in ledger.events():
+        p = event.payload
+        if event.kind == "certificate.issued" and account_id in (None, p["account_id"]):
+            found[p["certificate_id"]] = Issued(p["certificate_id"], p["account_id"], p["run_id"], p["status"],
+                                                p["kid"], p["sha256"], event.occurred_at.isoformat())
+        elif event.kind == "certificate.revoked" and p["certificate_id"] in found:
+            previous = found[p["certificate_id"]]
+            found[p["certificate_id"]] = Issued(**{**previous.__dict__, "revoked": p["reason"]})
+    return found

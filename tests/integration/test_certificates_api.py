@@ -1,0 +1,122 @@
+"""The certificates API inside Airflow's real api-server app: staff routes need Airflow's JWT, customers
+download through signed links that open one certificate of one account and nothing else."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from retention.certificates import KeySet, rotate, verify_file
+from retention.engine import SweepContext, sweep
+from retention.ledger import Ledger
+from retention.settings import Settings
+
+ACCOUNT, OTHER = "acct_1001", "acct_2002"
+
+
+@pytest.fixture
+def api(stack, airflow_db, tmp_path, monkeypatch):
+    """Airflow's api-server app (with the plugin mounted), a staff token, and two swept accounts."""
+    from airflow.api_fastapi.app import create_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.app import get_auth_manager
+    from fastapi.testclient import TestClient
+
+    key_file, jwks_file = tmp_path / "keys" / "signing.pem", tmp_path / "keys" / "jwks.json"
+    rotate(key_file, jwks_file)
+    monkeypatch.setenv("RETENTION_SIGNING_KEY_FILE", str(key_file))
+    monkeypatch.setenv("RETENTION_JWKS_FILE", str(jwks_file))
+    monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RETENTION_LINK_SECRET", secrets.token_urlsafe(48))
+    with Ledger.open(stack.ledger_url) as ledger:
+        run_id = sweep(SweepContext.load(Settings.from_env(), ledger), stack.now, dry_run=False, actor="test").run_id
+
+    client = TestClient(create_app())
+    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="dpo-7", role="admin"))
+    client.staff = {"Authorization": f"Bearer {token}"}
+    client.run_id = run_id
+    return client
+
+
+def issue(api, account: str) -> str:
+    made = api.post("/retention/certificates", headers=api.staff, json={
+        "run_id": api.run_id, "account_id": account, "exporter": "Acme Ltd", "importer": "Service Inc."})
+    assert made.status_code == 201, made.text
+    return made.json()["certificate_id"]
+
+
+def link(api, certificate_id: str, hours: int = 24) -> tuple[str, str]:
+    made = api.post(f"/retention/certificates/{certificate_id}/links", headers=api.staff, json={"hours": hours})
+    assert made.status_code == 201, made.text
+    path = made.json()["path"]
+    return path, parse_qs(urlsplit(path).query)["token"][0]
+
+
+def test_staff_routes_answer_401_without_airflows_token(api) -> None:
+    assert api.get("/retention/certificates").status_code == 401
+    assert api.post("/retention/certificates", json={}).status_code == 401
+    assert api.post("/retention/certificates/cert-0/revoke", json={"reason": "x" * 5}).status_code == 401
+    assert api.post("/retention/certificates/cert-0/links", json={}).status_code == 401
+    forged = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}
+    assert api.get("/retention/certificates", headers=forged).status_code == 403  # Airflow: "Invalid JWT token"
+    assert api.get("/retention/certificates", headers=api.staff).status_code == 200
+
+
+def test_a_customer_downloads_a_verifiable_certificate_and_the_ledger_records_it(api) -> None:
+    certificate_id = issue(api, ACCOUNT)
+    path, _ = link(api, certificate_id)
+
+    pdf = api.get(path)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    keys = KeySet.from_jwks(api.get("/retention/.well-known/jwks.json").json())  # public, no token
+    verified = verify_file(pdf.content, keys)
+    assert verified.certificate["certificate_id"] == certificate_id and verified.certificate["account_id"] == ACCOUNT
+    signed_json = api.get(path + "&format=json")
+    assert verify_file(signed_json.content, keys).certificate == verified.certificate
+
+    listed = api.get("/retention/certificates", params={"account_id": ACCOUNT}, headers=api.staff).json()
+    assert [c["certificate_id"] for c in listed] == [certificate_id]
+    with Ledger.open(Settings.from_env().database_url) as ledger:
+        kinds = [e.kind for e in ledger.events() if e.kind.startswith("certificate.")]
+        actors = {e.kind: e.actor for e in ledger.events() if e.kind.startswith("certificate.")}
+    assert kinds == ["certificate.issued", "certificate.link_created", "certificate.downloaded",
+                     "certificate.downloaded"]
+    assert actors["certificate.issued"] == "api:dpo-7"
+
+
+def test_links_that_are_forged_expired_or_replayed_open_nothing(api, monkeypatch) -> None:
+    mine, theirs = issue(api, ACCOUNT), issue(api, OTHER)
+    path, token = link(api, mine)
+
+    def refused(response, status: int) -> None:
+        assert response.status_code == status
+        assert list(response.json()) == ["detail"]  # a sentence, no document
+        assert not any(leak in response.text for leak in (mine, theirs, ACCOUNT, OTHER, "%PDF"))
+
+    # replayed for another certificate (the other account's): the token names mine
+    refused(api.get(f"/retention/certificates/{theirs}/download", params={"token": token}), 403)
+    # forged: one character of the signature changed, or signed with another secret
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    refused(api.get(f"/retention/certificates/{mine}/download", params={"token": forged}), 403)
+    from itsdangerous import URLSafeSerializer
+
+    from retention.api.app import LINK_SALT
+
+    other_secret = URLSafeSerializer("x" * 48, salt=LINK_SALT).dumps({"c": theirs, "a": OTHER, "exp": 4102444800})
+    refused(api.get(f"/retention/certificates/{theirs}/download", params={"token": other_secret}), 403)
+    # a genuine token naming my certificate under the other account: not that account's certificate
+    serializer = URLSafeSerializer(Settings.from_env().link_secret, salt=LINK_SALT)
+    crossed = serializer.dumps({"c": mine, "a": OTHER, "exp": 4102444800})
+    refused(api.get(f"/retention/certificates/{mine}/download", params={"token": crossed}), 404)
+    # expired
+    expired = serializer.dumps({"c": mine, "a": ACCOUNT, "exp": 1_000_000_000})
+    refused(api.get(f"/retention/certificates/{mine}/download", params={"token": expired}), 403)
+    # revoked: the link stops working
+    assert api.post(f"/retention/certificates/{mine}/revoke", headers=api.staff,
+                    json={"reason": "reissued after a correction"}).status_code == 200
+    refused(api.get(path), 410)
+    with Ledger.open(Settings.from_env().database_url) as ledger:
+        assert not [e for e in ledger.events() if e.kind == "certificate.downloaded"]
