@@ -407,7 +407,8 @@ def certificate_verify(file: Path, jwks_source: str | None, check_ledger: bool, 
     except CertificateInvalid as exc:
         raise Failure(f"{file}: INVALID: {exc}", {"ok": False, "file": str(file), "reason": str(exc)}) from exc
     content = verified.certificate
-    document = {"ok": True, "file": str(file), "certificate_id": content.get("certificate_id"),
+    document = {"ok": True, "file": str(file),
+                "certificate_id": content.get("certificate_id") or content.get("supplement_id"),
                 "account_id": content.get("account_id"), "status": content.get("status"), "kid": verified.kid,
                 "chain_head_checked": check_ledger}
     if as_json:
@@ -432,6 +433,38 @@ def _read_jwks(source: str):
         return KeySet.read(source)
     except (SigningKeyError, httpx.HTTPError, ValueError) as exc:
         raise Failure(f"cannot read the public keys from {source}: {exc}") from exc
+
+
+@certificate.command("supplement")
+@click.argument("original", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Where to write the signed supplement.")
+@click.option("--by", "issued_by", required=True, help="Staff id of who issues it.")
+@_key_file_option
+@_jwks_option
+@ledger_option
+@common
+def certificate_supplement(original: Path, out: Path, issued_by: str, key_file: Path | None, jwks_source: str | None,
+                           database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Sign a supplement to the certificate ORIGINAL (signed JSON) for what completed since it was issued."""
+    from retention.certificates import CertificateInvalid, SigningKeyError, issue_supplement, load_signing_key
+
+    if not jwks_source:
+        raise Failure("give the public keys: --jwks FILE|URL (or RETENTION_JWKS_FILE)")
+    try:
+        key = load_signing_key(key_file)
+        with _open_ledger(database_url) as opened:
+            document = issue_supplement(opened, original.read_bytes(), key, _read_jwks(jwks_source),
+                                        actor=f"cli:{issued_by}")
+    except (SigningKeyError, CertificateInvalid) as exc:
+        raise Failure(str(exc)) from exc
+    out.write_bytes(document)
+    content = json.loads(document)["certificate"]
+    summary = {"ok": True, "supplement_id": content["supplement_id"], "resolved": len(content["resolved"]),
+               "still_open": len(content["still_open"]), "file": str(out)}
+    if as_json:
+        return _emit(summary)
+    click.echo(f"issued {summary['supplement_id']}: {summary['resolved']} exception(s) resolved, "
+               f"{summary['still_open']} still open: {out}")
 
 
 @certificate.command("rotate-key")

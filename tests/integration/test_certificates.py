@@ -97,6 +97,47 @@ def test_a_dry_run_gets_no_certificate(stack, key) -> None:
         issued(stack, report.run_id, key)
 
 
+# -- supplements ------------------------------------------------------------------------------------
+
+def _subprocessor_result(ledger: Ledger, status: str, **extra) -> None:
+    ledger.append("subprocessor.result", {
+        "subprocessor": "sendgrid", "resource": "recipient_erasure", "data_class": "email_delivery",
+        "account_id": ACCOUNT, "found": 12, "deleted": 12, "already_gone": 0, "not_deleted": 0, "jobs": 1,
+        "status": status, "verification": "after_completion", **extra}, actor="test")
+
+
+def test_a_supplement_certifies_what_completed_later_and_names_the_original(stack, swept, key) -> None:
+    import hashlib
+
+    from retention.certificates import issue_supplement
+
+    with Ledger.open(stack.ledger_url) as ledger:
+        _subprocessor_result(ledger, "awaiting_provider", complete_by="2026-12-23T00:00:00+00:00")
+    original = issued(stack, swept, key)
+    certificate = verify(original, KeySet((key.jwk,))).certificate
+    assert certificate["status"] == "partial"  # the erase job is accepted, not done: not certified
+    assert [e["kind"] for e in certificate["exceptions"]] == ["subprocessor_awaiting_provider"]
+
+    with Ledger.open(stack.ledger_url) as ledger:
+        with pytest.raises(ValueError, match="nothing has completed"):
+            issue_supplement(ledger, original, key, KeySet((key.jwk,)), actor="test")
+        _subprocessor_result(ledger, "verified", verification="find_empty: 0 left")
+        document = issue_supplement(ledger, original, key, KeySet((key.jwk,)), actor="test")
+        recorded = [e for e in ledger.events() if e.kind == "certificate.supplemented"][-1].payload
+
+    supplement = verify(document, KeySet((key.jwk,))).certificate
+    assert supplement["supplements"] == {"certificate_id": certificate["certificate_id"],
+                                         "sha256": hashlib.sha256(original).hexdigest()}
+    assert supplement["status"] == "complete" and supplement["still_open"] == []
+    assert [(r["subprocessor"], r["resolution"], r["evidence"]) for r in supplement["resolved"]] == \
+        [("sendgrid", "verified", "find_empty: 0 left")]
+    assert recorded["supplement_id"] == supplement["supplement_id"] and recorded["resolved"] == 1
+    with pytest.raises(CertificateInvalid):  # a tampered original is not supplemented
+        with Ledger.open(stack.ledger_url) as ledger:
+            issue_supplement(ledger, original.replace(b"acct_1001", b"acct_2002", 1), key, KeySet((key.jwk,)),
+                             actor="test")
+
+
 # -- the PDF -----------------------------------------------------------------------------------------
 
 def test_the_pdf_is_signed_carries_the_signed_json_and_reads_as_the_certificate(stack, swept, key) -> None:

@@ -15,12 +15,13 @@ from retention.certificates.content import LEGAL_BASES, build
 from retention.certificates.pdf import render, sign_pdf, verify_pdf
 from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, load_signing_key, rotate
 from retention.certificates.signed import CertificateInvalid, Verified, sign, verify
+from retention.certificates.supplement import build_supplement
 from retention.ledger import Ledger
 from retention.rules.inventory import load_inventory
 from retention.rules.loader import load_ruleset
 
 __all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "as_pdf",
-           "build", "check_chain_head", "issue", "load_signing_key", "location_kinds", "rotate", "sign", "verify",
+           "build", "build_supplement", "check_chain_head", "issue", "issue_supplement", "load_signing_key", "location_kinds", "rotate", "sign", "verify",
            "verify_file", "verify_pdf"]
 
 
@@ -40,6 +41,18 @@ def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, expo
         "certificate_id": content["certificate_id"], "account_id": account_id, "run_id": run_id,
         "status": content["status"], "kid": key.kid, "sha256": hashlib.sha256(document).hexdigest()},
         actor=actor, run_id=run_id)
+    return document
+
+
+def issue_supplement(ledger: Ledger, original: bytes, key: SigningKey, keys: KeySet, *, actor: str) -> bytes:
+    """Sign a supplement to ``original`` listing what completed since; recorded as ``certificate.supplemented``."""
+    content = build_supplement(ledger, original, keys)
+    document = sign(content, key)
+    ledger.append("certificate.supplemented", {
+        "supplement_id": content["supplement_id"], "certificate_id": content["supplements"]["certificate_id"],
+        "account_id": content["account_id"], "resolved": len(content["resolved"]),
+        "still_open": len(content["still_open"]), "kid": key.kid, "sha256": hashlib.sha256(document).hexdigest()},
+        actor=actor)
     return document
 
 

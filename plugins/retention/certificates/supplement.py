@@ -1,0 +1,64 @@
+"""Supplements: what completed after a certificate was issued, signed and tied to the original.
+
+A certificate lists what it could not yet certify as exceptions (an asynchronous subprocessor
+deletion, a legal hold, residue). When the ledger later shows one of them completed, a supplement
+names the original (its id and the sha256 of its signed bytes) and lists each exception as resolved,
+with the ledger's evidence, or as still open. A supplement never edits the original: both stay valid
+documents, and the supplement is only as strong as the evidence it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+from retention.certificates.content import SCHEMA, _subprocessor_results
+from retention.certificates.keys import KeySet
+from retention.certificates.signed import verify
+from retention.ledger import Ledger
+from retention.ledger.chain import iso_utc
+
+DONE = ("verified", "attested")
+
+
+def build_supplement(ledger: Ledger, original: bytes, keys: KeySet, *, issued_at: datetime | None = None) -> dict:
+    """The unsigned supplement to the signed certificate ``original``; refuses when nothing completed."""
+    certificate = verify(original, keys).certificate  # never supplement a document that does not verify
+    now = issued_at or datetime.now(UTC)
+    latest = {(s["subprocessor"], s["resource"]): s for s in _subprocessor_results(ledger, certificate["account_id"])}
+    resolved, still_open = [], []
+    for exception in certificate["exceptions"]:
+        resolution = _resolution(exception, latest, now)
+        (resolved if resolution else still_open).append({**exception, **(resolution or {})})
+    if not resolved:
+        raise ValueError(f"nothing has completed since {certificate['certificate_id']}: no supplement to issue")
+    seq, head = ledger.head()
+    return {
+        "schema": f"{SCHEMA}/supplement",
+        "supplement_id": f"supp-{uuid.uuid4().hex}",
+        "supplements": {"certificate_id": certificate["certificate_id"],
+                        "sha256": hashlib.sha256(original).hexdigest()},
+        "issued_at": iso_utc(now),
+        "account_id": certificate["account_id"],
+        "status": "complete" if not still_open else "partial",
+        "resolved": resolved,
+        "still_open": still_open,
+        "ledger": {"chain_head_seq": seq, "chain_head_hash": head, "hash": "sha256"},
+    }
+
+
+def _resolution(exception: dict, latest: dict, now: datetime) -> dict | None:
+    """Evidence that an exception completed, or None. A released legal hold or residue is not resolved
+    by a supplement: that data is deleted by a later run, which gets its own certificate."""
+    kind = exception["kind"]
+    if kind.startswith("subprocessor_"):
+        line = latest.get((exception["subprocessor"], exception["resource"]))
+        if line and line["status"] in DONE:
+            return {"resolution": line["status"], "evidence": line["verification"], "recorded_at": line["recorded_at"]}
+        complete_by = exception.get("complete_by")
+        if kind == "subprocessor_awaiting_provider" and complete_by and datetime.fromisoformat(complete_by) <= now:
+            return {"resolution": "provider completion date passed",
+                    "evidence": "the provider offers no status to query; it completes deletions by this date "
+                                "(see the connector spec's source)", "recorded_at": iso_utc(now)}
+    return None
