@@ -168,7 +168,7 @@ def _signature_hex(pdf: bytes) -> tuple[int, int]:
     return start, pdf.index(b">", start)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_changed_byte_of_the_pdf_fails_verification(key, data) -> None:
     pdf = _sample_pdf(key)
@@ -180,6 +180,18 @@ def test_any_changed_byte_of_the_pdf_fails_verification(key, data) -> None:
         replacement = bytes([data.draw(st.integers(0, 255).filter(lambda b: b != pdf[position]))])
     with pytest.raises(CertificateInvalid):
         verify_pdf(pdf[:position] + replacement + pdf[position + 1:], KeySet((key.jwk,)))
+
+
+def test_a_changed_signature_or_padding_byte_fails_verification(key) -> None:
+    # The signature field lies outside the signed byte range: its DER and its zero padding are
+    # checked on their own. Positions spread over the whole field, then its end (padding).
+    pdf = _sample_pdf(key)
+    start, end = _signature_hex(pdf)
+    positions = sorted(set(range(start, end, max(1, (end - start) // 60))) | set(range(end - 40, end)))
+    for position in positions:
+        replacement = b"0" if pdf[position:position + 1] != b"0" else b"1"
+        with pytest.raises(CertificateInvalid):
+            verify_pdf(pdf[:position] + replacement + pdf[position + 1:], KeySet((key.jwk,)))
 
 
 def test_content_appended_after_signing_or_a_foreign_key_is_refused(key) -> None:

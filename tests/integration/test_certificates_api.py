@@ -99,7 +99,8 @@ def test_links_that_are_forged_expired_or_replayed_open_nothing(api, monkeypatch
     # replayed for another certificate (the other account's): the token names mine
     refused(api.get(f"/retention/certificates/{theirs}/download", params={"token": token}), 403)
     # forged: one character of the signature changed, or signed with another secret
-    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    payload, signature = token.rsplit(".", 1)  # change the signature's first character (its last may
+    forged = f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"  # carry only unused bits)
     refused(api.get(f"/retention/certificates/{mine}/download", params={"token": forged}), 403)
     from itsdangerous import URLSafeSerializer
 

@@ -210,7 +210,10 @@ def verify_pdf(data: bytes, keys: KeySet) -> VerifiedPdf:
     if len(signatures) != 1:
         raise CertificateInvalid(f"expected one PDF signature, found {len(signatures)}")
     signature = signatures[0]
-    signer_kid = public_jwk(_public_key(signature.signer_cert))["kid"]
+    try:
+        signer_kid = public_jwk(_public_key(signature.signer_cert))["kid"]
+    except Exception as exc:  # a damaged signature field: pyHanko and asn1crypto raise several kinds
+        raise CertificateInvalid(f"the PDF signature cannot be read ({type(exc).__name__})") from None
     if keys.public_key(signer_kid) is None:
         raise CertificateInvalid(f"the PDF was signed with key {signer_kid}, which is not in the public key set")
     # Trust comes from the JWKS, not from a certificate authority: the signer's own certificate is the root.
@@ -221,6 +224,9 @@ def verify_pdf(data: bytes, keys: KeySet) -> VerifiedPdf:
         raise CertificateInvalid(f"the PDF signature cannot be validated ({type(exc).__name__})") from None
     if not (status.intact and status.valid):
         raise CertificateInvalid("the PDF signature does not match the signed bytes: the PDF was changed after signing")
+    if not _signature_field_is_bound(bytes(signature.sig_object["/Contents"]), keys.public_key(signer_kid)):
+        raise CertificateInvalid("the PDF signature field was changed after signing (bytes the signature itself "
+                                 "does not cover: padding, the embedded certificate or the algorithm list)")
     if status.coverage.name != "ENTIRE_FILE":
         raise CertificateInvalid(f"the PDF signature covers {status.coverage.name}, not the entire file: "
                                  "content was appended after signing")
@@ -228,6 +234,33 @@ def verify_pdf(data: bytes, keys: KeySet) -> VerifiedPdf:
     if verified.kid != signer_kid:
         raise CertificateInvalid("the PDF and its attached certificate were signed with different keys")
     return VerifiedPdf(verified.certificate, verified.kid, hashlib.sha256(data).hexdigest())
+
+
+def _signature_field_is_bound(contents: bytes, public) -> bool:
+    """PDF leaves the signature field outside the signed byte range, and CMS leaves parts of it unsigned.
+    A strict verifier binds them too: nothing but zero padding after the DER; the embedded certificate
+    self-signed by the JWKS key (so its every byte is fixed); the algorithm list and the signer's
+    identifier exactly those of the one signer."""
+    from asn1crypto import cms
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        info = cms.ContentInfo.load(contents)
+        length = len(info.dump())
+        signed = info["content"]
+        (signer,) = signed["signer_infos"]
+        embedded = [c.chosen for c in signed["certificates"]]  # pyHanko may embed the signer's twice
+        for cert in embedded:
+            parsed = x509.load_der_x509_certificate(cert.dump())
+            public.verify(parsed.signature, parsed.tbs_certificate_bytes)
+        sid = signer["sid"].chosen
+        bound = (bool(embedded)
+                 and signed["digest_algorithms"].dump() == cms.DigestAlgorithms([signer["digest_algorithm"]]).dump()
+                 and any(sid["serial_number"].native == c.serial_number and sid["issuer"].dump() == c.issuer.dump()
+                         for c in embedded))
+    except (ValueError, TypeError, KeyError, InvalidSignature):
+        return False
+    return bound and not contents[length:].strip(b"\x00")
 
 
 def _public_key(asn1_cert) -> object:
