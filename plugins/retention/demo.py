@@ -122,7 +122,36 @@ def _print_result(dag_state: str) -> int:
     print(f"Results: ledger {database_url()}; Airflow home {os.environ['AIRFLOW_HOME']}")
     print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   (with RETENTION_HOME={os.environ['RETENTION_HOME']})")
     print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
-    return 0 if verified.ok and report.status == "succeeded" else 1
+    certified = _certify(run_id, "acct_1001")
+    return 0 if verified.ok and report.status == "succeeded" and certified else 1
+
+
+def _certify(run_id: str, account_id: str) -> bool:
+    """Sign a deletion certificate (JSON and PDF) for one demo customer, with a demo key, and verify it."""
+    from retention.certificates import KeySet, as_pdf, issue, rotate, verify_file
+    from retention.ledger import Ledger
+
+    section("6. A deletion certificate")
+    home = Path(os.environ["RETENTION_HOME"])
+    key_file, jwks_file = home / "keys" / "signing.pem", home / "keys" / "jwks.json"
+    key = rotate(key_file, jwks_file)  # a fresh demo key each run; earlier ones stay in the JWKS
+    with Ledger.open() as ledger:
+        document = issue(ledger, run_id, account_id, key, exporter="Demo Customer Ltd", importer="Demo Processor Inc.",
+                         rules_dir=REPO / "retention_rules", actor="demo")
+    out = home / "certificates"
+    out.mkdir(parents=True, exist_ok=True)
+    certificate = verify_file(document, KeySet.read(jwks_file)).certificate
+    json_path, pdf_path = out / f"{certificate['certificate_id']}.json", out / f"{certificate['certificate_id']}.pdf"
+    json_path.write_bytes(document)
+    pdf_path.write_bytes(as_pdf(document, key))
+    verify_file(pdf_path.read_bytes(), KeySet.read(jwks_file))
+    deleted = sum(line["records_affected"] for line in certificate["locations"])
+    print(f"{certificate['certificate_id']} for {account_id}: {certificate['status']}, {deleted} record(s) over "
+          f"{len(certificate['locations'])} location(s), {len(certificate['exceptions'])} exception(s); "
+          f"signed by key {key.kid}")
+    print(f"Signed JSON {json_path}\nPDF         {pdf_path}")
+    print(f"Check it:   .venv/bin/retention certificate verify {pdf_path} --jwks {jwks_file}")
+    return True
 
 
 def section(title: str) -> None:

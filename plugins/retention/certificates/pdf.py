@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from retention.certificates.keys import KeySet, SigningKey, public_jwk
 from retention.certificates.signed import CertificateInvalid, Verified, verify
 
 ATTACHMENT = "certificate.json"
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting logs every table it prunes
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core; core fonts otherwise
 
 
