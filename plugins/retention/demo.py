@@ -129,27 +129,26 @@ def _print_result(dag_state: str) -> int:
 def _certify(run_id: str, account_id: str) -> bool:
     """Sign a deletion certificate (JSON and PDF) for one demo customer, with a demo key, and verify it."""
     from retention.certificates import KeySet, as_pdf, issue, rotate, verify_file
+    from retention.certificates.archive import Archive
     from retention.ledger import Ledger
+    from retention.settings import Settings
 
     section("6. A deletion certificate")
-    home = Path(os.environ["RETENTION_HOME"])
-    key_file, jwks_file = home / "keys" / "signing.pem", home / "keys" / "jwks.json"
+    settings = Settings.from_env()
+    key_file, jwks_file = settings.home / "keys" / "signing.pem", settings.home / "keys" / "jwks.json"
     key = rotate(key_file, jwks_file)  # a fresh demo key each run; earlier ones stay in the JWKS
     with Ledger.open() as ledger:
         document = issue(ledger, run_id, account_id, key, exporter="Demo Customer Ltd", importer="Demo Processor Inc.",
                          rules_dir=REPO / "retention_rules", actor="demo")
-    out = home / "certificates"
-    out.mkdir(parents=True, exist_ok=True)
-    certificate = verify_file(document, KeySet.read(jwks_file)).certificate
-    json_path, pdf_path = out / f"{certificate['certificate_id']}.json", out / f"{certificate['certificate_id']}.pdf"
-    json_path.write_bytes(document)
-    pdf_path.write_bytes(as_pdf(document, key))
-    verify_file(pdf_path.read_bytes(), KeySet.read(jwks_file))
+    archive = Archive(settings.certificates_dir)
+    certificate_id = archive.save(document, as_pdf(document, key))
+    certificate = verify_file(archive.load(certificate_id, "pdf"), KeySet.read(jwks_file)).certificate
     deleted = sum(line["records_affected"] for line in certificate["locations"])
-    print(f"{certificate['certificate_id']} for {account_id}: {certificate['status']}, {deleted} record(s) over "
+    print(f"{certificate_id} for {account_id}: {certificate['status']}, {deleted} record(s) over "
           f"{len(certificate['locations'])} location(s), {len(certificate['exceptions'])} exception(s); "
           f"signed by key {key.kid}")
-    print(f"Signed JSON {json_path}\nPDF         {pdf_path}")
+    pdf_path = archive.directory / f"{certificate_id}.pdf"
+    print(f"Signed JSON {archive.directory / f'{certificate_id}.json'}\nPDF         {pdf_path}")
     print(f"Check it:   .venv/bin/retention certificate verify {pdf_path} --jwks {jwks_file}")
     return True
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from retention.ledger import Ledger
@@ -64,6 +64,5 @@ def issued(ledger: Ledger, account_id: str | None = None) -> dict[str, Issued]:
             found[p["certificate_id"]] = Issued(p["certificate_id"], p["account_id"], p["run_id"], p["status"],
                                                 p["kid"], p["sha256"], event.occurred_at.isoformat())
         elif event.kind == "certificate.revoked" and p["certificate_id"] in found:
-            previous = found[p["certificate_id"]]
-            found[p["certificate_id"]] = Issued(**{**previous.__dict__, "revoked": p["reason"]})
+            found[p["certificate_id"]] = replace(found[p["certificate_id"]], revoked=p["reason"])
     return found

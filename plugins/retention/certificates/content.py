@@ -24,6 +24,7 @@ from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 
 SCHEMA = "https://retention.example/schemas/deletion-certificate/v1"
+DONE = ("verified", "attested")  # subprocessor statuses a certificate may state as done
 LEGAL_BASES = {
     "scc2010": "SCC 2010/87/EU Clause 12",
     "scc2021": "SCC 2021/914 Clause 8.5 and Clause 16(d)",
@@ -57,11 +58,20 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     tasks = [t for t in ledger.tasks(run_id) if t.account_id == account_id]
     if not tasks:
         raise LookupError(f"run {run_id} planned nothing for account {account_id!r}")
-    times = _task_times(ledger, run_id)
-    locations = [_location(t, location_kinds.get(t.location, {}), times.get(t.id)) for t in tasks]
-    subprocessors = _subprocessor_results(ledger, account_id)
-    exceptions = [e for line in locations for e in line.pop("_exceptions")]
-    exceptions += [e for line in subprocessors for e in line.pop("_exceptions")]
+    times: dict[str, dict] = {}
+    latest: dict[tuple, dict] = {}
+    for event in ledger.events():  # one pass over the ledger for both
+        _note_task_time(times, event, run_id)
+        _note_subprocessor(latest, event, account_id)
+    locations, exceptions = [], []
+    for task in tasks:
+        line, found = _location(task, location_kinds.get(task.location, {}), times.get(task.id))
+        locations.append(line)
+        exceptions += found
+    subprocessors = _in_order(latest)
+    exceptions += [{"kind": f"subprocessor_{s['status']}", "subprocessor": s["subprocessor"],
+                    "resource": s["resource"], "complete_by": s.get("complete_by")}
+                   for s in subprocessors if s["status"] not in DONE]
     exceptions += [{"kind": "legal_hold", "hold_id": h.id, "data_class": h.data_class or "all",
                     "reference": h.reference, "placed_at": iso_utc(h.placed_at)}
                    for h in ledger.resolver_holds() if h.account_id in (None, account_id)]
@@ -88,7 +98,8 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     }
 
 
-def _location(task: Any, spec: dict, times: dict | None) -> dict:
+def _location(task: Any, spec: dict, times: dict | None) -> tuple[dict, list[dict]]:
+    """A location's line, and its exceptions (not verified, or records retained)."""
     kind = spec.get("kind", "unknown")
     verified = task.status == "verified"
     line = {
@@ -99,18 +110,17 @@ def _location(task: Any, spec: dict, times: dict | None) -> dict:
         "started_at": (times or {}).get("first"), "finished_at": (times or {}).get("last"),
         "verification": {"method": "re-query of the location after deletion",
                          "remaining": task.residue, "result": "verified" if verified else task.status},
-        "_exceptions": [],
     }
+    exceptions = []
     if task.status == "skipped":
         line["verification"] = {"method": "none: nothing was due", "remaining": None, "result": "skipped"}
         line["skip_reason"] = task.skip_reason
     elif not verified:
-        line["_exceptions"].append({"kind": task.status, "location": task.location, "data_class": task.data_class,
-                                    "remaining": task.residue})
+        exceptions.append({"kind": task.status, "location": task.location, "data_class": task.data_class,
+                           "remaining": task.residue})
     for retained in task.retained or []:
-        line["_exceptions"].append({"kind": "retained", "location": task.location, "data_class": task.data_class,
-                                    **retained})
-    return line
+        exceptions.append({"kind": "retained", "location": task.location, "data_class": task.data_class, **retained})
+    return line, exceptions
 
 
 def _nist(kind: str, action: str, versioned: bool) -> dict:
@@ -124,44 +134,41 @@ def _nist(kind: str, action: str, versioned: bool) -> dict:
     return {"category": "unknown", "method": "unknown"}
 
 
-def _task_times(ledger: Ledger, run_id: str) -> dict[str, dict]:
+def _note_task_time(times: dict[str, dict], event: Any, run_id: str) -> None:
     """First intent and last outcome per task of the run."""
-    times: dict[str, dict] = {}
-    for event in ledger.events():
-        if event.run_id != run_id or event.task_id is None:
-            continue
-        if event.kind in ("batch.intent", "batch.outcome", "batch.recovered", "task.done"):
-            at = iso_utc(event.occurred_at)
-            entry = times.setdefault(event.task_id, {"first": at, "last": at})
-            entry["last"] = at
-    return times
+    if event.run_id != run_id or event.task_id is None:
+        return
+    if event.kind in ("batch.intent", "batch.outcome", "batch.recovered", "task.done"):
+        at = iso_utc(event.occurred_at)
+        times.setdefault(event.task_id, {"first": at, "last": at})["last"] = at
 
 
-def _subprocessor_results(ledger: Ledger, account_id: str) -> list[dict]:
+def subprocessor_results(ledger: Ledger, account_id: str) -> list[dict]:
     """The latest recorded result per subprocessor resource, and attestations of manual ones."""
     latest: dict[tuple, dict] = {}
     for event in ledger.events():
-        p = event.payload
-        if p.get("account_id") != account_id:
-            continue
-        if event.kind == "subprocessor.result":
-            latest[(p["subprocessor"], p["resource"])] = {
-                "subprocessor": p["subprocessor"], "resource": p["resource"], "data_class": p.get("data_class"),
-                "recorded_at": iso_utc(event.occurred_at), "deleted": p.get("deleted", 0),
-                "already_gone": p.get("already_gone", 0), "status": p.get("status"),
-                "verification": p.get("verification"), "complete_by": p.get("complete_by"),
-                "residual_copies_until": p.get("residual_copies_until")}
-        elif event.kind == "subprocessor.attested":
-            latest[(p["subprocessor"], "manual")] = {
-                "subprocessor": p["subprocessor"], "resource": "manual request", "recorded_at": iso_utc(event.occurred_at),
-                "status": "attested", "verification": f"provider confirmation dated {p.get('confirmed_on')}, "
-                                                      f"ticket {p.get('ticket_reference')}",
-                "evidence_sha256": p.get("evidence_sha256") or None}
-    lines = []
-    for line in latest.values():
-        line["_exceptions"] = []
-        if line["status"] not in ("verified", "attested"):
-            line["_exceptions"].append({"kind": f"subprocessor_{line['status']}", "subprocessor": line["subprocessor"],
-                                        "resource": line["resource"], "complete_by": line.get("complete_by")})
-        lines.append(line)
-    return sorted(lines, key=lambda l: (l["subprocessor"], l["resource"]))
+        _note_subprocessor(latest, event, account_id)
+    return _in_order(latest)
+
+
+def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -> None:
+    p = event.payload
+    if p.get("account_id") != account_id:
+        return
+    if event.kind == "subprocessor.result":
+        latest[(p["subprocessor"], p["resource"])] = {
+            "subprocessor": p["subprocessor"], "resource": p["resource"], "data_class": p.get("data_class"),
+            "recorded_at": iso_utc(event.occurred_at), "deleted": p.get("deleted", 0),
+            "already_gone": p.get("already_gone", 0), "status": p.get("status"),
+            "verification": p.get("verification"), "complete_by": p.get("complete_by"),
+            "residual_copies_until": p.get("residual_copies_until")}
+    elif event.kind == "subprocessor.attested":
+        latest[(p["subprocessor"], "manual")] = {
+            "subprocessor": p["subprocessor"], "resource": "manual request", "recorded_at": iso_utc(event.occurred_at),
+            "status": "attested", "verification": f"provider confirmation dated {p.get('confirmed_on')}, "
+                                                  f"ticket {p.get('ticket_reference')}",
+            "evidence_sha256": p.get("evidence_sha256") or None}
+
+
+def _in_order(latest: dict[tuple, dict]) -> list[dict]:
+    return sorted(latest.values(), key=lambda line: (line["subprocessor"], line["resource"]))

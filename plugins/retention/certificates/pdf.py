@@ -10,10 +10,8 @@ public key is in the published JWKS.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,12 +190,7 @@ def sign_pdf(pdf: bytes, key: SigningKey) -> bytes:
     return out.getvalue()
 
 
-@dataclass(frozen=True)
-class VerifiedPdf(Verified):
-    pdf_sha256: str = ""
-
-
-def verify_pdf(data: bytes, keys: KeySet) -> VerifiedPdf:
+def verify_pdf(data: bytes, keys: KeySet) -> Verified:
     """The PDF's signature covers the whole file, is intact, and was made by a key of ``keys``; and the
     attached JSON verifies on its own and was made by that same key."""
     from pyhanko.pdf_utils.reader import PdfFileReader
@@ -235,7 +228,7 @@ def verify_pdf(data: bytes, keys: KeySet) -> VerifiedPdf:
     verified = verify(_attachment(reader), keys)
     if verified.kid != signer_kid:
         raise CertificateInvalid("the PDF and its attached certificate were signed with different keys")
-    return VerifiedPdf(verified.certificate, verified.kid, hashlib.sha256(data).hexdigest())
+    return verified
 
 
 def _signature_field_is_bound(contents: bytes, public) -> bool:

@@ -13,20 +13,17 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 
-from retention.certificates.content import SCHEMA, _subprocessor_results
+from retention.certificates.content import DONE, SCHEMA, subprocessor_results
 from retention.certificates.keys import KeySet
 from retention.certificates.signed import verify
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 
-DONE = ("verified", "attested")
-
-
 def build_supplement(ledger: Ledger, original: bytes, keys: KeySet, *, issued_at: datetime | None = None) -> dict:
     """The unsigned supplement to the signed certificate ``original``; refuses when nothing completed."""
     certificate = verify(original, keys).certificate  # never supplement a document that does not verify
     now = issued_at or datetime.now(UTC)
-    latest = {(s["subprocessor"], s["resource"]): s for s in _subprocessor_results(ledger, certificate["account_id"])}
+    latest = {(s["subprocessor"], s["resource"]): s for s in subprocessor_results(ledger, certificate["account_id"])}
     resolved, still_open = [], []
     for exception in certificate["exceptions"]:
         resolution = _resolution(exception, latest, now)

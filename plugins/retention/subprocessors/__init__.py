@@ -1,6 +1,6 @@
 """Subprocessor erasure: declarative connector specs run by one generic executor.
 
-``erase(spec, resource, account_id, ledger=..., actor=...)`` is what the CLI and tests call; it
+``erase(spec, resource, account_id, ledger=..., actor=...)`` runs one resource in one process; it
 builds the HTTP client from the spec's Airflow Connection and appends every call, intent, outcome
 and verification to the ledger. The DAG uses ``eraser(...)`` to ``begin`` and ``resume`` around the
 async jobs it waits for in the triggerer (``retention.subprocessors.trigger``).

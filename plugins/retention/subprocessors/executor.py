@@ -11,7 +11,7 @@ What "done" means is per spec: ``verified`` (the verification came back clean), 
 Async jobs (``completion: async_job``) are not waited for here: ``begin`` returns a ``Progress`` with
 the jobs it started, and ``resume`` takes their final states and goes on (the next round of a capped
 search, then verification). The DAG waits in a deferrable trigger (``retention.subprocessors.trigger``);
-``erase`` polls inline, for the CLI and tests. A ``Progress`` is JSON: it carries scopes (tenant
+``erase`` polls inline, in one process. A ``Progress`` is JSON: it carries scopes (tenant
 variables such as a subuser name), job ids and counts, never the ids of the records being deleted.
 """
 
