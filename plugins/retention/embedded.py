@@ -40,6 +40,13 @@ for _name, _columns in {
     sa.Table(_name, APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
              sa.Column("account_id", sa.Text, nullable=False, index=True), *_columns)
 
+# Billing records kept under law after termination move here (systems.yaml isolate_to). The schema has
+# no grant to PUBLIC, so application roles cannot read it; only the retention role (its owner) can.
+VAULT = "retention_vault"
+sa.Table("invoices", APP, sa.Column("id", sa.BigInteger, primary_key=True),
+         sa.Column("account_id", sa.Text, nullable=False, index=True), _ts("issued_at"),
+         sa.Column("billing_contact", sa.Text), sa.Column("amount_cents", sa.BigInteger), schema=VAULT)
+
 # Ages (days before "now") of the seeded records: some past every cutoff, some within.
 AGES = [1, 20, 45, 100, 200, 400, 800, 1200, 2500, 4000]
 
@@ -108,12 +115,16 @@ class Seeded:
 def seed(app_url: str, client, account_ids: list[str], now: pendulum.DateTime, per_age: int = 3) -> Seeded:
     """Create the application schema and buckets, and give every account records of every age."""
     engine = sa.create_engine(app_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {VAULT}"))
+        conn.execute(sa.text(f"REVOKE ALL ON SCHEMA {VAULT} FROM PUBLIC"))
     APP.drop_all(engine)
     APP.create_all(engine)
     rows = _rows(account_ids, now, per_age, random.Random(20261123))
     with engine.begin() as conn:
         for table, batch in rows.items():
-            conn.execute(APP.tables[table].insert(), batch)
+            if batch:
+                conn.execute(APP.tables[table].insert(), batch)
         # Conversations were inserted with explicit ids (their messages point at them): move the identity on.
         conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('chat_conversations', 'id'), "
                              "(SELECT coalesce(max(id), 0) + 1 FROM chat_conversations), false)"))

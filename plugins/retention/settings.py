@@ -16,6 +16,19 @@ class Settings:
     jwks_file: Path | None = None  # the published public keys, current and retired
     signing_key_file: Path | None = None  # None: the Airflow Connection retention_signing_key
     link_secret: str | None = field(default=None, repr=False)  # signs the customers' download links
+    processor_name: str = "the data importer (set RETENTION_PROCESSOR_NAME)"  # who certifies
+    returns_conn_id: str = "object_store"  # Airflow Connection of the bucket return packages go to
+    returns_bucket: str = "retention-returns"
+    backups_conn_id: str = "object_store"  # where database snapshots are kept (they expire, never edited)
+    backups_bucket: str = "backups"
+    backups_prefix: str = "app_db/"
+    backups_source: str = "app_db"  # the Connection whose database the snapshots copy
+    key_deletion_window_days: int = 7  # per-account data keys: like AWS KMS, 7 to 30 days
+
+    @property
+    def keystore_dir(self) -> Path:
+        """The embedded stack's local keystore of per-account data keys (AWS KMS in production)."""
+        return self.home / "keystore"
 
     @property
     def certificates_dir(self) -> Path:
@@ -36,9 +49,14 @@ class Settings:
             "jwks_file": _path(os.environ.get("RETENTION_JWKS_FILE")),
             "signing_key_file": _path(os.environ.get("RETENTION_SIGNING_KEY_FILE")),
             "link_secret": os.environ.get("RETENTION_LINK_SECRET") or None,
+            **{name: os.environ[f"RETENTION_{name.upper()}"] for name in _TEXT if os.environ.get(f"RETENTION_{name.upper()}")},
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+_TEXT = ("processor_name", "returns_conn_id", "returns_bucket", "backups_conn_id", "backups_bucket", "backups_prefix",
+         "backups_source")
 
 
 def _path(value: str | None) -> Path | None:

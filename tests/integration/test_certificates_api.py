@@ -104,7 +104,7 @@ def test_links_that_are_forged_expired_or_replayed_open_nothing(api, monkeypatch
     refused(api.get(f"/retention/certificates/{mine}/download", params={"token": forged}), 403)
     from itsdangerous import URLSafeSerializer
 
-    from retention.api.app import LINK_SALT
+    from retention.links import CERTIFICATE_DOWNLOAD as LINK_SALT
 
     other_secret = URLSafeSerializer("x" * 48, salt=LINK_SALT).dumps({"c": theirs, "a": OTHER, "exp": 4102444800})
     refused(api.get(f"/retention/certificates/{theirs}/download", params={"token": other_secret}), 403)

@@ -11,24 +11,23 @@ answers say no more than that. Every issue, revocation, link and download is a l
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Response
-from itsdangerous import BadSignature, URLSafeSerializer
+from fastapi import Body, FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from retention.certificates import KeySet, as_pdf, issue, load_signing_key
+from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
 from retention.ledger import Ledger
+from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, open_link,
+                             token_digest)
+from retention.offboarding.returns import ReceiptRefused, record_receipt
 from retention.settings import Settings
 
-LINK_SALT = "retention.certificate-download"
-NOT_VALID = "this download link is not valid"
+NOT_VALID = "this link is not valid"
 
 
 class IssueRequest(BaseModel):
@@ -84,23 +83,19 @@ def create_app() -> FastAPI:
 
     @app.post("/certificates/{certificate_id}/links", status_code=201)
     def create_link(certificate_id: str, body: LinkRequest, user: GetUserDep) -> dict:
-        expires = datetime.now(UTC) + timedelta(hours=body.hours)
         with _ledger() as ledger:
             record = _issued(ledger, certificate_id)
             if record.revoked:
                 raise HTTPException(409, "the certificate is revoked")
-            token = _serializer().dumps({"c": certificate_id, "a": record.account_id, "exp": int(expires.timestamp())})
-            ledger.append("certificate.link_created", {
-                "certificate_id": certificate_id, "account_id": record.account_id,
-                "expires_at": expires.isoformat(timespec="seconds"), "token_sha256": _digest(token)},
-                actor=_actor(user))
-        return {"path": f"/retention/certificates/{certificate_id}/download?token={token}",
-                "expires_at": expires.isoformat(timespec="seconds")}
+            try:
+                return certificate_link(ledger, certificate_id, record.account_id, body.hours, actor=_actor(user))
+            except LinkNotConfigured as exc:
+                raise HTTPException(503, str(exc)) from None
 
     @app.get("/certificates/{certificate_id}/download")
     def download(certificate_id: str, token: Annotated[str, Query(max_length=2000)],
                  format: Annotated[str, Query(pattern="^(pdf|json)$")] = "pdf") -> Response:
-        claims = _claims(token)
+        claims = _claims(CERTIFICATE_DOWNLOAD, token)
         if claims.get("c") != certificate_id or not ID_PATTERN.match(certificate_id):
             raise HTTPException(403, NOT_VALID)
         with _ledger() as ledger:
@@ -113,30 +108,36 @@ def create_app() -> FastAPI:
             if data is None:
                 raise HTTPException(404, "no such certificate")
             ledger.append("certificate.downloaded", {"certificate_id": certificate_id, "account_id": record.account_id,
-                                                     "format": format, "token_sha256": _digest(token)},
+                                                     "format": format, "token_sha256": token_digest(token)},
                           actor="customer-link")
         return Response(data, media_type=FORMATS[format], headers={
             "Content-Disposition": f'attachment; filename="{certificate_id}.{format}"', "Cache-Control": "no-store"})
 
+    @app.post("/returns/{package_id}/receipt")
+    def confirm_return(package_id: str, token: Annotated[str, Query(max_length=2000)],
+                       manifest_sha256: Annotated[str, Body(embed=True, pattern="^[0-9a-f]{64}$")]) -> dict:
+        """The customer confirms it received and opened its return package by quoting the manifest's sha256."""
+        claims = _claims(RETURN_RECEIPT, token)
+        if claims.get("p") != package_id:
+            raise HTTPException(403, NOT_VALID)
+        with _ledger() as ledger:
+            try:
+                receipt = record_receipt(ledger, package_id, manifest_sha256, actor="customer-link",
+                                         account_id=claims.get("a"))
+            except ReceiptRefused as exc:
+                raise HTTPException(409, str(exc)) from None
+        return {"package_id": package_id, "received": True, "account_id": receipt["account_id"]}
+
     return app
 
 
-def _claims(token: str) -> dict:
+def _claims(purpose: str, token: str) -> dict:
     try:
-        claims = _serializer().loads(token)
-    except BadSignature:
+        return open_link(purpose, token, Settings.from_env().link_secret)
+    except LinkNotConfigured as exc:
+        raise HTTPException(503, str(exc)) from None
+    except LinkInvalid:
         raise HTTPException(403, NOT_VALID) from None
-    if not isinstance(claims, dict) or not isinstance(claims.get("exp"), int) \
-            or claims["exp"] < datetime.now(UTC).timestamp():
-        raise HTTPException(403, NOT_VALID)
-    return claims
-
-
-def _serializer() -> URLSafeSerializer:
-    secret = Settings.from_env().link_secret
-    if not secret or len(secret) < 32:
-        raise HTTPException(503, "download links are not configured (RETENTION_LINK_SECRET, 32+ characters)")
-    return URLSafeSerializer(secret, salt=LINK_SALT)
 
 
 @contextmanager
@@ -155,6 +156,3 @@ def _issued(ledger: Ledger, certificate_id: str):
 def _actor(user) -> str:
     return f"api:{user.get_id()}"
 
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()

@@ -17,11 +17,13 @@ from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, loa
 from retention.certificates.signed import CertificateInvalid, Verified, sign, verify
 from retention.certificates.supplement import build_supplement
 from retention.ledger import Ledger
+from retention.links import CERTIFICATE_DOWNLOAD, sign_link, token_digest
+from retention.settings import Settings
 from retention.rules.inventory import load_inventory
 from retention.rules.loader import load_ruleset
 
 __all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "as_pdf",
-           "build", "build_supplement", "check_chain_head", "issue", "issue_supplement", "load_signing_key", "location_kinds", "rotate", "sign", "verify",
+           "build", "build_supplement", "certificate_link", "check_chain_head", "issue", "issue_supplement", "load_signing_key", "location_kinds", "rotate", "sign", "verify",
            "verify_file", "verify_pdf"]
 
 
@@ -33,9 +35,9 @@ def location_kinds(rules_dir: Path) -> dict[str, dict]:
 
 
 def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, exporter: str, importer: str,
-          rules_dir: Path, actor: str) -> bytes:
+          rules_dir: Path, actor: str, legal_basis: tuple[str, ...] | None = None) -> bytes:
     content = build(ledger, run_id, account_id, exporter=exporter, importer=importer,
-                    location_kinds=location_kinds(rules_dir))
+                    location_kinds=location_kinds(rules_dir), **({"legal_basis": legal_basis} if legal_basis else {}))
     document = sign(content, key)
     ledger.append("certificate.issued", {
         "certificate_id": content["certificate_id"], "account_id": account_id, "run_id": run_id,
@@ -54,6 +56,16 @@ def issue_supplement(ledger: Ledger, original: bytes, key: SigningKey, keys: Key
         "still_open": len(content["still_open"]), "kid": key.kid, "sha256": hashlib.sha256(document).hexdigest()},
         actor=actor)
     return document
+
+
+def certificate_link(ledger: Ledger, certificate_id: str, account_id: str, hours: int, *, actor: str) -> dict:
+    """A customer's download link for one certificate of one account; recorded as ``certificate.link_created``."""
+    token, expires = sign_link(CERTIFICATE_DOWNLOAD, {"c": certificate_id, "a": account_id}, hours,
+                               Settings.from_env().link_secret)
+    at = expires.isoformat(timespec="seconds")
+    ledger.append("certificate.link_created", {"certificate_id": certificate_id, "account_id": account_id,
+                                               "expires_at": at, "token_sha256": token_digest(token)}, actor=actor)
+    return {"path": f"/retention/certificates/{certificate_id}/download?token={token}", "expires_at": at}
 
 
 def as_pdf(document: bytes, key: SigningKey) -> bytes:

@@ -45,6 +45,18 @@ class Archive:
             os.replace(partial, path)
         return certificate_id
 
+    def save_supplement(self, document: bytes) -> dict:
+        """A signed supplement, next to its original as ``supplements/<id>.json``."""
+        content = json.loads(document)["certificate"]
+        directory = self.directory / "supplements"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{content['supplement_id']}.json"
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(document)
+        os.replace(partial, path)
+        return {"supplement_id": content["supplement_id"], "certificate_id": content["supplements"]["certificate_id"],
+                "status": content["status"], "path": str(path)}
+
     def load(self, certificate_id: str, fmt: str) -> bytes | None:
         path = self._path(certificate_id, fmt)
         return path.read_bytes() if path.is_file() else None

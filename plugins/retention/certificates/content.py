@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from retention.certificates.termination import termination_section
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 
@@ -75,6 +76,10 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     exceptions += [{"kind": "legal_hold", "hold_id": h.id, "data_class": h.data_class or "all",
                     "reference": h.reference, "placed_at": iso_utc(h.placed_at)}
                    for h in ledger.resolver_holds() if h.account_id in (None, account_id)]
+    termination = None
+    if run.kind == "offboarding":
+        termination, found = termination_section(ledger, run_id, account_id)
+        exceptions += found
     seq, head = ledger.head()
     return {
         "schema": SCHEMA,
@@ -91,6 +96,7 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
                 "finished_at": iso_utc(run.finished_at), "status": run.status, "rules_digest": run.rules_digest,
                 "tool": {"product": "retention-orchestrator", "version": product_version(),
                          "dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id}},
+        "termination": termination,
         "locations": locations,
         "subprocessors": subprocessors,
         "exceptions": exceptions,
@@ -124,6 +130,8 @@ def _location(task: Any, spec: dict, times: dict | None) -> tuple[dict, list[dic
 
 
 def _nist(kind: str, action: str, versioned: bool) -> dict:
+    if action == "isolate":
+        return {"category": "none (kept under law)", "method": "moved to an isolated table; deleted when the law allows"}
     if action == "anonymize":
         return {"category": "clear", "method": "identifying columns nulled or replaced by a salted hash"}
     if kind == "sql":

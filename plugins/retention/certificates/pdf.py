@@ -114,6 +114,8 @@ class _Layout(FPDF):
                         f"DAG {run['tool']['dag_id']}, Airflow run {run['tool']['airflow_run_id']}"
                         if run["tool"]["dag_id"] else "run from the command line")),
                     ("Rules digest", run["rules_digest"])])
+        if c.get("termination"):
+            self._termination(c["termination"])
         self.heading("Locations")
         self.grid(("Location", "Data class", "In scope", "Action", "NIST 800-88", "Records", "Finished",
                    "Verification"),
@@ -146,6 +148,35 @@ class _Layout(FPDF):
                                           f"sha256 {c['ledger']['chain_head_hash']}"),
                     ("Signed original", f"attached as {ATTACHMENT}; "
                                         "`retention certificate verify certificate.pdf --jwks <keys>`")])
+
+
+    def _termination(self, t: dict) -> None:
+        self.heading("Termination")
+        election = t["election"]
+        changes = " -> ".join(f"{h['choice']} ({_short(h['at'])})" for h in election["history"])
+        rows = [("Contract end", _short(t["contract_end"]) or "not recorded"), ("Effective", _short(t["effective_at"])),
+                ("Customer's election", f"{election['choice']}, given {_short(election['given_at'])}"
+                                        + (f"; changed: {changes}" if election["changed"] else "")),
+                ("Requested by", f"{t['requested']['by']} ({t['requested']['role']}), {_short(t['requested']['at'])}, "
+                                 f"ticket {t['requested']['reference']}"),
+                ("Approved by", f"{t['approved']['by']} ({t['approved']['role']}), {_short(t['approved']['at'])}"
+                 if t["approved"] else "not approved")]
+        returned = t["return"]
+        if returned:
+            receipt = (f"receipt {_short(returned['receipt']['received_at'])}" if returned["receipt"] else
+                       f"no receipt; return window ended {_short(returned['window_elapsed_at'])}")
+            rows.append(("Returned", f"package {returned['package_id']}, {returned['records']} records, delivered "
+                                     f"{_short(returned['delivered_at'])}; {receipt}; manifest sha256 "
+                                     f"{returned['manifest_sha256']}; {returned['format']}"))
+        for line in t["backups"]:
+            when = (f"key destroyed {_short(line['destroyed_at'])}" if line.get("destroyed_at") else
+                    f"key destruction scheduled for {_short(line['destroy_on'])}") if "keystore" in line else \
+                f"{line['snapshots']} snapshot(s); no copy after {_short(line['no_copy_after'])}"
+            rows.append(("Backups", f"{line['method']}: {when}"))
+        for kept in t["retained_under_law"]:
+            rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "
+                                           f"{_short(kept['until'])} under {kept['law']}; {kept['isolation']}"))
+        self.pairs(rows)
 
 
 def _short(timestamp: str | None) -> str | None:

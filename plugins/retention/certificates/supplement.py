@@ -24,9 +24,10 @@ def build_supplement(ledger: Ledger, original: bytes, keys: KeySet, *, issued_at
     certificate = verify(original, keys).certificate  # never supplement a document that does not verify
     now = issued_at or datetime.now(UTC)
     latest = {(s["subprocessor"], s["resource"]): s for s in subprocessor_results(ledger, certificate["account_id"])}
+    backups = _backup_evidence(ledger, certificate["account_id"])
     resolved, still_open = [], []
     for exception in certificate["exceptions"]:
-        resolution = _resolution(exception, latest, now)
+        resolution = _resolution(exception, latest, now) or backups.get(_backup_key(exception))
         (resolved if resolution else still_open).append({**exception, **(resolution or {})})
     if not resolved:
         raise ValueError(f"nothing has completed since {certificate['certificate_id']}: no supplement to issue")
@@ -59,3 +60,23 @@ def _resolution(exception: dict, latest: dict, now: datetime) -> dict | None:
                     "evidence": "the provider offers no status to query; it completes deletions by this date "
                                 "(see the connector spec's source)", "recorded_at": iso_utc(now)}
     return None
+
+
+def _backup_key(exception: dict) -> tuple | None:
+    return {"backup_key_pending": ("key",), "backup_copies_expiring": ("copies", exception.get("source"))}.get(exception["kind"])
+
+
+def _backup_evidence(ledger: Ledger, account_id: str) -> dict:
+    """A destroyed key or expired snapshots of the account, as the daily backup_expiry run recorded them."""
+    found = {}
+    for e in ledger.events():
+        if e.payload.get("account_id") != account_id:
+            continue
+        if e.kind == "backup.key_destroyed":
+            found[("key",)] = {"resolution": "key destroyed", "evidence": f"destroyed at {e.payload['destroyed_at']}",
+                               "recorded_at": iso_utc(e.occurred_at)}
+        elif e.kind == "backup.copies_expired":
+            found[("copies", e.payload["source"])] = {
+                "resolution": "snapshots expired", "recorded_at": iso_utc(e.occurred_at),
+                "evidence": f"none of the {e.payload['snapshots']} recorded snapshots exists any more"}
+    return found

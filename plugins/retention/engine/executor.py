@@ -51,7 +51,7 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str)
             return affected - task.affected_count
         ledger.update_task(task.id, ("batch.intent", {**_ids(task), **_batch_fields(batch)}), status="running",
                            checkpoint={**checkpoint, "pending": _pending(batch)}, actor=actor)
-        outcome = store.anonymize(batch) if task.action == "anonymize" else store.delete(batch)
+        outcome = _apply(store, task.action, batch)
         affected += outcome.affected
         checkpoint = {"after": batch.upper}
         ledger.update_task(task.id, ("batch.outcome", {**_ids(task), "affected": outcome.affected,
@@ -61,6 +61,10 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str)
     ledger.update_task(task.id, ("task.done", {**_ids(task), "affected": affected}), status="done",
                        checkpoint=None, actor=actor)
     return affected - task.affected_count
+
+
+def _apply(store: Store, action: str, batch: PendingBatch):
+    return {"anonymize": store.anonymize, "isolate": store.isolate}.get(action, store.delete)(batch)
 
 
 def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector, checkpoint: dict,

@@ -63,7 +63,7 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
             ctx.ledger.add_planned_task(run_id, **row, session=s)
         working = [r for r in rows if r["skip_reason"] is None]
         summary = {"tasks": len(working), "skipped": len(rows) - len(working),
-                   "estimated": sum(r["estimated_count"] or 0 for r in working), "plan_sha256": _digest(rows)}
+                   "estimated": sum(r["estimated_count"] or 0 for r in working), "plan_sha256": digest(rows)}
         ctx.ledger.append("run.planned", summary, actor=actor, run_id=run_id, session=s)
     busy = {r["location"] for r in working}
     kinds: dict[str, list[str]] = {"sql": [], "s3": []}
@@ -101,7 +101,7 @@ def _due(store: Store, step, total: int) -> int:
     return store.count(step.selector, **count_mode(step.action))
 
 
-def _digest(rows: list[dict]) -> str:
+def digest(rows: list[dict]) -> str:
     """Ties the persisted plan to the hash chain: any later edit of a planned task is detectable."""
     canonical = [{**row, "cutoff": iso_utc(row["cutoff"]) if row["cutoff"] else None} for row in rows]
     return hashlib.sha256(canonical_json(sorted(canonical, key=canonical_json)).encode()).hexdigest()

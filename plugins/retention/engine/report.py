@@ -40,12 +40,17 @@ class Report:
         return sum(line.affected for line in self.lines if line.action == "anonymize")
 
     @property
+    def isolated(self) -> int:
+        """Records moved to an isolated table, kept under law (termination offboarding)."""
+        return sum(line.affected for line in self.lines if line.action == "isolate")
+
+    @property
     def kept(self) -> int:
         return sum(line.kept for line in self.lines)
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "status": self.status, "deleted": self.deleted,
-                "anonymized": self.anonymized, "kept": self.kept, "lines": [asdict(line) for line in self.lines]}
+                "anonymized": self.anonymized, "isolated": self.isolated, "kept": self.kept, "lines": [asdict(line) for line in self.lines]}
 
 
 def build_report(ledger: Ledger, run_id: str) -> Report:
@@ -58,7 +63,7 @@ def build_report(ledger: Ledger, run_id: str) -> Report:
 def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
     """Record the run's totals in the chain and close it: failed if anything is unfinished or unexplained."""
     report = build_report(ledger, run_id)
-    totals = {"deleted": report.deleted, "anonymized": report.anonymized, "kept": report.kept,
+    totals = {"deleted": report.deleted, "anonymized": report.anonymized, "isolated": report.isolated, "kept": report.kept,
               "exceptions": sum(e["count"] for line in report.lines for e in line.exceptions),
               "tasks": len(report.lines), "status": report.status}
     ledger.append("run.totals", totals, actor=actor, run_id=run_id)
@@ -100,5 +105,5 @@ def render(report: Report) -> str:
     rows = [f"{ln.location:20} {ln.account_id:10} {ln.action:9} {ln.affected:>12,} {ln.kept:>8,}  {ln.why_kept}"
             for ln in report.lines]
     totals = (f"{'dry run: ' if report.dry_run else ''}{report.deleted:,} record(s) {verb}, "
-              f"{report.anonymized:,} anonymized, {report.kept:,} kept; run {report.run_id} {report.status}")
+              f"{report.anonymized:,} anonymized, {report.isolated:,} isolated under law, {report.kept:,} kept; run {report.run_id} {report.status}")
     return "\n".join([header, *rows, "", totals])

@@ -35,7 +35,7 @@ from retention.ledger.models import (
 from retention.rules import LegalHold
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-RUN_FINAL_STATUSES = ("succeeded", "failed")
+RUN_FINAL_STATUSES = ("succeeded", "failed", "rejected")  # rejected: an offboarding its approver refused
 
 _KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -7,7 +7,7 @@ The account registry of a real deployment is the application's own database; the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pendulum
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
@@ -54,6 +54,8 @@ class Account(Strict):
     contract_end: Timestamp | None = None
     terminated_at: Timestamp | None = None
     election: CustomerElection | None = None
+    customer: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # the data exporter, a company
+    scc: Literal["2010/87/EU", "2021/914"] | None = None  # the transfer clauses the contract incorporates
 
     @model_validator(mode="after")
     def _termination_is_complete(self) -> "Account":

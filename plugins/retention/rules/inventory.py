@@ -49,6 +49,21 @@ class SqlLocation(Strict):
     timestamps: dict[RecordAnchor, SqlName] = Field(min_length=1)  # rule anchor -> column
     children: list[ChildTable] = Field(default_factory=list)
     anonymize: Anonymize | None = None
+    # retain_isolated: at termination the account's rows move to this table, which application roles
+    # cannot read (DPA 7(b)); the sweep deletes them there when their statutory period ends.
+    isolate_to: SqlName | None = None
+
+    @model_validator(mode="after")
+    def _isolation_moves_whole_rows(self) -> "SqlLocation":
+        if self.isolate_to is not None and self.children:
+            raise ValueError("isolate_to moves rows of a table without children; give each table its own location")
+        if self.isolate_to == self.table:
+            raise ValueError("isolate_to must name another table than the location's own")
+        return self
+
+    def isolated(self) -> "SqlLocation":
+        """The isolated copy as a location of its own, so the sweep applies the same rule to it."""
+        return self.model_copy(update={"table": self.isolate_to, "isolate_to": None})
 
 
 class KeySegmentTime(Strict):
@@ -77,12 +92,18 @@ class SystemsFile(Strict):
     not_stored: dict[Identifier, Text] = Field(default_factory=dict)  # data class -> why it has no location
 
 
+ISOLATED_SUFFIX = "_isolated"
+
+
 def load_inventory(path: Path | str, ruleset: RuleSet) -> SystemsFile:
+    """The inventory, with each ``isolate_to`` table added as the location ``<id>_isolated``."""
     systems, smap = load_model(Path(path), SystemsFile)
     issues = _cross_check(systems, smap, ruleset)
     if issues:
         raise RulesError(issues)
-    return systems
+    isolated = {f"{name}{ISOLATED_SUFFIX}": loc.isolated() for name, loc in systems.locations.items()
+                if isinstance(loc, SqlLocation) and loc.isolate_to}
+    return systems.model_copy(update={"locations": {**systems.locations, **isolated}})
 
 
 def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> list[Issue]:
@@ -98,6 +119,9 @@ def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> lis
             issues += _check_sql_anchors(location, at, smap, ruleset)
         else:
             issues += _check_s3_rules(location, at, smap, ruleset)
+        if f"{name}{ISOLATED_SUFFIX}" in systems.locations:
+            issues.append(smap.issue(at, f"the id {name}{ISOLATED_SUFFIX} is reserved for {name}'s isolate_to table",
+                                     "rename the location", at_key=True))
     for name in systems.not_stored:
         if name not in classes:
             issues.append(smap.issue(("not_stored", name), f"unknown data class {name!r}", at_key=True))
@@ -120,6 +144,9 @@ def _check_s3_rules(location: S3Location, at: tuple, smap: SourceMap, ruleset: R
         if rule.action.value == "anonymize":
             issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} anonymizes, which objects cannot be",
                                      "use delete for data kept in object storage"))
+        if rule.action.value == "retain_isolated":
+            issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} keeps data isolated, which this "
+                                     "product does for SQL tables only", "keep this data class in SQL"))
     return issues
 
 
@@ -131,6 +158,10 @@ def _check_sql_anchors(location: SqlLocation, at: tuple, smap: SourceMap, rulese
         if anchor not in location.timestamps:
             issues.append(smap.issue(at + ("timestamps",), f"rules anchor {location.data_class} on {anchor!r} "
                                      "but this table maps no column to it", f"add '{anchor}: <column>' under timestamps"))
+    if any(r.action.value == "retain_isolated" for r in rules) and location.isolate_to is None:
+        issues.append(smap.issue(at, f"a rule keeps {location.data_class} isolated under law, but this table "
+                                 "names no isolated table to move it to", "add isolate_to: <schema.table>",
+                                 field_path=".".join(map(str, at))))
     if any(r.action.value == "anonymize" for r in rules) and location.anonymize is None:
         issues.append(smap.issue(at, f"a rule anonymizes {location.data_class} but this table says which "
                                  "columns to clear nowhere", "add anonymize: {set_null: [...], hash: [...]}",

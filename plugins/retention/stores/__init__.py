@@ -7,7 +7,7 @@ from functools import cache
 from retention.rules.inventory import S3Location, SqlLocation
 from retention.stores.base import Outcome, PendingBatch, Residue, Retained, Selector, Store
 
-__all__ = ["Outcome", "PendingBatch", "Residue", "Retained", "Selector", "Store", "open_store"]
+__all__ = ["Outcome", "PendingBatch", "Residue", "Retained", "Selector", "Store", "open_store", "s3_client"]
 
 
 def open_store(location_id: str, spec: SqlLocation | S3Location) -> Store:
@@ -18,7 +18,7 @@ def open_store(location_id: str, spec: SqlLocation | S3Location) -> Store:
         return SqlStore(location_id, spec, _sql_engine(spec.conn_id))
     from retention.stores.s3 import S3Store
 
-    return S3Store(location_id, spec, _s3_client(spec.conn_id))
+    return S3Store(location_id, spec, s3_client(spec.conn_id))
 
 
 # One engine (one connection pool) and one client per Connection and process, however many locations
@@ -37,7 +37,8 @@ def _engine_for(url):  # a sqlalchemy URL: immutable and hashable
     return sqlalchemy.create_engine(url, pool_pre_ping=True)
 
 
-def _s3_client(conn_id: str):
+def s3_client(conn_id: str):
+    """A boto3 S3 client from an Airflow Connection, one per Connection and process."""
     from airflow.sdk import BaseHook
 
     return _client_for(conn_id, BaseHook.get_connection(conn_id).get_uri())

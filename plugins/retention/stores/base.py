@@ -92,6 +92,9 @@ class Store(Protocol):
     def anonymize(self, batch: PendingBatch) -> Outcome:
         """Clear the configured columns of every record of the batch (SQL only)."""
 
+    def isolate(self, batch: PendingBatch) -> Outcome:
+        """Move the batch's records where normal processing cannot read them (SQL only)."""
+
     def verify(self, selector: Selector) -> Residue:
         """Re-query the location: what still matches, and what of it is retained and why."""
 

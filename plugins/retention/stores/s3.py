@@ -283,6 +283,9 @@ class S3Store:
     def anonymize(self, batch: PendingBatch) -> Outcome:
         raise ValueError(f"S3 location {self.location_id}: anonymize is not supported for objects; use delete")
 
+    def isolate(self, batch: PendingBatch) -> Outcome:
+        raise ValueError(f"S3 location {self.location_id}: isolation is for SQL tables (systems.yaml isolate_to)")
+
     def verify(self, selector: Selector) -> Residue:
         """Re-list until two consecutive listings agree; remaining = matching + undated records."""
         prefix = self._prefix(selector)

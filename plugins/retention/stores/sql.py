@@ -291,6 +291,43 @@ class SqlStore:
         self._observe(batch, affected, seconds, "anonymized")
         return SqlOutcome(affected=affected, seconds=seconds)
 
+    def latest(self, selector: Selector, anchor: str) -> datetime | None:
+        """The latest ``anchor`` time among matching rows: when the last of them falls due."""
+        column = self._timestamps[anchor]
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(column)).where(self._where(selector, None, None))).scalar_one()
+        return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    def isolate(self, batch: PendingBatch) -> SqlOutcome:
+        """Move the batch's rows to the ``isolate_to`` table, copy and delete in one transaction.
+
+        Rows kept under law leave every table normal processing reads (DPA 7(b)); the isolated table
+        holds the same columns, and the sweep deletes the rows there when their period ends.
+        """
+        vault = self._isolated_table()
+        parents = self._where(self._selector_of(batch), batch.after, batch.upper)
+        columns = [c.name for c in self.table.columns]
+        started = time.perf_counter()
+        with self.engine.begin() as conn:
+            copied = conn.execute(sa.insert(vault).from_select(
+                columns, select(*self.table.columns).where(parents))).rowcount
+            affected = conn.execute(delete(self.table).where(parents)).rowcount
+            if copied != affected:  # a concurrent writer: roll back rather than lose or duplicate rows
+                raise RuntimeError(f"location {self.location_id}: copied {copied} rows but deleted {affected}; "
+                                   "rolled back")
+        seconds = time.perf_counter() - started
+        self._observe(batch, affected, seconds, "isolated")
+        return SqlOutcome(affected=affected, seconds=seconds)
+
+    def _isolated_table(self) -> sa.Table:
+        if self.spec.isolate_to is None:
+            raise ValueError(f"location {self.location_id}: systems.yaml names no isolate_to table")
+        vault = self._reflect(self.spec.isolate_to, "isolate_to")
+        missing = sorted({c.name for c in self.table.columns} - {c.name for c in vault.columns})
+        if missing:
+            self._refuse(f"isolate_to: {vault.fullname} lacks the columns {', '.join(missing)}")
+        return vault
+
     def verify(self, selector: Selector, *, pending_anonymize: bool = False) -> SqlResidue:
         """Rows still matching (with ``pending_anonymize``: still identifiable) and child rows pointing at them."""
         where = self._where(selector, None, None, pending_anonymize=pending_anonymize)

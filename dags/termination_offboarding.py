@@ -1,0 +1,155 @@
+"""Termination offboarding: return or delete everything of one customer, backups and subprocessors
+included, keep what law requires isolated, and certify it.
+
+plan -> four-eyes approval -> (return package -> wait for receipt or the window's end) -> execute
+(mapped per location) -> verify -> backups -> subprocessors -> certificate and customer link.
+
+Thin: every task calls one function of ``retention.offboarding.tasks``; the engine, stores and
+subprocessor operator are the sweep's. The conf is validated by the Params below before any task runs,
+and again whole by the plan task. On reject the approval skips everything after it and the ledger says
+who rejected and why. Clearing a failed task resumes the same ledger run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+from airflow.sdk import Param, PokeReturnValue, dag, task
+
+from retention.offboarding import tasks as steps
+from retention.offboarding.approval import FourEyesApproval
+from retention.offboarding.request import AGE_RECIPIENT
+from retention.subprocessors import tasks as subprocessor_steps
+from retention.subprocessors.operator import EraseResourceOperator
+from retention.subprocessors.spec import waves
+
+ACTOR = "airflow:termination_offboarding"
+SPECS = subprocessor_steps.specs()
+RETURN_POLL_SECONDS = int(os.environ.get("RETENTION_RETURN_POLL_SECONDS", "900"))
+PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
+
+
+@dag(
+    dag_id="termination_offboarding",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["retention", "offboarding"],
+    params={
+        "account_id": Param(type="string", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="The customer's account id."),
+        "choice": Param(type="string", enum=["delete", "return"], description="The customer's election (DPA 7(b))."),
+        "requested_by": Param(type="string", minLength=1, maxLength=64, description="Your staff id."),
+        "reference": Param(type="string", minLength=1, maxLength=64, description="The ticket of the request."),
+        "effective_date": Param(None, type=["null", "string"], format="date-time",
+                                description="When the contract ends (ISO-8601 with timezone); default: now."),
+        "return_recipient": Param(None, type=["null", "string"], pattern=AGE_RECIPIENT,
+                                  description="For a return: the customer's age public key (age1...)."),
+        "return_window_days": Param(14, type="integer", minimum=0, maximum=30,
+                                    description="Days the customer has to confirm receipt before deletion."),
+        "subprocessors": Param(sorted(SPECS), type="array", items={"type": "string", "enum": sorted(SPECS)},
+                               description="Subprocessors holding the account's data (default: all)."),
+    },
+)
+def termination_offboarding():
+    @task
+    def plan(params=None, dag_run=None) -> dict:
+        return steps.plan(dict(params), actor=ACTOR, dag_id="termination_offboarding", airflow_run_id=dag_run.run_id)
+
+    @task
+    def approval_body(planned: dict) -> str:
+        return steps.approval_body(planned)
+
+    @task
+    def deliver_return(planned: dict, params=None) -> dict | None:
+        return steps.deliver_return(planned["run_id"], dict(params), actor=ACTOR)
+
+    @task.sensor(poke_interval=RETURN_POLL_SECONDS, timeout=31 * 24 * 3600, mode="reschedule")
+    def await_return(planned: dict) -> PokeReturnValue:
+        return PokeReturnValue(is_done=steps.return_settled(planned["run_id"], actor=ACTOR))
+
+    @task
+    def locations(planned: dict, kind: str) -> list[str]:
+        return planned[kind]
+
+    @task(pool="retention_sql", max_active_tis_per_dag=2)
+    def execute_sql(location: str, planned: dict) -> int:
+        from retention.engine import tasks
+
+        return tasks.execute(planned["run_id"], location, actor=ACTOR)
+
+    @task(pool="retention_s3", max_active_tis_per_dag=4)
+    def execute_s3(location: str, planned: dict) -> int:
+        from retention.engine import tasks
+
+        return tasks.execute(planned["run_id"], location, actor=ACTOR)
+
+    @task
+    def verify(location: str, planned: dict) -> int:
+        from retention.engine import tasks
+
+        return tasks.verify(planned["run_id"], location, actor=ACTOR)
+
+    @task
+    def backups(planned: dict) -> dict:
+        return steps.backups(planned["run_id"], actor=ACTOR)
+
+    @task
+    def subprocessor_work(params=None) -> dict:
+        """Which (subprocessor, resource) pairs run in each wave, and which specs need a manual request."""
+        chosen = [SPECS[name] for name in params["subprocessors"]]
+        api = [spec for spec in chosen if spec.manual is None]
+        depth = max((len(waves(spec)) for spec in api), default=0)
+        return {"waves": [[{"subprocessor": s.name, "resource": r} for s in api
+                           for r in (waves(s)[i] if i < len(waves(s)) else [])] for i in range(depth)],
+                "manual": [s.name for s in chosen if s.manual is not None]}
+
+    @task
+    def wave(work: dict, i: int) -> list[dict]:
+        return work["waves"][i] if i < len(work["waves"]) else []
+
+    @task
+    def request_manual(work: dict, params=None) -> list[dict]:
+        return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"],
+                                                       actor=ACTOR) for name in work["manual"]]
+
+    @task(trigger_rule="none_failed")  # a wave with nothing selected is skipped, not failed
+    def certify(planned: dict) -> dict:
+        return steps.certify(planned["run_id"], actor=ACTOR)
+
+    planned = plan()
+    approve = FourEyesApproval(
+        task_id="approve", subject="Offboarding {{ params.account_id }}: approve the {{ params.choice }}?",
+        body="{{ ti.xcom_pull(task_ids='approval_body') }}", run_id="{{ ti.xcom_pull(task_ids='plan')['run_id'] }}",
+        requested_by="{{ params.requested_by }}", actor=ACTOR)
+    effective = DateTimeSensorAsync(task_id="until_effective",
+                                    target_time="{{ ti.xcom_pull(task_ids='plan')['effective_at'] }}")
+    approval_body(planned) >> approve >> effective
+    returned = deliver_return(planned)
+    effective >> returned
+    settled = await_return(planned)
+    returned >> settled
+
+    sql, s3 = (locations.override(task_id=f"{kind}_locations")(planned, kind) for kind in ("sql", "s3"))
+    every = locations.override(task_id="all_locations")(planned, "all")
+    settled >> [sql, s3, every]
+    executed = [execute_sql.partial(planned=planned).expand(location=sql),
+                execute_s3.partial(planned=planned).expand(location=s3)]
+    verified = verify.partial(planned=planned).expand(location=every)
+    executed >> verified
+
+    work = subprocessor_work()
+    settled >> work
+    previous = work
+    for i in range(max((len(waves(s)) for s in SPECS.values() if s.manual is None), default=0)):
+        erased = EraseResourceOperator.partial(task_id=f"erase_wave_{i + 1}", account_id="{{ params.account_id }}",
+                                               actor=ACTOR).expand_kwargs(wave.override(task_id=f"wave_{i + 1}")(work, i))
+        previous >> erased
+        previous = erased
+    backed = backups(planned)
+    verified >> backed
+    [backed, previous, request_manual(work)] >> certify(planned)
+
+
+termination_offboarding()

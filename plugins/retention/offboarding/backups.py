@@ -1,0 +1,74 @@
+"""Backups at termination. Two ways a backup stops holding an account's data:
+
+- cryptographic erase: copies encrypted with the account's own data key become unreadable when the key
+  is destroyed. Scheduled here (a 7 to 30-day window, as AWS KMS enforces); the certificate dates the
+  line when the key is really destroyed, which the daily ``backup_expiry`` DAG confirms.
+- expiry: whole-database snapshots hold every account in the clear and are never edited; the ones taken
+  before the deletion are recorded, with the date the last of them expires under the backup rule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from retention.backups import LocalKeystore, SnapshotCatalog, clear_copies, last_expiry
+from retention.engine.planner import SweepContext
+from retention.ledger.chain import iso_utc
+from retention.rules import resolve
+from retention.settings import Settings
+from retention.stores import s3_client
+
+BACKUP_CLASS = "backups"  # the data class whose rule sets the snapshots' retention
+
+
+def keystore(settings: Settings) -> LocalKeystore:
+    return LocalKeystore(settings.keystore_dir)
+
+
+def catalog(settings: Settings) -> SnapshotCatalog:
+    return SnapshotCatalog(s3_client(settings.backups_conn_id), settings.backups_bucket, settings.backups_prefix,
+                           settings.backups_source)
+
+
+def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: datetime, *, actor: str) -> dict:
+    account = ctx.accounts[ctx.ledger.tasks(run_id)[0].account_id]
+    key = keystore(settings).schedule_deletion(account.id, window_days=settings.key_deletion_window_days, at=now)
+    if key.state != "absent":  # no key: no copy was encrypted for this account, nothing to destroy or claim
+        ctx.ledger.append("backup.key_deletion_scheduled", {
+            "account_id": account.id, "keystore": "local", "deletion_date": iso_utc(key.deletion_date)},
+            actor=actor, run_id=run_id)
+    copies = clear_copies(catalog(settings), up_to=now)
+    decision = resolve(ctx.ruleset, account, BACKUP_CLASS, now)
+    expires = last_expiry(copies, decision.retain_for)
+    recorded = {"account_id": account.id, "source": settings.backups_source, "snapshots": [c.id for c in copies],
+                "last_expiry": iso_utc(expires) if expires else None,
+                "policy": f"{decision.rule_id}: {decision.retain_for} after the snapshot is taken"}
+    ctx.ledger.append("backup.copies_recorded", recorded, actor=actor, run_id=run_id)
+    return {"key_destroy_on": iso_utc(key.deletion_date) if key.deletion_date else None, "snapshots": len(copies), "last_expiry": recorded["last_expiry"]}
+
+
+def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str) -> list[str]:
+    """Destroy the keys whose window passed and confirm expired snapshots; returns the accounts that changed."""
+    changed = []
+    for state in keystore(settings).destroy_due(now):
+        ctx.ledger.append("backup.key_destroyed", {"account_id": state.account_id,
+                                                   "destroyed_at": iso_utc(state.destroyed_at)}, actor=actor)
+        changed.append(state.account_id)
+    snapshots = catalog(settings)
+    for recorded in _awaiting_expiry(ctx):
+        p = recorded.payload
+        if p["snapshots"] and not any(snapshots.exists(s) for s in p["snapshots"]):
+            ctx.ledger.append("backup.copies_expired", {"account_id": p["account_id"], "source": p["source"],
+                                                        "snapshots": len(p["snapshots"])}, actor=actor)
+            changed.append(p["account_id"])
+    return sorted(set(changed))
+
+
+def _awaiting_expiry(ctx: SweepContext) -> list:
+    recorded, expired = {}, set()
+    for e in ctx.ledger.events():
+        if e.kind == "backup.copies_recorded":
+            recorded[(e.payload["account_id"], e.payload["source"])] = e
+        elif e.kind == "backup.copies_expired":
+            expired.add((e.payload["account_id"], e.payload["source"]))
+    return [e for key, e in recorded.items() if key not in expired]

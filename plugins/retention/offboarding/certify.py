@@ -1,0 +1,33 @@
+"""The offboarding's last step: close the run, sign its certificate, give the customer a link."""
+
+from __future__ import annotations
+
+from retention.certificates import as_pdf, certificate_link, issue, load_signing_key
+from retention.certificates.archive import Archive
+from retention.certificates.termination import SCC
+from retention.engine.planner import SweepContext
+from retention.engine.report import finish_sweep
+from retention.settings import Settings
+
+LINK_HOURS = 30 * 24
+
+
+class OffboardingFailed(RuntimeError):
+    """Something is unfinished or left behind: no certificate; `retention report RUN` says what."""
+
+
+def certify_run(ctx: SweepContext, run_id: str, settings: Settings, *, actor: str) -> dict:
+    report = finish_sweep(ctx.ledger, run_id, actor=actor)
+    if report.status != "succeeded":
+        raise OffboardingFailed(f"offboarding {run_id} {report.status}: no certificate; see `retention report {run_id}`")
+    account = ctx.accounts[ctx.ledger.tasks(run_id)[0].account_id]
+    key = load_signing_key(settings.signing_key_file)
+    document = issue(ctx.ledger, run_id, account.id, key, exporter=account.customer or account.id,
+                     importer=settings.processor_name, rules_dir=settings.rules_dir, actor=actor,
+                     legal_basis=("dpa7b", SCC[account.scc]) if account.scc else ("dpa7b",))
+    archive = Archive(settings.certificates_dir)
+    certificate_id = archive.save(document, as_pdf(document, key))
+    link = certificate_link(ctx.ledger, certificate_id, account.id, LINK_HOURS, actor=actor) \
+        if settings.link_secret else None
+    return {"certificate_id": certificate_id, "account_id": account.id,
+            "pdf": str(archive.directory / f"{certificate_id}.pdf"), "link": link}

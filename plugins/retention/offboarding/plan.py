@@ -1,0 +1,98 @@
+"""A termination as a plan: every location of one account, what happens to it, and why.
+
+The plan is the same persisted task list the sweep uses (one task per location, executed and verified
+by the same engine), made for one account as if terminated with the customer's election. Written to
+the ledger before approval, so the approver sees exactly what will run and the run resumes like a sweep.
+
+What the offboarding does per data class, acting on the customer's documented instruction (DPA 7(b),
+SCC Clause 12): a class under a legal hold is kept; a class a statute keeps (``retain_isolated``) is
+moved to its isolated table, never deleted here; every other class is deleted (or anonymized where its
+rule anonymizes) now, whatever deadline its terminated-state rule allows.
+"""
+
+from __future__ import annotations
+
+import pendulum
+
+from retention.engine.planner import SweepContext, digest
+from retention.ledger.chain import iso_utc
+from retention.offboarding.request import OffboardingRequest, RequestError
+from retention.rules import Account, resolve
+from retention.rules.accounts import CustomerElection
+from retention.rules.model import AccountState, Action
+from retention.stores import Selector
+
+PLANNED = "offboarding.requested"
+NOTES = ("isolated_until", "law", "isolation")  # for the ledger event and the approver, not the task row
+
+
+def terminated_view(account: Account, request: OffboardingRequest, at: pendulum.DateTime) -> Account:
+    """The account as the rules see it once terminated with this election."""
+    return account.model_copy(update={
+        "state": AccountState.TERMINATED, "terminated_at": request.effective_date or at,
+        "election": CustomerElection(choice=request.choice, elected_at=at)})
+
+
+def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulum.DateTime, *, actor: str,
+                     dag_id: str | None = None, airflow_run_id: str | None = None) -> dict:
+    account = ctx.accounts.get(request.account_id)
+    if account is None:
+        raise RequestError(f"invalid offboarding request: conf.account_id: no account {request.account_id!r} "
+                           "in the account registry")
+    terminated = terminated_view(account, request, at)
+    holds = ctx.ledger.resolver_holds()
+    rows = [row for location_id in ctx.inventory.locations
+            if (row := _row(ctx, location_id, terminated, at, holds)) is not None]
+    run_id = ctx.ledger.start_run("offboarding", dry_run=False, as_of=at, rules_digest=ctx.ruleset.digest,
+                                  dag_id=dag_id, airflow_run_id=airflow_run_id, actor=actor)
+    working = [r for r in rows if r["skip_reason"] is None]
+    with ctx.ledger.session() as s:
+        for row in rows:
+            ctx.ledger.add_planned_task(run_id, **{k: v for k, v in row.items() if k not in NOTES}, session=s)
+        ctx.ledger.append(PLANNED, {
+            "account_id": account.id, "choice": request.choice.value, "requested_by": request.requested_by,
+            "reference": request.reference, "effective_at": iso_utc(terminated.terminated_at),
+            "contract_end": iso_utc(account.contract_end) if account.contract_end else None,
+            "return_window_days": request.return_window_days,
+            "subprocessors": sorted(request.subprocessors) if request.subprocessors is not None else None,
+            "isolated": [{"location": r["location"], "data_class": r["data_class"], "rule_id": r["rule_id"],
+                          "records": r["total_count"], "until": r["isolated_until"], "law": r["law"],
+                          "isolation": r["isolation"]}
+                         for r in working if r["action"] == "isolate"]}, actor=actor, run_id=run_id, session=s)
+        ctx.ledger.append("run.planned", {"tasks": len(working), "skipped": len(rows) - len(working),
+                                          "estimated": sum(r["estimated_count"] for r in working),
+                                          "plan_sha256": digest(rows)}, actor=actor, run_id=run_id, session=s)
+    by_kind = {kind: sorted({r["location"] for r in working
+                             if ctx.inventory.locations[r["location"]].kind == kind}) for kind in ("sql", "s3")}
+    return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value,
+            "effective_at": iso_utc(terminated.terminated_at), **by_kind, "all": by_kind["sql"] + by_kind["s3"],
+            "lines": [_line(r) for r in rows]}
+
+
+def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.DateTime, holds) -> dict | None:
+    spec = ctx.inventory.locations[location_id]
+    store = ctx.store(location_id)
+    total = store.count(Selector(account.id))
+    if total == 0:
+        return None
+    decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
+    action = {Action.RETAIN_ISOLATED: "isolate", Action.ANONYMIZE: "anonymize"}.get(decision.action, "delete")
+    held = f"legal hold {', '.join(decision.blocked_by)} in force" if decision.blocked_by else None
+    until = isolation = None
+    if action == "isolate" and not held:
+        latest = store.latest(Selector(account.id), decision.anchor.value)
+        until = iso_utc(decision.retain_for.after(latest)) if latest else None
+        isolation = (f"moved to {spec.isolate_to}, which application roles cannot read; each record deleted "
+                     f"{decision.retain_for} after its {decision.anchor.value}")
+    return {"account_id": account.id, "data_class": spec.data_class, "location": location_id,
+            "action": "keep" if held else action, "rule_id": decision.rule_id, "anchor": None, "cutoff": None,
+            "total_count": total, "estimated_count": 0 if held else total, "skip_reason": held,
+            "isolated_until": until, "law": decision.basis.citation, "isolation": isolation}
+
+
+def _line(row: dict) -> dict:
+    """What the approver reads: no record contents, only where, what, how many and why."""
+    return {"location": row["location"], "data_class": row["data_class"], "action": row["action"],
+            "records": row["total_count"], "rule_id": row["rule_id"],
+            "note": row["skip_reason"] or (f"kept under law, isolated until {row['isolated_until']}"
+                                           if row["action"] == "isolate" else None)}

@@ -1,0 +1,42 @@
+"""An offboarding request as the DAG's conf gives it, validated whole before anything runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationError, model_validator
+
+from retention.rules.accounts import Timestamp
+from retention.rules.model import Election, Strict
+
+AGE_RECIPIENT = r"^age1[02-9ac-hj-np-z]{58}$"  # an age X25519 public key (bech32)
+
+
+class RequestError(ValueError):
+    """The conf is invalid; the message names every bad field. Nothing has been touched."""
+
+
+class OffboardingRequest(Strict):
+    account_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    choice: Election  # the customer's election under DPA 7(b) / SCC Clause 12
+    requested_by: Annotated[str, Field(min_length=1, max_length=64)]  # a staff id, not a name
+    reference: Annotated[str, Field(min_length=1, max_length=64)]  # the ticket
+    effective_date: Timestamp | None = None  # when the contract ends; default: now
+    return_recipient: Annotated[str, Field(pattern=AGE_RECIPIENT)] | None = None  # the customer's age key
+    return_window_days: Annotated[int, Field(ge=0, le=30)] = 14  # DPA Annex 1 §1(d): deletion within 30 days
+    subprocessors: list[str] | None = None  # which subprocessors to erase at; None: every connector spec
+
+    @model_validator(mode="after")
+    def _return_needs_a_recipient(self) -> "OffboardingRequest":
+        if self.choice is Election.RETURN and self.return_recipient is None:
+            raise ValueError("return_recipient: a return is encrypted for the customer; give its age public key")
+        return self
+
+
+def parse_request(conf: dict) -> OffboardingRequest:
+    """The request, or a RequestError naming each field as ``conf.<field>: <problem>``."""
+    try:
+        return OffboardingRequest.model_validate({k: v for k, v in conf.items() if v is not None})
+    except ValidationError as exc:
+        raise RequestError("invalid offboarding request: " + "; ".join(
+            f"conf.{'.'.join(map(str, e['loc'])) or e['msg'].split(':')[0]}: {e['msg']}" for e in exc.errors())) from None

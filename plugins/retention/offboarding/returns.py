@@ -1,0 +1,134 @@
+"""Return on termination (DPA 7(b), SCC Clause 12): a package of everything the account holds, encrypted
+for the customer, delivered to object storage behind an expiring link; deletion waits for the customer's
+receipt or the end of the return window.
+
+The package is a tar of ``<location>/…`` (rows as JSON Lines per table, objects as they are) and a
+``manifest.json`` with each file's sha256 and size and each location's record count, encrypted with
+age (https://age-encryption.org) for the X25519 key the customer gave: ``age -d -i key.txt`` opens it.
+The ledger keeps the manifest's sha256, counts and times; never file names, which may be object keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import tempfile
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pendulum
+import pyrage
+
+from retention.engine.planner import SweepContext
+from retention.ledger import Ledger
+from retention.ledger.chain import canonical_json, iso_utc
+from retention.links import RETURN_RECEIPT, sign_link
+from retention.stores import Selector
+
+FORMAT = "tar+age (X25519); rows as JSON Lines per table, objects as stored; manifest.json with sha256 per file"
+MAX_LINK = timedelta(days=7)  # the longest an S3 (SigV4) presigned link can live
+
+
+def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: str, window_days: int,
+            actor: str, link_secret: str | None = None, now: datetime | None = None) -> dict:
+    """Export, encrypt, upload and record ``return.delivered``; returns the record and the link."""
+    now = pendulum.instance(now or pendulum.now("UTC"))
+    tasks = ctx.ledger.tasks(run_id)
+    account_id = tasks[0].account_id
+    package_id = f"ret-{uuid.uuid4().hex}"
+    key = f"returns/{account_id}/{package_id}.tar.age"
+    with tempfile.TemporaryDirectory(prefix="retention-return-") as tmp:
+        root = Path(tmp) / package_id
+        records = {t.location: ctx.store(t.location).export(Selector(account_id), root / t.location) for t in tasks}
+        manifest = _manifest(root, package_id, account_id, records, now)
+        (root / "manifest.json").write_bytes(manifest)
+        sealed = _seal(root, recipient, Path(tmp))
+        client.upload_file(str(sealed), bucket, key)
+        size = sealed.stat().st_size
+    expires = min(timedelta(days=window_days), MAX_LINK) or timedelta(hours=1)
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                        ExpiresIn=int(expires.total_seconds()))
+    delivered = {"package_id": package_id, "account_id": account_id, "format": FORMAT,
+                 "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "records": sum(records.values()),
+                 "locations": len(records), "bytes": size, "bucket": bucket, "key": key,
+                 "link_expires_at": iso_utc(now + expires), "window_ends_at": iso_utc(now.add(days=window_days))}
+    ctx.ledger.append("return.delivered", delivered, actor=actor, run_id=run_id)
+    receipt = receipt_link(package_id, account_id, max(window_days, 1) * 24, link_secret) if link_secret else None
+    return {**delivered, "url": url, "receipt_path": receipt}
+
+
+def _manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime) -> bytes:
+    files = [{"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+             for path in sorted(root.rglob("*")) if path.is_file()]
+    return canonical_json({"package_id": package_id, "account_id": account_id, "created_at": iso_utc(now),
+                           "format": FORMAT, "records": records, "files": files}).encode()
+
+
+def _seal(root: Path, recipient: str, tmp: Path) -> Path:
+    archive, sealed = tmp / "package.tar", tmp / "package.tar.age"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(root.rglob("*")):
+            tar.add(path, arcname=path.relative_to(root.parent).as_posix(), recursive=False)
+    pyrage.encrypt_file(str(archive), str(sealed), [pyrage.x25519.Recipient.from_str(recipient)])
+    archive.unlink()
+    return sealed
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ReceiptRefused(ValueError):
+    """The receipt does not match a delivered package."""
+
+
+def receipt_link(package_id: str, account_id: str, hours: int, secret: str | None) -> str:
+    """The path the customer posts its receipt to (``{"manifest_sha256": ...}``), signed for this package."""
+    token, _ = sign_link(RETURN_RECEIPT, {"p": package_id, "a": account_id}, hours, secret)
+    return f"/retention/returns/{package_id}/receipt?token={token}"
+
+
+def record_receipt(ledger: Ledger, package_id: str, manifest_sha256: str, *, actor: str,
+                   account_id: str | None = None) -> dict:
+    """The customer confirms the package by quoting its manifest's sha256 (so it was opened)."""
+    delivered = _delivered(ledger, package_id)
+    if delivered is None or account_id not in (None, delivered.payload["account_id"]):
+        raise ReceiptRefused(f"no return package {package_id!r} was delivered")
+    if manifest_sha256 != delivered.payload["manifest_sha256"]:
+        raise ReceiptRefused("the sha256 does not match the package's manifest")
+    receipt = {"package_id": package_id, "account_id": delivered.payload["account_id"],
+               "manifest_sha256": manifest_sha256}
+    if _received(ledger, delivered.run_id) is None:
+        ledger.append("return.received", receipt, actor=actor, run_id=delivered.run_id)
+    return receipt
+
+
+def return_state(ledger: Ledger, run_id: str, *, actor: str, now: datetime | None = None) -> str:
+    """"received", "window_elapsed" (recorded once), "waiting", or "none" (no return in this run)."""
+    delivered = next((e for e in ledger.events() if e.run_id == run_id and e.kind == "return.delivered"), None)
+    if delivered is None:
+        return "none"
+    if _received(ledger, run_id) is not None:
+        return "received"
+    ends = datetime.fromisoformat(delivered.payload["window_ends_at"])
+    if (now or pendulum.now("UTC")) < ends:
+        return "waiting"
+    if not any(e.run_id == run_id and e.kind == "return.window_elapsed" for e in ledger.events()):
+        ledger.append("return.window_elapsed", {"package_id": delivered.payload["package_id"],
+                                                "account_id": delivered.payload["account_id"]},
+                      actor=actor, run_id=run_id)
+    return "window_elapsed"
+
+
+def _delivered(ledger: Ledger, package_id: str):
+    return next((e for e in ledger.events() if e.kind == "return.delivered"
+                 and e.payload.get("package_id") == package_id), None)
+
+
+def _received(ledger: Ledger, run_id: str):
+    return next((e for e in ledger.events() if e.run_id == run_id and e.kind == "return.received"), None)

@@ -1,0 +1,124 @@
+"""The termination offboarding's steps as Airflow runs them: plain arguments in, JSON-able values out."""
+
+from __future__ import annotations
+
+import pendulum
+
+from retention.engine.tasks import context
+from retention.offboarding import returns
+from retention.offboarding.plan import plan_offboarding
+from retention.offboarding.request import parse_request
+from retention.settings import Settings
+from retention.stores import s3_client
+
+APPROVE = "Approve"
+
+
+class SelfApproval(PermissionError):
+    """Four eyes: whoever requested an offboarding cannot approve it."""
+
+
+def plan(conf: dict, *, actor: str, dag_id: str | None = None, airflow_run_id: str | None = None) -> dict:
+    request = parse_request(conf)
+    with context() as ctx:
+        return plan_offboarding(ctx, request, pendulum.now("UTC"), actor=actor, dag_id=dag_id,
+                                airflow_run_id=airflow_run_id)
+
+
+def approval_body(plan: dict) -> str:
+    """The plan as the approver reads it (Markdown): where, what, how many, and what is kept and why."""
+    rows = [f"| {ln['location']} | {ln['data_class']} | {ln['action']} | {ln['records']:,} | {ln['note'] or ''} |"
+            for ln in plan["lines"]]
+    return "\n".join([
+        f"Account **{plan['account_id']}**, election **{plan['choice']}**, effective {plan['effective_at']}.",
+        f"Ledger run `{plan['run_id']}`.", "",
+        "| location | data class | action | records | note |", "|---|---|---|---:|---|", *rows, "",
+        "Subprocessors are asked to erase the account's data as well. You cannot approve your own request."])
+
+
+def record_decision(run_id: str, event: dict, *, requested_by: str, actor: str) -> None:
+    user = event.get("responded_by_user") or {}
+    approver = str(user.get("id") or "")
+    approved = (event.get("chosen_options") or [None])[0] == APPROVE
+    decision = {"approver_id": approver, "reason": str((event.get("params_input") or {}).get("reason") or ""),
+                "responded_at": _iso(event.get("responded_at"))}
+    with context() as ctx:
+        if approved and approver == requested_by:
+            ctx.ledger.append("offboarding.self_approval_refused", decision, actor=actor, run_id=run_id)
+            raise SelfApproval(f"{approver} requested this offboarding and cannot approve it; another person must")
+        ctx.ledger.append("offboarding.approved" if approved else "offboarding.rejected", decision,
+                          actor=actor, run_id=run_id)
+        if not approved:
+            ctx.ledger.finish_run(run_id, "rejected", actor=actor)
+
+
+def deliver_return(run_id: str, conf: dict, *, actor: str) -> dict | None:
+    """Export and deliver the return package when the customer elected return; None otherwise."""
+    request = parse_request(conf)
+    if request.choice.value != "return":
+        return None
+    settings = Settings.from_env()
+    with context() as ctx:
+        delivered = returns.deliver(ctx, run_id, request.return_recipient, client=s3_client(settings.returns_conn_id),
+                                    bucket=settings.returns_bucket, window_days=request.return_window_days, actor=actor,
+                                    link_secret=settings.link_secret)
+    return delivered
+
+
+def return_settled(run_id: str, *, actor: str) -> bool:
+    """True once the customer confirmed receipt or the return window ended (or nothing was returned)."""
+    with context() as ctx:
+        return returns.return_state(ctx.ledger, run_id, actor=actor) != "waiting"
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+
+def backups(run_id: str, *, actor: str) -> dict:
+    """Schedule the account's data key for destruction and record which snapshots still hold its data."""
+    from retention.offboarding.backups import record_backups
+
+    with context() as ctx:
+        return record_backups(ctx, run_id, Settings.from_env(), pendulum.now("UTC"), actor=actor)
+
+
+def certify(run_id: str, *, actor: str) -> dict:
+    """Close the run (fails on residue or unfinished work), then sign a certificate and make the customer's link."""
+    from retention.offboarding.certify import certify_run
+
+    with context() as ctx:
+        return certify_run(ctx, run_id, Settings.from_env(), actor=actor)
+
+
+def confirm_backups(*, actor: str) -> list[str]:
+    """The daily backup check; returns the accounts whose backup line changed."""
+    from retention.offboarding.backups import confirm_backups as confirm
+
+    with context() as ctx:
+        return confirm(ctx, Settings.from_env(), pendulum.now("UTC"), actor=actor)
+
+
+def supplement_certificates(accounts: list[str], *, actor: str) -> list[dict]:
+    """A signed supplement to each account's latest certificate that has something newly completed."""
+    from retention.certificates import KeySet, issue_supplement, load_signing_key
+    from retention.certificates.archive import Archive, issued
+
+    settings = Settings.from_env()
+    archive, made = Archive(settings.certificates_dir), []
+    key, keys = load_signing_key(settings.signing_key_file), KeySet.read(settings.jwks_file)
+    with context() as ctx:
+        for account_id in accounts:
+            current = [c for c in issued(ctx.ledger, account_id).values() if not c.revoked]
+            original = archive.load(current[-1].certificate_id, "json") if current else None
+            if original is None:
+                continue
+            try:
+                document = issue_supplement(ctx.ledger, original, key, keys, actor=actor)
+            except ValueError:  # nothing of this certificate completed yet
+                continue
+            made.append(archive.save_supplement(document))
+    return made
