@@ -98,12 +98,12 @@ def termination_offboarding():
     @task
     def subprocessor_work(params=None) -> dict:
         """Which (subprocessor, resource) pairs run in each wave, and which specs need a manual request."""
-        chosen = [SPECS[name] for name in params["subprocessors"]]
-        api = [spec for spec in chosen if spec.manual is None]
-        depth = max((len(waves(spec)) for spec in api), default=0)
-        return {"waves": [[{"subprocessor": s.name, "resource": r} for s in api
-                           for r in (waves(s)[i] if i < len(waves(s)) else [])] for i in range(depth)],
-                "manual": [s.name for s in chosen if s.manual is not None]}
+        chosen = {name: SPECS[name] for name in params["subprocessors"]}
+        api = {name: waves(spec) for name, spec in chosen.items() if spec.manual is None}
+        depth = max(map(len, api.values()), default=0)
+        return {"waves": [[{"subprocessor": name, "resource": r} for name, w in api.items()
+                           for r in (w[i] if i < len(w) else [])] for i in range(depth)],
+                "manual": [name for name, spec in chosen.items() if spec.manual is not None]}
 
     @task
     def wave(work: dict, i: int) -> list[dict]:

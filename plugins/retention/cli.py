@@ -280,6 +280,65 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accoun
         raise Failure(f"sweep {report.run_id} {report.status}", report.as_dict())
 
 
+@main.command("replay")
+@click.option("--since", "since_text", required=True, metavar="DATE",
+              help="When the restored backup was taken (ISO-8601); every deletion recorded since is applied again.")
+@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
+              help="Account registry file (accounts.yaml).")
+@ledger_option
+@common
+def replay_command(since_text: str, accounts_file: Path | None, database_url: str | None, rules_dir: Path,
+                   as_json: bool) -> None:
+    """After restoring a database from a backup: re-apply the ledger's deletions so nothing comes back."""
+    from retention.engine import SweepContext
+    from retention.engine.replay import replay
+    from retention.engine.report import render
+    from retention.ledger import Ledger
+    from retention.settings import Settings
+
+    try:
+        since = parse_utc(since_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
+    with Ledger.open(settings.database_url) as opened:
+        report = replay(SweepContext.load(settings, opened), since, actor="cli:retention-replay")
+    _emit(report.as_dict()) if as_json else click.echo(render(report))
+    if report.status != "succeeded":
+        raise Failure(f"replay {report.run_id} {report.status}", report.as_dict())
+
+
+@main.command("offboard")
+@click.argument("account_id")
+@click.option("--choice", type=click.Choice(["delete", "return"]), required=True, help="The customer's election.")
+@click.option("--requested-by", required=True, help="Your staff id (another person approves).")
+@click.option("--reference", required=True, help="The ticket of the request.")
+@click.option("--effective-date", help="When the contract ends (ISO-8601 with timezone; default now).")
+@click.option("--return-recipient", help="For a return: the customer's age public key (age1...).")
+@common
+def offboard_command(account_id: str, choice: str, requested_by: str, reference: str, effective_date: str | None,
+                     return_recipient: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Trigger the termination_offboarding DAG (validated here first); it waits for a second person's approval."""
+    from retention.offboarding.request import parse_request
+
+    conf = {"account_id": account_id, "choice": choice, "requested_by": requested_by, "reference": reference,
+            "effective_date": effective_date, "return_recipient": return_recipient}
+    parse_request(conf)  # refuse a bad request before Airflow sees it
+    from airflow.api.common.trigger_dag import trigger_dag
+
+    run = trigger_dag("termination_offboarding", conf={k: v for k, v in conf.items() if v is not None},
+                      triggered_by=_triggered_by_cli(), triggering_user_name=requested_by)
+    result = {"ok": True, "dag_id": "termination_offboarding", "dag_run_id": run.run_id if run else None}
+    _emit(result) if as_json else click.echo(f"triggered termination_offboarding run {result['dag_run_id']}; "
+                                             "it waits for approval under Required Actions")
+
+
+def _triggered_by_cli():
+    from airflow.utils.types import DagRunTriggeredByType
+
+    return DagRunTriggeredByType.CLI
+
+
 @main.command("report")
 @click.argument("run_id")
 @ledger_option

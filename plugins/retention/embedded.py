@@ -160,6 +160,8 @@ def _add_records(rows: dict[str, list[dict]], account: str, at: pendulum.DateTim
 
 
 def _seed_objects(client, account_ids: list[str], now: pendulum.DateTime, per_age: int) -> int:
+    for bucket in ("retention-returns", "backups"):  # return packages; database snapshots
+        client.create_bucket(Bucket=bucket)
     client.create_bucket(Bucket="chat-attachments")
     client.create_bucket(Bucket="call-recordings")
     client.put_bucket_versioning(Bucket="call-recordings", VersioningConfiguration={"Status": "Enabled"})

@@ -83,7 +83,7 @@ def _check_window(window_days: int) -> int:
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("a naive datetime is ambiguous; pass one with a time zone (UTC)")
-    return moment.astimezone(UTC)
+    return datetime.fromtimestamp(moment.timestamp(), UTC)  # a plain datetime, also from a pendulum one
 
 
 # -- the embedded stand-in for KMS ----------------------------------------------------------------

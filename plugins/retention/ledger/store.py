@@ -378,6 +378,11 @@ class Ledger:
         with self._reader() as s:
             return s.scalars(select(Run.id).where(Run.kind == kind).order_by(Run.started_at.desc()).limit(1)).first()
 
+    def runs_since(self, since: datetime) -> list[Run]:
+        """Runs started at or after ``since``, oldest first."""
+        with self._reader() as s:
+            return list(s.scalars(select(Run).where(Run.started_at >= utc(since)).order_by(Run.started_at)))
+
     def get_run(self, run_id: str) -> Run | None:
         with self._reader() as s:
             return s.get(Run, run_id)

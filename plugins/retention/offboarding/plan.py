@@ -81,7 +81,7 @@ def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.Dat
     until = isolation = None
     if action == "isolate" and not held:
         latest = store.latest(Selector(account.id), decision.anchor.value)
-        until = iso_utc(decision.retain_for.after(latest)) if latest else None
+        until = iso_utc(decision.retain_for.after(pendulum.instance(latest))) if latest else None
         isolation = (f"moved to {spec.isolate_to}, which application roles cannot read; each record deleted "
                      f"{decision.retain_for} after its {decision.anchor.value}")
     return {"account_id": account.id, "data_class": spec.data_class, "location": location_id,

@@ -309,8 +309,8 @@ class SqlStore:
         columns = [c.name for c in self.table.columns]
         started = time.perf_counter()
         with self.engine.begin() as conn:
-            copied = conn.execute(sa.insert(vault).from_select(
-                columns, select(*self.table.columns).where(parents))).rowcount
+            copied = len(conn.execute(sa.insert(vault).from_select(columns, select(*self.table.columns).where(parents))
+                                      .returning(vault.c[self._key.name])).all())
             affected = conn.execute(delete(self.table).where(parents)).rowcount
             if copied != affected:  # a concurrent writer: roll back rather than lose or duplicate rows
                 raise RuntimeError(f"location {self.location_id}: copied {copied} rows but deleted {affected}; "

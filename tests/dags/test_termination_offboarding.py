@@ -1,0 +1,268 @@
+"""The termination_offboarding DAG end to end through dag.test() on the embedded stack: real PostgreSQL,
+the local S3 endpoint, the SendGrid emulator, the local keystore; the approval is answered from another
+thread through Airflow's HITL API function, the return receipt through the plugin's customer route."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pyrage
+import pytest
+
+from retention import embedded
+from retention.backups import LocalKeystore, SnapshotCatalog, restore_snapshot, take_snapshot
+from retention.certificates import KeySet, rotate, verify_file
+from retention.ledger import Ledger
+from tests.dags.test_subprocessor_erasure import answer_when_asked
+from tests.emulators.sendgrid import KEY, SendGridEmulator
+
+os.environ["RETENTION_RETURN_POLL_SECONDS"] = "1"  # read when the DAG file is parsed
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+ACCOUNT = "acct_1001"  # EEA, active: its invoices are kept ten years under §147 AO, isolated
+OTHERS = ["acct_2002", "acct_3003", "acct_4004", "acct_5005", "acct_6006"]
+
+
+@pytest.fixture(scope="module")
+def offboarding_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags["termination_offboarding"]
+
+
+@pytest.fixture
+def sendgrid():
+    with SendGridEmulator(pending_polls=1) as emulator:
+        emulator.add_tenant(ACCOUNT, contacts=60)
+        emulator.add_tenant("acct_2002", contacts=7)
+        yield emulator
+
+
+@pytest.fixture
+def world(stack, sendgrid, tmp_path, monkeypatch):
+    """The stack plus what an offboarding needs: keys, a link secret, a snapshot, a data key per account."""
+    home = tmp_path / "home"
+    host, port = sendgrid.url.removeprefix("http://").split(":")
+    env = {"RETENTION_HOME": str(home), "RETENTION_SIGNING_KEY_FILE": str(home / "keys" / "signing.pem"),
+           "RETENTION_JWKS_FILE": str(home / "keys" / "jwks.json"), "RETENTION_LINK_SECRET": "s" * 48,
+           "RETENTION_PROCESSOR_NAME": "Demo Processor Inc.",
+           "AIRFLOW_CONN_SENDGRID": json.dumps({"conn_type": "http", "host": host, "port": int(port),
+                                                "schema": "http", "password": KEY})}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    rotate(home / "keys" / "signing.pem", home / "keys" / "jwks.json")
+    Ledger.open(stack.ledger_url).close()
+    for account in [ACCOUNT, *OTHERS]:
+        LocalKeystore(home / "keystore").data_key(account)
+    catalog = SnapshotCatalog(embedded.s3_client(stack.endpoint), "backups", "app_db/", "app_db")
+    snapshot = take_snapshot(stack.app_url, catalog)
+    return {"stack": stack, "home": home, "catalog": catalog, "snapshot": snapshot, "sendgrid": sendgrid}
+
+
+def conf(**overrides) -> dict:
+    return {"account_id": ACCOUNT, "choice": "delete", "requested_by": "staff-42", "reference": "OFF-1001",
+            "subprocessors": ["sendgrid", "sixsense"], **overrides}
+
+
+def run_dag(dag, run_conf: dict, answer: str = "Approve", reason: str = "contract ended, DPA 7(b)"):
+    helper = answer_when_asked("termination_offboarding", "approve", [answer], {"reason": reason})
+    run = dag.test(run_conf=run_conf)
+    helper.join(timeout=10)
+    assert helper.error is None
+    return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def others(stack) -> dict:
+    rows = {k: v for k, v in stack.rows().items() if k[1] != ACCOUNT}
+    objects = {(b, a): stack.objects(b, a) for b in ("chat-attachments", "call-recordings") for a in OTHERS}
+    return {"rows": rows, "objects": objects}
+
+
+def account_rows(stack) -> dict:
+    return {table: n for (table, account), n in stack.rows().items() if account == ACCOUNT}
+
+
+def events(stack, prefix: str = "") -> list:
+    with Ledger.open(stack.ledger_url) as ledger:
+        assert ledger.verify().ok
+        return [e for e in ledger.events() if e.kind.startswith(prefix)]
+
+
+def certificate_of(world) -> dict:
+    directory = world["home"] / "certificates"
+    pdfs = sorted(directory.glob("cert-*.pdf"))
+    assert len(pdfs) == 1
+    return verify_file(pdfs[0].read_bytes(), KeySet.read(world["home"] / "keys" / "jwks.json")).certificate
+
+
+def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(offboarding_dag, world) -> None:
+    stack = world["stack"]
+    before_others, invoices = others(stack), account_rows(stack)["invoices"]
+
+    run, states = run_dag(offboarding_dag, conf())
+
+    assert str(run.state) == "success", states
+    left = account_rows(stack)
+    assert {t: n for t, n in left.items() if n} == {"retention_vault.invoices": invoices}  # only the isolated copy
+    assert stack.objects("chat-attachments", ACCOUNT) == 0 and stack.objects("call-recordings", ACCOUNT) == 0
+    assert world["sendgrid"].remaining(ACCOUNT)["contacts"] == 0
+    assert world["sendgrid"].remaining("acct_2002")["contacts"] == 7
+    assert others(stack) == before_others
+
+    certificate = certificate_of(world)
+    termination = certificate["termination"]
+    assert certificate["data_exporter"] == "Northwind Traders GmbH"
+    assert certificate["legal_basis"] == ["DPA 7(b)", "SCC 2010/87/EU Clause 12"]
+    assert (termination["requested"]["by"], termination["approved"]["by"]) == ("staff-42", "dpo-7")
+    assert termination["election"]["choice"] == "delete" and termination["return"] is None
+    kinds = {e["kind"]: e for e in certificate["exceptions"]}
+    assert set(kinds) == {"retained_under_law", "backup_key_pending", "backup_copies_expiring", "subprocessor_requested"}
+    assert "§147 AO" in kinds["retained_under_law"]["law"] and kinds["retained_under_law"]["retain_until"]
+    assert kinds["backup_copies_expiring"]["snapshots"] == 1 and kinds["subprocessor_requested"]["subprocessor"] == "sixsense"
+    assert all(line["verification"]["result"] == "verified" for line in certificate["locations"])
+    assert [e.payload["certificate_id"] for e in events(stack, "certificate.link_created")] == [certificate["certificate_id"]]
+
+
+def test_isolated_billing_records_are_out_of_reach_of_application_roles(offboarding_dag, world) -> None:
+    import sqlalchemy as sa
+
+    stack = world["stack"]
+    run, states = run_dag(offboarding_dag, conf())
+    assert str(run.state) == "success", states
+    admin = sa.create_engine(stack.app_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS app_reader"))
+        conn.execute(sa.text("CREATE ROLE app_reader"))
+        conn.execute(sa.text("GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader"))
+    with admin.connect() as conn:
+        conn.execute(sa.text("SET ROLE app_reader"))
+        assert conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one() > 0  # others' invoices
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("SELECT count(*) FROM retention_vault.invoices"))
+    admin.dispose()
+
+
+def test_return_delivers_a_package_matching_the_data_then_deletes(offboarding_dag, world) -> None:
+    from fastapi.testclient import TestClient
+
+    from retention.api.app import create_app
+
+    stack, identity = world["stack"], pyrage.x25519.Identity.generate()
+    before = account_rows(stack)
+    opened: dict = {}
+
+    def customer() -> None:  # downloads, decrypts, and confirms with the manifest's sha256
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not opened:
+            delivered = events(stack, "return.delivered")
+            if delivered:
+                xcom = _package_link(delivered[0])
+                with urllib.request.urlopen(xcom) as response:
+                    package = pyrage.decrypt(response.read(), [identity])
+                opened.update(_untar(package))
+                path = _receipt_path(delivered[0])
+                digest = __import__("hashlib").sha256(opened[f"{delivered[0].payload['package_id']}/manifest.json"]).hexdigest()
+                answer = TestClient(create_app()).post(path, json={"manifest_sha256": digest})
+                opened["receipt"] = answer.status_code
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=customer, daemon=True)
+    thread.start()
+    run, states = run_dag(offboarding_dag, conf(choice="return", return_recipient=str(identity.to_public())))
+    thread.join(timeout=10)
+
+    assert str(run.state) == "success", states
+    assert opened.get("receipt") == 200
+    package_id = events(stack, "return.delivered")[0].payload["package_id"]
+    manifest = json.loads(opened[f"{package_id}/manifest.json"])
+    for entry in manifest["files"]:
+        assert __import__("hashlib").sha256(opened[f"{package_id}/{entry['path']}"]).hexdigest() == entry["sha256"]
+    assert manifest["records"]["contacts"] == before["contacts"]
+    assert manifest["records"]["invoices"] == before["invoices"]
+    contacts = opened[f"{package_id}/contacts/public.contacts.jsonl"] if f"{package_id}/contacts/public.contacts.jsonl" in opened \
+        else next(v for k, v in opened.items() if k.endswith("contacts.jsonl"))
+    assert len(contacts.splitlines()) == before["contacts"]
+    assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": before["invoices"]}
+    returned = certificate_of(world)["termination"]["return"]
+    assert returned["manifest_sha256"] == __import__("hashlib").sha256(opened[f"{package_id}/manifest.json"]).hexdigest()
+    assert returned["receipt"] is not None
+
+
+def test_rejection_touches_nothing_and_the_ledger_says_who_and_why(offboarding_dag, world) -> None:
+    stack = world["stack"]
+    before = stack.rows()
+    run, states = run_dag(offboarding_dag, conf(), answer="Reject", reason="customer withdrew the notice")
+
+    assert states["approve"] == "success" and states["execute_sql"] in ("skipped", "None")
+    assert stack.rows() == before and stack.objects("chat-attachments", ACCOUNT) > 0
+    assert world["sendgrid"].remaining(ACCOUNT)["contacts"] == 60
+    rejected = events(stack, "offboarding.rejected")
+    assert [(e.payload["approver_id"], e.payload["reason"]) for e in rejected] == [("dpo-7", "customer withdrew the notice")]
+    assert [e.payload["status"] for e in events(stack, "run.finished")] == ["rejected"]
+    assert not events(stack, "batch.intent") and not list((world["home"] / "certificates").glob("*.pdf"))
+
+
+def test_the_requester_cannot_approve_their_own_offboarding(offboarding_dag, world) -> None:
+    stack = world["stack"]
+    before = stack.rows()
+    run, states = run_dag(offboarding_dag, conf(requested_by="dpo-7"))
+
+    assert str(run.state) == "failed" and states["approve"] == "failed"
+    assert stack.rows() == before
+    assert [e.kind for e in events(stack, "offboarding.")] == ["offboarding.requested", "offboarding.self_approval_refused"]
+
+
+def test_invalid_conf_is_refused_before_any_task_runs(offboarding_dag, world) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="choice"):
+        offboarding_dag.test(run_conf=conf(choice="archive"))
+    assert not events(world["stack"])
+
+
+def test_a_restored_snapshot_is_deleted_again_by_replay(offboarding_dag, world) -> None:
+    from click.testing import CliRunner
+
+    from retention.cli import main
+
+    stack = world["stack"]
+    invoices = account_rows(stack)["invoices"]
+    run, states = run_dag(offboarding_dag, conf())
+    assert str(run.state) == "success", states
+
+    restore_snapshot(stack.app_url, world["catalog"], world["snapshot"].id)  # the database as it was before
+    assert account_rows(stack)["contacts"] > 0 and account_rows(stack).get("retention_vault.invoices", 0) == 0
+
+    result = CliRunner().invoke(main, ["replay", "--since", world["snapshot"].taken_at.isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": invoices}
+    assert json.loads(result.output)["status"] == "succeeded"
+
+
+def _package_link(delivered) -> str:
+    client = embedded.s3_client(os.environ["AIRFLOW_CONN_OBJECT_STORE"] and _endpoint())
+    return client.generate_presigned_url("get_object", Params={"Bucket": delivered.payload["bucket"],
+                                                               "Key": delivered.payload["key"]}, ExpiresIn=600)
+
+
+def _endpoint() -> str:
+    return json.loads(os.environ["AIRFLOW_CONN_OBJECT_STORE"])["extra"]["endpoint_url"]
+
+
+def _receipt_path(delivered) -> str:
+    from retention.offboarding.returns import receipt_link
+
+    return receipt_link(delivered.payload["package_id"], delivered.payload["account_id"], 1, os.environ["RETENTION_LINK_SECRET"])
+
+
+def _untar(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
