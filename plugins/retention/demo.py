@@ -1,8 +1,10 @@
-"""`make demo`: the retention sweep end to end on the embedded stack.
+"""`make demo`: the retention sweep and a termination offboarding end to end on the embedded stack.
 
 Starts a real PostgreSQL (the demo application database) and a local S3 endpoint, seeds six demo
 customers with data of several ages, places a legal hold, runs the `retention_sweep` DAG through
-Airflow (`dag.test()` on a SQLite metadata database), and prints what was deleted, kept and why.
+Airflow (`dag.test()` on a SQLite metadata database), and prints what was deleted, kept and why; signs a
+certificate; then offboards one customer who elected deletion (`termination_offboarding`, approved by a
+second person) and prints its certificate and the customer's download link.
 Everything it writes lives under $RETENTION_HOME (var/demo).
 """
 
@@ -48,6 +50,7 @@ def main() -> int:
     try:
         app_url = embedded.create_database(pg_url, "app")
         os.environ.update(embedded.airflow_connections(app_url, endpoint))
+        os.environ["RETENTION_DEMO_APP_URL"] = app_url
         seeded = embedded.seed(app_url, embedded.s3_client(endpoint), list(accounts), pendulum.now("UTC"))
         print(f"PostgreSQL {pg.get_uri().split('?')[0]}… database 'app': {seeded.rows:,} rows; "
               f"S3 at {endpoint}: {seeded.objects:,} objects and versions. Ages from 1 day to 11 years.")
@@ -123,7 +126,8 @@ def _print_result(dag_state: str) -> int:
     print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   (with RETENTION_HOME={os.environ['RETENTION_HOME']})")
     print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
     certified = _certify(run_id, "acct_1001")
-    return 0 if verified.ok and report.status == "succeeded" and certified else 1
+    offboarded = _offboard("acct_4004")
+    return 0 if verified.ok and report.status == "succeeded" and certified and offboarded else 1
 
 
 def _certify(run_id: str, account_id: str) -> bool:
@@ -136,6 +140,7 @@ def _certify(run_id: str, account_id: str) -> bool:
     section("6. A deletion certificate")
     settings = Settings.from_env()
     key_file, jwks_file = settings.home / "keys" / "signing.pem", settings.home / "keys" / "jwks.json"
+    os.environ.update({"RETENTION_SIGNING_KEY_FILE": str(key_file), "RETENTION_JWKS_FILE": str(jwks_file)})
     key = rotate(key_file, jwks_file)  # a fresh demo key each run; earlier ones stay in the JWKS
     with Ledger.open() as ledger:
         document = issue(ledger, run_id, account_id, key, exporter="Demo Customer Ltd", importer="Demo Processor Inc.",
@@ -151,6 +156,82 @@ def _certify(run_id: str, account_id: str) -> bool:
     print(f"Signed JSON {archive.directory / f'{certificate_id}.json'}\nPDF         {pdf_path}")
     print(f"Check it:   .venv/bin/retention certificate verify {pdf_path} --jwks {jwks_file}")
     return True
+
+
+def _offboard(account_id: str) -> bool:
+    """The termination_offboarding DAG for one customer who elected deletion, approved by a second person."""
+    import secrets
+    import threading
+
+    from retention.backups import LocalKeystore, SnapshotCatalog, take_snapshot
+    from retention.engine.report import build_report, render
+    from retention.ledger import Ledger
+    from retention.settings import Settings
+    from retention.stores import s3_client
+
+    section(f"7. Termination offboarding of {account_id} (Airflow dag.test, four-eyes approval)")
+    settings = Settings.from_env()
+    os.environ.setdefault("RETENTION_LINK_SECRET", secrets.token_urlsafe(48))
+    os.environ["RETENTION_PROCESSOR_NAME"] = "Demo Processor Inc."
+    LocalKeystore(settings.keystore_dir).data_key(account_id)  # its backup copies are encrypted with this key
+    snapshot = take_snapshot(os.environ["RETENTION_DEMO_APP_URL"], SnapshotCatalog(
+        s3_client(settings.backups_conn_id), settings.backups_bucket, settings.backups_prefix, settings.backups_source))
+    print(f"Nightly database snapshot {snapshot.id} holds every customer in the clear; it can only expire.")
+    print("staff.demo requests the deletion (ticket OFF-4004); dpo.demo approves it in Required Actions.")
+    approver = threading.Thread(target=_approve, args=("termination_offboarding", "approve", "dpo.demo"), daemon=True)
+    approver.start()
+    with _output_to(Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"):
+        from airflow.dag_processing.dagbag import DagBag
+
+        dag = DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"]
+        run = dag.test(run_conf={"account_id": account_id, "choice": "delete", "requested_by": "staff.demo",
+                                 "reference": "OFF-4004", "subprocessors": ["sixsense"]})
+    certified = next((ti.xcom_pull() for ti in run.get_task_instances() if ti.task_id == "certify"), None)
+    print(f"DAG run finished: {run.state}.\n")
+    with Ledger.open() as ledger:
+        print(render(build_report(ledger, ledger.last_run_id("offboarding"))))
+    if not certified:
+        return False
+    print(f"\nCertificate {certified['certificate_id']}: {certified['pdf']}")
+    print("Customer's download link (30 days; serve it with `airflow api-server`):\n"
+          f"  http://localhost:8080{certified['link']['path']}")
+    print("Still open, as the certificate says: billing records isolated under §147 AO, the data key destroyed in 7 days,\n"
+          "the snapshot expiring under the 35-day backup policy, 6sense's manual request; the daily backup_expiry DAG\n"
+          "issues supplements as they complete.")
+    return str(run.state) == "success"
+
+
+def _approve(dag_id: str, task_id: str, user_id: str) -> None:
+    """Answer the approval as a second person, through the function Airflow's HITL REST route calls."""
+    import time
+
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    class Approver:
+        def get_id(self) -> str:
+            return user_id
+
+        def get_name(self) -> str:
+            return user_id
+
+    for _ in range(600):
+        time.sleep(0.5)
+        try:
+            with create_session() as session:
+                ti = session.query(TaskInstance).filter_by(dag_id=dag_id, task_id=task_id,
+                                                           state=TaskInstanceState.AWAITING_INPUT).first()
+                if ti is not None:
+                    update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id=task_id, map_index=-1,
+                                       update_hitl_detail_payload=UpdateHITLDetailPayload(
+                                           chosen_options=["Approve"], params_input={"reason": "contract ended"}),
+                                       user=Approver(), session=session)
+                    return
+        except Exception:  # SQLite busy while the DAG run writes: try again
+            continue
 
 
 def section(title: str) -> None:
