@@ -186,7 +186,7 @@ def _offboard(account_id: str) -> bool:
         dag = DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"]
         run = dag.test(run_conf={"account_id": account_id, "choice": "delete", "requested_by": "staff.demo",
                                  "reference": "OFF-4004", "subprocessors": ["sixsense"]})
-    certified = next((ti.xcom_pull() for ti in run.get_task_instances() if ti.task_id == "certify"), None)
+    certified = run.get_task_instance("certify").xcom_pull(task_ids="certify")
     print(f"DAG run finished: {run.state}.\n")
     with Ledger.open() as ledger:
         print(render(build_report(ledger, ledger.last_run_id("offboarding"))))

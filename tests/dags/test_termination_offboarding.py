@@ -4,6 +4,7 @@ thread through Airflow's HITL API function, the return receipt through the plugi
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -151,49 +152,42 @@ def test_isolated_billing_records_are_out_of_reach_of_application_roles(offboard
 
 
 def test_return_delivers_a_package_matching_the_data_then_deletes(offboarding_dag, world) -> None:
-    from fastapi.testclient import TestClient
-
-    from retention.api.app import create_app
-
     stack, identity = world["stack"], pyrage.x25519.Identity.generate()
     before = account_rows(stack)
-    opened: dict = {}
+    customer = open_package_and_confirm(identity)
 
-    def customer() -> None:  # downloads, decrypts, and confirms with the manifest's sha256
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not opened:
-            delivered = events(stack, "return.delivered")
-            if delivered:
-                xcom = _package_link(delivered[0])
-                with urllib.request.urlopen(xcom) as response:
-                    package = pyrage.decrypt(response.read(), [identity])
-                opened.update(_untar(package))
-                path = _receipt_path(delivered[0])
-                digest = __import__("hashlib").sha256(opened[f"{delivered[0].payload['package_id']}/manifest.json"]).hexdigest()
-                answer = TestClient(create_app()).post(path, json={"manifest_sha256": digest})
-                opened["receipt"] = answer.status_code
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=customer, daemon=True)
-    thread.start()
     run, states = run_dag(offboarding_dag, conf(choice="return", return_recipient=str(identity.to_public())))
-    thread.join(timeout=10)
+    customer.join(timeout=10)
 
-    assert str(run.state) == "success", states
-    assert opened.get("receipt") == 200
-    package_id = events(stack, "return.delivered")[0].payload["package_id"]
-    manifest = json.loads(opened[f"{package_id}/manifest.json"])
+    assert customer.error is None and str(run.state) == "success", (customer.error, states)
+    assert customer.receipt_status == 200
+    files = customer.files
+    manifest = json.loads(files["manifest.json"])
+    assert sorted(files) == sorted(["manifest.json", *(entry["path"] for entry in manifest["files"])])
     for entry in manifest["files"]:
-        assert __import__("hashlib").sha256(opened[f"{package_id}/{entry['path']}"]).hexdigest() == entry["sha256"]
-    assert manifest["records"]["contacts"] == before["contacts"]
+        assert hashlib.sha256(files[entry["path"]]).hexdigest() == entry["sha256"]
+    contacts = next(data for path, data in files.items() if path.endswith("contacts.jsonl"))
+    assert len(contacts.splitlines()) == manifest["records"]["contacts"] == before["contacts"]
     assert manifest["records"]["invoices"] == before["invoices"]
-    contacts = opened[f"{package_id}/contacts/public.contacts.jsonl"] if f"{package_id}/contacts/public.contacts.jsonl" in opened \
-        else next(v for k, v in opened.items() if k.endswith("contacts.jsonl"))
-    assert len(contacts.splitlines()) == before["contacts"]
+    assert sum(1 for path in files if path.startswith("chat_attachments/")) == manifest["records"]["chat_attachments"] > 0
     assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": before["invoices"]}
     returned = certificate_of(world)["termination"]["return"]
-    assert returned["manifest_sha256"] == __import__("hashlib").sha256(opened[f"{package_id}/manifest.json"]).hexdigest()
+    assert returned["manifest_sha256"] == hashlib.sha256(files["manifest.json"]).hexdigest()
     assert returned["receipt"] is not None
+    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.received"]
+
+
+def test_without_a_receipt_deletion_waits_for_the_return_window_to_end(offboarding_dag, world) -> None:
+    stack, identity = world["stack"], pyrage.x25519.Identity.generate()
+    invoices = account_rows(stack)["invoices"]
+    run, states = run_dag(offboarding_dag, conf(choice="return", return_recipient=str(identity.to_public()),
+                                                return_window_days=0))
+
+    assert str(run.state) == "success", states
+    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.window_elapsed"]
+    assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": invoices}
+    returned = certificate_of(world)["termination"]["return"]
+    assert returned["receipt"] is None and returned["window_elapsed_at"]
 
 
 def test_rejection_touches_nothing_and_the_ledger_says_who_and_why(offboarding_dag, world) -> None:
@@ -247,22 +241,56 @@ def test_a_restored_snapshot_is_deleted_again_by_replay(offboarding_dag, world) 
     assert json.loads(result.output)["status"] == "succeeded"
 
 
-def _package_link(delivered) -> str:
-    client = embedded.s3_client(os.environ["AIRFLOW_CONN_OBJECT_STORE"] and _endpoint())
-    return client.generate_presigned_url("get_object", Params={"Bucket": delivered.payload["bucket"],
-                                                               "Key": delivered.payload["key"]}, ExpiresIn=600)
+def open_package_and_confirm(identity, *, timeout: float = 240) -> threading.Thread:
+    """The customer, in another thread: takes the link the DAG delivered (its XCom, as staff would forward it),
+    downloads and decrypts the package, and confirms receipt by quoting the manifest's sha256."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from retention.api.app import create_app
+
+    def confirm() -> None:
+        try:
+            delivered = _wait_for_xcom("termination_offboarding", "deliver_return", timeout)
+            with urllib.request.urlopen(delivered["url"]) as response:
+                package = pyrage.decrypt(response.read(), [identity])
+            thread.files = _untar(package, delivered["package_id"])
+            site = FastAPI()
+            site.mount("/retention", create_app())  # where the plugin mounts it
+            answer = TestClient(site).post(delivered["receipt_path"], json={
+                "manifest_sha256": hashlib.sha256(thread.files["manifest.json"]).hexdigest()})
+            thread.receipt_status = answer.status_code
+        except BaseException as exc:  # surfaced by the test through thread.error
+            thread.error = exc
+
+    thread = threading.Thread(target=confirm, daemon=True)
+    thread.error, thread.files, thread.receipt_status = None, {}, None
+    thread.start()
+    return thread
 
 
-def _endpoint() -> str:
-    return json.loads(os.environ["AIRFLOW_CONN_OBJECT_STORE"])["extra"]["endpoint_url"]
+def _wait_for_xcom(dag_id: str, task_id: str, timeout: float):
+    """The value ``task_id`` returns in a run that starts after this call."""
+    import sqlalchemy as sa
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import timezone
+    from airflow.utils.session import create_session
+
+    since, deadline = timezone.utcnow(), time.monotonic() + timeout
+    query = sa.select(XComModel.value).where(XComModel.dag_id == dag_id, XComModel.task_id == task_id,
+                                             XComModel.key == "return_value", XComModel.timestamp >= since)
+    while time.monotonic() < deadline:
+        try:
+            with create_session() as session:
+                row = session.execute(query).first()
+            if row is not None:
+                return XComModel.deserialize_value(row)
+        except sa.exc.OperationalError:  # SQLite "database is locked" while dag.test() writes: try again
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{dag_id}.{task_id} returned nothing in {timeout} s")
 
 
-def _receipt_path(delivered) -> str:
-    from retention.offboarding.returns import receipt_link
-
-    return receipt_link(delivered.payload["package_id"], delivered.payload["account_id"], 1, os.environ["RETENTION_LINK_SECRET"])
-
-
-def _untar(data: bytes) -> dict[str, bytes]:
+def _untar(data: bytes, top: str) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        return {m.name.removeprefix(f"{top}/"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
