@@ -12,6 +12,7 @@ import tarfile
 import threading
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pyrage
@@ -239,6 +240,44 @@ def test_a_restored_snapshot_is_deleted_again_by_replay(offboarding_dag, world) 
     assert result.exit_code == 0, result.output
     assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": invoices}
     assert json.loads(result.output)["status"] == "succeeded"
+
+
+def test_backup_expiry_confirms_snapshots_and_key_destruction_by_supplement(offboarding_dag, world) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from retention.backups import KeyDestroyed
+    from retention.offboarding.tasks import confirm_backups, supplement_certificates
+
+    stack, keystore = world["stack"], LocalKeystore(world["home"] / "keystore")
+    run, states = run_dag(offboarding_dag, conf())
+    assert str(run.state) == "success", states
+    certificate_id = certificate_of(world)["certificate_id"]
+    assert keystore.state(ACCOUNT).state == "pending_deletion"
+
+    embedded.s3_client(stack.endpoint).delete_object(Bucket="backups", Key=world["snapshot"].id)  # expired by lifecycle
+    expiry = DagBag(dag_folder=str(DAGS)).dags["backup_expiry"].test()
+    assert str(expiry.state) == "success"
+    first = supplements(world)
+    assert [(s["supplements"]["certificate_id"], s["status"]) for s in first] == [(certificate_id, "partial")]
+    assert [e["kind"] for e in first[0]["resolved"]] == ["backup_copies_expiring"]
+    assert "backup_key_pending" in [e["kind"] for e in first[0]["still_open"]]
+
+    due = keystore.state(ACCOUNT).deletion_date + timedelta(minutes=1)  # the daily run after the key's window
+    assert confirm_backups(actor="test", now=due) == [ACCOUNT]
+    supplement_certificates([ACCOUNT], actor="test")
+    with pytest.raises(KeyDestroyed):
+        keystore.data_key(ACCOUNT)
+    latest = supplements(world)[-1]
+    destroyed = next(e for e in latest["resolved"] if e["kind"] == "backup_key_pending")
+    assert destroyed["evidence"] == f"destroyed at {events(stack, 'backup.key_destroyed')[0].payload['destroyed_at']}"
+    assert keystore.state("acct_2002").state == "enabled"  # other customers' keys are untouched
+
+
+def supplements(world) -> list[dict]:
+    keys = KeySet.read(world["home"] / "keys" / "jwks.json")
+    found = [verify_file(p.read_bytes(), keys).certificate
+             for p in (world["home"] / "certificates" / "supplements").glob("*.json")]
+    return sorted(found, key=lambda s: s["issued_at"])
 
 
 def open_package_and_confirm(identity, *, timeout: float = 240) -> threading.Thread:

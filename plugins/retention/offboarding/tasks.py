@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pendulum
 
 from retention.engine.tasks import context
@@ -77,7 +79,6 @@ def _iso(value) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-
 def backups(run_id: str, *, actor: str) -> dict:
     """Schedule the account's data key for destruction and record which snapshots still hold its data."""
     from retention.offboarding.backups import record_backups
@@ -94,12 +95,12 @@ def certify(run_id: str, *, actor: str) -> dict:
         return certify_run(ctx, run_id, Settings.from_env(), actor=actor)
 
 
-def confirm_backups(*, actor: str) -> list[str]:
+def confirm_backups(*, actor: str, now: datetime | None = None) -> list[str]:
     """The daily backup check; returns the accounts whose backup line changed."""
     from retention.offboarding.backups import confirm_backups as confirm
 
     with context() as ctx:
-        return confirm(ctx, Settings.from_env(), pendulum.now("UTC"), actor=actor)
+        return confirm(ctx, Settings.from_env(), now or pendulum.now("UTC"), actor=actor)
 
 
 def supplement_certificates(accounts: list[str], *, actor: str) -> list[dict]:
