@@ -85,13 +85,13 @@ def termination_offboarding():
 
         return tasks.execute(planned["run_id"], location, actor=ACTOR)
 
-    @task
+    @task(trigger_rule="none_failed")  # an executor mapped over no location is skipped, not failed
     def verify(location: str, planned: dict) -> int:
         from retention.engine import tasks
 
         return tasks.verify(planned["run_id"], location, actor=ACTOR)
 
-    @task
+    @task(trigger_rule="none_failed")
     def backups(planned: dict) -> dict:
         return steps.backups(planned["run_id"], actor=ACTOR)
 
@@ -114,7 +114,7 @@ def termination_offboarding():
         return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"],
                                                        actor=ACTOR) for name in work["manual"]]
 
-    @task(trigger_rule="none_failed")  # a wave with nothing selected is skipped, not failed
+    @task(trigger_rule="none_failed")  # a wave with nothing selected is skipped; certify_run checks the ledger
     def certify(planned: dict) -> dict:
         return steps.certify(planned["run_id"], actor=ACTOR)
 
@@ -144,7 +144,7 @@ def termination_offboarding():
     previous = work
     for i in range(max((len(waves(s)) for s in SPECS.values() if s.manual is None), default=0)):
         erased = EraseResourceOperator.partial(task_id=f"erase_wave_{i + 1}", account_id="{{ params.account_id }}",
-                                               actor=ACTOR).expand_kwargs(wave.override(task_id=f"wave_{i + 1}")(work, i))
+                                               actor=ACTOR, trigger_rule="none_failed").expand_kwargs(wave.override(task_id=f"wave_{i + 1}")(work, i))
         previous >> erased
         previous = erased
     backed = backups(planned)

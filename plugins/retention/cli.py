@@ -315,14 +315,18 @@ def replay_command(since_text: str, accounts_file: Path | None, database_url: st
 @click.option("--reference", required=True, help="The ticket of the request.")
 @click.option("--effective-date", help="When the contract ends (ISO-8601 with timezone; default now).")
 @click.option("--return-recipient", help="For a return: the customer's age public key (age1...).")
+@click.option("--return-window-days", type=int, help="Days the customer has to confirm receipt (0..30, default 14).")
+@click.option("--subprocessor", "subprocessors", multiple=True, help="A subprocessor holding its data (repeat; default all).")
 @common
 def offboard_command(account_id: str, choice: str, requested_by: str, reference: str, effective_date: str | None,
-                     return_recipient: str | None, rules_dir: Path, as_json: bool) -> None:
+                     return_recipient: str | None, return_window_days: int | None, subprocessors: tuple[str, ...],
+                     rules_dir: Path, as_json: bool) -> None:
     """Trigger the termination_offboarding DAG (validated here first); it waits for a second person's approval."""
     from retention.offboarding.request import parse_request
 
     conf = {"account_id": account_id, "choice": choice, "requested_by": requested_by, "reference": reference,
-            "effective_date": effective_date, "return_recipient": return_recipient}
+            "effective_date": effective_date, "return_recipient": return_recipient,
+            "return_window_days": return_window_days, "subprocessors": list(subprocessors) or None}
     parse_request(conf)  # refuse a bad request before Airflow sees it
     from airflow.api.common.trigger_dag import trigger_dag
 

@@ -133,6 +133,23 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     assert [e.payload["certificate_id"] for e in events(stack, "certificate.link_created")] == [certificate["certificate_id"]]
 
 
+def test_an_account_without_objects_is_still_verified_and_its_backups_recorded(offboarding_dag, world) -> None:
+    stack, client = world["stack"], embedded.s3_client(world["stack"].endpoint)
+    for bucket in ("chat-attachments", "call-recordings"):  # nothing in object storage: execute_s3 maps over nothing
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"tenants/{ACCOUNT}/"):
+            for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                client.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+
+    run, states = run_dag(offboarding_dag, conf())
+
+    assert str(run.state) == "success", states
+    assert states["execute_s3"] == "skipped" and states["backups"] == "success"
+    assert "skipped" not in {state for task, state in states.items() if task.startswith("verify")}
+    certificate = certificate_of(world)
+    assert certificate["locations"] and all(line["verification"]["result"] == "verified" for line in certificate["locations"])
+    assert {e["kind"] for e in certificate["exceptions"]} >= {"backup_key_pending", "backup_copies_expiring"}
+
+
 def test_isolated_billing_records_are_out_of_reach_of_application_roles(offboarding_dag, world) -> None:
     import sqlalchemy as sa
 

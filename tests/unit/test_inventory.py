@@ -124,3 +124,35 @@ def test_unknown_key_in_a_location_names_the_allowed_ones(rules_dir):
     issue = only_issue(rules_dir, SYSTEMS.replace("    versioned: true", "    versoned: true"))
     assert (issue.line, issue.field, issue.message) == (16, "locations.attachments.versoned", "unknown key 'versoned'")
     assert "did you mean 'versioned'?" in issue.hint
+
+
+def keep_chats_under_law(rules_dir):
+    rules_dir.write(rules=rules_dir.texts["rules"].replace("    action: delete\n", "    action: retain_isolated\n")
+                    .replace("{kind: contract, citation: DPA 3,", "{kind: statute, citation: HGB 257,"))
+
+
+def test_a_table_kept_isolated_under_law_must_name_where_it_goes(rules_dir):
+    keep_chats_under_law(rules_dir)
+    issue = only_issue(rules_dir, SYSTEMS.split("  attachments:")[0])
+    assert (issue.line, issue.field) == (3, "locations.chats") and "isolated" in issue.message
+    assert issue.hint == "add isolate_to: <schema.table>"
+
+
+def test_the_isolated_table_becomes_a_location_of_its_own(rules_dir):
+    keep_chats_under_law(rules_dir)
+    systems = load(rules_dir, SYSTEMS.split("  attachments:")[0] + "    isolate_to: retention_vault.chats\n")
+    isolated = systems.locations["chats_isolated"]
+    assert (isolated.table, isolated.isolate_to, isolated.data_class) == ("retention_vault.chats", None, "chat_transcripts")
+
+
+def test_isolation_into_the_same_table_is_refused(rules_dir):
+    issue = only_issue(rules_dir, SYSTEMS.split("  attachments:")[0] + "    isolate_to: chat_conversations\n")
+    assert issue.field.startswith("locations.chats") and "another table" in issue.message
+
+
+def test_an_object_store_cannot_keep_data_isolated(rules_dir):
+    keep_chats_under_law(rules_dir)
+    issue = only_issue(rules_dir, SYSTEMS.replace("    timestamps: {created_at: created_at}\n",
+                                                  "    timestamps: {created_at: created_at}\n"
+                                                  "    isolate_to: retention_vault.chats\n"))
+    assert issue.field == "locations.attachments.data_class" and "SQL tables only" in issue.message

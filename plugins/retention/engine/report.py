@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
 
-UNFINISHED = ("planned", "running")
+UNFINISHED = ("planned", "running", "done")  # "done": executed, not yet verified
 
 
 @dataclass(frozen=True)

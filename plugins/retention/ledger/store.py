@@ -285,6 +285,14 @@ class Ledger:
             after_seq = batch[-1].seq
             left = None if left is None else left - len(batch)
 
+    def run_events(self, run_id: str, *kinds: str) -> list[Event]:
+        """One run's events (of the given kinds, if any) in order, through the run_id index."""
+        query = select(Event).where(Event.run_id == run_id)
+        if kinds:
+            query = query.where(Event.kind.in_(kinds))
+        with self._reader() as s:
+            return list(s.scalars(query.order_by(Event.seq)))
+
     def verify(self) -> VerifyResult:
         with self._reader() as s:
             return chain.verify(s)

@@ -20,6 +20,8 @@ def certify_run(ctx: SweepContext, run_id: str, settings: Settings, *, actor: st
     report = finish_sweep(ctx.ledger, run_id, actor=actor)
     if report.status != "succeeded":
         raise OffboardingFailed(f"offboarding {run_id} {report.status}: no certificate; see `retention report {run_id}`")
+    if not ctx.ledger.run_events(run_id, "backup.copies_recorded"):
+        raise OffboardingFailed(f"offboarding {run_id}: its backups were not recorded; no certificate until they are")
     account = ctx.accounts[ctx.ledger.tasks(run_id)[0].account_id]
     key = load_signing_key(settings.signing_key_file)
     document = issue(ctx.ledger, run_id, account.id, key, exporter=account.customer or account.id,

@@ -38,5 +38,11 @@ def parse_request(conf: dict) -> OffboardingRequest:
     try:
         return OffboardingRequest.model_validate({k: v for k, v in conf.items() if v is not None})
     except ValidationError as exc:
-        raise RequestError("invalid offboarding request: " + "; ".join(
-            f"conf.{'.'.join(map(str, e['loc'])) or e['msg'].split(':')[0]}: {e['msg']}" for e in exc.errors())) from None
+        raise RequestError("invalid offboarding request: " + "; ".join(map(_describe, exc.errors()))) from None
+
+
+def _describe(error: dict) -> str:
+    """``conf.<field>: <problem>``; a whole-request check names its field at the start of its message."""
+    where = ".".join(map(str, error["loc"]))
+    problem = str(error.get("ctx", {}).get("error") or error["msg"])
+    return f"conf.{where}: {problem}" if where else f"conf.{problem}"

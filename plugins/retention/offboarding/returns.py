@@ -110,15 +110,16 @@ def record_receipt(ledger: Ledger, package_id: str, manifest_sha256: str, *, act
 
 def return_state(ledger: Ledger, run_id: str, *, actor: str, now: datetime | None = None) -> str:
     """"received", "window_elapsed" (recorded once), "waiting", or "none" (no return in this run)."""
-    delivered = next((e for e in ledger.events() if e.run_id == run_id and e.kind == "return.delivered"), None)
+    found = {e.kind: e for e in ledger.run_events(run_id, "return.delivered", "return.received", "return.window_elapsed")}
+    delivered = found.get("return.delivered")
     if delivered is None:
         return "none"
-    if _received(ledger, run_id) is not None:
+    if "return.received" in found:
         return "received"
     ends = datetime.fromisoformat(delivered.payload["window_ends_at"])
     if (now or pendulum.now("UTC")) < ends:
         return "waiting"
-    if not any(e.run_id == run_id and e.kind == "return.window_elapsed" for e in ledger.events()):
+    if "return.window_elapsed" not in found:
         ledger.append("return.window_elapsed", {"package_id": delivered.payload["package_id"],
                                                 "account_id": delivered.payload["account_id"]},
                       actor=actor, run_id=run_id)
@@ -131,4 +132,4 @@ def _delivered(ledger: Ledger, package_id: str):
 
 
 def _received(ledger: Ledger, run_id: str):
-    return next((e for e in ledger.events() if e.run_id == run_id and e.kind == "return.received"), None)
+    return next(iter(ledger.run_events(run_id, "return.received")), None)
