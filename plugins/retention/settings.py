@@ -51,6 +51,8 @@ class Settings:
             "link_secret": os.environ.get("RETENTION_LINK_SECRET") or None,
             **{name: os.environ[f"RETENTION_{name.upper()}"] for name in _TEXT if os.environ.get(f"RETENTION_{name.upper()}")},
         }
+        if os.environ.get("RETENTION_KEY_DELETION_WINDOW_DAYS"):
+            values["key_deletion_window_days"] = int(os.environ["RETENTION_KEY_DELETION_WINDOW_DAYS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
