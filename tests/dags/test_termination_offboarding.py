@@ -15,6 +15,7 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import pendulum
 import pyrage
 import pytest
 
@@ -133,21 +134,30 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     assert [e.payload["certificate_id"] for e in events(stack, "certificate.link_created")] == [certificate["certificate_id"]]
 
 
-def test_an_account_without_objects_is_still_verified_and_its_backups_recorded(offboarding_dag, world) -> None:
-    stack, client = world["stack"], embedded.s3_client(world["stack"].endpoint)
-    for bucket in ("chat-attachments", "call-recordings"):  # nothing in object storage: execute_s3 maps over nothing
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"tenants/{ACCOUNT}/"):
-            for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                client.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+def test_held_data_stays_backups_included_and_everything_else_is_deleted_and_verified(offboarding_dag, world) -> None:
+    from retention.offboarding.tasks import confirm_backups
+
+    stack, keystore = world["stack"], LocalKeystore(world["home"] / "keystore")
+    with Ledger.open(stack.ledger_url) as ledger:  # everything in object storage is held: execute_s3 maps over nothing
+        held = [ledger.place_hold(account_id=ACCOUNT, data_class=data_class, reason="litigation", reference="LEGAL-7",
+                                  placed_by="legal-1").id for data_class in ("chat_transcripts", "call_recordings")]
+    objects = {bucket: stack.objects(bucket, ACCOUNT) for bucket in ("chat-attachments", "call-recordings")}
 
     run, states = run_dag(offboarding_dag, conf())
 
     assert str(run.state) == "success", states
-    assert states["execute_s3"] == "skipped" and states["backups"] == "success"
-    assert "skipped" not in {state for task, state in states.items() if task.startswith("verify")}
+    assert states["execute_s3"] == "skipped" and states["verify"] == "success" and states["backups"] == "success"
+    assert {bucket: stack.objects(bucket, ACCOUNT) for bucket in objects} == objects and all(objects.values())
+    left = account_rows(stack)
+    assert left.get("chat_conversations", 0) > 0 and left.get("contacts", 0) == 0  # held class kept, the rest deleted
     certificate = certificate_of(world)
-    assert certificate["locations"] and all(line["verification"]["result"] == "verified" for line in certificate["locations"])
-    assert {e["kind"] for e in certificate["exceptions"]} >= {"backup_key_pending", "backup_copies_expiring"}
+    lines = {line["location"]: line for line in certificate["locations"]}
+    assert lines["call_recordings"]["nist_800_88"]["category"] == "none (kept)"
+    assert lines["contacts"]["verification"]["result"] == "verified"
+    key_held = next(e for e in certificate["exceptions"] if e["kind"] == "backup_key_held")
+    assert key_held["holds"] == sorted(held)
+    assert confirm_backups(actor="test", now=pendulum.now("UTC").add(days=31)) == []
+    assert keystore.state(ACCOUNT).state == "enabled"  # the backups keep the held data readable
 
 
 def test_isolated_billing_records_are_out_of_reach_of_application_roles(offboarding_dag, world) -> None:
@@ -220,6 +230,13 @@ def test_rejection_touches_nothing_and_the_ledger_says_who_and_why(offboarding_d
     assert [(e.payload["approver_id"], e.payload["reason"]) for e in rejected] == [("dpo-7", "customer withdrew the notice")]
     assert [e.payload["status"] for e in events(stack, "run.finished")] == ["rejected"]
     assert not events(stack, "batch.intent") and not list((world["home"] / "certificates").glob("*.pdf"))
+
+    from retention.engine import tasks as engine
+    from retention.engine.executor import NotPermitted
+
+    with pytest.raises(NotPermitted, match="rejected"):  # as if someone cleared an execute task afterwards
+        engine.execute(rejected[0].run_id, "contacts", actor="test")
+    assert stack.rows() == before
 
 
 def test_the_requester_cannot_approve_their_own_offboarding(offboarding_dag, world) -> None:

@@ -58,8 +58,9 @@ class Keystore(Protocol):
     def schedule_deletion(self, account_id: str, *, window_days: int, at: datetime) -> KeyState:
         """Schedule the key's deletion ``window_days`` (7..30) after ``at``; a second call keeps the first date."""
 
-    def destroy_due(self, at: datetime) -> list[KeyState]:
-        """Destroy every key whose deletion date is at or before ``at``; the states of those destroyed now."""
+    def destroy_due(self, at: datetime, *, keep: frozenset[str] = frozenset()) -> list[KeyState]:
+        """Destroy every key whose deletion date is at or before ``at``, except the accounts in ``keep`` (a legal
+        hold came into force); the states of those destroyed now."""
 
     def state(self, account_id: str) -> KeyState:
         """Where the account's key is in its lifecycle."""
@@ -122,12 +123,12 @@ class LocalKeystore:
         log.info("key of account %s scheduled for deletion on %s", account_id, deletion_date.isoformat())
         return self.state(account_id)
 
-    def destroy_due(self, at: datetime) -> list[KeyState]:
+    def destroy_due(self, at: datetime, *, keep: frozenset[str] = frozenset()) -> list[KeyState]:
         at = _utc(at)
         destroyed = []
         for path in sorted(self.directory.glob("*.json")):
             state = self._read_state(path.stem)
-            if state.state == PENDING_DELETION and state.deletion_date <= at:
+            if state.state == PENDING_DELETION and state.deletion_date <= at and state.account_id not in keep:
                 destroyed.append(self._destroy(state.account_id, state.deletion_date, at))
         return destroyed
 
@@ -260,9 +261,14 @@ class KmsKeystore:
         log.info("KMS key of account %s scheduled for deletion on %s", account_id, deletion_date.isoformat())
         return KeyState(account_id, PENDING_DELETION, deletion_date)
 
-    def destroy_due(self, at: datetime) -> list[KeyState]:
+    def destroy_due(self, at: datetime, *, keep: frozenset[str] = frozenset()) -> list[KeyState]:
+        """KMS destroys keys itself when their window ends; a held account's deletion is cancelled first."""
         at = _utc(at)
         destroyed = []
+        for account_id in sorted(keep & self._scheduled.keys()):
+            key_id, _ = self._scheduled.pop(account_id)
+            self._call("CancelKeyDeletion", account_id, self._client.cancel_key_deletion, KeyId=key_id)
+            self._call("EnableKey", account_id, self._client.enable_key, KeyId=key_id)
         for account_id, (key_id, deletion_date) in sorted(self._scheduled.items()):
             if deletion_date <= at and self._describe(key_id, account_id) is None:
                 state = KeyState(account_id, DESTROYED, deletion_date, None)  # KMS does not say when

@@ -75,7 +75,7 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
                    for s in subprocessors if s["status"] not in DONE]
     exceptions += [{"kind": "legal_hold", "hold_id": h.id, "data_class": h.data_class or "all",
                     "reference": h.reference, "placed_at": iso_utc(h.placed_at)}
-                   for h in ledger.resolver_holds() if h.account_id in (None, account_id)]
+                   for h in ledger.list_holds() if h.account_id in (None, account_id)]  # in force now
     termination = None
     if run.kind == "offboarding":
         termination, found = termination_section(ledger, run_id, account_id)
@@ -119,7 +119,8 @@ def _location(task: Any, spec: dict, times: dict | None) -> tuple[dict, list[dic
     }
     exceptions = []
     if task.status == "skipped":
-        line["verification"] = {"method": "none: nothing was due", "remaining": None, "result": "skipped"}
+        line["verification"] = {"method": "none: kept, not deleted" if task.action == "keep" else "none: nothing was due",
+                                "remaining": None, "result": "skipped"}
         line["skip_reason"] = task.skip_reason
     elif not verified:
         exceptions.append({"kind": task.status, "location": task.location, "data_class": task.data_class,
@@ -130,6 +131,8 @@ def _location(task: Any, spec: dict, times: dict | None) -> tuple[dict, list[dic
 
 
 def _nist(kind: str, action: str, versioned: bool) -> dict:
+    if action == "keep":
+        return {"category": "none (kept)", "method": "not deleted; skip_reason says why"}
     if action == "isolate":
         return {"category": "none (kept under law)", "method": "moved to an isolated table; deleted when the law allows"}
     if action == "anonymize":

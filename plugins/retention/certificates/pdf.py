@@ -168,15 +168,21 @@ class _Layout(FPDF):
             rows.append(("Returned", f"package {returned['package_id']}, {returned['records']} records, delivered "
                                      f"{_short(returned['delivered_at'])}; {receipt}; manifest sha256 "
                                      f"{returned['manifest_sha256']}; {returned['format']}"))
-        for line in t["backups"]:
-            when = (f"key destroyed {_short(line['destroyed_at'])}" if line.get("destroyed_at") else
-                    f"key destruction scheduled for {_short(line['destroy_on'])}") if "keystore" in line else \
-                f"{line['snapshots']} snapshot(s); no copy after {_short(line['no_copy_after'])}"
-            rows.append(("Backups", f"{line['method']}: {when}"))
+        rows += [("Backups", f"{line['method']}: {_backup_when(line)}") for line in t["backups"]]
         for kept in t["retained_under_law"]:
             rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "
                                            f"{_short(kept['until'])} under {kept['law']}; {kept['isolation']}"))
         self.pairs(rows)
+
+
+def _backup_when(line: dict) -> str:
+    if line["status"] == "held":
+        return f"legal hold {', '.join(line['holds'])}"
+    if "keystore" not in line:
+        return f"{line['snapshots']} snapshot(s); no copy after {_short(line['no_copy_after'])}"
+    if line.get("destroyed_at"):
+        return f"key destroyed {_short(line['destroyed_at'])}"
+    return f"key destruction scheduled for {_short(line['destroy_on'])}"
 
 
 def _short(timestamp: str | None) -> str | None:

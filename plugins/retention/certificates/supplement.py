@@ -19,6 +19,11 @@ from retention.certificates.signed import verify
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 
+
+class NothingToSupplement(ValueError):
+    """No exception of the certificate has completed since it was issued."""
+
+
 def build_supplement(ledger: Ledger, original: bytes, keys: KeySet, *, issued_at: datetime | None = None) -> dict:
     """The unsigned supplement to the signed certificate ``original``; refuses when nothing completed."""
     certificate = verify(original, keys).certificate  # never supplement a document that does not verify
@@ -30,7 +35,7 @@ def build_supplement(ledger: Ledger, original: bytes, keys: KeySet, *, issued_at
         resolution = _resolution(exception, latest, now) or backups.get(_backup_key(exception))
         (resolved if resolution else still_open).append({**exception, **(resolution or {})})
     if not resolved:
-        raise ValueError(f"nothing has completed since {certificate['certificate_id']}: no supplement to issue")
+        raise NothingToSupplement(f"nothing has completed since {certificate['certificate_id']}: no supplement to issue")
     seq, head = ledger.head()
     return {
         "schema": f"{SCHEMA}/supplement",

@@ -68,6 +68,9 @@ def _backups(events: list) -> list[dict]:
             lines["key"] = {"method": "cryptographic erase (per-account data key destroyed)",
                             "nist_800_88": "purge", "keystore": p["keystore"], "scheduled_at": iso_utc(e.occurred_at),
                             "destroy_on": p["deletion_date"], "destroyed_at": None, "status": "pending"}
+        elif e.kind == "backup.key_deletion_held":
+            lines["key"] = {"method": "cryptographic erase withheld: legal hold in force", "nist_800_88": None,
+                            "holds": p["holds"], "destroyed_at": None, "status": "held"}
         elif e.kind == "backup.key_destroyed" and "key" in lines:
             lines["key"].update(destroyed_at=p["destroyed_at"], status="done")
         elif e.kind == "backup.copies_recorded":
@@ -80,6 +83,8 @@ def _backups(events: list) -> list[dict]:
 
 
 def _backup_exception(line: dict) -> dict:
+    if line["status"] == "held":
+        return {"kind": "backup_key_held", "holds": line["holds"]}
     if "keystore" in line:
         return {"kind": "backup_key_pending", "complete_by": line["destroy_on"], "keystore": line["keystore"]}
     return {"kind": "backup_copies_expiring", "source": line["source"], "snapshots": line["snapshots"],

@@ -19,6 +19,11 @@ from retention.ledger.models import PlannedTask
 from retention.stores import PendingBatch, Selector, Store
 
 RUNNABLE = ("planned", "running")
+APPROVAL = {"offboarding": "offboarding.approved"}  # run kinds that delete nothing before a second person approves
+
+
+class NotPermitted(PermissionError):
+    """The run may not delete: it is closed (finished, rejected) or still waits for its approval."""
 
 
 def selector_of(task: PlannedTask) -> Selector:
@@ -32,11 +37,22 @@ def execute_location(ctx: SweepContext, run_id: str, location_id: str, *, actor:
         raise LookupError(f"no run {run_id!r}")
     if run.dry_run:
         return 0
+    check_may_delete(ctx.ledger, run)
     tasks = ctx.ledger.tasks(run_id, location=location_id, statuses=RUNNABLE)
     if not tasks:
         return 0
     store = ctx.store(location_id)
     return sum(execute_task(ctx.ledger, store, task, actor=actor) for task in tasks)
+
+
+def check_may_delete(ledger: Ledger, run) -> None:
+    """Refuse a closed run, and an offboarding no second person approved, whatever Airflow's task states say
+    (a cleared or hand-marked task must not get past a rejection)."""
+    if run.status != "running":
+        raise NotPermitted(f"run {run.id} is {run.status}: nothing more is deleted in it")
+    approval = APPROVAL.get(run.kind)
+    if approval and not ledger.run_events(run.id, approval):
+        raise NotPermitted(f"{run.kind} run {run.id} has no {approval} event: nothing is deleted before approval")
 
 
 def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str) -> int:

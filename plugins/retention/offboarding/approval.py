@@ -1,7 +1,8 @@
 """Four-eyes approval of an offboarding, on Airflow's human-in-the-loop ApprovalOperator.
 
 The approver reads the plan (locations, counts, exceptions) in the Required Actions form and approves
-or rejects with a reason. The requester may not approve their own request. Either answer is written to
+or rejects with a reason. Neither the staff id named as requester nor the Airflow user who triggered the
+run may approve it, and an answer without an identified user is refused. Either answer is written to
 the ledger before Airflow acts on it; on reject every later task is skipped and the run is closed as
 rejected, so nothing is touched.
 """
@@ -17,15 +18,17 @@ from retention.offboarding import tasks as steps
 
 
 class FourEyesApproval(ApprovalOperator):
-    template_fields = (*ApprovalOperator.template_fields, "run_id", "requested_by")
+    template_fields = (*ApprovalOperator.template_fields, "run_id", "requested_by", "triggered_by")
 
-    def __init__(self, *, run_id: str, requested_by: str, actor: str, **kwargs: Any) -> None:
+    def __init__(self, *, run_id: str, requested_by: str, actor: str,
+                 triggered_by: str = "{{ dag_run.triggering_user_name or '' }}", **kwargs: Any) -> None:
         kwargs["params"] = {"reason": Param("", type="string",
                                             description="Why you approve or reject (ids only, no personal data)")}
         super().__init__(ignore_downstream_trigger_rules=True, **kwargs)
-        self.run_id, self.requested_by, self.actor = run_id, requested_by, actor
+        self.run_id, self.requested_by, self.triggered_by, self.actor = run_id, requested_by, triggered_by, actor
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event:
-            steps.record_decision(self.run_id, event, requested_by=self.requested_by, actor=self.actor)
+            steps.record_decision(self.run_id, event, requesters={self.requested_by, self.triggered_by} - {""},
+                                  actor=self.actor)
         return super().execute_complete(context, event)

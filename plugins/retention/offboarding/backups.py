@@ -14,6 +14,7 @@ from datetime import datetime
 from retention.backups import LocalKeystore, SnapshotCatalog, clear_copies, last_expiry
 from retention.engine.planner import SweepContext
 from retention.ledger.chain import iso_utc
+from retention.offboarding.plan import account_of
 from retention.rules import resolve
 from retention.settings import Settings
 from retention.stores import s3_client
@@ -31,12 +32,18 @@ def catalog(settings: Settings) -> SnapshotCatalog:
 
 
 def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: datetime, *, actor: str) -> dict:
-    account = ctx.accounts[ctx.ledger.tasks(run_id)[0].account_id]
-    key = keystore(settings).schedule_deletion(account.id, window_days=settings.key_deletion_window_days, at=now)
-    if key.state != "absent":  # no key: no copy was encrypted for this account, nothing to destroy or claim
-        ctx.ledger.append("backup.key_deletion_scheduled", {
-            "account_id": account.id, "keystore": "local", "deletion_date": iso_utc(key.deletion_date)},
-            actor=actor, run_id=run_id)
+    account = ctx.accounts[account_of(ctx.ledger, run_id)]
+    held = holds_on(ctx.ledger.resolver_holds(), account.id, now)
+    if held:  # destroying the key would destroy the held data in every backup
+        key = keystore(settings).state(account.id)
+        ctx.ledger.append("backup.key_deletion_held", {"account_id": account.id, "holds": held},
+                          actor=actor, run_id=run_id)
+    else:
+        key = keystore(settings).schedule_deletion(account.id, window_days=settings.key_deletion_window_days, at=now)
+        if key.state != "absent":  # no key: no copy was encrypted for this account, nothing to destroy or claim
+            ctx.ledger.append("backup.key_deletion_scheduled", {
+                "account_id": account.id, "keystore": "local", "deletion_date": iso_utc(key.deletion_date)},
+                actor=actor, run_id=run_id)
     copies = clear_copies(catalog(settings), up_to=now)
     decision = resolve(ctx.ruleset, account, BACKUP_CLASS, now)
     expires = last_expiry(copies, decision.retain_for)
@@ -50,7 +57,9 @@ def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: date
 def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str) -> list[str]:
     """Destroy the keys whose window passed and confirm expired snapshots; returns the accounts that changed."""
     changed = []
-    for state in keystore(settings).destroy_due(now):
+    holds = ctx.ledger.resolver_holds()
+    held = frozenset(a for a in ctx.accounts if holds_on(holds, a, now))
+    for state in keystore(settings).destroy_due(now, keep=held):
         ctx.ledger.append("backup.key_destroyed", {"account_id": state.account_id,
                                                    "destroyed_at": iso_utc(state.destroyed_at)}, actor=actor)
         changed.append(state.account_id)
@@ -62,6 +71,11 @@ def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, act
                                                         "snapshots": len(p["snapshots"])}, actor=actor)
             changed.append(p["account_id"])
     return sorted(set(changed))
+
+
+def holds_on(holds: list, account_id: str, now: datetime) -> list[str]:
+    """Legal holds in force on any data of the account: its backups hold every data class."""
+    return sorted(h.id for h in holds if h.applies(account_id, h.data_class, now))
 
 
 def _awaiting_expiry(ctx: SweepContext) -> list:

@@ -6,7 +6,9 @@ from retention.certificates import as_pdf, certificate_link, issue, load_signing
 from retention.certificates.archive import Archive
 from retention.certificates.termination import SCC
 from retention.engine.planner import SweepContext
-from retention.engine.report import finish_sweep
+from retention.engine.executor import APPROVAL
+from retention.engine.report import build_report, finish_sweep
+from retention.offboarding.plan import account_of
 from retention.settings import Settings
 
 LINK_HOURS = 30 * 24
@@ -17,12 +19,17 @@ class OffboardingFailed(RuntimeError):
 
 
 def certify_run(ctx: SweepContext, run_id: str, settings: Settings, *, actor: str) -> dict:
-    report = finish_sweep(ctx.ledger, run_id, actor=actor)
+    if not ctx.ledger.run_events(run_id, APPROVAL["offboarding"]):
+        raise OffboardingFailed(f"offboarding {run_id} was never approved: no certificate")
+    if settings.processor_name == Settings.processor_name:
+        raise OffboardingFailed("set RETENTION_PROCESSOR_NAME: a certificate names the data importer who signs it")
+    run = ctx.ledger.get_run(run_id)  # a retry after the run was closed issues, it does not close again
+    report = finish_sweep(ctx.ledger, run_id, actor=actor) if run.status == "running" else build_report(ctx.ledger, run_id)
     if report.status != "succeeded":
         raise OffboardingFailed(f"offboarding {run_id} {report.status}: no certificate; see `retention report {run_id}`")
     if not ctx.ledger.run_events(run_id, "backup.copies_recorded"):
         raise OffboardingFailed(f"offboarding {run_id}: its backups were not recorded; no certificate until they are")
-    account = ctx.accounts[ctx.ledger.tasks(run_id)[0].account_id]
+    account = ctx.accounts[account_of(ctx.ledger, run_id)]
     key = load_signing_key(settings.signing_key_file)
     document = issue(ctx.ledger, run_id, account.id, key, exporter=account.customer or account.id,
                      importer=settings.processor_name, rules_dir=settings.rules_dir, actor=actor,

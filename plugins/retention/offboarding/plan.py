@@ -19,6 +19,7 @@ from retention.ledger.chain import iso_utc
 from retention.offboarding.request import OffboardingRequest, RequestError
 from retention.rules import Account, resolve
 from retention.rules.accounts import CustomerElection
+from retention.rules.inventory import ISOLATED_SUFFIX
 from retention.rules.model import AccountState, Action
 from retention.stores import Selector
 
@@ -41,8 +42,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
                            "in the account registry")
     terminated = terminated_view(account, request, at)
     holds = ctx.ledger.resolver_holds()
-    rows = [row for location_id in ctx.inventory.locations
-            if (row := _row(ctx, location_id, terminated, at, holds)) is not None]
+    rows = [_row(ctx, location_id, terminated, at, holds) for location_id in _planned_locations(ctx)]
     run_id = ctx.ledger.start_run("offboarding", dry_run=False, as_of=at, rules_digest=ctx.ruleset.digest,
                                   dag_id=dag_id, airflow_run_id=airflow_run_id, actor=actor)
     working = [r for r in rows if r["skip_reason"] is None]
@@ -58,7 +58,8 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
             "isolated": [{"location": r["location"], "data_class": r["data_class"], "rule_id": r["rule_id"],
                           "records": r["total_count"], "until": r["isolated_until"], "law": r["law"],
                           "isolation": r["isolation"]}
-                         for r in working if r["action"] == "isolate"]}, actor=actor, run_id=run_id, session=s)
+                         for r in working if r["action"] == "isolate" and r["total_count"]]},
+                          actor=actor, run_id=run_id, session=s)
         ctx.ledger.append("run.planned", {"tasks": len(working), "skipped": len(rows) - len(working),
                                           "estimated": sum(r["estimated_count"] for r in working),
                                           "plan_sha256": digest(rows)}, actor=actor, run_id=run_id, session=s)
@@ -69,18 +70,33 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
             "lines": [_line(r) for r in rows]}
 
 
-def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.DateTime, holds) -> dict | None:
+def account_of(ledger, run_id: str) -> str:
+    """The account an offboarding run is for, as its request recorded it."""
+    requested = ledger.run_events(run_id, PLANNED)
+    if not requested:
+        raise LookupError(f"run {run_id!r} is not an offboarding: it has no {PLANNED} event")
+    return requested[0].payload["account_id"]
+
+
+def _planned_locations(ctx: SweepContext) -> list[str]:
+    """Every location, empty ones included (data may arrive before the effective date), except the isolated
+    copies of data kept under law: those are deleted by the sweep when their period ends."""
+    copies = {f"{name}{ISOLATED_SUFFIX}" for name, spec in ctx.inventory.locations.items()
+              if getattr(spec, "isolate_to", None)}
+    return [location_id for location_id in ctx.inventory.locations if location_id not in copies]
+
+
+def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.DateTime, holds) -> dict:
     spec = ctx.inventory.locations[location_id]
     store = ctx.store(location_id)
     total = store.count(Selector(account.id))
-    if total == 0:
-        return None
     decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
     action = {Action.RETAIN_ISOLATED: "isolate", Action.ANONYMIZE: "anonymize"}.get(decision.action, "delete")
     held = f"legal hold {', '.join(decision.blocked_by)} in force" if decision.blocked_by else None
     until = isolation = None
     if action == "isolate" and not held:
-        latest = store.latest(Selector(account.id), decision.anchor.value)
+        latest = getattr(account, decision.anchor.value) if decision.anchor.is_account_event \
+            else store.latest(Selector(account.id), decision.anchor.value)
         until = iso_utc(decision.retain_for.after(pendulum.instance(latest))) if latest else None
         isolation = (f"moved to {spec.isolate_to}, which application roles cannot read; each record deleted "
                      f"{decision.retain_for} after its {decision.anchor.value}")

@@ -24,6 +24,7 @@ from retention.engine.planner import SweepContext
 from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.links import RETURN_RECEIPT, sign_link
+from retention.offboarding.plan import account_of
 from retention.stores import Selector
 
 FORMAT = "tar+age (X25519); rows as JSON Lines per table, objects as stored; manifest.json with sha256 per file"
@@ -35,7 +36,7 @@ def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: s
     """Export, encrypt, upload and record ``return.delivered``; returns the record and the link."""
     now = pendulum.instance(now or pendulum.now("UTC"))
     tasks = ctx.ledger.tasks(run_id)
-    account_id = tasks[0].account_id
+    account_id = account_of(ctx.ledger, run_id)
     package_id = f"ret-{uuid.uuid4().hex}"
     key = f"returns/{account_id}/{package_id}.tar.age"
     with tempfile.TemporaryDirectory(prefix="retention-return-") as tmp:

@@ -38,16 +38,19 @@ def approval_body(plan: dict) -> str:
         "Subprocessors are asked to erase the account's data as well. You cannot approve your own request."])
 
 
-def record_decision(run_id: str, event: dict, *, requested_by: str, actor: str) -> None:
+def record_decision(run_id: str, event: dict, *, requesters: set[str], actor: str) -> None:
+    """Ledger the answer; refuse an approval by a requester (the staff id in the conf or the Airflow user who
+    triggered the run) or by nobody identified."""
     user = event.get("responded_by_user") or {}
     approver = str(user.get("id") or "")
     approved = (event.get("chosen_options") or [None])[0] == APPROVE
     decision = {"approver_id": approver, "reason": str((event.get("params_input") or {}).get("reason") or ""),
                 "responded_at": _iso(event.get("responded_at"))}
     with context() as ctx:
-        if approved and approver == requested_by:
+        if approved and (not approver or approver in requesters or str(user.get("name") or "") in requesters):
             ctx.ledger.append("offboarding.self_approval_refused", decision, actor=actor, run_id=run_id)
-            raise SelfApproval(f"{approver} requested this offboarding and cannot approve it; another person must")
+            raise SelfApproval(f"{approver or 'an unidentified user'} cannot approve this offboarding: "
+                               "another person than its requester must")
         ctx.ledger.append("offboarding.approved" if approved else "offboarding.rejected", decision,
                           actor=actor, run_id=run_id)
         if not approved:
@@ -107,6 +110,7 @@ def supplement_certificates(accounts: list[str], *, actor: str) -> list[dict]:
     """A signed supplement to each account's latest certificate that has something newly completed."""
     from retention.certificates import KeySet, issue_supplement, load_signing_key
     from retention.certificates.archive import Archive, issued
+    from retention.certificates.supplement import NothingToSupplement
 
     settings = Settings.from_env()
     archive, made = Archive(settings.certificates_dir), []
@@ -119,7 +123,7 @@ def supplement_certificates(accounts: list[str], *, actor: str) -> list[dict]:
                 continue
             try:
                 document = issue_supplement(ctx.ledger, original, key, keys, actor=actor)
-            except ValueError:  # nothing of this certificate completed yet
+            except NothingToSupplement:
                 continue
             made.append(archive.save_supplement(document))
     return made
