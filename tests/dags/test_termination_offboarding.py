@@ -202,7 +202,11 @@ def test_return_delivers_a_package_matching_the_data_then_deletes(offboarding_da
     returned = certificate_of(world)["termination"]["return"]
     assert returned["manifest_sha256"] == hashlib.sha256(files["manifest.json"]).hexdigest()
     assert returned["receipt"] is not None
-    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.received"]
+    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.received", "return.package_removed"]
+    delivered = events(stack, "return.delivered")[0].payload
+    listed = embedded.s3_client(stack.endpoint).list_object_versions(Bucket=delivered["bucket"], Prefix=delivered["key"])
+    assert not listed.get("Versions") and not listed.get("DeleteMarkers")  # the encrypted copy is gone too
+    assert returned["package_deleted_at"]
 
 
 def test_without_a_receipt_deletion_waits_for_the_return_window_to_end(offboarding_dag, world) -> None:
@@ -212,7 +216,8 @@ def test_without_a_receipt_deletion_waits_for_the_return_window_to_end(offboardi
                                                 return_window_days=0))
 
     assert str(run.state) == "success", states
-    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.window_elapsed"]
+    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.window_elapsed",
+                                                          "return.package_removed"]
     assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": invoices}
     returned = certificate_of(world)["termination"]["return"]
     assert returned["receipt"] is None and returned["window_elapsed_at"]

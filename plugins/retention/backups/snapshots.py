@@ -82,13 +82,14 @@ class SnapshotCatalog:
         return sorted(found, key=lambda s: (s.taken_at, s.id))
 
     def exists(self, snapshot_id: str) -> bool:
+        """Whether any version of the snapshot is left: on a versioned bucket a delete only hides it."""
         try:
-            self._client.head_object(Bucket=self.bucket, Key=snapshot_id)
+            pages = self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=snapshot_id)
+            return any(v["Key"] == snapshot_id for page in pages for v in page.get("Versions", ()))
         except ClientError as exc:
             if _code(exc) in _GONE_CODES:
                 return False
-            raise self._error("HEAD", exc) from None
-        return True
+            raise self._error("ListObjectVersions", exc) from None
 
     def put(self, path: Path, taken_at: datetime) -> Snapshot:
         """Upload a dump file as the snapshot taken at ``taken_at``."""

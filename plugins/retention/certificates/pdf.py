@@ -167,7 +167,9 @@ class _Layout(FPDF):
                        f"no receipt; return window ended {_short(returned['window_elapsed_at'])}")
             rows.append(("Returned", f"package {returned['package_id']}, {returned['records']} records, delivered "
                                      f"{_short(returned['delivered_at'])}; {receipt}; manifest sha256 "
-                                     f"{returned['manifest_sha256']}; {returned['format']}"))
+                                     f"{returned['manifest_sha256']}; {returned['format']}"
+                                     + (f"; package deleted {_short(returned['package_deleted_at'])}"
+                                        if returned.get("package_deleted_at") else "")))
         rows += [("Backups", f"{line['method']}: {_backup_when(line)}") for line in t["backups"]]
         for kept in t["retained_under_law"]:
             rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "

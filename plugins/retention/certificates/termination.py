@@ -52,11 +52,13 @@ def _returned(of_run: dict) -> dict | None:
         return None
     p = delivered.payload
     received, elapsed = of_run.get("return.received"), of_run.get("return.window_elapsed")
+    removed = of_run.get("return.package_removed")
     return {"package_id": p["package_id"], "format": p["format"], "manifest_sha256": p["manifest_sha256"],
             "records": p["records"], "delivered_at": iso_utc(delivered.occurred_at),
             "receipt": {"received_at": iso_utc(received.occurred_at), "manifest_sha256": received.payload["manifest_sha256"]}
             if received else None,
-            "window_elapsed_at": iso_utc(elapsed.occurred_at) if elapsed else None}
+            "window_elapsed_at": iso_utc(elapsed.occurred_at) if elapsed else None,
+            "package_deleted_at": iso_utc(removed.occurred_at) if removed else None}
 
 
 def _backups(events: list) -> list[dict]:

@@ -1,8 +1,8 @@
 """The restore guard: after a database is restored from a backup, deletions the ledger recorded since the
 backup was taken are applied again, so restored data does not come back to life.
 
-A replay is a run of its own (kind ``replay``) whose tasks are the finished destructive tasks of every
-run since the date, with the same selectors (account, anchor, cutoff) and actions: it deletes nothing
+A replay is a run of its own (kind ``replay``) whose tasks are the started destructive tasks of every
+run active since the date (one that began before the backup may have deleted after it), with the same selectors (account, anchor, cutoff) and actions: it deletes nothing
 the original runs did not, and a legal hold in force now still stops it. Executed, verified and
 reported like a sweep.
 """
@@ -26,7 +26,8 @@ def replay(ctx: SweepContext, since: datetime, *, actor: str) -> Report:
     now = pendulum.now("UTC")
     holds = ctx.ledger.resolver_holds()
     done = [t for run in ctx.ledger.runs_since(since) if run.kind in REPLAYED_KINDS and not run.dry_run
-            for t in ctx.ledger.tasks(run.id, statuses=("done", "verified", "residue")) if t.action in DESTRUCTIVE]
+            for t in ctx.ledger.tasks(run.id, statuses=("running", "done", "verified", "residue"))
+            if t.action in DESTRUCTIVE]
     run_id = ctx.ledger.start_run("replay", dry_run=False, as_of=now, rules_digest=ctx.ruleset.digest, actor=actor)
     seen = set()
     with ctx.ledger.session() as s:

@@ -35,7 +35,8 @@ from retention.ledger.models import (
 from retention.rules import LegalHold
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-RUN_FINAL_STATUSES = ("succeeded", "failed", "rejected")  # rejected: an offboarding its approver refused
+# rejected: an offboarding its approver refused; superseded: a plan made again by a retried plan task
+RUN_FINAL_STATUSES = ("succeeded", "failed", "rejected", "superseded")
 
 _KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -386,10 +387,20 @@ class Ledger:
         with self._reader() as s:
             return s.scalars(select(Run.id).where(Run.kind == kind).order_by(Run.started_at.desc()).limit(1)).first()
 
-    def runs_since(self, since: datetime) -> list[Run]:
-        """Runs started at or after ``since``, oldest first."""
+    def open_runs(self, kind: str, *, airflow_run_id: str | None = None) -> list[Run]:
+        """Runs of ``kind`` not finished yet (of one Airflow run, if given), oldest first."""
+        query = select(Run).where(Run.kind == kind, Run.status == "running")
+        if airflow_run_id is not None:
+            query = query.where(Run.airflow_run_id == airflow_run_id)
         with self._reader() as s:
-            return list(s.scalars(select(Run).where(Run.started_at >= utc(since)).order_by(Run.started_at)))
+            return list(s.scalars(query.order_by(Run.started_at)))
+
+    def runs_since(self, since: datetime) -> list[Run]:
+        """Runs active at or after ``since`` (started then, still open, or finished then), oldest first."""
+        since = utc(since)
+        active = (Run.started_at >= since) | Run.finished_at.is_(None) | (Run.finished_at >= since)
+        with self._reader() as s:
+            return list(s.scalars(select(Run).where(active).order_by(Run.started_at)))
 
     def get_run(self, run_id: str) -> Run | None:
         with self._reader() as s:

@@ -40,6 +40,9 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
     if account is None:
         raise RequestError(f"invalid offboarding request: conf.account_id: no account {request.account_id!r} "
                            "in the account registry")
+    if airflow_run_id is not None:  # a retried plan task: the earlier plan was never approved, close it
+        for earlier in ctx.ledger.open_runs("offboarding", airflow_run_id=airflow_run_id):
+            ctx.ledger.finish_run(earlier.id, "superseded", actor=actor)
     terminated = terminated_view(account, request, at)
     holds = ctx.ledger.resolver_holds()
     rows = [_row(ctx, location_id, terminated, at, holds) for location_id in _planned_locations(ctx)]

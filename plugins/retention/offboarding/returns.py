@@ -33,30 +33,63 @@ MAX_LINK = timedelta(days=7)  # the longest an S3 (SigV4) presigned link can liv
 
 def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: str, window_days: int,
             actor: str, link_secret: str | None = None, now: datetime | None = None) -> dict:
-    """Export, encrypt, upload and record ``return.delivered``; returns the record and the link."""
+    """Export, encrypt, upload and record ``return.delivered``; returns the record and the links. A retried
+    task finds the package already delivered and only signs fresh links to it."""
     now = pendulum.instance(now or pendulum.now("UTC"))
-    tasks = ctx.ledger.tasks(run_id)
+    earlier = ctx.ledger.run_events(run_id, "return.delivered")
+    delivered = earlier[0].payload if earlier else _package(ctx, run_id, recipient, client=client, bucket=bucket,
+                                                            window_days=window_days, actor=actor, now=now)
+    expires = min(timedelta(days=window_days), MAX_LINK) or timedelta(hours=1)
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": delivered["key"]},
+                                        ExpiresIn=int(expires.total_seconds()))
+    receipt = receipt_link(delivered["package_id"], delivered["account_id"], max(window_days, 1) * 24, link_secret) \
+        if link_secret else None
+    return {**delivered, "url": url, "link_expires_at": iso_utc(now + expires), "receipt_path": receipt}
+
+
+def _package(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: str, window_days: int, actor: str,
+             now: pendulum.DateTime) -> dict:
     account_id = account_of(ctx.ledger, run_id)
     package_id = f"ret-{uuid.uuid4().hex}"
     key = f"returns/{account_id}/{package_id}.tar.age"
     with tempfile.TemporaryDirectory(prefix="retention-return-") as tmp:
         root = Path(tmp) / package_id
-        records = {t.location: ctx.store(t.location).export(Selector(account_id), root / t.location) for t in tasks}
+        records = {t.location: ctx.store(t.location).export(Selector(account_id), root / t.location)
+                   for t in ctx.ledger.tasks(run_id)}
         manifest = _manifest(root, package_id, account_id, records, now)
         (root / "manifest.json").write_bytes(manifest)
         sealed = _seal(root, recipient, Path(tmp))
         client.upload_file(str(sealed), bucket, key)
         size = sealed.stat().st_size
-    expires = min(timedelta(days=window_days), MAX_LINK) or timedelta(hours=1)
-    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                        ExpiresIn=int(expires.total_seconds()))
     delivered = {"package_id": package_id, "account_id": account_id, "format": FORMAT,
                  "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "records": sum(records.values()),
                  "locations": len(records), "bytes": size, "bucket": bucket, "key": key,
-                 "link_expires_at": iso_utc(now + expires), "window_ends_at": iso_utc(now.add(days=window_days))}
+                 "window_ends_at": iso_utc(now.add(days=window_days))}
     ctx.ledger.append("return.delivered", delivered, actor=actor, run_id=run_id)
-    receipt = receipt_link(package_id, account_id, max(window_days, 1) * 24, link_secret) if link_secret else None
-    return {**delivered, "url": url, "receipt_path": receipt}
+    return delivered
+
+
+def remove_package(ledger: Ledger, run_id: str, *, client, actor: str) -> bool:
+    """Once the return is settled, delete the package (every version): it is a full copy of the account's
+    data, even if only the customer can decrypt it. Recorded as ``return.package_removed``; idempotent."""
+    delivered = ledger.run_events(run_id, "return.delivered")
+    if not delivered or ledger.run_events(run_id, "return.package_removed"):
+        return False
+    bucket, key = delivered[0].payload["bucket"], delivered[0].payload["key"]
+    for version_id in _versions(client, bucket, key):
+        client.delete_object(Bucket=bucket, Key=key, **({} if version_id == "null" else {"VersionId": version_id}))
+    if _versions(client, bucket, key):  # verified by listing again, never by the calls' answers
+        raise RuntimeError(f"return package {delivered[0].payload['package_id']} is still in bucket {bucket}")
+    ledger.append("return.package_removed", {"package_id": delivered[0].payload["package_id"],
+                                             "account_id": delivered[0].payload["account_id"]},
+                  actor=actor, run_id=run_id)
+    return True
+
+
+def _versions(client, bucket: str, key: str) -> list[str]:
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+    return [v["VersionId"] for page in pages for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+            if v["Key"] == key]
 
 
 def _manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime) -> bytes:
@@ -102,6 +135,8 @@ def record_receipt(ledger: Ledger, package_id: str, manifest_sha256: str, *, act
         raise ReceiptRefused(f"no return package {package_id!r} was delivered")
     if manifest_sha256 != delivered.payload["manifest_sha256"]:
         raise ReceiptRefused("the sha256 does not match the package's manifest")
+    if ledger.run_events(delivered.run_id, "return.window_elapsed", "return.package_removed"):
+        raise ReceiptRefused("the return window has ended; the package was deleted with the rest of the data")
     receipt = {"package_id": package_id, "account_id": delivered.payload["account_id"],
                "manifest_sha256": manifest_sha256}
     if _received(ledger, delivered.run_id) is None:

@@ -91,11 +91,14 @@ def backups(run_id: str, *, actor: str) -> dict:
 
 
 def certify(run_id: str, *, actor: str) -> dict:
-    """Close the run (fails on residue or unfinished work), then sign a certificate and make the customer's link."""
+    """Delete the settled return package, close the run (fails on residue or unfinished work), then sign a
+    certificate and make the customer's link."""
     from retention.offboarding.certify import certify_run
 
+    settings = Settings.from_env()
     with context() as ctx:
-        return certify_run(ctx, run_id, Settings.from_env(), actor=actor)
+        returns.remove_package(ctx.ledger, run_id, client=s3_client(settings.returns_conn_id), actor=actor)
+        return certify_run(ctx, run_id, settings, actor=actor)
 
 
 def confirm_backups(*, actor: str, now: datetime | None = None) -> list[str]:
