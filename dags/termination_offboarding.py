@@ -20,7 +20,7 @@ from airflow.sdk import Param, PokeReturnValue, dag, task
 
 from retention.offboarding import tasks as steps
 from retention.offboarding.approval import FourEyesApproval
-from retention.offboarding.request import AGE_RECIPIENT
+from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT
 from retention.subprocessors import tasks as subprocessor_steps
 from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
@@ -38,7 +38,7 @@ PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
     catchup=False,
     tags=["retention", "offboarding"],
     params={
-        "account_id": Param(type="string", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="The customer's account id."),
+        "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
         "choice": Param(type="string", enum=["delete", "return"], description="The customer's election (DPA 7(b))."),
         "requested_by": Param(type="string", minLength=1, maxLength=64, description="Your staff id."),
         "reference": Param(type="string", minLength=1, maxLength=64, description="The ticket of the request."),

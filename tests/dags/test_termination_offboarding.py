@@ -302,6 +302,8 @@ def test_backup_expiry_confirms_snapshots_and_key_destruction_by_supplement(offb
     assert "backup_key_pending" in [e["kind"] for e in first[0]["still_open"]]
 
     due = keystore.state(ACCOUNT).deletion_date + timedelta(minutes=1)  # the daily run after the key's window
+    assert confirm_backups(actor="test", now=due - timedelta(days=1)) == []  # not yet
+    keystore.destroy_due(due)  # a run that crashed after destroying the key, before the ledger heard of it
     assert confirm_backups(actor="test", now=due) == [ACCOUNT]
     supplement_certificates([ACCOUNT], actor="test")
     with pytest.raises(KeyDestroyed):

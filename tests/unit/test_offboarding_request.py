@@ -25,6 +25,7 @@ def test_a_valid_request_takes_its_defaults():
 
 def test_an_unknown_election_is_named():
     assert "conf.choice: " in problems(choice="archive")
+    assert "conf.account_id: " in problems(account_id="acct:1001")  # it also names the account's data key
 
 
 def test_a_return_needs_the_customers_key():

@@ -286,6 +286,11 @@ class Ledger:
             after_seq = batch[-1].seq
             left = None if left is None else left - len(batch)
 
+    def events_of_kind(self, *kinds: str) -> list[Event]:
+        """Every event of the given kinds, in order."""
+        with self._reader() as s:
+            return list(s.scalars(select(Event).where(Event.kind.in_(kinds)).order_by(Event.seq)))
+
     def run_events(self, run_id: str, *kinds: str) -> list[Event]:
         """One run's events (of the given kinds, if any) in order, through the run_id index."""
         query = select(Event).where(Event.run_id == run_id)

@@ -55,17 +55,24 @@ def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: date
 
 
 def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str) -> list[str]:
-    """Destroy the keys whose window passed and confirm expired snapshots; returns the accounts that changed."""
+    """Destroy the keys whose window passed and confirm expired snapshots; returns the accounts that changed.
+
+    A key is recorded destroyed by what the keystore says afterwards, so a crash between the destruction
+    and the ledger append is reconciled by the next run."""
     changed = []
-    holds = ctx.ledger.resolver_holds()
-    held = frozenset(a for a in ctx.accounts if holds_on(holds, a, now))
-    for state in keystore(settings).destroy_due(now, keep=held):
-        ctx.ledger.append("backup.key_destroyed", {"account_id": state.account_id,
-                                                   "destroyed_at": iso_utc(state.destroyed_at)}, actor=actor)
-        changed.append(state.account_id)
+    holds, store = ctx.ledger.resolver_holds(), keystore(settings)
+    store.destroy_due(now, keep=frozenset(a for a in ctx.accounts if holds_on(holds, a, now)))
+    recorded = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_destroyed")}
+    for account_id in sorted({e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled")}
+                             - recorded):
+        state = store.state(account_id)
+        if state.state == "destroyed":
+            ctx.ledger.append("backup.key_destroyed", {"account_id": account_id,
+                                                       "destroyed_at": iso_utc(state.destroyed_at or state.deletion_date)}, actor=actor)
+            changed.append(account_id)
     snapshots = catalog(settings)
-    for recorded in _awaiting_expiry(ctx):
-        p = recorded.payload
+    for recorded_copies in _awaiting_expiry(ctx):
+        p = recorded_copies.payload
         if p["snapshots"] and not any(snapshots.exists(s) for s in p["snapshots"]):
             ctx.ledger.append("backup.copies_expired", {"account_id": p["account_id"], "source": p["source"],
                                                         "snapshots": len(p["snapshots"])}, actor=actor)
@@ -80,9 +87,9 @@ def holds_on(holds: list, account_id: str, now: datetime) -> list[str]:
 
 def _awaiting_expiry(ctx: SweepContext) -> list:
     recorded, expired = {}, set()
-    for e in ctx.ledger.events():
+    for e in ctx.ledger.events_of_kind("backup.copies_recorded", "backup.copies_expired"):
         if e.kind == "backup.copies_recorded":
             recorded[(e.payload["account_id"], e.payload["source"])] = e
-        elif e.kind == "backup.copies_expired":
+        else:
             expired.add((e.payload["account_id"], e.payload["source"]))
     return [e for key, e in recorded.items() if key not in expired]

@@ -10,6 +10,7 @@ from retention.rules.accounts import Timestamp
 from retention.rules.model import Election, Strict
 
 AGE_RECIPIENT = r"^age1[02-9ac-hj-np-z]{58}$"  # an age X25519 public key (bech32)
+ACCOUNT_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"  # also names the account's data key (a file, a KMS alias)
 
 
 class RequestError(ValueError):
@@ -17,7 +18,7 @@ class RequestError(ValueError):
 
 
 class OffboardingRequest(Strict):
-    account_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    account_id: Annotated[str, Field(pattern=ACCOUNT_ID)]
     choice: Election  # the customer's election under DPA 7(b) / SCC Clause 12
     requested_by: Annotated[str, Field(min_length=1, max_length=64)]  # a staff id, not a name
     reference: Annotated[str, Field(min_length=1, max_length=64)]  # the ticket
