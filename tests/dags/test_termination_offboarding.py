@@ -131,6 +131,8 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     assert "§147 AO" in kinds["retained_under_law"]["law"] and kinds["retained_under_law"]["retain_until"]
     assert kinds["backup_copies_expiring"]["snapshots"] == 1 and kinds["subprocessor_requested"]["subprocessor"] == "sixsense"
     assert all(line["verification"]["result"] == "verified" for line in certificate["locations"])
+    affected = {line["location"]: line["records_affected"] for line in certificate["locations"]}
+    assert affected["invoices"] == invoices and all(n >= 0 for n in affected.values())
     assert [e.payload["certificate_id"] for e in events(stack, "certificate.link_created")] == [certificate["certificate_id"]]
 
 

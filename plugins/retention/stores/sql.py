@@ -309,10 +309,11 @@ class SqlStore:
         parents = self._where(self._selector_of(batch), batch.after, batch.upper)
         columns = [c.name for c in self.table.columns]
         moved = delete(self.table).where(parents).returning(*self.table.columns).cte("moved")
-        move = sa.insert(vault).from_select(columns, select(*(moved.c[name] for name in columns)))
+        move = sa.insert(vault).from_select(columns, select(*(moved.c[name] for name in columns))) \
+            .returning(vault.c[self._key.name])  # the driver's rowcount is -1 for this statement
         started = time.perf_counter()
         with self.engine.begin() as conn:
-            affected = conn.execute(move).rowcount
+            affected = len(conn.execute(move).all())
         seconds = time.perf_counter() - started
         self._observe(batch, affected, seconds, "isolated")
         return SqlOutcome(affected=affected, seconds=seconds)
