@@ -196,22 +196,13 @@ def _offboard(account_id: str) -> bool:
     print(f"\nCertificate {certified['certificate_id']}: {certified['pdf']}")
     print("Customer's download link (30 days; serve it with `airflow api-server`):\n"
           f"  http://localhost:8080{certified['link']['path']}")
+    from retention.certificates.pdf import exception_text
+
     certificate = json.loads(Path(certified["pdf"]).with_suffix(".json").read_bytes())["certificate"]
     print("Exceptions the certificate states (each is dated; the daily backup_expiry DAG adds supplements):")
     for exception in certificate["exceptions"]:
-        print(f"  - {_describe(exception)}")
+        print(f"  - {exception_text(exception)}")
     return str(run.state) == "success"
-
-
-def _describe(exception: dict) -> str:
-    kind, until = exception["kind"], (exception.get("complete_by") or exception.get("retain_until") or "")[:10]
-    if kind == "retained_under_law":
-        return f"{exception['data_class']} kept until {until} under {exception['law']}, isolated in {exception['location']}"
-    if kind == "backup_key_pending":
-        return f"the account's backup data key is destroyed on {until} ({exception['keystore']} keystore)"
-    if kind == "backup_copies_expiring":
-        return f"{exception['snapshots']} snapshot(s) of {exception['source']} expire by {until}"
-    return f"{kind.replace('_', ' ')}: {exception.get('subprocessor', '')}, due {until}"
 
 
 def _approve(dag_id: str, task_id: str, user_id: str) -> None:

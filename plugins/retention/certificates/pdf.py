@@ -139,8 +139,7 @@ class _Layout(FPDF):
         self.heading("Exceptions")
         if c["exceptions"]:
             for e in c["exceptions"]:
-                self.multi_cell(0, 4.5, self.text_of(", ".join(f"{k}: {v}" for k, v in e.items())),
-                                align="L", new_x="LMARGIN", new_y="NEXT")
+                self.multi_cell(0, 4.5, self.text_of(f"- {exception_text(e)}"), align="L", new_x="LMARGIN", new_y="NEXT")
         else:
             self.pairs([("", "None: nothing in scope was retained, held or left pending.")])
         self.heading("How to verify")
@@ -175,6 +174,27 @@ class _Layout(FPDF):
             rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "
                                            f"{_short(kept['until'])} under {kept['law']}; {kept['isolation']}"))
         self.pairs(rows)
+
+
+def exception_text(e: dict) -> str:
+    """One sentence a DPO reads; the attached JSON keeps every field."""
+    kind, by = e["kind"], _short(e.get("complete_by"))
+    if kind == "retained_under_law":
+        return (f"{e['data_class']} kept under law ({e['law']}) until {_short(e['retain_until'])}: "
+                f"{e.get('isolation') or 'isolated'}.")
+    if kind == "backup_key_pending":
+        return f"Backups: the account's data key ({e['keystore']} keystore) is destroyed on {by}; a supplement follows."
+    if kind == "backup_key_held":
+        return f"Backups: the data key is kept while legal hold(s) {', '.join(e['holds'])} are in force."
+    if kind == "backup_copies_expiring":
+        return f"Backups: {e['snapshots']} snapshot(s) of {e['source']} expire by {by}; a supplement follows."
+    if kind == "legal_hold":
+        return (f"Legal hold {e['hold_id']} (reference {e['reference']}) on {e['data_class']} data, placed "
+                f"{_short(e['placed_at'])}: that data is kept.")
+    if kind.startswith("subprocessor_"):
+        due = f", due by {by}" if by else ""
+        return f"Subprocessor {e['subprocessor']} ({e['resource']}): {kind.removeprefix('subprocessor_').replace('_', ' ')}{due}."
+    return ", ".join(f"{k}: {v}" for k, v in e.items())  # residue, Object Lock retention: every field as is
 
 
 def _backup_when(line: dict) -> str:
