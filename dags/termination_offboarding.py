@@ -143,8 +143,9 @@ def termination_offboarding():
     settled >> work
     previous = work
     for i in range(max((len(waves(s)) for s in SPECS.values() if s.manual is None), default=0)):
+        selected = wave.override(task_id=f"wave_{i + 1}")(work, i)
         erased = EraseResourceOperator.partial(task_id=f"erase_wave_{i + 1}", account_id="{{ params.account_id }}",
-                                               actor=ACTOR, trigger_rule="none_failed").expand_kwargs(wave.override(task_id=f"wave_{i + 1}")(work, i))
+                                               actor=ACTOR, trigger_rule="none_failed").expand_kwargs(selected)
         previous >> erased
         previous = erased
     backed = backups(planned)

@@ -527,10 +527,22 @@ def test_when_deletion_is_the_slow_side_listed_pages_join_one_batch(s3_client, m
     put_all(s3_client, bucket, keys)
     store = S3Store("recordings", location(bucket), s3_client)
 
-    pending = store.batches(everything())
-    first = next(pending)
-    time.sleep(1.0)  # a slow delete: meanwhile the background listing reaches the end of the prefix
-    rest = list(pending)
+    listed: list[str] = []
+    events = [f"after-call.s3.{operation}" for operation in ("ListObjectVersions", "ListObjectsV2")]
+    count_page = lambda **kw: listed.append("page")  # noqa: E731
+    for event in events:
+        s3_client.meta.events.register(event, count_page)
+    try:
+        pending = store.batches(everything())
+        first = next(pending)
+        deadline = time.monotonic() + 60  # a slow delete: meanwhile the background listing reaches the prefix's end
+        while len(listed) < 3 and time.monotonic() < deadline:  # three pages of 1,000, however loaded the machine
+            time.sleep(0.05)
+        time.sleep(0.5)  # the last page's hand-over to the batching side
+        rest = list(pending)
+    finally:
+        for event in events:
+            s3_client.meta.events.unregister(event, count_page)
 
     assert first.count >= 1000 and [b.count for b in rest] == ([2100 - first.count] if first.count < 2100 else [])
 

@@ -193,7 +193,8 @@ def exception_text(e: dict) -> str:
                 f"{_short(e['placed_at'])}: that data is kept.")
     if kind.startswith("subprocessor_"):
         due = f", due by {by}" if by else ""
-        return f"Subprocessor {e['subprocessor']} ({e['resource']}): {kind.removeprefix('subprocessor_').replace('_', ' ')}{due}."
+        status = kind.removeprefix("subprocessor_").replace("_", " ")
+        return f"Subprocessor {e['subprocessor']} ({e['resource']}): {status}{due}."
     return ", ".join(f"{k}: {v}" for k, v in e.items())  # residue, Object Lock retention: every field as is
 
 

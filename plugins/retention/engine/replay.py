@@ -2,9 +2,9 @@
 backup was taken are applied again, so restored data does not come back to life.
 
 A replay is a run of its own (kind ``replay``) whose tasks are the started destructive tasks of every
-run active since the date (one that began before the backup may have deleted after it), with the same selectors (account, anchor, cutoff) and actions: it deletes nothing
-the original runs did not, and a legal hold in force now still stops it. Executed, verified and
-reported like a sweep.
+run active since the date (one that began before the backup may have deleted after it), with the same
+selectors (account, anchor, cutoff) and actions: it deletes nothing the original runs did not, and a
+legal hold in force now still stops it. Executed, verified and reported like a sweep.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: date
                 "last_expiry": iso_utc(expires) if expires else None,
                 "policy": f"{decision.rule_id}: {decision.retain_for} after the snapshot is taken"}
     ctx.ledger.append("backup.copies_recorded", recorded, actor=actor, run_id=run_id)
-    return {"key_destroy_on": iso_utc(key.deletion_date) if key.deletion_date else None, "snapshots": len(copies), "last_expiry": recorded["last_expiry"]}
+    return {"key_destroy_on": iso_utc(key.deletion_date) if key.deletion_date else None, "key_held_by": held,
+            "snapshots": len(copies), "last_expiry": recorded["last_expiry"]}
 
 
 def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str) -> list[str]:
@@ -63,12 +64,13 @@ def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, act
     holds, store = ctx.ledger.resolver_holds(), keystore(settings)
     store.destroy_due(now, keep=frozenset(a for a in ctx.accounts if holds_on(holds, a, now)))
     recorded = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_destroyed")}
-    for account_id in sorted({e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled")}
-                             - recorded):
+    scheduled = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled")}
+    for account_id in sorted(scheduled - recorded):
         state = store.state(account_id)
-        if state.state == "destroyed":
-            ctx.ledger.append("backup.key_destroyed", {"account_id": account_id,
-                                                       "destroyed_at": iso_utc(state.destroyed_at or state.deletion_date)}, actor=actor)
+        if state.state == "destroyed":  # KMS does not say when: it destroys on the deletion date
+            destroyed_at = iso_utc(state.destroyed_at or state.deletion_date)
+            ctx.ledger.append("backup.key_destroyed", {"account_id": account_id, "destroyed_at": destroyed_at},
+                              actor=actor)
             changed.append(account_id)
     snapshots = catalog(settings)
     for recorded_copies in _awaiting_expiry(ctx):

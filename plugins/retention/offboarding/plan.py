@@ -40,7 +40,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
     if account is None:
         raise RequestError(f"invalid offboarding request: conf.account_id: no account {request.account_id!r} "
                            "in the account registry")
-    if airflow_run_id is not None:  # a retried plan task: the earlier plan was never approved, close it
+    if airflow_run_id is not None:  # a retried plan task: its earlier run is replaced; approval reads this one
         for earlier in ctx.ledger.open_runs("offboarding", airflow_run_id=airflow_run_id):
             ctx.ledger.finish_run(earlier.id, "superseded", actor=actor)
     terminated = terminated_view(account, request, at)
