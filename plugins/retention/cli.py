@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -358,6 +359,45 @@ def report_command(run_id: str, database_url: str | None, rules_dir: Path, as_js
     if as_json:
         return _emit(report.as_dict())
     click.echo(render(report))
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+@main.group()
+def config() -> None:
+    """The product's effective configuration."""
+
+
+@config.command("show")
+@common
+def config_show(rules_dir: Path, as_json: bool) -> None:
+    """Print the effective settings and the Airflow Connections they name, every secret masked."""
+    from retention.settings import Settings, masked_connection
+
+    settings = Settings.from_env(rules_dir=rules_dir)
+    conn_ids = sorted({settings.returns_conn_id, settings.backups_conn_id, *_inventory_conn_ids(settings)})
+    connections = {conn_id: masked_connection(os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"])
+                   if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") else "(Airflow metadata or secrets backend)"
+                   for conn_id in conn_ids}
+    document = {"settings": settings.masked(), "connections": connections}
+    if as_json:
+        return _emit(document)
+    for name, value in document["settings"].items():
+        click.echo(f"{name:26} {value}")
+    click.echo("\nConnections:")
+    for conn_id, value in connections.items():
+        click.echo(f"  {conn_id:24} {json.dumps(value) if isinstance(value, dict) else value}")
+
+
+def _inventory_conn_ids(settings) -> list[str]:
+    """The Connections systems.yaml and the subprocessor specs name."""
+    from retention.rules import load_ruleset
+    from retention.rules.inventory import load_inventory
+    from retention.subprocessors.tasks import specs
+
+    systems = load_inventory(settings.systems_file, load_ruleset(settings.rules_dir))
+    return [loc.conn_id for loc in systems.locations.values()] + [
+        spec.conn_id for spec in specs(settings).values() if getattr(spec, "conn_id", None)]
 
 
 # --- ledger ----------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -38,6 +40,13 @@ class Settings:
     def systems_file(self) -> Path:
         return self.rules_dir / "systems.yaml"
 
+    def masked(self) -> dict:
+        """The effective settings as ``retention config show`` prints them: no secret, only whether it is set."""
+        shown = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        shown["link_secret"] = MASK if self.link_secret else None
+        shown["database_url"] = mask_url(self.database_url) if self.database_url else None
+        return shown
+
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         accounts = os.environ.get("RETENTION_ACCOUNTS_FILE")
@@ -63,3 +72,26 @@ _TEXT = ("processor_name", "returns_conn_id", "returns_bucket", "backups_conn_id
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+MASK = "***"
+_SECRET_FIELD = re.compile(r"pass|secret|token|key|credential", re.I)
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/...``: the password of a URL replaced."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", rf"\g<1>{MASK}@", url)
+
+
+def masked_connection(value: str) -> dict | str:
+    """An ``AIRFLOW_CONN_*`` value (URI or JSON) with its password and secret-looking extras replaced."""
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return mask_url(value)
+    return _mask_fields(document) if isinstance(document, dict) else MASK
+
+
+def _mask_fields(document: dict) -> dict:
+    return {k: _mask_fields(v) if isinstance(v, dict) else (MASK if v and _SECRET_FIELD.search(k) else v)
+            for k, v in document.items()}
