@@ -73,6 +73,21 @@ def _emit(document: dict) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
 
 
+def _logs_to_stderr() -> None:
+    """Airflow, once imported, logs to standard output, which is this command's output (``--json | jq``)."""
+    import logging
+
+    import airflow  # noqa: F401  configures logging on import
+    import structlog
+
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setStream(sys.__stderr__)
+    factory = structlog.get_config().get("logger_factory")
+    if getattr(factory, "io", False) is None:  # Airflow's factory writes to sys.stdout when given no stream
+        factory.io = sys.__stderr__
+
+
 def _open_ledger(database_url: str | None):
     from retention.ledger import Ledger  # the rules commands must work without a ledger import cost
 
@@ -263,6 +278,7 @@ def _hold_dict(h) -> dict:
 def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accounts_file: Path | None,
                   database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Apply the retention rules everywhere: plan, delete in batches, verify, report (as the DAG does)."""
+    _logs_to_stderr()
     from retention.engine import SweepContext, sweep
     from retention.engine.report import render
     from retention.ledger import Ledger
@@ -281,6 +297,36 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accoun
         raise Failure(f"sweep {report.run_id} {report.status}", report.as_dict())
 
 
+@main.command("forecast")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="How many days ahead.")
+@click.option("--at", "at_text", metavar="DATE", help="Start of the forecast (ISO-8601; default now).")
+@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
+              help="Account registry file (accounts.yaml).")
+@ledger_option
+@common
+def forecast_command(days: int, at_text: str | None, accounts_file: Path | None, database_url: str | None,
+                     rules_dir: Path, as_json: bool) -> None:
+    """What the daily sweep will delete or anonymize per day, data class and account, and why. Deletes nothing."""
+    _logs_to_stderr()
+    from retention.engine import SweepContext
+    from retention.engine.forecast import as_dicts, by_day, forecast
+    from retention.ledger import Ledger
+    from retention.settings import Settings
+
+    settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
+    with Ledger.open(settings.database_url) as opened:
+        lines = forecast(SweepContext.load(settings, opened), _moment(at_text), days)
+    if as_json:
+        return _emit({"days": days, "by_day": by_day(lines), "lines": as_dicts(lines)})
+    if not lines:
+        return click.echo(f"nothing falls due in the next {days} day(s)")
+    click.echo(f"{'day':10}  {'data class':20} {'account':10} {'location':18} {'action':9} {'records':>8}  why")
+    for line in lines:
+        click.echo(f"{line.day:10}  {line.data_class:20} {line.account_id:10} {line.location:18} {line.action:9} "
+                   f"{line.records:>8,}  {line.why}")
+    click.echo(f"\n{sum(line.records for line in lines):,} record(s) fall due in the next {days} day(s)")
+
+
 @main.command("replay")
 @click.option("--since", "since_text", required=True, metavar="DATE",
               help="When the restored backup was taken (ISO-8601); every deletion recorded since is applied again.")
@@ -291,6 +337,7 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accoun
 def replay_command(since_text: str, accounts_file: Path | None, database_url: str | None, rules_dir: Path,
                    as_json: bool) -> None:
     """After restoring a database from a backup: re-apply the ledger's deletions so nothing comes back."""
+    _logs_to_stderr()
     from retention.engine import SweepContext
     from retention.engine.replay import replay
     from retention.engine.report import render

@@ -60,6 +60,7 @@ def test_staff_routes_answer_401_without_airflows_token(api) -> None:
     assert api.post("/retention/certificates", json={}).status_code == 401
     assert api.post("/retention/certificates/cert-0/revoke", json={"reason": "x" * 5}).status_code == 401
     assert api.post("/retention/certificates/cert-0/links", json={}).status_code == 401
+    assert api.get("/retention/forecast").status_code == 401
     forged = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}
     assert api.get("/retention/certificates", headers=forged).status_code == 403  # Airflow: "Invalid JWT token"
     assert api.get("/retention/certificates", headers=api.staff).status_code == 200
@@ -121,3 +122,13 @@ def test_links_that_are_forged_expired_or_replayed_open_nothing(api, monkeypatch
     refused(api.get(path), 410)
     with Ledger.open(Settings.from_env().database_url) as ledger:
         assert not [e for e in ledger.events() if e.kind == "certificate.downloaded"]
+
+
+def test_staff_read_the_forecast_through_the_api(api, stack) -> None:
+    answer = api.get("/retention/forecast", params={"days": 366}, headers=api.staff)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    last = stack.now.add(days=367).to_date_string()
+    assert body["lines"] and all(stack.now.to_date_string() <= line["day"] <= last for line in body["lines"])
+    assert sum(map(sum, (day.values() for day in body["by_day"].values()))) == sum(line["records"] for line in body["lines"])
+    assert api.get("/retention/forecast", params={"days": 0}, headers=api.staff).status_code == 422

@@ -1,4 +1,4 @@
-"""The certificates API, mounted into Airflow's api-server at ``/retention`` by ``retention_plugin``.
+"""The retention API (certificates, returns, forecast), mounted into Airflow's api-server at ``/retention`` by ``retention_plugin``.
 
 Airflow does not authenticate plugin apps: every staff route declares ``GetUserDep`` (Airflow's own
 JWT, from the Authorization header or the UI's cookie), so an anonymous call answers 401.
@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
+import pendulum
 from fastapi import Body, FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
+from retention.engine.forecast import MAX_DAYS, as_dicts, by_day, forecast
+from retention.engine.tasks import context
 from retention.ledger import Ledger
 from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, open_link,
                              token_digest)
@@ -54,6 +57,13 @@ def create_app() -> FastAPI:
         settings = Settings.from_env()
         response.headers["Cache-Control"] = "public, max-age=300"
         return KeySet.read(settings.jwks_file).as_jwks() if settings.jwks_file else {"keys": []}
+
+    @app.get("/forecast")
+    def forecast_deletions(user: GetUserDep, days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict:
+        """What the daily sweep will delete per day, data class and account, and why (staff only)."""
+        with context() as ctx:
+            lines = forecast(ctx, pendulum.now("UTC"), days)
+        return {"days": days, "by_day": by_day(lines), "lines": as_dicts(lines)}
 
     @app.get("/certificates")
     def list_certificates(user: GetUserDep, account_id: str | None = None) -> list[dict]:

@@ -1,0 +1,92 @@
+"""What the daily sweep will delete or anonymize over the coming days, and why: per day, data class,
+account and location, the records that become due that day, with the rule, its cutoff and its basis.
+
+Day 0 is what the next sweep finds due already. Each later day counts the records that fall due that
+day and not before: a record-anchored rule moves its cutoff one day a day; an account event (the end
+of a terminated account's grace period) makes everything of the account due on one day. Legal holds
+in force now hold for the whole forecast; a customer who elected return is offboarded, not swept.
+Counts come from the stores as they are now: data written later is not forecast. Read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pendulum
+
+from retention.engine.planner import SweepContext
+from retention.engine.steps import Skip, count_mode, step_for
+from retention.ledger.chain import iso_utc
+from retention.rules import Account, resolve
+from retention.stores import Selector, Store
+
+MAX_DAYS = 366
+
+
+@dataclass(frozen=True)
+class Due:
+    day: str  # ISO date of the sweep
+    data_class: str
+    account_id: str
+    location: str
+    action: str  # delete | anonymize
+    records: int
+    rule_id: str
+    cutoff: str | None  # records whose anchor is at or before this instant; None: all of the account's
+    why: str
+
+
+def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int) -> list[Due]:
+    if not 0 < days <= MAX_DAYS:
+        raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
+    holds = ctx.ledger.resolver_holds()
+    found = [due for location_id in ctx.inventory.locations for account in ctx.accounts.values()
+             for due in _account_in_location(ctx, location_id, account, start, days, holds)]
+    return sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location))
+
+
+def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
+    """Records per day and data class: the chart's series."""
+    totals: dict[str, dict[str, int]] = {}
+    for line in lines:
+        day = totals.setdefault(line.day, {})
+        day[line.data_class] = day.get(line.data_class, 0) + line.records
+    return totals
+
+
+def as_dicts(lines: list[Due]) -> list[dict]:
+    return [asdict(line) for line in lines]
+
+
+def _account_in_location(ctx: SweepContext, location_id: str, account: Account, start: pendulum.DateTime,
+                         days: int, holds) -> list[Due]:
+    spec = ctx.inventory.locations[location_id]
+    store = ctx.store(location_id)
+    total = store.count(Selector(account.id))
+    found, already = [], 0
+    for day in range(days + 1):
+        if already >= total:
+            break  # everything is due already: nothing more can come
+        at = start.add(days=day)
+        decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
+        step = step_for(decision)
+        if isinstance(step, Skip):
+            continue
+        due = _count(store, step, total)
+        if due > already:
+            found.append(Due(at.to_date_string(), spec.data_class, account.id, location_id, step.action,
+                             due - already, decision.rule_id, iso_utc(step.selector.cutoff) if step.selector.cutoff
+                             else None, _why(decision)))
+            already = due
+    return found
+
+
+def _count(store: Store, step, total: int) -> int:
+    if step.selector.anchor is None and step.action == "delete":
+        return total
+    return store.count(step.selector, **count_mode(step.action))
+
+
+def _why(decision) -> str:
+    after = f"{decision.retain_for} after {decision.anchor.value}"
+    return f"{decision.rule_id}: {after} ({decision.basis.citation})"
