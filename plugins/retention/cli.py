@@ -64,6 +64,11 @@ def _as_failure(command: Callable, *args, **kwargs):
         raise Failure(str(exc)) from exc
 
 
+def accounts_option(command: Callable) -> Callable:
+    return click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
+                        help="Account registry file (accounts.yaml).")(command)
+
+
 def ledger_option(command: Callable) -> Callable:
     return click.option("--database-url", envvar="RETENTION_DATABASE_URL", default=None,
                         help="Ledger database (default: SQLite under $RETENTION_HOME, ./var).")(command)
@@ -140,8 +145,7 @@ def rules_validate(rules_dir: Path, as_json: bool) -> None:
 @click.argument("account_id")
 @click.argument("data_class", required=False)
 @click.option("--at", "at_text", metavar="DATE", help="Decide as of this instant (ISO-8601; default now).")
-@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
-              help="Account registry file (accounts.yaml).")
+@accounts_option
 @ledger_option
 @common
 def rules_explain(account_id: str, data_class: str | None, at_text: str | None, accounts_file: Path | None,
@@ -271,8 +275,7 @@ def _hold_dict(h) -> dict:
 @click.option("--dry-run", is_flag=True, help="Plan and count; delete nothing.")
 @click.option("--at", "at_text", metavar="DATE", help="Decide as of this instant (ISO-8601; default now).")
 @click.option("--resume", "run_id", metavar="RUN_ID", help="Finish an interrupted run from its checkpoints.")
-@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
-              help="Account registry file (accounts.yaml).")
+@accounts_option
 @ledger_option
 @common
 def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accounts_file: Path | None,
@@ -300,8 +303,7 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accoun
 @main.command("forecast")
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="How many days ahead.")
 @click.option("--at", "at_text", metavar="DATE", help="Start of the forecast (ISO-8601; default now).")
-@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
-              help="Account registry file (accounts.yaml).")
+@accounts_option
 @ledger_option
 @common
 def forecast_command(days: int, at_text: str | None, accounts_file: Path | None, database_url: str | None,
@@ -330,8 +332,7 @@ def forecast_command(days: int, at_text: str | None, accounts_file: Path | None,
 @main.command("replay")
 @click.option("--since", "since_text", required=True, metavar="DATE",
               help="When the restored backup was taken (ISO-8601); every deletion recorded since is applied again.")
-@click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
-              help="Account registry file (accounts.yaml).")
+@accounts_option
 @ledger_option
 @common
 def replay_command(since_text: str, accounts_file: Path | None, database_url: str | None, rules_dir: Path,

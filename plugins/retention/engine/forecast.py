@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 
 import pendulum
 
-from retention.engine.planner import SweepContext
-from retention.engine.steps import Skip, count_mode, step_for
+from retention.engine.planner import SweepContext, due_count
+from retention.engine.steps import Skip, step_for
 from retention.ledger.chain import iso_utc
 from retention.rules import Account, resolve
-from retention.stores import Selector, Store
+from retention.stores import Selector
 
 MAX_DAYS = 366
 
@@ -72,19 +72,13 @@ def _account_in_location(ctx: SweepContext, location_id: str, account: Account, 
         step = step_for(decision)
         if isinstance(step, Skip):
             continue
-        due = _count(store, step, total)
+        due = due_count(store, step, total)
         if due > already:
             found.append(Due(at.to_date_string(), spec.data_class, account.id, location_id, step.action,
                              due - already, decision.rule_id, iso_utc(step.selector.cutoff) if step.selector.cutoff
                              else None, _why(decision)))
             already = due
     return found
-
-
-def _count(store: Store, step, total: int) -> int:
-    if step.selector.anchor is None and step.action == "delete":
-        return total
-    return store.count(step.selector, **count_mode(step.action))
 
 
 def _why(decision) -> str:

@@ -88,13 +88,14 @@ def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime, h
             "account_id": account.id, "data_class": spec.data_class, "location": location_id,
             "action": "keep" if selector is None else step.action, "rule_id": decision.rule_id,
             "anchor": selector.anchor if selector else None, "cutoff": selector.cutoff if selector else None,
-            "total_count": total, "estimated_count": _due(store, step, total) if selector else 0,
+            "total_count": total, "estimated_count": due_count(store, step, total) if selector else 0,
             "skip_reason": step.reason if isinstance(step, Skip) else None,
         })
     return rows
 
 
-def _due(store: Store, step, total: int) -> int:
+def due_count(store: Store, step, total: int) -> int:
+    """Records the step acts on, given the account's total in this store."""
     # Deleting all of an account's data: the due count is the total already counted (no second listing).
     if step.selector.anchor is None and step.action == "delete":
         return total
