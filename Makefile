@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c co
 # Everything the demo writes (ledger, Airflow home) goes here; `make clean` removes it.
 DEMO_HOME := $(CURDIR)/var/demo
 
-.PHONY: demo test clean
+.PHONY: demo test clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,18 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 demo: $(VENV)/.dev
 	RETENTION_HOME=$(DEMO_HOME) $(BIN)/python -m retention.demo
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest
+
+# The operator views are tested in Debian's chromium (a test tool's own browser download needs the open
+# internet). Installed with apt when missing; RETENTION_CHROMIUM=/path/to/chromium uses another binary.
+chromium:
+	@if [ -z "$$RETENTION_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

@@ -221,7 +221,7 @@ def hold_place(account_id: str | None, data_class: str | None, reason: str, refe
         placed = ledger.place_hold(account_id=account_id, data_class=data_class, reason=reason,
                                    reference=reference, placed_by=placed_by)
     if as_json:
-        return _emit({"ok": True, "hold": _hold_dict(placed)})
+        return _emit({"ok": True, "hold": placed.as_dict()})
     click.echo(f"placed {placed.id} on {_hold_scope(placed)}")
 
 
@@ -237,7 +237,7 @@ def hold_release(hold_id: str, reason: str, released_by: str, database_url: str 
     with _open_ledger(database_url) as ledger:
         released = ledger.release_hold(hold_id, released_by=released_by, reason=reason)
     if as_json:
-        return _emit({"ok": True, "hold": _hold_dict(released)})
+        return _emit({"ok": True, "hold": released.as_dict()})
     click.echo(f"released {released.id} ({_hold_scope(released)})")
 
 
@@ -250,7 +250,7 @@ def hold_list(include_released: bool, database_url: str | None, rules_dir: Path,
     with _open_ledger(database_url) as ledger:
         holds = ledger.list_holds(include_released=include_released)
     if as_json:
-        return _emit({"ok": True, "holds": [_hold_dict(h) for h in holds]})
+        return _emit({"ok": True, "holds": [h.as_dict() for h in holds]})
     if not holds:
         click.echo("no legal holds" + ("" if include_released else " in force"))
     for h in holds:
@@ -261,12 +261,6 @@ def hold_list(include_released: bool, database_url: str | None, rules_dir: Path,
 def _hold_scope(h) -> str:
     return " / ".join(filter(None, [f"account {h.account_id}" if h.account_id else "every account",
                                     f"data class {h.data_class}" if h.data_class else "all data classes"]))
-
-
-def _hold_dict(h) -> dict:
-    return {"id": h.id, "account_id": h.account_id, "data_class": h.data_class, "reference": h.reference,
-            "placed_by": h.placed_by, "placed_at": h.placed_at.isoformat(),
-            "released_at": h.released_at.isoformat() if h.released_at else None}
 
 
 # --- sweep -----------------------------------------------------------------------------------------

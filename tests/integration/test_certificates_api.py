@@ -3,42 +3,13 @@ download through signed links that open one certificate of one account and nothi
 
 from __future__ import annotations
 
-import json
-import secrets
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
-from retention.certificates import KeySet, rotate, verify_file
-from retention.engine import SweepContext, sweep
+from retention.certificates import KeySet, verify_file
 from retention.ledger import Ledger
 from retention.settings import Settings
 
 ACCOUNT, OTHER = "acct_1001", "acct_2002"
-
-
-@pytest.fixture
-def api(stack, airflow_db, tmp_path, monkeypatch):
-    """Airflow's api-server app (with the plugin mounted), a staff token, and two swept accounts."""
-    from airflow.api_fastapi.app import create_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.api_fastapi.app import get_auth_manager
-    from fastapi.testclient import TestClient
-
-    key_file, jwks_file = tmp_path / "keys" / "signing.pem", tmp_path / "keys" / "jwks.json"
-    rotate(key_file, jwks_file)
-    monkeypatch.setenv("RETENTION_SIGNING_KEY_FILE", str(key_file))
-    monkeypatch.setenv("RETENTION_JWKS_FILE", str(jwks_file))
-    monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("RETENTION_LINK_SECRET", secrets.token_urlsafe(48))
-    with Ledger.open(stack.ledger_url) as ledger:
-        run_id = sweep(SweepContext.load(Settings.from_env(), ledger), stack.now, dry_run=False, actor="test").run_id
-
-    client = TestClient(create_app())
-    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="dpo-7", role="admin"))
-    client.staff = {"Authorization": f"Bearer {token}"}
-    client.run_id = run_id
-    return client
 
 
 def issue(api, account: str) -> str:

@@ -1,4 +1,4 @@
-"""The retention API (certificates, returns, forecast), mounted into Airflow's api-server at ``/retention`` by ``retention_plugin``.
+"""The retention API (certificates, returns, forecast, the operator views), mounted into Airflow's api-server at ``/retention`` by ``retention_plugin``.
 
 Airflow does not authenticate plugin apps: every staff route declares ``GetUserDep`` (Airflow's own
 JWT, from the Authorization header or the UI's cookie), so an anonymous call answers 401.
@@ -20,6 +20,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from airflow.api_fastapi.core_api.security import GetUserDep
+from retention.api.operators import router as operator_views, staff_id
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
 from retention.engine.forecast import MAX_DAYS, as_dicts, by_day, forecast
@@ -50,6 +51,7 @@ class LinkRequest(BaseModel):
 
 def create_app() -> FastAPI:
     app = FastAPI(title="Retention: deletion certificates", version="1")
+    app.include_router(operator_views)
 
     @app.get("/.well-known/jwks.json")
     def jwks(response: Response) -> dict:
@@ -61,9 +63,10 @@ def create_app() -> FastAPI:
     @app.get("/forecast")
     def forecast_deletions(user: GetUserDep, days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict:
         """What the daily sweep will delete per day, data class and account, and why (staff only)."""
+        start = pendulum.now("UTC")
         with context() as ctx:
-            lines = forecast(ctx, pendulum.now("UTC"), days)
-        return {"days": days, "by_day": by_day(lines), "lines": as_dicts(lines)}
+            lines = forecast(ctx, start, days)
+        return {"start": start.to_date_string(), "days": days, "by_day": by_day(lines), "lines": as_dicts(lines)}
 
     @app.get("/certificates")
     def list_certificates(user: GetUserDep, account_id: str | None = None) -> list[dict]:
@@ -77,7 +80,7 @@ def create_app() -> FastAPI:
         with _ledger() as ledger:
             try:
                 document = issue(ledger, body.run_id, body.account_id, key, exporter=body.exporter,
-                                 importer=body.importer, rules_dir=settings.rules_dir, actor=_actor(user))
+                                 importer=body.importer, rules_dir=settings.rules_dir, actor=staff_id(user))
             except (LookupError, ValueError) as exc:
                 raise HTTPException(422, str(exc)) from None
         certificate_id = Archive(settings.certificates_dir).save(document, as_pdf(document, key))
@@ -88,7 +91,7 @@ def create_app() -> FastAPI:
         with _ledger() as ledger:
             record = _issued(ledger, certificate_id)
             ledger.append("certificate.revoked", {"certificate_id": certificate_id, "account_id": record.account_id,
-                                                  "reason": body.reason}, actor=_actor(user))
+                                                  "reason": body.reason}, actor=staff_id(user))
         return {"certificate_id": certificate_id, "revoked": True}
 
     @app.post("/certificates/{certificate_id}/links", status_code=201)
@@ -98,7 +101,7 @@ def create_app() -> FastAPI:
             if record.revoked:
                 raise HTTPException(409, "the certificate is revoked")
             try:
-                return certificate_link(ledger, certificate_id, record.account_id, body.hours, actor=_actor(user))
+                return certificate_link(ledger, certificate_id, record.account_id, body.hours, actor=staff_id(user))
             except LinkNotConfigured as exc:
                 raise HTTPException(503, str(exc)) from None
 
@@ -161,8 +164,4 @@ def _issued(ledger: Ledger, certificate_id: str):
     if record is None:
         raise HTTPException(404, "no such certificate")
     return record
-
-
-def _actor(user) -> str:
-    return f"api:{user.get_id()}"
 

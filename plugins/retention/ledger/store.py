@@ -192,6 +192,12 @@ class HoldRecord:
         at = utc(at) if at else _now()
         return self.placed_at <= at and (self.released_at is None or at < self.released_at)
 
+    def as_dict(self) -> dict:
+        """The hold as staff see it; the free-text reason stays in its row."""
+        return {"id": self.id, "account_id": self.account_id, "data_class": self.data_class,
+                "reference": self.reference, "placed_by": self.placed_by, "placed_at": self.placed_at.isoformat(),
+                "released_at": self.released_at.isoformat() if self.released_at else None}
+
     def to_legal_hold(self) -> LegalHold:
         return LegalHold(id=self.id, account_id=self.account_id, data_class=self.data_class,
                          placed_at=self.placed_at, released_at=self.released_at)

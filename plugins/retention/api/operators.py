@@ -1,0 +1,109 @@
+"""The operator views: one page in Airflow's UI (the plugin's ``external_views``) and the staff routes it
+reads: open offboardings, legal holds and the data classes a hold can name.
+
+Everything here is staff-only through ``GetUserDep``; in the UI the browser sends Airflow's own session
+cookie (SameSite=Lax). Writes also demand a JSON body, which a form on another site cannot send without
+a CORS preflight that this app never grants. Holds are placed and released in the name of the Airflow
+user, never a name typed into a form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pendulum
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from pydantic import BaseModel, Field
+
+from airflow.api_fastapi.core_api.security import GetUserDep
+from retention.engine.tasks import context
+from retention.offboarding.status import open_offboardings
+
+PAGE_FILES = {"": ("operators.html", "text/html; charset=utf-8"),
+              "operators.js": ("operators.js", "text/javascript; charset=utf-8"),
+              "operators.css": ("operators.css", "text/css; charset=utf-8")}
+STATIC = Path(__file__).with_name("static")
+# The page loads only its own script and style, and only Airflow's UI (same origin) may frame it.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'self'; form-action 'self'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def json_body(content_type: Annotated[str, Header()] = "") -> None:
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, "send the body as application/json")
+
+
+class HoldRequest(BaseModel):
+    account_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    data_class: str | None = Field(default=None, max_length=200)
+    reason: str = Field(min_length=3, max_length=500, description="Why (no personal data)")
+    reference: str = Field(min_length=1, max_length=200, description="Ticket or matter reference")
+
+
+class ReleaseRequest(BaseModel):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+router = APIRouter()
+
+
+@router.get("/ui/{name:path}", include_in_schema=False)
+def operator_page(name: str, user: GetUserDep) -> Response:
+    if name not in PAGE_FILES:
+        raise HTTPException(404, "no such file")
+    file, media_type = PAGE_FILES[name]
+    return Response((STATIC / file).read_bytes(), media_type=media_type, headers=PAGE_HEADERS)
+
+
+@router.get("/offboardings")
+def offboardings(user: GetUserDep) -> list[dict]:
+    """Offboardings not finished yet, with the stage each one is at."""
+    with context() as ctx:
+        return open_offboardings(ctx.ledger, pendulum.now("UTC"))
+
+
+@router.get("/data-classes")
+def data_classes(user: GetUserDep) -> list[dict]:
+    with context() as ctx:
+        return [{"name": name, "description": spec.description}
+                for name, spec in sorted(ctx.ruleset.data_classes.data_classes.items())]
+
+
+@router.get("/holds")
+def holds(user: GetUserDep, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict]:
+    with context() as ctx:
+        return [h.as_dict() for h in ctx.ledger.list_holds(include_released=include_released)]
+
+
+@router.post("/holds", status_code=201, dependencies=[Depends(json_body)])
+def place_hold(body: HoldRequest, user: GetUserDep) -> dict:
+    """Place a legal hold; the next sweep or offboarding keeps what it covers."""
+    with context() as ctx:
+        # A misspelt account or class would hold nothing while looking like protection: refuse it.
+        if body.account_id is not None and body.account_id not in ctx.accounts:
+            raise HTTPException(422, f"account_id: no account {body.account_id!r} in the account registry")
+        if body.data_class is not None and body.data_class not in ctx.ruleset.data_classes.data_classes:
+            raise HTTPException(422, f"data_class: unknown data class {body.data_class!r}")
+        try:
+            placed = ctx.ledger.place_hold(account_id=body.account_id, data_class=body.data_class,
+                                           reason=body.reason, reference=body.reference, placed_by=staff_id(user))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return placed.as_dict()
+
+
+@router.post("/holds/{hold_id}/release", dependencies=[Depends(json_body)])
+def release_hold(hold_id: str, body: ReleaseRequest, user: GetUserDep) -> dict:
+    with context() as ctx:
+        try:
+            released = ctx.ledger.release_hold(hold_id, released_by=staff_id(user), reason=body.reason)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+    return released.as_dict()
+
+
+def staff_id(user) -> str:
+    return f"api:{user.get_id()}"

@@ -1,0 +1,56 @@
+"""Where each open offboarding stands, read from the ledger alone: the first thing on-call and the
+customer success manager ask ("is it waiting on us, on the customer, or on the calendar?")."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pendulum
+
+from retention.ledger import Ledger
+from retention.offboarding.plan import PLANNED
+from retention.rules import parse_utc
+
+# The stages in the order the DAG passes them (termination_offboarding).
+AWAITING_APPROVAL = "awaiting approval"
+AWAITING_EFFECTIVE_DATE = "approved; waiting for the effective date"
+PREPARING_RETURN = "preparing the return package"
+AWAITING_RECEIPT = "awaiting the customer's receipt"
+DELETING = "deleting"
+VERIFYING = "verifying"
+RESIDUE = "residue found: needs attention"
+BACKUPS = "recording backups"
+FINISHING = "subprocessors and certificate"
+
+_KINDS = (PLANNED, "offboarding.approved", "return.delivered", "return.received", "return.window_elapsed",
+          "backup.copies_recorded")
+
+
+def open_offboardings(ledger: Ledger, now: pendulum.DateTime) -> list[dict]:
+    """Every offboarding not finished yet, oldest first, with its stage and its tasks' states."""
+    return [_status(ledger, run, now) for run in ledger.open_runs("offboarding")]
+
+
+def _status(ledger: Ledger, run, now: pendulum.DateTime) -> dict:
+    events = {e.kind: e.payload for e in ledger.run_events(run.id, *_KINDS)}
+    request = events[PLANNED]
+    tasks = Counter(t.status for t in ledger.tasks(run.id))
+    return {"run_id": run.id, "account_id": request["account_id"], "choice": request["choice"],
+            "effective_at": request["effective_at"], "started_at": run.started_at.isoformat(),
+            "stage": stage(events, request, tasks, now), "tasks": dict(sorted(tasks.items()))}
+
+
+def stage(events: dict[str, dict], request: dict, tasks: Counter, now: pendulum.DateTime) -> str:
+    if "offboarding.approved" not in events:
+        return AWAITING_APPROVAL
+    if now < parse_utc(request["effective_at"]):
+        return AWAITING_EFFECTIVE_DATE
+    if request["choice"] == "return" and not {"return.received", "return.window_elapsed"} & events.keys():
+        return AWAITING_RECEIPT if "return.delivered" in events else PREPARING_RETURN
+    if tasks["planned"] or tasks["running"]:
+        return DELETING
+    if tasks["done"]:
+        return VERIFYING
+    if tasks["residue"]:
+        return RESIDUE
+    return FINISHING if "backup.copies_recorded" in events else BACKUPS
