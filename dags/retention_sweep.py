@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 ACTOR = "airflow:retention_sweep"
+LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
 
 
 @dag(
@@ -41,20 +42,20 @@ def retention_sweep():
         """The plan's locations of one kind, as a list Airflow can map over."""
         return run[kind]
 
-    @task(pool="retention_sql", max_active_tis_per_dag=2)
-    def execute_sql(location: str, run: dict) -> int:
+    @task(pool="retention_sql", max_active_tis_per_dag=2, map_index_template=LOCATION)
+    def execute_sql(location: str, run: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.execute(run["run_id"], location, actor=ACTOR)
 
-    @task(pool="retention_s3", max_active_tis_per_dag=4)
-    def execute_s3(location: str, run: dict) -> int:
+    @task(pool="retention_s3", max_active_tis_per_dag=4, map_index_template=LOCATION)
+    def execute_s3(location: str, run: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.execute(run["run_id"], location, actor=ACTOR)
 
-    @task(trigger_rule="all_done")
-    def verify(location: str, run: dict) -> int:
+    @task(trigger_rule="all_done", map_index_template=LOCATION)
+    def verify(location: str, run: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.verify(run["run_id"], location, actor=ACTOR)

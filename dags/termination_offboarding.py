@@ -26,6 +26,7 @@ from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
 
 ACTOR = "airflow:termination_offboarding"
+LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
 SPECS = subprocessor_steps.specs()
 RETURN_POLL_SECONDS = int(os.environ.get("RETENTION_RETURN_POLL_SECONDS", "900"))
 PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
@@ -73,20 +74,20 @@ def termination_offboarding():
     def locations(planned: dict, kind: str) -> list[str]:
         return planned[kind]
 
-    @task(pool="retention_sql", max_active_tis_per_dag=2)
-    def execute_sql(location: str, planned: dict) -> int:
+    @task(pool="retention_sql", max_active_tis_per_dag=2, map_index_template=LOCATION)
+    def execute_sql(location: str, planned: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.execute(planned["run_id"], location, actor=ACTOR)
 
-    @task(pool="retention_s3", max_active_tis_per_dag=4)
-    def execute_s3(location: str, planned: dict) -> int:
+    @task(pool="retention_s3", max_active_tis_per_dag=4, map_index_template=LOCATION)
+    def execute_s3(location: str, planned: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.execute(planned["run_id"], location, actor=ACTOR)
 
-    @task(trigger_rule="none_failed")  # an executor mapped over no location is skipped, not failed
-    def verify(location: str, planned: dict) -> int:
+    @task(trigger_rule="none_failed", map_index_template=LOCATION)  # an executor mapped over nothing is skipped
+    def verify(location: str, planned: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.verify(planned["run_id"], location, actor=ACTOR)

@@ -43,6 +43,31 @@ def test_the_sweep_dag_runs_end_to_end(stack, airflow_db, sweep_dag):
     assert sum(t.affected_count for t in tasks) > 0
     assert stack.rows()[("chat_conversations", "acct_4004")] == 0
 
+    # The UI names each mapped task by its location and shows that location's counts as its XCom.
+    mapped = {(ti.task_id, ti.map_index): ti.rendered_map_index for ti in run.get_task_instances() if ti.map_index >= 0}
+    counts = location_counts(run.run_id)
+    assert counts.keys() == mapped.keys() and {t.location for t in tasks} == set(mapped.values())
+    for key, summary in counts.items():
+        assert summary["location"] == mapped[key]
+        assert summary["deleted"] + summary["anonymized"] == sum(
+            t.affected_count for t in tasks if t.location == summary["location"] and t.action in ("delete", "anonymize"))
+    verified = [c for (task_id, _), c in counts.items() if task_id == "verify"]
+    assert sum(c["deleted"] for c in verified) == sum(t.affected_count for t in tasks if t.action == "delete")
+    assert all(c["tasks_with_residue"] == 0 and "residue" not in c["tasks"] for c in verified)
+
+
+def location_counts(airflow_run_id: str) -> dict[tuple[str, int], dict]:
+    """The return values of the mapped execute and verify tasks, as the UI shows them."""
+    import sqlalchemy as sa
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(sa.select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
+            XComModel.dag_id == "retention_sweep", XComModel.run_id == airflow_run_id, XComModel.key == "return_value",
+            XComModel.task_id.in_(("execute_sql", "execute_s3", "verify")))).all()
+    return {(row.task_id, row.map_index): XComModel.deserialize_value(row) for row in rows}
+
 
 def test_dry_run_through_the_dag_deletes_nothing(stack, airflow_db, sweep_dag):
     before = stack.rows()

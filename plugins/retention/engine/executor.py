@@ -13,6 +13,7 @@ import hashlib
 import pendulum
 
 from retention.engine.planner import SweepContext
+from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
@@ -64,18 +65,21 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str)
     for batch in store.batches(selector, after=checkpoint.get("after"), **count_mode(task.action)):
         if _held(ledger, task):
             ledger.update_task(task.id, ("task.held", _ids(task)), status="held", actor=actor)
+            log_task("task.held", task, affected=affected)
             return affected - task.affected_count
         ledger.update_task(task.id, ("batch.intent", {**_ids(task), **_batch_fields(batch)}), status="running",
                            checkpoint={**checkpoint, "pending": _pending(batch)}, actor=actor)
         outcome = _apply(store, task.action, batch)
         affected += outcome.affected
         checkpoint = {"after": batch.upper}
-        ledger.update_task(task.id, ("batch.outcome", {**_ids(task), "affected": outcome.affected,
-                                                       "retained": sum(r.count for r in outcome.retained)}),
+        counts = {"affected": outcome.affected, "retained": sum(r.count for r in outcome.retained)}
+        ledger.update_task(task.id, ("batch.outcome", {**_ids(task), **counts}),
                            checkpoint=checkpoint, affected_count=affected, actor=actor)
+        log_task("batch.outcome", task, **counts)
     # A finished task needs no cursor, and an object key in it could carry personal data.
     ledger.update_task(task.id, ("task.done", {**_ids(task), "affected": affected}), status="done",
                        checkpoint=None, actor=actor)
+    log_task("task.done", task, affected=affected)
     return affected - task.affected_count
 
 
@@ -91,6 +95,7 @@ def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector
     checkpoint = {"after": pending["after"]}  # the unfinished range is listed again; only what is left
     ledger.update_task(task.id, ("batch.recovered", {**_ids(task), "affected": gone, "remaining": remaining}),
                        checkpoint=checkpoint, affected_count=affected + gone, actor=actor)
+    log_task("batch.recovered", task, affected=gone, remaining=remaining)
     return checkpoint, affected + gone
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pendulum
 
+from retention.engine.steplog import log_step
 from retention.engine.steps import Skip, count_mode, step_for
 from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
@@ -65,6 +66,7 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
         summary = {"tasks": len(working), "skipped": len(rows) - len(working),
                    "estimated": sum(r["estimated_count"] or 0 for r in working), "plan_sha256": digest(rows)}
         ctx.ledger.append("run.planned", summary, actor=actor, run_id=run_id, session=s)
+    log_step("run.planned", run_id=run_id, kind="sweep", dry_run=dry_run, **summary)
     busy = {r["location"] for r in working}
     kinds: dict[str, list[str]] = {"sql": [], "s3": []}
     for location_id, spec in ctx.inventory.locations.items():

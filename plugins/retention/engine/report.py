@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 
+from retention.engine.steplog import log_step
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
 
@@ -60,6 +62,15 @@ def build_report(ledger: Ledger, run_id: str) -> Report:
     return Report(run_id, run.dry_run, _status(tasks, run.dry_run), lines)
 
 
+def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict:
+    """One location's counts in a run (ids and counts only): what Airflow shows for its mapped task."""
+    run = ledger.get_run(run_id)
+    tasks = ledger.tasks(run_id, location=location_id)
+    part = Report(run_id, run.dry_run, _status(tasks, run.dry_run), [_line(task, run.dry_run) for task in tasks])
+    return {"location": location_id, "accounts": len(tasks), "deleted": part.deleted, "anonymized": part.anonymized,
+            "isolated": part.isolated, "kept": part.kept, "tasks": dict(sorted(Counter(t.status for t in tasks).items()))}
+
+
 def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
     """Record the run's totals in the chain and close it: failed if anything is unfinished or unexplained."""
     report = build_report(ledger, run_id)
@@ -68,6 +79,7 @@ def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
               "tasks": len(report.lines), "status": report.status}
     ledger.append("run.totals", totals, actor=actor, run_id=run_id)
     ledger.finish_run(run_id, report.status, actor=actor)
+    log_step("run.finished", run_id=run_id, **totals)
     return report
 
 

@@ -9,7 +9,7 @@ import pendulum
 
 from retention.engine.executor import execute_location
 from retention.engine.planner import SweepContext, plan_sweep
-from retention.engine.report import finish_sweep
+from retention.engine.report import finish_sweep, location_summary
 from retention.engine.verifier import verify_location
 from retention.ledger import Ledger
 from retention.rules import parse_utc
@@ -36,14 +36,17 @@ def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None
             "all": made.locations["sql"] + made.locations["s3"], "tasks": made.tasks, "estimated": made.estimated}
 
 
-def execute(run_id: str, location_id: str, *, actor: str) -> int:
+def execute(run_id: str, location_id: str, *, actor: str) -> dict:
+    """Execute one location; returns its counts (Airflow shows them as the mapped task's XCom)."""
     with context() as ctx:
-        return execute_location(ctx, run_id, location_id, actor=actor)
+        affected = execute_location(ctx, run_id, location_id, actor=actor)
+        return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
 
 
-def verify(run_id: str, location_id: str, *, actor: str) -> int:
+def verify(run_id: str, location_id: str, *, actor: str) -> dict:
     with context() as ctx:
-        return verify_location(ctx, run_id, location_id, actor=actor)
+        unexplained = verify_location(ctx, run_id, location_id, actor=actor)
+        return {"tasks_with_residue": unexplained, **location_summary(ctx.ledger, run_id, location_id)}
 
 
 def report(run_id: str, *, actor: str) -> dict:

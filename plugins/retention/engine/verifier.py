@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from retention.engine.executor import selector_of
+from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.engine.planner import SweepContext
 from retention.ledger.chain import iso_utc
@@ -23,6 +24,8 @@ def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: 
         unexplained += status == "residue"
         ctx.ledger.update_task(task.id, ("task.verified", _payload(task, residue)), status=status,
                                residue=residue.remaining, retained=_retained(residue), actor=actor)
+        log_task("task.verified", task, status=status, remaining=residue.remaining,
+                  retained=sum(r.count for r in residue.retained))
     return unexplained
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pendulum
 
 from retention.engine.planner import SweepContext, digest
+from retention.engine.steplog import log_step
 from retention.ledger.chain import iso_utc
 from retention.offboarding.request import OffboardingRequest, RequestError
 from retention.rules import Account, resolve
@@ -63,9 +64,11 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
                           "isolation": r["isolation"]}
                          for r in working if r["action"] == "isolate" and r["total_count"]]},
                           actor=actor, run_id=run_id, session=s)
-        ctx.ledger.append("run.planned", {"tasks": len(working), "skipped": len(rows) - len(working),
-                                          "estimated": sum(r["estimated_count"] for r in working),
-                                          "plan_sha256": digest(rows)}, actor=actor, run_id=run_id, session=s)
+        summary = {"tasks": len(working), "skipped": len(rows) - len(working),
+                   "estimated": sum(r["estimated_count"] for r in working), "plan_sha256": digest(rows)}
+        ctx.ledger.append("run.planned", summary, actor=actor, run_id=run_id, session=s)
+    log_step("run.planned", run_id=run_id, kind="offboarding", account_id=account.id, choice=request.choice.value,
+         **summary)
     by_kind = {kind: sorted({r["location"] for r in working
                              if ctx.inventory.locations[r["location"]].kind == kind}) for kind in ("sql", "s3")}
     return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value,
