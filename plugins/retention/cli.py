@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -79,7 +79,10 @@ def _emit(document: dict) -> None:
 
 
 def _logs_to_stderr() -> None:
-    """Airflow, once imported, logs to standard output, which is this command's output (``--json | jq``)."""
+    """Airflow, once imported, logs to standard output, which is this command's output (``--json | jq``).
+
+    On a terminal a progress bar replaces the engine's info lines (warnings still show); elsewhere (cron,
+    CI, a pipe) the step lines are the record of progress and stay."""
     import logging
 
     import airflow  # noqa: F401  configures logging on import
@@ -91,6 +94,15 @@ def _logs_to_stderr() -> None:
     factory = structlog.get_config().get("logger_factory")
     if getattr(factory, "io", False) is None:  # Airflow's factory writes to sys.stdout when given no stream
         factory.io = sys.__stderr__
+    if sys.stderr.isatty():
+        logging.getLogger("retention").setLevel(logging.WARNING)
+
+
+def _progress(locations: list[str], label: str) -> Iterator[str]:
+    """A bar per phase on standard error, naming the location in hand (only its label when not a terminal)."""
+    with click.progressbar(locations, label=f"{label:<12}", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda location: location) as bar:
+        yield from bar
 
 
 def _open_ledger(database_url: str | None):
@@ -285,7 +297,7 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accoun
     settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
     with Ledger.open(settings.database_url) as opened:
         report = sweep(SweepContext.load(settings, opened), at, dry_run=dry_run, actor="cli:retention-sweep",
-                       run_id=run_id)
+                       run_id=run_id, progress=_progress)
     if as_json:
         _emit(report.as_dict())
     else:
@@ -311,7 +323,7 @@ def forecast_command(days: int, at_text: str | None, accounts_file: Path | None,
 
     settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
     with Ledger.open(settings.database_url) as opened:
-        lines = forecast(SweepContext.load(settings, opened), _moment(at_text), days)
+        lines = forecast(SweepContext.load(settings, opened), _moment(at_text), days, _progress)
     if as_json:
         return _emit({"days": days, "by_day": by_day(lines), "lines": as_dicts(lines)})
     if not lines:
@@ -345,7 +357,8 @@ def replay_command(since_text: str, accounts_file: Path | None, database_url: st
         raise click.BadParameter(str(exc), param_hint="--since") from exc
     settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
     with Ledger.open(settings.database_url) as opened:
-        report = replay(SweepContext.load(settings, opened), since, actor="cli:retention-replay")
+        report = replay(SweepContext.load(settings, opened), since, actor="cli:retention-replay",
+                        progress=_progress)
     _emit(report.as_dict()) if as_json else click.echo(render(report))
     if report.status != "succeeded":
         raise Failure(f"replay {report.run_id} {report.status}", report.as_dict())

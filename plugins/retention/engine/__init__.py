@@ -7,13 +7,15 @@ import pendulum
 from retention.engine.executor import execute_location
 from retention.engine.planner import Plan, SweepContext, plan_sweep
 from retention.engine.report import Report, build_report, finish_sweep
+from retention.engine.steplog import Progress, quietly
 from retention.engine.verifier import verify_location
 
 __all__ = ["Plan", "Report", "SweepContext", "build_report", "execute_location", "finish_sweep", "plan_sweep",
            "sweep", "verify_location"]
 
 
-def sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor: str, run_id: str | None = None) -> Report:
+def sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor: str, run_id: str | None = None,
+          progress: Progress = quietly) -> Report:
     """The whole sweep in one process (the CLI); ``run_id`` resumes an interrupted run instead of planning."""
     if run_id is None:
         plan = plan_sweep(ctx, at, dry_run=dry_run, actor=actor)
@@ -25,8 +27,8 @@ def sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor: str
         if run.status != "running":  # finished: nothing to resume, nothing to record again
             return build_report(ctx.ledger, run_id)
         locations = sorted({task.location for task in ctx.ledger.tasks(run_id)})
-    for location_id in locations:
+    for location_id in progress(locations, "deleting"):
         execute_location(ctx, run_id, location_id, actor=actor)
-    for location_id in locations:
+    for location_id in progress(locations, "verifying"):
         verify_location(ctx, run_id, location_id, actor=actor)
     return finish_sweep(ctx.ledger, run_id, actor=actor)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import pendulum
 
 from retention.engine.planner import SweepContext, due_count
+from retention.engine.steplog import Progress, quietly
 from retention.engine.steps import Skip, step_for
 from retention.ledger.chain import iso_utc
 from retention.rules import Account, resolve
@@ -36,11 +37,12 @@ class Due:
     why: str
 
 
-def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int) -> list[Due]:
+def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: Progress = quietly) -> list[Due]:
     if not 0 < days <= MAX_DAYS:
         raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
     holds = ctx.ledger.resolver_holds()
-    found = [due for location_id in ctx.inventory.locations for account in ctx.accounts.values()
+    found = [due for location_id in progress(list(ctx.inventory.locations), "counting")
+             for account in ctx.accounts.values()
              for due in _account_in_location(ctx, location_id, account, start, days, holds)]
     return sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location))
 

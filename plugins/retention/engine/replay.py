@@ -16,13 +16,14 @@ import pendulum
 from retention.engine.executor import execute_location, selector_of
 from retention.engine.planner import SweepContext
 from retention.engine.report import Report, finish_sweep
+from retention.engine.steplog import Progress, quietly
 from retention.engine.verifier import verify_location
 
 REPLAYED_KINDS = ("sweep", "offboarding")
 DESTRUCTIVE = ("delete", "anonymize", "isolate")
 
 
-def replay(ctx: SweepContext, since: datetime, *, actor: str) -> Report:
+def replay(ctx: SweepContext, since: datetime, *, actor: str, progress: Progress = quietly) -> Report:
     now = pendulum.now("UTC")
     holds = ctx.ledger.resolver_holds()
     done = [t for run in ctx.ledger.runs_since(since) if run.kind in REPLAYED_KINDS and not run.dry_run
@@ -46,7 +47,7 @@ def replay(ctx: SweepContext, since: datetime, *, actor: str) -> Report:
                                         session=s)
         ctx.ledger.append("run.planned", {"tasks": len(seen), "replays_since": since.isoformat()},
                           actor=actor, run_id=run_id, session=s)
-    for location_id in sorted({t.location for t in ctx.ledger.tasks(run_id)}):
+    for location_id in progress(sorted({t.location for t in ctx.ledger.tasks(run_id)}), "re-deleting"):
         execute_location(ctx, run_id, location_id, actor=actor)
         verify_location(ctx, run_id, location_id, actor=actor)
     return finish_sweep(ctx.ledger, run_id, actor=actor)

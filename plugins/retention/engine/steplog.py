@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger("retention.engine")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/@+-]+")
@@ -32,3 +33,11 @@ def log_task(name: str, task, **counts: int | str | None) -> None:
     """A step of one planned task: which run, location, account and data class, and its counts."""
     log_step(name, run_id=task.run_id, task_id=task.id, location=task.location, account_id=task.account_id,
          data_class=task.data_class, action=task.action, **counts)
+
+
+Progress = Callable[[list[str], str], Iterable[str]]  # (locations, label) -> the same locations, as they are done
+
+
+def quietly(items: list[str], label: str) -> list[str]:
+    """No progress display (the DAG, the API): the step lines above say what happened."""
+    return items
