@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -98,8 +98,12 @@ def _logs_to_stderr() -> None:
         logging.getLogger("retention").setLevel(logging.WARNING)
 
 
-def _progress(locations: list[str], label: str) -> Iterator[str]:
-    """A bar per phase on standard error, naming the location in hand (only its label when not a terminal)."""
+def _progress(locations: list[str], label: str) -> Iterable[str]:
+    """On a terminal, a bar per phase on standard error naming the location in hand; elsewhere nothing."""
+    return _bar(locations, label) if sys.stderr.isatty() else locations
+
+
+def _bar(locations: list[str], label: str) -> Iterator[str]:
     with click.progressbar(locations, label=f"{label:<12}", file=sys.stderr, show_pos=True,
                            item_show_func=lambda location: location) as bar:
         yield from bar

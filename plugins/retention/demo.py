@@ -1,10 +1,11 @@
-"""`make demo`: the retention sweep and a termination offboarding end to end on the embedded stack.
+"""`make demo`: the retention sweep and two termination offboardings end to end on the embedded stack.
 
 Starts a real PostgreSQL (the demo application database) and a local S3 endpoint, seeds six demo
-customers with data of several ages, places a legal hold, runs the `retention_sweep` DAG through
-Airflow (`dag.test()` on a SQLite metadata database), and prints what was deleted, kept and why; signs a
-certificate; then offboards one customer who elected deletion (`termination_offboarding`, approved by a
-second person) and prints its certificate and the customer's download link.
+customers with data of several ages, places a legal hold, forecasts what the sweep will delete, runs the
+`retention_sweep` DAG through Airflow (`dag.test()` on a SQLite metadata database) and prints what was
+deleted, kept and why; signs a certificate; then offboards one customer who elected deletion and one who
+elected return (`termination_offboarding`, each approved by a second person; the second customer opens
+its encrypted package and confirms it), and ends with a summary: found, deleted, kept, returned, certified.
 Everything it writes lives under $RETENTION_HOME (var/demo).
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import pendulum
 
 REPO = Path(__file__).resolve().parents[2]
+_SCREEN: list[int] = []  # the terminal's stderr while _output_to points the process's own at a log file
 
 
 def main() -> int:
@@ -62,9 +64,12 @@ def main() -> int:
                                      reference="LEGAL-0042", placed_by="demo.counsel")
         print(f"{hold.id} on every data class of acct_3003 (reference LEGAL-0042): nothing of it may go.")
 
-        section("4. The retention_sweep DAG (Airflow dag.test)")
+        section("4. Forecast: what the sweep will delete (retention forecast --days 30)")
+        _forecast()
+
+        section("5. The retention_sweep DAG (Airflow dag.test)")
         state = _run_dag()
-        return _print_result(state)
+        return _print_result(state, customers=len(accounts))
     finally:
         s3.stop()
         pg.cleanup()
@@ -80,6 +85,21 @@ def _configure(home: Path) -> None:
         "RETENTION_ACCOUNTS_FILE": str(REPO / "demo" / "accounts.yaml"),
     })
     (home / "airflow").mkdir()
+
+
+def _forecast() -> None:
+    from retention.engine.forecast import by_day, forecast
+    from retention.engine.tasks import context
+
+    today = pendulum.now("UTC")
+    with context() as ctx:
+        days = by_day(forecast(ctx, today, 30))
+    now = days.pop(today.to_date_string(), {})
+    print(f"Due now, so deleted by today's sweep: {sum(now.values()):,} records — " +
+          ", ".join(f"{n:,} {name}" for name, n in sorted(now.items(), key=lambda kv: -kv[1])) + ".")
+    later = sum(n for classes in days.values() for n in classes.values())
+    print(f"Falling due over the next 30 days: {later:,} more, on {len(days)} day(s). Held data is not forecast; "
+          "customers who elected return are offboarded, not swept.")
 
 
 def _run_dag() -> str:
@@ -101,6 +121,7 @@ def _output_to(path: Path):
     """Point this process's stdout and stderr (the file descriptors, which structlog writes to) at a file."""
     sys.stdout.flush(), sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    _SCREEN.append(saved[1])
     with open(path, "a") as sink:
         os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
         try:
@@ -109,26 +130,64 @@ def _output_to(path: Path):
             sys.stdout.flush(), sys.stderr.flush()
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             os.close(saved[0]), os.close(saved[1])
+            _SCREEN.pop()
 
 
-def _print_result(dag_state: str) -> int:
+def _print_result(dag_state: str, customers: int) -> int:
     from retention.engine.report import build_report, render
     from retention.ledger import Ledger, database_url
 
     with Ledger.open() as ledger:
         run_id = ledger.last_run_id("sweep")
         report = build_report(ledger, run_id)
-        verified = ledger.verify()
     print(f"DAG run finished: {dag_state}.\n")
     print(render(report))
-    section("5. Ledger")
+    held = sum(line.kept for line in report.lines if "legal hold" in line.why_kept)
+    returning = sum(line.kept for line in report.lines if "elected return" in line.why_kept)
+    print(f"\nIn words: {report.deleted + report.anonymized:,} records had outlived their retention and are gone "
+          f"(verified by re-querying every location); {held:,} stay under the legal hold; {returning:,} wait for "
+          f"their customer's return (step 8); the other {report.kept - held - returning:,} are not due yet.")
+    certified = _certify(run_id, "acct_1001")
+    _snapshot(["acct_4004", "acct_5005"])
+    offboarded = [_offboard(7, "acct_4004", "delete", "OFF-4004"), _offboard(8, "acct_5005", "return", "OFF-5005")]
+    with Ledger.open() as ledger:
+        verified = ledger.verify()
+        summary = _in_short(ledger, customers, report, held)
+    section("9. Ledger")
     print(f"{verified.events_checked} events, hash chain {'intact' if verified.ok else 'BROKEN: ' + verified.reason}.")
     print(f"Results: ledger {database_url()}; Airflow home {os.environ['AIRFLOW_HOME']}")
     print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   (with RETENTION_HOME={os.environ['RETENTION_HOME']})")
     print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
-    certified = _certify(run_id, "acct_1001")
-    offboarded = _offboard("acct_4004")
-    return 0 if verified.ok and report.status == "succeeded" and certified and offboarded else 1
+    section("In short")
+    print(summary)
+    return 0 if verified.ok and report.status == "succeeded" and certified and all(offboarded) else 1
+
+
+def _in_short(ledger, customers: int, sweep, held: int) -> str:
+    """Found, deleted, kept, returned, certified: the demo in five lines, read back from the ledger."""
+    from retention.certificates.archive import issued
+    from retention.engine.report import build_report
+
+    terminations = [build_report(ledger, e.run_id) for e in ledger.events_of_kind("offboarding.approved")]
+    ended, isolated = sum(r.deleted for r in terminations), sum(r.isolated for r in terminations)
+    found = sweep.deleted + sweep.anonymized + sweep.kept  # what the sweep counted, before anything went
+    not_due = found - sweep.deleted - sweep.anonymized - ended - isolated - held
+    received = {e.payload["package_id"] for e in ledger.events_of_kind("return.received")}
+    returned = [f"{p['account_id']}: {p['records']:,} records from {p['locations']} locations in one encrypted "
+                f"package, {'confirmed' if p['package_id'] in received else 'not confirmed'} by the customer"
+                for p in (e.payload for e in ledger.events_of_kind("return.delivered"))]
+    certificates = issued(ledger).values()
+    return "\n".join([
+        f"Found      {found:,} records (rows and object versions) of {customers} customers in "
+        f"{len({line.location for line in sweep.lines})} locations",
+        f"Deleted    {sweep.deleted + ended:,}: {sweep.deleted:,} by the daily sweep (their retention had ended) and "
+        f"{ended:,} at {len(terminations)} contract terminations; {sweep.anonymized:,} more anonymized. Every location re-checked",
+        f"Kept       {held:,} under a legal hold, {isolated:,} invoice rows isolated for tax law (no application "
+        f"can read them), {not_due:,} not due yet",
+        "Returned   " + ("; ".join(returned) or "nothing"),
+        f"Certified  {len(certificates)} signed certificates: "
+        + ", ".join(f"{c.account_id} ({c.status})" for c in certificates)
+        + "; partial = backups expire and a manual request completes later, by signed supplements"])
 
 
 def _certify(run_id: str, account_id: str) -> bool:
@@ -138,7 +197,7 @@ def _certify(run_id: str, account_id: str) -> bool:
     from retention.ledger import Ledger
     from retention.settings import Settings
 
-    section("6. A deletion certificate")
+    section("6. A deletion certificate for acct_1001")
     settings = Settings.from_env()
     key_file, jwks_file = settings.home / "keys" / "signing.pem", settings.home / "keys" / "jwks.json"
     os.environ.update({"RETENTION_SIGNING_KEY_FILE": str(key_file), "RETENTION_JWKS_FILE": str(jwks_file)})
@@ -159,50 +218,136 @@ def _certify(run_id: str, account_id: str) -> bool:
     return True
 
 
-def _offboard(account_id: str) -> bool:
-    """The termination_offboarding DAG for one customer who elected deletion, approved by a second person."""
-    import secrets
-    import threading
-
+def _snapshot(account_ids: list[str]) -> None:
+    """Last night's database backup: it holds every customer, and the two leaving ones under their own keys."""
     from retention.backups import LocalKeystore, SnapshotCatalog, take_snapshot
-    from retention.engine.report import build_report, render
-    from retention.ledger import Ledger
     from retention.settings import Settings
     from retention.stores import s3_client
 
-    section(f"7. Termination offboarding of {account_id} (Airflow dag.test, four-eyes approval)")
     settings = Settings.from_env()
+    with _output_to(Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"):
+        for account_id in account_ids:
+            LocalKeystore(settings.keystore_dir).data_key(account_id)  # their backup copies are encrypted with it
+        snapshot = take_snapshot(os.environ["RETENTION_DEMO_APP_URL"], SnapshotCatalog(
+            s3_client(settings.backups_conn_id), settings.backups_bucket, settings.backups_prefix,
+            settings.backups_source))
+    print(f"\nNightly database snapshot {snapshot.id} holds every customer; it cannot be edited, only expire.")
+
+
+def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool:
+    """The termination_offboarding DAG for one customer, approved by a second person; a customer who elected
+    return is sent an encrypted package first, and deletion waits for its receipt."""
+    import secrets
+    import threading
+
+    import pyrage
+
+    from retention.engine.report import build_report, render
+    from retention.ledger import Ledger
+
+    section(f"{number}. Termination offboarding of {account_id}: the customer elected {choice}")
     os.environ.setdefault("RETENTION_LINK_SECRET", secrets.token_urlsafe(48))
     os.environ["RETENTION_PROCESSOR_NAME"] = "Demo Processor Inc."
-    LocalKeystore(settings.keystore_dir).data_key(account_id)  # its backup copies are encrypted with this key
-    snapshot = take_snapshot(os.environ["RETENTION_DEMO_APP_URL"], SnapshotCatalog(
-        s3_client(settings.backups_conn_id), settings.backups_bucket, settings.backups_prefix, settings.backups_source))
-    print(f"Nightly database snapshot {snapshot.id} holds every customer in the clear; it can only expire.")
-    print("staff.demo requests the deletion (ticket OFF-4004); dpo.demo approves it in Required Actions.")
-    approver = threading.Thread(target=_approve, args=("termination_offboarding", "approve", "dpo.demo"), daemon=True)
-    approver.start()
+    os.environ["RETENTION_RETURN_POLL_SECONDS"] = "2"  # the demo's customer answers within seconds
+    conf = {"account_id": account_id, "choice": choice, "requested_by": "staff.demo", "reference": reference,
+            "subprocessors": ["sixsense"]}
+    print(f"staff.demo requests it (ticket {reference}); dpo.demo approves it in Required Actions.")
+    threading.Thread(target=_approve, args=("termination_offboarding", "approve", "dpo.demo"), daemon=True).start()
+    if choice == "return":
+        identity = pyrage.x25519.Identity.generate()  # the customer's age key; we only ever see its public half
+        conf.update(return_recipient=str(identity.to_public()), return_window_days=14)
+        threading.Thread(target=_customer_confirms, args=(identity,), daemon=True).start()
     with _output_to(Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"):
         from airflow.dag_processing.dagbag import DagBag
 
-        dag = DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"]
-        run = dag.test(run_conf={"account_id": account_id, "choice": "delete", "requested_by": "staff.demo",
-                                 "reference": "OFF-4004", "subprocessors": ["sixsense"]})
-    certified = run.get_task_instance("certify").xcom_pull(task_ids="certify")
+        run = DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"].test(run_conf=conf)
     print(f"DAG run finished: {run.state}.\n")
     with Ledger.open() as ledger:
-        print(render(build_report(ledger, ledger.last_run_id("offboarding"))))
-    if not certified:
-        return False
+        run_id = ledger.last_run_id("offboarding")
+        print(render(build_report(ledger, run_id)))
+        _print_return(ledger, run_id)
+    certified = run.get_task_instance("certify").xcom_pull(task_ids="certify")
+    if certified:
+        _print_certificate(certified)
+    return str(run.state) == "success" and bool(certified)
+
+
+def _print_return(ledger, run_id: str) -> None:
+    delivered = ledger.run_events(run_id, "return.delivered")
+    if not delivered:
+        return
+    package = delivered[0].payload
+    receipt = ledger.run_events(run_id, "return.received")
+    print(f"\nReturned first: package {package['package_id']}, {package['records']:,} records from "
+          f"{package['locations']} locations ({package['bytes']:,} bytes), encrypted for the customer's key; "
+          f"manifest sha256 {package['manifest_sha256'][:16]}…")
+    print("The customer " + ("confirmed it by quoting the manifest's sha256, so deletion went ahead; the package "
+                             "itself was then removed." if receipt else "did not confirm it in the window."))
+
+
+def _print_certificate(certified: dict) -> None:
+    from retention.certificates.pdf import exception_text
+
     print(f"\nCertificate {certified['certificate_id']}: {certified['pdf']}")
     print("Customer's download link (30 days; serve it with `airflow api-server`):\n"
           f"  http://localhost:8080{certified['link']['path']}")
-    from retention.certificates.pdf import exception_text
-
     certificate = json.loads(Path(certified["pdf"]).with_suffix(".json").read_bytes())["certificate"]
     print("Exceptions the certificate states (each is dated; the daily backup_expiry DAG adds supplements):")
     for exception in certificate["exceptions"]:
         print(f"  - {exception_text(exception)}")
-    return str(run.state) == "success"
+
+
+def _customer_confirms(identity) -> None:
+    """The customer, elsewhere: downloads the package from the link it was sent, decrypts it, checks every
+    file against the manifest and confirms receipt (what its receipt link's route records)."""
+    import hashlib
+    import io
+    import tarfile
+    import urllib.request
+
+    import pyrage
+
+    from retention.ledger import Ledger
+    from retention.offboarding.returns import record_receipt
+
+    try:
+        delivered = _returned_value("termination_offboarding", "deliver_return")
+        with urllib.request.urlopen(delivered["url"]) as response:
+            package = pyrage.decrypt(response.read(), [identity])
+        with tarfile.open(fileobj=io.BytesIO(package)) as tar:
+            files = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        for listed in json.loads(files["manifest.json"])["files"]:
+            if hashlib.sha256(files[listed["path"]]).hexdigest() != listed["sha256"]:
+                raise ValueError(f"a file of the package does not match its manifest: {listed['path']}")
+        with Ledger.open() as ledger:
+            record_receipt(ledger, delivered["package_id"], hashlib.sha256(files["manifest.json"]).hexdigest(),
+                           actor="customer-link", account_id=delivered["account_id"])
+    except BaseException as exc:  # without a receipt the DAG would wait out the 14-day window: stop the demo
+        os.write(_SCREEN[-1], f"\nThe demo's customer could not confirm the return: {exc!r}\n".encode())
+        os._exit(1)
+
+
+def _returned_value(dag_id: str, task_id: str, timeout: float = 300):
+    """What ``task_id`` returned in the DAG run in progress (polled: dag.test() runs in the main thread)."""
+    import time
+
+    import sqlalchemy as sa
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    query = sa.select(XComModel.value).where(XComModel.dag_id == dag_id, XComModel.task_id == task_id,
+                                             XComModel.key == "return_value").order_by(XComModel.timestamp.desc())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            with create_session() as session:
+                row = session.execute(query).first()
+        except sa.exc.OperationalError:  # SQLite busy while the DAG run writes: try again
+            continue
+        if row is not None and XComModel.deserialize_value(row):
+            return XComModel.deserialize_value(row)
+    raise TimeoutError(f"{dag_id}.{task_id} returned nothing in {timeout} s")
 
 
 def _approve(dag_id: str, task_id: str, user_id: str) -> None:

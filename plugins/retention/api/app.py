@@ -11,8 +11,6 @@ answers say no more than that. Every issue, revocation, link and download is a l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import pendulum
@@ -20,7 +18,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from retention.api.operators import router as operator_views, staff_id
+from retention.api.operators import open_ledger, router as operator_views, staff_id
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
 from retention.engine.forecast import MAX_DAYS, as_dicts, by_day, forecast
@@ -70,14 +68,14 @@ def create_app() -> FastAPI:
 
     @app.get("/certificates")
     def list_certificates(user: GetUserDep, account_id: str | None = None) -> list[dict]:
-        with _ledger() as ledger:
+        with open_ledger() as ledger:
             return [c.__dict__ for c in issued(ledger, account_id).values()]
 
     @app.post("/certificates", status_code=201)
     def issue_certificate(body: IssueRequest, user: GetUserDep) -> dict:
         settings = Settings.from_env()
         key = load_signing_key(settings.signing_key_file)
-        with _ledger() as ledger:
+        with open_ledger() as ledger:
             try:
                 document = issue(ledger, body.run_id, body.account_id, key, exporter=body.exporter,
                                  importer=body.importer, rules_dir=settings.rules_dir, actor=staff_id(user))
@@ -88,7 +86,7 @@ def create_app() -> FastAPI:
 
     @app.post("/certificates/{certificate_id}/revoke")
     def revoke(certificate_id: str, body: RevokeRequest, user: GetUserDep) -> dict:
-        with _ledger() as ledger:
+        with open_ledger() as ledger:
             record = _issued(ledger, certificate_id)
             ledger.append("certificate.revoked", {"certificate_id": certificate_id, "account_id": record.account_id,
                                                   "reason": body.reason}, actor=staff_id(user))
@@ -96,7 +94,7 @@ def create_app() -> FastAPI:
 
     @app.post("/certificates/{certificate_id}/links", status_code=201)
     def create_link(certificate_id: str, body: LinkRequest, user: GetUserDep) -> dict:
-        with _ledger() as ledger:
+        with open_ledger() as ledger:
             record = _issued(ledger, certificate_id)
             if record.revoked:
                 raise HTTPException(409, "the certificate is revoked")
@@ -111,7 +109,7 @@ def create_app() -> FastAPI:
         claims = _claims(CERTIFICATE_DOWNLOAD, token)
         if claims.get("c") != certificate_id or not ID_PATTERN.match(certificate_id):
             raise HTTPException(403, NOT_VALID)
-        with _ledger() as ledger:
+        with open_ledger() as ledger:
             record = issued(ledger, claims.get("a")).get(certificate_id)
             if record is None:
                 raise HTTPException(404, "no such certificate")
@@ -133,7 +131,7 @@ def create_app() -> FastAPI:
         claims = _claims(RETURN_RECEIPT, token)
         if claims.get("p") != package_id:
             raise HTTPException(403, NOT_VALID)
-        with _ledger() as ledger:
+        with open_ledger() as ledger:
             try:
                 receipt = record_receipt(ledger, package_id, manifest_sha256, actor="customer-link",
                                          account_id=claims.get("a"))
@@ -151,12 +149,6 @@ def _claims(purpose: str, token: str) -> dict:
         raise HTTPException(503, str(exc)) from None
     except LinkInvalid:
         raise HTTPException(403, NOT_VALID) from None
-
-
-@contextmanager
-def _ledger() -> Iterator[Ledger]:
-    with Ledger.open(Settings.from_env().database_url) as ledger:
-        yield ledger
 
 
 def _issued(ledger: Ledger, certificate_id: str):

@@ -9,6 +9,8 @@ user, never a name typed into a form.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +20,9 @@ from pydantic import BaseModel, Field
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from retention.engine.tasks import context
+from retention.ledger import Ledger
 from retention.offboarding.status import open_offboardings
+from retention.settings import Settings
 
 PAGE_FILES = {"": ("operators.html", "text/html; charset=utf-8"),
               "operators.js": ("operators.js", "text/javascript; charset=utf-8"),
@@ -59,8 +63,8 @@ def operator_page(name: str, user: GetUserDep) -> Response:
 @router.get("/offboardings")
 def offboardings(user: GetUserDep) -> list[dict]:
     """Offboardings not finished yet, with the stage each one is at."""
-    with context() as ctx:
-        return open_offboardings(ctx.ledger, pendulum.now("UTC"))
+    with open_ledger() as ledger:
+        return open_offboardings(ledger, pendulum.now("UTC"))
 
 
 @router.get("/data-classes")
@@ -72,8 +76,8 @@ def data_classes(user: GetUserDep) -> list[dict]:
 
 @router.get("/holds")
 def holds(user: GetUserDep, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict]:
-    with context() as ctx:
-        return [h.as_dict() for h in ctx.ledger.list_holds(include_released=include_released)]
+    with open_ledger() as ledger:
+        return [h.as_dict() for h in ledger.list_holds(include_released=include_released)]
 
 
 @router.post("/holds", status_code=201, dependencies=[Depends(json_body)])
@@ -95,9 +99,9 @@ def place_hold(body: HoldRequest, user: GetUserDep) -> dict:
 
 @router.post("/holds/{hold_id}/release", dependencies=[Depends(json_body)])
 def release_hold(hold_id: str, body: ReleaseRequest, user: GetUserDep) -> dict:
-    with context() as ctx:
+    with open_ledger() as ledger:
         try:
-            released = ctx.ledger.release_hold(hold_id, released_by=staff_id(user), reason=body.reason)
+            released = ledger.release_hold(hold_id, released_by=staff_id(user), reason=body.reason)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         except ValueError as exc:
@@ -107,3 +111,9 @@ def release_hold(hold_id: str, body: ReleaseRequest, user: GetUserDep) -> dict:
 
 def staff_id(user) -> str:
     return f"api:{user.get_id()}"
+
+
+@contextmanager
+def open_ledger() -> Iterator[Ledger]:
+    with Ledger.open(Settings.from_env().database_url) as ledger:
+        yield ledger
