@@ -225,14 +225,18 @@ def hold() -> None:
 @click.option("--reason", required=True, help="Why (no personal data: it is stored, not logged).")
 @click.option("--reference", required=True, help="Ticket or matter reference.")
 @click.option("--by", "placed_by", required=True, help="Staff id of the person placing the hold.")
+@accounts_option
 @ledger_option
 @common
 def hold_place(account_id: str | None, data_class: str | None, reason: str, reference: str, placed_by: str,
-               database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+               accounts_file: Path | None, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Place a legal hold on an account, a data class, or one data class of one account."""
     ruleset = load_ruleset(rules_dir)
+    # A misspelt class or account would hold nothing while looking like protection.
     if data_class and data_class not in ruleset.data_classes.data_classes:
         raise Failure(f"unknown data class {data_class!r}; see {rules_dir}/data_classes.yaml")
+    if account_id and accounts_file and account_id not in load_accounts(accounts_file, set(ruleset.jurisdictions.jurisdictions)):
+        raise Failure(f"no account {account_id!r} in the account registry {accounts_file}")
     with _open_ledger(database_url) as ledger:
         placed = ledger.place_hold(account_id=account_id, data_class=data_class, reason=reason,
                                    reference=reference, placed_by=placed_by)

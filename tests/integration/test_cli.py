@@ -108,6 +108,13 @@ def test_hold_on_an_unknown_data_class_is_refused(run):
     assert result.exit_code == 1 and "unknown data class 'faxes'" in result.output
 
 
+def test_hold_on_an_account_missing_from_the_registry_is_refused(run):
+    result = run("hold", "place", "--account", "acct_l001", "--accounts", ACCOUNTS, "--reason", "x",
+                 "--reference", "T-1", "--by", "s")
+    assert result.exit_code == 1 and "no account 'acct_l001'" in result.output
+    assert "no legal holds" in run("hold", "list", "--all").output
+
+
 def test_hold_with_an_email_in_its_reference_is_refused(run):
     result = run("hold", "place", "--account", "acct_1001", "--reason", "x", "--reference", "jane@example.com", "--by", "s")
     assert result.exit_code == 1

@@ -48,7 +48,7 @@ class LinkRequest(BaseModel):
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="Retention: deletion certificates", version="1")
+    app = FastAPI(title="Retention: certificates, returns, forecast and operator views", version="1")
     app.include_router(operator_views)
 
     @app.get("/.well-known/jwks.json")

@@ -55,20 +55,20 @@ class Report:
                 "anonymized": self.anonymized, "isolated": self.isolated, "kept": self.kept, "lines": [asdict(line) for line in self.lines]}
 
 
-def build_report(ledger: Ledger, run_id: str) -> Report:
+def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Report:
+    """The run's report (of one location, if given)."""
     run = ledger.get_run(run_id)
-    tasks = ledger.tasks(run_id)
+    tasks = ledger.tasks(run_id, location=location)
     lines = [_line(task, run.dry_run) for task in tasks]
     return Report(run_id, run.dry_run, _status(tasks, run.dry_run), lines)
 
 
 def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict:
     """One location's counts in a run (ids and counts only): what Airflow shows for its mapped task."""
-    run = ledger.get_run(run_id)
-    tasks = ledger.tasks(run_id, location=location_id)
-    part = Report(run_id, run.dry_run, _status(tasks, run.dry_run), [_line(task, run.dry_run) for task in tasks])
-    return {"location": location_id, "accounts": len(tasks), "deleted": part.deleted, "anonymized": part.anonymized,
-            "isolated": part.isolated, "kept": part.kept, "tasks": dict(sorted(Counter(t.status for t in tasks).items()))}
+    part = build_report(ledger, run_id, location_id)
+    return {"location": location_id, "accounts": len(part.lines), "deleted": part.deleted,
+            "anonymized": part.anonymized, "isolated": part.isolated, "kept": part.kept,
+            "tasks": dict(sorted(Counter(line.status for line in part.lines).items()))}
 
 
 def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
