@@ -325,7 +325,7 @@ def forecast_command(days: int, at_text: str | None, accounts_file: Path | None,
     """What the daily sweep will delete or anonymize per day, data class and account, and why. Deletes nothing."""
     _logs_to_stderr()
     from retention.engine import SweepContext
-    from retention.engine.forecast import as_dicts, by_day, forecast
+    from retention.engine.forecast import as_document, forecast
     from retention.ledger import Ledger
     from retention.settings import Settings
 
@@ -333,7 +333,7 @@ def forecast_command(days: int, at_text: str | None, accounts_file: Path | None,
     with Ledger.open(settings.database_url) as opened:
         lines = forecast(SweepContext.load(settings, opened), _moment(at_text), days, _progress)
     if as_json:
-        return _emit({"days": days, "by_day": by_day(lines), "lines": as_dicts(lines)})
+        return _emit(as_document(lines, days))
     if not lines:
         return click.echo(f"nothing falls due in the next {days} day(s)")
     click.echo(f"{'day':10}  {'data class':20} {'account':10} {'location':18} {'action':9} {'records':>8}  why")

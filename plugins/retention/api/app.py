@@ -21,7 +21,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep
 from retention.api.operators import open_ledger, router as operator_views, staff_id
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
-from retention.engine.forecast import MAX_DAYS, as_dicts, by_day, forecast
+from retention.engine.forecast import MAX_DAYS, as_document, forecast
 from retention.engine.tasks import context
 from retention.ledger import Ledger
 from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, open_link,
@@ -64,7 +64,7 @@ def create_app() -> FastAPI:
         start = pendulum.now("UTC")
         with context() as ctx:
             lines = forecast(ctx, start, days)
-        return {"start": start.to_date_string(), "days": days, "by_day": by_day(lines), "lines": as_dicts(lines)}
+        return {"start": start.to_date_string(), **as_document(lines, days)}
 
     @app.get("/certificates")
     def list_certificates(user: GetUserDep, account_id: str | None = None) -> list[dict]:

@@ -56,8 +56,9 @@ def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
     return totals
 
 
-def as_dicts(lines: list[Due]) -> list[dict]:
-    return [asdict(line) for line in lines]
+def as_document(lines: list[Due], days: int) -> dict:
+    """The forecast as the CLI's --json and the API answer it: the chart's series and every line."""
+    return {"days": days, "by_day": by_day(lines), "lines": [asdict(line) for line in lines]}
 
 
 def _account_in_location(ctx: SweepContext, location_id: str, account: Account, start: pendulum.DateTime,

@@ -68,7 +68,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
                    "estimated": sum(r["estimated_count"] for r in working), "plan_sha256": digest(rows)}
         ctx.ledger.append("run.planned", summary, actor=actor, run_id=run_id, session=s)
     log_step("run.planned", run_id=run_id, kind="offboarding", account_id=account.id, choice=request.choice.value,
-         **summary)
+             **summary)
     by_kind = {kind: sorted({r["location"] for r in working
                              if ctx.inventory.locations[r["location"]].kind == kind}) for kind in ("sql", "s3")}
     return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value,
