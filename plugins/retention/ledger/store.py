@@ -146,6 +146,16 @@ def _now() -> pendulum.DateTime:
     return pendulum.now("UTC")
 
 
+def db_now(s: Session) -> pendulum.DateTime:
+    """The ledger database's clock. Holds are placed by the api-server and checked by workers: one clock
+    for both means a hold placed "now" is in force on every machine, whatever their own clocks say."""
+    if s.get_bind().dialect.name == "postgresql":
+        value = s.execute(text("SELECT clock_timestamp()")).scalar_one()
+    else:  # SQLite: UTC text with milliseconds
+        value = pendulum.parse(s.execute(text("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")).scalar_one())
+    return utc(value)
+
+
 def _text(value: Any, field: str, max_len: int = NAME) -> str:
     """A non-empty string of at most ``max_len`` characters with no personal data in it."""
     if not isinstance(value, str) or not value.strip():
@@ -322,9 +332,10 @@ class Ledger:
             data_class=_optional_text(data_class, "data_class"),
             # The reason is free text: it is kept in this row only, never in an event.
             reason=_text(reason, "reason", 500), reference=_text(reference, "reference"),
-            placed_by=_text(placed_by, "placed_by"), placed_at=utc(at) if at else _now(),
+            placed_by=_text(placed_by, "placed_by"), placed_at=utc(at) if at else None,
         )
         with self.session() as s:
+            row.placed_at = row.placed_at or db_now(s)
             s.add(row)
             s.flush()
             _append(s, kind="hold.placed", actor=row.placed_by, payload=_hold_payload(row))
@@ -333,8 +344,8 @@ class Ledger:
     def release_hold(self, hold_id: str, *, released_by: str, reason: str,
                      at: datetime | None = None) -> HoldRecord:
         released_by, reason = _text(released_by, "released_by"), _text(reason, "reason", 500)
-        at = utc(at) if at else _now()
         with self.session() as s:
+            at = utc(at) if at else db_now(s)
             row = s.scalars(select(LegalHoldRow).where(LegalHoldRow.id == hold_id)
                             .with_for_update()).one_or_none()
             _check_releasable(row, hold_id, at)
@@ -351,6 +362,21 @@ class Ledger:
         now = _now()
         return [r for r in records
                 if include_released or r.released_at is None or r.released_at > now]
+
+    def holds_in_force(self, account_id: str, data_class: str | None = None) -> list[str]:
+        """The guard every deleting path calls right before it acts: ids of the holds not released that
+        cover ``data_class`` of the account (with ``None``, any of its data: backups and return packages
+        hold every class). "Stop now": a hold is in force from the moment its row exists, whatever its
+        ``placed_at`` and whatever this machine's clock says; only a release ends it."""
+        query = select(LegalHoldRow.id).where(
+            LegalHoldRow.released_at.is_(None),
+            (LegalHoldRow.account_id.is_(None)) | (LegalHoldRow.account_id == account_id))
+        # With no data class every hold on the account counts, class-wide ones (no account) included:
+        # they cover this account's copy of their class.
+        if data_class is not None:
+            query = query.where((LegalHoldRow.data_class.is_(None)) | (LegalHoldRow.data_class == data_class))
+        with self._reader() as s:
+            return sorted(s.scalars(query))
 
     def resolver_holds(self) -> list[LegalHold]:
         """Every hold, released ones included: the resolver decides which were in force when."""
