@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow.providers.standard.operators.hitl import HITLEntryOperator
 from airflow.sdk import Param, dag, task, task_group
 
+from retention.ids import ACCOUNT_ID
 from retention.subprocessors import tasks as steps
 from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
@@ -32,7 +33,7 @@ SPECS = steps.specs()
     catchup=False,
     tags=["retention", "subprocessors"],
     params={
-        "account_id": Param(type="string", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="The customer's account id."),
+        "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
         "requested_by": Param(type="string", minLength=1, description="Staff id of who asked for the erasure."),
         "subprocessors": Param(sorted(SPECS), type="array", items={"type": "string", "enum": sorted(SPECS)},
                                description="Which subprocessors to erase at (default: all)."),

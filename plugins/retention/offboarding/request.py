@@ -6,11 +6,11 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
+from retention.ids import ACCOUNT_ID  # the one account-id rule; termination_offboarding's Param imports it from here
 from retention.rules.accounts import Timestamp
 from retention.rules.model import Election, Strict
 
 AGE_RECIPIENT = r"^age1[02-9ac-hj-np-z]{58}$"  # an age X25519 public key (bech32)
-ACCOUNT_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"  # also names the account's data key (a file, a KMS alias)
 
 
 class RequestError(ValueError):

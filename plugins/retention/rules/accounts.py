@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import pendulum
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
+from retention.ids import ACCOUNT_ID
 from retention.rules.errors import RulesError
 from retention.rules.loader import load_model
 from retention.rules.model import AccountState, Anchor, Election, Strict
@@ -47,7 +48,7 @@ class CustomerElection(Strict):
 
 
 class Account(Strict):
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=64)]
+    id: Annotated[str, Field(pattern=ACCOUNT_ID)]  # one rule for every account id: retention.ids
     state: AccountState
     jurisdiction: str
     created_at: Timestamp

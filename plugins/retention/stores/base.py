@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from retention.ids import check_account_id
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -33,6 +35,9 @@ class Selector:
     cutoff: datetime | None = None  # records whose anchor time is at or before this; None with anchor None
 
     def __post_init__(self) -> None:
+        # Refused here, not in each store: Selector(None) matched ``account_id IS NULL`` (orphan rows) and
+        # "" matched rows with an empty account column; ".." would name a parent S3 prefix.
+        check_account_id(self.account_id, "Selector.account_id")
         if (self.anchor is None) != (self.cutoff is None):
             raise ValueError("a Selector takes an anchor and a cutoff together, or neither (all of the account's data)")
         if self.cutoff is not None and self.cutoff.tzinfo is None:
@@ -62,6 +67,7 @@ class PendingBatch:
 class Outcome:
     affected: int  # records (rows, objects, versions, delete markers) removed or anonymized
     retained: tuple[Retained, ...] = ()
+    lock_retries: int = 0  # times the batch was rolled back on a lock timeout and tried again (SQL)
 
 
 @dataclass(frozen=True)
