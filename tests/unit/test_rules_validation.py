@@ -175,3 +175,57 @@ def test_a_missing_file_is_named(rules_dir):
     (rules_dir.root / "overrides.yaml").unlink()
     issue = only_problem(rules_dir)
     assert issue.file == rules_dir.path("overrides") and issue.message == "file not found"
+
+
+# --- a period is never zero or negative (issue 14, item 8) ------------------------------------------
+
+ZERO_SPELLINGS = ["P0D", "PT0S", "P0Y", "P0M", "P0W", "P0Y0M0D", "PT0H0M0S", "P0DT0H"]
+
+
+@pytest.mark.parametrize("text", ZERO_SPELLINGS)
+@pytest.mark.parametrize("index, anchor", [(0, "created_at"), (1, "terminated_at")])  # with and without bounds
+def test_a_zero_retention_period_is_refused_naming_file_line_and_field(rules_dir, text, index, anchor):
+    rules_dir.write(rules=RULES.replace(f"retain_for: P30D\n    anchor: {anchor}", f"retain_for: {text}\n    anchor: {anchor}"))
+    issue = only_problem(rules_dir)
+    line = rules_dir.line_of("rules", f"retain_for: {text}")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:17: rules[{index}].retain_for"
+    assert "longer than zero" in issue.message
+
+
+@pytest.mark.parametrize("text", ["-P1D", "P-1D", "-PT1S", "P1D-"])
+def test_a_negative_retention_period_is_refused(rules_dir, text):
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", f"retain_for: '{text}'\n    anchor: created_at"))
+    assert only_problem(rules_dir).field == "rules[0].retain_for"
+
+
+@pytest.mark.parametrize("bound", ["min", "max"])
+def test_a_zero_override_bound_is_refused(rules_dir, bound):
+    bounds = {"min": "{min: P0D, max: P90D}", "max": "{min: P1D, max: PT0S}"}[bound]
+    rules_dir.write(rules=RULES.replace("{min: P1D, max: P90D}", bounds))
+    found = problems(rules_dir)
+    issue = next((i for i in found if i.field == f"rules[0].override_bounds.{bound}"), None)
+    assert issue is not None, "\n".join(map(str, found))
+    assert issue.line == rules_dir.line_of("rules", "override_bounds") and "longer than zero" in issue.message
+
+
+def test_a_zero_contract_override_is_refused(rules_dir):
+    rules_dir.write(overrides="""\
+overrides:
+  - id: acct-1-zero
+    account_id: acct_1
+    data_class: chat_transcripts
+    retain_for: P0M
+    contract_reference: Order form 7
+""")
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('overrides')}:5:17: overrides[0].retain_for"
+    assert "longer than zero" in issue.message
+
+
+def test_a_cookie_may_expire_after_zero_days_as_the_cookie_tables_say(rules_dir):
+    # The seed's cookie table lists _gid with "0 days": a cookie's expiry is a fact, not a retention period.
+    rules_dir.write(data_classes=DATA_CLASSES.replace(
+        "    seed_reference: PP 2\n",
+        "    cookies:\n      - {name: _gid, host: example.com, party: first, expiry: P0D, purpose: per-page value}\n"
+        "    seed_reference: PP 2\n"))
+    load_ruleset(rules_dir.root)

@@ -48,6 +48,12 @@ class IsoDuration:
         return moment.add(**self._parts())
 
     @property
+    def is_positive(self) -> bool:
+        """Longer than zero. ``P0D``, ``PT0S``, ``P0Y0M`` ... are zero: as a retention period they would make
+        every record due the moment it exists, so the rules refuse them (the regex already refuses a sign)."""
+        return any(getattr(self, unit) > 0 for unit in _UNITS)
+
+    @property
     def nominal_seconds(self) -> int:
         return sum(getattr(self, unit) * _NOMINAL_SECONDS[unit] for unit in _UNITS)
 

@@ -51,11 +51,22 @@ def _duration(value: object) -> IsoDuration:
     return IsoDuration.parse(value)
 
 
+def _period(value: object) -> IsoDuration:
+    """A retention period: a duration longer than zero. A zero period (a typo such as ``P0D`` for ``P90D``)
+    would make every record of the class due at once, so it is refused wherever a period is written."""
+    duration = _duration(value)
+    if not duration.is_positive:
+        raise ValueError(f"{duration} is zero: a retention period must be longer than zero "
+                         "(a zero period would make every record due the moment it exists)")
+    return duration
+
+
 def _expiry(value: object) -> IsoDuration | str:
+    # A cookie's expiry is a fact from the cookie tables, not a retention period: "0 days" (_gid) is allowed.
     return "session" if value == "session" else _duration(value)
 
 
-Duration = Annotated[IsoDuration, BeforeValidator(_duration), PlainSerializer(str)]
+Duration = Annotated[IsoDuration, BeforeValidator(_period), PlainSerializer(str)]  # positive: every period
 CookieExpiry = Annotated[object, BeforeValidator(_expiry), PlainSerializer(str)]
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=80)]
