@@ -54,10 +54,8 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: 
     key = f"returns/{account_id}/{package_id}.tar.age"
     with tempfile.TemporaryDirectory(prefix="retention-return-") as tmp:
         root = Path(tmp) / package_id
-        records = {t.location: ctx.store(t.location).export(Selector(account_id), root / t.location)
-                   for t in ctx.ledger.tasks(run_id)}
-        manifest = _manifest(root, package_id, account_id, records, now)
-        (root / "manifest.json").write_bytes(manifest)
+        records, manifest = export_account(ctx, account_id, [t.location for t in ctx.ledger.tasks(run_id)], root,
+                                           package_id=package_id, now=now)
         sealed = _seal(root, recipient, Path(tmp))
         client.upload_file(str(sealed), bucket, key)
         size = sealed.stat().st_size
@@ -67,6 +65,17 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: 
                  "window_ends_at": iso_utc(now.add(days=window_days))}
     ctx.ledger.append("return.delivered", delivered, actor=actor, run_id=run_id)
     return delivered
+
+
+def export_account(ctx: SweepContext, account_id: str, locations: list[str], root: Path, *, package_id: str,
+                   now: datetime, format: str = FORMAT) -> tuple[dict[str, int], bytes]:
+    """Write the account's rows and objects of ``locations`` under ``root/<location>/`` and ``root/manifest.json``;
+    returns (records per location, the manifest's bytes). The return package and the per-account backup copies
+    (``retention.backups.copies``) are both this export."""
+    records = {location: ctx.store(location).export(Selector(account_id), root / location) for location in locations}
+    manifest = _manifest(root, package_id, account_id, records, now, format)
+    (root / "manifest.json").write_bytes(manifest)
+    return records, manifest
 
 
 def remove_package(ledger: Ledger, run_id: str, *, client, actor: str) -> bool:
@@ -92,11 +101,12 @@ def _versions(client, bucket: str, key: str) -> list[str]:
             if v["Key"] == key]
 
 
-def _manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime) -> bytes:
+def _manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime,
+              format: str = FORMAT) -> bytes:
     files = [{"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": _sha256(path)}
              for path in sorted(root.rglob("*")) if path.is_file()]
     return canonical_json({"package_id": package_id, "account_id": account_id, "created_at": iso_utc(now),
-                           "format": FORMAT, "records": records, "files": files}).encode()
+                           "format": format, "records": records, "files": files}).encode()
 
 
 def _seal(root: Path, recipient: str, tmp: Path) -> Path:
