@@ -23,7 +23,8 @@ from retention.rules import (
     resolve,
 )
 
-EXIT_OK, EXIT_INVALID = 0, 1
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+PG_CONNECT_TIMEOUT_SECONDS = "10"  # a database server that does not answer ends the command, not hangs it
 
 
 class Failure(click.ClickException):
@@ -64,6 +65,94 @@ def _as_failure(command: Callable, *args, **kwargs):
         raise Failure(str(exc)) from exc
 
 
+class SettingError(click.ClickException):
+    """A setting that cannot be used (a ledger URL that cannot be opened): ``Error: <setting>: <cause>``, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class RetentionGroup(click.Group):
+    """The top-level group. Whichever command meets a ledger that cannot be opened, it ends the same way: one
+    line naming the setting and the cause, exit 2, no traceback. Any other error is left as it is."""
+
+    def invoke(self, ctx: click.Context):
+        preset = os.environ.get("PGCONNECT_TIMEOUT")
+        os.environ.setdefault("PGCONNECT_TIMEOUT", PG_CONNECT_TIMEOUT_SECONDS)  # libpq's own setting wins if set
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            failure = _unopenable_ledger(exc, ctx)
+            if failure is None:
+                raise
+            raise failure from None
+        finally:
+            if preset is None:
+                os.environ.pop("PGCONNECT_TIMEOUT", None)
+
+
+def _unopenable_ledger(exc: Exception, ctx: click.Context) -> SettingError | None:
+    """A SettingError if ``exc`` was raised while opening the ledger (connecting, choosing the driver, parsing
+    the URL, checking its schema), else None. Decided by where it was raised, so a store's database error
+    later in a sweep is never blamed on the ledger setting."""
+    if isinstance(exc, click.ClickException):
+        return None
+    from sqlalchemy import exc as sa_exc
+
+    from retention.ledger import store
+    from retention.settings import mask_url
+
+    opening = {store.Ledger.open.__func__.__code__, store.migrate.__code__, store.create_ledger_engine.__code__,
+               store.database_url.__code__}
+    frames, tb = set(), exc.__traceback__
+    while tb is not None:
+        frames.add(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    if not frames & opening or not isinstance(
+            exc, (sa_exc.SQLAlchemyError, ImportError, OSError, store.LedgerSchemaError)):
+        return None
+    url = ctx.meta.get(_LEDGER_URL)
+    setting = ctx.meta.get(_LEDGER_SETTING) or ("RETENTION_DATABASE_URL" if url else "RETENTION_HOME")
+    if isinstance(exc, sa_exc.NoSuchModuleError):
+        cause = f"no database dialect or driver for that URL scheme ({exc})"
+    elif isinstance(exc, sa_exc.ArgumentError):
+        cause = f"could not parse it as a database URL ({exc}); expected e.g. postgresql://USER@HOST/DB or sqlite:///PATH"
+    elif isinstance(exc, ImportError):
+        cause = f"its database driver is not installed ({exc})"
+    elif isinstance(exc, sa_exc.DBAPIError):
+        cause = str(exc.orig) if exc.orig is not None else str(exc)
+        path = _sqlite_path(url)
+        if path is not None and not path.parent.is_dir():
+            cause += f" (the directory {path.parent} does not exist)"
+    elif isinstance(exc, OSError):
+        cause = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    else:
+        cause = str(exc)
+    cause = " ".join(cause.replace("\n", "; ").split())
+    where = f"cannot open the ledger {mask_url(url)}: " if url else "cannot open the ledger: "
+    return SettingError(f"{setting}: {where}{cause}")
+
+
+def _sqlite_path(url: str | None) -> Path | None:
+    if not url or not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+_LEDGER_URL, _LEDGER_SETTING = "retention.ledger_url", "retention.ledger_setting"
+
+
+def _remember_ledger_setting(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Note which setting gave the ledger URL (flag, environment or the default), for error messages."""
+    from click.core import ParameterSource
+
+    source = ctx.get_parameter_source(param.name)
+    ctx.meta[_LEDGER_URL] = value
+    ctx.meta[_LEDGER_SETTING] = ("--database-url" if source is ParameterSource.COMMANDLINE
+                                 else "RETENTION_DATABASE_URL" if value else "RETENTION_HOME")
+    return value
+
+
 def accounts_option(command: Callable) -> Callable:
     return click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
                         help="Account registry file (accounts.yaml).")(command)
@@ -71,6 +160,7 @@ def accounts_option(command: Callable) -> Callable:
 
 def ledger_option(command: Callable) -> Callable:
     return click.option("--database-url", envvar="RETENTION_DATABASE_URL", default=None,
+                        callback=_remember_ledger_setting,
                         help="Ledger database (default: SQLite under $RETENTION_HOME, ./var).")(command)
 
 
@@ -124,7 +214,7 @@ def _moment(value: str | None) -> pendulum.DateTime:
         raise click.BadParameter(str(exc), param_hint="--at") from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RetentionGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="retention-orchestrator")
 def main() -> None:
     """Retention rules, legal holds and the deletion ledger."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -155,3 +156,88 @@ def test_the_console_script_is_installed_in_the_venv():
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ok"] is True
+
+
+# --- a ledger that cannot be opened: one line naming the setting, exit 2, no traceback (issue 14, item 8) ---
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts connections and never answers (a hung or firewalled database)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"postgresql://retention:secret@127.0.0.1:{server.getsockname()[1]}/ledger"
+    server.close()
+
+
+def _refused_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _retention(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "retention"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "RETENTION_RULES_DIR": RULES, "PGCONNECT_TIMEOUT": "2", **env})
+
+
+def _assert_one_line_error(result, setting: str, cause: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {setting}: "), lines[0]
+    assert cause in lines[0], lines[0]
+    assert "secret" not in result.stderr  # a password in the URL is never printed
+
+
+LEDGER_FAILURES = {
+    "unparseable": (lambda server: "not a database url", "could not parse"),
+    "server does not answer": (lambda server: server, "timeout"),
+    "server refuses": (lambda server: f"postgresql://retention:secret@127.0.0.1:{_refused_port()}/ledger", "refused"),
+    "sqlite in a missing directory": (lambda server: "sqlite:////nonexistent-dir-for-retention/ledger.db",
+                                      "/nonexistent-dir-for-retention does not exist"),
+    "driver not installed": (lambda server: "mysql://retention:secret@127.0.0.1/ledger", "driver"),
+}
+
+
+@pytest.mark.parametrize("failure", LEDGER_FAILURES)
+def test_a_ledger_that_cannot_be_opened_ends_in_one_line_naming_the_setting(failure, silent_server):
+    url, cause = LEDGER_FAILURES[failure]
+    result = _retention(["hold", "list"], {"RETENTION_DATABASE_URL": url(silent_server)})
+    _assert_one_line_error(result, "RETENTION_DATABASE_URL", cause)
+
+
+def test_the_command_line_flag_is_named_when_it_was_the_setting_used(silent_server):
+    result = _retention(["ledger", "verify", "--database-url", "sqlite:////nonexistent-dir-for-retention/l.db"], {})
+    _assert_one_line_error(result, "--database-url", "does not exist")
+
+
+COMMANDS_THAT_OPEN_THE_LEDGER = [
+    ["hold", "list"],
+    ["hold", "place", "--account", "acct_1001", "--reason", "r", "--reference", "T-1", "--by", "s"],
+    ["hold", "release", "hold-1", "--reason", "r", "--by", "s"],
+    ["rules", "explain", "acct_1001", "--accounts", ACCOUNTS],
+    ["sweep", "--dry-run", "--accounts", ACCOUNTS],
+    ["forecast", "--accounts", ACCOUNTS],
+    ["replay", "--since", "2026-01-01T00:00:00Z", "--accounts", ACCOUNTS],
+    ["report", "run-1"],
+    ["ledger", "verify"],
+    ["ledger", "migrate"],
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS_THAT_OPEN_THE_LEDGER, ids=lambda a: " ".join(a[:2]))
+def test_every_command_reports_an_unopenable_ledger_the_same_way(run, args):
+    runner = CliRunner()
+    result = runner.invoke(main, args, env={"RETENTION_DATABASE_URL": "sqlite:////nonexistent-dir-for-retention/l.db"})
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stderr.strip().splitlines() == [
+        "Error: RETENTION_DATABASE_URL: cannot open the ledger sqlite:////nonexistent-dir-for-retention/l.db: "
+        "unable to open database file (the directory /nonexistent-dir-for-retention does not exist)"]
