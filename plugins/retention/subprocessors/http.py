@@ -18,6 +18,7 @@ from urllib.parse import quote, urljoin
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from retention.ids import check_account_id
 from retention.subprocessors.spec import ConnectorSpec, RateLimit, Request
 
 MAX_SINGLE_WAIT = 300.0  # seconds: a provider asking for longer fails the call (the task retries later)
@@ -70,11 +71,25 @@ class Retryable(Exception):
         self.wait = wait
 
 
+# Path values that would change which resource a path names: "" drops a segment, and "." / ".." are
+# resolved away by the HTTP client (httpx turns /v1/accounts/../contacts into /v1/contacts), so a
+# request aimed at one tenant's records would be sent to the collection of every tenant.
+UNAIMED_PATH_VALUES = frozenset({"", ".", ".."})
+
+
 def render(template: str, variables: dict[str, Any], *, in_path: bool = False, join: str = ",") -> str:
-    """``{name}`` replaced by its value (a list is joined); path values are percent-encoded."""
+    """``{name}`` replaced by its value (a list is joined); path values are percent-encoded.
+
+    Refused with a SubprocessorError naming the placeholder, before anything is sent: an empty value
+    anywhere (an empty filter or header can widen a request to every tenant), and ``.`` or ``..`` in a
+    path, whether the value is the account id, an id a provider returned, or a fan-out binding."""
     def value(name: str) -> str:
         v = variables[name]
         parts = [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+        if not parts or any(p in UNAIMED_PATH_VALUES if in_path else p == "" for p in parts):
+            where = "a path" if in_path else "a request"
+            raise SubprocessorError(f"refusing to send a request: {{{name}}} in {where} is empty, '.' or '..' "
+                                    f"(it would not name one record or tenant); nothing was sent")
         return join.join(quote(p, safe="") if in_path else p for p in parts)
 
     out = []
@@ -129,8 +144,17 @@ class Client:
              ids_join: str = ",", ids_repeat: str | None = None, base_url: str | None = None) -> httpx.Response:
         """Send one request (``url``: a next-page URL replacing path and query), retrying rate limits and
         transient failures; returns the final response, whatever its status, unless it is retryable."""
-        built = self._build(request, variables, url=url, extra_headers=extra_headers, query=query,
-                            ids_join=ids_join, ids_repeat=ids_repeat)
+        if "account_id" in variables:  # the one account-id rule, whatever the caller (a DAG Param, a resumed job)
+            try:
+                check_account_id(variables["account_id"], "account_id")
+            except ValueError as exc:
+                raise SubprocessorError(f"{self.spec.subprocessor}: {operation}: {exc}; nothing was sent") from None
+        try:
+            built = self._build(request, variables, url=url, extra_headers=extra_headers, query=query,
+                                ids_join=ids_join, ids_repeat=ids_repeat)
+        except SubprocessorError as exc:
+            raise SubprocessorError(f"{self.spec.subprocessor}: {operation} {request.method} {request.path}: {exc}") \
+                from None
         if base_url and not self._fixed_host and url is None:
             built["url"] = base_url.rstrip("/") + built["url"]
         attempts = {"n": 0}
