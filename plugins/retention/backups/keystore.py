@@ -4,6 +4,13 @@ Lifecycle, as in AWS KMS: enabled → pending_deletion (a 7..30 day window in wh
 be noticed and cancelled by an operator) → destroyed. A scheduled key is never handed out again and a
 destroyed key is never recreated: a fresh key would let new backups of an offboarded account exist.
 
+Envelope encryption (``generate_data_key`` / ``decrypt_data_key``): every backup copy gets a fresh 256-bit data
+key, returned in the clear for the one copy and wrapped under the account's key; only the wrapped form is kept,
+beside the copy. Unwrapping needs the account's key, so destroying that one key makes every copy encrypted under
+it unreadable: that is the crypto-erase a certificate may claim, and only for those copies. The wrapped key is
+bound to the account (AES-GCM associated data locally, the KMS encryption context in AWS): a copy cannot be
+opened under another account's key.
+
 Only account ids reach log lines and messages; key bytes and key ids never do.
 """
 
@@ -21,6 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +49,26 @@ class KeyDestroyed(KeystoreError):
 
 
 class KeyPendingDeletion(KeystoreError):
-    """The account's key is scheduled for deletion: it is no longer used to encrypt anything."""
+    """The account's key is scheduled for deletion: it encrypts nothing new and, as in KMS, decrypts nothing."""
+
+
+class KeyUnavailable(KeystoreError):
+    """The wrapped data key of a copy cannot be unwrapped: the account's key is gone or refuses it."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DataKey:
+    """A fresh data key for one copy: ``plaintext`` encrypts it and is then dropped; ``wrapped`` is stored."""
+    plaintext: bytes
+    wrapped: bytes
+
+
+NONCE_BYTES = 12  # AES-GCM's standard nonce
+
+
+def encryption_context(account_id: str) -> dict[str, str]:
+    """What a wrapped data key is bound to: the account (KMS EncryptionContext; AES-GCM associated data locally)."""
+    return {"retention:account_id": account_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +92,18 @@ class Keystore(Protocol):
 
     def state(self, account_id: str) -> KeyState:
         """Where the account's key is in its lifecycle."""
+
+    def generate_data_key(self, account_id: str) -> DataKey:
+        """A fresh data key for one copy, wrapped under the account's key (created on first use)."""
+
+    def decrypt_data_key(self, account_id: str, wrapped: bytes) -> bytes:
+        """Unwrap a copy's data key; refused once the account's key is scheduled for deletion or destroyed."""
+
+    def cancel_deletion(self, account_id: str) -> KeyState:
+        """Cancel a scheduled deletion (a legal hold came into force); the key is enabled again."""
+
+    def destroy_if_due(self, account_id: str, at: datetime) -> KeyState | None:
+        """Destroy (or, in KMS, find destroyed) the account's key if its deletion date is at or before ``at``."""
 
 
 def _check_account(account_id: str) -> str:
@@ -97,9 +137,49 @@ class LocalKeystore:
     stand-in for KMS, not a substitute for it in production.
     """
 
+    kind = "local"
+
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def generate_data_key(self, account_id: str) -> DataKey:
+        """A random data key wrapped with AES-256-GCM under the account's key file (nonce || ciphertext || tag)."""
+        account_key = self.data_key(account_id)  # refuses a key pending deletion or destroyed
+        plaintext, nonce = secrets.token_bytes(KEY_BYTES), secrets.token_bytes(NONCE_BYTES)
+        return DataKey(plaintext, nonce + AESGCM(account_key).encrypt(nonce, plaintext, _aad(account_id)))
+
+    def decrypt_data_key(self, account_id: str, wrapped: bytes) -> bytes:
+        state = self.state(account_id)
+        if state.state == DESTROYED:
+            raise KeyDestroyed(f"the key of account {account_id} was destroyed: its copies cannot be decrypted")
+        if state.state == PENDING_DELETION:  # as KMS refuses Decrypt under a key pending deletion
+            raise KeyPendingDeletion(f"the key of account {account_id} is scheduled for deletion on "
+                                     f"{state.deletion_date.isoformat()}; it decrypts nothing")
+        if state.state == ABSENT:  # never create a key to decrypt: a fresh one could not open anything
+            raise KeyUnavailable(f"account {account_id} has no key in this keystore")
+        try:
+            return AESGCM(self._read_key(account_id)).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
+                                                              _aad(account_id))
+        except (InvalidTag, ValueError):
+            raise KeyUnavailable(f"the wrapped data key does not open under the key of account {account_id}") from None
+
+    def cancel_deletion(self, account_id: str) -> KeyState:
+        """Drop the scheduled deletion (the key file was never touched); a destroyed key stays destroyed."""
+        state = self.state(account_id)
+        if state.state == PENDING_DELETION:
+            self._state_path(account_id).unlink()
+            _fsync_dir(self.directory)
+            log.info("deletion of the key of account %s cancelled", account_id)
+            return self.state(account_id)
+        return state
+
+    def destroy_if_due(self, account_id: str, at: datetime) -> KeyState | None:
+        at = _utc(at)
+        state = self.state(account_id)
+        if state.state == PENDING_DELETION and state.deletion_date <= at:
+            return self._destroy(account_id, state.deletion_date, at)
+        return None
 
     def data_key(self, account_id: str) -> bytes:
         state = self.state(account_id)
@@ -124,12 +204,10 @@ class LocalKeystore:
         return self.state(account_id)
 
     def destroy_due(self, at: datetime, *, keep: frozenset[str] = frozenset()) -> list[KeyState]:
-        at = _utc(at)
         destroyed = []
         for path in sorted(self.directory.glob("*.json")):
-            state = self._read_state(path.stem)
-            if state.state == PENDING_DELETION and state.deletion_date <= at and state.account_id not in keep:
-                destroyed.append(self._destroy(state.account_id, state.deletion_date, at))
+            if path.stem not in keep and (state := self.destroy_if_due(path.stem, at)) is not None:
+                destroyed.append(state)
         return destroyed
 
     def state(self, account_id: str) -> KeyState:
@@ -208,6 +286,10 @@ class LocalKeystore:
         return Path(name)
 
 
+def _aad(account_id: str) -> bytes:
+    return json.dumps(encryption_context(account_id), sort_keys=True).encode()
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a create, rename or unlink in ``directory`` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY)
@@ -228,11 +310,73 @@ class KmsKeystore:
     account reads as "absent". KMS dates a deletion from its own clock, so ``at`` is not used there.
     """
 
+    kind = "kms"
+
     def __init__(self, client: Any, *, alias_prefix: str = "alias/retention/") -> None:
         self._client = client
         self._alias_prefix = alias_prefix
         self._scheduled: dict[str, tuple[str, datetime]] = {}  # account id -> (key id, deletion date)
         self._destroyed: dict[str, KeyState] = {}
+
+    def remember(self, account_id: str, key_id: str, deletion_date: datetime) -> None:
+        """A deletion scheduled by an earlier process (the ledger keeps the key id): once KMS has destroyed the
+        key its alias is gone too, and only the key id tells "destroyed" from "never had a key"."""
+        _check_account(account_id)
+        if account_id not in self._destroyed:
+            self._scheduled.setdefault(account_id, (key_id, _utc(deletion_date)))
+
+    def scheduled_key_id(self, account_id: str) -> str | None:
+        """The id of the key whose deletion this instance scheduled or remembers (for the ledger)."""
+        remembered = self._scheduled.get(account_id)
+        return remembered[0] if remembered else None
+
+    def generate_data_key(self, account_id: str) -> DataKey:
+        """KMS GenerateDataKey (AES_256) under the account's key, bound to the account by the encryption context."""
+        key_id = self.key_id(account_id)  # refuses a key pending deletion or destroyed
+        response = self._call("GenerateDataKey", account_id, self._client.generate_data_key, KeyId=key_id,
+                              KeySpec="AES_256", EncryptionContext=encryption_context(account_id))
+        return DataKey(response["Plaintext"], response["CiphertextBlob"])
+
+    def decrypt_data_key(self, account_id: str, wrapped: bytes) -> bytes:
+        """KMS Decrypt. AWS refuses it for a key pending deletion (KMSInvalidStateException); the state is read
+        first so that every KMS implementation (moto's does not refuse) behaves as AWS does here."""
+        metadata = self._describe(self._alias(account_id))
+        if metadata is not None and metadata["KeyState"] == "PendingDeletion":
+            raise KeyPendingDeletion(f"the KMS key of account {account_id} is scheduled for deletion; "
+                                     "it decrypts nothing")
+        try:
+            return self._client.decrypt(CiphertextBlob=wrapped, EncryptionContext=encryption_context(account_id))["Plaintext"]
+        except ClientError as exc:
+            raise KeyUnavailable(f"KMS Decrypt for account {account_id} refused: {_code(exc)}") from None
+
+    def cancel_deletion(self, account_id: str) -> KeyState:
+        """CancelKeyDeletion leaves a key disabled; EnableKey makes it usable again (held data stays readable)."""
+        metadata = self._describe(self._alias(account_id))
+        remembered = self._scheduled.get(account_id)
+        key_id = metadata["KeyId"] if metadata else remembered[0] if remembered else None
+        if key_id is None:
+            return self.state(account_id)
+        current = self._describe(key_id, account_id)
+        if current is None or current["KeyState"] != "PendingDeletion":
+            return self.state(account_id)
+        self._call("CancelKeyDeletion", account_id, self._client.cancel_key_deletion, KeyId=key_id)
+        self._call("EnableKey", account_id, self._client.enable_key, KeyId=key_id)
+        self._scheduled.pop(account_id, None)
+        log.info("deletion of the KMS key of account %s cancelled", account_id)
+        return self.state(account_id)
+
+    def destroy_if_due(self, account_id: str, at: datetime) -> KeyState | None:
+        """KMS destroys the key itself when the window ends: report it once KMS no longer knows the key id."""
+        remembered = self._scheduled.get(account_id)
+        if remembered is None:
+            return None
+        key_id, deletion_date = remembered
+        if deletion_date <= _utc(at) and self._describe(key_id, account_id) is None:
+            state = KeyState(account_id, DESTROYED, deletion_date, None)  # KMS does not say when
+            self._destroyed[account_id] = state
+            del self._scheduled[account_id]
+            return state
+        return None
 
     def data_key(self, account_id: str) -> bytes:
         raise NotImplementedError(
@@ -251,6 +395,8 @@ class KmsKeystore:
         _check_window(window_days)
         metadata = self._describe(self._alias(account_id))
         current = self._state_of(account_id, metadata) if metadata else self.state(account_id)
+        if current.state == PENDING_DELETION:  # scheduled by an earlier process: remember it for destroy_if_due
+            self._scheduled.setdefault(account_id, (metadata["KeyId"], current.deletion_date))
         if current.state != ENABLED:  # absent: nothing to destroy; pending or destroyed: keep the first date
             return current
         key_id = metadata["KeyId"]
@@ -264,18 +410,9 @@ class KmsKeystore:
     def destroy_due(self, at: datetime, *, keep: frozenset[str] = frozenset()) -> list[KeyState]:
         """KMS destroys keys itself when their window ends; a held account's deletion is cancelled first."""
         at = _utc(at)
-        destroyed = []
         for account_id in sorted(keep & self._scheduled.keys()):
-            key_id, _ = self._scheduled.pop(account_id)
-            self._call("CancelKeyDeletion", account_id, self._client.cancel_key_deletion, KeyId=key_id)
-            self._call("EnableKey", account_id, self._client.enable_key, KeyId=key_id)
-        for account_id, (key_id, deletion_date) in sorted(self._scheduled.items()):
-            if deletion_date <= at and self._describe(key_id, account_id) is None:
-                state = KeyState(account_id, DESTROYED, deletion_date, None)  # KMS does not say when
-                self._destroyed[account_id] = state
-                del self._scheduled[account_id]
-                destroyed.append(state)
-        return destroyed
+            self.cancel_deletion(account_id)
+        return [state for account_id in sorted(self._scheduled) if (state := self.destroy_if_due(account_id, at))]
 
     def state(self, account_id: str) -> KeyState:
         metadata = self._describe(self._alias(account_id))

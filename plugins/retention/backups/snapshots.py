@@ -75,8 +75,8 @@ class SnapshotCatalog:
         found = []
         pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
         try:
-            for page in pages:
-                found += [self._snapshot(item) for item in page.get("Contents", ())]
+            for page in pages:  # per-account copies (retention.backups.copies) are not snapshots, whatever the prefix
+                found += [self._snapshot(item) for item in page.get("Contents", ()) if not item["Key"].endswith(".rtbk")]
         except ClientError as exc:
             raise self._error("listing", exc) from None
         return sorted(found, key=lambda s: (s.taken_at, s.id))
@@ -89,6 +89,30 @@ class SnapshotCatalog:
         except ClientError as exc:
             if _code(exc) in _GONE_CODES:
                 return False
+            raise self._error("ListObjectVersions", exc) from None
+
+    def delete(self, snapshot_id: str) -> int:
+        """Delete every version and delete marker of one snapshot, then list again: returns the versions
+        removed; raises if any is left. Only keys of this catalog's prefix ending in ``.dump`` are deleted."""
+        if not (snapshot_id.startswith(self.prefix) and snapshot_id.endswith(SUFFIX)):
+            raise SnapshotError(f"snapshots of {self.source}: refusing to delete a key outside {self.prefix}*{SUFFIX}")
+        versions = self._versions(snapshot_id)
+        for version_id in versions:
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=snapshot_id,
+                                           **({} if version_id == "null" else {"VersionId": version_id}))
+            except ClientError as exc:
+                raise self._error("DeleteObject", exc) from None
+        if self._versions(snapshot_id):  # verified by listing again, never by the calls' answers
+            raise SnapshotError(f"snapshots of {self.source}: a snapshot is still in bucket {self.bucket} after deletion")
+        return len(versions)
+
+    def _versions(self, snapshot_id: str) -> list[str]:
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=snapshot_id)
+            return [v["VersionId"] for page in pages for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+                    if v["Key"] == snapshot_id]
+        except ClientError as exc:
             raise self._error("ListObjectVersions", exc) from None
 
     def put(self, path: Path, taken_at: datetime) -> Snapshot:

@@ -6,9 +6,14 @@ when that exists) and the subprocessor results recorded for the account. It neve
 left; anything else (a legal hold, residue, an Object Lock, a subprocessor that completes later) is
 listed under ``exceptions`` and makes the certificate ``partial``.
 
-Per location it names the NIST SP 800-88 Rev. 1 sanitization category and the method: a logical
-DELETE of database rows is *clear*; removing every version and delete marker of an object is *purge*
-at the storage API's level (the provider's media sanitization is its own, under its attestation).
+Per location it names the NIST SP 800-88 Rev. 1 sanitization category in the standard's own terms, for
+what was done there: a logical deletion through a database's or an object store's interface (SQL DELETE,
+S3 DeleteObjects of every version and delete marker) is at most *clear*, never *purge*, and the line says
+what happens physically: deleted row versions stay in the table's files until VACUUM (run after
+verification, recorded as ``storage.vacuumed``) marks their space reusable; object storage is reclaimed by
+the provider under its own media-sanitization commitment, which is the provider's statement, not ours.
+*Purge* is named only for cryptographic erase, and only for the backup copies encrypted under a destroyed
+key (the termination section's backups).
 
 Only ids, names of data classes and locations, counts, times and hashes: no personal data.
 """
@@ -61,18 +66,19 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
         raise LookupError(f"run {run_id} planned nothing for account {account_id!r}")
     times: dict[str, dict] = {}
     latest: dict[tuple, dict] = {}
-    for event in ledger.events():  # one pass over the ledger for both
+    vacuumed: dict[str, dict] = {}
+    for event in ledger.events():  # one pass over the ledger for all three
         _note_task_time(times, event, run_id)
         _note_subprocessor(latest, event, account_id)
+        _note_vacuum(vacuumed, event, run_id)
     locations, exceptions = [], []
     for task in tasks:
-        line, found = _location(task, location_kinds.get(task.location, {}), times.get(task.id))
+        line, found = _location(task, location_kinds.get(task.location, {}), times.get(task.id),
+                                vacuumed.get(task.location))
         locations.append(line)
         exceptions += found
     subprocessors = _in_order(latest)
-    exceptions += [{"kind": f"subprocessor_{s['status']}", "subprocessor": s["subprocessor"],
-                    "resource": s["resource"], "complete_by": s.get("complete_by")}
-                   for s in subprocessors if s["status"] not in DONE]
+    exceptions += [subprocessor_exception(s) for s in subprocessors if s["status"] not in DONE]
     exceptions += [{"kind": "legal_hold", "hold_id": h.id, "data_class": h.data_class or "all",
                     "reference": h.reference, "placed_at": iso_utc(h.placed_at)}
                    for h in ledger.list_holds() if h.account_id in (None, account_id)]  # in force now
@@ -104,14 +110,14 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     }
 
 
-def _location(task: Any, spec: dict, times: dict | None) -> tuple[dict, list[dict]]:
+def _location(task: Any, spec: dict, times: dict | None, vacuum: dict | None = None) -> tuple[dict, list[dict]]:
     """A location's line, and its exceptions (not verified, or records retained)."""
     kind = spec.get("kind", "unknown")
     verified = task.status == "verified"
     line = {
         "location": task.location, "store": kind, "data_class": task.data_class, "rule_id": task.rule_id,
         "action": task.action, "cutoff": iso_utc(task.cutoff) if task.cutoff else None,
-        "nist_800_88": _nist(kind, task.action, spec.get("versioned", False)),
+        "nist_800_88": _nist(kind, task.action, spec.get("versioned", False), vacuum),
         "records_affected": task.affected_count,
         "started_at": (times or {}).get("first"), "finished_at": (times or {}).get("last"),
         "verification": {"method": "re-query of the location after deletion",
@@ -130,19 +136,48 @@ def _location(task: Any, spec: dict, times: dict | None) -> tuple[dict, list[dic
     return line, exceptions
 
 
-def _nist(kind: str, action: str, versioned: bool) -> dict:
+SQL_PHYSICAL = ("deleted row versions stay in the table's data files (and in WAL, replicas and backups) until "
+                "VACUUM marks their space reusable and later writes overwrite it")
+S3_PHYSICAL = ("the storage is reclaimed by the object storage provider under its own media-sanitization "
+               "commitment (the provider's statement, not this product's)")
+
+
+def _nist(kind: str, action: str, versioned: bool, vacuum: dict | None = None) -> dict:
+    """NIST SP 800-88 Rev. 1 in its own terms: a deletion through the product's interface is at most *clear*."""
     if action == "keep":
         return {"category": "none (kept)", "method": "not deleted; skip_reason says why"}
     if action == "isolate":
         return {"category": "none (kept under law)", "method": "moved to an isolated table; deleted when the law allows"}
+    if kind == "sql":
+        method = ("identifying columns nulled or replaced by a salted hash (SQL UPDATE)" if action == "anonymize"
+                  else "logical delete (SQL DELETE, children first)")
+        return {"category": "clear", "method": method, "physical": _vacuumed(vacuum)}
     if action == "anonymize":
         return {"category": "clear", "method": "identifying columns nulled or replaced by a salted hash"}
-    if kind == "sql":
-        return {"category": "clear", "method": "logical delete (SQL DELETE, children first)"}
     if kind == "s3":
         method = "every object version and delete marker removed" if versioned else "objects removed"
-        return {"category": "purge" if versioned else "clear", "method": f"{method} (S3 DeleteObjects)"}
+        return {"category": "clear", "method": f"{method} (S3 DeleteObjects)", "physical": S3_PHYSICAL}
     return {"category": "unknown", "method": "unknown"}
+
+
+def _vacuumed(vacuum: dict | None) -> str:
+    if vacuum is None:
+        return f"{SQL_PHYSICAL}; no VACUUM is recorded for this run (autovacuum reclaims them later)"
+    if vacuum["status"] == "failed":
+        return f"{SQL_PHYSICAL}; VACUUM failed ({vacuum['at']}): autovacuum reclaims them later"
+    return (f"{SQL_PHYSICAL}; {vacuum['command']} ran on {', '.join(vacuum['tables'])} after verification "
+            f"({vacuum['at']}): their space is reusable, not overwritten")
+
+
+def _note_vacuum(vacuumed: dict[str, dict], event: Any, run_id: str) -> None:
+    """The run's VACUUM per location (tables and location ids only)."""
+    if event.run_id != run_id or event.kind not in ("storage.vacuumed", "storage.vacuum_failed"):
+        return
+    p = event.payload
+    for location in p["locations"]:
+        vacuumed[location] = {"status": "vacuumed" if event.kind == "storage.vacuumed" else "failed",
+                              "command": p.get("command", "VACUUM"), "tables": p["tables"],
+                              "at": iso_utc(event.occurred_at)}
 
 
 def _note_task_time(times: dict[str, dict], event: Any, run_id: str) -> None:
@@ -173,12 +208,31 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -
             "already_gone": p.get("already_gone", 0), "status": p.get("status"),
             "verification": p.get("verification"), "complete_by": p.get("complete_by"),
             "residual_copies_until": p.get("residual_copies_until")}
+    elif event.kind == "subprocessor.manual_requested":  # a person must file it: stated as requested, not done
+        latest[(p["subprocessor"], "manual")] = {
+            "subprocessor": p["subprocessor"], "resource": "manual request", "data_class": p.get("data_class"),
+            "recorded_at": iso_utc(event.occurred_at), "deleted": None, "status": "requested",
+            "verification": "none yet: waiting for the provider's confirmation", "complete_by": p.get("deadline")}
     elif event.kind == "subprocessor.attested":
         latest[(p["subprocessor"], "manual")] = {
             "subprocessor": p["subprocessor"], "resource": "manual request", "recorded_at": iso_utc(event.occurred_at),
             "status": "attested", "verification": f"provider confirmation dated {p.get('confirmed_on')}, "
                                                   f"ticket {p.get('ticket_reference')}",
             "evidence_sha256": p.get("evidence_sha256") or None}
+    elif event.kind == "subprocessor.held":  # the engine did not erase it: a legal hold is in force
+        latest[(p["subprocessor"], p["resource"])] = {
+            "subprocessor": p["subprocessor"], "resource": p["resource"], "data_class": p.get("data_class"),
+            "recorded_at": iso_utc(event.occurred_at), "deleted": 0, "status": "held", "holds": list(p["holds"]),
+            "verification": "not erased: kept under legal hold " + ", ".join(p["holds"])}
+
+
+def subprocessor_exception(line: dict) -> dict:
+    """The exception a subprocessor line that is not done makes: the same list states both, so they agree."""
+    exception = {"kind": f"subprocessor_{line['status']}", "subprocessor": line["subprocessor"],
+                 "resource": line["resource"], "complete_by": line.get("complete_by")}
+    if line.get("holds"):
+        exception["holds"] = line["holds"]
+    return exception
 
 
 def _in_order(latest: dict[tuple, dict]) -> list[dict]:

@@ -125,17 +125,19 @@ class _Layout(FPDF):
                     _short(line["finished_at"]), f"{line['verification']['result']}, "
                     f"{line['verification']['remaining']} left") for line in c["locations"]],
                   (28, 26, 22, 16, 15, 15, 33, 25))
-        methods = sorted({(line["nist_800_88"]["category"], line["nist_800_88"]["method"]) for line in c["locations"]})
+        methods = sorted({(line["nist_800_88"]["category"], line["nist_800_88"]["method"],
+                           line["nist_800_88"].get("physical") or "") for line in c["locations"]})
         self.set_font(self.family, "", 7.5)
-        for category, method in methods:
-            self.multi_cell(0, 4, self.text_of(f"{category}: {method}"), align="L", new_x="LMARGIN", new_y="NEXT")
+        for category, method, physical in methods:
+            self.multi_cell(0, 4, self.text_of(f"{category}: {method}" + (f"; physically: {physical}" if physical else "")),
+                            align="L", new_x="LMARGIN", new_y="NEXT")
         self.heading("Subprocessors")
         if c["subprocessors"]:
             self.grid(("Subprocessor", "Resource", "Recorded", "Deleted", "Status", "Provider copies until"),
                       [(s["subprocessor"], s["resource"], _short(s["recorded_at"]), s.get("deleted"), s["status"],
                         _short(s.get("residual_copies_until"))) for s in c["subprocessors"]], (28, 30, 38, 16, 28, 40))
         else:
-            self.pairs([("", "No subprocessor erasure recorded for this account.")])
+            self.pairs([("", "No subprocessor erasure, request or hold recorded for this account.")])
         self.heading("Exceptions")
         if c["exceptions"]:
             for e in c["exceptions"]:
@@ -169,7 +171,7 @@ class _Layout(FPDF):
                                      f"{returned['manifest_sha256']}; {returned['format']}"
                                      + (f"; package deleted {_short(returned['package_deleted_at'])}"
                                         if returned.get("package_deleted_at") else "")))
-        rows += [("Backups", f"{line['method']}: {_backup_when(line)}") for line in t["backups"]]
+        rows += [("Backups", backup_text(line)) for line in t["backups"]]
         for kept in t["retained_under_law"]:
             rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "
                                            f"{_short(kept['until'])} under {kept['law']}; {kept['isolation']}"))
@@ -183,11 +185,24 @@ def exception_text(e: dict) -> str:
         return (f"{e['data_class']} kept under law ({e['law']}) until {_short(e['retain_until'])}: "
                 f"{e.get('isolation') or 'isolated'}.")
     if kind == "backup_key_pending":
-        return f"Backups: the account's data key ({e['keystore']} keystore) is destroyed on {by}; a supplement follows."
+        copies = e.get("copies", 0)
+        what = (f"the cryptographic erase of {copies} encrypted per-account backup copy(ies) completes when"
+                if copies else "no backup copy was encrypted under it;")
+        return (f"Backups: {what} the account's key ({e['keystore']} keystore) is destroyed on {by}; "
+                "a supplement follows.")
     if kind == "backup_key_held":
-        return f"Backups: the data key is kept while legal hold(s) {', '.join(e['holds'])} are in force."
+        return (f"Backups: the account's key and its {e.get('copies', 0)} encrypted copy(ies) are kept, not erased, "
+                f"while legal hold(s) {', '.join(e['holds'])} are in force.")
     if kind == "backup_copies_expiring":
         return f"Backups: {e['snapshots']} snapshot(s) of {e['source']} expire by {by}; a supplement follows."
+    if kind == "backup_snapshots_held":
+        holds = ", ".join(e["holds"]) or "none on this account"
+        others = f" and {e['other_holds']} hold(s) on other data they contain" if e.get("other_holds") else ""
+        return (f"Backups: {e['snapshots']} snapshot(s) of {e['source']} are kept past their expiry "
+                f"({_short(e.get('expiry_was'))}) under legal hold(s) {holds}{others}.")
+    if kind == "subprocessor_held":
+        return (f"Subprocessor {e['subprocessor']} ({e['resource']}): not erased, kept under legal hold(s) "
+                f"{', '.join(e.get('holds', []))}.")
     if kind == "legal_hold":
         return (f"Legal hold {e['hold_id']} (reference {e['reference']}) on {e['data_class']} data, placed "
                 f"{_short(e['placed_at'])}: that data is kept.")
@@ -198,14 +213,24 @@ def exception_text(e: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in e.items())  # residue, Object Lock retention: every field as is
 
 
-def _backup_when(line: dict) -> str:
+def backup_text(line: dict) -> str:
+    """A backup line as a DPO reads it: the method in the standard's terms, for which copies, and when."""
+    if line.get("line") == "shared_snapshots" or "keystore" not in line and "source" in line:
+        when = {"held": f"kept past expiry under legal hold(s) {', '.join(line.get('holds', [])) or 'on other data'}",
+                "done": f"expired (confirmed {_short(line.get('confirmed_at'))})" if line.get("confirmed_at")
+                else "no snapshot held the account's data"}.get(
+            line["status"], f"{line['snapshots']} snapshot(s) expire by {_short(line['no_copy_after'])}")
+        return f"{line['source']}: {line['method']}. {when}"
     if line["status"] == "held":
-        return f"legal hold {', '.join(line['holds'])}"
-    if "keystore" not in line:
-        return f"{line['snapshots']} snapshot(s); no copy after {_short(line['no_copy_after'])}"
-    if line.get("destroyed_at"):
-        return f"key destroyed {_short(line['destroyed_at'])}"
-    return f"key destruction scheduled for {_short(line['destroy_on'])}"
+        return f"{line['method']}: legal hold(s) {', '.join(line['holds'])}"
+    copies = line.get("copies") or []
+    named = "; ".join(f"{c['copy_id']} sha256 {c['sha256']}" for c in copies)
+    when = (f"key destroyed {_short(line['destroyed_at'])}" if line.get("destroyed_at")
+            else f"key destruction scheduled for {_short(line['destroy_on'])}")
+    if not copies:
+        return f"{line['method']}; {when}"
+    category = f"NIST 800-88 {line['nist_800_88']}" + ("" if line.get("destroyed_at") else " once the key is destroyed")
+    return f"{category}, {len(copies)} per-account copy(ies): {line['method']}; {when}. Copies: {named}"
 
 
 def _short(timestamp: str | None) -> str | None:

@@ -68,7 +68,11 @@ def _resolution(exception: dict, latest: dict, now: datetime) -> dict | None:
 
 
 def _backup_key(exception: dict) -> tuple | None:
-    return {"backup_key_pending": ("key",), "backup_copies_expiring": ("copies", exception.get("source"))}.get(exception["kind"])
+    # A held key or snapshot is resolved too once the hold was released and the key destroyed or the
+    # snapshots gone: the evidence is the same ledger event.
+    return {"backup_key_pending": ("key",), "backup_key_held": ("key",),
+            "backup_copies_expiring": ("copies", exception.get("source")),
+            "backup_snapshots_held": ("copies", exception.get("source"))}.get(exception["kind"])
 
 
 def _backup_evidence(ledger: Ledger, account_id: str) -> dict:
@@ -78,7 +82,10 @@ def _backup_evidence(ledger: Ledger, account_id: str) -> dict:
         if e.payload.get("account_id") != account_id:
             continue
         if e.kind == "backup.key_destroyed":
-            found[("key",)] = {"resolution": "key destroyed", "evidence": f"destroyed at {e.payload['destroyed_at']}",
+            copies = e.payload.get("copies", 0)
+            found[("key",)] = {"resolution": f"key destroyed: cryptographic erase (NIST 800-88 purge) of {copies} "
+                                             "per-account copy(ies)" if copies else "key destroyed",
+                               "evidence": f"destroyed at {e.payload['destroyed_at']}",
                                "recorded_at": iso_utc(e.occurred_at)}
         elif e.kind == "backup.copies_expired":
             found[("copies", e.payload["source"])] = {

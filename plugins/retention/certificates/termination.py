@@ -13,11 +13,16 @@ SCC = {"2010/87/EU": "scc2010", "2021/914": "scc2021"}
 
 
 def termination_section(ledger: Ledger, run_id: str, account_id: str) -> tuple[dict, list[dict]]:
-    """(the certificate's ``termination`` object, its exceptions) for an offboarding run."""
-    mine = [e for e in ledger.events() if e.payload.get("account_id") == account_id or e.run_id == run_id]
+    """(the certificate's ``termination`` object, its exceptions) for an offboarding run.
+
+    Subprocessor requests and holds are not here: the certificate's subprocessor section states them, and its
+    exceptions come from that one list, so the two always agree (``content.subprocessor_results``)."""
+    everything = list(ledger.events())
+    mine = [e for e in everything if e.payload.get("account_id") == account_id or e.run_id == run_id]
     of_run = {e.kind: e for e in mine if e.run_id == run_id}  # the last event of each kind in this run
     requested = of_run["offboarding.requested"]
     approved = of_run.get("offboarding.approved")
+    own_holds = {h.id for h in ledger.list_holds(include_released=True) if h.account_id in (None, account_id)}
     section = {
         "contract_end": requested.payload.get("contract_end"),
         "effective_at": requested.payload["effective_at"],
@@ -27,14 +32,13 @@ def termination_section(ledger: Ledger, run_id: str, account_id: str) -> tuple[d
         "approved": {"by": approved.payload["approver_id"], "role": "approver (four eyes)",
                      "at": iso_utc(approved.occurred_at)} if approved else None,
         "return": _returned(of_run),
-        "backups": _backups(mine),
+        "backups": _backups(mine, [e for e in everything if e.kind in SNAPSHOT_EVENTS], own_holds),
         "retained_under_law": requested.payload.get("isolated", []),
     }
     exceptions = [{"kind": "retained_under_law", "location": i["location"], "data_class": i["data_class"],
                    "law": i.get("law"), "retain_until": i["until"], "isolation": i.get("isolation")}
                   for i in section["retained_under_law"]]
     exceptions += [_backup_exception(b) for b in section["backups"] if b["status"] != "done"]
-    exceptions += _unanswered_subprocessors(mine, requested)
     return section, exceptions
 
 
@@ -61,42 +65,72 @@ def _returned(of_run: dict) -> dict | None:
             "package_deleted_at": iso_utc(removed.occurred_at) if removed else None}
 
 
-def _backups(events: list) -> list[dict]:
-    """The latest state of each backup line: a per-account key (crypto-erase) and snapshot copies (expiry)."""
+SNAPSHOT_EVENTS = ("backup.snapshot_expiry_held", "backup.snapshot_expired")  # shared: no account_id
+CRYPTO_ERASE = ("cryptographic erase: each per-account backup copy is encrypted (AES-256-GCM) under its own data "
+                "key, kept only wrapped by the account's key; destroying that key leaves no means to decrypt them")
+NO_COPIES = ("the account's key is destroyed, but no backup copy was encrypted under it: "
+             "no cryptographic erase is claimed")
+SNAPSHOT_EXPIRY = ("expiry: shared whole-database snapshots hold every account in the clear and cannot be edited "
+                   "or crypto-erased; stated only by the date the last of them expires")
+
+
+def _backups(events: list, snapshot_events: list, own_holds: set[str]) -> list[dict]:
+    """The latest state of each backup line: the per-account key with the copies encrypted under it
+    (crypto-erase, NIST 800-88 purge once the key is destroyed) and the shared snapshots (expiry only)."""
     lines: dict[str, dict] = {}
     for e in events:
         p = e.payload
         if e.kind == "backup.key_deletion_scheduled":
-            lines["key"] = {"method": "cryptographic erase (per-account data key destroyed)",
-                            "nist_800_88": "purge", "keystore": p["keystore"], "scheduled_at": iso_utc(e.occurred_at),
-                            "destroy_on": p["deletion_date"], "destroyed_at": None, "status": "pending"}
+            copies = p.get("copies", [])
+            lines["key"] = {"line": "per_account_copies", "method": CRYPTO_ERASE if copies else NO_COPIES,
+                            "nist_800_88": "purge (cryptographic erase)" if copies else None,
+                            "keystore": p["keystore"], "encrypted_copies": len(copies), "copies": copies,
+                            "scheduled_at": iso_utc(e.occurred_at), "destroy_on": p["deletion_date"],
+                            "destroyed_at": None, "status": "pending"}
         elif e.kind == "backup.key_deletion_held":
-            lines["key"] = {"method": "cryptographic erase withheld: legal hold in force", "nist_800_88": None,
-                            "holds": p["holds"], "destroyed_at": None, "status": "held"}
+            previous = lines.get("key", {})
+            lines["key"] = {"line": "per_account_copies",
+                            "method": "cryptographic erase withheld: a legal hold is in force; the account's key and "
+                                      "its copies are kept", "nist_800_88": None, "holds": p["holds"],
+                            "encrypted_copies": p.get("copies", previous.get("encrypted_copies", 0)),
+                            "copies": previous.get("copies", []), "destroyed_at": None, "status": "held"}
         elif e.kind == "backup.key_destroyed" and "key" in lines:
             lines["key"].update(destroyed_at=p["destroyed_at"], status="done")
         elif e.kind == "backup.copies_recorded":
-            lines[p["source"]] = {"method": "expiry under the backup retention policy", "source": p["source"],
-                                  "snapshots": len(p["snapshots"]), "no_copy_after": p["last_expiry"],
-                                  "policy": p["policy"], "status": "pending" if p["snapshots"] else "done"}
+            lines[p["source"]] = {"line": "shared_snapshots", "method": SNAPSHOT_EXPIRY, "nist_800_88": None,
+                                  "source": p["source"], "snapshots": len(p["snapshots"]),
+                                  "no_copy_after": p["last_expiry"], "policy": p["policy"],
+                                  "status": "pending" if p["snapshots"] else "done", "_ids": set(p["snapshots"])}
         elif e.kind == "backup.copies_expired" and p["source"] in lines:
             lines[p["source"]].update(status="done", confirmed_at=iso_utc(e.occurred_at))
+    for line in lines.values():
+        ids = line.pop("_ids", set())
+        if line["status"] != "pending":
+            continue
+        held, expired = {}, set()
+        for e in snapshot_events:  # the latest word on each of this line's snapshots
+            snapshot = e.payload["snapshot"]
+            if snapshot in ids:
+                if e.kind == "backup.snapshot_expired":
+                    expired.add(snapshot)
+                    held.pop(snapshot, None)
+                else:
+                    held[snapshot] = e.payload["holds"]
+        if held:
+            holds = sorted({h for named in held.values() for h in named})
+            line.update(status="held", holds=sorted(set(holds) & own_holds),
+                        other_holds=len(set(holds) - own_holds), snapshots_held=len(held))
     return list(lines.values())
 
 
 def _backup_exception(line: dict) -> dict:
+    if line["line"] == "per_account_copies":
+        if line["status"] == "held":
+            return {"kind": "backup_key_held", "holds": line["holds"], "copies": line["encrypted_copies"]}
+        return {"kind": "backup_key_pending", "complete_by": line["destroy_on"], "keystore": line["keystore"],
+                "copies": line["encrypted_copies"]}
     if line["status"] == "held":
-        return {"kind": "backup_key_held", "holds": line["holds"]}
-    if "keystore" in line:
-        return {"kind": "backup_key_pending", "complete_by": line["destroy_on"], "keystore": line["keystore"]}
+        return {"kind": "backup_snapshots_held", "source": line["source"], "snapshots": line["snapshots_held"],
+                "holds": line["holds"], "other_holds": line["other_holds"], "expiry_was": line["no_copy_after"]}
     return {"kind": "backup_copies_expiring", "source": line["source"], "snapshots": line["snapshots"],
             "complete_by": line["no_copy_after"]}
-
-
-def _unanswered_subprocessors(events: list, requested: Any) -> list[dict]:
-    """Manual requests still waiting for the provider's confirmation (attested ones are results)."""
-    attested = {e.payload["subprocessor"] for e in events if e.kind == "subprocessor.attested"}
-    return [{"kind": "subprocessor_requested", "subprocessor": e.payload["subprocessor"], "resource": "manual",
-             "complete_by": e.payload["deadline"]}
-            for e in events if e.kind == "subprocessor.manual_requested" and e.seq > requested.seq
-            and e.payload["subprocessor"] not in attested]

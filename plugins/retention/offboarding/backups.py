@@ -1,29 +1,66 @@
-"""Backups at termination. Two ways a backup stops holding an account's data:
+"""Backups: per-account encrypted copies, their crypto-erase at termination, and the shared snapshots' expiry.
 
-- cryptographic erase: copies encrypted with the account's own data key become unreadable when the key
-  is destroyed. Scheduled here (a 7 to 30-day window, as AWS KMS enforces); the certificate dates the
-  line when the key is really destroyed, which the daily ``backup_expiry`` DAG confirms.
-- expiry: whole-database snapshots hold every account in the clear and are never edited; the ones taken
-  before the deletion are recorded, with the date the last of them expires under the backup rule.
+Two kinds of backup hold an account's data, and a certificate treats them differently:
+
+- per-account copies (``retention.backups.copies``): an export of one account's rows and objects,
+  encrypted (AES-256-GCM) under a fresh data key wrapped by the account's own key (AWS KMS in production,
+  the local keystore on the embedded stack), written daily by ``write_account_copies``. At termination
+  the account's key is scheduled for deletion (a 7 to 30-day window, as AWS KMS enforces); once it is
+  destroyed those copies cannot be decrypted by any means the product has: a cryptographic erase, NIST
+  SP 800-88 *purge*, claimed only for the copies the ledger recorded as encrypted under that key.
+- whole-database snapshots (``retention.backups.snapshots``): every account in the clear, never edited;
+  the ones taken before the deletion are recorded with the date the last of them expires under the backup
+  rule. They are stated by that date only, and the daily ``backup_expiry`` DAG expires them
+  (``expire_snapshots``) and confirms it by supplement.
+
+Legal holds: right before the key is scheduled, destroyed, or a snapshot or copy is expired, the ledger's
+``holds_in_force`` is asked; while a hold is in force nothing is destroyed or expired, a scheduled key
+deletion is cancelled (so the held data stays readable in the backups), and the ledger says which holds.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import pendulum
+
 from retention.backups import LocalKeystore, SnapshotCatalog, clear_copies, last_expiry
+from retention.backups import copies as account_copies
+from retention.backups.keystore import DESTROYED, ENABLED, PENDING_DELETION, KeyDestroyed, KeyPendingDeletion, Keystore
+from retention.backups.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 from retention.engine.planner import SweepContext
 from retention.ledger.chain import iso_utc
 from retention.offboarding.plan import account_of
+from retention.offboarding.returns import export_account
 from retention.rules import resolve
 from retention.settings import Settings
 from retention.stores import s3_client
+from retention.stores.vacuum import vacuum_run
 
-BACKUP_CLASS = "backups"  # the data class whose rule sets the snapshots' retention
+BACKUP_CLASS = "backups"  # the data class whose rule sets how long snapshots and copies are kept
+COPY_FORMAT = "per-account backup copy: " + account_copies.CONTENT
 
 
-def keystore(settings: Settings) -> LocalKeystore:
+# -- where things are -------------------------------------------------------------------------------
+
+def keystore(settings: Settings) -> Keystore:
+    """AWS KMS when a KMS Connection is configured, else the embedded stack's local keystore.
+
+    The Connection's id comes from ``Settings.backups_kms_conn_id`` (``RETENTION_BACKUPS_KMS_CONN_ID``): an
+    ``aws`` Connection whose credentials (and, for a local endpoint, ``endpoint_url`` extra) reach KMS."""
+    conn_id = getattr(settings, "backups_kms_conn_id", None)
+    if conn_id:
+        from retention.backups import KmsKeystore
+
+        return KmsKeystore(kms_client(conn_id))
     return LocalKeystore(settings.keystore_dir)
+
+
+def kms_client(conn_id: str):
+    """A boto3 KMS client from an Airflow ``aws`` Connection (credentials never leave Airflow's secrets)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=conn_id, client_type="kms").get_conn()
 
 
 def catalog(settings: Settings) -> SnapshotCatalog:
@@ -31,19 +68,85 @@ def catalog(settings: Settings) -> SnapshotCatalog:
                            settings.backups_source)
 
 
-def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: datetime, *, actor: str) -> dict:
+# -- per-account copies ------------------------------------------------------------------------------
+
+def copy_account(ctx: SweepContext, account_id: str, settings: Settings, now: datetime, *, actor: str,
+                 store: Keystore | None = None, client=None) -> dict:
+    """Write one encrypted copy of the account (every location of the inventory) and record
+    ``backup.copy_written``: copy id, keystore, the stored object's sha256 and size, record counts."""
+    store = store or keystore(settings)
+    locations = sorted(ctx.inventory.locations)
+
+    def export(root):
+        records, _ = export_account(ctx, account_id, locations, root, package_id=root.name, now=now,
+                                    format=COPY_FORMAT)
+        return records
+
+    copy = account_copies.write_copy(export, account_id, keystore=store,
+                                     client=client or s3_client(settings.backups_conn_id),
+                                     bucket=settings.backups_bucket, now=now)
+    written = {"account_id": account_id, "copy_id": copy.copy_id, "keystore": copy.keystore,
+               "cipher": account_copies.CIPHER, "sha256": copy.sha256, "bytes": copy.size,
+               "records": sum(copy.records.values()), "locations": len(copy.records),
+               "bucket": settings.backups_bucket, "key": copy.key, "created_at": iso_utc(copy.created_at)}
+    ctx.ledger.append("backup.copy_written", written, actor=actor)
+    return written
+
+
+def write_account_copies(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str,
+                         accounts: list[str] | None = None, store: Keystore | None = None, client=None) -> list[dict]:
+    """A copy of each account of the registry (or of ``accounts``) whose key may still encrypt: an account
+    whose key is scheduled for deletion or destroyed (offboarded) gets no new copy, ever."""
+    store = store or keystore(settings)
+    written = []
+    for account_id in sorted(accounts if accounts is not None else ctx.accounts):
+        if store.state(account_id).state not in (ENABLED, "absent"):
+            continue
+        try:
+            written.append(copy_account(ctx, account_id, settings, now, actor=actor, store=store, client=client))
+        except (KeyPendingDeletion, KeyDestroyed):  # scheduled between the check and the copy: no copy
+            continue
+    return written
+
+
+def copies_of(ledger, account_id: str) -> list[dict]:
+    """The copies the ledger recorded for the account, oldest first (payloads of ``backup.copy_written``)."""
+    return [e.payload for e in ledger.events_of_kind("backup.copy_written") if e.payload["account_id"] == account_id]
+
+
+def restore_account(ledger, settings: Settings, account_id: str, destination, *, copy_id: str | None = None,
+                    store: Keystore | None = None, client=None) -> dict:
+    """Decrypt one of the account's copies (the latest, or ``copy_id``) into ``destination``; returns its
+    manifest. Refused (``KeystoreError``) once the account's key is scheduled for deletion or destroyed."""
+    found = [c for c in copies_of(ledger, account_id) if copy_id in (None, c["copy_id"])]
+    if not found:
+        raise LookupError(f"no backup copy {copy_id or ''} of account {account_id} in the ledger".replace("  ", " "))
+    chosen = found[-1]
+    return account_copies.restore_copy(client or s3_client(settings.backups_conn_id), chosen["bucket"], chosen["key"],
+                                       destination, keystore=store or keystore(settings), account_id=account_id,
+                                       sha256=chosen["sha256"])
+
+
+# -- the offboarding's backups step ------------------------------------------------------------------
+
+def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: datetime, *, actor: str,
+                   store: Keystore | None = None) -> dict:
+    """After the run's deletions were verified: VACUUM the tables they touched, schedule the account's key for
+    deletion (unless a hold is in force), and record which snapshots still hold the account's data."""
     account = ctx.accounts[account_of(ctx.ledger, run_id)]
-    held = holds_on(ctx.ledger.resolver_holds(), account.id, now)
-    if held:  # destroying the key would destroy the held data in every backup
-        key = keystore(settings).state(account.id)
-        ctx.ledger.append("backup.key_deletion_held", {"account_id": account.id, "holds": held},
-                          actor=actor, run_id=run_id)
+    store = store or keystore(settings)
+    if not ctx.ledger.run_events(run_id, "storage.vacuumed", "storage.vacuum_failed"):  # a retried task: once
+        vacuum_run(ctx.ledger, ctx.inventory, run_id, actor=actor)
+    written = [{"copy_id": c["copy_id"], "sha256": c["sha256"]} for c in copies_of(ctx.ledger, account.id)]
+    held = ctx.ledger.holds_in_force(account.id)  # right before scheduling: "stop now", whatever placed_at says
+    if held:  # destroying the key would destroy the held data in every copy
+        key = store.state(account.id)
+        ctx.ledger.append("backup.key_deletion_held", {"account_id": account.id, "holds": held, "stage": "schedule",
+                                                       "copies": len(written)}, actor=actor, run_id=run_id)
     else:
-        key = keystore(settings).schedule_deletion(account.id, window_days=settings.key_deletion_window_days, at=now)
-        if key.state != "absent":  # no key: no copy was encrypted for this account, nothing to destroy or claim
-            ctx.ledger.append("backup.key_deletion_scheduled", {
-                "account_id": account.id, "keystore": "local", "deletion_date": iso_utc(key.deletion_date)},
-                actor=actor, run_id=run_id)
+        key = store.schedule_deletion(account.id, window_days=settings.key_deletion_window_days, at=now)
+        if key.state == PENDING_DELETION and not _scheduled_on(ctx.ledger, account.id, key.deletion_date):
+            _record_scheduled(ctx.ledger, store, account.id, key, written, actor=actor, run_id=run_id)
     copies = clear_copies(catalog(settings), up_to=now)
     decision = resolve(ctx.ruleset, account, BACKUP_CLASS, now)
     expires = last_expiry(copies, decision.retain_for)
@@ -52,39 +155,173 @@ def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: date
                 "policy": f"{decision.rule_id}: {decision.retain_for} after the snapshot is taken"}
     ctx.ledger.append("backup.copies_recorded", recorded, actor=actor, run_id=run_id)
     return {"key_destroy_on": iso_utc(key.deletion_date) if key.deletion_date else None, "key_held_by": held,
-            "snapshots": len(copies), "last_expiry": recorded["last_expiry"]}
+            "encrypted_copies": len(written), "snapshots": len(copies), "last_expiry": recorded["last_expiry"]}
 
 
-def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str) -> list[str]:
-    """Destroy the keys whose window passed and confirm expired snapshots; returns the accounts that changed.
+def _record_scheduled(ledger, store: Keystore, account_id: str, key, written: list[dict], *, actor: str,
+                      run_id: str | None = None) -> None:
+    payload = {"account_id": account_id, "keystore": getattr(store, "kind", "local"),
+               "deletion_date": iso_utc(key.deletion_date), "copies": written}
+    key_id = getattr(store, "scheduled_key_id", lambda _: None)(account_id)
+    if key_id:  # KMS: once the key is destroyed its alias is gone; only its id tells destroyed from absent
+        payload["key_id"] = key_id
+    ledger.append("backup.key_deletion_scheduled", payload, actor=actor, run_id=run_id)
 
-    A key is recorded destroyed by what the keystore says afterwards, so a crash between the destruction
-    and the ledger append is reconciled by the next run."""
-    changed = []
-    holds, store = ctx.ledger.resolver_holds(), keystore(settings)
-    store.destroy_due(now, keep=frozenset(a for a in ctx.accounts if holds_on(holds, a, now)))
-    recorded = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_destroyed")}
-    scheduled = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled")}
-    for account_id in sorted(scheduled - recorded):
-        state = store.state(account_id)
-        if state.state == "destroyed":  # KMS does not say when: it destroys on the deletion date
-            destroyed_at = iso_utc(state.destroyed_at or state.deletion_date)
-            ctx.ledger.append("backup.key_destroyed", {"account_id": account_id, "destroyed_at": destroyed_at},
-                              actor=actor)
-            changed.append(account_id)
+
+def _scheduled_on(ledger, account_id: str, deletion_date: datetime) -> bool:
+    return any(e.payload["account_id"] == account_id and e.payload["deletion_date"] == iso_utc(deletion_date)
+               for e in ledger.events_of_kind("backup.key_deletion_scheduled"))
+
+
+# -- the daily backup_expiry run ----------------------------------------------------------------------
+
+def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str,
+                    store: Keystore | None = None) -> list[str]:
+    """Destroy the keys whose window passed (not while held), expire snapshots and copies past the backup
+    rule (not while held), and confirm expired snapshots; returns the accounts whose backup line changed."""
+    changed = _confirm_keys(ctx, settings, now, actor=actor, store=store or keystore(settings))
+    expire_snapshots(ctx, settings, now, actor=actor)
+    expire_copies(ctx, settings, now, actor=actor)
     snapshots = catalog(settings)
     for recorded_copies in _awaiting_expiry(ctx):
         p = recorded_copies.payload
         if p["snapshots"] and not any(snapshots.exists(s) for s in p["snapshots"]):
             ctx.ledger.append("backup.copies_expired", {"account_id": p["account_id"], "source": p["source"],
                                                         "snapshots": len(p["snapshots"])}, actor=actor)
-            changed.append(p["account_id"])
-    return sorted(set(changed))
+            changed.add(p["account_id"])
+    return sorted(changed)
 
 
-def holds_on(holds: list, account_id: str, now: datetime) -> list[str]:
-    """Legal holds in force on any data of the account: its backups hold every data class."""
-    return sorted(h.id for h in holds if h.applies(account_id, h.data_class, now))
+def _confirm_keys(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str, store: Keystore) -> set[str]:
+    """A key is recorded destroyed by what the keystore says afterwards, so a crash between the destruction
+    and the ledger append is reconciled by the next run."""
+    changed = set()
+    scheduled = {e.payload["account_id"]: e.payload for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled")}
+    recorded = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_destroyed")}
+    for account_id in sorted(scheduled.keys() - recorded):
+        p = scheduled[account_id]
+        if p.get("key_id") and hasattr(store, "remember"):
+            store.remember(account_id, p["key_id"], datetime.fromisoformat(p["deletion_date"]))
+        state = store.state(account_id)
+        if state.state != DESTROYED:
+            held = ctx.ledger.holds_in_force(account_id)  # right before destroying
+            if held:
+                store.cancel_deletion(account_id)  # the held data stays readable in the account's copies
+                if _last_held(ctx.ledger, account_id) != held:
+                    ctx.ledger.append("backup.key_deletion_held", {"account_id": account_id, "holds": held,
+                                                                   "stage": "destroy", "copies": len(p["copies"])},
+                                      actor=actor)
+                    changed.add(account_id)
+                continue
+            if state.state == ENABLED:  # a hold cancelled the deletion and was released since: schedule again
+                key = store.schedule_deletion(account_id, window_days=settings.key_deletion_window_days, at=now)
+                _record_scheduled(ctx.ledger, store, account_id, key, p["copies"], actor=actor)
+                changed.add(account_id)
+                continue
+            state = store.destroy_if_due(account_id, now) or state
+        if state.state == DESTROYED:
+            at = state.destroyed_at or min(state.deletion_date, pendulum.instance(now))  # KMS does not say when
+            ctx.ledger.append("backup.key_destroyed", {"account_id": account_id, "destroyed_at": iso_utc(at),
+                                                       "keystore": p["keystore"], "copies": len(p["copies"])},
+                              actor=actor)
+            changed.add(account_id)
+    return changed
+
+
+def _last_held(ledger, account_id: str) -> list[str] | None:
+    """The holds the last key event of the account named; None when that event was not a hold."""
+    last = None
+    for e in ledger.events_of_kind("backup.key_deletion_held", "backup.key_deletion_scheduled"):
+        if e.payload["account_id"] == account_id:
+            last = e.payload.get("holds") if e.kind == "backup.key_deletion_held" else None
+    return last
+
+
+def _longest_retention(ctx: SweepContext, account_ids, now: datetime):
+    """The backup rules' periods for these accounts: a shared snapshot is kept until the longest ends."""
+    return [resolve(ctx.ruleset, ctx.accounts[a], BACKUP_CLASS, now).retain_for for a in account_ids if a in ctx.accounts]
+
+
+def _holds_on_everyone(ledger, account_ids) -> list[str]:
+    """A shared snapshot holds every account: the holds in force on any of them (and on accounts only a hold names)."""
+    named = {h.account_id for h in ledger.list_holds() if h.account_id}
+    return sorted({hold for a in sorted(set(account_ids) | named) for hold in ledger.holds_in_force(a)})
+
+
+def expire_snapshots(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str,
+                     snapshot_catalog: SnapshotCatalog | None = None) -> list[str]:
+    """Delete (every version) the snapshots whose backup period ended for every account, unless a hold is in
+    force; recorded as ``backup.snapshot_expired`` or ``backup.snapshot_expiry_held``. Only ``*.dump`` keys of
+    the catalog's prefix are ever deleted. Returns the snapshots deleted."""
+    snapshots = snapshot_catalog or catalog(settings)
+    periods = _longest_retention(ctx, ctx.accounts, now)
+    if not periods:
+        return []
+    deleted = []
+    for snapshot in snapshots.list():
+        if not snapshot.id.endswith(SNAPSHOT_SUFFIX):
+            continue  # another tool's object: not ours to delete
+        taken = pendulum.instance(snapshot.taken_at)
+        if max(period.after(taken) for period in periods) > now:
+            continue
+        held = _holds_on_everyone(ctx.ledger, ctx.accounts)  # right before expiring
+        if held:
+            if _last_snapshot_hold(ctx.ledger, snapshot.id) != held:
+                ctx.ledger.append("backup.snapshot_expiry_held", {"source": snapshots.source, "snapshot": snapshot.id,
+                                                                  "holds": held}, actor=actor)
+            continue
+        versions = snapshots.delete(snapshot.id)
+        ctx.ledger.append("backup.snapshot_expired", {"source": snapshots.source, "snapshot": snapshot.id,
+                                                      "taken_at": iso_utc(snapshot.taken_at), "versions": versions},
+                          actor=actor)
+        deleted.append(snapshot.id)
+    return deleted
+
+
+def _last_snapshot_hold(ledger, snapshot_id: str) -> list[str] | None:
+    held = [e.payload["holds"] for e in ledger.events_of_kind("backup.snapshot_expiry_held")
+            if e.payload["snapshot"] == snapshot_id]
+    return held[-1] if held else None
+
+
+def expire_copies(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str, client=None) -> list[str]:
+    """Delete (every version) the per-account copies past the account's backup rule, unless a hold is in force
+    on the account; recorded as ``backup.copy_expired`` / ``backup.copy_expiry_held``. Returns the copy ids."""
+    expired = {e.payload["copy_id"] for e in ctx.ledger.events_of_kind("backup.copy_expired")}
+    pending = [e.payload for e in ctx.ledger.events_of_kind("backup.copy_written") if e.payload["copy_id"] not in expired]
+    client = client or (s3_client(settings.backups_conn_id) if pending else None)
+    deleted = []
+    for copy in pending:
+        periods = _longest_retention(ctx, [copy["account_id"]], now)
+        created = pendulum.parse(copy["created_at"])
+        if not periods or periods[0].after(created) > now:
+            continue
+        held = ctx.ledger.holds_in_force(copy["account_id"])  # right before expiring
+        if held:
+            if not any(e.payload["copy_id"] == copy["copy_id"] and e.payload["holds"] == held
+                       for e in ctx.ledger.events_of_kind("backup.copy_expiry_held")):
+                ctx.ledger.append("backup.copy_expiry_held", {"account_id": copy["account_id"],
+                                                              "copy_id": copy["copy_id"], "holds": held}, actor=actor)
+            continue
+        versions = _delete_every_version(client, copy["bucket"], copy["key"])
+        ctx.ledger.append("backup.copy_expired", {"account_id": copy["account_id"], "copy_id": copy["copy_id"],
+                                                  "versions": versions}, actor=actor)
+        deleted.append(copy["copy_id"])
+    return deleted
+
+
+def _delete_every_version(client, bucket: str, key: str) -> int:
+    def versions() -> list[str]:
+        pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+        return [v["VersionId"] for page in pages for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+                if v["Key"] == key]
+
+    found = versions()
+    for version_id in found:
+        client.delete_object(Bucket=bucket, Key=key, **({} if version_id == "null" else {"VersionId": version_id}))
+    if versions():  # verified by listing again, never by the calls' answers
+        raise RuntimeError(f"a backup copy is still in bucket {bucket} after deletion")
+    return len(found)
 
 
 def _awaiting_expiry(ctx: SweepContext) -> list:
