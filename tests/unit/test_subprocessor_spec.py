@@ -31,6 +31,7 @@ resources:
     delete:
       request: {method: DELETE, path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}
     verify: {kind: find_empty}
+    max_records: 100000
 """
 
 
@@ -123,3 +124,57 @@ def test_every_shipped_spec_loads_against_the_shipped_rules() -> None:
                        data_classes=set(ruleset.data_classes.data_classes))
     assert {"twilio", "sixsense", "clearbit", "coralogix"} <= set(specs)
     assert all(specs[name].manual is not None for name in ("sixsense", "clearbit", "coralogix"))
+
+
+def test_a_record_delete_without_max_records_is_refused_at_its_resource(tmp_path) -> None:
+    issues = problems(tmp_path, GOOD.replace("    max_records: 100000\n", ""))
+    assert [(i.line, i.field) for i in issues] == [(7, "resources.recordings.max_records")]
+    assert "record delete needs max_records" in issues[0].message
+
+
+def test_a_subject_delete_without_max_records_is_refused(tmp_path) -> None:
+    text = (GOOD.replace("    max_records: 100000\n", "")
+            .replace("    delete:\n", "    delete:\n      scope: subject\n"))
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(7, "resources.recordings.max_records")]
+
+
+def test_a_tenant_delete_needs_no_max_records(tmp_path) -> None:
+    text = (GOOD.replace("    max_records: 100000\n", "")
+            .replace('/Recordings/{id}.json"}', '/Recordings.json"}\n      scope: tenant'))
+    assert load_spec(write(tmp_path, text)).resources["recordings"].max_records is None
+
+
+def test_a_find_aimed_at_no_tenant_is_refused_at_its_line(tmp_path) -> None:
+    # Every customer's recordings would be listed, and the deletes follow the find.
+    text = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings.json"}', "path: /2010-04-01/Recordings.json}")
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.find.request")]
+    assert "not aimed at one tenant" in issues[0].message and "{account_id}" in issues[0].message
+    assert str(issues[0]).startswith(f"{tmp_path / 'spec.yaml'}:11:")
+
+
+def test_a_match_that_names_no_tenant_does_not_aim_a_find(tmp_path) -> None:
+    text = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings.json"}', "path: /2010-04-01/Recordings.json}")
+    issues = problems(tmp_path, text.replace("      id: sid\n", "      id: sid\n      match: {status: completed}\n"))
+    assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.find.request")]
+
+
+def test_a_find_aimed_by_a_match_or_a_fan_out_header_loads(tmp_path) -> None:
+    unfiltered = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings.json"}',
+                              "path: /2010-04-01/Recordings.json}")
+    matched = unfiltered.replace("      id: sid\n", '      id: sid\n      match: {account_sid: "{account_id}"}\n')
+    assert load_spec(write(tmp_path, matched)).resources["recordings"].find.match == {"account_sid": "{account_id}"}
+    fan_out = ("    fan_out:\n      request: {method: GET, path: /subaccounts, query: {name: \"{account_id}\"}}\n"
+               "      pagination: {style: none}\n      bind: {sub: sid}\n      headers: {On-Behalf-Of: \"{sub}\"}\n")
+    behalf = unfiltered.replace("    find:\n", fan_out + "    find:\n", 1)
+    assert load_spec(write(tmp_path, behalf)).resources["recordings"].fan_out.bind == {"sub": "sid"}
+
+
+def test_a_fan_out_aimed_at_no_account_is_refused(tmp_path) -> None:
+    fan_out = ("    fan_out:\n      request: {method: GET, path: /subaccounts}\n"
+               "      pagination: {style: none}\n      bind: {sub: sid}\n")
+    text = GOOD.replace("    find:\n", fan_out + "    find:\n", 1)
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.fan_out.request")]
+    assert "not aimed at one account" in issues[0].message

@@ -399,6 +399,12 @@ def waves(spec: ConnectorSpec) -> list[list[str]] | None:
 def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
     issues: list[Issue] = []
     tenant = {"account_id"} | (set(r.fan_out.bind) if r.fan_out else set())
+    issues += _check_aimed(at, r, tenant, smap)
+    if r.delete.scope in ("record", "subject") and r.max_records is None:
+        issues.append(smap.issue(at + ("max_records",), f"a {r.delete.scope} delete needs max_records",
+                                 "the most records one account can legitimately hold here; a preview finding "
+                                 "more means the find lost its tenant filter, and nothing is deleted",
+                                 at_key=True))
     if r.fan_out and r.fan_out.request:
         issues += _check_request(at + ("fan_out", "request"), r.fan_out.request, {"account_id"}, smap)
     if r.fan_out:
@@ -425,6 +431,46 @@ def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
         issues.append(smap.issue(at + ("verify", "kind"), "after_completion is for async_unpollable deletions",
                                  "use get_absent or find_empty"))
     return issues
+
+
+def _check_aimed(at: tuple, r: Resource, tenant: set[str], smap: SourceMap) -> list[Issue]:
+    """A find (and a fan-out) must be aimed at one tenant: its request names a tenant variable, or its
+    ``match`` keeps only items equal to one. A find whose request names none would list every
+    customer's records, and the deletes would follow it. Recorded ids are read by the account column,
+    and a fan-out's headers (``on-behalf-of: {subuser}``) go with every request of its tenant."""
+    issues: list[Issue] = []
+    fan_out = r.fan_out
+    if fan_out is not None and fan_out.request is not None and not (
+            _placeholders(fan_out.request) & {"account_id"} or _match_names(fan_out.match) & {"account_id"}):
+        issues.append(smap.issue(at + ("fan_out", "request"), "the fan-out is not aimed at one account: its request "
+                                 "names no {account_id} and it has no match naming {account_id}",
+                                 "filter the listing by {account_id}, or add match: {<field>: \"{account_id}\"}",
+                                 field_path=_path(at + ("fan_out", "request"))))
+    headers = _header_names(fan_out.headers) if fan_out is not None else set()
+    find = r.find
+    if find.request is not None and not (
+            (_placeholders(find.request) | headers | _match_names(find.match)) & tenant):
+        issues.append(smap.issue(at + ("find", "request"), "the find is not aimed at one tenant: its request names "
+                                 f"none of {', '.join('{' + n + '}' for n in sorted(tenant))} and it has no match "
+                                 "naming one", "an unaimed find lists every customer's records, and the deletes "
+                                 "follow it: filter by the tenant, or add a match",
+                                 field_path=_path(at + ("find", "request"))))
+    return issues
+
+
+def _match_names(match: dict[str, str]) -> set[str]:
+    return {name for template in match.values() for name in _names_or_none(template)}
+
+
+def _header_names(headers: dict[str, str]) -> set[str]:
+    return {name for template in headers.values() for name in _names_or_none(template)}
+
+
+def _names_or_none(text: str) -> set[str]:
+    try:
+        return _names(text)
+    except ValueError:
+        return set()  # reported where the template is checked
 
 
 def _check_delete(at: tuple, d: Delete, names: set[str], tenant: set[str], smap: SourceMap) -> list[Issue]:
