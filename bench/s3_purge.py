@@ -96,7 +96,7 @@ def engine_purge(moto: MotoProcess, bucket: str, versioned: bool, ledger_dir: Pa
 
     Timed separately: planning (the planner's two counts: total and due), execution, the store's verify.
     """
-    from retention.engine.executor import execute_task
+    from retention.engine.executor import claim_and_execute
     from retention.ledger import Ledger
     from retention.rules.inventory import S3Location
     from retention.stores.base import Selector
@@ -134,7 +134,7 @@ def engine_purge(moto: MotoProcess, bucket: str, versioned: bool, ledger_dir: Pa
         out["plan_s"] = time.perf_counter() - started
         timed = TimedStore(store)
         with Timer(moto) as t:  # CPU figures cover execution only
-            affected = execute_task(ledger, timed, task, actor="bench")
+            affected = claim_and_execute(ledger, timed, task.id, actor="bench")
         out["execute_s"] = t.seconds
         out.update(timed.breakdown(t.seconds), **t.cpu)
         started = time.perf_counter()

@@ -76,7 +76,7 @@ def timed_statements(engine: sa.Engine, statements: list[tuple[str, dict]]) -> t
 def engine_delete(engine: sa.Engine, accounts: int, cutoff: datetime, ledger_dir: Path, *, bare: bool = False) -> dict:
     """Plan one delete task per account in a ledger run, then execute_task each with one shared store
     (as execute_location does); bare: the store's own batches/delete loop, no ledger."""
-    from retention.engine.executor import execute_task
+    from retention.engine.executor import claim_and_execute
     from retention.ledger import Ledger
     from retention.rules.inventory import SqlLocation
     from retention.stores.base import Selector
@@ -113,7 +113,7 @@ def engine_delete(engine: sa.Engine, accounts: int, cutoff: datetime, ledger_dir
             out["plan_s"] = time.perf_counter() - started
             timed = TimedStore(store)
             started = time.perf_counter()
-            affected = sum(execute_task(ledger, timed, task, actor="bench") for task in tasks)
+            affected = sum(claim_and_execute(ledger, timed, task.id, actor="bench") for task in tasks)
             out["execute_s"] = time.perf_counter() - started
             out.update(timed.breakdown(out["execute_s"]))
             started = time.perf_counter()

@@ -318,7 +318,7 @@ def test_an_unmigrated_postgres_database_is_refused_with_the_fix(postgres_url: s
     with pytest.raises(LedgerSchemaError) as refused:
         Ledger.open(ledger_url)
     message = str(refused.value)
-    assert "no ledger schema" in message and "expected revision 0001" in message
+    assert "no ledger schema" in message and "expected revision 0002" in message
     assert "run `retention ledger migrate`" in message
     migrate(ledger_url)
     migrate(ledger_url)  # idempotent
@@ -336,7 +336,7 @@ def test_a_postgres_database_at_another_revision_is_named_in_the_error(postgres_
     with engine.begin() as conn:
         conn.execute(text("UPDATE ledger_alembic_version SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(LedgerSchemaError, match="has revision 0000, expected revision 0001"):
+    with pytest.raises(LedgerSchemaError, match="has revision 0000, expected revision 0002"):
         Ledger.open(ledger_url)
 
 

@@ -4,19 +4,26 @@ Killed at any point, a rerun resumes from the checkpoint. A batch whose intent h
 interrupted mid-flight: the store says how much of its key range is still there, the difference is
 recorded as deleted (once), and the rest is deleted by the next batches. Totals therefore equal
 those of an uninterrupted run.
+
+One executor at a time: each task is claimed (``Ledger.claim``) and every write carries the claim's
+fencing token, so a second executor of the same task (an Airflow retry while ``--resume`` runs) does
+not run it, and one that lost its claim stops before its next batch. Counts are added by the ledger's
+database, never overwritten.
+
+Legal holds are read right before every batch from the ledger's own rows: any hold not released stops
+the task, whatever its ``placed_at`` and whatever this machine's clock says.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-import pendulum
-
 from retention.engine.planner import SweepContext
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
+from retention.ledger.store import TaskBusy
 from retention.stores import PendingBatch, Selector, Store
 
 RUNNABLE = ("planned", "running")
@@ -43,7 +50,26 @@ def execute_location(ctx: SweepContext, run_id: str, location_id: str, *, actor:
     if not tasks:
         return 0
     store = ctx.store(location_id)
-    return sum(execute_task(ctx.ledger, store, task, actor=actor) for task in tasks)
+    affected, busy = 0, []
+    for task in tasks:
+        try:
+            affected += claim_and_execute(ctx.ledger, store, task.id, actor=actor)
+        except TaskBusy:
+            busy.append(task.id)  # the other executor finishes it; the rest of the location goes on here
+    if busy:
+        raise TaskBusy(f"{len(busy)} task(s) of {location_id} in run {run_id} are being executed by another "
+                       f"process; run this again once it is done: {', '.join(busy)}")
+    return affected
+
+
+def claim_and_execute(ledger: Ledger, store: Store, task_id: str, *, actor: str) -> int:
+    """Claim the task, then run it from the state the ledger holds now (a previous holder may have moved it
+    on or finished it since the task list was read)."""
+    with ledger.claim(task_id) as fence:
+        task = ledger.task(task_id)
+        if task.status not in RUNNABLE:
+            return 0
+        return execute_task(ledger, store, task, actor=actor, fence=fence)
 
 
 def check_may_delete(ledger: Ledger, run) -> None:
@@ -56,31 +82,35 @@ def check_may_delete(ledger: Ledger, run) -> None:
         raise NotPermitted(f"{run.kind} run {run.id} has no {approval} event: nothing is deleted before approval")
 
 
-def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str) -> int:
+def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str, fence: int) -> int:
+    """Run one claimed task (``fence``: its claim's token); returns the records affected by this call."""
     selector = selector_of(task)
     checkpoint = dict(task.checkpoint or {})
-    affected = task.affected_count
+    affected = 0
     if checkpoint.get("pending"):
-        checkpoint, affected = _recover(ledger, store, task, selector, checkpoint, affected, actor)
+        checkpoint, affected = _recover(ledger, store, task, selector, checkpoint, actor, fence)
     for batch in store.batches(selector, after=checkpoint.get("after"), **count_mode(task.action)):
-        if _held(ledger, task):
-            ledger.update_task(task.id, ("task.held", _ids(task)), status="held", actor=actor)
+        holds = ledger.holds_in_force(task.account_id, task.data_class)
+        if holds:
+            ledger.update_task(task.id, ("task.held", {**_ids(task), "holds": holds}), status="held",
+                               actor=actor, fence=fence)
             log_task("task.held", task, affected=affected)
-            return affected - task.affected_count
+            return affected
         ledger.update_task(task.id, ("batch.intent", {**_ids(task), **_batch_fields(batch)}), status="running",
-                           checkpoint={**checkpoint, "pending": _pending(batch)}, actor=actor)
+                           checkpoint={**checkpoint, "pending": _pending(batch)}, actor=actor, fence=fence)
         outcome = _apply(store, task.action, batch)
         affected += outcome.affected
         checkpoint = {"after": batch.upper}
         counts = {"affected": outcome.affected, "retained": sum(r.count for r in outcome.retained)}
         ledger.update_task(task.id, ("batch.outcome", {**_ids(task), **counts}),
-                           checkpoint=checkpoint, affected_count=affected, actor=actor)
+                           checkpoint=checkpoint, add_affected=outcome.affected, actor=actor, fence=fence)
         log_task("batch.outcome", task, **counts)
+    total = task.affected_count + affected
     # A finished task needs no cursor, and an object key in it could carry personal data.
-    ledger.update_task(task.id, ("task.done", {**_ids(task), "affected": affected}), status="done",
-                       checkpoint=None, actor=actor)
-    log_task("task.done", task, affected=affected)
-    return affected - task.affected_count
+    ledger.update_task(task.id, ("task.done", {**_ids(task), "affected": total}), status="done",
+                       checkpoint=None, actor=actor, fence=fence)
+    log_task("task.done", task, affected=total)
+    return affected
 
 
 def _apply(store: Store, action: str, batch: PendingBatch):
@@ -88,26 +118,20 @@ def _apply(store: Store, action: str, batch: PendingBatch):
 
 
 def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector, checkpoint: dict,
-             affected: int, actor: str) -> tuple[dict, int]:
+             actor: str, fence: int) -> tuple[dict, int]:
     pending = checkpoint["pending"]
     remaining = _remaining(store, task, selector, pending)
     gone = max(0, pending["count"] - remaining)
     checkpoint = {"after": pending["after"]}  # the unfinished range is listed again; only what is left
     ledger.update_task(task.id, ("batch.recovered", {**_ids(task), "affected": gone, "remaining": remaining}),
-                       checkpoint=checkpoint, affected_count=affected + gone, actor=actor)
+                       checkpoint=checkpoint, add_affected=gone, actor=actor, fence=fence)
     log_task("batch.recovered", task, affected=gone, remaining=remaining)
-    return checkpoint, affected + gone
+    return checkpoint, gone
 
 
 def _remaining(store: Store, task: PlannedTask, selector: Selector, pending: dict) -> int:
     return store.count(selector, pending["after"], pending["upper"], **count_mode(task.action))
 
-
-
-def _held(ledger: Ledger, task: PlannedTask) -> bool:
-    """Re-read before every batch: a hold placed mid-run stops deletion before the next batch."""
-    now = pendulum.now("UTC")
-    return any(h.applies(task.account_id, task.data_class, now) for h in ledger.resolver_holds())
 
 
 def _ids(task: PlannedTask) -> dict:

@@ -113,6 +113,9 @@ class PlannedTask(Base):
     affected_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     residue: Mapped[int | None] = mapped_column(BigInteger)
     retained: Mapped[list | None] = mapped_column(JSON)
+    # Bumped by every claim (``Ledger.claim``); a write carrying an older value is refused, so an executor
+    # that lost its claim (paused, partitioned) cannot overwrite the one that took the task over.
+    fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Event(Base):

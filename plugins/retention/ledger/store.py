@@ -7,6 +7,8 @@ sequence numbers never collide or skip.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
 import uuid
@@ -24,6 +26,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from retention.ledger import chain
@@ -46,6 +49,14 @@ _MIGRATION_LOCK = 0x1ED6E5  # PostgreSQL advisory lock key: one migration at a t
 
 class LedgerSchemaError(RuntimeError):
     """The database schema is not at the revision this code expects."""
+
+
+class TaskBusy(RuntimeError):
+    """Another executor holds the planned task: this one must not run it now (try again later)."""
+
+
+class ClaimLost(RuntimeError):
+    """The task was claimed by another executor since this one claimed it: this one stops at once."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,16 +490,80 @@ class Ledger:
         with self._reader() as s:
             return list(s.scalars(query.order_by(PlannedTask.location, PlannedTask.account_id)))
 
+    @contextmanager
+    def claim(self, task_id: str) -> Iterator[int]:
+        """Hold one planned task for this executor for the block; yields its fencing token.
+
+        Two executors of one task (an Airflow retry while ``retention sweep --resume`` runs) must not both
+        delete and count. The hold is a lock the database server (PostgreSQL: a session advisory lock) or
+        the kernel (SQLite: ``flock`` beside the file) releases by itself when the holder dies, so a killed
+        run can be resumed at once. The token is bumped on every claim and checked by every write with
+        ``fence=``: a holder that lost its lock without knowing (a paused process whose connection was cut)
+        is refused before its next batch. Raises ``TaskBusy`` when another executor holds the task.
+        """
+        with self._task_lock(task_id):
+            with self.session() as s:
+                fence = s.execute(update(PlannedTask).where(PlannedTask.id == task_id)
+                                  .values(fence=PlannedTask.fence + 1).returning(PlannedTask.fence)).scalar_one_or_none()
+            if fence is None:
+                raise LookupError(f"no planned task with id {task_id!r}")
+            yield fence
+
+    @contextmanager
+    def _task_lock(self, task_id: str) -> Iterator[None]:
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big", signed=True)
+            with self.engine.connect() as conn:
+                if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one():
+                    raise TaskBusy(f"planned task {task_id} is being executed by another process")
+                conn.commit()  # end the autobegun transaction; the session-level lock stays with the connection
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    conn.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":  # one process owns an in-memory ledger
+            yield
+            return
+        locks = Path(f"{database}.locks")
+        locks.mkdir(exist_ok=True)
+        with open(locks / f"{task_id}.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TaskBusy(f"planned task {task_id} is being executed by another process") from None
+            yield  # closing the file releases the lock, as does the holder's death
+
+    def task(self, task_id: str) -> PlannedTask:
+        with self._reader() as s:
+            task = s.get(PlannedTask, task_id)
+        if task is None:
+            raise LookupError(f"no planned task with id {task_id!r}")
+        return task
+
     def update_task(self, task_id: str, event: tuple[str, dict] | None = None, *, actor: str,
-                    **fields: Any) -> None:
-        """Change a task's state and append the event that says so, in one transaction."""
+                    fence: int | None = None, add_affected: int = 0, **fields: Any) -> None:
+        """Change a task's state and append the event that says so, in one transaction.
+
+        ``fence``: the token of the caller's claim; the write is refused (``ClaimLost``) if the task was
+        claimed since. ``add_affected`` is added to the count by the database, never written as a total,
+        so no writer can lose another's deletions.
+        """
         with self.session() as s:
             task = s.get(PlannedTask, task_id, with_for_update=True)
             if task is None:
                 raise LookupError(f"no planned task with id {task_id!r}")
+            if fence is not None and task.fence != fence:
+                raise ClaimLost(f"planned task {task_id} was claimed by another executor "
+                                f"(token {task.fence}, ours {fence}): this one stops")
             for name, value in fields.items():
                 setattr(task, name, value)
             s.flush()
+            if add_affected:
+                s.execute(update(PlannedTask).where(PlannedTask.id == task_id)
+                          .values(affected_count=PlannedTask.affected_count + add_affected))
             if event is not None:
                 kind, payload = event
                 self.append(kind, payload, actor=actor, run_id=task.run_id, task_id=task.id, session=s)
@@ -531,6 +606,6 @@ def _check_releasable(row: LegalHoldRow | None, hold_id: str, at: pendulum.DateT
 
 
 __all__ = [
-    "HoldRecord", "Ledger", "LedgerSchemaError", "MIGRATIONS_DIR", "create_ledger_engine",
+    "ClaimLost", "HoldRecord", "Ledger", "LedgerSchemaError", "TaskBusy", "MIGRATIONS_DIR", "create_ledger_engine",
     "current_revision", "database_url", "head_revision", "migrate", "normalize_url",
 ]
