@@ -18,6 +18,10 @@ from retention.rules.yamlsource import SourceMap
 
 SqlName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
 RecordAnchor = Literal["created_at", "last_activity_at"]
+# A destructive SQL transaction waits at most this long for an application's row lock, and runs no
+# statement longer than this (SqlLocation.lock_timeout_ms / statement_timeout_ms override them).
+DEFAULT_LOCK_TIMEOUT_MS = 2_000
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 
 
 class ChildTable(Strict):
@@ -52,6 +56,21 @@ class SqlLocation(Strict):
     # retain_isolated: at termination the account's rows move to this table, which application roles
     # cannot read (DPA 7(b)); the sweep deletes them there when their statutory period ends.
     isolate_to: SqlName | None = None
+    # Bounds of each destructive transaction (PostgreSQL SET LOCAL). lock_timeout: how long a batch may
+    # wait for a row lock the application holds before it rolls back, backs off and retries (waiting
+    # longer would hold the batch's other row locks and stall the application). statement_timeout: how
+    # long one statement may run. None: DEFAULT_LOCK_TIMEOUT_MS / DEFAULT_STATEMENT_TIMEOUT_MS.
+    lock_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
+    statement_timeout_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
+
+    @model_validator(mode="after")
+    def _lock_wait_within_a_statement(self) -> "SqlLocation":
+        lock = self.lock_timeout_ms or DEFAULT_LOCK_TIMEOUT_MS
+        statement = self.statement_timeout_ms or DEFAULT_STATEMENT_TIMEOUT_MS
+        if lock >= statement:
+            raise ValueError(f"lock_timeout_ms ({lock}) must be shorter than statement_timeout_ms ({statement}): "
+                             "a lock wait is part of a statement")
+        return self
 
     @model_validator(mode="after")
     def _isolation_moves_whole_rows(self) -> "SqlLocation":

@@ -15,7 +15,15 @@ Safety first:
 Batches are key ranges ``(after, upper]`` on the unique ``key_column``. ``batches`` finds the next
 range with one query (no keys travel to the client), looked up while the caller is still acting on
 the previous batch; ``delete`` and ``anonymize`` act on a range with one statement per table in one
-short transaction. The batch size adapts to how long that transaction took (``BatchSizer``): large
+short transaction.
+
+Short locks, bounded waits: every destructive transaction starts with ``SET LOCAL lock_timeout`` and
+``SET LOCAL statement_timeout`` (the location's ``lock_timeout_ms`` / ``statement_timeout_ms``, else 2 s
+and 30 s). A batch that meets an application's row lock gives up after the lock timeout instead of
+waiting behind it while holding its own row locks; its transaction rolls back whole, and after a
+back-off it is tried again, at most ``max_lock_retries`` times (then ``BatchLocked``). The outcome says
+how many retries it took (``lock_retries``). A statement past its timeout is not retried: the same
+batch would be as slow. The batch size adapts to how long that transaction took (``BatchSizer``): large
 enough that per-batch overhead is small, small enough that no transaction holds its row locks for
 more than about a second.
 
@@ -34,7 +42,7 @@ import secrets
 import time
 import uuid
 from base64 import b64encode
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta, timezone
@@ -44,15 +52,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine, and_, delete, func, or_, select, update
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from sqlalchemy.sql.elements import ColumnElement
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from retention.rules.inventory import SqlLocation
+from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, SqlLocation
 from retention.stores.base import Outcome, PendingBatch, Residue, Selector
 
 log = logging.getLogger(__name__)
 
 HASH_HEX_LENGTH = 64  # hex sha256
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout (and of NOWAIT)
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement_timeout (and of a cancel request)
 _HASHED_PATTERN = "^[0-9a-f]{64}$"  # what an anonymized hash column holds
 
 
@@ -78,6 +89,14 @@ class SqlResidue(Residue):
     """``remaining`` rows of the location's table still matching; ``children`` rows still pointing at them."""
 
     children: Mapping[str, int] = field(default_factory=dict, hash=False)
+
+
+class BatchLocked(RuntimeError):
+    """A batch still met application row locks after every retry; its transactions all rolled back."""
+
+    def __init__(self, message: str, retries: int) -> None:
+        super().__init__(message)
+        self.retries = retries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,12 +154,21 @@ class SqlStore:
 
     def __init__(self, location_id: str, spec: SqlLocation, engine: Engine, *,
                  target_seconds: float = 0.25, initial_batch_size: int | None = None,
-                 min_batch_size: int = 100, max_batch_size: int = 1_000_000) -> None:
+                 min_batch_size: int = 100, max_batch_size: int = 1_000_000, max_lock_retries: int = 5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         """``initial_batch_size`` defaults to 5,000 rows, or 500 when children are deleted too (each row
-        may take many child rows with it, and the first batch is sized before anything is measured)."""
+        may take many child rows with it, and the first batch is sized before anything is measured).
+        ``max_lock_retries``: how often a batch that hit the lock timeout is tried again; ``sleep``
+        waits out the back-off between tries."""
         self.location_id = location_id
         self.spec = spec
         self.engine = engine
+        self.lock_timeout_ms = spec.lock_timeout_ms or DEFAULT_LOCK_TIMEOUT_MS
+        self.statement_timeout_ms = spec.statement_timeout_ms or DEFAULT_STATEMENT_TIMEOUT_MS
+        if max_lock_retries < 0:
+            raise ValueError("max_lock_retries must be 0 or more")
+        self.max_lock_retries = max_lock_retries
+        self._sleep = sleep
         if initial_batch_size is None:
             initial_batch_size = 500 if spec.children else 5_000
         self.sizer = BatchSizer(target_seconds=target_seconds, initial=max(min_batch_size, initial_batch_size),
@@ -254,19 +282,20 @@ class SqlStore:
             raise ValueError(f"location {self.location_id}: this batch was planned for anonymize (it counts "
                              "only rows not yet anonymized); plan deletions with batches(selector)")
         parents = self._where(selector, batch.after, batch.upper)
-        children: dict[str, int] = {}
-        started = time.perf_counter()
-        with self.engine.begin() as conn:
+
+        def work(conn: sa.Connection) -> tuple[int, dict[str, int]]:
+            children: dict[str, int] = {}
             for child in self.children:
                 owned = fk_in = child.fk.in_(select(self._key).where(parents))
                 if child.range_hint:  # the same rows, found through the foreign key's index
                     owned = and_(fk_in, *self._range(child.fk, batch.after, batch.upper))
                 result = conn.execute(delete(child.table).where(owned))
                 children[child.table.fullname] = children.get(child.table.fullname, 0) + result.rowcount
-            affected = conn.execute(delete(self.table).where(parents)).rowcount
-        seconds = time.perf_counter() - started
+            return conn.execute(delete(self.table).where(parents)).rowcount, children
+
+        (affected, children), seconds, retries = self._destructive(batch, work)
         self._observe(batch, affected, seconds, "deleted")
-        return SqlOutcome(affected=affected, children=children, seconds=seconds)
+        return SqlOutcome(affected=affected, children=children, seconds=seconds, lock_retries=retries)
 
     def anonymize(self, batch: PendingBatch) -> SqlOutcome:
         """Clear the configured columns of the batch's rows not yet anonymized, in one UPDATE.
@@ -284,12 +313,10 @@ class SqlStore:
         for column in self._hash_columns:
             values[column.name] = sa.case((self._is_hashed(column), column),
                                           else_=_sha256_hex(column, salt))
-        started = time.perf_counter()
-        with self.engine.begin() as conn:
-            affected = conn.execute(update(self.table).where(where).values(values)).rowcount
-        seconds = time.perf_counter() - started
+        affected, seconds, retries = self._destructive(
+            batch, lambda conn: conn.execute(update(self.table).where(where).values(values)).rowcount)
         self._observe(batch, affected, seconds, "anonymized")
-        return SqlOutcome(affected=affected, seconds=seconds)
+        return SqlOutcome(affected=affected, seconds=seconds, lock_retries=retries)
 
     def latest(self, selector: Selector, anchor: str) -> datetime | None:
         """The latest ``anchor`` time among matching rows: when the last of them falls due."""
@@ -311,12 +338,53 @@ class SqlStore:
         moved = delete(self.table).where(parents).returning(*self.table.columns).cte("moved")
         move = sa.insert(vault).from_select(columns, select(*(moved.c[name] for name in columns))) \
             .returning(vault.c[self._key.name])  # the driver's rowcount is -1 for this statement
-        started = time.perf_counter()
-        with self.engine.begin() as conn:
-            affected = len(conn.execute(move).all())
-        seconds = time.perf_counter() - started
+        affected, seconds, retries = self._destructive(batch, lambda conn: len(conn.execute(move).all()))
         self._observe(batch, affected, seconds, "isolated")
-        return SqlOutcome(affected=affected, seconds=seconds)
+        return SqlOutcome(affected=affected, seconds=seconds, lock_retries=retries)
+
+    def _destructive(self, batch: PendingBatch, work: Callable[[sa.Connection], Any]) -> tuple[Any, float, int]:
+        """Run ``work`` in one transaction bounded by ``SET LOCAL lock_timeout`` and ``statement_timeout``;
+        on a lock timeout roll back, back off and run it again, at most ``max_lock_retries`` times.
+        Returns (work's result, seconds of the transaction that committed, lock-timeout retries)."""
+        attempts = 0
+
+        def attempt() -> tuple[Any, float]:
+            nonlocal attempts
+            attempts += 1
+            started = time.perf_counter()
+            with self.engine.begin() as conn:
+                # set_config(..., true) is SET LOCAL: it ends with the transaction, so the pooled
+                # connection goes back to the server's settings for whoever uses it next.
+                conn.execute(sa.text("SELECT set_config('lock_timeout', :lock, true), "
+                                     "set_config('statement_timeout', :statement, true)"),
+                             {"lock": f"{self.lock_timeout_ms}ms", "statement": f"{self.statement_timeout_ms}ms"})
+                result = work(conn)
+            return result, time.perf_counter() - started
+
+        def note_lock_timeout(state: Any) -> None:
+            log.warning("location %s: batch (%s, %s] met an application row lock (lock_timeout %d ms); "
+                        "rolled back, retry %d of %d", self.location_id, batch.after, batch.upper,
+                        self.lock_timeout_ms, state.attempt_number, self.max_lock_retries)
+
+        retrying = Retrying(retry=retry_if_exception(_is_lock_timeout),
+                            stop=stop_after_attempt(self.max_lock_retries + 1),
+                            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1), sleep=self._sleep,
+                            before_sleep=note_lock_timeout, reraise=True)
+        try:
+            result, seconds = retrying(attempt)
+        except DBAPIError as exc:
+            what = f"location {self.location_id}: batch ({batch.after}, {batch.upper}]"
+            if _is_lock_timeout(exc):
+                raise BatchLocked(f"{what} still met application row locks after {attempts} attempts "
+                                  f"(lock_timeout {self.lock_timeout_ms} ms, {attempts - 1} retries with "
+                                  "back-off); nothing of the batch was deleted or changed; run again later",
+                                  retries=attempts - 1) from None
+            if _sqlstate(exc) == QUERY_CANCELED:
+                raise RuntimeError(f"{what}: a statement ran past statement_timeout {self.statement_timeout_ms} "
+                                   "ms and was cancelled; nothing of the batch was deleted or changed (rolled "
+                                   "back); a smaller batch or an index may be needed") from None
+            raise
+        return result, seconds, attempts - 1
 
     def _isolated_table(self) -> sa.Table:
         if self.spec.isolate_to is None:
@@ -508,6 +576,15 @@ class SqlStore:
     @staticmethod
     def _name(column: sa.Column) -> str:
         return f"{column.table.fullname}.{column.name}"
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error wrapped by SQLAlchemy (psycopg: ``sqlstate``)."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and _sqlstate(exc) == LOCK_NOT_AVAILABLE
 
 
 def _python_type(column: sa.Column) -> type | None:
