@@ -21,6 +21,11 @@ Safety
     its filter names ``{account_id}`` or a fan-out binding. Parameters that switch a provider's
     endpoint to "delete everything" (``delete_all_contacts``, ...) are refused in any request.
     Every run records the number of matching records (the preview) before its first deletion.
+    A find (and a fan-out listing) must be aimed at one tenant too: its request, or the fan-out's
+    headers, name a tenant variable, or its ``match`` keeps only items equal to one; recorded ids are
+    read by the account column. A ``record`` or ``subject`` delete states ``max_records``: a preview
+    that finds more deletes nothing. At run time a path value that is empty, ``.`` or ``..`` (which
+    would name another resource) is refused before sending (``retention.subprocessors.http.render``).
 """
 
 from __future__ import annotations
