@@ -70,7 +70,10 @@ def manual_group(name: str):
     def open_request(params=None) -> dict:
         if name not in params["subprocessors"]:
             raise AirflowSkipException(f"{name} not selected")
-        return steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"], actor=ACTOR)
+        opened = steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"], actor=ACTOR)
+        if "held" in opened:  # nobody is asked to delete what a legal hold keeps; the ledger says which hold
+            raise AirflowSkipException(f"{name}: legal hold {', '.join(opened['held'])} in force")
+        return opened
 
     attest = HITLEntryOperator(
         task_id="attest",

@@ -25,7 +25,6 @@ DESTRUCTIVE = ("delete", "anonymize", "isolate")
 
 def replay(ctx: SweepContext, since: datetime, *, actor: str, progress: Progress = quietly) -> Report:
     now = pendulum.now("UTC")
-    holds = ctx.ledger.resolver_holds()
     done = [t for run in ctx.ledger.runs_since(since) if run.kind in REPLAYED_KINDS and not run.dry_run
             for t in ctx.ledger.tasks(run.id, statuses=("running", "done", "verified", "residue"))
             if t.action in DESTRUCTIVE]
@@ -37,7 +36,7 @@ def replay(ctx: SweepContext, since: datetime, *, actor: str, progress: Progress
             if key in seen or task.location not in ctx.inventory.locations:
                 continue
             seen.add(key)
-            held = [h.id for h in holds if h.applies(task.account_id, task.data_class, now)]
+            held = ctx.ledger.holds_in_force(task.account_id, task.data_class)  # and again before every batch
             remaining = ctx.store(task.location).count(selector_of(task))
             ctx.ledger.add_planned_task(run_id, account_id=task.account_id, data_class=task.data_class,
                                         location=task.location, action=task.action, rule_id=task.rule_id,

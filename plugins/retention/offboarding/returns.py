@@ -80,17 +80,24 @@ def export_account(ctx: SweepContext, account_id: str, locations: list[str], roo
 
 def remove_package(ledger: Ledger, run_id: str, *, client, actor: str) -> bool:
     """Once the return is settled, delete the package (every version): it is a full copy of the account's
-    data, even if only the customer can decrypt it. Recorded as ``return.package_removed``; idempotent."""
+    data, even if only the customer can decrypt it. Recorded as ``return.package_removed``; idempotent.
+    A legal hold on any of the account's data keeps the package (``return.removal_held``, once per run)."""
     delivered = ledger.run_events(run_id, "return.delivered")
     if not delivered or ledger.run_events(run_id, "return.package_removed"):
+        return False
+    package, account_id = delivered[0].payload["package_id"], delivered[0].payload["account_id"]
+    holds = ledger.holds_in_force(account_id)  # the package holds every data class of the account
+    if holds:
+        if not ledger.run_events(run_id, "return.removal_held"):
+            ledger.append("return.removal_held", {"package_id": package, "account_id": account_id, "holds": holds},
+                          actor=actor, run_id=run_id)
         return False
     bucket, key = delivered[0].payload["bucket"], delivered[0].payload["key"]
     for version_id in _versions(client, bucket, key):
         client.delete_object(Bucket=bucket, Key=key, **({} if version_id == "null" else {"VersionId": version_id}))
     if _versions(client, bucket, key):  # verified by listing again, never by the calls' answers
         raise RuntimeError(f"return package {delivered[0].payload['package_id']} is still in bucket {bucket}")
-    ledger.append("return.package_removed", {"package_id": delivered[0].payload["package_id"],
-                                             "account_id": delivered[0].payload["account_id"]},
+    ledger.append("return.package_removed", {"package_id": package, "account_id": account_id},
                   actor=actor, run_id=run_id)
     return True
 

@@ -42,7 +42,8 @@ def eraser(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Any, 
     credentials = credentials or Credentials.from_connection(spec)
     options = {"sleep": sleep} if sleep else {}
     with Client(spec, credentials, on_call=call_recorder(spec, resource, account_id, record), **options) as client:
-        yield Eraser(spec, client, record, recorded_ids=recorded_ids or recorded_ids_from_airflow, **options)
+        yield Eraser(spec, client, record, holds=ledger.holds_in_force,
+                     recorded_ids=recorded_ids or recorded_ids_from_airflow, **options)
 
 
 def call_recorder(spec: ConnectorSpec, resource: str, account_id: str,

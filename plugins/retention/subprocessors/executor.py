@@ -5,8 +5,13 @@ Every HTTP call becomes a ``subprocessor.call`` event; every destructive call is
 addresses and other values the provider keys records by never enter an event, only their digest.
 
 What "done" means is per spec: ``verified`` (the verification came back clean), ``awaiting_provider``
-(an accepted deletion the provider completes later, with the date by which it says it will), or
-``incomplete`` (records the provider would not delete yet, e.g. Twilio's 20009; run again later).
+(an accepted deletion the provider completes later, with the date by which it says it will),
+``incomplete`` (records the provider would not delete yet, e.g. Twilio's 20009; run again later), or
+``held`` (a legal hold covers the resource's data class of the account: nothing more is sent).
+
+Legal holds are asked for right before every destructive call (``holds(account_id, data_class)``, the
+ledger's ``holds_in_force``), so a hold placed between two calls stops the next one; the stop is
+recorded as ``subprocessor.held`` with the holds' ids.
 
 Async jobs (``completion: async_job``) are not waited for here: ``begin`` returns a ``Progress`` with
 the jobs it started, and ``resume`` takes their final states and goes on (the next round of a capped
@@ -40,6 +45,7 @@ from retention.subprocessors.spec import (
 )
 
 Record = Callable[[str, dict], None]
+Holds = Callable[[str, str], list[str]]  # (account id, data class) -> ids of the legal holds in force
 MAX_PAGES = 100_000  # a listing that never ends is a provider bug, not a reason to loop forever
 MAX_ROUNDS = 50  # capped searches are repeated after each deletion round, at most this often
 
@@ -55,7 +61,7 @@ class ResourceResult:
     already_gone: int = 0
     not_deleted: int = 0  # the provider refused for now (retry later) or per-item errors
     jobs: int = 0  # async jobs started
-    status: str = "verified"  # verified | awaiting_provider | incomplete
+    status: str = "verified"  # verified | awaiting_provider | incomplete | held
     complete_by: datetime | None = None  # awaiting_provider: the provider's own deadline
     residual_copies_until: datetime | None = None  # the provider's backups and logs
     verification: str = ""
@@ -110,15 +116,25 @@ class Progress:
                    [Job(**j) for j in data["jobs"]], list(data["draining"]), data["rounds"])
 
 
+class _Held(Exception):
+    """A legal hold covers what the next call would delete: the erasure stops where it is."""
+
+
+def polls_only(account_id: str, data_class: str) -> list[str]:
+    """``holds`` for an Eraser that only polls jobs (the trigger): it must never reach a delete."""
+    raise SubprocessorError("this eraser only polls jobs; it was asked to delete")
+
+
 class Eraser:
     """Erase one account's data held by one subprocessor, resource by resource."""
 
-    def __init__(self, spec: ConnectorSpec, client: Client, record: Record, *,
+    def __init__(self, spec: ConnectorSpec, client: Client, record: Record, *, holds: Holds,
                  recorded_ids: Callable[[Any, str], list[str]] | None = None,
                  sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.spec = spec
         self.client = client
         self._record = record
+        self._holds = holds
         self._recorded_ids = recorded_ids
         self._sleep = sleep
         self._now = now
@@ -150,8 +166,11 @@ class Eraser:
                                     f"{result.found} matching records, more than max_records "
                                     f"({resource.max_records}); nothing was deleted")
         progress = Progress(result, [scope for scope, _ in ids_by_scope])
-        for index, (scope, ids) in enumerate(ids_by_scope):
-            self._delete_scope(resource, progress, index, ids)
+        try:
+            for index, (scope, ids) in enumerate(ids_by_scope):
+                self._delete_scope(resource, progress, index, ids)
+        except _Held:
+            return self._stopped(progress)
         if progress.done:
             self._finish(resource, progress, ids_by_scope)
         return progress
@@ -170,8 +189,11 @@ class Eraser:
                 result.not_deleted += job.accepted
         progress.jobs = []
         draining, progress.draining = progress.draining, []
-        for index in draining:
-            self._delete_scope(resource, progress, index, self._search_again(resource, progress, index))
+        try:
+            for index in draining:
+                self._delete_scope(resource, progress, index, self._search_again(resource, progress, index))
+        except _Held:
+            return self._stopped(progress)
         if progress.done:
             # Only find_empty and after_completion verify async jobs (the spec loader sees to it), and
             # neither needs the ids, which a Progress does not carry.
@@ -209,6 +231,21 @@ class Eraser:
         if state in job.done:
             return "done"
         return "failed" if state in job.failed else None
+
+    def _check_holds(self, account_id: str, data_class: str, name: str) -> None:
+        holds = self._holds(account_id, data_class)
+        if holds:
+            self._event("subprocessor.held", name, account_id, data_class=data_class, holds=holds)
+            raise _Held()
+
+    def _stopped(self, progress: Progress) -> Progress:
+        """A hold stopped the erasure: no more calls, no verification (what is left is kept, not residue)."""
+        progress.result.status = "held"
+        progress.jobs, progress.draining = [], []
+        summary = {k: v for k, v in progress.result.as_event().items()
+                   if k not in ("subprocessor", "resource", "account_id")}
+        self._event("subprocessor.result", progress.result.resource, progress.result.account_id, **summary)
+        return progress
 
     def _resource(self, name: str) -> Resource:
         resource = self.spec.resources[name]
@@ -357,6 +394,7 @@ class Eraser:
         if ids:
             variables.update({"id": ids[0]} if delete.batch == 1 else {"ids": ids})
         step = "purge" if purge else "delete"
+        self._check_holds(account, result.data_class, name)  # right before the call: a hold placed since stops it
         self._event("subprocessor.intent", name, account, count=count, ids_sha256=_digest(ids),
                     scope=delete.scope, step=step)
         counts = {"deleted": 0, "already_gone": 0, "not_deleted": 0}

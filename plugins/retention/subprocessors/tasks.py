@@ -56,11 +56,19 @@ def resume_erasure(subprocessor: str, event: dict, *, actor: str) -> dict:
 
 
 def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str, actor: str) -> dict:
-    """Record that a person must file the request; returns what the attestation form shows."""
+    """Record that a person must file the request; returns what the attestation form shows, or ``{"held":
+    [hold ids]}`` when a legal hold covers the data class: then no request is opened (a person filing it
+    would delete what the hold keeps), and ``subprocessor.held`` says why."""
     manual = specs()[subprocessor].manual
     now = datetime.now(UTC)
     deadline = manual.deadline.after(pendulum.instance(now))
     with ledger() as opened:
+        holds = opened.holds_in_force(account_id, manual.data_class)
+        if holds:
+            opened.append("subprocessor.held", {"subprocessor": subprocessor, "resource": "manual_request",
+                                                "account_id": account_id, "data_class": manual.data_class,
+                                                "holds": holds}, actor=actor)
+            return {"held": holds}
         opened.append("subprocessor.manual_requested", {
             "subprocessor": subprocessor, "account_id": account_id, "data_class": manual.data_class,
             "requested_by": requested_by, "deadline": deadline.isoformat()}, actor=actor)

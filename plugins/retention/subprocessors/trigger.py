@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from retention.subprocessors.executor import Eraser, Progress
+from retention.subprocessors.executor import Eraser, Progress, polls_only
 from retention.subprocessors.http import Client, Credentials, SubprocessorError
 
 
@@ -46,7 +46,7 @@ class JobTrigger(BaseTrigger):
         calls: list[dict] = []
         states: dict[str, str] = {}
         with Client(spec, credentials, on_call=calls.append) as client:
-            eraser = Eraser(spec, client, lambda kind, payload: None)
+            eraser = Eraser(spec, client, lambda kind, payload: None, holds=polls_only)
             try:
                 while not await asyncio.to_thread(eraser.poll_jobs, progress, states):
                     if datetime.now(UTC) > datetime.fromisoformat(self.deadline):
