@@ -34,7 +34,7 @@ rules:
     retain_for: P30D
     anchor: created_at
     action: delete
-    basis: {kind: contract, citation: DPA 3, summary: default period}
+    basis: {kind: contract, citation: DPA 3, summary: default period, quote: "kept for 30 days"}
     override_bounds: {min: P1D, max: P90D}
   - id: chats-terminated
     data_class: chat_transcripts
@@ -42,7 +42,7 @@ rules:
     retain_for: P30D
     anchor: terminated_at
     action: return_then_delete
-    basis: {kind: contract, citation: DPA 7(b), summary: return or delete}
+    basis: {kind: contract, citation: DPA 7(b), summary: return or delete, quote: "30 days after termination"}
 """
 
 OVERRIDES = "overrides: []\n"

@@ -179,3 +179,198 @@ def test_every_personal_data_class_is_deleted_at_termination_unless_a_statute_ke
                 # DPA 7(b) / Annex 1 §1(d): nothing personal outlives termination by more than 90 days.
                 latest = decision.due_at or decision.retain_for.after(gone.terminated_at)
                 assert latest <= gone.terminated_at.add(days=90), (data_class, jurisdiction)
+
+
+# --- the shipped bases say only what the seeds say (issue 14, item 7) -------------------------------------
+
+import re  # noqa: E402
+
+SEEDS = REPO.parent / "shared" / "seeds"
+# The only sources a non-statutory basis may cite: the Privacy Policy and the DPA (annexes, SCCs, cookie tables).
+SEED_CITATION = re.compile(r"^(DPA|PP|SCC)\b")
+MARKETING_COOKIES = {"_ga", "_gid", "_fbp", "utm_source", "6suuid", "_an_uid"}
+
+
+def _words(text: str) -> str:
+    """Lower-case ASCII words only: the seeds' curly quotes (and their mojibake), markdown and pipes drop out."""
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", re.sub(r"[^\x00-\x7f]+|'", "", text.lower())).split())
+
+
+@pytest.fixture(scope="module")
+def seed_words():
+    if not SEEDS.is_dir():
+        pytest.skip(f"the seed documents are not at {SEEDS}")
+    return " ".join(_words(p.read_text(encoding="utf-8")) for p in sorted(SEEDS.glob("*.txt")))
+
+
+def _all_rules(ruleset):
+    return [*ruleset.rules, *ruleset.processor_rules]
+
+
+def test_every_quote_in_a_basis_is_the_seeds_own_words(shipped, seed_words):
+    ruleset, _ = shipped
+    for rule in _all_rules(ruleset):
+        for fragment in (rule.basis.quote or "").split("…"):
+            if fragment.strip():
+                assert _words(fragment) in seed_words, (rule.id, fragment)
+
+
+def test_no_basis_says_a_seed_sets_a_period_it_does_not_state(shipped):
+    ruleset, _ = shipped
+    for rule in _all_rules(ruleset):
+        # The seeds state no retention period for any class: a period is the law's or the processor's.
+        assert rule.basis.kind in ("statute", "processor policy"), rule.id
+        if rule.basis.kind == "processor policy":
+            for citation in re.split(r";(?![^()]*\))", rule.basis.citation):  # not inside parentheses
+                assert SEED_CITATION.match(citation.strip()), (rule.id, citation)
+        assert "within 30 days" not in rule.basis.summary, rule.id
+
+
+@pytest.mark.parametrize("rule_id", ["chat-transcripts-in-service", "call-recordings-in-service",
+                                     "chat-transcripts-terminated", "visitor-profiles-european"])
+def test_the_periods_the_issue_found_unsupported_are_the_processors_default(shipped, rule_id):
+    basis = shipped[0].rule(rule_id).basis
+    assert (basis.kind, basis.period_source) == ("processor policy", "processor's default")
+
+
+def test_termination_rules_quote_upon_termination_and_state_no_days_of_their_own(shipped):
+    ruleset, _ = shipped
+    for rule in ruleset.rules:
+        if "Annex 1 §1(d)" in rule.basis.citation:
+            assert "upon termination" in rule.basis.quote and "no number of days" in rule.basis.summary
+
+
+def test_visitor_rules_say_why_they_keep_the_record_shorter_than_the_seeds_10_year_cookie(shipped):
+    ruleset, _ = shipped
+    cookie = next(c for c in ruleset.data_classes.data_classes["visitor_profiles"].cookies if c.name.startswith("__q_state"))
+    assert str(cookie.expiry) == "P10Y"
+    for rule in (r for r in ruleset.rules if r.data_class == "visitor_profiles" and r.anchor.value == "last_activity_at"):
+        assert rule.retain_for.nominal_seconds < cookie.expiry.nominal_seconds
+        assert "10 years" in rule.basis.quote and "10 years" in rule.basis.summary
+        assert "does not keep that copy 10 years" in rule.basis.summary, rule.id
+
+
+def test_the_processors_own_marketing_data_is_not_a_customers_data(shipped):
+    ruleset, _ = shipped
+    for name, spec in ruleset.data_classes.data_classes.items():
+        names = {c.name for c in spec.cookies}
+        assert not names & MARKETING_COOKIES and not any(n.startswith("visitor_id") for n in names), name
+        assert not spec.is_processor_data
+    processor_cookies = {c.name for spec in ruleset.processor_data_classes.values() for c in spec.cookies}
+    assert MARKETING_COOKIES <= processor_cookies and "visitor_id<id>" in processor_cookies
+    assert {"newsletter_subscribers", "survey_contacts"} <= set(ruleset.processor_data_classes)
+    assert all(spec.is_processor_data for spec in ruleset.processor_data_classes.values())
+    assert {r.data_class for r in ruleset.processor_rules} == set(ruleset.processor_data_classes)
+
+
+def test_no_location_of_the_inventory_holds_the_processors_own_data(shipped):
+    from retention.rules.inventory import load_inventory
+
+    ruleset, _ = shipped
+    systems = load_inventory(REPO / "retention_rules" / "systems.yaml", ruleset)
+    assert not {loc.data_class for loc in systems.locations.values()} & set(ruleset.processor_data_classes)
+
+
+# --- the customer's own instructions, per account and data class (issue 14, item 7) ---------------------
+
+from retention.rules import RulesError  # noqa: E402
+from retention.rules.durations import IsoDuration  # noqa: E402
+
+
+def instructed(**instructions) -> Account:
+    return account(instructions=instructions)
+
+
+def test_the_customers_instruction_sets_the_period_within_the_bounds(rules_dir):
+    decision = resolve(load_ruleset(rules_dir.root), instructed(chat_transcripts="P60D"), "chat_transcripts", NOW)
+    assert (str(decision.retain_for), decision.period_source) == ("P60D", "customer's instruction")
+    assert decision.cutoff == NOW.subtract(days=60)
+
+
+def test_the_customers_instruction_wins_over_a_contract_override(rules_dir):
+    rules_dir.write(overrides="overrides:\n  - {id: ovr-1, account_id: acct_1, data_class: chat_transcripts,"
+                              " retain_for: P7D, contract_reference: Order form 1}\n")
+    decision = resolve(load_ruleset(rules_dir.root), instructed(chat_transcripts="P14D"), "chat_transcripts", NOW)
+    assert (str(decision.retain_for), decision.override_id, decision.period_source) == ("P14D", None, "customer's instruction")
+
+
+def test_without_an_instruction_the_contract_override_then_the_rule_decide(rules_dir):
+    rules_dir.write(overrides="overrides:\n  - {id: ovr-1, account_id: acct_1, data_class: chat_transcripts,"
+                              " retain_for: P7D, contract_reference: Order form 1}\n")
+    ruleset = load_ruleset(rules_dir.root)
+    assert resolve(ruleset, account(), "chat_transcripts", NOW).period_source == "contract"
+    other = account(id="acct_2")
+    assert (resolve(ruleset, other, "chat_transcripts", NOW).period_source) == "contract"  # the fixture's rule: contract
+    rules_dir.write(rules=rules_dir.texts["rules"].replace(
+        '{kind: contract, citation: DPA 3, summary: default period, quote: "kept for 30 days"}',
+        "{kind: processor policy, citation: DPA 3, summary: default period}"))
+    assert resolve(load_ruleset(rules_dir.root), other, "chat_transcripts", NOW).period_source == "processor's default"
+
+
+def test_an_instruction_does_not_move_a_period_the_rule_does_not_let_move(rules_dir):
+    # The termination rule has no override_bounds: the instruction about transcripts in service does not apply.
+    gone = terminated().model_copy(update={"instructions": {"chat_transcripts": IsoDuration.parse("P60D")}})
+    decision = resolve(load_ruleset(rules_dir.root), gone, "chat_transcripts", NOW)
+    assert str(decision.retain_for) == "P30D" and decision.period_source == "contract"
+
+
+def test_statutory_periods_come_from_law(shipped):
+    ruleset, accounts = shipped
+    assert resolve(ruleset, accounts["acct_4004"], "billing_records", NOW).period_source == "law"
+
+
+ACCOUNTS_WITH_INSTRUCTIONS = """\
+accounts:
+  - id: acct_1
+    state: active
+    jurisdiction: EEA
+    created_at: 2024-01-01
+    instructions:
+      chat_transcripts: {value}
+"""
+
+
+def registry(tmp_path, value: str):
+    path = tmp_path / "accounts.yaml"
+    path.write_text(ACCOUNTS_WITH_INSTRUCTIONS.format(value=value))
+    return path
+
+
+def test_instructions_are_read_from_the_account_registry(rules_dir, tmp_path):
+    ruleset = load_ruleset(rules_dir.root)
+    accounts = load_accounts(registry(tmp_path, "P45D"), ruleset)
+    assert str(resolve(ruleset, accounts["acct_1"], "chat_transcripts", NOW).retain_for) == "P45D"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("P1Y", "outside rule 'chats-in-service''s bounds [P1D, P90D]"),
+    ("P0D", "longer than zero"),
+    ("PT0S", "longer than zero"),
+    ("'-P1D'", "not an ISO-8601 duration"),
+    ("soon", "not an ISO-8601 duration"),
+])
+def test_a_bad_instruction_is_refused_naming_file_line_and_field(rules_dir, tmp_path, value, message):
+    path = registry(tmp_path, value)
+    with pytest.raises(RulesError) as caught:
+        load_accounts(path, load_ruleset(rules_dir.root))
+    [issue] = caught.value.issues
+    assert (issue.file.endswith("accounts.yaml"), issue.line, issue.column, issue.field) == (
+        True, 7, 25, "accounts[0].instructions.chat_transcripts")
+    assert message in issue.message
+
+
+def test_an_instruction_for_an_unknown_data_class_is_refused(rules_dir, tmp_path):
+    path = tmp_path / "accounts.yaml"
+    path.write_text(ACCOUNTS_WITH_INSTRUCTIONS.replace("chat_transcripts: {value}", "chat_transcript: P30D"))
+    with pytest.raises(RulesError) as caught:
+        load_accounts(path, load_ruleset(rules_dir.root))
+    [issue] = caught.value.issues
+    assert (issue.line, issue.column, issue.field) == (7, 7, "accounts[0].instructions.chat_transcript")
+    assert "unknown data class 'chat_transcript'" in issue.message and "chat_transcripts" in issue.hint
+
+
+def test_an_instruction_for_a_class_whose_rules_allow_no_change_is_refused(rules_dir, tmp_path):
+    rules_dir.write(rules=rules_dir.texts["rules"].replace("    override_bounds: {min: P1D, max: P90D}\n", ""))
+    with pytest.raises(RulesError) as caught:
+        load_accounts(registry(tmp_path, "P45D"), load_ruleset(rules_dir.root))
+    assert "allows an instruction to change its period" in caught.value.issues[0].message

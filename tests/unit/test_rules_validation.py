@@ -73,7 +73,7 @@ def test_overlapping_rules_with_different_outcomes_are_refused(rules_dir):
     retain_for: P7D
     anchor: created_at
     action: delete
-    basis: {kind: policy, citation: none, summary: shorter for trials}
+    basis: {kind: processor policy, citation: none, summary: shorter for trials}
 """
     rules_dir.write(rules=RULES + overlap)
     issue = only_problem(rules_dir)
@@ -229,3 +229,132 @@ def test_a_cookie_may_expire_after_zero_days_as_the_cookie_tables_say(rules_dir)
         "    cookies:\n      - {name: _gid, host: example.com, party: first, expiry: P0D, purpose: per-page value}\n"
         "    seed_reference: PP 2\n"))
     load_ruleset(rules_dir.root)
+
+
+# --- bases say where the period comes from (issue 14, item 7) --------------------------------------------
+
+def test_a_period_no_seed_states_is_marked_as_the_processors_policy(rules_dir):
+    ruleset = load_ruleset(rules_dir.write(rules=RULES.replace(
+        "{kind: contract, citation: DPA 3, summary: default period, quote: \"kept for 30 days\"}",
+        "{kind: processor policy, citation: DPA 3, summary: no seed states the period}")).root)
+    basis = ruleset.rules[0].basis
+    assert (basis.kind, basis.period_source) == ("processor policy", "processor's default")
+
+
+def test_an_unknown_basis_kind_is_refused(rules_dir):
+    rules_dir.write(rules=RULES.replace("{kind: contract, citation: DPA 3,", "{kind: whim, citation: DPA 3,"))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'kind: whim')}:19: rules[0].basis.kind"
+    assert "processor policy" in issue.message
+
+
+def test_a_contract_basis_must_quote_the_contract_words_that_set_the_period(rules_dir):
+    # "contract" claims the contract states the period: without the contract's words it is refused.
+    rules_dir.write(rules=RULES.replace('quote: "kept for 30 days"', "quote: ''"))
+    assert only_problem(rules_dir).field == "rules[0].basis.quote"
+    rules_dir.write(rules=RULES.replace(', quote: "kept for 30 days"', ""))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'citation: DPA 3')}:12: rules[0].basis"
+    assert "quote" in issue.message and "processor policy" in issue.hint
+
+
+# --- the processor's own marketing data is a set of its own (issue 14, item 7) ------------------------
+
+PROCESSOR_DATA = """\
+processor_data:
+  website_analytics:
+    owner: processor
+    description: Analytics identifiers of the processor's own website
+    category: customer_data
+    personal_data: true
+    ccpa_category: contact_data
+    sources: [marketing_site]
+    record_timestamps: [created_at]
+    cookies:
+      - {name: _ga, host: example.com, party: first, expiry: P2Y, purpose: client identifier}
+    seed_reference: cookie table
+"""
+
+PROCESSOR_RULES = """\
+processor_data_rules:
+  - id: website-analytics
+    data_class: website_analytics
+    retain_for: P2Y
+    anchor: created_at
+    action: delete
+    basis: {kind: processor policy, citation: cookie table, summary: the cookie's expiry}
+"""
+
+
+def with_processor_data(rules_dir, data_classes: str = PROCESSOR_DATA, rules: str = PROCESSOR_RULES):
+    return rules_dir.write(data_classes=DATA_CLASSES + data_classes, rules=RULES + rules)
+
+
+def test_processor_data_is_kept_apart_from_the_customer_accounts_data(rules_dir):
+    ruleset = load_ruleset(with_processor_data(rules_dir).root)
+    assert list(ruleset.data_classes.data_classes) == ["chat_transcripts"]  # what offboarding and sweeps iterate
+    assert list(ruleset.processor_data_classes) == ["website_analytics"]
+    assert ruleset.processor_data_classes["website_analytics"].is_processor_data
+    assert not ruleset.data_classes.data_classes["chat_transcripts"].is_processor_data
+    assert [r.id for r in ruleset.rules] == ["chats-in-service", "chats-terminated"]
+    assert [r.id for r in ruleset.processor_rules] == ["website-analytics"]
+
+
+def test_processor_data_filed_among_the_accounts_data_is_refused(rules_dir):
+    rules_dir.write(data_classes=DATA_CLASSES.replace("  chat_transcripts:\n", "  chat_transcripts:\n    owner: processor\n"))
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('data_classes')}:{rules_dir.line_of('data_classes', 'owner: processor')}:12: data_classes.chat_transcripts.owner"
+    assert "processor_data" in issue.hint
+
+
+def test_processor_data_must_say_whose_it_is(rules_dir):
+    with_processor_data(rules_dir, PROCESSOR_DATA.replace("    owner: processor\n", ""))
+    issue = problem_at(rules_dir, "processor_data.website_analytics.owner")
+    assert "owner: processor" in issue.hint
+
+
+def test_an_account_rule_for_processor_data_is_refused(rules_dir):
+    account_rule = """\
+  - id: analytics-in-service
+    data_class: website_analytics
+    account_states: [trial, active, suspended, terminated]
+    retain_for: P2Y
+    anchor: created_at
+    action: delete
+    basis: {kind: processor policy, citation: cookie table, summary: expiry}
+"""
+    rules_dir.write(data_classes=DATA_CLASSES + PROCESSOR_DATA, rules=RULES + account_rule + PROCESSOR_RULES)
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'data_class: website_analytics')}:17: rules[2].data_class"
+    assert "the processor's own data" in issue.message and "processor_data_rules" in issue.hint
+
+
+def test_the_old_kind_policy_reads_as_processor_policy(rules_dir):
+    rules_dir.write(rules=RULES.replace("{kind: contract, citation: DPA 3, summary: default period, quote: \"kept for 30 days\"}",
+                                        "{kind: policy, citation: DPA 3, summary: default period}"))
+    assert load_ruleset(rules_dir.root).rules[0].basis.kind == "processor policy"
+
+
+def test_processor_data_without_a_rule_is_a_gap(rules_dir):
+    with_processor_data(rules_dir, rules="")
+    issue = only_problem(rules_dir)
+    assert where(issue) == f"{rules_dir.path('data_classes')}:{rules_dir.line_of('data_classes', 'website_analytics:')}:3: processor_data.website_analytics"
+    assert "no rule" in issue.message
+
+
+def test_a_processor_rule_for_an_accounts_data_class_is_refused(rules_dir):
+    with_processor_data(rules_dir, rules=PROCESSOR_RULES + PROCESSOR_RULES.split("processor_data_rules:\n")[1]
+                        .replace("id: website-analytics", "id: chats-too").replace("website_analytics", "chat_transcripts"))
+    issue = problem_at(rules_dir, "processor_data_rules[1].data_class")
+    assert "a customer account's data class" in issue.message
+
+
+def test_a_processor_rule_keeps_no_return_or_isolation(rules_dir):
+    with_processor_data(rules_dir, rules=PROCESSOR_RULES.replace("action: delete", "action: return_then_delete"))
+    assert only_problem(rules_dir).field == "processor_data_rules[0].action"
+
+
+def test_a_zero_period_for_processor_data_is_refused(rules_dir):
+    with_processor_data(rules_dir, rules=PROCESSOR_RULES.replace("retain_for: P2Y", "retain_for: P0Y"))
+    issue = only_problem(rules_dir)
+    assert issue.field == "processor_data_rules[0].retain_for" and "longer than zero" in issue.message

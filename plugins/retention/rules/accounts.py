@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 from retention.ids import ACCOUNT_ID
 from retention.rules.errors import RulesError
 from retention.rules.loader import load_model
-from retention.rules.model import AccountState, Anchor, Election, Strict
+from retention.rules.model import AccountState, Anchor, Duration, Election, Identifier, Strict
 
 
 def parse_utc(value: object) -> pendulum.DateTime:
@@ -57,6 +57,9 @@ class Account(Strict):
     election: CustomerElection | None = None
     customer: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # the data exporter, a company
     scc: Literal["2010/87/EU", "2021/914"] | None = None  # the transfer clauses the contract incorporates
+    # The customer's own instructions (DPA 3): data class -> retention period for this account. Each replaces
+    # the rule's period, and a contract override's, where the rule has override_bounds and within them.
+    instructions: dict[Identifier, Duration] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _termination_is_complete(self) -> "Account":
@@ -75,7 +78,15 @@ class AccountsFile(Strict):
     accounts: list[Account]
 
 
-def load_accounts(path: Path | str, known_jurisdictions: set[str]) -> dict[str, Account]:
+def load_accounts(path: Path | str, rules: "RuleSet | set[str]") -> dict[str, Account]:
+    """Read and check the registry. Given the RuleSet, every instruction is checked against the rules too
+    (known class, within its rule's bounds); given only the known jurisdictions, instructions are checked for
+    form (a positive ISO-8601 period) and the resolver still clamps them into the rule's bounds."""
+    from retention.rules.consistency import check_instructions
+    from retention.rules.loader import RuleSet
+
+    ruleset = rules if isinstance(rules, RuleSet) else None
+    known_jurisdictions = set(ruleset.jurisdictions.jurisdictions) if ruleset is not None else set(rules)
     model, smap = load_model(Path(path), AccountsFile)
     issues = []
     seen: set[str] = set()
@@ -86,6 +97,8 @@ def load_accounts(path: Path | str, known_jurisdictions: set[str]) -> dict[str, 
         if account.id in seen:
             issues.append(smap.issue(("accounts", i, "id"), f"duplicate account id {account.id!r}"))
         seen.add(account.id)
+        if ruleset is not None:
+            issues += check_instructions(("accounts", i, "instructions"), account.instructions, smap, ruleset)
     if issues:
         raise RulesError(issues)
     return {account.id: account for account in model.accounts}

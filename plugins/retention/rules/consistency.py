@@ -33,6 +33,7 @@ def check(data_classes: Parsed, jurisdictions: Parsed, rules: Parsed, overrides:
         *_check_data_classes(classes, classes_map),
         *_check_rule_references(rules_file, rules_map, classes, juris),
         *_check_coverage(rules_file, rules_map, classes, classes_map, juris),
+        *_check_processor_rules(rules_file, rules_map, classes, classes_map),
         *_check_overrides(overrides_file, overrides_map, rules_file, classes),
     ]
 
@@ -45,14 +46,29 @@ def _unknown(kind: str, value: str, known: list[str]) -> tuple[str, str]:
 
 def _check_data_classes(classes: DataClassesFile, smap: SourceMap) -> list[Issue]:
     issues = []
+    sections = (("data_classes", classes.data_classes), ("processor_data", classes.processor_data))
+    for section, members in sections:
+        for name, dc in members.items():
+            if dc.ccpa_category and dc.ccpa_category not in classes.ccpa_categories:
+                issues.append(smap.issue((section, name, "ccpa_category"),
+                                         *_unknown("CCPA category", dc.ccpa_category, list(classes.ccpa_categories))))
+            for i, sub in enumerate(dc.subprocessors):
+                if sub not in classes.subprocessors:
+                    issues.append(smap.issue((section, name, "subprocessors", i),
+                                             *_unknown("subprocessor", sub, list(classes.subprocessors))))
     for name, dc in classes.data_classes.items():
-        if dc.ccpa_category and dc.ccpa_category not in classes.ccpa_categories:
-            issues.append(smap.issue(("data_classes", name, "ccpa_category"),
-                                     *_unknown("CCPA category", dc.ccpa_category, list(classes.ccpa_categories))))
-        for i, sub in enumerate(dc.subprocessors):
-            if sub not in classes.subprocessors:
-                issues.append(smap.issue(("data_classes", name, "subprocessors", i),
-                                         *_unknown("subprocessor", sub, list(classes.subprocessors))))
+        if dc.is_processor_data:
+            issues.append(smap.issue(("data_classes", name, "owner"), "the processor's own data is filed among "
+                                     "customers' accounts' data, where sweeps, offboardings and certificates would "
+                                     "treat it as a customer's", f"move {name} under processor_data:"))
+    for name, dc in classes.processor_data.items():
+        if not dc.is_processor_data:
+            issues.append(smap.issue(("processor_data", name, "owner"), "a processor_data class must say it is the "
+                                     "processor's own", "add 'owner: processor', or move it under data_classes: if "
+                                     "it is held for a customer's account"))
+        if name in classes.data_classes:
+            issues.append(smap.issue(("processor_data", name), f"{name!r} is also a customer account's data class",
+                                     "one name, one owner: rename one of them", at_key=True))
     return issues
 
 
@@ -67,7 +83,11 @@ def _check_rule_references(rules_file: RulesFile, smap: SourceMap, classes: Data
                                      f"{smap.values[('rules', first_index[rule.id])].line})", "rule ids must be unique"))
         first_index.setdefault(rule.id, i)
         data_class = classes.data_classes.get(rule.data_class)
-        if data_class is None:
+        if data_class is None and rule.data_class in classes.processor_data:
+            issues.append(smap.issue(at + ("data_class",), f"{rule.data_class!r} is the processor's own data, which "
+                                     "belongs to no customer account and has no account state",
+                                     "write its rule under processor_data_rules: (no account_states)"))
+        elif data_class is None:
             issues.append(smap.issue(at + ("data_class",), *_unknown("data class", rule.data_class, list(classes.data_classes))))
         elif not rule.anchor.is_account_event and rule.anchor.value not in data_class.record_timestamps:
             issues.append(smap.issue(at + ("anchor",), f"records of {rule.data_class!r} have no {rule.anchor.value!r}",
@@ -125,6 +145,42 @@ def _check_coverage(rules_file: RulesFile, smap: SourceMap, classes: DataClasses
     return issues
 
 
+def _check_processor_rules(rules_file: RulesFile, smap: SourceMap, classes: DataClassesFile,
+                           classes_map: SourceMap) -> list[Issue]:
+    """The processor's own data: exactly one rule per class, on a timestamp its records have."""
+    issues = []
+    account_rule_ids = {rule.id for rule in rules_file.rules}
+    deciding: dict[str, int] = {}
+    for i, rule in enumerate(rules_file.processor_data_rules):
+        at = ("processor_data_rules", i)
+        if rule.id in account_rule_ids or any(r.id == rule.id for r in rules_file.processor_data_rules[:i]):
+            issues.append(smap.issue(at + ("id",), f"duplicate rule id {rule.id!r}", "rule ids must be unique"))
+        data_class = classes.processor_data.get(rule.data_class)
+        if data_class is None:
+            if rule.data_class in classes.data_classes:
+                issues.append(smap.issue(at + ("data_class",), f"{rule.data_class!r} is a customer account's data "
+                                         "class, not the processor's own", "write its rules under rules:"))
+            else:
+                issues.append(smap.issue(at + ("data_class",), *_unknown("processor data class", rule.data_class,
+                                                                         list(classes.processor_data))))
+            continue
+        if rule.anchor.value not in data_class.record_timestamps:
+            issues.append(smap.issue(at + ("anchor",), f"records of {rule.data_class!r} have no {rule.anchor.value!r}",
+                                     f"use one of {', '.join(data_class.record_timestamps)}"))
+        if rule.data_class in deciding:
+            issues.append(smap.issue(at, f"a second rule for {rule.data_class} (first at line "
+                                     f"{smap.values[('processor_data_rules', deciding[rule.data_class])].line})",
+                                     "exactly one rule decides each processor data class",
+                                     field_path=f"processor_data_rules[{i}]"))
+        deciding.setdefault(rule.data_class, i)
+    for name in classes.processor_data:
+        if name not in deciding:
+            issues.append(classes_map.issue(("processor_data", name), f"no rule decides the processor data class {name!r}",
+                                            f"add a rule under processor_data_rules: with data_class: {name}",
+                                            at_key=True))
+    return issues
+
+
 def _overlap(smap: SourceMap, i: int, a: Rule, j: int, b: Rule, state: str, code: str) -> Issue:
     verdict = "with a different outcome" if a.outcome() != b.outcome() else "(a duplicate)"
     return smap.issue(
@@ -157,4 +213,27 @@ def _check_overrides(overrides_file: OverridesFile, smap: SourceMap, rules_file:
             if not low.nominal_seconds <= override.retain_for.nominal_seconds <= high.nominal_seconds:
                 issues.append(smap.issue(at + ("retain_for",), f"{override.retain_for} is outside rule {rule.id!r}'s "
                                          f"bounds [{low}, {high}]", "a contract may only move the period within the rule's bounds"))
+    return issues
+
+
+def check_instructions(at: tuple, instructions: dict, smap: SourceMap, ruleset) -> list[Issue]:
+    """A customer's instructions for one account (the account registry): each names a data class of a
+    customer's account whose rule lets the period move, and lies within that rule's bounds."""
+    issues = []
+    classes = ruleset.data_classes.data_classes
+    for name, period in instructions.items():
+        where = at + (name,)
+        if name not in classes:
+            issues.append(smap.issue(where, *_unknown("data class", name, list(classes)), at_key=True))
+            continue
+        bounded = [r for r in ruleset.rules if r.data_class == name and r.override_bounds]
+        if not bounded:
+            issues.append(smap.issue(where, f"no rule for {name!r} allows an instruction to change its period",
+                                     "its periods are set by law or fixed by the processor; remove the instruction "
+                                     "or add override_bounds to the rule"))
+        for rule in bounded:
+            low, high = rule.override_bounds.min, rule.override_bounds.max
+            if not low.nominal_seconds <= period.nominal_seconds <= high.nominal_seconds:
+                issues.append(smap.issue(where, f"{period} is outside rule {rule.id!r}'s bounds [{low}, {high}]",
+                                         "an instruction may only move the period within the rule's bounds"))
     return issues

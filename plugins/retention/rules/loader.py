@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,10 +12,12 @@ from pydantic import BaseModel, ValidationError
 from retention.rules import consistency
 from retention.rules.errors import Issue, RulesError
 from retention.rules.model import (
+    DataClass,
     DataClassesFile,
     JurisdictionsFile,
     Override,
     OverridesFile,
+    ProcessorDataRule,
     Rule,
     RulesFile,
 )
@@ -39,10 +41,14 @@ class RuleSet:
     directory: Path
     data_classes: DataClassesFile
     jurisdictions: JurisdictionsFile
-    rules: tuple[Rule, ...]
+    rules: tuple[Rule, ...]  # customers' accounts' data: what sweeps, offboardings and certificates act on
     overrides: tuple[Override, ...]
-    rule_positions: dict[str, str]  # rule id -> "rules.yaml:LINE", for explanations
+    rule_positions: dict[str, str]  # rule id -> "rules.yaml:LINE", for explanations (processor rules too)
     digest: str  # sha256 over the files, recorded with every run so a decision can be reproduced
+
+    # The processor's own (controller) marketing data: kept apart, so no customer's plan or certificate meets it.
+    processor_data_classes: dict[str, DataClass] = field(default_factory=dict)
+    processor_rules: tuple[ProcessorDataRule, ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for r in self.rules if r.id == rule_id)
@@ -68,10 +74,14 @@ def load_ruleset(directory: Path | str) -> RuleSet:
         rules=tuple(rules_file.rules),
         overrides=tuple(parsed["overrides"][0].overrides),
         rule_positions={
-            rule.id: f"{rules_map.file}:{rules_map.values.get(('rules', i), Position(1, 1)).line}"
-            for i, rule in enumerate(rules_file.rules)
+            **{rule.id: f"{rules_map.file}:{rules_map.values.get(('rules', i), Position(1, 1)).line}"
+               for i, rule in enumerate(rules_file.rules)},
+            **{rule.id: f"{rules_map.file}:{rules_map.values.get(('processor_data_rules', i), Position(1, 1)).line}"
+               for i, rule in enumerate(rules_file.processor_data_rules)},
         },
         digest=_digest(directory),
+        processor_data_classes=dict(parsed["data_classes"][0].processor_data),
+        processor_rules=tuple(rules_file.processor_data_rules),
     )
 
 

@@ -98,10 +98,18 @@ Source = Literal[
     "chat", "voice_video", "meetings", "visitor_tracking", "log_data", "error_reports",
     "email_delivery", "crm_sync", "enrichment", "ai_conversations", "backups", "billing",
     "account_admin",
+    "marketing_site", "newsletter", "surveys",  # the processor's own website and marketing (processor_data)
 ]
 
 
 class DataClass(Strict):
+    """A kind of personal data. ``owner`` says whose it is: ``customer_account`` for everything the service holds
+    for, or about, one customer's account (its Service Data, and the Customer Data of its users and invoices);
+    ``processor`` for the processor's own marketing data (website cookies, newsletter and survey contacts), which
+    it holds as controller about no customer account. The two live in separate sections of data_classes.yaml
+    (``data_classes`` / ``processor_data``), so code that iterates a customer's data never meets the other."""
+
+    owner: Literal["customer_account", "processor"] = "customer_account"
     description: Text
     category: Literal["customer_data", "service_data"]
     personal_data: StrictBool
@@ -111,6 +119,12 @@ class DataClass(Strict):
     subprocessors: list[Identifier] = Field(default_factory=list)
     cookies: list[Cookie] = Field(default_factory=list)
     seed_reference: Text
+
+    @property
+    def is_processor_data(self) -> bool:
+        """The processor's own (controller) marketing data: never part of a customer's sweep, offboarding or
+        certificate."""
+        return self.owner == "processor"
 
     @model_validator(mode="after")
     def _personal_data_has_ccpa_category(self) -> "DataClass":
@@ -128,7 +142,8 @@ class Subprocessor(Strict):
 class DataClassesFile(Strict):
     ccpa_categories: dict[Identifier, CcpaCategory]
     subprocessors: dict[Identifier, Subprocessor]
-    data_classes: dict[Identifier, DataClass] = Field(min_length=1)
+    data_classes: dict[Identifier, DataClass] = Field(min_length=1)  # of, or about, a customer's account
+    processor_data: dict[Identifier, DataClass] = Field(default_factory=dict)  # the processor's own
 
 
 # --- jurisdictions.yaml ------------------------------------------------------------------------
@@ -145,10 +160,39 @@ class JurisdictionsFile(Strict):
 
 # --- rules.yaml --------------------------------------------------------------------------------
 
+# Where a rule's period comes from, as `retention rules explain` says it. A customer's instruction (the account
+# registry) is not a rule basis: it replaces the period per account, within the rule's override_bounds.
+PERIOD_SOURCES = {"statute": "law", "contract": "contract", "processor policy": "processor's default"}
+
+
+def _basis_kind(value: object) -> object:
+    return "processor policy" if value == "policy" else value  # the earlier spelling, which meant the same
+
+
 class Basis(Strict):
-    kind: Literal["contract", "statute", "policy"]
+    """Why a rule keeps data as long as it says. ``kind`` names the source of the *period*: ``statute`` (a law),
+    ``contract`` (the contract states the period: ``quote`` must give its words), or ``processor policy`` (no
+    contract or law the rule cites states it: the processor's default, which counsel must confirm). ``citation``
+    names the passages the rule rests on; ``quote`` holds their words verbatim, and ``summary`` says no more than
+    they do."""
+
+    kind: Annotated[Literal["statute", "contract", "processor policy"], BeforeValidator(_basis_kind)]
     citation: Text
     summary: Text
+    quote: Text | None = None
+
+    @model_validator(mode="after")
+    def _a_contract_period_quotes_the_contract(self) -> "Basis":
+        if self.kind == "contract" and self.quote is None:
+            raise ValueError("kind: contract says the contract sets this period, but no quote gives its words\n"
+                             "hint: quote the contract's words that state the period; if no contract or law states "
+                             "it, it is the processor's default: kind: processor policy")
+        return self
+
+    @property
+    def period_source(self) -> str:
+        """law, contract or processor's default."""
+        return PERIOD_SOURCES[self.kind]
 
 
 class OverrideBounds(Strict):
@@ -171,8 +215,21 @@ class Rule(Strict):
         return (str(self.retain_for), self.anchor, self.action)
 
 
+class ProcessorDataRule(Strict):
+    """A rule for the processor's own data: it belongs to no account, so there is no account state, no
+    jurisdiction of an account, no return and no account event; the period runs from the record's own time."""
+
+    id: RuleId
+    data_class: Identifier
+    retain_for: Duration
+    anchor: Literal[Anchor.CREATED_AT, Anchor.LAST_ACTIVITY_AT]
+    action: Literal[Action.DELETE, Action.ANONYMIZE]
+    basis: Basis
+
+
 class RulesFile(Strict):
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1)  # customers' accounts' data
+    processor_data_rules: list[ProcessorDataRule] = Field(default_factory=list)  # the processor's own data
 
 
 # --- overrides.yaml ----------------------------------------------------------------------------

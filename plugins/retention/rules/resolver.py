@@ -49,6 +49,9 @@ class Decision:
     override_id: str | None
     anchor_time: pendulum.DateTime | None  # the account's event, for terminated_at / contract_end anchors
     election: Election | None
+    # Where retain_for comes from: "law", "contract" (the rule's contract basis, or a contract override),
+    # "customer's instruction" (the account registry) or "processor's default" (processor policy).
+    period_source: str = "processor's default"
 
     @property
     def isolate(self) -> bool:
@@ -84,6 +87,7 @@ class Decision:
             "override_id": self.override_id,
             "election": self.election.value if self.election else None,
             "isolate": self.isolate,
+            "period_source": self.period_source,
         }
 
 
@@ -93,7 +97,7 @@ def resolve(ruleset: RuleSet, account: Account, data_class: str, at: pendulum.Da
         raise ResolutionError("'at' must be timezone-aware")
     at = at.in_timezone("UTC")
     rule = select_rule(ruleset, account, data_class)
-    period, override_id = _period(ruleset, rule, account)
+    period, override_id, source = _period(ruleset, rule, account)
     election = account.election.choice if account.election else None
     action = rule.action
     if action is Action.RETURN_THEN_DELETE and election is Election.DELETE:
@@ -112,6 +116,7 @@ def resolve(ruleset: RuleSet, account: Account, data_class: str, at: pendulum.Da
         override_id=override_id,
         anchor_time=account.event(rule.anchor),
         election=election,
+        period_source=source,
     )
 
 
@@ -129,13 +134,21 @@ def select_rule(ruleset: RuleSet, account: Account, data_class: str) -> Rule:
     return tier[0]
 
 
-def _period(ruleset: RuleSet, rule: Rule, account: Account) -> tuple[IsoDuration, str | None]:
-    if rule.override_bounds is None:
-        return rule.retain_for, None
-    for override in ruleset.overrides:
-        if override.account_id == account.id and override.data_class == rule.data_class:
-            return override.retain_for, override.id
-    return rule.retain_for, None
+def _period(ruleset: RuleSet, rule: Rule, account: Account) -> tuple[IsoDuration, str | None, str]:
+    """The period, the contract override applied (if any), and where the period comes from.
+
+    Precedence, only where the rule has override_bounds (else the rule's period stands: law, or a period the
+    processor does not let move): the customer's instruction in the account registry (DPA 3: processing only
+    on the customer's instructions; the registry holds the current one), then a contract override
+    (overrides.yaml), then the rule. Whichever applies, _cutoff clamps it into the bounds."""
+    if rule.override_bounds is not None:
+        instruction = account.instructions.get(rule.data_class)
+        if instruction is not None:
+            return instruction, None, "customer's instruction"
+        for override in ruleset.overrides:
+            if override.account_id == account.id and override.data_class == rule.data_class:
+                return override.retain_for, override.id, "contract"
+    return rule.retain_for, None, rule.basis.period_source
 
 
 def _cutoff(rule: Rule, period: IsoDuration, at: pendulum.DateTime) -> pendulum.DateTime:

@@ -18,7 +18,7 @@ def issues_from(exc: ValidationError, model: type[BaseModel], smap: SourceMap) -
         loc = tuple(error["loc"])
         kind = error["type"]
         message = error["msg"].removeprefix("Value error, ")
-        hint = ""
+        message, _, hint = message.partition("\nhint: ")  # a validator's own hint, after its message
         if kind == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
             message = f"unknown key {loc[-1]!r}"
