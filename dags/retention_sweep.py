@@ -1,10 +1,14 @@
-"""Daily retention sweep: plan -> execute (mapped per location) -> verify (mapped) -> report.
+"""Daily retention sweep: plan -> execute (mapped per location) -> verify (mapped) -> report -> terminations.
 
 Thin on purpose: every task calls one function of retention.engine.tasks. Mapping is per location
 (one data class each), never per account: accounts are batched inside a task, so a map stays far below
 Airflow's 1,024 limit and the scheduler's load does not grow with the customer count. SQL and S3
 locations run in their own pools, so a sweep cannot flood the production database. Clearing a failed
 execute task resumes the same run from its checkpoints.
+
+A location the plan would make a large share of due at once (RETENTION_MASS_DELETION_SHARE) is kept and
+the run fails, unless the ``acknowledge_mass_deletion`` param names it. The last task fails while a
+termination's offboarding is overdue: the sweep never deletes a terminated account, its offboarding does.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task b
         "dry_run": Param(False, type="boolean", description="Plan and count; delete nothing."),
         "at": Param(None, type=["null", "string"], format="date-time",
                     description="Decide as of this instant (ISO-8601, with timezone); default: now."),
+        "acknowledge_mass_deletion": Param(
+            [], type="array", items={"type": "string"}, uniqueItems=True,
+            description="Location ids this run may delete more than the threshold's share of at once "
+                        "(the plan of a dry run names them). Any other such location is kept and the run fails."),
     },
 )
 def retention_sweep():
@@ -34,8 +42,8 @@ def retention_sweep():
     def plan(params=None, dag_run=None) -> dict:
         from retention.engine import tasks
 
-        return tasks.plan(at=params["at"], dry_run=params["dry_run"], actor=ACTOR,
-                          dag_id="retention_sweep", airflow_run_id=dag_run.run_id)
+        return tasks.plan(at=params["at"], dry_run=params["dry_run"], actor=ACTOR, dag_id="retention_sweep",
+                          airflow_run_id=dag_run.run_id, acknowledge_mass_deletion=params["acknowledge_mass_deletion"])
 
     @task
     def locations(run: dict, kind: str) -> list[str]:
@@ -66,11 +74,18 @@ def retention_sweep():
 
         return tasks.report(run["run_id"], actor=ACTOR)
 
+    @task(trigger_rule="all_done")
+    def overdue_terminations(run: dict) -> dict:
+        """After the sweep's own work, whatever its outcome: fails while a termination is overdue."""
+        from retention.engine import tasks
+
+        return tasks.check_terminations(run["run_id"], actor=ACTOR)
+
     run = plan()
     sql, s3, every = (locations.override(task_id=f"{kind}_locations")(run, kind) for kind in ("sql", "s3", "all"))
     executed = [execute_sql.partial(run=run).expand(location=sql), execute_s3.partial(run=run).expand(location=s3)]
     verified = verify.partial(run=run).expand(location=every)
-    executed >> verified >> report(run)
+    executed >> verified >> report(run) >> overdue_terminations(run)
 
 
 retention_sweep()

@@ -379,29 +379,44 @@ def _hold_scope(h) -> str:
 @click.option("--dry-run", is_flag=True, help="Plan and count; delete nothing.")
 @click.option("--at", "at_text", metavar="DATE", help="Decide as of this instant (ISO-8601; default now).")
 @click.option("--resume", "run_id", metavar="RUN_ID", help="Finish an interrupted run from its checkpoints.")
+@click.option("--acknowledge-mass-deletion", "acknowledged", multiple=True, metavar="LOCATION",
+              help="Let this run make more than RETENTION_MASS_DELETION_SHARE of LOCATION's records due at once "
+                   "(repeat per location; a dry run names them). Any other such location is kept.")
 @accounts_option
 @ledger_option
 @common
-def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, accounts_file: Path | None,
-                  database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, acknowledged: tuple[str, ...],
+                  accounts_file: Path | None, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Apply the retention rules everywhere: plan, delete in batches, verify, report (as the DAG does)."""
     _logs_to_stderr()
-    from retention.engine import SweepContext, sweep
+    from retention.engine import SweepContext, plan_sweep, sweep
+    from retention.engine.overdue import describe, record_check
     from retention.engine.report import render
     from retention.ledger import Ledger
     from retention.settings import Settings
 
+    if run_id and acknowledged:
+        raise click.UsageError("--acknowledge-mass-deletion goes with a new sweep; a resumed run keeps its plan")
     at = _moment(at_text)
     settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
     with Ledger.open(settings.database_url) as opened:
-        report = sweep(SweepContext.load(settings, opened), at, dry_run=dry_run, actor="cli:retention-sweep",
-                       run_id=run_id, progress=_progress)
+        ctx = SweepContext.load(settings, opened)
+        if run_id is None:  # planned here so the acknowledgement reaches the plan; then run like a resumed plan
+            run_id = plan_sweep(ctx, at, dry_run=dry_run, actor="cli:retention-sweep", acknowledged=acknowledged).run_id
+        report = sweep(ctx, at, dry_run=dry_run, actor="cli:retention-sweep", run_id=run_id, progress=_progress)
+        # The sweep leaves terminated accounts to their offboarding: say which ones nobody has started in time.
+        overdue = record_check(ctx, report.run_id, at, actor="cli:retention-sweep")
+    document = {**report.as_dict(), "overdue_terminations": [t.as_dict() for t in overdue]}
     if as_json:
-        _emit(report.as_dict())
+        _emit(document)
     else:
         click.echo(render(report))
+    if overdue:
+        click.echo(f"Warning: {describe(overdue)}", err=True)
     if report.status != "succeeded":
-        raise Failure(f"sweep {report.run_id} {report.status}", report.as_dict())
+        refused = "".join(f"; mass deletion at {report.mass_deletion_text(m)} (run again with "
+                          f"--acknowledge-mass-deletion {m['location']} if the change is meant)" for m in report.refused)
+        raise Failure(f"sweep {report.run_id} {report.status}{refused}", document)
 
 
 @main.command("forecast")
@@ -425,12 +440,19 @@ def forecast_command(days: int, at_text: str | None, accounts_file: Path | None,
     if as_json:
         return _emit(as_document(lines, days))
     if not lines:
-        return click.echo(f"nothing falls due in the next {days} day(s)")
-    click.echo(f"{'day':10}  {'data class':20} {'account':10} {'location':18} {'action':9} {'records':>8}  why")
-    for line in lines:
-        click.echo(f"{line.day:10}  {line.data_class:20} {line.account_id:10} {line.location:18} {line.action:9} "
-                   f"{line.records:>8,}  {line.why}")
-    click.echo(f"\n{sum(line.records for line in lines):,} record(s) fall due in the next {days} day(s)")
+        click.echo(f"nothing falls due in the next {days} day(s)")
+    else:
+        click.echo(f"{'day':10}  {'data class':20} {'account':10} {'location':18} {'action':9} {'records':>8}  why")
+        for line in lines:
+            click.echo(f"{line.day:10}  {line.data_class:20} {line.account_id:10} {line.location:18} {line.action:9} "
+                       f"{line.records:>8,}  {line.why}")
+        click.echo(f"\n{sum(line.records for line in lines):,} record(s) fall due in the next {days} day(s)")
+    if lines.terminations:  # deleted by their offboarding (approved, certified), never by the sweep
+        click.echo("\nTerminations awaiting their offboarding (the sweep does not delete a terminated account):")
+        for t in lines.terminations:
+            state = "OVERDUE" if t.overdue else "due"
+            click.echo(f"  {t.account_id:10} elected {t.choice:6} terminated {t.terminated_at[:10]}  "
+                       f"offboarding {state} {t.due_at[:10]}")
 
 
 @main.command("replay")

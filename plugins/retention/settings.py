@@ -26,6 +26,12 @@ class Settings:
     backups_prefix: str = "app_db/"
     backups_source: str = "app_db"  # the Connection whose database the snapshots copy
     key_deletion_window_days: int = 7  # per-account data keys: like AWS KMS, 7 to 30 days
+    # A sweep that would make more than this share of a location's records due in one run is refused there
+    # unless the run acknowledges that location: a typo in a period must not become a mass deletion.
+    mass_deletion_share: float = 0.5
+    # Locations holding fewer records than this (of registered accounts) are not checked: on a tiny table
+    # a few records are a large share without being a mass deletion.
+    mass_deletion_min_records: int = 1000
 
     @property
     def keystore_dir(self) -> Path:
@@ -62,12 +68,35 @@ class Settings:
         }
         if os.environ.get("RETENTION_KEY_DELETION_WINDOW_DAYS"):
             values["key_deletion_window_days"] = int(os.environ["RETENTION_KEY_DELETION_WINDOW_DAYS"])
+        if os.environ.get("RETENTION_MASS_DELETION_SHARE"):
+            values["mass_deletion_share"] = _share("RETENTION_MASS_DELETION_SHARE")
+        if os.environ.get("RETENTION_MASS_DELETION_MIN_RECORDS"):
+            values["mass_deletion_min_records"] = _count("RETENTION_MASS_DELETION_MIN_RECORDS")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
 _TEXT = ("processor_name", "returns_conn_id", "returns_bucket", "backups_conn_id", "backups_bucket", "backups_prefix",
          "backups_source")
+
+
+def _share(name: str) -> float:
+    """A fraction above 0 and at most 1 (1 turns the check off: no plan makes more than all of a location due)."""
+    text = os.environ[name]
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise ValueError(f"{name}={text!r}: expected a fraction above 0 and at most 1, e.g. 0.5")
+    return value
+
+
+def _count(name: str) -> int:
+    text = os.environ[name]
+    if not text.strip().isdigit():
+        raise ValueError(f"{name}={text!r}: expected a whole number of records, 0 or more")
+    return int(text)
 
 
 def _path(value: str | None) -> Path | None:

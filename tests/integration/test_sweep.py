@@ -46,6 +46,7 @@ def test_sweep_deletes_exactly_what_the_rules_make_due(stack):
     with Ledger.open(stack.ledger_url) as ledger:
         ledger.place_hold(account_id="acct_3003", data_class=None, reason="litigation", reference="LEGAL-1",
                           placed_by="counsel")
+    recordings_4004 = stack.objects("call-recordings", "acct_4004")
     report = run_sweep(stack)
     assert report.status == "succeeded"
     left = stack.rows()
@@ -54,23 +55,24 @@ def test_sweep_deletes_exactly_what_the_rules_make_due(stack):
         ("chat_conversations", "acct_1001"): 6 * PER_AGE,
         ("chat_conversations", "acct_2002"): 3 * PER_AGE,
         ("chat_conversations", "acct_3003"): ALL,  # legal hold
-        ("chat_conversations", "acct_4004"): 0,  # terminated, elected delete, 30 days passed
-        ("chat_conversations", "acct_5005"): ALL,  # terminated, elected return: the offboarding returns first
+        # terminated: deleted by their offboardings (approved, certified), never wholesale by the sweep
+        ("chat_conversations", "acct_4004"): ALL,  # elected delete, 30 days passed: its offboarding is overdue
+        ("chat_conversations", "acct_5005"): ALL,  # elected return
         ("chat_conversations", "acct_6006"): 6 * PER_AGE,
         # visitor activity: 13 months
         ("page_views", "acct_1001"): 5 * PER_AGE,
-        ("page_views", "acct_4004"): 0,
+        ("page_views", "acct_4004"): ALL,
         # users are anonymized in service, and kept 90 days after termination (not yet due)
         ("app_users", "acct_1001"): ALL,
         ("app_users", "acct_4004"): ALL,
-        # invoices: statutory periods (10 years EEA/CH, 7 years US), isolated after termination
+        # invoices: statutory periods (10 years EEA/CH, 7 years US), record by record, terminated or not
         ("invoices", "acct_1001"): ALL - PER_AGE,
         ("invoices", "acct_2002"): ALL - PER_AGE,
         ("invoices", "acct_4004"): ALL - PER_AGE,
         ("invoices", "acct_5005"): ALL - PER_AGE,
     }
     assert {key: left[key] for key in expected} == expected
-    assert stack.objects("call-recordings", "acct_4004") == 0
+    assert stack.objects("call-recordings", "acct_4004") == recordings_4004 > 0
     assert stack.objects("call-recordings", "acct_1001") == 2 * PER_AGE + 1  # recordings are days old: kept
     assert stack.objects("chat-attachments", "acct_1001") == 6 * PER_AGE
     anonymized = next(ln for ln in report.lines if (ln.location, ln.account_id) == ("app_users", "acct_1001"))
@@ -178,3 +180,127 @@ def test_an_invalid_inventory_stops_the_sweep_before_any_store_is_touched(stack,
     assert stack.rows() == before
     with Ledger.open(stack.ledger_url) as ledger:
         assert ledger.last_run_id("sweep") is None
+
+
+# --- terminations: the offboarding's, never the sweep's (issue 14, item 6) ----------------------------
+
+def test_a_terminated_account_past_its_grace_period_is_not_deleted_wholesale_by_the_sweep(stack):
+    from retention.rules import load_ruleset
+
+    before = stack.rows()
+    recordings = stack.objects("call-recordings", "acct_4004")
+    report = run_sweep(stack)  # acct_4004 terminated 2026-09-30, elected delete: its 30 days are long over
+
+    assert report.status == "succeeded"
+    after = stack.rows()
+    for location in ("chat_conversations", "page_views", "app_users", "contacts"):
+        assert after[(location, "acct_4004")] == before[(location, "acct_4004")] == ALL, location
+    assert stack.objects("call-recordings", "acct_4004") == recordings
+    rules = {rule.id: rule for rule in load_ruleset(stack.env["RETENTION_RULES_DIR"]).rules}
+    for line in (ln for ln in report.lines if ln.account_id in ("acct_4004", "acct_5005")):
+        if rules[line.rule_id].anchor.is_account_event:  # the rules would delete all of it: the sweep keeps it
+            assert (line.action, line.affected) == ("keep", 0), line
+            assert line.why_kept.startswith("terminated, customer elected") and "offboarding" in line.why_kept
+        else:  # what every account loses record by record (e.g. invoices past their statutory period) still goes
+            assert line.affected == 0 or line.rule_id.startswith(("billing-records", "email-delivery",
+                                                                   "application-logs", "error-reports")), line
+
+
+# --- mass deletions need an acknowledgement (issue 14, item 8) ---------------------------------------
+
+@pytest.fixture
+def ten_day_transcripts(stack, tmp_path, monkeypatch):
+    """A rule change (two years -> ten days) that makes most chat transcripts due at once, and a threshold
+    low enough for the stack's small tables (the default minimum of 1,000 records would not check them)."""
+    import re
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(stack.env["RETENTION_RULES_DIR"], rules)
+    text = (rules / "rules.yaml").read_text()
+    changed = re.sub(r"(id: chat-transcripts-in-service\n(?:.*\n){2}    retain_for: )P2Y", r"\1P10D", text)
+    assert changed != text
+    (rules / "rules.yaml").write_text(changed)
+    monkeypatch.setenv("RETENTION_RULES_DIR", str(rules))
+    monkeypatch.setenv("RETENTION_MASS_DELETION_MIN_RECORDS", "100")
+    return stack
+
+
+def test_a_rule_change_that_makes_most_of_a_location_due_deletes_nothing_there_without_acknowledgement(
+        ten_day_transcripts):
+    stack = ten_day_transcripts
+    before = stack.rows()
+    preview = run_sweep(stack, dry_run=True)  # the plan shows it before anything runs
+    flagged = {m["location"]: m for m in preview.mass_deletions}
+    assert not flagged["chat_conversations"]["acknowledged"]
+    assert flagged["chat_conversations"]["due"] > flagged["chat_conversations"]["total"] // 2
+
+    report = run_sweep(stack)
+
+    assert report.status == "failed"
+    assert "chat_conversations" in {m["location"] for m in report.refused}
+    after = stack.rows()
+    assert {k: v for k, v in after.items() if k[0] == "chat_conversations"} == \
+        {k: v for k, v in before.items() if k[0] == "chat_conversations"}
+    refused = [ln for ln in report.lines if ln.location == "chat_conversations"]
+    m = flagged["chat_conversations"]
+    share = f"{m['due']} of its {m['total']} records ({round(100 * m['due'] / m['total'])}%) due at once"
+    assert all(ln.affected == 0 and ln.why_kept.startswith("mass deletion refused: chat_conversations:")
+               and share in ln.why_kept and "more than the 50%" in ln.why_kept
+               for ln in refused if ln.rule_id == "chat-transcripts-in-service")
+    assert after[("page_views", "acct_1001")] == 5 * PER_AGE  # other locations are swept as usual
+    with Ledger.open(stack.ledger_url) as ledger:
+        (planned,) = ledger.run_events(report.run_id, "run.planned")
+        touched = {e.payload["location"] for e in ledger.run_events(report.run_id, "batch.intent")}
+    assert {"location": "chat_conversations", "due": m["due"], "total": m["total"], "acknowledged": False} \
+        in planned.payload["mass_deletion"]
+    assert planned.payload["mass_deletion_policy"] == {"share": "0.5", "min_records": 100}
+    assert "chat_conversations" not in touched  # refused before any delete
+
+
+def test_with_the_acknowledgement_the_same_change_deletes(ten_day_transcripts):
+    from retention.engine import plan_sweep
+
+    stack = ten_day_transcripts
+    with Ledger.open(stack.ledger_url) as ledger:
+        ctx = SweepContext.load(Settings.from_env(), ledger)
+        with pytest.raises(ValueError, match="no location 'chat_conversation'"):
+            plan_sweep(ctx, stack.now, dry_run=False, actor="test", acknowledged=["chat_conversation"])
+        flagged = [m.location for m in plan_sweep(ctx, stack.now, dry_run=True, actor="test").mass_deletions]
+        plan = plan_sweep(ctx, stack.now, dry_run=False, actor="test", acknowledged=flagged)
+        report = sweep(ctx, stack.now, dry_run=False, actor="test", run_id=plan.run_id)
+    assert "chat_conversations" in flagged and report.status == "succeeded" and not report.refused
+    assert all(m["acknowledged"] for m in report.mass_deletions)
+    assert stack.rows()[("chat_conversations", "acct_1001")] == PER_AGE  # only the records a day old are left
+
+
+def test_the_cli_refuses_without_the_flag_names_the_location_and_deletes_with_it(ten_day_transcripts):
+    from click.testing import CliRunner
+
+    from retention.cli import main
+
+    stack = ten_day_transcripts
+    before = stack.rows()
+    at = ["--at", stack.now.isoformat()]
+    refused = CliRunner().invoke(main, ["sweep", *at])
+    assert refused.exit_code == 1
+    assert "mass deletion at chat_conversations:" in refused.output and "%) due at once" in refused.output
+    assert "--acknowledge-mass-deletion chat_conversations" in refused.output
+    assert stack.rows()[("chat_conversations", "acct_1001")] == before[("chat_conversations", "acct_1001")]
+
+    typo = CliRunner().invoke(main, ["sweep", *at, "--acknowledge-mass-deletion", "chat_conversation"])
+    assert typo.exit_code == 1 and "no location 'chat_conversation'" in typo.output
+
+    flagged = [m.split(":")[0] for m in refused.output.split("mass deletion at ")[1:]]
+    flags = [arg for location in dict.fromkeys(flagged) for arg in ("--acknowledge-mass-deletion", location)]
+    done = CliRunner().invoke(main, ["sweep", *at, *flags])
+    assert done.exit_code == 0, done.output
+    assert "acknowledged by the run" in done.output
+    assert stack.rows()[("chat_conversations", "acct_1001")] == PER_AGE
+
+
+def test_with_the_default_minimum_a_small_table_is_not_checked(ten_day_transcripts, monkeypatch):
+    monkeypatch.delenv("RETENTION_MASS_DELETION_MIN_RECORDS")
+    report = run_sweep(ten_day_transcripts)
+    assert report.status == "succeeded" and report.mass_deletions == ()
+    assert ten_day_transcripts.rows()[("chat_conversations", "acct_1001")] == PER_AGE

@@ -2,9 +2,10 @@
 account and location, the records that become due that day, with the rule, its cutoff and its basis.
 
 Day 0 is what the next sweep finds due already. Each later day counts the records that fall due that
-day and not before: a record-anchored rule moves its cutoff one day a day; an account event (the end
-of a terminated account's grace period) makes everything of the account due on one day. Legal holds
-in force now hold for the whole forecast; a customer who elected return is offboarded, not swept.
+day and not before: a record-anchored rule moves its cutoff one day a day. Legal holds in force now hold
+for the whole forecast. A terminated account is offboarded (approved, certified), never swept wholesale:
+its data is not in the lines; the forecast lists instead the terminations whose offboarding has not
+started, those overdue already and those falling due within the forecast's days.
 Counts come from the stores as they are now: data written later is not forecast. Read-only.
 """
 
@@ -14,9 +15,10 @@ from dataclasses import asdict, dataclass
 
 import pendulum
 
-from retention.engine.planner import SweepContext, due_count
+from retention.engine.overdue import Termination, awaiting_offboarding
+from retention.engine.planner import SweepContext, due_count, sweep_step
 from retention.engine.steplog import Progress, quietly
-from retention.engine.steps import Skip, step_for
+from retention.engine.steps import Skip
 from retention.ledger.chain import iso_utc
 from retention.rules import Account, resolve
 from retention.stores import Selector
@@ -37,14 +39,25 @@ class Due:
     why: str
 
 
-def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: Progress = quietly) -> list[Due]:
+class Forecast(list):
+    """The forecast's lines (``Due``, a list as before), and the terminations awaiting their offboarding
+    that are overdue at the start or fall due within the forecast's days (``terminations``)."""
+
+    def __init__(self, lines: list[Due], terminations: list[Termination]):
+        super().__init__(lines)
+        self.terminations = terminations
+
+
+def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: Progress = quietly) -> Forecast:
     if not 0 < days <= MAX_DAYS:
         raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
     holds = ctx.ledger.resolver_holds()
     found = [due for location_id in progress(list(ctx.inventory.locations), "counting")
              for account in ctx.accounts.values()
              for due in _account_in_location(ctx, location_id, account, start, days, holds)]
-    return sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location))
+    end = start.add(days=days)
+    terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or pendulum.parse(t.due_at) <= end]
+    return Forecast(sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location)), terminations)
 
 
 def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
@@ -57,8 +70,12 @@ def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
 
 
 def as_document(lines: list[Due], days: int) -> dict:
-    """The forecast as the CLI's --json and the API answer it: the chart's series and every line."""
-    return {"days": days, "by_day": by_day(lines), "lines": [asdict(line) for line in lines]}
+    """The forecast as the CLI's --json and the API answer it: the chart's series, every line, and the
+    terminations whose offboarding has not started (overdue already, or due within the days)."""
+    terminations = getattr(lines, "terminations", [])
+    return {"days": days, "by_day": by_day(lines), "lines": [asdict(line) for line in lines],
+            "overdue_terminations": [t.as_dict() for t in terminations if t.overdue],
+            "terminations_due": [t.as_dict() for t in terminations if not t.overdue]}
 
 
 def _account_in_location(ctx: SweepContext, location_id: str, account: Account, start: pendulum.DateTime,
@@ -72,7 +89,7 @@ def _account_in_location(ctx: SweepContext, location_id: str, account: Account, 
             break  # everything is due already: nothing more can come
         at = start.add(days=day)
         decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
-        step = step_for(decision)
+        step = sweep_step(decision, account)  # the planner's own choice: a terminated account is not swept
         if isinstance(step, Skip):
             continue
         due = due_count(store, step, total)

@@ -2,24 +2,42 @@
 
 Everything is validated before anything is planned: rules, inventory and accounts load whole or the
 run stops with file:line:field, and no store is touched.
+
+Two things the rules alone would allow, the sweep refuses:
+- a terminated account's data is never deleted wholesale here: that is its offboarding's job (approved
+  by a second person, certified); the sweep plans it as kept and ``engine.overdue`` reports a termination
+  whose offboarding has not started in time;
+- a plan that would make more than a set share of a location's records due at once (a typo in a period,
+  say) deletes nothing there unless the run acknowledges that location; the plan records the counts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import pendulum
 
 from retention.engine.steplog import log_step
-from retention.engine.steps import Skip, count_mode, step_for
+from retention.engine.steps import Skip, Step, count_mode, step_for
 from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
-from retention.rules import Account, RuleSet, load_accounts, load_ruleset, resolve
+from retention.rules import Account, AccountState, Decision, RuleSet, load_accounts, load_ruleset, resolve
 from retention.rules.inventory import S3Location, SqlLocation, SystemsFile, load_inventory
 from retention.settings import Settings
 from retention.stores import Selector, Store, open_store
+
+
+@dataclass(frozen=True)
+class MassDeletionPolicy:
+    """When a plan counts as a mass deletion of a location (settings: RETENTION_MASS_DELETION_*)."""
+
+    share: float = 0.5  # more than this share of the location's records due in one run
+    min_records: int = 1000  # locations with fewer records are not checked
+
+    def applies(self, due: int, total: int) -> bool:
+        return total >= self.min_records and total > 0 and due > self.share * total
 
 
 @dataclass
@@ -29,6 +47,7 @@ class SweepContext:
     accounts: dict[str, Account]
     ledger: Ledger
     open_store: Callable[[str, SqlLocation | S3Location], Store] = field(default=open_store)
+    mass_deletion: MassDeletionPolicy = field(default_factory=MassDeletionPolicy)
 
     @classmethod
     def load(cls, settings: Settings, ledger: Ledger, **kwargs) -> "SweepContext":
@@ -37,10 +56,39 @@ class SweepContext:
         if settings.accounts_file is None:
             raise ValueError("no account registry: set RETENTION_ACCOUNTS_FILE")
         accounts = load_accounts(settings.accounts_file, set(ruleset.jurisdictions.jurisdictions))
+        kwargs.setdefault("mass_deletion", MassDeletionPolicy(settings.mass_deletion_share,
+                                                              settings.mass_deletion_min_records))
         return cls(ruleset, inventory, accounts, ledger, **kwargs)
 
     def store(self, location_id: str) -> Store:
         return self.open_store(location_id, self.inventory.locations[location_id])
+
+
+@dataclass(frozen=True)
+class MassDeletion:
+    """A location where the plan would make more than the policy's share of its records due at once."""
+
+    location: str
+    due: int  # records the plan would delete or anonymize there
+    total: int  # records of registered accounts there
+    acknowledged: bool  # the run named this location: it goes ahead
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.due / self.total)
+
+    def as_dict(self) -> dict:
+        """Counts only: what the ledger and the plan's output record."""
+        return {"location": self.location, "due": self.due, "total": self.total, "acknowledged": self.acknowledged}
+
+    def sentence(self, share: float) -> str:
+        """The location, its share and the threshold, as the plan, the report and a refusal say them."""
+        return (f"{self.location}: {self.due:,} of its {self.total:,} records ({self.percent}%) due at once, "
+                f"more than the {share:.0%} a run may make due without acknowledging the location")
+
+    def outcome(self, share: float) -> str:
+        return self.sentence(share) + ("; acknowledged by the run" if self.acknowledged
+                                       else "; refused: nothing deleted there")
 
 
 @dataclass(frozen=True)
@@ -51,12 +99,22 @@ class Plan:
     tasks: int
     skipped: int
     estimated: int
+    mass_deletions: tuple[MassDeletion, ...] = ()
+
+    @property
+    def refused(self) -> list[MassDeletion]:
+        return [m for m in self.mass_deletions if not m.acknowledged]
 
 
 def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor: str,
-               dag_id: str | None = None, airflow_run_id: str | None = None) -> Plan:
+               dag_id: str | None = None, airflow_run_id: str | None = None,
+               acknowledged: Collection[str] = ()) -> Plan:
+    """Plan a sweep. ``acknowledged``: locations the run may delete a large share of (see MassDeletionPolicy)."""
+    acknowledged = check_acknowledged(ctx, acknowledged)  # before any store is touched
     holds = ctx.ledger.resolver_holds()
     rows = [row for location_id in ctx.inventory.locations for row in _plan_location(ctx, location_id, at, holds)]
+    mass = mass_deletions(rows, ctx.mass_deletion, acknowledged)
+    rows = refuse_unacknowledged(rows, mass, ctx.mass_deletion)
     run_id = ctx.ledger.start_run("sweep", dry_run=dry_run, as_of=at, rules_digest=ctx.ruleset.digest,
                                   dag_id=dag_id, airflow_run_id=airflow_run_id, actor=actor)
     with ctx.ledger.session() as s:
@@ -65,14 +123,65 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
         working = [r for r in rows if r["skip_reason"] is None]
         summary = {"tasks": len(working), "skipped": len(rows) - len(working),
                    "estimated": sum(r["estimated_count"] or 0 for r in working), "plan_sha256": digest(rows)}
-        ctx.ledger.append("run.planned", summary, actor=actor, run_id=run_id, session=s)
+        policy = {"share": str(ctx.mass_deletion.share), "min_records": ctx.mass_deletion.min_records}
+        ctx.ledger.append("run.planned", {**summary, "mass_deletion": [m.as_dict() for m in mass],
+                                          "mass_deletion_policy": policy}, actor=actor, run_id=run_id, session=s)
     log_step("run.planned", run_id=run_id, kind="sweep", dry_run=dry_run, **summary)
+    for m in mass:
+        log_step("plan.mass_deletion", run_id=run_id, **m.as_dict())
     busy = {r["location"] for r in working}
     kinds: dict[str, list[str]] = {"sql": [], "s3": []}
     for location_id, spec in ctx.inventory.locations.items():
         if location_id in busy:
             kinds[spec.kind].append(location_id)
-    return Plan(run_id, dry_run, kinds, summary["tasks"], summary["skipped"], summary["estimated"])
+    return Plan(run_id, dry_run, kinds, summary["tasks"], summary["skipped"], summary["estimated"], tuple(mass))
+
+
+def check_acknowledged(ctx: SweepContext, acknowledged: Collection[str]) -> frozenset[str]:
+    """A misspelt location would acknowledge nothing while looking like consent: refuse it whole."""
+    if isinstance(acknowledged, str):
+        raise ValueError("acknowledge_mass_deletion: expected a list of location ids, not one string")
+    unknown = sorted(set(acknowledged) - set(ctx.inventory.locations))
+    if unknown:
+        raise ValueError(f"acknowledge_mass_deletion: no location {', '.join(map(repr, unknown))} in "
+                         f"the inventory (systems.yaml); known: {', '.join(sorted(ctx.inventory.locations))}")
+    return frozenset(acknowledged)
+
+
+def mass_deletions(rows: list[dict], policy: MassDeletionPolicy, acknowledged: frozenset[str]) -> list[MassDeletion]:
+    """Per location, the records the plan makes due against all records of registered accounts there (the
+    planner counted both already: ``total_count`` of every row, ``estimated_count`` of the working ones)."""
+    due: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for row in rows:
+        total[row["location"]] = total.get(row["location"], 0) + (row["total_count"] or 0)
+        if row["skip_reason"] is None:
+            due[row["location"]] = due.get(row["location"], 0) + (row["estimated_count"] or 0)
+    return [MassDeletion(location, due.get(location, 0), count, location in acknowledged)
+            for location, count in total.items() if policy.applies(due.get(location, 0), count)]
+
+
+def refuse_unacknowledged(rows: list[dict], mass: list[MassDeletion], policy: MassDeletionPolicy) -> list[dict]:
+    """The tasks of a refused location are planned as kept, so no executor (a DAG task, a cleared retry,
+    ``retention sweep --resume``) can run them: the refusal is in the persisted plan, before any delete."""
+    refused = {m.location: f"mass deletion refused: {m.sentence(policy.share)}" for m in mass if not m.acknowledged}
+    return [{**row, "action": "keep", "estimated_count": 0, "skip_reason": refused[row["location"]]}
+            if row["location"] in refused and row["skip_reason"] is None else row for row in rows]
+
+
+TERMINATED = ("terminated, customer elected {choice}: its data goes by its offboarding (approved by a second person, "
+              "certified), not by the sweep; offboarding due by {due}")
+
+
+def sweep_step(decision: Decision, account: Account) -> Step | Skip:
+    """What the sweep does with one data class of one account: the rule's step, except that the sweep never
+    deletes a terminated account wholesale (a DPO expects every termination to end in an approved, certified
+    offboarding; ``engine.overdue`` reports one that has not started by this due date). Record-anchored
+    rules (logs, the isolated copies kept under law) still apply to it, as to any account."""
+    if account.state is AccountState.TERMINATED and decision.anchor.is_account_event and not decision.blocked_by:
+        due = decision.due_at.to_date_string() if decision.due_at else "its termination"
+        return Skip(TERMINATED.format(choice=account.election.choice.value if account.election else "none", due=due))
+    return step_for(decision)
 
 
 def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime, holds) -> list[dict]:
@@ -81,7 +190,7 @@ def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime, h
     rows = []
     for account in ctx.accounts.values():
         decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
-        step = step_for(decision)
+        step = sweep_step(decision, account)
         total = store.count(Selector(account.id))
         if total == 0:
             continue  # nothing of this account here: nothing to plan, keep or report

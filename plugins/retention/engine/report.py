@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from retention.engine.planner import MassDeletion
 from retention.engine.steplog import log_step
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
@@ -32,6 +33,15 @@ class Report:
     dry_run: bool
     status: str
     lines: list[Line]
+    # Locations where the plan would have made more than the threshold's share due at once, as the plan
+    # recorded them (counts; acknowledged or refused), and the threshold it applied.
+    mass_deletions: tuple[dict, ...] = ()
+    mass_deletion_share: float | None = None
+
+    @property
+    def refused(self) -> list[dict]:
+        """Locations the run deleted nothing of because nobody acknowledged a mass deletion there."""
+        return [m for m in self.mass_deletions if not m["acknowledged"]]
 
     @property
     def deleted(self) -> int:
@@ -52,7 +62,12 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "status": self.status, "deleted": self.deleted,
-                "anonymized": self.anonymized, "isolated": self.isolated, "kept": self.kept, "lines": [asdict(line) for line in self.lines]}
+                "anonymized": self.anonymized, "isolated": self.isolated, "kept": self.kept,
+                "mass_deletion": [{**m, "sentence": self.mass_deletion_text(m)} for m in self.mass_deletions],
+                "lines": [asdict(line) for line in self.lines]}
+
+    def mass_deletion_text(self, found: dict) -> str:
+        return MassDeletion(**found).outcome(self.mass_deletion_share or 0)
 
 
 def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Report:
@@ -60,7 +75,11 @@ def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Re
     run = ledger.get_run(run_id)
     tasks = ledger.tasks(run_id, location=location)
     lines = [_line(task, run.dry_run) for task in tasks]
-    return Report(run_id, run.dry_run, _status(tasks, run.dry_run), lines)
+    planned = ledger.run_events(run_id, "run.planned")
+    plan = planned[-1].payload if planned else {}
+    mass = tuple(m for m in plan.get("mass_deletion", ()) if location in (None, m["location"]))
+    share = float(plan["mass_deletion_policy"]["share"]) if "mass_deletion_policy" in plan else None
+    return Report(run_id, run.dry_run, _status(tasks, run.dry_run, mass), lines, mass, share)
 
 
 def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict:
@@ -76,18 +95,21 @@ def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
     report = build_report(ledger, run_id)
     totals = {"deleted": report.deleted, "anonymized": report.anonymized, "isolated": report.isolated, "kept": report.kept,
               "exceptions": sum(e["count"] for line in report.lines for e in line.exceptions),
-              "tasks": len(report.lines), "status": report.status}
+              "tasks": len(report.lines), "mass_deletion_refused": len(report.refused), "status": report.status}
     ledger.append("run.totals", totals, actor=actor, run_id=run_id)
     ledger.finish_run(run_id, report.status, actor=actor)
     log_step("run.finished", run_id=run_id, **totals)
     return report
 
 
-def _status(tasks: list[PlannedTask], dry_run: bool) -> str:
+def _status(tasks: list[PlannedTask], dry_run: bool, mass_deletions: tuple[dict, ...] = ()) -> str:
     if dry_run:
         return "succeeded"
     bad = [t for t in tasks if t.status in UNFINISHED or t.status == "residue"]
-    return "failed" if bad else "succeeded"
+    # A refused mass deletion left data the rules say is due: the run did not do its job, and on-call must
+    # see it (a person decides whether the rule change was meant), so the run fails.
+    refused = [m for m in mass_deletions if not m["acknowledged"]]
+    return "failed" if bad or refused else "succeeded"
 
 
 def _line(task: PlannedTask, dry_run: bool) -> Line:
@@ -118,4 +140,5 @@ def render(report: Report) -> str:
             for ln in report.lines]
     totals = (f"{'dry run: ' if report.dry_run else ''}{report.deleted:,} record(s) {verb}, "
               f"{report.anonymized:,} anonymized, {report.isolated:,} isolated under law, {report.kept:,} kept; run {report.run_id} {report.status}")
-    return "\n".join([header, *rows, "", totals])
+    mass = [f"mass deletion at {report.mass_deletion_text(m)}" for m in report.mass_deletions]
+    return "\n".join([header, *rows, *([""] + mass if mass else []), "", totals])

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pendulum
 
 from retention.engine.executor import execute_location
+from retention.engine.overdue import describe, record_check
 from retention.engine.planner import SweepContext, plan_sweep
 from retention.engine.report import finish_sweep, location_summary
 from retention.engine.verifier import verify_location
@@ -17,7 +18,11 @@ from retention.settings import Settings
 
 
 class SweepFailed(RuntimeError):
-    """The run ended with unfinished tasks or unexplained residue; the report says which."""
+    """The run ended with unfinished tasks, unexplained residue or a refused mass deletion; the report says which."""
+
+
+class TerminationsOverdue(RuntimeError):
+    """A terminated account's offboarding has not started by its due date: on-call must start it."""
 
 
 @contextmanager
@@ -28,12 +33,17 @@ def context() -> Iterator[SweepContext]:
 
 
 def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None,
-         airflow_run_id: str | None = None) -> dict:
+         airflow_run_id: str | None = None, acknowledge_mass_deletion: list[str] | None = None) -> dict:
+    """Plan the sweep. A location the plan would make a large share of due at once is planned as kept unless
+    ``acknowledge_mass_deletion`` names it; the returned plan says which (counts and a sentence each)."""
     moment = parse_utc(at) if at else pendulum.now("UTC")
     with context() as ctx:
-        made = plan_sweep(ctx, moment, dry_run=dry_run, actor=actor, dag_id=dag_id, airflow_run_id=airflow_run_id)
+        made = plan_sweep(ctx, moment, dry_run=dry_run, actor=actor, dag_id=dag_id, airflow_run_id=airflow_run_id,
+                          acknowledged=acknowledge_mass_deletion or ())
+        share = ctx.mass_deletion.share
     return {"run_id": made.run_id, "dry_run": made.dry_run, "sql": made.locations["sql"], "s3": made.locations["s3"],
-            "all": made.locations["sql"] + made.locations["s3"], "tasks": made.tasks, "estimated": made.estimated}
+            "all": made.locations["sql"] + made.locations["s3"], "tasks": made.tasks, "estimated": made.estimated,
+            "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share)} for m in made.mass_deletions]}
 
 
 def execute(run_id: str, location_id: str, *, actor: str) -> dict:
@@ -54,5 +64,21 @@ def report(run_id: str, *, actor: str) -> dict:
         result = finish_sweep(ctx.ledger, run_id, actor=actor)
     summary = {k: v for k, v in result.as_dict().items() if k != "lines"}
     if result.status != "succeeded":
-        raise SweepFailed(f"sweep {run_id} {result.status}: see `retention report {run_id}`")
+        refused = "".join(f"; mass deletion at {result.mass_deletion_text(m)} (trigger again with "
+                          f"acknowledge_mass_deletion naming {m['location']} if the change is meant)"
+                          for m in result.refused)
+        raise SweepFailed(f"sweep {run_id} {result.status}{refused}: see `retention report {run_id}`")
     return summary
+
+
+def check_terminations(run_id: str, *, actor: str) -> dict:
+    """After the sweep: fail while any termination's offboarding is overdue (the sweep does not delete a
+    terminated account, its offboarding does). Checked as of the sweep's own moment; recorded in the ledger."""
+    with context() as ctx:
+        run = ctx.ledger.get_run(run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id!r} in the ledger")
+        overdue = record_check(ctx, run_id, pendulum.instance(run.as_of), actor=actor)
+    if overdue:
+        raise TerminationsOverdue(describe(overdue))
+    return {"overdue": []}

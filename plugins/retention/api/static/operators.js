@@ -43,6 +43,17 @@ async function loadForecast() {
   const days = Number(document.getElementById("forecast-days").value);
   const forecast = await call(`forecast?days=${days}`);
   drawChart(forecast);
+  fillTerminations(forecast);
+}
+
+// Terminated accounts no offboarding has been started for: overdue ones first, then those falling due
+// within the forecast's days (the forecast answers both).
+function fillTerminations({overdue_terminations: overdue = [], terminations_due: due = []}) {
+  const rows = [...overdue, ...due].map((t) => ({...t, id: t.account_id}));
+  fillTable("terminations", rows, [
+    (t) => t.account_id, (t) => t.choice, (t) => day(t.terminated_at), (t) => day(t.due_at),
+    (t) => (t.overdue ? el("strong", {class: "overdue"}, "overdue: start its offboarding") : "due"),
+  ], "No termination is waiting for its offboarding");
 }
 
 function drawChart({start, days, by_day: byDay}) {
