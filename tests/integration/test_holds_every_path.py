@@ -140,7 +140,7 @@ def package(s3_endpoint, tmp_path):
 
 def test_a_return_package_is_kept_while_a_hold_covers_the_account(package) -> None:
     ledger, run_id, client, bucket = package
-    hold = place_hold(ledger, data_class="call_recordings")  # any class: the package holds them all
+    hold = place_hold(ledger, data_class="call_recordings", ahead=False)  # any class: the package holds them all
 
     assert returns.remove_package(ledger, run_id, client=client, actor="test") is False
     assert returns.remove_package(ledger, run_id, client=client, actor="test") is False
