@@ -1,5 +1,7 @@
-"""Daily: destroy per-account data keys whose deletion window ended, confirm that recorded snapshots have
-expired, and issue certificate supplements for the accounts whose backup line is now complete."""
+"""Daily: write each account's encrypted backup copy, destroy per-account keys whose deletion window ended
+(not while a legal hold is in force), expire snapshots and copies past the backup rule (not while held),
+confirm that recorded snapshots are gone, and issue certificate supplements for the accounts whose backup
+line is now complete."""
 
 from __future__ import annotations
 
@@ -13,6 +15,12 @@ ACTOR = "airflow:backup_expiry"
      catchup=False, max_active_runs=1, tags=["retention", "backups"])
 def backup_expiry():
     @task
+    def copy_accounts() -> dict:
+        from retention.offboarding.backups import daily_copies
+
+        return daily_copies(actor=ACTOR)
+
+    @task(trigger_rule="all_done")  # a failed copy must not keep a due key from being destroyed
     def confirm() -> list[str]:
         from retention.offboarding import tasks
 
@@ -24,7 +32,9 @@ def backup_expiry():
 
         return tasks.supplement_certificates(accounts, actor=ACTOR)
 
-    supplement(confirm())
+    confirmed = confirm()
+    copy_accounts() >> confirmed  # a copy written today is expired by its own rule, never before it exists
+    supplement(confirmed)
 
 
 backup_expiry()

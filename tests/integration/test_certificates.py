@@ -97,6 +97,79 @@ def test_a_dry_run_gets_no_certificate(stack, key) -> None:
         issued(stack, report.run_id, key)
 
 
+# -- NIST 800-88 in the standard's own terms, VACUUM ----------------------------------------------------
+
+def test_a_logical_deletion_is_at_most_clear_and_the_line_says_what_happens_physically(stack, swept, key) -> None:
+    certificate = verify(issued(stack, swept, key), KeySet((key.jwk,))).certificate
+    deleted = [line for line in certificate["locations"] if line["action"] == "delete"]
+    assert {line["store"] for line in deleted} == {"sql", "s3"}
+    for line in deleted:  # S3 DeleteObjects of every version is a logical deletion too: clear, never purge
+        assert line["nist_800_88"]["category"] == "clear", line
+    s3 = next(line for line in deleted if line["store"] == "s3")
+    assert "provider" in s3["nist_800_88"]["physical"] and "not this product's" in s3["nist_800_88"]["physical"]
+    sql = next(line for line in deleted if line["store"] == "sql")
+    assert "until VACUUM" in sql["nist_800_88"]["physical"]
+    assert "no VACUUM is recorded" in sql["nist_800_88"]["physical"]  # none ran in this run: not claimed
+    assert "purge" not in json.dumps(certificate)  # no crypto-erase happened in a sweep
+
+
+@pytest.mark.postgres
+def test_vacuum_runs_on_the_tables_a_verified_deletion_touched_and_is_recorded(stack, swept, key) -> None:
+    import sqlalchemy as sa
+
+    from retention.rules.inventory import load_inventory
+    from retention.rules.loader import load_ruleset
+    from retention.stores.vacuum import vacuum_run
+
+    with Ledger.open(stack.ledger_url) as ledger:
+        inventory = load_inventory(REPO / "retention_rules" / "systems.yaml", load_ruleset(REPO / "retention_rules"))
+        [recorded] = vacuum_run(ledger, inventory, swept, actor="test")
+        [event] = ledger.run_events(swept, "storage.vacuumed")
+    assert recorded["status"] == "vacuumed" and event.payload["tables"] and event.payload["locations"]
+    assert set(event.payload) == {"conn_id", "locations", "tables", "command"}  # ids and names only
+    engine = sa.create_engine(stack.app_url)
+    with engine.connect() as conn:
+        vacuumed = {row[0] for row in conn.execute(sa.text(
+            "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL"))}
+    engine.dispose()
+    assert {t.split(".")[-1] for t in event.payload["tables"]} <= vacuumed
+    certificate = verify(issued(stack, swept, key), KeySet((key.jwk,))).certificate
+    for line in certificate["locations"]:
+        if line["location"] in event.payload["locations"]:
+            assert "VACUUM (ANALYZE) ran on" in line["nist_800_88"]["physical"]
+            assert line["nist_800_88"]["category"] == "clear"  # VACUUM marks space reusable; it overwrites nothing
+
+
+# -- the subprocessor section and the exceptions agree --------------------------------------------------
+
+def test_a_pending_manual_request_and_a_held_erasure_are_stated_in_the_subprocessor_section(stack, swept, key) -> None:
+    from retention.certificates.pdf import exception_text, render
+
+    with Ledger.open(stack.ledger_url) as ledger:
+        ledger.append("subprocessor.manual_requested", {
+            "subprocessor": "sixsense", "account_id": ACCOUNT, "data_class": "visitor_profiles",
+            "requested_by": "staff-1", "deadline": "2026-12-30T00:00:00+00:00"}, actor="test")
+        ledger.append("subprocessor.held", {"subprocessor": "sentry", "resource": "events", "account_id": ACCOUNT,
+                                            "data_class": "logs", "holds": ["hold-1"]}, actor="test")
+    document = issued(stack, swept, key)
+    certificate = verify(document, KeySet((key.jwk,))).certificate
+    lines = {(s["subprocessor"], s["resource"]): s for s in certificate["subprocessors"]}
+    assert lines[("sixsense", "manual request")]["status"] == "requested"
+    assert lines[("sentry", "events")]["status"] == "held" and lines[("sentry", "events")]["deleted"] == 0
+    sub_exceptions = {(e["subprocessor"], e["resource"]): e for e in certificate["exceptions"]
+                      if e["kind"].startswith("subprocessor_")}
+    assert set(sub_exceptions) == {key for key, line in lines.items() if line["status"] not in ("verified", "attested")}
+    assert sub_exceptions[("sentry", "events")]["kind"] == "subprocessor_held"
+    assert "kept under legal hold(s) hold-1" in exception_text(sub_exceptions[("sentry", "events")])
+    assert certificate["scope"]["subprocessors"] == ["sentry", "sixsense"]
+
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(render(document, KeySet((key.jwk,))))
+    text = "".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    assert "No subprocessor erasure" not in text and "sixsense" in text and "sentry" in text
+
+
 # -- supplements ------------------------------------------------------------------------------------
 
 def _subprocessor_result(ledger: Ledger, status: str, **extra) -> None:

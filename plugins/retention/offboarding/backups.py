@@ -20,6 +20,7 @@ deletion is cancelled (so the held data stays readable in the backups), and the 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import pendulum
@@ -36,6 +37,8 @@ from retention.rules import resolve
 from retention.settings import Settings
 from retention.stores import s3_client
 from retention.stores.vacuum import vacuum_run
+
+log = logging.getLogger(__name__)
 
 BACKUP_CLASS = "backups"  # the data class whose rule sets how long snapshots and copies are kept
 COPY_FORMAT = "per-account backup copy: " + account_copies.CONTENT
@@ -98,7 +101,7 @@ def write_account_copies(ctx: SweepContext, settings: Settings, now: datetime, *
     """A copy of each account of the registry (or of ``accounts``) whose key may still encrypt: an account
     whose key is scheduled for deletion or destroyed (offboarded) gets no new copy, ever."""
     store = store or keystore(settings)
-    written = []
+    written, failed = [], []
     for account_id in sorted(accounts if accounts is not None else ctx.accounts):
         if store.state(account_id).state not in (ENABLED, "absent"):
             continue
@@ -106,6 +109,12 @@ def write_account_copies(ctx: SweepContext, settings: Settings, now: datetime, *
             written.append(copy_account(ctx, account_id, settings, now, actor=actor, store=store, client=client))
         except (KeyPendingDeletion, KeyDestroyed):  # scheduled between the check and the copy: no copy
             continue
+        except Exception as exc:  # one account's failure must not leave the others without today's copy
+            log.warning("backup copy of account %s failed: %s", account_id, type(exc).__name__)
+            failed.append(account_id)
+    if failed:
+        raise account_copies.CopyError(f"no backup copy today for account(s) {', '.join(failed)}; "
+                                       f"{len(written)} written")
     return written
 
 
@@ -134,6 +143,7 @@ def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: date
     """After the run's deletions were verified: VACUUM the tables they touched, schedule the account's key for
     deletion (unless a hold is in force), and record which snapshots still hold the account's data."""
     account = ctx.accounts[account_of(ctx.ledger, run_id)]
+    now = pendulum.instance(now)
     store = store or keystore(settings)
     if not ctx.ledger.run_events(run_id, "storage.vacuumed", "storage.vacuum_failed"):  # a retried task: once
         vacuum_run(ctx.ledger, ctx.inventory, run_id, actor=actor)
@@ -239,6 +249,7 @@ def _last_held(ledger, account_id: str) -> list[str] | None:
 
 def _longest_retention(ctx: SweepContext, account_ids, now: datetime):
     """The backup rules' periods for these accounts: a shared snapshot is kept until the longest ends."""
+    now = pendulum.instance(now)  # the resolver works in pendulum
     return [resolve(ctx.ruleset, ctx.accounts[a], BACKUP_CLASS, now).retain_for for a in account_ids if a in ctx.accounts]
 
 
@@ -332,3 +343,12 @@ def _awaiting_expiry(ctx: SweepContext) -> list:
         else:
             expired.add((e.payload["account_id"], e.payload["source"]))
     return [e for key, e in recorded.items() if key not in expired]
+
+
+def daily_copies(*, actor: str, now: datetime | None = None) -> dict:
+    """The backup_expiry DAG's first task: today's encrypted copy of every account whose key may still encrypt."""
+    from retention.engine.tasks import context
+
+    with context() as ctx:
+        written = write_account_copies(ctx, Settings.from_env(), now or pendulum.now("UTC"), actor=actor)
+    return {"copies": len(written), "accounts": [w["account_id"] for w in written]}
