@@ -102,6 +102,8 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str,
         affected += outcome.affected
         checkpoint = {"after": batch.upper}
         counts = {"affected": outcome.affected, "retained": sum(r.count for r in outcome.retained)}
+        if outcome.lock_retries:  # the batch met an application lock and was rolled back and tried again
+            counts["lock_retries"] = outcome.lock_retries
         ledger.update_task(task.id, ("batch.outcome", {**_ids(task), **counts}),
                            checkpoint=checkpoint, add_affected=outcome.affected, actor=actor, fence=fence)
         log_task("batch.outcome", task, **counts)
