@@ -86,10 +86,11 @@ def render(template: str, variables: dict[str, Any], *, in_path: bool = False, j
     def value(name: str) -> str:
         v = variables[name]
         parts = [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
-        if not parts or any(p in UNAIMED_PATH_VALUES if in_path else p == "" for p in parts):
-            where = "a path" if in_path else "a request"
-            raise SubprocessorError(f"refusing to send a request: {{{name}}} in {where} is empty, '.' or '..' "
-                                    f"(it would not name one record or tenant); nothing was sent")
+        bad = [p for p in parts if (p in UNAIMED_PATH_VALUES if in_path else p == "")]
+        if bad or not parts:
+            shown = repr(bad[0]) if bad else "an empty list"  # only "", "." or "..": never personal data
+            raise SubprocessorError(f"{{{name}}} is {shown} in the {'path' if in_path else 'request'}, which "
+                                    "would not name one record or tenant; nothing was sent")
         return join.join(quote(p, safe="") if in_path else p for p in parts)
 
     out = []
