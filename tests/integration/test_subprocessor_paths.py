@@ -5,7 +5,12 @@ account id, ids a provider returns and fan-out bindings alike; checked on a loca
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retention.subprocessors import Credentials, erase
 from retention.subprocessors.http import SubprocessorError, render
@@ -118,3 +123,16 @@ def test_render_refuses_an_empty_value_anywhere_but_keeps_dots_outside_paths() -
         render("tenant:{account_id}", {"account_id": ""})
     assert render("name = '{name}'", {"name": ".."}) == "name = '..'"
     assert render("/v1/{ids}", {"ids": ["a.b", "c..d"]}, in_path=True) == "/v1/a.b,c..d"
+
+
+CLIENT = httpx.Client(base_url="http://127.0.0.1:9")  # builds requests only; never sends
+
+
+@settings(deadline=None)
+@given(st.text(min_size=1, max_size=40).filter(lambda v: v not in (".", "..")))
+def test_any_other_value_stays_one_path_segment_as_sent(value: str) -> None:
+    """Whatever a provider returns, a value fills exactly its own segment of the URL httpx sends."""
+    path = render("/v1/accounts/{account_id}/contacts", {"account_id": value}, in_path=True)
+    sent = CLIENT.build_request("DELETE", path).url
+    assert [unquote(p) for p in sent.raw_path.decode().split("?")[0].split("/")] == ["", "v1", "accounts", value,
+                                                                                      "contacts"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, ValidationError
 
@@ -103,6 +103,7 @@ class _Model(BaseModel):
     account_id: str = Field(pattern=ACCOUNT_ID)
 
 
+@settings(deadline=None)
 @given(st.text(alphabet=st.sampled_from("aZ09_-.:/ \n\té"), max_size=70))
 def test_python_pydantic_and_json_schema_agree(value: str) -> None:
     """One pattern, three regex engines: Python's fullmatch and pydantic-core's Rust regex agree exactly. The
@@ -124,6 +125,7 @@ def test_python_pydantic_and_json_schema_agree(value: str) -> None:
     assert schema == (python or (value.endswith("\n") and is_account_id(value[:-1]))), value
 
 
+@settings(deadline=None)
 @given(st.text(max_size=70))
 def test_an_id_is_never_empty_dot_or_dot_led(value: str) -> None:
     if is_account_id(value):
@@ -135,6 +137,7 @@ def test_an_id_is_never_empty_dot_or_dot_led(value: str) -> None:
             Selector(value)
 
 
+@settings(deadline=None)
 @given(st.from_regex(ids.ACCOUNT_ID_PATTERN, fullmatch=True))
 def test_every_string_the_pattern_generates_is_an_id(value: str) -> None:
     assert check_account_id(value) == value
