@@ -241,3 +241,68 @@ def test_every_command_reports_an_unopenable_ledger_the_same_way(run, args):
     assert result.stderr.strip().splitlines() == [
         "Error: RETENTION_DATABASE_URL: cannot open the ledger sqlite:////nonexistent-dir-for-retention/l.db: "
         "unable to open database file (the directory /nonexistent-dir-for-retention does not exist)"]
+
+
+# --- explain says where each period comes from (issue 14, item 7) ------------------------------------------
+
+AT = "2026-11-23T00:00:00Z"
+
+
+def _period_line(output: str, data_class: str) -> str:
+    block = output.split(f"\n  {data_class}\n", 1)[1]
+    return next(line for line in block.splitlines() if line.strip().startswith("period"))
+
+
+def test_explain_names_law_as_the_source_of_a_statutory_period(run):
+    result = run("rules", "explain", "acct_4004", "billing_records", "--accounts", ACCOUNTS, "--at", AT)
+    assert result.exit_code == 0, result.output
+    assert _period_line(result.output, "billing_records").strip() == "period  P10Y from created_at — set by law (statute)"
+
+
+def test_explain_names_the_processors_default_and_the_contract(run):
+    ours = run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--at", AT).output
+    assert _period_line(ours, "chat_transcripts").strip() == (
+        "period  P2Y from created_at — the processor's default (processor policy; counsel to confirm)")
+    contract = run("rules", "explain", "acct_2002", "chat_transcripts", "--accounts", ACCOUNTS, "--at", AT).output
+    assert _period_line(contract, "chat_transcripts").strip() == (
+        "period  P90D from created_at — the contract (override acct-2002-short-transcripts)")
+
+
+def test_explain_names_the_customers_instruction(run, tmp_path):
+    registry = tmp_path / "accounts.yaml"
+    registry.write_text(Path(ACCOUNTS).read_text().replace(
+        "    customer: Northwind Traders GmbH\n",
+        "    customer: Northwind Traders GmbH\n    instructions: {chat_transcripts: P180D, call_recordings: P30D}\n"))
+    result = run("rules", "explain", "acct_1001", "--accounts", str(registry), "--at", AT)
+    assert result.exit_code == 0, result.output
+    assert _period_line(result.output, "chat_transcripts").strip() == (
+        "period  P180D from created_at — the customer's instruction (account registry)")
+    decisions = json.loads(run("rules", "explain", "acct_1001", "--accounts", str(registry), "--at", AT, "--json").output)
+    sources = {d["data_class"]: d["period_source"] for d in decisions["decisions"]}
+    assert sources["chat_transcripts"] == sources["call_recordings"] == "customer's instruction"
+    assert sources["billing_records"] == "law" and sources["contact_records"] == "processor's default"
+
+
+def test_explain_refuses_an_instruction_outside_the_rules_bounds(run, tmp_path):
+    registry = tmp_path / "accounts.yaml"
+    text = Path(ACCOUNTS).read_text().replace(
+        "    customer: Northwind Traders GmbH\n", "    customer: Northwind Traders GmbH\n    instructions: {chat_transcripts: P5Y}\n")
+    registry.write_text(text)
+    result = run("rules", "explain", "acct_1001", "--accounts", str(registry))
+    line = next(n for n, l in enumerate(text.splitlines(), 1) if "instructions:" in l)
+    assert result.exit_code == 1
+    assert f"accounts.yaml:{line}:" in result.output and "accounts[0].instructions.chat_transcripts" in result.output
+    assert "outside rule 'chat-transcripts-in-service''s bounds" in result.output
+
+
+def test_the_processors_own_data_has_its_own_explanation(run):
+    result = run("rules", "processor-data", "--at", AT)
+    assert result.exit_code == 0, result.output
+    assert "website_analytics" in result.output and "newsletter_subscribers" in result.output
+    assert "belongs to no customer account" in result.output
+    document = json.loads(run("rules", "processor-data", "--at", AT, "--json").output)
+    pardot = next(d for d in document["decisions"] if d["data_class"] == "marketing_automation_visitors")
+    assert (pardot["retain_for"], pardot["period_source"], pardot["cutoff"]) == (
+        "P10Y", "processor's default", "2016-11-23T00:00:00+00:00")
+    explained = json.loads(run("rules", "explain", "acct_1001", "--accounts", ACCOUNTS, "--json").output)
+    assert not {d["data_class"] for d in explained["decisions"]} & {d["data_class"] for d in document["decisions"]}
