@@ -220,19 +220,28 @@ def _certify(run_id: str, account_id: str) -> bool:
 
 
 def _snapshot(account_ids: list[str]) -> None:
-    """Last night's database backup: it holds every customer, and the two leaving ones under their own keys."""
-    from retention.backups import LocalKeystore, SnapshotCatalog, take_snapshot
+    """Last night's backups: a whole-database snapshot (every customer, in the clear) and, for the two leaving
+    customers, an encrypted copy of their own data under their own key."""
+    from retention.backups import SnapshotCatalog, take_snapshot
+    from retention.engine.tasks import context
+    from retention.offboarding.backups import copy_account
     from retention.settings import Settings
     from retention.stores import s3_client
 
     settings = Settings.from_env()
     with _output_to(Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"):
-        for account_id in account_ids:
-            LocalKeystore(settings.keystore_dir).data_key(account_id)  # their backup copies are encrypted with it
+        with context() as ctx:
+            copies = [copy_account(ctx, account_id, settings, pendulum.now("UTC"), actor="demo")
+                      for account_id in account_ids]
         snapshot = take_snapshot(os.environ["RETENTION_DEMO_APP_URL"], SnapshotCatalog(
             s3_client(settings.backups_conn_id), settings.backups_bucket, settings.backups_prefix,
             settings.backups_source))
-    print(f"\nNightly database snapshot {snapshot.id} holds every customer; it cannot be edited, only expire.")
+    for copy in copies:
+        print(f"\nEncrypted backup copy of {copy['account_id']}: {copy['records']:,} records from {copy['locations']} "
+              f"locations, AES-256-GCM under a fresh data key wrapped by the account's own key ({copy['keystore']} "
+              f"keystore; AWS KMS in production); sha256 {copy['sha256'][:16]}…", end="")
+    print(f"\nNightly database snapshot {snapshot.id} holds every customer in the clear; it cannot be edited, "
+          "only expire.")
 
 
 def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool:
@@ -293,9 +302,36 @@ def _print_certificate(certified: dict) -> None:
     print("Customer's download link (30 days; serve it with `airflow api-server`):\n"
           f"  http://localhost:8080{certified['link']['path']}")
     certificate = json.loads(Path(certified["pdf"]).with_suffix(".json").read_bytes())["certificate"]
+    print("Backups, as the certificate states them:")
+    for line in certificate["termination"]["backups"]:
+        print(f"  - {_backup_line(line)}")
     print("Exceptions the certificate states (each is dated; the daily backup_expiry DAG adds supplements):")
     for exception in certificate["exceptions"]:
         print(f"  - {exception_text(exception)}")
+
+
+def _backup_line(line: dict) -> str:
+    """One backup line in words: crypto-erase only for the copies encrypted under the account's key, expiry only
+    for the shared snapshot."""
+    from retention.certificates.pdf import _short
+
+    if line["line"] == "per_account_copies":
+        copies = line.get("encrypted_copies", 0)
+        if line["status"] == "held":
+            return f"per-account copies ({copies}): not erased, kept under legal hold(s) {', '.join(line['holds'])}"
+        if not copies:
+            return f"per-account key destroyed on {_short(line['destroy_on'])}; no copy was encrypted under it"
+        when = (f"done: key destroyed {_short(line['destroyed_at'])}" if line["destroyed_at"]
+                else f"takes effect when the account's key is destroyed on {_short(line['destroy_on'])}")
+        digests = ", ".join(c["sha256"][:16] + "…" for c in line["copies"])
+        return (f"crypto-erase (NIST 800-88 purge) of {copies} encrypted per-account copy(ies) [sha256 {digests}]: "
+                f"{when}")
+    if line["status"] == "held":
+        return f"shared snapshot(s) of {line['source']}: kept past expiry under a legal hold"
+    if line["status"] == "done":
+        return f"shared snapshot(s) of {line['source']}: expired"
+    return (f"shared snapshot(s) of {line['source']} ({line['snapshots']}): not crypto-erased (every customer in the "
+            f"clear); expire by {_short(line['no_copy_after'])}, confirmed then by a signed supplement")
 
 
 def _customer_confirms(identity) -> None:

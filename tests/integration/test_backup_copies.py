@@ -339,3 +339,18 @@ def test_kms_a_hold_during_the_window_cancels_the_deletion(stack, ctx, settings,
     assert kms.describe_key(KeyId=f"alias/retention/{ACCOUNT}")["KeyMetadata"]["KeyState"] == "Enabled"
     assert restore(ctx, settings, later, tmp_path)["account_id"] == ACCOUNT
     assert ctx.ledger.events_of_kind("backup.key_deletion_held")[0].payload["holds"] == [hold.id]
+
+
+def test_kms_is_reached_through_an_airflow_connection_when_one_is_configured(stack, settings, kms) -> None:
+    from types import SimpleNamespace
+
+    # Settings.backups_kms_conn_id (RETENTION_BACKUPS_KMS_CONN_ID) names an aws Connection; the embedded stack's
+    # object_store Connection points at the same moto server, which also speaks KMS.
+    chosen = backups.keystore(SimpleNamespace(backups_kms_conn_id="object_store", keystore_dir=settings.keystore_dir))
+    assert isinstance(chosen, KmsKeystore)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    data_key = chosen.generate_data_key(account)
+    assert len(data_key.plaintext) == 32 and data_key.wrapped != data_key.plaintext
+    assert kms.describe_key(KeyId=f"alias/retention/{account}")["KeyMetadata"]["KeyState"] == "Enabled"
+    assert chosen.decrypt_data_key(account, data_key.wrapped) == data_key.plaintext
+    assert isinstance(backups.keystore(settings), LocalKeystore)  # no KMS Connection: the local keystore

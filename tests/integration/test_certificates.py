@@ -126,7 +126,7 @@ def test_vacuum_runs_on_the_tables_a_verified_deletion_touched_and_is_recorded(s
         [recorded] = vacuum_run(ledger, inventory, swept, actor="test")
         [event] = ledger.run_events(swept, "storage.vacuumed")
     assert recorded["status"] == "vacuumed" and event.payload["tables"] and event.payload["locations"]
-    assert set(event.payload) == {"conn_id", "locations", "tables", "command"}  # ids and names only
+    assert set(event.payload) == {"conn_id", "locations", "tables", "by_location", "command"}  # ids and names only
     engine = sa.create_engine(stack.app_url)
     with engine.connect() as conn:
         vacuumed = {row[0] for row in conn.execute(sa.text(
@@ -136,7 +136,8 @@ def test_vacuum_runs_on_the_tables_a_verified_deletion_touched_and_is_recorded(s
     certificate = verify(issued(stack, swept, key), KeySet((key.jwk,))).certificate
     for line in certificate["locations"]:
         if line["location"] in event.payload["locations"]:
-            assert "VACUUM (ANALYZE) ran on" in line["nist_800_88"]["physical"]
+            own = ", ".join(event.payload["by_location"][line["location"]])
+            assert f"VACUUM (ANALYZE) ran on {own} after verification" in line["nist_800_88"]["physical"]
             assert line["nist_800_88"]["category"] == "clear"  # VACUUM marks space reusable; it overwrites nothing
 
 
@@ -151,6 +152,9 @@ def test_a_pending_manual_request_and_a_held_erasure_are_stated_in_the_subproces
             "requested_by": "staff-1", "deadline": "2026-12-30T00:00:00+00:00"}, actor="test")
         ledger.append("subprocessor.held", {"subprocessor": "sentry", "resource": "events", "account_id": ACCOUNT,
                                             "data_class": "logs", "holds": ["hold-1"]}, actor="test")
+        ledger.append("subprocessor.held", {"subprocessor": "salesforce", "resource": "manual_request",
+                                            "account_id": ACCOUNT, "data_class": "contact_data",
+                                            "holds": ["hold-1"]}, actor="test")  # a manual request not opened
     document = issued(stack, swept, key)
     certificate = verify(document, KeySet((key.jwk,))).certificate
     lines = {(s["subprocessor"], s["resource"]): s for s in certificate["subprocessors"]}
@@ -160,8 +164,9 @@ def test_a_pending_manual_request_and_a_held_erasure_are_stated_in_the_subproces
                       if e["kind"].startswith("subprocessor_")}
     assert set(sub_exceptions) == {key for key, line in lines.items() if line["status"] not in ("verified", "attested")}
     assert sub_exceptions[("sentry", "events")]["kind"] == "subprocessor_held"
+    assert lines[("salesforce", "manual request")]["status"] == "held"
     assert "kept under legal hold(s) hold-1" in exception_text(sub_exceptions[("sentry", "events")])
-    assert certificate["scope"]["subprocessors"] == ["sentry", "sixsense"]
+    assert certificate["scope"]["subprocessors"] == ["salesforce", "sentry", "sixsense"]
 
     import pypdfium2
 

@@ -176,7 +176,8 @@ def _note_vacuum(vacuumed: dict[str, dict], event: Any, run_id: str) -> None:
     p = event.payload
     for location in p["locations"]:
         vacuumed[location] = {"status": "vacuumed" if event.kind == "storage.vacuumed" else "failed",
-                              "command": p.get("command", "VACUUM"), "tables": p["tables"],
+                              "command": p.get("command", "VACUUM"),
+                              "tables": p.get("by_location", {}).get(location, p["tables"]),
                               "at": iso_utc(event.occurred_at)}
 
 
@@ -220,8 +221,10 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -
                                                   f"ticket {p.get('ticket_reference')}",
             "evidence_sha256": p.get("evidence_sha256") or None}
     elif event.kind == "subprocessor.held":  # the engine did not erase it: a legal hold is in force
-        latest[(p["subprocessor"], p["resource"])] = {
-            "subprocessor": p["subprocessor"], "resource": p["resource"], "data_class": p.get("data_class"),
+        manual = p["resource"] in ("manual_request", "manual")  # a held manual request: the same line as a filed one
+        latest[(p["subprocessor"], "manual" if manual else p["resource"])] = {
+            "subprocessor": p["subprocessor"], "resource": "manual request" if manual else p["resource"],
+            "data_class": p.get("data_class"),
             "recorded_at": iso_utc(event.occurred_at), "deleted": 0, "status": "held", "holds": list(p["holds"]),
             "verification": "not erased: kept under legal hold " + ", ".join(p["holds"])}
 

@@ -51,17 +51,18 @@ def vacuum_tables(engine: sa.Engine, tables: Iterable[str]) -> list[str]:
 
 
 def touched_tables(ledger: Any, inventory: Any, run_id: str) -> dict[str, list[str]]:
-    """Per Connection, the tables of the run's SQL locations whose verified tasks deleted, anonymized or moved
-    rows (children first, as they were deleted); the locations as ``"locations"`` per Connection too."""
+    """Per Connection, the run's SQL locations whose verified tasks deleted, anonymized or moved rows, and their
+    tables (children first, as they were deleted): ``{"locations", "tables", "by_location"}``."""
     found: dict[str, dict[str, list[str]]] = {}
     for task in ledger.tasks(run_id):
         spec = inventory.locations.get(task.location)
         if getattr(spec, "kind", None) != "sql" or task.status != "verified" or not task.affected_count:
             continue
-        entry = found.setdefault(spec.conn_id, {"locations": [], "tables": []})
-        entry["locations"].append(task.location)
-        entry["tables"] += [child.table for child in spec.children] + [spec.table]
-    return {conn: {"locations": sorted(set(e["locations"])), "tables": list(dict.fromkeys(e["tables"]))}
+        entry = found.setdefault(spec.conn_id, {"by_location": {}})
+        entry["by_location"][task.location] = [child.table for child in spec.children] + [spec.table]
+    return {conn: {"locations": sorted(e["by_location"]),
+                   "tables": list(dict.fromkeys(t for loc in sorted(e["by_location"]) for t in e["by_location"][loc])),
+                   "by_location": {loc: e["by_location"][loc] for loc in sorted(e["by_location"])}}
             for conn, e in found.items()}
 
 
@@ -76,7 +77,7 @@ def vacuum_run(ledger: Any, inventory: Any, run_id: str, *, actor: str,
     recorded = []
     for conn_id, touched in sorted(touched_tables(ledger, inventory, run_id).items()):
         payload = {"conn_id": conn_id, "locations": touched["locations"], "tables": touched["tables"],
-                   "command": COMMAND}
+                   "by_location": touched["by_location"], "command": COMMAND}
         try:
             vacuum_tables(engine_for(conn_id), touched["tables"])
         except VacuumFailed as exc:
