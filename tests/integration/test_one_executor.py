@@ -61,14 +61,24 @@ def executor(stack, run_id: str) -> subprocess.Popen:
 
 
 def stop_after_first_batch(process: subprocess.Popen, ledger: Ledger, task_id: str) -> None:
-    """SIGSTOP the executor once it has recorded a batch of the task (it then holds its claim, mid-task)."""
+    """SIGSTOP the executor once it has recorded a batch of the task (it then holds its claim, mid-task), at
+    a moment it has no ledger transaction open (one would hold the chain head: every other writer would wait
+    on a frozen process)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if any(e.task_id == task_id for e in ledger.events_of_kind("batch.outcome")):
             os.kill(process.pid, signal.SIGSTOP)
-            return
+            if not in_transaction(ledger):
+                return
+            os.kill(process.pid, signal.SIGCONT)
         time.sleep(0.005)
-    pytest.fail(f"the executor ended before its first batch was seen: {process.communicate()}")
+    pytest.fail(f"the executor ended before it could be stopped mid-task: {process.communicate()}")
+
+
+def in_transaction(ledger: Ledger) -> bool:
+    with ledger.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND state LIKE 'idle in transaction%'")).scalar_one() > 0
 
 
 def rows_left(stack) -> int:

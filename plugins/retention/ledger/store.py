@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +39,7 @@ from retention.ledger.models import (
 )
 from retention.rules import LegalHold
 
+_log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # rejected: an offboarding its approver refused; superseded: a plan made again by a retried plan task
 RUN_FINAL_STATUSES = ("succeeded", "failed", "rejected", "superseded")
@@ -44,6 +47,11 @@ RUN_FINAL_STATUSES = ("succeeded", "failed", "rejected", "superseded")
 _KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _READ_ONLY = "ledger_read_only"  # execution option: SQLite reads use a deferred BEGIN
+# PostgreSQL write transactions wait at most this long for a lock (the chain head, a task row), and no
+# statement runs longer: an appender stuck behind a hung transaction backs off and tries again, a bounded
+# number of times, instead of holding a worker slot and its own locks for ever.
+LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, LOCK_ATTEMPTS = 5_000, 30_000, 5
+_LOCK_NOT_AVAILABLE = "55P03"
 _MIGRATION_LOCK = 0x1ED6E5  # PostgreSQL advisory lock key: one migration at a time
 
 
@@ -53,6 +61,10 @@ class LedgerSchemaError(RuntimeError):
 
 class TaskBusy(RuntimeError):
     """Another executor holds the planned task: this one must not run it now (try again later)."""
+
+
+class LedgerBusy(RuntimeError):
+    """A ledger write waited past its lock timeout on every attempt."""
 
 
 class ClaimLost(RuntimeError):
@@ -231,8 +243,11 @@ class HoldRecord:
 class Ledger:
     """Append-only, hash-chained ledger. Use ``Ledger.open()``; close it (or use ``with``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.engine = engine
+        self.lock_timeout_ms = lock_timeout_ms
+        self._sleep = sleep  # the back-off between attempts (tests pass one that acts instead of waiting)
         self._writer = sessionmaker(engine, expire_on_commit=False)
         self._reader = sessionmaker(engine.execution_options(**{_READ_ONLY: True}),
                                     expire_on_commit=False)
@@ -265,7 +280,26 @@ class Ledger:
     def session(self) -> Iterator[Session]:
         """A write transaction: pass it as ``session=`` so your writes and the events commit together."""
         with self._writer.begin() as s:
+            if self.engine.dialect.name == "postgresql":  # SQLite waits through its busy_timeout instead
+                s.execute(text(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}"))
+                s.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
             yield s
+
+    def _retrying(self, write: Callable[[], Any], what: str) -> Any:
+        """Run a write that owns its transaction again after a lock timeout, backing off; ``LedgerBusy`` after
+        ``LOCK_ATTEMPTS``. Each wait is logged (the ledger itself is what cannot be written then)."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            try:
+                return write()
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
+                if attempt == LOCK_ATTEMPTS:
+                    raise LedgerBusy(f"ledger: {what} waited past its lock timeout ({self.lock_timeout_ms} ms) "
+                                     f"{LOCK_ATTEMPTS} times; another transaction holds the lock") from exc
+                _log.warning("ledger.lock_timeout what=%s attempt=%d", what, attempt)
+                self._sleep(min(5.0, 0.1 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _tx(self, session: Session | None) -> Iterator[Session]:
@@ -291,8 +325,13 @@ class Ledger:
                       task_id=_optional_text(task_id, "task_id"))
         refuse_personal_data(payload, "payload")
         payload = check_payload(payload)
-        with self._tx(session) as s:
-            return _append(s, payload=payload, **fields)
+        if session is not None:  # the caller's transaction: the caller retries it whole if it must
+            return _append(session, payload=payload, **fields)
+
+        def write() -> Event:
+            with self.session() as s:
+                return _append(s, payload=payload, **fields)
+        return self._retrying(write, f"append {kind}")
 
     def head(self) -> tuple[int, str]:
         with self._reader() as s:
@@ -552,6 +591,11 @@ class Ledger:
         claimed since. ``add_affected`` is added to the count by the database, never written as a total,
         so no writer can lose another's deletions.
         """
+        self._retrying(lambda: self._update_task(task_id, event, actor, fence, add_affected, fields),
+                       f"update of task {task_id}")
+
+    def _update_task(self, task_id: str, event: tuple[str, dict] | None, actor: str, fence: int | None,
+                     add_affected: int, fields: dict) -> None:
         with self.session() as s:
             task = s.get(PlannedTask, task_id, with_for_update=True)
             if task is None:
@@ -607,6 +651,6 @@ def _check_releasable(row: LegalHoldRow | None, hold_id: str, at: pendulum.DateT
 
 
 __all__ = [
-    "ClaimLost", "HoldRecord", "Ledger", "LedgerSchemaError", "TaskBusy", "MIGRATIONS_DIR", "create_ledger_engine",
+    "ClaimLost", "HoldRecord", "Ledger", "LedgerBusy", "LedgerSchemaError", "TaskBusy", "MIGRATIONS_DIR", "create_ledger_engine",
     "current_revision", "database_url", "head_revision", "migrate", "normalize_url",
 ]
