@@ -354,3 +354,20 @@ def test_kms_is_reached_through_an_airflow_connection_when_one_is_configured(sta
     assert kms.describe_key(KeyId=f"alias/retention/{account}")["KeyMetadata"]["KeyState"] == "Enabled"
     assert chosen.decrypt_data_key(account, data_key.wrapped) == data_key.plaintext
     assert isinstance(backups.keystore(settings), LocalKeystore)  # no KMS Connection: the local keystore
+
+
+def test_a_return_package_kept_under_a_hold_is_stated_as_kept(stack, ctx, settings) -> None:
+    from retention.offboarding import returns
+
+    run_id = offboard(ctx)
+    ctx.ledger.append("return.delivered", {
+        "package_id": "ret-1", "account_id": ACCOUNT, "format": returns.FORMAT, "manifest_sha256": "ab" * 32,
+        "records": 3, "locations": 1, "bytes": 10, "bucket": "retention-returns", "key": f"returns/{ACCOUNT}/ret-1.tar.age",
+        "window_ends_at": "2026-01-01T00:00:00+00:00"}, actor="test", run_id=run_id)
+    hold = ctx.ledger.place_hold(account_id=ACCOUNT, data_class=None, reason="r", reference="L-5", placed_by="c")
+    assert returns.remove_package(ctx.ledger, run_id, client=embedded.s3_client(stack.endpoint), actor="test") is False
+    section, exceptions = termination_section(ctx.ledger, run_id, ACCOUNT)
+    assert section["return"]["package_deleted_at"] is None
+    assert section["return"]["package_kept_under_holds"] == [hold.id]
+    [kept] = [e for e in exceptions if e["kind"] == "return_package_held"]
+    assert exception_text(kept) == f"Return package ret-1: kept, not deleted, while legal hold(s) {hold.id} are in force."

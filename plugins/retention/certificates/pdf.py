@@ -170,7 +170,10 @@ class _Layout(FPDF):
                                      f"{_short(returned['delivered_at'])}; {receipt}; manifest sha256 "
                                      f"{returned['manifest_sha256']}; {returned['format']}"
                                      + (f"; package deleted {_short(returned['package_deleted_at'])}"
-                                        if returned.get("package_deleted_at") else "")))
+                                        if returned.get("package_deleted_at") else "")
+                                     + (f"; package kept under legal hold(s) "
+                                        f"{', '.join(returned['package_kept_under_holds'])}"
+                                        if returned.get("package_kept_under_holds") else "")))
         rows += [("Backups", backup_text(line)) for line in t["backups"]]
         for kept in t["retained_under_law"]:
             rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "
@@ -200,6 +203,9 @@ def exception_text(e: dict) -> str:
         others = f" and {e['other_holds']} hold(s) on other data they contain" if e.get("other_holds") else ""
         return (f"Backups: {e['snapshots']} snapshot(s) of {e['source']} are kept past their expiry "
                 f"({_short(e.get('expiry_was'))}) under legal hold(s) {holds}{others}.")
+    if kind == "return_package_held":
+        return (f"Return package {e['package_id']}: kept, not deleted, while legal hold(s) {', '.join(e['holds'])} "
+                "are in force.")
     if kind == "subprocessor_held":
         return (f"Subprocessor {e['subprocessor']} ({e['resource']}): not erased, kept under legal hold(s) "
                 f"{', '.join(e.get('holds', []))}.")

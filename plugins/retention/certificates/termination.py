@@ -39,6 +39,9 @@ def termination_section(ledger: Ledger, run_id: str, account_id: str) -> tuple[d
                    "law": i.get("law"), "retain_until": i["until"], "isolation": i.get("isolation")}
                   for i in section["retained_under_law"]]
     exceptions += [_backup_exception(b) for b in section["backups"] if b["status"] != "done"]
+    if section["return"] and section["return"].get("package_kept_under_holds"):
+        exceptions.append({"kind": "return_package_held", "package_id": section["return"]["package_id"],
+                           "holds": section["return"]["package_kept_under_holds"]})
     return section, exceptions
 
 
@@ -57,12 +60,14 @@ def _returned(of_run: dict) -> dict | None:
     p = delivered.payload
     received, elapsed = of_run.get("return.received"), of_run.get("return.window_elapsed")
     removed = of_run.get("return.package_removed")
+    held = of_run.get("return.removal_held") if removed is None else None  # kept: a copy of held data
     return {"package_id": p["package_id"], "format": p["format"], "manifest_sha256": p["manifest_sha256"],
             "records": p["records"], "delivered_at": iso_utc(delivered.occurred_at),
             "receipt": {"received_at": iso_utc(received.occurred_at), "manifest_sha256": received.payload["manifest_sha256"]}
             if received else None,
             "window_elapsed_at": iso_utc(elapsed.occurred_at) if elapsed else None,
-            "package_deleted_at": iso_utc(removed.occurred_at) if removed else None}
+            "package_deleted_at": iso_utc(removed.occurred_at) if removed else None,
+            **({"package_kept_under_holds": held.payload["holds"]} if held else {})}
 
 
 SNAPSHOT_EVENTS = ("backup.snapshot_expiry_held", "backup.snapshot_expired")  # shared: no account_id
