@@ -119,6 +119,10 @@ class Progress:
 class _Held(Exception):
     """A legal hold covers what the next call would delete: the erasure stops where it is."""
 
+    def __init__(self, holds: list[str]) -> None:
+        super().__init__(", ".join(holds))
+        self.holds = holds
+
 
 def polls_only(account_id: str, data_class: str) -> list[str]:
     """``holds`` for an Eraser that only polls jobs (the trigger): it must never reach a delete."""
@@ -169,8 +173,8 @@ class Eraser:
         try:
             for index, (scope, ids) in enumerate(ids_by_scope):
                 self._delete_scope(resource, progress, index, ids)
-        except _Held:
-            return self._stopped(progress)
+        except _Held as held:
+            return self._stopped(progress, held.holds)
         if progress.done:
             self._finish(resource, progress, ids_by_scope)
         return progress
@@ -192,8 +196,8 @@ class Eraser:
         try:
             for index in draining:
                 self._delete_scope(resource, progress, index, self._search_again(resource, progress, index))
-        except _Held:
-            return self._stopped(progress)
+        except _Held as held:
+            return self._stopped(progress, held.holds)
         if progress.done:
             # Only find_empty and after_completion verify async jobs (the spec loader sees to it), and
             # neither needs the ids, which a Progress does not carry.
@@ -236,15 +240,16 @@ class Eraser:
         holds = self._holds(account_id, data_class)
         if holds:
             self._event("subprocessor.held", name, account_id, data_class=data_class, holds=holds)
-            raise _Held()
+            raise _Held(holds)
 
-    def _stopped(self, progress: Progress) -> Progress:
+    def _stopped(self, progress: Progress, holds: list[str]) -> Progress:
         """A hold stopped the erasure: no more calls, no verification (what is left is kept, not residue)."""
         progress.result.status = "held"
         progress.jobs, progress.draining = [], []
         summary = {k: v for k, v in progress.result.as_event().items()
                    if k not in ("subprocessor", "resource", "account_id")}
-        self._event("subprocessor.result", progress.result.resource, progress.result.account_id, **summary)
+        self._event("subprocessor.result", progress.result.resource, progress.result.account_id, holds=holds,
+                    **summary)
         return progress
 
     def _resource(self, name: str) -> Resource:
