@@ -23,6 +23,7 @@ from retention.certificates import KeySet, as_pdf, certificate_link, issue, load
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
 from retention.engine.forecast import MAX_DAYS, as_document, forecast
 from retention.engine.tasks import context
+from retention.ids import ACCOUNT_ID
 from retention.ledger import Ledger
 from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, open_link,
                              token_digest)
@@ -34,7 +35,7 @@ NOT_VALID = "this link is not valid"
 
 class IssueRequest(BaseModel):
     run_id: str = Field(min_length=1, max_length=64)
-    account_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    account_id: str = Field(pattern=ACCOUNT_ID)
     exporter: str = Field(min_length=1, max_length=200, description="The customer, as the DPA names it")
     importer: str = Field(min_length=1, max_length=200, description="The processor, as the DPA names it")
 
