@@ -235,6 +235,33 @@ def test_personal_data_in_hold_fields_is_refused(ledger: Ledger) -> None:
                           reference="LEG-1", placed_by="staff:1")
 
 
+@pytest.mark.parametrize("account_id", ["", ".", "..", ".acct", "a/b"])
+def test_a_hold_or_a_planned_task_on_a_malformed_account_id_is_refused(ledger: Ledger, account_id: str) -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        ledger.place_hold(account_id=account_id, data_class=None, reason="r", reference="LEG-1", placed_by="staff:1")
+    run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64, actor="t")
+    with pytest.raises(ValueError, match="account_id"):
+        ledger.add_planned_task(run_id, account_id=account_id, data_class="chat_transcripts", location="chat",
+                                action="delete", rule_id="r")
+    assert ledger.list_holds() == [] and ledger.tasks(run_id) == []
+
+
+def test_holds_in_force_are_every_unreleased_hold_whatever_its_placed_at(ledger: Ledger) -> None:
+    ahead = pendulum.now("UTC").add(minutes=2)  # stamped by a clock ahead of this one
+    account = ledger.place_hold(account_id="acct_1", data_class=None, reason="r", reference="L-1",
+                                placed_by="staff:1", at=ahead)
+    klass = ledger.place_hold(account_id=None, data_class="call_recordings", reason="r", reference="L-2",
+                              placed_by="staff:1")
+    other = ledger.place_hold(account_id="acct_2", data_class="chat_transcripts", reason="r", reference="L-3",
+                              placed_by="staff:1")
+    assert ledger.holds_in_force("acct_1", "chat_transcripts") == [account.id]
+    assert ledger.holds_in_force("acct_1", "call_recordings") == sorted([account.id, klass.id])
+    assert ledger.holds_in_force("acct_2") == sorted([klass.id, other.id])  # any class of the account
+    assert ledger.holds_in_force("acct_3", "chat_transcripts") == []
+    ledger.release_hold(other.id, released_by="staff:2", reason="matter closed")
+    assert ledger.holds_in_force("acct_2") == [klass.id]
+
+
 def test_resolver_holds_are_the_rules_legal_holds_released_ones_included(ledger: Ledger) -> None:
     a = ledger.place_hold(account_id="acct_1", data_class=None, reason="r", reference="LEG-1",
                           placed_by="staff:1", at=T0)

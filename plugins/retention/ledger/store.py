@@ -31,6 +31,7 @@ from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from retention.ids import check_account_id
 from retention.ledger import chain
 from retention.ledger.chain import VerifyResult, check_payload, iso_utc
 from retention.ledger.guard import refuse_personal_data
@@ -378,7 +379,7 @@ class Ledger:
                              "a hold on everything is not a hold")
         row = LegalHoldRow(
             id=f"hold-{uuid.uuid4().hex[:12]}",
-            account_id=_optional_text(account_id, "account_id"),
+            account_id=None if account_id is None else check_account_id(account_id),
             data_class=_optional_text(data_class, "data_class"),
             # The reason is free text: it is kept in this row only, never in an event.
             reason=_text(reason, "reason", 500), reference=_text(reference, "reference"),
@@ -503,7 +504,7 @@ class Ledger:
         With ``skip_reason`` the step is recorded as skipped: the plan says what is kept and why.
         """
         task = PlannedTask(
-            id=uuid.uuid4().hex, run_id=run_id, account_id=_text(account_id, "account_id"),
+            id=uuid.uuid4().hex, run_id=run_id, account_id=check_account_id(account_id),
             data_class=_text(data_class, "data_class"), location=_text(location, "location", 500),
             action=_text(action, "action", 32), rule_id=_text(rule_id, "rule_id"),
             anchor=_optional_text(anchor, "anchor"), cutoff=utc(cutoff) if cutoff else None,
