@@ -325,6 +325,11 @@ def test_kms_envelope_copy_restores_then_kms_refuses_decrypt_once_the_key_is_des
     assert backups.confirm_backups(ctx, settings, due, actor="test", store=KmsKeystore(kms)) == [ACCOUNT]
     [destroyed] = ctx.ledger.events_of_kind("backup.key_destroyed")
     assert destroyed.payload["keystore"] == "kms" and destroyed.payload["copies"] == 1
+    # The next day's copies: KMS no longer knows the alias, but no new key (and no copy) is made for the account.
+    assert backups.write_account_copies(ctx, settings, due, actor="test", store=KmsKeystore(kms),
+                                        accounts=[ACCOUNT]) == []
+    with pytest.raises(ClientError, match="NotFound"):
+        kms.describe_key(KeyId=f"alias/retention/{ACCOUNT}")
 
 
 def test_kms_a_hold_during_the_window_cancels_the_deletion(stack, ctx, settings, kms, tmp_path) -> None:

@@ -3,10 +3,12 @@
 Two ways, and a certificate says which one applies and when:
 
 Crypto-erase
-    Copies encrypted under the account's own data key (``Keystore``) become unreadable when that key
-    is destroyed. Deletion is scheduled with a 7..30 day window (as in AWS KMS) and only takes effect
-    when it ends, so a certificate dates the erasure by ``KeyState.destroyed_at`` (or by when the key
-    was found gone), never by when the deletion was scheduled.
+    Per-account copies (``copies``: the account's export, AES-256-GCM under a fresh data key per copy,
+    the data key kept only wrapped by the account's key in the ``Keystore``) become unreadable when
+    that key is destroyed. Deletion is scheduled with a 7..30 day window (as in AWS KMS) and only takes
+    effect when it ends, so a certificate dates the erasure by ``KeyState.destroyed_at`` (or by when the
+    key was found gone), never by when the deletion was scheduled, and claims it only for the copies the
+    ledger recorded as encrypted under that key.
 
 Expiry
     Whole-database snapshots hold every account's data in the clear and cannot be edited, so they can
@@ -18,11 +20,13 @@ Expiry
 from __future__ import annotations
 
 from retention.backups.keystore import (
+    DataKey,
     KeyDestroyed,
     KeyPendingDeletion,
     KeyState,
     Keystore,
     KeystoreError,
+    KeyUnavailable,
     KmsKeystore,
     LocalKeystore,
 )
@@ -37,7 +41,7 @@ from retention.backups.snapshots import (
 )
 
 __all__ = [
-    "KeyDestroyed", "KeyPendingDeletion", "KeyState", "Keystore", "KeystoreError", "KmsKeystore",
+    "DataKey", "KeyUnavailable", "KeyDestroyed", "KeyPendingDeletion", "KeyState", "Keystore", "KeystoreError", "KmsKeystore",
     "LocalKeystore", "Snapshot", "SnapshotCatalog", "SnapshotError", "clear_copies", "last_expiry",
     "restore_snapshot", "take_snapshot",
 ]

@@ -380,8 +380,8 @@ class KmsKeystore:
 
     def data_key(self, account_id: str) -> bytes:
         raise NotImplementedError(
-            "KMS keys never leave KMS: backups are encrypted with envelope keys that the backup tool gets "
-            "from GenerateDataKey under key_id(account_id), so there is no raw per-account key to return")
+            "KMS keys never leave KMS: backup copies are encrypted with data keys from GenerateDataKey under "
+            "key_id(account_id) (generate_data_key), so there is no raw per-account key to return")
 
     def key_id(self, account_id: str) -> str:
         """The id of the account's KMS key, created with its alias on first use."""

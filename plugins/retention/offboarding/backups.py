@@ -101,9 +101,15 @@ def write_account_copies(ctx: SweepContext, settings: Settings, now: datetime, *
     """A copy of each account of the registry (or of ``accounts``) whose key may still encrypt: an account
     whose key is scheduled for deletion or destroyed (offboarded) gets no new copy, ever."""
     store = store or keystore(settings)
+    # The ledger, not only the keystore, says whose key is gone: once KMS has destroyed a key its alias is gone
+    # too, and a fresh process would read "absent" and create a new key for an offboarded account.
+    latest = {}
+    for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled", "backup.key_destroyed", "backup.key_deletion_held"):
+        latest[e.payload["account_id"]] = e.kind
+    ended = {a for a, kind in latest.items() if kind != "backup.key_deletion_held"}
     written, failed = [], []
     for account_id in sorted(accounts if accounts is not None else ctx.accounts):
-        if store.state(account_id).state not in (ENABLED, "absent"):
+        if account_id in ended or store.state(account_id).state not in (ENABLED, "absent"):
             continue
         try:
             written.append(copy_account(ctx, account_id, settings, now, actor=actor, store=store, client=client))
