@@ -218,6 +218,17 @@ def test_a_hold_in_force_at_the_backups_step_schedules_nothing(stack, ctx, setti
                                   store=store)["key_held_by"] == [hold.id]
     assert store.state(ACCOUNT).state == "enabled"
     assert ctx.ledger.events_of_kind("backup.key_deletion_scheduled") == []
+    later = pendulum.now("UTC").add(days=30)
+    assert backups.confirm_backups(ctx, settings, later, actor="test", store=store) == []  # still held: nothing
+    assert store.state(ACCOUNT).state == "enabled" and len(ctx.ledger.events_of_kind("backup.key_deletion_held")) == 1
+
+    ctx.ledger.release_hold(hold.id, released_by="counsel", reason="closed")  # the approved deletion goes on
+    assert backups.confirm_backups(ctx, settings, later, actor="test", store=store) == [ACCOUNT]
+    [scheduled] = ctx.ledger.events_of_kind("backup.key_deletion_scheduled")
+    assert len(scheduled.payload["copies"]) == 1
+    due = store.state(ACCOUNT).deletion_date
+    assert backups.confirm_backups(ctx, settings, due, actor="test", store=store) == [ACCOUNT]
+    assert store.state(ACCOUNT).state == "destroyed"
 
 
 # -- snapshots and copies past their period, under a hold -------------------------------------------------

@@ -39,6 +39,7 @@ from retention.stores import s3_client
 from retention.stores.vacuum import vacuum_run
 
 log = logging.getLogger(__name__)
+KEY_EVENTS = ("backup.key_deletion_scheduled", "backup.key_deletion_held", "backup.key_destroyed")
 
 BACKUP_CLASS = "backups"  # the data class whose rule sets how long snapshots and copies are kept
 COPY_FORMAT = "per-account backup copy: " + account_copies.CONTENT
@@ -104,7 +105,7 @@ def write_account_copies(ctx: SweepContext, settings: Settings, now: datetime, *
     # The ledger, not only the keystore, says whose key is gone: once KMS has destroyed a key its alias is gone
     # too, and a fresh process would read "absent" and create a new key for an offboarded account.
     latest = {}
-    for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled", "backup.key_destroyed", "backup.key_deletion_held"):
+    for e in ctx.ledger.events_of_kind(*KEY_EVENTS):
         latest[e.payload["account_id"]] = e.kind
     ended = {a for a, kind in latest.items() if kind != "backup.key_deletion_held"}
     written, failed = [], []
@@ -209,37 +210,48 @@ def confirm_backups(ctx: SweepContext, settings: Settings, now: datetime, *, act
 
 
 def _confirm_keys(ctx: SweepContext, settings: Settings, now: datetime, *, actor: str, store: Keystore) -> set[str]:
-    """A key is recorded destroyed by what the keystore says afterwards, so a crash between the destruction
-    and the ledger append is reconciled by the next run."""
+    """For each account whose key an offboarding scheduled for deletion, or kept under a hold: keep it while a
+    hold is in force (cancelling a scheduled deletion), schedule it once the hold is released, destroy it when
+    its window has passed. A key is recorded destroyed by what the keystore says afterwards, so a crash between
+    the destruction and the ledger append is reconciled by the next run."""
     changed = set()
-    scheduled = {e.payload["account_id"]: e.payload for e in ctx.ledger.events_of_kind("backup.key_deletion_scheduled")}
-    recorded = {e.payload["account_id"] for e in ctx.ledger.events_of_kind("backup.key_destroyed")}
-    for account_id in sorted(scheduled.keys() - recorded):
-        p = scheduled[account_id]
-        if p.get("key_id") and hasattr(store, "remember"):
+    latest, scheduled = {}, {}
+    for e in ctx.ledger.events_of_kind(*KEY_EVENTS):
+        latest[e.payload["account_id"]] = e
+        if e.kind == "backup.key_deletion_scheduled":
+            scheduled[e.payload["account_id"]] = e.payload
+    for account_id, last in sorted(latest.items()):
+        if last.kind == "backup.key_destroyed":
+            continue
+        p = scheduled.get(account_id)
+        if p and p.get("key_id") and hasattr(store, "remember"):
             store.remember(account_id, p["key_id"], datetime.fromisoformat(p["deletion_date"]))
         state = store.state(account_id)
         if state.state != DESTROYED:
-            held = ctx.ledger.holds_in_force(account_id)  # right before destroying
+            held = ctx.ledger.holds_in_force(account_id)  # right before scheduling or destroying
             if held:
                 store.cancel_deletion(account_id)  # the held data stays readable in the account's copies
                 if _last_held(ctx.ledger, account_id) != held:
-                    ctx.ledger.append("backup.key_deletion_held", {"account_id": account_id, "holds": held,
-                                                                   "stage": "destroy", "copies": len(p["copies"])},
-                                      actor=actor)
+                    ctx.ledger.append("backup.key_deletion_held", {
+                        "account_id": account_id, "holds": held, "stage": "destroy" if p else "schedule",
+                        "copies": len(copies_of(ctx.ledger, account_id))}, actor=actor)
                     changed.add(account_id)
                 continue
-            if state.state == ENABLED:  # a hold cancelled the deletion and was released since: schedule again
+            if state.state == ENABLED:  # a hold kept or cancelled the deletion and is released: schedule it now
                 key = store.schedule_deletion(account_id, window_days=settings.key_deletion_window_days, at=now)
-                _record_scheduled(ctx.ledger, store, account_id, key, p["copies"], actor=actor)
+                written = [{"copy_id": c["copy_id"], "sha256": c["sha256"]} for c in copies_of(ctx.ledger, account_id)]
+                _record_scheduled(ctx.ledger, store, account_id, key, written, actor=actor)
                 changed.add(account_id)
+                continue
+            if state.state != PENDING_DELETION:  # absent: there never was a key to destroy
                 continue
             state = store.destroy_if_due(account_id, now) or state
         if state.state == DESTROYED:
             at = state.destroyed_at or min(state.deletion_date, pendulum.instance(now))  # KMS does not say when
-            ctx.ledger.append("backup.key_destroyed", {"account_id": account_id, "destroyed_at": iso_utc(at),
-                                                       "keystore": p["keystore"], "copies": len(p["copies"])},
-                              actor=actor)
+            ctx.ledger.append("backup.key_destroyed", {
+                "account_id": account_id, "destroyed_at": iso_utc(at),
+                "keystore": p["keystore"] if p else getattr(store, "kind", "local"),
+                "copies": len(p["copies"]) if p else 0}, actor=actor)
             changed.add(account_id)
     return changed
 
