@@ -120,6 +120,43 @@ def resolve(ruleset: RuleSet, account: Account, data_class: str, at: pendulum.Da
     )
 
 
+@dataclass(frozen=True)
+class ProcessorDataDecision:
+    """What a rule for the processor's own data says as of ``at``. It names no account: this data belongs to
+    none, and no customer's sweep, offboarding or certificate includes it."""
+
+    data_class: str
+    at: pendulum.DateTime
+    rule_id: str
+    action: Action
+    anchor: Anchor
+    retain_for: IsoDuration
+    cutoff: pendulum.DateTime  # records whose anchor time is at or before this instant are due
+    basis: Basis
+
+    @property
+    def period_source(self) -> str:
+        return self.basis.period_source
+
+    def as_dict(self) -> dict:
+        return {"data_class": self.data_class, "at": self.at.isoformat(), "rule_id": self.rule_id,
+                "action": self.action.value, "anchor": self.anchor.value, "retain_for": str(self.retain_for),
+                "cutoff": self.cutoff.isoformat(), "basis": self.basis.model_dump(),
+                "period_source": self.period_source}
+
+
+def resolve_processor_data(ruleset: RuleSet, data_class: str, at: pendulum.DateTime) -> ProcessorDataDecision:
+    if at.tzinfo is None:
+        raise ResolutionError("'at' must be timezone-aware")
+    at = at.in_timezone("UTC")
+    rules = [r for r in ruleset.processor_rules if r.data_class == data_class]
+    if len(rules) != 1:  # validation rules this out
+        raise ResolutionError(f"{len(rules)} rules decide the processor data class {data_class!r}")
+    rule = rules[0]
+    return ProcessorDataDecision(data_class, at, rule.id, Action(rule.action), Anchor(rule.anchor), rule.retain_for,
+                                 rule.retain_for.before(at), rule.basis)
+
+
 def select_rule(ruleset: RuleSet, account: Account, data_class: str) -> Rule:
     if data_class not in ruleset.data_classes.data_classes:
         raise ResolutionError(f"unknown data class {data_class!r}")
