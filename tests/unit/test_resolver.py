@@ -374,3 +374,13 @@ def test_an_instruction_for_a_class_whose_rules_allow_no_change_is_refused(rules
     with pytest.raises(RulesError) as caught:
         load_accounts(registry(tmp_path, "P45D"), load_ruleset(rules_dir.root))
     assert "allows an instruction to change its period" in caught.value.issues[0].message
+
+
+@pytest.mark.parametrize("instructions, message", [
+    ({"chat_transcripts": "P1Y"}, "outside rule 'chats-in-service''s bounds"),
+    ({"faxes": "P30D"}, "unknown data class 'faxes'"),
+])
+def test_no_decision_for_an_account_whose_instructions_the_rules_do_not_allow(rules_dir, instructions, message):
+    # A registry read without the rules (only the jurisdictions) is still refused when it is resolved.
+    with pytest.raises(ResolutionError, match=message):
+        resolve(load_ruleset(rules_dir.root), instructed(**instructions), "chat_transcripts", NOW)

@@ -219,21 +219,26 @@ def _check_overrides(overrides_file: OverridesFile, smap: SourceMap, rules_file:
 def check_instructions(at: tuple, instructions: dict, smap: SourceMap, ruleset) -> list[Issue]:
     """A customer's instructions for one account (the account registry): each names a data class of a
     customer's account whose rule lets the period move, and lies within that rule's bounds."""
-    issues = []
+    return [smap.issue(at + (name,), message, hint, at_key=unknown)
+            for name, unknown, message, hint in instruction_problems(instructions, ruleset)]
+
+
+def instruction_problems(instructions: dict, ruleset) -> list[tuple[str, bool, str, str]]:
+    """(data class, is the class unknown, message, hint) for every instruction the rules do not allow."""
+    problems = []
     classes = ruleset.data_classes.data_classes
     for name, period in instructions.items():
-        where = at + (name,)
         if name not in classes:
-            issues.append(smap.issue(where, *_unknown("data class", name, list(classes)), at_key=True))
+            problems.append((name, True, *_unknown("data class", name, list(classes))))
             continue
         bounded = [r for r in ruleset.rules if r.data_class == name and r.override_bounds]
         if not bounded:
-            issues.append(smap.issue(where, f"no rule for {name!r} allows an instruction to change its period",
-                                     "its periods are set by law or fixed by the processor; remove the instruction "
-                                     "or add override_bounds to the rule"))
+            problems.append((name, False, f"no rule for {name!r} allows an instruction to change its period",
+                             "its periods are set by law or fixed by the processor; remove the instruction "
+                             "or add override_bounds to the rule"))
         for rule in bounded:
             low, high = rule.override_bounds.min, rule.override_bounds.max
             if not low.nominal_seconds <= period.nominal_seconds <= high.nominal_seconds:
-                issues.append(smap.issue(where, f"{period} is outside rule {rule.id!r}'s bounds [{low}, {high}]",
-                                         "an instruction may only move the period within the rule's bounds"))
-    return issues
+                problems.append((name, False, f"{period} is outside rule {rule.id!r}'s bounds [{low}, {high}]",
+                                 "an instruction may only move the period within the rule's bounds"))
+    return problems

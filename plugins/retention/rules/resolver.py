@@ -96,6 +96,7 @@ def resolve(ruleset: RuleSet, account: Account, data_class: str, at: pendulum.Da
     if at.tzinfo is None:
         raise ResolutionError("'at' must be timezone-aware")
     at = at.in_timezone("UTC")
+    _refuse_bad_instructions(ruleset, account)
     rule = select_rule(ruleset, account, data_class)
     period, override_id, source = _period(ruleset, rule, account)
     election = account.election.choice if account.election else None
@@ -169,6 +170,17 @@ def select_rule(ruleset: RuleSet, account: Account, data_class: str) -> Rule:
     if len(tier) != 1:  # validation rules this out; refuse rather than guess
         raise ResolutionError(f"{len(tier)} rules decide {data_class} for {account.state.value}/{account.jurisdiction}")
     return tier[0]
+
+
+def _refuse_bad_instructions(ruleset: RuleSet, account: Account) -> None:
+    """The registry is checked against the rules when read with them; a caller that read it without them
+    still gets no decision for an account whose instructions the rules do not allow."""
+    from retention.rules.consistency import instruction_problems
+
+    problems = instruction_problems(account.instructions, ruleset) if account.instructions else []
+    if problems:
+        name, _, message, _ = problems[0]
+        raise ResolutionError(f"account {account.id}: instruction for {name}: {message}")
 
 
 def _period(ruleset: RuleSet, rule: Rule, account: Account) -> tuple[IsoDuration, str | None, str]:
