@@ -9,6 +9,33 @@ import pytest
 from retention.ledger import Ledger
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+ALL = 30  # records per account and table in the stack
+
+
+def start_offboardings(*accounts: tuple[str, str]) -> None:
+    """Offboardings planned (awaiting approval, nothing deleted yet): the terminations are no longer overdue."""
+    import pendulum
+    import pyrage
+
+    from retention.engine.tasks import context
+    from retention.offboarding.plan import plan_offboarding
+    from retention.offboarding.request import OffboardingRequest
+
+    for account_id, choice in accounts:
+        extra = {"return_recipient": str(pyrage.x25519.Identity.generate().to_public())} if choice == "return" else {}
+        request = OffboardingRequest(account_id=account_id, choice=choice, requested_by="csm-3", reference="TKT-1",
+                                     **extra)
+        with context() as ctx:
+            plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")
+
+
+TERMINATED = (("acct_4004", "delete"), ("acct_5005", "return"))
+
+
+def conf(stack, **given) -> dict:
+    """Every param spelt out: dag.test(run_conf=...) leaves its values in the module's DAG object, so a
+    dry run's or an acknowledgement's conf would otherwise carry into the next test's run."""
+    return {"at": stack.now.isoformat(), "dry_run": False, "acknowledge_mass_deletion": [], **given}
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +50,18 @@ def sweep_dag(airflow_db):
 def test_the_dag_maps_per_location_with_a_pool_per_store(sweep_dag):
     tasks = {t.task_id: t for t in sweep_dag.tasks}
     assert set(tasks) == {"plan", "sql_locations", "s3_locations", "all_locations", "execute_sql", "execute_s3",
-                          "verify", "report"}
+                          "verify", "report", "overdue_terminations"}
     assert (tasks["execute_sql"].pool, tasks["execute_s3"].pool) == ("retention_sql", "retention_s3")
     assert tasks["report"].trigger_rule == "all_done"
+    # the overdue check runs after the sweep's own work, whatever its outcome, and blocks none of it
+    assert tasks["overdue_terminations"].upstream_task_ids == {"plan", "report"}
+    assert tasks["overdue_terminations"].trigger_rule == "all_done" and not tasks["overdue_terminations"].downstream_list
     assert sweep_dag.schedule == "@daily" or str(sweep_dag.timetable.summary) == "@daily"
 
 
 def test_the_sweep_dag_runs_end_to_end(stack, airflow_db, sweep_dag):
-    run = sweep_dag.test(run_conf={"at": stack.now.isoformat()})
+    start_offboardings(*TERMINATED)
+    run = sweep_dag.test(run_conf=conf(stack))
     assert str(run.state) == "success"
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states
@@ -41,7 +72,7 @@ def test_the_sweep_dag_runs_end_to_end(stack, airflow_db, sweep_dag):
         assert ledger.verify().ok
     assert (swept.status, swept.dag_id, swept.airflow_run_id) == ("succeeded", "retention_sweep", run.run_id)
     assert sum(t.affected_count for t in tasks) > 0
-    assert stack.rows()[("chat_conversations", "acct_4004")] == 0
+    assert stack.rows()[("chat_conversations", "acct_4004")] == ALL  # terminated: its offboarding's, not the sweep's
 
     # The UI names each mapped task by its location and shows that location's counts as its XCom.
     mapped = {(ti.task_id, ti.map_index): ti.rendered_map_index for ti in run.get_task_instances() if ti.map_index >= 0}
@@ -70,8 +101,9 @@ def location_counts(airflow_run_id: str) -> dict[tuple[str, int], dict]:
 
 
 def test_dry_run_through_the_dag_deletes_nothing(stack, airflow_db, sweep_dag):
+    start_offboardings(*TERMINATED)
     before = stack.rows()
-    run = sweep_dag.test(run_conf={"at": stack.now.isoformat(), "dry_run": True})
+    run = sweep_dag.test(run_conf=conf(stack, dry_run=True))
     assert str(run.state) == "success"
     assert stack.rows() == before
 
@@ -80,4 +112,59 @@ def test_invalid_conf_is_refused_before_any_task_runs(stack, airflow_db, sweep_d
     before = stack.rows()
     with pytest.raises(Exception, match="dry_run"):
         sweep_dag.test(run_conf={"dry_run": "yes please"})
+    with pytest.raises(Exception, match="acknowledge_mass_deletion"):  # a list of location ids, not one string
+        sweep_dag.test(run_conf=conf(stack, acknowledge_mass_deletion="chat_conversations"))
     assert stack.rows() == before
+
+
+def test_an_overdue_termination_fails_the_last_task_after_the_sweep_did_its_work(stack, airflow_db, sweep_dag):
+    """acct_4004 terminated 2026-09-30 and elected deletion; nobody started its offboarding."""
+    before = stack.rows()
+    run = sweep_dag.test(run_conf=conf(stack))
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states.pop("overdue_terminations") == "failed"
+    assert set(states.values()) == {"success"}, states  # the sweep itself ran and finished
+    assert str(run.state) == "failed"  # on-call sees it
+    after = stack.rows()
+    assert after[("chat_conversations", "acct_1001")] < before[("chat_conversations", "acct_1001")]
+    assert after[("chat_conversations", "acct_4004")] == ALL
+    with Ledger.open(stack.ledger_url) as ledger:
+        run_id = ledger.last_run_id("sweep")
+        assert ledger.get_run(run_id).status == "succeeded"
+        (checked,) = ledger.run_events(run_id, "terminations.checked")
+    assert [o["account_id"] for o in checked.payload["overdue"]] == ["acct_4004"]
+    assert checked.payload["overdue"][0]["due_at"].startswith("2026-10-30")
+
+    start_offboardings(("acct_4004", "delete"))
+    again = sweep_dag.test(run_conf=conf(stack))
+    assert str(again.state) == "success"
+    assert {str(ti.state) for ti in again.get_task_instances()} == {"success"}
+
+
+def test_a_mass_deletion_waits_for_the_acknowledgement_param(stack, airflow_db, sweep_dag, tmp_path, monkeypatch):
+    import re
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(stack.env["RETENTION_RULES_DIR"], rules)
+    text = (rules / "rules.yaml").read_text()
+    (rules / "rules.yaml").write_text(re.sub(r"(id: chat-transcripts-in-service\n(?:.*\n){2}    retain_for: )P2Y",
+                                             r"\1P10D", text))  # a typo: ten days instead of two years
+    monkeypatch.setenv("RETENTION_RULES_DIR", str(rules))
+    monkeypatch.setenv("RETENTION_MASS_DELETION_MIN_RECORDS", "100")
+    start_offboardings(*TERMINATED)
+    before = stack.rows()
+
+    refused = sweep_dag.test(run_conf=conf(stack))
+    states = {ti.task_id: str(ti.state) for ti in refused.get_task_instances() if ti.map_index < 1}
+    assert states["plan"] == "success" and states["report"] == "failed"
+    plan = refused.get_task_instance("plan").xcom_pull(task_ids="plan")
+    flagged = [m["location"] for m in plan["mass_deletion"] if not m["acknowledged"]]
+    assert "chat_conversations" in flagged and "chat_conversations" not in plan["all"]
+    assert all("due at once" in m["sentence"] for m in plan["mass_deletion"])
+    assert stack.rows()[("chat_conversations", "acct_1001")] == before[("chat_conversations", "acct_1001")]
+
+    acknowledged = sweep_dag.test(run_conf=conf(stack, acknowledge_mass_deletion=flagged))
+    assert str(acknowledged.state) == "success"
+    assert stack.rows()[("chat_conversations", "acct_1001")] == 3  # only the records a day old are left

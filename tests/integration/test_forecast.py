@@ -1,6 +1,6 @@
-"""The forecast on the embedded stack: what the sweep will delete per day and why, and how a rule change
-or a termination moves it. Seeded ages (days): 1, 20, 45, 100, 200, 400, 800, 1200, 2500, 4000 (plus up
-to 23 hours), three records of each per account and table."""
+"""The forecast on the embedded stack: what the sweep will delete per day and why, how a rule change moves
+it, and that a termination is its offboarding's, not the sweep's. Seeded ages (days): 1, 20, 45, 100, 200,
+400, 800, 1200, 2500, 4000 (plus up to 23 hours), three records of each per account and table."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def test_a_shorter_retention_moves_records_into_the_forecast(stack, tmp_path, mo
     assert all(line["cutoff"] and line["action"] == "delete" for line in later)
 
 
-def test_a_terminated_accounts_grace_period_ending_makes_all_its_data_due_that_day(stack, tmp_path, monkeypatch) -> None:
+def test_a_terminated_accounts_grace_period_ending_is_its_offboardings_due_date_not_a_sweep(stack, tmp_path,
+                                                                                              monkeypatch) -> None:
     accounts = tmp_path / "accounts.yaml"
     text = (REPO / "demo" / "accounts.yaml").read_text()
     accounts.write_text(text.replace("terminated_at: 2026-09-30T23:59:59Z",
@@ -60,11 +61,13 @@ def test_a_terminated_accounts_grace_period_ending_makes_all_its_data_due_that_d
 
     document = forecast(stack, "--days", "30")
 
-    lines = lines_of(document, "chat_conversations", "acct_4004")
-    assert [(line["day"], line["records"], line["cutoff"]) for line in lines] == [
-        (stack.now.add(days=10).to_date_string(), 10 * PER_AGE, None)]
-    assert "P30D after terminated_at" in lines[0]["why"]
-    assert document["by_day"][stack.now.add(days=10).to_date_string()]["chat_transcripts"] >= 10 * PER_AGE
+    # The sweep never deletes a terminated account wholesale: its offboarding does (approved, certified).
+    assert lines_of(document, "chat_conversations", "acct_4004") == []
+    assert not [line for line in document["lines"] if line["account_id"] == "acct_4004" and line["cutoff"] is None]
+    due = [t for t in document["terminations_due"] if t["account_id"] == "acct_4004"]
+    assert [(t["due_at"][:10], t["choice"], t["overdue"]) for t in due] == [
+        (stack.now.add(days=10).to_date_string(), "delete", False)]  # 30 days after its termination
+    assert "acct_4004" not in {t["account_id"] for t in document["overdue_terminations"]}
 
 
 def test_held_data_is_not_forecast(stack) -> None:

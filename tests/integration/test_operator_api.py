@@ -93,3 +93,18 @@ def test_open_offboardings_report_their_stage(api) -> None:
     assert set(listed["tasks"]) <= {"planned", "skipped"} and listed["tasks"]["planned"] > 0
     classes = api.get("/retention/data-classes", headers=api.staff).json()
     assert "chat_transcripts" in {c["name"] for c in classes}
+
+
+def test_the_forecast_route_lists_overdue_terminations(api) -> None:
+    """acct_4004 terminated 2026-09-30 and elected deletion: the sweep kept its data, and with no offboarding
+    started its offboarding is overdue (due 30 days after the termination) until one is."""
+    document = api.get("/retention/forecast", params={"days": 7}, headers=api.staff).json()
+    overdue = {t["account_id"]: t for t in document["overdue_terminations"]}
+    assert overdue["acct_4004"]["due_at"].startswith("2026-10-30") and overdue["acct_4004"]["choice"] == "delete"
+    assert not [line for line in document["lines"] if line["account_id"] == "acct_4004" and line["cutoff"] is None]
+
+    request = OffboardingRequest(account_id="acct_4004", choice="delete", requested_by="csm-3", reference="TKT-90")
+    with context() as ctx:
+        plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")
+    document = api.get("/retention/forecast", params={"days": 7}, headers=api.staff).json()
+    assert "acct_4004" not in {t["account_id"] for t in document["overdue_terminations"]}

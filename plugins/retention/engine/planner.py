@@ -55,7 +55,7 @@ class SweepContext:
         inventory = load_inventory(settings.systems_file, ruleset)
         if settings.accounts_file is None:
             raise ValueError("no account registry: set RETENTION_ACCOUNTS_FILE")
-        accounts = load_accounts(settings.accounts_file, set(ruleset.jurisdictions.jurisdictions))
+        accounts = load_accounts(settings.accounts_file, ruleset)  # customers' instructions checked against the rules
         kwargs.setdefault("mass_deletion", MassDeletionPolicy(settings.mass_deletion_share,
                                                               settings.mass_deletion_min_records))
         return cls(ruleset, inventory, accounts, ledger, **kwargs)
