@@ -17,7 +17,8 @@ field name kept in ``string_numbers``. The request answers 200 ``status: pending
 and deletes nothing yet: it can be cancelled (``PUT /api/v2/deletion/requests/{id}/cancel``) for 10
 days, 412 after that, and completes then, removing the matching logs of its time window. The
 emulator's clock moves with ``elapse(days=...)``. ``GET /api/v2/deletion/requests`` lists requests
-(filters ``product``, ``status``; one page).
+(filters ``product``, ``status``; ``page_size`` per page, ``meta.next_page`` a token for the next;
+statuses ``pending``, ``completed``, ``canceled``).
 
 Every response that passed Datadog's gateway carries ``X-RateLimit-{Limit,Period,Remaining,Reset,Name}``
 (Reset: seconds until the hourly period ends; a 429's Reset is the wait it asks for). The chaos 5xx
@@ -74,6 +75,8 @@ class DatadogEmulator(Emulator):
         self.string_numbers: set[str] = set()  # int64 fields that arrived as JSON strings
         self.fail_next: list[int] = []  # statuses the next API calls answer (an application error)
         self.period_left: int | None = None  # X-RateLimit-Reset outside a 429; None: from the clock
+        self.list_page_cap = 50
+        self.list_calls: list[dict] = []  # the parameters of each listing of deletion requests
         self._log_ids = itertools.count(1)
         self._request_ids = itertools.count(101)
         self.route("POST", r"/api/v2/logs/events/search", self._search)
@@ -286,13 +289,37 @@ class DatadogEmulator(Emulator):
         return {k: v for k, v in request.items() if not k.startswith("_")}
 
     def _list_deletions(self, call: Call) -> Reply:
+        """Requests filtered by ``product`` and ``status``, ``page_size`` a page (default 50, and at most
+        ``list_page_cap`` here), oldest first; ``meta.next_page`` an opaque token that, sent back as
+        ``next_page``, replaces every other parameter (as Datadog documents)."""
         if denied := self._denied("logs_delete_data"):
             return denied
-        items = [r for r in self.requests.values()
-                 if call.arg("product") in (None, r["attributes"]["product"])
-                 and call.arg("status") in (None, r["attributes"]["status"])]
-        return Reply(200, {"data": [self._public(r) for r in items],
-                           "meta": {"next_page": None, "product": call.arg("product"), "total": len(items)}})
+        token = call.arg("next_page")
+        if token:
+            try:
+                params = json.loads(base64.b64decode(token))
+            except ValueError:
+                return self._bad("invalid next_page")
+        else:
+            size = call.arg("page_size") or "50"
+            if not size.isdigit() or int(size) < 1:
+                return self._bad("page_size must be a positive integer")
+            params = {"product": call.arg("product"), "status": call.arg("status"), "size": int(size), "offset": 0}
+        items = [r for r in sorted(self.requests.values(), key=lambda r: int(r["id"]))
+                 if params["product"] in (None, r["attributes"]["product"])
+                 and params["status"] in (None, r["attributes"]["status"])]
+        size = min(params["size"], self.list_page_cap)
+        page = items[params["offset"]:params["offset"] + size]
+        more = params["offset"] + size < len(items)
+        next_page = base64.b64encode(json.dumps({**params, "offset": params["offset"] + size}).encode()).decode() \
+            if more else None
+        counts: dict[str, int] = {}
+        for r in items:
+            counts[r["attributes"]["status"]] = counts.get(r["attributes"]["status"], 0) + 1
+        self.list_calls.append(dict(params))
+        return Reply(200, {"data": [self._public(r) for r in page],
+                           "meta": {"next_page": next_page, "product": params["product"],
+                                    "request_status": params["status"], "count_status": counts}})
 
     def _cancel_deletion(self, call: Call) -> Reply:
         if denied := self._denied("logs_delete_data"):

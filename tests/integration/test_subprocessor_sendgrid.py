@@ -140,14 +140,20 @@ def test_an_account_without_a_subuser_has_nothing_to_delete(run_spec, sendgrid) 
 
 # -- recipient erasure -----------------------------------------------------------------------------
 
-def test_erase_job_is_accepted_and_awaits_sendgrid(run_spec, sendgrid, subprocessor_ledger) -> None:
+def test_erase_job_is_accepted_and_its_completion_is_stated_as_our_assumption(
+        run_spec, sendgrid, subprocessor_ledger) -> None:
     before = datetime.now(UTC)
     result = run(run_spec, sendgrid, "recipient_erasure")
 
     assert (result.found, result.deleted, result.jobs) == (13, 13, 1)  # 12 own recipients + the shared one
-    assert result.status == "awaiting_provider"
+    # SendGrid documents no completion time: the 30 days are ours, so the result is "assumed", never
+    # "awaiting_provider" (which a certificate reads as the provider's own deadline) or "verified".
+    assert (result.status, result.assumed, result.assumptions) == ("assumed", True, ["sendgrid_erasure_30_days"])
     assert before + timedelta(days=30) <= result.complete_by <= datetime.now(UTC) + timedelta(days=30)
-    assert result.verification.startswith("after_completion: the provider completes by ")
+    assert result.verification.startswith("after_completion: we assume it completes by ")
+    final = events_of(subprocessor_ledger, "subprocessor.result")[0].payload
+    assert (final["status"], final["assumed"], final["assumptions"]) == ("assumed", True,
+                                                                          ["sendgrid_erasure_30_days"])
     (job,) = sendgrid.erase_jobs
     assert job["user"] == TENANT and len(job["emails"]) == 13 and SHARED in job["emails"]
     assert sendgrid.remaining(TENANT)["activity"] == 31  # accepted, not done yet

@@ -42,6 +42,7 @@ from retention.subprocessors.spec import (
     Request,
     Resource,
     SoftDelete,
+    outcome_assumptions,
 )
 
 Record = Callable[[str, dict], None]
@@ -61,10 +62,15 @@ class ResourceResult:
     already_gone: int = 0
     not_deleted: int = 0  # the provider refused for now (retry later) or per-item errors
     jobs: int = 0  # async jobs started
-    status: str = "verified"  # verified | awaiting_provider | incomplete | held
-    complete_by: datetime | None = None  # awaiting_provider: the provider's own deadline
+    status: str = "verified"  # verified | awaiting_provider | assumed | incomplete | held
+    complete_by: datetime | None = None  # awaiting_provider: the provider's own deadline; assumed: ours
     residual_copies_until: datetime | None = None  # the provider's backups and logs
     verification: str = ""
+    # Keys of the spec's assumptions (undocumented provider facts) this resource's outcome rests on, and
+    # whether the result's claim does rest on them: true when no documented read verified it afterwards.
+    # Then status is "assumed" where it would have said verified or awaiting_provider.
+    assumptions: list[str] = field(default_factory=list)
+    assumed: bool = False
 
     def as_event(self) -> dict:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -155,7 +161,8 @@ class Eraser:
     def begin(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> Progress:
         """Find, preview and delete; finished unless async jobs were started (``progress.jobs``)."""
         resource = self._resource(resource_name)
-        result = ResourceResult(self.spec.subprocessor, resource_name, resource.data_class, account_id)
+        result = ResourceResult(self.spec.subprocessor, resource_name, resource.data_class, account_id,
+                                assumptions=outcome_assumptions(self.spec, resource_name))
         at = cutoff or self._now()  # query-scope deletes take everything up to the cutoff (or now)
         base = {"account_id": account_id, "cutoff": at.isoformat(), "cutoff_ms": int(at.timestamp() * 1000)}
         ids_by_scope: list[tuple[_Scope, list[str]]] = []
@@ -165,10 +172,9 @@ class Eraser:
             result.found += len(ids)
         self._event("subprocessor.preview", resource_name, account_id, found=result.found,
                     scopes=len(ids_by_scope))
-        if resource.max_records is not None and result.found > resource.max_records:
-            raise SubprocessorError(f"{self.spec.subprocessor}/{resource_name}: account {account_id} has "
-                                    f"{result.found} matching records, more than max_records "
-                                    f"({resource.max_records}); nothing was deleted")
+        self._check_bound(resource, result, "nothing was deleted")
+        for scope, ids in ids_by_scope:  # every id, before the first delete: a bad one stops them all
+            self._check_ids(resource, resource_name, scope, ids)
         progress = Progress(result, [scope for scope, _ in ids_by_scope])
         try:
             for index, (scope, ids) in enumerate(ids_by_scope):
@@ -226,15 +232,51 @@ class Eraser:
         return all(job.job_id in states for job in progress.jobs)
 
     def job_state(self, job: AsyncJob, job_id: str, scope: _Scope) -> str | None:
-        """One status call: ``done``, ``failed``, or None while the job runs."""
-        response = self._call(job.status, {**scope.variables, "job_id": job_id}, operation="job_status",
-                              extra_headers=scope.headers)
-        if not response.is_success:
-            raise SubprocessorError(f"{self.spec.subprocessor}: job status answered HTTP {response.status_code}")
-        state = str(_get(_json(response), job.status_field))
+        """One status call (or one listing of jobs): ``done``, ``failed``, or None while the job runs."""
+        variables = {**scope.variables, "job_id": job_id}
+        if job.items is not None:  # the provider lists jobs (Datadog): ours is the item with our id
+            found = next((item for item in self._items(job.status, job.pagination, job.items, _Scope(
+                variables, scope.headers), "job_status") if str(_get(item, job.item_id)) == job_id), None)
+            if found is None:
+                return None  # not listed (yet): still running as far as we can tell
+            state = str(_get(found, job.status_field))
+        else:
+            response = self._call(job.status, variables, operation="job_status", extra_headers=scope.headers)
+            if not response.is_success:
+                raise SubprocessorError(f"{self.spec.subprocessor}: job status answered HTTP {response.status_code}")
+            state = str(_get(_json(response), job.status_field))
         if state in job.done:
             return "done"
         return "failed" if state in job.failed else None
+
+    def _check_bound(self, resource: Resource, result: ResourceResult, done_so_far: str) -> None:
+        """``max_records`` bounds every record the previews found, all rounds of a capped search together:
+        a search capped at 50 never finds more than 50 at once, so the first preview alone would never
+        trip it."""
+        if resource.max_records is not None and result.found > resource.max_records:
+            raise SubprocessorError(f"{self.spec.subprocessor}/{result.resource}: account {result.account_id} has "
+                                    f"at least {result.found} matching records, more than max_records "
+                                    f"({resource.max_records}); {done_so_far}, nothing more is deleted")
+
+    def _check_ids(self, resource: Resource, name: str, scope: _Scope, ids: list[str]) -> None:
+        """Every id found, through the same rule as ``render`` (never empty, no ``.`` or ``..`` in a path),
+        before the first delete call: checked call by call, the ids before a bad one would already be
+        deleted when it is refused."""
+        requests = [resource.delete.request]
+        if isinstance(resource.completion, SoftDelete) and resource.completion.purge is not None:
+            requests.append(resource.completion.purge.request)
+        if resource.verify.request is not None:
+            requests.append(resource.verify.request)
+        for record_id in ids:
+            variables = {**scope.variables, "id": record_id, "ids": [record_id], "found": len(ids)}
+            try:
+                for request in requests:
+                    render(request.path, variables, in_path=True)
+                    for template in request.query.values():
+                        render(str(template), variables)
+            except SubprocessorError as exc:
+                raise SubprocessorError(f"{self.spec.subprocessor}/{name}: a found id was refused before "
+                                        f"any deletion: {exc}") from None
 
     def _check_holds(self, account_id: str, data_class: str, name: str) -> None:
         holds = self._holds(account_id, data_class)
@@ -385,6 +427,8 @@ class Eraser:
         progress.result.found += len(ids)
         self._event("subprocessor.preview", progress.result.resource, progress.result.account_id,
                     found=len(ids), round=True)
+        self._check_bound(resource, progress.result, f"{progress.result.deleted} were deleted in earlier rounds")
+        self._check_ids(resource, progress.result.resource, progress.scopes[index], ids)
         return ids
 
     def _delete_call(self, delete: Delete, progress: Progress, index: int, ids: list[str], *,
@@ -494,13 +538,21 @@ class Eraser:
         if result.not_deleted:
             result.status = "incomplete"
         if resource.verify.kind == "after_completion":
-            result.verification = (f"after_completion: the provider completes by {result.complete_by:%Y-%m-%d}"
+            # Nothing checks the outcome: where the completion rests on an assumption, so does the claim.
+            result.assumed = acted and bool(result.assumptions)
+            by = "we assume it completes" if result.assumed else "the provider completes"
+            result.verification = (f"after_completion: {by} by {result.complete_by:%Y-%m-%d}"
                                    if result.complete_by else "after_completion: nothing was found to delete")
+            if result.assumed and result.status in ("verified", "awaiting_provider"):
+                result.status = "assumed"
             return
         left = self._verify(resource, ids_by_scope)
         result.verification = f"{resource.verify.kind}: {left} left"
         if left and result.status == "verified":
             result.status = "incomplete"
+        # A documented read came back clean: the result stands on it, not on the assumptions (which the
+        # event still lists). One that found records left is incomplete whatever was assumed.
+        result.assumed = False
         self._event("subprocessor.verified", name, result.account_id, method=resource.verify.kind, left=left)
 
     def _verify(self, resource: Resource, ids_by_scope: list[tuple[_Scope, list[str]]]) -> int:

@@ -198,10 +198,17 @@ class Sync(Strict):
 
 
 class AsyncJob(Strict):
+    """A deletion job the provider reports on. ``status`` asks for one job (``{job_id}``), or, where the
+    provider only lists jobs (Datadog's deletion requests), ``items`` names the list in the answer and
+    ``item_id`` the field matched against the job id, read across ``pagination``'s pages."""
+
     kind: Literal["async_job"]
     job_id: DotPath  # in the delete response
     status: Request  # may use {job_id}
     status_field: DotPath
+    items: DotPath | None = None  # the status call lists jobs: find ours in this list
+    item_id: DotPath = "id"
+    pagination: Pagination | None = None  # of the job listing
     done: list[str] = Field(min_length=1)
     failed: list[str] = Field(default_factory=list)
     poll_every: Duration
@@ -209,11 +216,14 @@ class AsyncJob(Strict):
 
 
 class AsyncUnpollable(Strict):
-    """Accepted, with no way to ask: complete by ``assume_done_after`` (SendGrid erase job, Sentry's delayed delete)."""
+    """Accepted, with no way to ask: complete by ``assume_done_after`` (SendGrid erase job). The period is
+    either the provider's (``source`` says where it states it) or ours, and then the resource (or spec)
+    names it among its ``assumptions`` with ``bears_on: outcome`` (the loader refuses neither)."""
 
     kind: Literal["async_unpollable"]
     assume_done_after: Duration
     job_id: DotPath | None = None  # recorded when the provider returns one
+    source: Text | None = None  # where the provider documents the completion period
 
 
 class SoftDelete(Strict):
@@ -248,6 +258,21 @@ class Verify(Strict):
         return self
 
 
+class Assumption(Strict):
+    """A provider fact the spec relies on that the provider's documentation does not state.
+
+    ``key`` is the only part that enters the ledger (short and fixed, no free text). ``bears_on``:
+    ``outcome`` when what a result claims (that the data is gone, or by when) rests on it: such a
+    result is recorded as ``assumed`` unless a documented read verified it afterwards; ``operation``
+    when only the run's pacing or liveness does (a rate-limit header): if it is wrong the run waits
+    longer or fails, and never claims more than it did."""
+
+    key: Identifier
+    fact: Text
+    why: Text
+    bears_on: Literal["outcome", "operation"] = "outcome"
+
+
 class ProviderRetention(Strict):
     """How long the provider itself keeps residual copies (backups, logs) after an API deletion."""
 
@@ -266,7 +291,8 @@ class Resource(Strict):
     completion: Completion = Field(default_factory=lambda: Sync(kind="sync"))
     verify: Verify
     provider_retention: ProviderRetention | None = None
-    max_records: int | None = Field(default=None, ge=1)  # refuse to delete when the preview finds more
+    max_records: int | None = Field(default=None, ge=1)  # refuse to delete when the previews find more
+    assumptions: list[Assumption] = Field(default_factory=list)  # undocumented provider facts this resource rests on
 
 
 # -- the file --------------------------------------------------------------------------------------
@@ -307,6 +333,19 @@ class Manual(Strict):
     provider_retention: ProviderRetention | None = None
 
 
+class Hosted(Strict):
+    """The provider hosts locations of ``systems.yaml`` (Heroku: the application's PostgreSQL): one
+    database shared by every customer, each row keyed by its account column. The customer's rows are
+    erased there, row by row, by those locations (the engine's SQL store), never through the provider's
+    API; no API call of this spec could erase them without erasing other customers' rows. ``tenancy``
+    is checked against systems.yaml when specs are loaded with the inventory (``check_hosted``)."""
+
+    conn_id: Identifier  # the Airflow Connection of systems.yaml's locations the provider hosts
+    tenancy: Literal["shared"]
+    description: Text
+    provider_retention: ProviderRetention | None = None  # the provider's own copies of the whole database
+
+
 class ConnectorSpec(Strict):
     subprocessor: Identifier  # a key of data_classes.yaml subprocessors
     docs: list[HttpUrl] = Field(min_length=1)  # the provider documentation the spec follows
@@ -319,15 +358,22 @@ class ConnectorSpec(Strict):
     transient_statuses: list[Status] = Field(default_factory=lambda: [500, 502, 503, 504])
     resources: dict[Identifier, Resource] = Field(default_factory=dict)
     manual: Manual | None = None
+    hosted: Hosted | None = None
+    assumptions: list[Assumption] = Field(default_factory=list)  # undocumented provider facts every resource rests on
 
     @model_validator(mode="after")
     def _api_or_manual(self) -> "ConnectorSpec":
+        if self.hosted is not None:
+            if self.resources or self.manual:
+                raise ValueError("a hosted spec (systems.yaml locations erase the rows) has no resources or manual")
+            return self
         if self.manual is not None:
             if self.resources:
                 raise ValueError("a manual spec has no resources")
             return self
         if not self.resources:
-            raise ValueError("give resources (the provider's API) or manual (no deletion API)")
+            raise ValueError("give resources (the provider's API), manual (no deletion API) or hosted "
+                             "(systems.yaml locations the provider hosts)")
         if self.conn_id is None or self.auth is None or self.base_url is None:
             raise ValueError("an API spec needs conn_id, auth and base_url")
         return self
@@ -377,6 +423,7 @@ def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | Non
             issues.append(smap.issue(at, f"unknown data class {name!r}"))
     for name, resource in spec.resources.items():
         issues += _check_resource(("resources", name), resource, smap)
+        issues += _check_assumptions(spec, name, resource, smap)
         for i, before in enumerate(resource.after):
             if before not in spec.resources or before == name:
                 issues.append(smap.issue(("resources", name, "after", i), f"no other resource named {before!r}",
@@ -385,6 +432,46 @@ def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | Non
         issues.append(smap.issue(("resources",), "the resources' 'after' lists form a cycle", at_key=True,
                                  field_path="resources"))
     return issues
+
+
+def outcome_assumptions(spec: ConnectorSpec, resource: str) -> list[str]:
+    """Keys of the assumptions a resource's result rests on (the spec's and the resource's own)."""
+    every = spec.assumptions + spec.resources[resource].assumptions
+    return [a.key for a in every if a.bears_on == "outcome"]
+
+
+def _check_assumptions(spec: ConnectorSpec, name: str, r: Resource, smap: SourceMap) -> list[Issue]:
+    """Keys are unique (the ledger names an assumption by its key alone), and a completion period the
+    provider does not document is declared an assumption."""
+    issues: list[Issue] = []
+    seen = {a.key for a in spec.assumptions}
+    for i, assumption in enumerate(r.assumptions):
+        if assumption.key in seen:
+            issues.append(smap.issue(("resources", name, "assumptions", i, "key"),
+                                     f"assumption key {assumption.key!r} is used twice"))
+        seen.add(assumption.key)
+    if isinstance(r.completion, AsyncUnpollable) and r.completion.source is None \
+            and not outcome_assumptions(spec, name):
+        issues.append(smap.issue(("resources", name, "completion", "assume_done_after"),
+                                 "a completion period with no source is our assumption, and the spec does not "
+                                 "say so", "give source: (where the provider states the period), or add "
+                                 "assumptions: [{key, fact, why, bears_on: outcome}] to the resource"))
+    return issues
+
+
+def check_hosted(spec: ConnectorSpec, inventory: Any) -> list[str]:
+    """A hosted spec agrees with systems.yaml: its Connection names SQL locations, each keyed by an
+    account column (the shared tenancy it claims). Problems as messages; none when it agrees."""
+    if spec.hosted is None:
+        return []
+    hosted = spec.hosted
+    sql = [(name, loc) for name, loc in inventory.locations.items()
+           if getattr(loc, "kind", None) == "sql" and loc.conn_id == hosted.conn_id]
+    if not sql:
+        return [f"{spec.subprocessor}: hosted.conn_id {hosted.conn_id!r} names no SQL location of systems.yaml, "
+                "so nothing would erase the customer's rows it hosts"]
+    return [f"{spec.subprocessor}: systems.yaml location {name!r} on {hosted.conn_id!r} has no account column"
+            for name, loc in sql if not getattr(loc, "account_column", None)]
 
 
 def waves(spec: ConnectorSpec) -> list[list[str]] | None:
@@ -423,6 +510,13 @@ def _check_resource(at: tuple, r: Resource, smap: SourceMap) -> list[Issue]:
     issues += _check_delete(at + ("delete",), r.delete, delete_names, tenant, smap)
     if isinstance(r.completion, AsyncJob):
         issues += _check_request(at + ("completion", "status"), r.completion.status, tenant | {"job_id"}, smap)
+        if r.completion.items is None and "job_id" not in _placeholders(r.completion.status):
+            issues.append(smap.issue(at + ("completion", "status"), "a job status request must name {job_id}, "
+                                     "or list jobs (items:) and find the job there by item_id",
+                                     field_path=_path(at + ("completion", "status"))))
+        if r.completion.items is not None and r.completion.pagination is None:
+            issues.append(smap.issue(at + ("completion", "items"), "a job listing needs pagination "
+                                     "(style: none when the API has none)"))
         if r.verify.kind == "get_absent":  # the ids would have to wait with the job in Airflow's database
             issues.append(smap.issue(at + ("verify", "kind"), "an async_job deletion is verified by a search",
                                      "use find_empty (search again once the job is done)"))
