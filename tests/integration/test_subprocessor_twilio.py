@@ -74,3 +74,23 @@ def test_ledger_events_hold_no_ids_only_digests_and_counts(run_spec, twilio, sub
     assert "SM" not in text.replace("SMS", "")  # no message sid
     calls = [e.payload for e in events_of(subprocessor_ledger, "subprocessor.call")]
     assert calls and all("{" in c["path"] for c in calls if c["operation"] != "fan_out")  # templates, not URLs
+
+
+@pytest.mark.parametrize(("resource", "data_class"), [("recordings", "call_recordings"),
+                                                      ("messages", "text_messages"),
+                                                      ("conversations", "text_messages")])
+def test_each_resource_is_filed_under_the_data_class_it_holds(run_spec, twilio, subprocessor_ledger,
+                                                             resource, data_class) -> None:
+    """SMS and Conversations are text, not call recordings: the ledger and the certificate say which class went."""
+    result = run(run_spec, twilio, resource)
+    assert result.data_class == data_class
+    final = events_of(subprocessor_ledger, "subprocessor.result")[0].payload
+    assert final["data_class"] == data_class
+
+
+def test_an_undocumented_retry_after_is_an_operational_assumption_not_a_claim(run_spec, twilio,
+                                                                             subprocessor_ledger) -> None:
+    spec = shipped_spec("twilio")
+    assert [(a.key, a.bears_on) for a in spec.assumptions] == [("twilio_retry_after", "operation")]
+    result = run(run_spec, twilio, "recordings")  # verified by a GET per recording: not "assumed"
+    assert (result.status, result.assumed, result.assumptions) == ("verified", False, [])
