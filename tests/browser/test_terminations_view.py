@@ -1,0 +1,33 @@
+"""The operator page lists the terminations waiting for their offboarding, overdue ones marked, from the
+forecast the page already reads (acct_4004 terminated 2026-09-30 and elected deletion; nobody started its
+offboarding, due 30 days after the termination)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.api import staff_token
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def page(browser, live_api):
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    session = browser.new_context(base_url=live_api.url)
+    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(), "url": live_api.url}])
+    tab = session.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    session.close()
+
+
+def test_an_overdue_termination_is_listed_with_its_due_date(page) -> None:
+    page.goto("/retention/ui/")
+    page.wait_for_selector("body[data-ready=true]")
+    row = page.locator("#terminations tr[data-id='acct_4004']")
+    cells = [row.locator("td").nth(i).inner_text() for i in range(5)]
+    assert cells[:4] == ["acct_4004", "delete", "2026-09-30", "2026-10-30"]
+    assert cells[4].startswith("overdue")
+    assert row.locator("strong.overdue").count() == 1  # text, styled; nothing rendered as HTML
