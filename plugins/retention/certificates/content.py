@@ -151,7 +151,7 @@ def _nist(kind: str, action: str, versioned: bool, vacuum: dict | None = None) -
     if kind == "sql":
         method = ("identifying columns nulled or replaced by a salted hash (SQL UPDATE)" if action == "anonymize"
                   else "logical delete (SQL DELETE, children first)")
-        return {"category": "clear", "method": method, "physical": _vacuumed(vacuum)}
+        return {"category": "clear", "method": method, "physical": SQL_PHYSICAL, "vacuum": _vacuumed(vacuum)}
     if action == "anonymize":
         return {"category": "clear", "method": "identifying columns nulled or replaced by a salted hash"}
     if kind == "s3":
@@ -161,12 +161,13 @@ def _nist(kind: str, action: str, versioned: bool, vacuum: dict | None = None) -
 
 
 def _vacuumed(vacuum: dict | None) -> str:
+    """What was done about the dead row versions at this location, as recorded; nothing more."""
     if vacuum is None:
-        return f"{SQL_PHYSICAL}; no VACUUM is recorded for this run (autovacuum reclaims them later)"
+        return "no VACUUM is recorded for this run (autovacuum reclaims the space later)"
     if vacuum["status"] == "failed":
-        return f"{SQL_PHYSICAL}; VACUUM failed ({vacuum['at']}): autovacuum reclaims them later"
-    return (f"{SQL_PHYSICAL}; {vacuum['command']} ran on {', '.join(vacuum['tables'])} after verification "
-            f"({vacuum['at']}): their space is reusable, not overwritten")
+        return f"VACUUM failed ({vacuum['at']}): autovacuum reclaims the space later"
+    return (f"{vacuum['command']} ran on {', '.join(vacuum['tables'])} after verification ({vacuum['at']}): "
+            "their space is reusable, not overwritten")
 
 
 def _note_vacuum(vacuumed: dict[str, dict], event: Any, run_id: str) -> None:

@@ -131,6 +131,8 @@ class _Layout(FPDF):
         for category, method, physical in methods:
             self.multi_cell(0, 4, self.text_of(f"{category}: {method}" + (f"; physically: {physical}" if physical else "")),
                             align="L", new_x="LMARGIN", new_y="NEXT")
+        for vacuum in sorted({line["nist_800_88"]["vacuum"] for line in c["locations"] if line["nist_800_88"].get("vacuum")}):
+            self.multi_cell(0, 4, self.text_of(f"Dead row versions: {vacuum}"), align="L", new_x="LMARGIN", new_y="NEXT")
         self.heading("Subprocessors")
         if c["subprocessors"]:
             self.grid(("Subprocessor", "Resource", "Recorded", "Deleted", "Status", "Provider copies until"),
