@@ -132,6 +132,32 @@ def test_an_account_id_that_is_not_a_plain_name_is_refused(tmp_path: Path, accou
     assert list((tmp_path / "keys").iterdir()) == []
 
 
+def test_a_wrapped_data_key_opens_only_under_its_own_accounts_key(tmp_path: Path) -> None:
+    from retention.backups import KeyUnavailable
+
+    keys = LocalKeystore(tmp_path)
+    first, second = keys.generate_data_key(ACCOUNT), keys.generate_data_key(ACCOUNT)
+    assert first.plaintext != second.plaintext and len(first.plaintext) == 32  # a fresh data key per copy
+    assert keys.decrypt_data_key(ACCOUNT, first.wrapped) == first.plaintext
+    keys.data_key("acct_1002")
+    with pytest.raises(KeyUnavailable):  # bound to the account (associated data), not only to the key bytes
+        keys.decrypt_data_key("acct_1002", first.wrapped)
+    with pytest.raises(KeyUnavailable):  # no key is ever created to decrypt
+        keys.decrypt_data_key("acct_never", first.wrapped)
+    assert keys.state("acct_never").state == "absent"
+
+
+def test_cancelling_a_scheduled_deletion_keeps_the_same_key(tmp_path: Path) -> None:
+    keys = LocalKeystore(tmp_path)
+    wrapped = keys.generate_data_key(ACCOUNT)
+    keys.schedule_deletion(ACCOUNT, window_days=7, at=T0)
+    with pytest.raises(KeyPendingDeletion):  # as KMS refuses Decrypt under a key pending deletion
+        keys.decrypt_data_key(ACCOUNT, wrapped.wrapped)
+    assert keys.cancel_deletion(ACCOUNT) == KeyState(ACCOUNT, "enabled")
+    assert keys.decrypt_data_key(ACCOUNT, wrapped.wrapped) == wrapped.plaintext
+    assert keys.destroy_if_due(ACCOUNT, T0 + timedelta(days=30)) is None  # no longer scheduled
+
+
 # -- KMS on moto's server --------------------------------------------------------------------------
 
 @pytest.fixture
