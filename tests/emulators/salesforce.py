@@ -1,8 +1,13 @@
 """Salesforce REST API v62.0: SOQL ``query``/``queryAll`` and sObject Collections delete, the subset the spec uses.
 
+One org: the processor's own (the DPA's CRM subprocessor), holding records of many customers' accounts
+side by side, and the processor's own records (``add_own``: its prospects, with no account stamp).
 Bearer auth with the integration user's access token. Records are Leads and Contacts with 18-character
 ids (key prefix 00Q / 003, case-safe suffix computed as Salesforce does) and the custom field
-``Qualified_Account__c`` holding our account id.
+``Qualified_Account__c`` holding the account id the record concerns.
+
+``ignore_where``: a fault for tests, the query returns every record of the object as if its WHERE
+clause had been lost (a query built wrong, a filter on a field someone renamed).
 
 ``query`` runs a small SOQL subset (``SELECT f1, f2 FROM Type [WHERE f = 'v' [AND ...]]``) and leaves
 out soft-deleted records; ``queryAll`` includes them with ``IsDeleted = true``. Results come in batches
@@ -66,6 +71,7 @@ class SalesforceEmulator(Emulator):
         self.records: dict[str, dict] = {}  # Id -> {"type", "Id", "IsDeleted", fields...}
         self.page_cap = page_cap
         self.api_limit = api_limit
+        self.ignore_where = False
         self.api_usage = 0
         self._ids = itertools.count(1)  # per emulator: two emulators seeded alike hold the same ids
         self._locators = itertools.count(1)
@@ -105,6 +111,16 @@ class SalesforceEmulator(Emulator):
             self._vanish[record_id] = "purge"
         for record_id in contact_ids[:locked]:
             self.records[record_id]["locked"] = True
+
+    def add_own(self, *, leads: int, contacts: int) -> None:
+        """The processor's own records (its prospects and customers' contract contacts): no account stamp."""
+        for _ in range(leads):
+            self.add_record("Lead", None)
+        for _ in range(contacts):
+            self.add_record("Contact", None)
+
+    def own_remaining(self) -> int:
+        return sum(1 for r in self.records.values() if r[ACCOUNT_FIELD] is None and not r["IsDeleted"])
 
     def deleted_ids(self) -> set[str]:
         """Ids no longer live: in the Recycle Bin, or purged (never seen again)."""
@@ -163,6 +179,8 @@ class SalesforceEmulator(Emulator):
             unknown = [f for f in fields + [c[0] for c in conditions] if f not in FIELDS]
             if unknown:
                 return _error(400, "INVALID_FIELD", f"No such column '{unknown[0]}' on entity '{sobject}'.")
+            if self.ignore_where:
+                conditions = []
             rows = [self._row(r, fields) for r in self.records.values()
                     if r["type"] == sobject and (include_deleted or not r["IsDeleted"])
                     and all(r.get(f) == v for f, v in conditions)]

@@ -1,4 +1,5 @@
-"""Salesforce spec against the Salesforce emulator: SOQL pages, sObject Collections batches, the Recycle Bin."""
+"""Salesforce spec against the Salesforce emulator: the processor's own org, holding many accounts' records and
+its own; SOQL pages, sObject Collections batches, the Recycle Bin."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from retention.subprocessors import SubprocessorError
 from tests.emulators.salesforce import ACCOUNT_FIELD, API, TOKEN, SalesforceEmulator
-from tests.fixtures.subprocessors import events_of, shipped_spec
+from tests.fixtures.subprocessors import RULES, events_of, shipped_spec
 
 TENANT, OTHER = "acct_1001", "acct_2002"
 
@@ -62,7 +63,7 @@ def test_leads_of_the_tenant_go_across_pages_and_batches_into_the_recycle_bin(
     verified = events_of(subprocessor_ledger, "subprocessor.verified")[0].payload
     assert (verified["method"], verified["left"]) == ("find_empty", 0)
     final = events_of(subprocessor_ledger, "subprocessor.result")[0].payload
-    assert (final["status"], final["data_class"]) == ("awaiting_provider", "crm_sync_records")
+    assert (final["status"], final["data_class"]) == ("awaiting_provider", "processor_crm_records")
     assert subprocessor_ledger.verify().ok
 
 
@@ -137,3 +138,44 @@ def test_chaos_deletes_the_same_records_as_a_clean_run(run_spec) -> None:
     assert chaotic.faults > 0
     assert any(status == 429 for _, _, status in chaotic.calls)  # Retry-After was exercised
     assert chaotic.early_calls == 0
+
+
+# -- the processor's own org -----------------------------------------------------------------------
+
+def test_the_spec_erases_in_the_processors_own_org_and_says_why() -> None:
+    spec = shipped_spec("salesforce")
+    assert spec.conn_id == "salesforce"  # one Connection: our org, for every customer
+    for resource in spec.resources.values():
+        assert resource.data_class == "processor_crm_records"  # not the customer's CRM sync
+        assert resource.find.match == {ACCOUNT_FIELD: "{account_id}"}
+    text = (RULES / "subprocessors" / "salesforce.yaml").read_text()
+    assert "processor's OWN Salesforce org" in text and "Never the customer's own Salesforce org" in text
+
+
+def test_other_accounts_and_the_processors_own_records_in_the_same_org_stay(run_spec) -> None:
+    emulator = SalesforceEmulator(page_cap=4)
+    emulator.add_tenant(TENANT, leads=6, contacts=3)
+    emulator.add_tenant(OTHER, leads=5, contacts=2)
+    emulator.add_own(leads=7, contacts=4)
+    with emulator:
+        for resource in ("leads", "contacts"):
+            result = run(run_spec, emulator, resource)
+            assert result.verification == "find_empty: 0 left"
+    assert emulator.remaining(TENANT) == {"leads": 0, "contacts": 0, "recycle_bin": 9}
+    assert emulator.remaining(OTHER) == {"leads": 5, "contacts": 2, "recycle_bin": 0}
+    assert emulator.own_remaining() == 11
+
+
+def test_a_query_that_lost_its_filter_still_deletes_only_the_accounts_records(run_spec, subprocessor_ledger) -> None:
+    """The org answers every Lead, as a query whose WHERE was lost would: match keeps the account's own."""
+    emulator = SalesforceEmulator(page_cap=4)
+    emulator.add_tenant(TENANT, leads=6, contacts=0)
+    emulator.add_tenant(OTHER, leads=5, contacts=0)
+    emulator.add_own(leads=7, contacts=0)
+    emulator.ignore_where = True
+    with emulator:
+        result = run(run_spec, emulator, "leads")
+    assert (result.found, result.deleted) == (6, 6)
+    assert emulator.remaining(OTHER)["leads"] == 5 and emulator.own_remaining() == 7
+    preview = events_of(subprocessor_ledger, "subprocessor.preview")[0].payload
+    assert preview["found"] == 6
