@@ -33,6 +33,8 @@ def build_supplement(ledger: Ledger, original: bytes, keys: KeySet, *, issued_at
     resolved, still_open = [], []
     for exception in certificate["exceptions"]:
         resolution = _resolution(exception, latest, now) or backups.get(_backup_key(exception))
+        if resolution is None and _backup_key(exception) == ("key",) and ("key_held",) in backups:
+            exception = {**exception, **backups[("key_held",)]}  # still open, and why: the key is kept under a hold
         (resolved if resolution else still_open).append({**exception, **(resolution or {})})
     if not resolved:
         raise NothingToSupplement(f"nothing has completed since {certificate['certificate_id']}: no supplement to issue")
@@ -87,6 +89,11 @@ def _backup_evidence(ledger: Ledger, account_id: str) -> dict:
                                              "per-account copy(ies)" if copies else "key destroyed",
                                "evidence": f"destroyed at {e.payload['destroyed_at']}",
                                "recorded_at": iso_utc(e.occurred_at)}
+        elif e.kind == "backup.key_deletion_held":  # a hold came into force: the key is kept, not destroyed
+            found[("key_held",)] = {"now": f"kept under legal hold(s) {', '.join(e.payload['holds'])}",
+                                    "recorded_at": iso_utc(e.occurred_at)}
+        elif e.kind == "backup.key_deletion_scheduled":  # scheduled again after a release: no longer held
+            found.pop(("key_held",), None)
         elif e.kind == "backup.copies_expired":
             found[("copies", e.payload["source"])] = {
                 "resolution": "snapshots expired", "recorded_at": iso_utc(e.occurred_at),
