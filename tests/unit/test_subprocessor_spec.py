@@ -178,3 +178,65 @@ def test_a_fan_out_aimed_at_no_account_is_refused(tmp_path) -> None:
     issues = problems(tmp_path, text)
     assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.fan_out.request")]
     assert "not aimed at one account" in issues[0].message
+
+
+# -- assumptions -----------------------------------------------------------------------------------
+
+UNPOLLABLE = GOOD.replace("    verify: {kind: find_empty}\n", """\
+    completion: {kind: async_unpollable, assume_done_after: P30D}
+    verify: {kind: after_completion}
+""")
+
+
+def test_a_completion_period_nobody_documents_must_be_declared_an_assumption(tmp_path) -> None:
+    issues = problems(tmp_path, UNPOLLABLE)
+    assert [i.field for i in issues] == ["resources.recordings.completion.assume_done_after"]
+    assert "our assumption" in issues[0].message
+
+
+def test_a_completion_period_with_its_source_or_an_assumption_loads(tmp_path) -> None:
+    sourced = UNPOLLABLE.replace("assume_done_after: P30D}", "assume_done_after: P30D, source: 'Provider docs, Deletion'}")
+    assert load_spec(write(tmp_path, sourced)).resources["recordings"].completion.source
+    assumed = UNPOLLABLE + """\
+    assumptions:
+      - {key: done_in_30_days, fact: The job is done in 30 days., why: The provider states no time.}
+"""
+    spec = load_spec(write(tmp_path, assumed))
+    assert [(a.key, a.bears_on) for a in spec.resources["recordings"].assumptions] == [("done_in_30_days", "outcome")]
+
+
+def test_an_operational_assumption_does_not_stand_for_a_completion_period(tmp_path) -> None:
+    text = UNPOLLABLE + """\
+    assumptions:
+      - {key: retry_after, fact: 429 carries Retry-After., why: Undocumented., bears_on: operation}
+"""
+    assert [i.field for i in problems(tmp_path, text)] == ["resources.recordings.completion.assume_done_after"]
+
+
+def test_assumption_keys_are_short_fixed_identifiers_and_unique(tmp_path) -> None:
+    """The ledger names an assumption by its key alone: one key, one assumption, no free text."""
+    text = GOOD.replace("    max_records: 100000\n", "    max_records: 100000\n    assumptions:\n"
+                        "      - {key: same, fact: Two., why: Two.}\n") + "assumptions:\n  - {key: same, fact: One., why: One.}\n"
+    assert [i.field for i in problems(tmp_path, text)] == ["resources.recordings.assumptions[0].key"]
+    free_text = GOOD + "assumptions:\n  - {key: 'Twilio sends Retry-After', fact: x, why: y}\n"
+    assert problems(tmp_path, free_text)[0].field.startswith("assumptions")
+
+
+def test_a_job_listing_needs_pagination_and_a_single_job_status_needs_its_id(tmp_path) -> None:
+    listed = GOOD.replace("    verify: {kind: find_empty}\n", """\
+    completion:
+      kind: async_job
+      job_id: data.id
+      status: {method: GET, path: /v2/jobs}
+      items: data
+      status_field: attributes.status
+      done: [completed]
+      poll_every: PT1H
+      max_wait: P12D
+    verify: {kind: find_empty}
+""")
+    assert [i.field for i in problems(tmp_path, listed)] == ["resources.recordings.completion.items"]
+    single = listed.replace("      items: data\n", "")
+    assert [i.field for i in problems(tmp_path, single)] == ["resources.recordings.completion.status"]
+    paged = listed.replace("      items: data\n", "      items: data\n      pagination: {style: none}\n")
+    assert load_spec(write(tmp_path, paged)).resources["recordings"].completion.items == "data"

@@ -382,23 +382,27 @@ class ConnectorSpec(Strict):
 # -- loading and cross-checks ----------------------------------------------------------------------
 
 def load_spec(path: Path | str, *, subprocessors: set[str] | None = None,
-              data_classes: set[str] | None = None) -> ConnectorSpec:
-    """One spec file, validated and checked (placeholders, aiming, references); RulesError otherwise."""
+              data_classes: set[str] | None = None, inventory: Any = None) -> ConnectorSpec:
+    """One spec file, validated and checked (placeholders, aiming, references; with ``inventory``, the
+    systems.yaml it must agree with, a hosted spec's tenancy); RulesError otherwise."""
     spec, smap = load_model(Path(path), ConnectorSpec)
     issues = check(spec, smap, subprocessors=subprocessors, data_classes=data_classes)
+    if inventory is not None:
+        issues += [smap.issue(("hosted",), message, "systems.yaml and the spec must describe the same tenancy",
+                              at_key=True, field_path="hosted") for message in check_hosted(spec, inventory)]
     if issues:
         raise RulesError(issues)
     return spec
 
 
 def load_specs(directory: Path | str, *, subprocessors: set[str] | None = None,
-               data_classes: set[str] | None = None) -> dict[str, ConnectorSpec]:
+               data_classes: set[str] | None = None, inventory: Any = None) -> dict[str, ConnectorSpec]:
     """Every ``*.yaml`` under the directory, keyed by subprocessor; all problems of all files at once."""
     specs: dict[str, ConnectorSpec] = {}
     issues: list[Issue] = []
     for path in sorted(Path(directory).glob("*.yaml")):
         try:
-            spec = load_spec(path, subprocessors=subprocessors, data_classes=data_classes)
+            spec = load_spec(path, subprocessors=subprocessors, data_classes=data_classes, inventory=inventory)
         except RulesError as exc:
             issues += exc.issues
             continue

@@ -19,11 +19,16 @@ NOT_CONFIRMED = "Not confirmed yet"
 
 
 def specs(settings: Settings | None = None) -> dict[str, ConnectorSpec]:
-    """Every spec under ``<rules>/subprocessors``, checked against the data classes and subprocessor list."""
+    """Every spec under ``<rules>/subprocessors``, checked against the data classes, the subprocessor list
+    and systems.yaml (a hosted spec's tenancy must be the one the inventory models)."""
+    from retention.rules.inventory import load_inventory
+
     settings = settings or Settings.from_env()
-    classes = load_ruleset(settings.rules_dir).data_classes
+    ruleset = load_ruleset(settings.rules_dir)
+    classes = ruleset.data_classes
     return load_specs(settings.rules_dir / "subprocessors", subprocessors=set(classes.subprocessors),
-                      data_classes=set(classes.data_classes))
+                      data_classes=set(classes.data_classes),
+                      inventory=load_inventory(settings.rules_dir / "systems.yaml", ruleset))
 
 
 @contextmanager
