@@ -6,8 +6,14 @@ addresses and other values the provider keys records by never enter an event, on
 
 What "done" means is per spec: ``verified`` (the verification came back clean), ``awaiting_provider``
 (an accepted deletion the provider completes later, with the date by which it says it will),
-``incomplete`` (records the provider would not delete yet, e.g. Twilio's 20009; run again later), or
-``held`` (a legal hold covers the resource's data class of the account: nothing more is sent).
+``incomplete`` (records the provider would not delete yet, e.g. Twilio's 20009; run again later),
+``assumed`` (accepted, and complete only by an assumption of the spec's, e.g. SendGrid's erase job: no
+read checked it; ``assumed: true`` and the assumption keys go with it), or ``held`` (a legal hold
+covers the resource's data class of the account: nothing more is sent).
+
+Before the first delete call, every id found passes the path-value rule (``render``), and the previews'
+running total, over every round of a capped search, stays within ``max_records``; otherwise the run
+stops with a SubprocessorError, deleting nothing more.
 
 Legal holds are asked for right before every destructive call (``holds(account_id, data_class)``, the
 ledger's ``holds_in_force``), so a hold placed between two calls stops the next one; the stop is

@@ -25,7 +25,23 @@ Safety
     headers, name a tenant variable, or its ``match`` keeps only items equal to one; recorded ids are
     read by the account column. A ``record`` or ``subject`` delete states ``max_records``: a preview
     that finds more deletes nothing. At run time a path value that is empty, ``.`` or ``..`` (which
-    would name another resource) is refused before sending (``retention.subprocessors.http.render``).
+    would name another resource) is refused before sending (``retention.subprocessors.http.render``),
+    and every id a find returned is checked by that rule before the first delete call of the run.
+    ``max_records`` bounds every preview of a run together (all rounds of a capped search).
+
+Assumptions
+    A spec states what the provider documents. Anything else it relies on (an undocumented header, a
+    query key, a completion period) is listed under ``assumptions`` (spec or resource): a short fixed
+    ``key`` (the only part that reaches the ledger), the ``fact``, ``why`` we rely on it, and what it
+    ``bears_on``. A result whose claim rests on an ``outcome`` assumption, with no documented read that
+    verified it afterwards, is recorded as ``assumed`` (``subprocessor.result``: ``status: assumed``,
+    ``assumed: true``, ``assumptions: [keys]``), never as verified or as the provider's own deadline.
+    An ``async_unpollable`` period needs its ``source`` or such an assumption.
+
+Hosted
+    A provider that hosts systems.yaml's locations (Heroku: the shared application database) gets a
+    ``hosted`` spec instead of resources: the customer's rows are erased by those locations, and the
+    loader checks, against the inventory, that they exist and are keyed by account.
 """
 
 from __future__ import annotations
