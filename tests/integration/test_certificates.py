@@ -152,6 +152,10 @@ def test_a_pending_manual_request_and_a_held_erasure_are_stated_in_the_subproces
             "requested_by": "staff-1", "deadline": "2026-12-30T00:00:00+00:00"}, actor="test")
         ledger.append("subprocessor.held", {"subprocessor": "sentry", "resource": "events", "account_id": ACCOUNT,
                                             "data_class": "logs", "holds": ["hold-1"]}, actor="test")
+        ledger.append("subprocessor.result", {  # the executor's summary of the stopped erasure follows it
+            "subprocessor": "sentry", "resource": "events", "account_id": ACCOUNT, "data_class": "logs",
+            "found": 4, "deleted": 0, "already_gone": 0, "not_deleted": 4, "jobs": 0, "status": "held",
+            "holds": ["hold-1"]}, actor="test")
         ledger.append("subprocessor.held", {"subprocessor": "salesforce", "resource": "manual_request",
                                             "account_id": ACCOUNT, "data_class": "contact_data",
                                             "holds": ["hold-1"]}, actor="test")  # a manual request not opened

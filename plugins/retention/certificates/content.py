@@ -209,7 +209,8 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -
             "recorded_at": iso_utc(event.occurred_at), "deleted": p.get("deleted", 0),
             "already_gone": p.get("already_gone", 0), "status": p.get("status"),
             "verification": p.get("verification"), "complete_by": p.get("complete_by"),
-            "residual_copies_until": p.get("residual_copies_until")}
+            "residual_copies_until": p.get("residual_copies_until"),
+            **({"holds": list(p["holds"])} if p.get("holds") else {})}  # stopped by a hold: which ones
     elif event.kind == "subprocessor.manual_requested":  # a person must file it: stated as requested, not done
         latest[(p["subprocessor"], "manual")] = {
             "subprocessor": p["subprocessor"], "resource": "manual request", "data_class": p.get("data_class"),
