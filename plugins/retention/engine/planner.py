@@ -74,8 +74,9 @@ class MassDeletion:
     acknowledged: bool  # the run named this location: it goes ahead
 
     @property
-    def percent(self) -> int:
-        return round(100 * self.due / self.total)
+    def percent(self) -> str:
+        """The share in percent, to one decimal where needed (101 of 200 is 50.5%, never a rounded 50%)."""
+        return f"{100 * self.due / self.total:.1f}".removesuffix(".0")
 
     def as_dict(self) -> dict:
         """Counts only: what the ledger and the plan's output record."""
