@@ -53,6 +53,7 @@ _READ_ONLY = "ledger_read_only"  # execution option: SQLite reads use a deferred
 # number of times, instead of holding a worker slot and its own locks for ever.
 LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, LOCK_ATTEMPTS = 5_000, 30_000, 5
 _LOCK_NOT_AVAILABLE = "55P03"
+CONNECT_TIMEOUT_S = 10
 _MIGRATION_LOCK = 0x1ED6E5  # PostgreSQL advisory lock key: one migration at a time
 
 
@@ -97,7 +98,10 @@ def normalize_url(url: str) -> str:
 def create_ledger_engine(url: str) -> Engine:
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # A server that does not answer ends the call in seconds (the driver's default waits minutes), so a
+        # task, a page or a command reports it instead of hanging; PGCONNECT_TIMEOUT still overrides it.
+        connect = {} if os.environ.get("PGCONNECT_TIMEOUT") else {"connect_timeout": CONNECT_TIMEOUT_S}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect)
     engine = create_engine(url, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")

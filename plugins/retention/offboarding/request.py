@@ -24,7 +24,9 @@ class OffboardingRequest(Strict):
     reference: Annotated[str, Field(min_length=1, max_length=64)]  # the ticket
     effective_date: Timestamp | None = None  # when the contract ends; default: now
     return_recipient: Annotated[str, Field(pattern=AGE_RECIPIENT)] | None = None  # the customer's age key
-    return_window_days: Annotated[int, Field(ge=0, le=30)] = 14  # DPA Annex 1 §1(d): deletion within 30 days
+    # DPA Annex 1 §1(d) says deletion follows "upon termination" and names no number of days: the 30-day
+    # ceiling on the customer's window to confirm a return is the processor's policy, not the contract's.
+    return_window_days: Annotated[int, Field(ge=0, le=30)] = 14
     subprocessors: list[str] | None = None  # which subprocessors to erase at; None: every connector spec
 
     @model_validator(mode="after")
