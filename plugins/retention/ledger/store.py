@@ -100,7 +100,8 @@ def create_ledger_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         # A server that does not answer ends the call in seconds (the driver's default waits minutes), so a
         # task, a page or a command reports it instead of hanging; PGCONNECT_TIMEOUT still overrides it.
-        connect = {} if os.environ.get("PGCONNECT_TIMEOUT") else {"connect_timeout": CONNECT_TIMEOUT_S}
+        libpq = url.startswith("postgresql") and not os.environ.get("PGCONNECT_TIMEOUT")
+        connect = {"connect_timeout": CONNECT_TIMEOUT_S} if libpq else {}
         return create_engine(url, pool_pre_ping=True, connect_args=connect)
     engine = create_engine(url, connect_args={"timeout": 60})
 
