@@ -1,5 +1,6 @@
 """The operator views: one page in Airflow's UI (the plugin's ``external_views``) and the staff routes it
-reads: open offboardings, legal holds and the data classes a hold can name.
+reads: open offboardings, legal holds and the data classes a hold can name. The chart and the list of
+terminations waiting for their offboarding (overdue ones marked) come from ``GET /retention/forecast``.
 
 Everything here is staff-only through ``GetUserDep``; in the UI the browser sends Airflow's own session
 cookie (SameSite=Lax). Writes also demand a JSON body, which a form on another site cannot send without
