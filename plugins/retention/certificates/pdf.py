@@ -238,7 +238,8 @@ def backup_text(line: dict) -> str:
     if not copies:
         return f"{line['method']}; {when}"
     category = f"NIST 800-88 {line['nist_800_88']}" + ("" if line.get("destroyed_at") else " once the key is destroyed")
-    return f"{category}, {len(copies)} per-account copy(ies): {line['method']}; {when}. Copies: {named}"
+    how = f" Key destruction: {line['key_destruction']}." if line.get("key_destruction") else ""
+    return f"{category}, {len(copies)} per-account copy(ies): {line['method']}; {when}.{how} Copies: {named}"
 
 
 def _short(timestamp: str | None) -> str | None:

@@ -73,6 +73,12 @@ def _returned(of_run: dict) -> dict | None:
 SNAPSHOT_EVENTS = ("backup.snapshot_expiry_held", "backup.snapshot_expired")  # shared: no account_id
 CRYPTO_ERASE = ("cryptographic erase: each per-account backup copy is encrypted (AES-256-GCM) under its own data "
                 "key, kept only wrapped by the account's key; destroying that key leaves no means to decrypt them")
+KEY_DESTRUCTION = {  # how the key itself is destroyed: the erase is only as strong as that
+    "local": ("the local keystore (the embedded stack's stand-in for KMS) overwrites the key file with zeros, fsyncs "
+              "and unlinks it; on journaling or copy-on-write file systems and SSDs old bytes may survive elsewhere "
+              "on the device"),
+    "kms": "AWS KMS destroys the key material itself at the end of the deletion window (AWS's statement, not ours)",
+}
 NO_COPIES = ("the account's key is destroyed, but no backup copy was encrypted under it: "
              "no cryptographic erase is claimed")
 SNAPSHOT_EXPIRY = ("expiry: shared whole-database snapshots hold every account in the clear and cannot be edited "
@@ -89,7 +95,8 @@ def _backups(events: list, snapshot_events: list, own_holds: set[str]) -> list[d
             copies = p.get("copies", [])
             lines["key"] = {"line": "per_account_copies", "method": CRYPTO_ERASE if copies else NO_COPIES,
                             "nist_800_88": "purge (cryptographic erase)" if copies else None,
-                            "keystore": p["keystore"], "encrypted_copies": len(copies), "copies": copies,
+                            "keystore": p["keystore"], "key_destruction": KEY_DESTRUCTION.get(p["keystore"]),
+                            "encrypted_copies": len(copies), "copies": copies,
                             "scheduled_at": iso_utc(e.occurred_at), "destroy_on": p["deletion_date"],
                             "destroyed_at": None, "status": "pending"}
         elif e.kind == "backup.key_deletion_held":
