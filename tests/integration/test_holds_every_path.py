@@ -171,3 +171,25 @@ def test_replay_after_a_restore_does_not_delete_held_data_again(stack) -> None:
     assert skipped and all(t.status == "skipped" and hold.id in t.skip_reason for t in skipped)
     assert {k: v for k, v in after.items() if k[1] == HELD} == {k: v for k, v in restored_again.items() if k[1] == HELD}
     assert sum(after.values()) < sum(restored_again.values())  # the rest was deleted again
+
+
+def test_placing_a_hold_cancels_a_scheduled_key_deletion_at_once(tmp_path) -> None:
+    """KMS destroys a key by itself when its window ends: the hold cannot wait for the daily run."""
+    from retention.backups import LocalKeystore
+    from retention.backups.keystore import ENABLED, PENDING_DELETION
+    from retention.offboarding.backups import _record_scheduled, protect_held_keys
+
+    store = LocalKeystore(tmp_path / "keys")
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        for account in (HELD, "acct_2002"):
+            store.generate_data_key(account)
+            key = store.schedule_deletion(account, window_days=7, at=pendulum.now("UTC"))
+            _record_scheduled(ledger, store, account, key, [], actor="test")
+        hold = place_hold(ledger, ahead=False)
+
+        assert protect_held_keys(ledger, Settings.from_env(), actor="test", store=store) == [HELD]
+        assert protect_held_keys(ledger, Settings.from_env(), actor="test", store=store) == []  # kept already
+        held = ledger.events_of_kind("backup.key_deletion_held")
+    assert store.state(HELD).state == ENABLED and store.state("acct_2002").state == PENDING_DELETION
+    assert [(e.payload["account_id"], e.payload["holds"], e.payload["stage"]) for e in held] == [
+        (HELD, [hold.id], "destroy")]

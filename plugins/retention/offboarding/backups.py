@@ -230,11 +230,8 @@ def _confirm_keys(ctx: SweepContext, settings: Settings, now: datetime, *, actor
         if state.state != DESTROYED:
             held = ctx.ledger.holds_in_force(account_id)  # right before scheduling or destroying
             if held:
-                store.cancel_deletion(account_id)  # the held data stays readable in the account's copies
-                if _last_held(ctx.ledger, account_id) != held:
-                    ctx.ledger.append("backup.key_deletion_held", {
-                        "account_id": account_id, "holds": held, "stage": "destroy" if p else "schedule",
-                        "copies": len(copies_of(ctx.ledger, account_id))}, actor=actor)
+                if _keep_held_key(ctx.ledger, store, account_id, held, stage="destroy" if p else "schedule",
+                                  actor=actor):
                     changed.add(account_id)
                 continue
             if state.state == ENABLED:  # a hold kept or cancelled the deletion and is released: schedule it now
@@ -254,6 +251,38 @@ def _confirm_keys(ctx: SweepContext, settings: Settings, now: datetime, *, actor
                 "copies": len(p["copies"]) if p else 0}, actor=actor)
             changed.add(account_id)
     return changed
+
+
+def _keep_held_key(ledger, store: Keystore, account_id: str, held: list[str], *, stage: str, actor: str) -> bool:
+    """Cancel the key's scheduled deletion (the held data stays readable in the account's copies) and say so
+    once per set of holds; True when that was recorded now."""
+    store.cancel_deletion(account_id)
+    if _last_held(ledger, account_id) == held:
+        return False
+    ledger.append("backup.key_deletion_held", {"account_id": account_id, "holds": held, "stage": stage,
+                                               "copies": len(copies_of(ledger, account_id))}, actor=actor)
+    return True
+
+
+def protect_held_keys(ledger, settings: Settings, *, actor: str, store: Keystore | None = None) -> list[str]:
+    """Called as a hold is placed: cancel the scheduled deletion of every key the holds in force now cover.
+    AWS KMS destroys a key by itself when its window ends, so the daily run alone could come a day too late
+    for a hold placed on the window's last day. Returns the accounts whose key it kept."""
+    pending = {}
+    for e in ledger.events_of_kind(*KEY_EVENTS):
+        pending[e.payload["account_id"]] = e.payload if e.kind == "backup.key_deletion_scheduled" else None
+    kept = []
+    for account_id, scheduled in sorted(pending.items()):
+        held = ledger.holds_in_force(account_id) if scheduled else []
+        if not held:
+            continue
+        store = store or keystore(settings)
+        if scheduled.get("key_id") and hasattr(store, "remember"):
+            store.remember(account_id, scheduled["key_id"], datetime.fromisoformat(scheduled["deletion_date"]))
+        if store.state(account_id).state == PENDING_DELETION:
+            _keep_held_key(ledger, store, account_id, held, stage="destroy", actor=actor)
+            kept.append(account_id)
+    return kept
 
 
 def _last_held(ledger, account_id: str) -> list[str] | None:
