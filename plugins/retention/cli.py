@@ -367,12 +367,21 @@ def hold_place(account_id: str | None, data_class: str | None, reason: str, refe
         raise Failure(f"unknown data class {data_class!r}; see {rules_dir}/data_classes.yaml")
     if account_id and accounts_file and account_id not in load_accounts(accounts_file, set(ruleset.jurisdictions.jurisdictions)):
         raise Failure(f"no account {account_id!r} in the account registry {accounts_file}")
+    from retention.offboarding.backups import keep_keys_for_new_hold
+    from retention.settings import Settings
+
     with _open_ledger(database_url) as ledger:
         placed = ledger.place_hold(account_id=account_id, data_class=data_class, reason=reason,
                                    reference=reference, placed_by=placed_by)
+        keys = keep_keys_for_new_hold(ledger, Settings.from_env(), actor=placed_by)
     if as_json:
-        return _emit({"ok": True, "hold": placed.as_dict()})
+        return _emit({"ok": True, "hold": placed.as_dict(), **keys})
     click.echo(f"placed {placed.id} on {_hold_scope(placed)}")
+    if keys["backup_keys_kept"]:
+        click.echo(f"cancelled the scheduled deletion of the backup key of {', '.join(keys['backup_keys_kept'])}")
+    if "backup_keys_not_checked" in keys:
+        click.echo(f"warning: backup keys not checked ({keys['backup_keys_not_checked']}); the daily "
+                   "backup_expiry run cancels a covered key deletion", err=True)
 
 
 @hold.command("release")

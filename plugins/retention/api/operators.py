@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from airflow.api_fastapi.core_api.security import GetUserDep
 from retention.engine.tasks import context
 from retention.ledger import Ledger
+from retention.offboarding.backups import keep_keys_for_new_hold
 from retention.offboarding.status import open_offboardings
 from retention.settings import Settings
 
@@ -95,7 +96,9 @@ def place_hold(body: HoldRequest, user: GetUserDep) -> dict:
                                            reason=body.reason, reference=body.reference, placed_by=staff_id(user))
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    return placed.as_dict()
+        # Now, not at the next daily run: a scheduled key deletion the hold covers is cancelled.
+        keys = keep_keys_for_new_hold(ctx.ledger, Settings.from_env(), actor=staff_id(user))
+    return {**placed.as_dict(), **keys}
 
 
 @router.post("/holds/{hold_id}/release", dependencies=[Depends(json_body)])

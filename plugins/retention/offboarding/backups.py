@@ -285,6 +285,16 @@ def protect_held_keys(ledger, settings: Settings, *, actor: str, store: Keystore
     return kept
 
 
+def keep_keys_for_new_hold(ledger, settings: Settings, *, actor: str) -> dict:
+    """``protect_held_keys`` for the hold just placed, as the API and CLI report it. The hold stands even if the
+    keystore cannot be reached (the daily run retries); the answer then says the keys were not checked."""
+    try:
+        return {"backup_keys_kept": protect_held_keys(ledger, settings, actor=actor)}
+    except Exception as exc:  # noqa: BLE001 - any keystore failure; the hold itself is recorded already
+        log.warning("backup keys not checked after placing a hold: %s", type(exc).__name__)
+        return {"backup_keys_kept": [], "backup_keys_not_checked": type(exc).__name__}
+
+
 def _last_held(ledger, account_id: str) -> list[str] | None:
     """The holds the last key event of the account named; None when that event was not a hold."""
     last = None
