@@ -159,6 +159,11 @@ def test_a_pending_manual_request_and_a_held_erasure_are_stated_in_the_subproces
         ledger.append("subprocessor.held", {"subprocessor": "salesforce", "resource": "manual_request",
                                             "account_id": ACCOUNT, "data_class": "contact_data",
                                             "holds": ["hold-1"]}, actor="test")  # a manual request not opened
+        ledger.append("subprocessor.result", {  # accepted by an erase job nobody can poll: its completion assumed
+            "subprocessor": "sendgrid", "resource": "contacts", "account_id": ACCOUNT, "data_class": "email_delivery",
+            "found": 3, "deleted": 3, "already_gone": 0, "not_deleted": 0, "jobs": 1, "status": "assumed",
+            "assumed": True, "assumptions": ["erase_job_completes_in_30_days"],
+            "complete_by": "2026-12-30T00:00:00+00:00"}, actor="test")
     document = issued(stack, swept, key)
     certificate = verify(document, KeySet((key.jwk,))).certificate
     lines = {(s["subprocessor"], s["resource"]): s for s in certificate["subprocessors"]}
@@ -170,7 +175,10 @@ def test_a_pending_manual_request_and_a_held_erasure_are_stated_in_the_subproces
     assert sub_exceptions[("sentry", "events")]["kind"] == "subprocessor_held"
     assert lines[("salesforce", "manual request")]["status"] == "held"
     assert "kept under legal hold(s) hold-1" in exception_text(sub_exceptions[("sentry", "events")])
-    assert certificate["scope"]["subprocessors"] == ["salesforce", "sentry", "sixsense"]
+    assumed = sub_exceptions[("sendgrid", "contacts")]
+    assert assumed["kind"] == "subprocessor_assumed" and assumed["assumptions"] == ["erase_job_completes_in_30_days"]
+    assert "rests on our assumption(s) erase_job_completes_in_30_days" in exception_text(assumed)
+    assert certificate["scope"]["subprocessors"] == ["salesforce", "sendgrid", "sentry", "sixsense"]
 
     import pypdfium2
 

@@ -210,6 +210,8 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -
             "already_gone": p.get("already_gone", 0), "status": p.get("status"),
             "verification": p.get("verification"), "complete_by": p.get("complete_by"),
             "residual_copies_until": p.get("residual_copies_until"),
+            # Resting on a provider fact its docs do not state: "assumed", never stated as done.
+            **({"assumptions": list(p.get("assumptions") or [])} if p.get("assumed") else {}),
             **({"holds": list(p["holds"])} if p.get("holds") else {})}  # stopped by a hold: which ones
     elif event.kind == "subprocessor.manual_requested":  # a person must file it: stated as requested, not done
         latest[(p["subprocessor"], "manual")] = {
@@ -237,6 +239,8 @@ def subprocessor_exception(line: dict) -> dict:
                  "resource": line["resource"], "complete_by": line.get("complete_by")}
     if line.get("holds"):
         exception["holds"] = line["holds"]
+    if line.get("assumptions"):
+        exception["assumptions"] = line["assumptions"]
     return exception
 
 

@@ -211,6 +211,11 @@ def exception_text(e: dict) -> str:
     if kind == "subprocessor_held":
         return (f"Subprocessor {e['subprocessor']} ({e['resource']}): not erased, kept under legal hold(s) "
                 f"{', '.join(e.get('holds', []))}.")
+    if kind == "subprocessor_assumed":
+        by = f" by {_short(e['complete_by'])}, a date we assume" if e.get("complete_by") else ""
+        return (f"Subprocessor {e['subprocessor']} ({e['resource']}): deletion requested and accepted; that it "
+                f"completes{by} rests on our assumption(s) {', '.join(e.get('assumptions', []))}, not on anything "
+                "the provider documents or we verified.")
     if kind == "legal_hold":
         return (f"Legal hold {e['hold_id']} (reference {e['reference']}) on {e['data_class']} data, placed "
                 f"{_short(e['placed_at'])}: that data is kept.")
