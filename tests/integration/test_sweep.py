@@ -234,6 +234,8 @@ def test_a_rule_change_that_makes_most_of_a_location_due_deletes_nothing_there_w
     flagged = {m["location"]: m for m in preview.mass_deletions}
     assert not flagged["chat_conversations"]["acknowledged"]
     assert flagged["chat_conversations"]["due"] > flagged["chat_conversations"]["total"] // 2
+    shown = {m["location"]: m["sentence"] for m in preview.as_dict()["mass_deletion"]}
+    assert shown["chat_conversations"].endswith("not acknowledged: a run would delete nothing there")
 
     report = run_sweep(stack)
 

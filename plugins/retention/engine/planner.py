@@ -87,8 +87,10 @@ class MassDeletion:
         return (f"{self.location}: {self.due:,} of its {self.total:,} records ({self.percent}%) due at once, "
                 f"more than the {share:.0%} a run may make due without acknowledging the location")
 
-    def outcome(self, share: float) -> str:
-        return self.sentence(share) + ("; acknowledged by the run" if self.acknowledged
+    def outcome(self, share: float, dry_run: bool = False) -> str:
+        if self.acknowledged:
+            return self.sentence(share) + "; acknowledged by the run"
+        return self.sentence(share) + ("; not acknowledged: a run would delete nothing there" if dry_run
                                        else "; refused: nothing deleted there")
 
 

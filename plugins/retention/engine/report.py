@@ -67,7 +67,7 @@ class Report:
                 "lines": [asdict(line) for line in self.lines]}
 
     def mass_deletion_text(self, found: dict) -> str:
-        return MassDeletion(**found).outcome(self.mass_deletion_share or 0)
+        return MassDeletion(**found).outcome(self.mass_deletion_share or 0, self.dry_run)
 
 
 def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Report:

@@ -43,7 +43,7 @@ def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None
         share = ctx.mass_deletion.share
     return {"run_id": made.run_id, "dry_run": made.dry_run, "sql": made.locations["sql"], "s3": made.locations["s3"],
             "all": made.locations["sql"] + made.locations["s3"], "tasks": made.tasks, "estimated": made.estimated,
-            "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share)} for m in made.mass_deletions]}
+            "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share, made.dry_run)} for m in made.mass_deletions]}
 
 
 def execute(run_id: str, location_id: str, *, actor: str) -> dict:
