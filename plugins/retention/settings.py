@@ -25,6 +25,8 @@ class Settings:
     backups_bucket: str = "backups"
     backups_prefix: str = "app_db/"
     backups_source: str = "app_db"  # the Connection whose database the snapshots copy
+    # An Airflow `aws` Connection: per-account keys are AWS KMS keys; None: the local keystore under home.
+    backups_kms_conn_id: str | None = None
     key_deletion_window_days: int = 7  # per-account data keys: like AWS KMS, 7 to 30 days
     # A sweep that would make more than this share of a location's records due in one run is refused there
     # unless the run acknowledges that location: a typo in a period must not become a mass deletion.
@@ -77,7 +79,7 @@ class Settings:
 
 
 _TEXT = ("processor_name", "returns_conn_id", "returns_bucket", "backups_conn_id", "backups_bucket", "backups_prefix",
-         "backups_source")
+         "backups_source", "backups_kms_conn_id")
 
 
 def _share(name: str) -> float:

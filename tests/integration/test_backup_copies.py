@@ -358,12 +358,14 @@ def test_kms_a_hold_during_the_window_cancels_the_deletion(stack, ctx, settings,
     assert ctx.ledger.events_of_kind("backup.key_deletion_held")[0].payload["holds"] == [hold.id]
 
 
-def test_kms_is_reached_through_an_airflow_connection_when_one_is_configured(stack, settings, kms) -> None:
-    from types import SimpleNamespace
+def test_kms_is_reached_through_an_airflow_connection_when_one_is_configured(stack, settings, kms,
+                                                                             monkeypatch) -> None:
+    from retention.settings import Settings
 
-    # Settings.backups_kms_conn_id (RETENTION_BACKUPS_KMS_CONN_ID) names an aws Connection; the embedded stack's
-    # object_store Connection points at the same moto server, which also speaks KMS.
-    chosen = backups.keystore(SimpleNamespace(backups_kms_conn_id="object_store", keystore_dir=settings.keystore_dir))
+    # RETENTION_BACKUPS_KMS_CONN_ID names an aws Connection; the embedded stack's object_store Connection
+    # points at the same moto server, which also speaks KMS.
+    monkeypatch.setenv("RETENTION_BACKUPS_KMS_CONN_ID", "object_store")
+    chosen = backups.keystore(Settings.from_env())
     assert isinstance(chosen, KmsKeystore)
     account = f"acct_{uuid.uuid4().hex[:8]}"
     data_key = chosen.generate_data_key(account)

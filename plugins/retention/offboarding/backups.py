@@ -52,7 +52,7 @@ def keystore(settings: Settings) -> Keystore:
 
     The Connection's id comes from ``Settings.backups_kms_conn_id`` (``RETENTION_BACKUPS_KMS_CONN_ID``): an
     ``aws`` Connection whose credentials (and, for a local endpoint, ``endpoint_url`` extra) reach KMS."""
-    conn_id = getattr(settings, "backups_kms_conn_id", None)
+    conn_id = settings.backups_kms_conn_id
     if conn_id:
         from retention.backups import KmsKeystore
 
