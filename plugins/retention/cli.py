@@ -438,7 +438,7 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, acknow
                   accounts_file: Path | None, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Apply the retention rules everywhere: plan, delete in batches, verify, report (as the DAG does)."""
     _logs_to_stderr()
-    from retention.engine import SweepContext, plan_sweep, sweep
+    from retention.engine import SweepContext, sweep
     from retention.engine.overdue import describe, record_check
     from retention.engine.report import render
     from retention.ledger import Ledger
@@ -450,9 +450,8 @@ def sweep_command(dry_run: bool, at_text: str | None, run_id: str | None, acknow
     settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file, database_url=database_url)
     with Ledger.open(settings.database_url) as opened:
         ctx = SweepContext.load(settings, opened)
-        if run_id is None:  # planned here so the acknowledgement reaches the plan; then run like a resumed plan
-            run_id = plan_sweep(ctx, at, dry_run=dry_run, actor="cli:retention-sweep", acknowledged=acknowledged).run_id
-        report = sweep(ctx, at, dry_run=dry_run, actor="cli:retention-sweep", run_id=run_id, progress=_progress)
+        report = sweep(ctx, at, dry_run=dry_run, actor="cli:retention-sweep", run_id=run_id, progress=_progress,
+                       acknowledged=acknowledged)
         # The sweep leaves terminated accounts to their offboarding: say which ones nobody has started in time.
         overdue = record_check(ctx, report.run_id, at, actor="cli:retention-sweep")
     document = {**report.as_dict(), "overdue_terminations": [t.as_dict() for t in overdue]}

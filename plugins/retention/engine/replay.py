@@ -17,7 +17,7 @@ from retention.engine.executor import execute_location, selector_of
 from retention.engine.planner import SweepContext
 from retention.engine.report import Report, finish_sweep
 from retention.engine.steplog import Progress, quietly
-from retention.engine.verifier import verify_location
+from retention.engine.verifier import reclaim, verify_location
 
 REPLAYED_KINDS = ("sweep", "offboarding")
 DESTRUCTIVE = ("delete", "anonymize", "isolate")
@@ -49,4 +49,5 @@ def replay(ctx: SweepContext, since: datetime, *, actor: str, progress: Progress
     for location_id in progress(sorted({t.location for t in ctx.ledger.tasks(run_id)}), "re-deleting"):
         execute_location(ctx, run_id, location_id, actor=actor)
         verify_location(ctx, run_id, location_id, actor=actor)
+    reclaim(ctx, run_id, actor=actor)
     return finish_sweep(ctx.ledger, run_id, actor=actor)

@@ -11,7 +11,7 @@ from retention.engine.executor import execute_location
 from retention.engine.overdue import describe, record_check
 from retention.engine.planner import SweepContext, plan_sweep
 from retention.engine.report import finish_sweep, location_summary
-from retention.engine.verifier import verify_location
+from retention.engine.verifier import reclaim, verify_location
 from retention.ledger import Ledger
 from retention.rules import parse_utc
 from retention.settings import Settings
@@ -61,6 +61,7 @@ def verify(run_id: str, location_id: str, *, actor: str) -> dict:
 
 def report(run_id: str, *, actor: str) -> dict:
     with context() as ctx:
+        reclaim(ctx, run_id, actor=actor)
         result = finish_sweep(ctx.ledger, run_id, actor=actor)
     summary = {k: v for k, v in result.as_dict().items() if k != "lines"}
     if result.status != "succeeded":

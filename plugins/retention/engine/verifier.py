@@ -8,6 +8,15 @@ from retention.engine.steps import count_mode
 from retention.engine.planner import SweepContext
 from retention.ledger.chain import iso_utc
 from retention.stores import Residue
+from retention.stores.vacuum import vacuum_run
+
+
+def reclaim(ctx: SweepContext, run_id: str, *, actor: str) -> list[dict]:
+    """After verification: a SQL DELETE leaves the rows' bytes as dead tuples until VACUUM, so VACUUM the tables
+    the run's verified tasks deleted from and record it (``storage.vacuumed``), once per run."""
+    if ctx.ledger.run_events(run_id, "storage.vacuumed", "storage.vacuum_failed"):  # a retried task
+        return []
+    return vacuum_run(ctx.ledger, ctx.inventory, run_id, actor=actor)
 
 
 def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: str) -> int:

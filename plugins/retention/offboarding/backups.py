@@ -36,7 +36,7 @@ from retention.offboarding.returns import export_account
 from retention.rules import resolve
 from retention.settings import Settings
 from retention.stores import s3_client
-from retention.stores.vacuum import vacuum_run
+from retention.engine.verifier import reclaim
 
 log = logging.getLogger(__name__)
 KEY_EVENTS = ("backup.key_deletion_scheduled", "backup.key_deletion_held", "backup.key_destroyed")
@@ -152,8 +152,7 @@ def record_backups(ctx: SweepContext, run_id: str, settings: Settings, now: date
     account = ctx.accounts[account_of(ctx.ledger, run_id)]
     now = pendulum.instance(now)
     store = store or keystore(settings)
-    if not ctx.ledger.run_events(run_id, "storage.vacuumed", "storage.vacuum_failed"):  # a retried task: once
-        vacuum_run(ctx.ledger, ctx.inventory, run_id, actor=actor)
+    reclaim(ctx, run_id, actor=actor)
     written = [{"copy_id": c["copy_id"], "sha256": c["sha256"]} for c in copies_of(ctx.ledger, account.id)]
     held = ctx.ledger.holds_in_force(account.id)  # right before scheduling: "stop now", whatever placed_at says
     if held:  # destroying the key would destroy the held data in every copy
