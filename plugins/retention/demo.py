@@ -94,13 +94,17 @@ def _forecast() -> None:
 
     today = pendulum.now("UTC")
     with context() as ctx:
-        days = by_day(forecast(ctx, today, 30))
+        lines = forecast(ctx, today, 30)
+    days = by_day(lines)
     now = days.pop(today.to_date_string(), {})
     print(f"Due now, so deleted by today's sweep: {sum(now.values()):,} records — " +
           ", ".join(f"{n:,} {name}" for name, n in sorted(now.items(), key=lambda kv: -kv[1])) + ".")
     later = sum(n for classes in days.values() for n in classes.values())
     print(f"Falling due over the next 30 days: {later:,} more, on {len(days)} day(s). Held data is not forecast; "
-          "customers who elected return are offboarded, not swept.")
+          "terminated customers are offboarded (approved by a second person, certified), never swept.")
+    for t in lines.terminations:
+        state = "OVERDUE: its offboarding should have started" if t.overdue else "its offboarding is due"
+        print(f"Terminated {t.account_id} (elected {t.choice}): {state} by {t.due_at[:10]}.")
 
 
 def _run_dag() -> str:
@@ -141,13 +145,18 @@ def _print_result(dag_state: str, customers: int) -> int:
     with Ledger.open() as ledger:
         run_id = ledger.last_run_id("sweep")
         report = build_report(ledger, run_id)
-    print(f"DAG run finished: {dag_state}.\n")
+        checked = ledger.run_events(run_id, "terminations.checked")
+    overdue = [t["account_id"] for e in checked for t in e.payload.get("overdue", [])]
+    print(f"DAG run finished: {dag_state}" + (f" — its overdue_terminations task failed, as it must: no offboarding "
+          f"was started for terminated {', '.join(overdue)} by its due date (step 7 starts it)" if overdue else "")
+          + ".\n")
     print(render(report))
     held = sum(line.kept for line in report.lines if "legal hold" in line.why_kept)
-    returning = sum(line.kept for line in report.lines if "elected return" in line.why_kept)
+    terminated = sum(line.kept for line in report.lines if "terminated, customer elected" in line.why_kept)
     print(f"\nIn words: {report.deleted + report.anonymized:,} records had outlived their retention and are gone "
-          f"(verified by re-querying every location); {held:,} stay under the legal hold; {returning:,} wait for "
-          f"their customer's return (step 8); the other {report.kept - held - returning:,} are not due yet.")
+          f"(verified by re-querying every location); {held:,} stay under the legal hold; {terminated:,} of "
+          f"terminated customers wait for their offboarding (steps 7 and 8), never deleted wholesale by the sweep; "
+          f"the other {report.kept - held - terminated:,} are not due yet.")
     certified = _certify(run_id, "acct_1001")
     _snapshot(["acct_4004", "acct_5005"])
     offboarded = [_offboard(7, "acct_4004", "delete", "OFF-4004"), _offboard(8, "acct_5005", "return", "OFF-5005")]
