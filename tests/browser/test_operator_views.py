@@ -23,19 +23,6 @@ HELD, OFFBOARDED = "acct_1001", "acct_2002"
 
 
 @pytest.fixture
-def page(browser, live_api):
-    """A browser tab signed in to Airflow as a staff member (Airflow's own ``_token`` session cookie)."""
-    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-
-    session = browser.new_context(base_url=live_api.url)
-    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(), "url": live_api.url}])
-    tab = session.new_page()
-    tab.set_default_timeout(30_000)
-    yield tab
-    session.close()
-
-
-@pytest.fixture
 def offboarding(live_api) -> str:
     """An offboarding planned and waiting for its second pair of eyes."""
     request = OffboardingRequest(account_id=OFFBOARDED, choice="delete", requested_by="csm-3", reference="TKT-88")

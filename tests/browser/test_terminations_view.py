@@ -6,21 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.api import staff_token
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def page(browser, live_api):
-    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-
-    session = browser.new_context(base_url=live_api.url)
-    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(), "url": live_api.url}])
-    tab = session.new_page()
-    tab.set_default_timeout(30_000)
-    yield tab
-    session.close()
 
 
 def test_an_overdue_termination_is_listed_with_its_due_date(page) -> None:

@@ -18,6 +18,7 @@ from retention.subprocessors import Credentials, erase
 from retention.subprocessors import tasks as subprocessor_steps
 from tests.emulators.sentry import TOKEN, SentryEmulator
 from tests.fixtures.subprocessors import shipped_spec
+from tests.integration.test_sweep import HoldAfterFirstBatch
 
 HELD = "acct_1001"
 AHEAD = pendulum.duration(minutes=2)  # the api-server's clock, ahead of the worker's
@@ -29,30 +30,12 @@ def place_hold(ledger: Ledger, *, data_class: str | None = None, ahead: bool = T
                              placed_by="counsel", at=pendulum.now("UTC") + AHEAD if ahead else None)
 
 
-class HoldAfterFirstDelete:
-    """A real store that places a hold (stamped by a clock ahead of ours) once it deleted its first batch of
-    the held account: the executor must see it before its next batch."""
-
-    def __init__(self, store, ledger_url):
-        self.store, self.ledger_url = store, ledger_url
-        self.location_id = store.location_id
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def delete(self, batch):
-        outcome = self.store.delete(batch)
-        with Ledger.open(self.ledger_url) as ledger:
-            if not ledger.list_holds(include_released=True):
-                place_hold(ledger)
-        return outcome
-
-
 def test_sql_and_s3_batches_stop_at_a_hold_stamped_ahead_of_this_machines_clock(stack) -> None:
     before = stack.rows()
     with Ledger.open(stack.ledger_url) as ledger:
-        ctx = SweepContext.load(Settings.from_env(), ledger,
-                                open_store=lambda loc, spec: HoldAfterFirstDelete(open_store(loc, spec), stack.ledger_url))
+        ahead = pendulum.now("UTC") + AHEAD
+        ctx = SweepContext.load(Settings.from_env(), ledger, open_store=lambda loc, spec: HoldAfterFirstBatch(
+            open_store(loc, spec), stack.ledger_url, at=ahead))
         report = sweep(ctx, stack.now, dry_run=False, actor="test")
         hold = ledger.list_holds()[0]
         assert hold.placed_at > pendulum.now("UTC")  # not yet "placed" by this machine's clock, yet in force

@@ -35,7 +35,7 @@ def pg_ledger(request: pytest.FixtureRequest, stack, monkeypatch: pytest.MonkeyP
 
 
 def planned_run(stack) -> tuple[str, str, int]:
-    """Many old page views of one account, then a sweep planned over them: (run id, task id, rows due)."""
+    """Many old page views of one account, then a sweep planned over them: (run id, task id, rows there)."""
     engine = sa.create_engine(stack.app_url)
     with engine.begin() as conn:
         conn.execute(sa.text(
@@ -50,7 +50,13 @@ def planned_run(stack) -> tuple[str, str, int]:
         run_id = plan_sweep(ctx, stack.now, dry_run=False, actor="test", **options).run_id
         task = next(t for t in ledger.tasks(run_id, location=LOCATION) if t.account_id == ACCOUNT)
     assert task.status == "planned" and task.estimated_count >= EXTRA
-    return run_id, task.id, task.estimated_count
+    return run_id, task.id, rows_left(stack)
+
+
+def first_executor_stopped_mid_task(stack, ledger: Ledger, run_id: str, task_id: str) -> subprocess.Popen:
+    first = executor(stack, run_id)
+    stop_after_first_batch(first, ledger, task_id)
+    return first
 
 
 def executor(stack, run_id: str) -> subprocess.Popen:
@@ -86,11 +92,9 @@ def rows_left(stack) -> int:
 
 
 def test_a_second_executor_does_not_run_a_task_the_first_holds(stack, pg_ledger) -> None:
-    run_id, task_id, due = planned_run(stack)
-    before = rows_left(stack)
+    run_id, task_id, before = planned_run(stack)
     with Ledger.open(pg_ledger) as ledger:
-        first = executor(stack, run_id)
-        stop_after_first_batch(first, ledger, task_id)
+        first = first_executor_stopped_mid_task(stack, ledger, run_id, task_id)
         try:
             second = executor(stack, run_id)
             _, err = second.communicate(timeout=300)
@@ -113,11 +117,9 @@ def test_a_second_executor_does_not_run_a_task_the_first_holds(stack, pg_ledger)
 
 
 def test_an_executor_that_lost_its_claim_stops_before_its_next_batch(stack, pg_ledger) -> None:
-    run_id, task_id, due = planned_run(stack)
-    before = rows_left(stack)
+    run_id, task_id, before = planned_run(stack)
     with Ledger.open(pg_ledger) as ledger:
-        first = executor(stack, run_id)
-        stop_after_first_batch(first, ledger, task_id)
+        first = first_executor_stopped_mid_task(stack, ledger, run_id, task_id)
         try:
             # The first executor's connection holding the claim is cut (a network partition, say) while it
             # is paused: the server drops its lock, and another executor takes the task over and finishes it.

@@ -125,10 +125,11 @@ def test_rerunning_a_finished_run_deletes_nothing_and_changes_no_count(stack):
 
 
 class HoldAfterFirstBatch:
-    """Instrumentation around a real store: places a legal hold on acct_1001 after its first deletion."""
+    """Instrumentation around a real store: places a legal hold on acct_1001 after its first deletion
+    (``at``: the hold's placed_at, as a machine with another clock would stamp it; default the ledger's)."""
 
-    def __init__(self, store, ledger_url):
-        self.store, self.ledger_url = store, ledger_url
+    def __init__(self, store, ledger_url, at=None):
+        self.store, self.ledger_url, self.at = store, ledger_url, at
         self.location_id = store.location_id
 
     def __getattr__(self, name):
@@ -137,9 +138,9 @@ class HoldAfterFirstBatch:
     def delete(self, batch):
         outcome = self.store.delete(batch)
         with Ledger.open(self.ledger_url) as ledger:
-            if not ledger.list_holds():
+            if not ledger.list_holds(include_released=True):
                 ledger.place_hold(account_id="acct_1001", data_class=None, reason="placed mid-run",
-                                  reference="LEGAL-7", placed_by="counsel")
+                                  reference="LEGAL-7", placed_by="counsel", at=self.at)
         return outcome
 
 
