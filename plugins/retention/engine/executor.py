@@ -17,6 +17,7 @@ the task, whatever its ``placed_at`` and whatever this machine's clock says.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from retention.engine.planner import SweepContext
 from retention.engine.steplog import log_task
@@ -25,6 +26,7 @@ from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
 from retention.ledger.store import TaskBusy
 from retention.stores import PendingBatch, Selector, Store
+from retention.stores.base import BatchLocked
 
 RUNNABLE = ("planned", "running")
 APPROVAL = {"offboarding": "offboarding.approved"}  # run kinds that delete nothing before a second person approves
@@ -32,6 +34,14 @@ APPROVAL = {"offboarding": "offboarding.approved"}  # run kinds that delete noth
 
 class NotPermitted(PermissionError):
     """The run may not delete: it is closed (finished, rejected) or still waits for its approval."""
+
+
+class HeldMidBatch(Exception):
+    """A legal hold came into force while a batch was being tried again; the store rolled it back."""
+
+    def __init__(self, holds: list[str]) -> None:
+        super().__init__(", ".join(holds))
+        self.holds = holds
 
 
 def selector_of(task: PlannedTask) -> Selector:
@@ -92,13 +102,17 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str,
     for batch in store.batches(selector, after=checkpoint.get("after"), **count_mode(task.action)):
         holds = ledger.holds_in_force(task.account_id, task.data_class)
         if holds:
-            ledger.update_task(task.id, ("task.held", {**_ids(task), "holds": holds}), status="held",
-                               actor=actor, fence=fence)
-            log_task("task.held", task, affected=affected)
-            return affected
+            return _held(ledger, task, holds, affected, checkpoint, actor=actor, fence=fence)
         ledger.update_task(task.id, ("batch.intent", {**_ids(task), **_batch_fields(batch)}), status="running",
                            checkpoint={**checkpoint, "pending": _pending(batch)}, actor=actor, fence=fence)
-        outcome = _apply(store, task.action, batch)
+        try:
+            outcome = _apply(store, task.action, replace(batch, recheck=lambda: _stop_if_held(ledger, task)))
+        except HeldMidBatch as held:  # rolled back: nothing of the batch went, its range stays to do
+            return _held(ledger, task, held.holds, affected, checkpoint, actor=actor, fence=fence)
+        except BatchLocked as locked:  # every try rolled back: say so, then let the run fail and be retried
+            ledger.update_task(task.id, ("batch.locked", {**_ids(task), "lock_retries": locked.retries}),
+                               checkpoint=checkpoint, actor=actor, fence=fence)
+            raise
         affected += outcome.affected
         checkpoint = {"after": batch.upper}
         counts = {"affected": outcome.affected, "retained": sum(r.count for r in outcome.retained)}
@@ -113,6 +127,20 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str,
                        checkpoint=None, actor=actor, fence=fence)
     log_task("task.done", task, affected=total)
     return affected
+
+
+def _held(ledger: Ledger, task: PlannedTask, holds: list[str], affected: int, checkpoint: dict, *, actor: str,
+          fence: int) -> int:
+    ledger.update_task(task.id, ("task.held", {**_ids(task), "holds": holds}), status="held", checkpoint=checkpoint,
+                       actor=actor, fence=fence)
+    log_task("task.held", task, affected=affected)
+    return affected
+
+
+def _stop_if_held(ledger: Ledger, task: PlannedTask) -> None:
+    holds = ledger.holds_in_force(task.account_id, task.data_class)
+    if holds:
+        raise HeldMidBatch(holds)
 
 
 def _apply(store: Store, action: str, batch: PendingBatch):

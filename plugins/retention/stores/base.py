@@ -18,7 +18,7 @@ rows stay in place, so for an anonymize task only rows not yet anonymized match.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -53,6 +53,14 @@ class Retained:
     retain_until: datetime | None = None
 
 
+class BatchLocked(RuntimeError):
+    """A batch still met the application's locks after every retry; its transactions all rolled back."""
+
+    def __init__(self, message: str, retries: int) -> None:
+        super().__init__(message)
+        self.retries = retries
+
+
 @dataclass(frozen=True)
 class PendingBatch:
     """The next batch: its key range and how many records it holds. Nothing is deleted yet."""
@@ -61,6 +69,9 @@ class PendingBatch:
     upper: str  # inclusive upper bound, the checkpoint once done
     count: int
     items: Any = field(default=None, repr=False, compare=False)  # store-private (e.g. S3 keys+versions)
+    # Called by a store before it tries the batch again (after a rolled-back attempt): the engine's legal-hold
+    # check, so a hold placed while a batch waits on the application's locks stops it before its next try.
+    recheck: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

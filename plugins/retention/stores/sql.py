@@ -57,7 +57,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, SqlLocation
-from retention.stores.base import Outcome, PendingBatch, Residue, Selector
+from retention.stores.base import BatchLocked, Outcome, PendingBatch, Residue, Selector
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,6 @@ class SqlResidue(Residue):
     """``remaining`` rows of the location's table still matching; ``children`` rows still pointing at them."""
 
     children: Mapping[str, int] = field(default_factory=dict, hash=False)
-
-
-class BatchLocked(RuntimeError):
-    """A batch still met application row locks after every retry; its transactions all rolled back."""
-
-    def __init__(self, message: str, retries: int) -> None:
-        super().__init__(message)
-        self.retries = retries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +342,8 @@ class SqlStore:
 
         def attempt() -> tuple[Any, float]:
             nonlocal attempts
+            if attempts and batch.recheck is not None:
+                batch.recheck()  # e.g. a legal hold placed while this batch waited: it raises, nothing is tried
             attempts += 1
             started = time.perf_counter()
             with self.engine.begin() as conn:
