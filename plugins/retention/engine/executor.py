@@ -100,6 +100,9 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str,
     if checkpoint.get("pending"):
         checkpoint, affected = _recover(ledger, store, task, selector, checkpoint, actor, fence)
     for batch in store.batches(selector, after=checkpoint.get("after"), **count_mode(task.action)):
+        # Right before each batch: the run may have been closed meanwhile (a report finished it while this
+        # process, a --resume, still ran), and a hold may have been placed.
+        check_may_delete(ledger, ledger.get_run(task.run_id))
         holds = ledger.holds_in_force(task.account_id, task.data_class)
         if holds:
             return _held(ledger, task, holds, affected, checkpoint, actor=actor, fence=fence)

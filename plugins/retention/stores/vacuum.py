@@ -38,14 +38,19 @@ def vacuum_tables(engine: sa.Engine, tables: Iterable[str]) -> list[str]:
     quote = engine.dialect.identifier_preparer.quote
     done = []
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # A session setting (VACUUM runs outside any transaction, so SET LOCAL cannot bound it): reset before
+        # the connection goes back to the stores' shared pool.
         conn.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
-        for table in dict.fromkeys(tables):  # once each, in order
-            name = ".".join(quote(part) for part in table.split("."))
-            try:
-                conn.execute(sa.text(f"{COMMAND} {name}"))
-            except sa.exc.DBAPIError as exc:
-                raise VacuumFailed(f"{COMMAND} {table} failed: {type(exc.orig).__name__}") from None
-            done.append(table)
+        try:
+            for table in dict.fromkeys(tables):  # once each, in order
+                name = ".".join(quote(part) for part in table.split("."))
+                try:
+                    conn.execute(sa.text(f"{COMMAND} {name}"))
+                except sa.exc.DBAPIError as exc:
+                    raise VacuumFailed(f"{COMMAND} {table} failed: {type(exc.orig).__name__}") from None
+                done.append(table)
+        finally:
+            conn.execute(sa.text("RESET lock_timeout"))
     log.info("vacuumed %d table(s)", len(done))
     return done
 
