@@ -39,3 +39,9 @@ def vacuumed_by_postgres(url: str, expected: set[str]) -> set[str]:
             time.sleep(0.2)
     finally:
         engine.dispose()
+
+
+def test_a_dry_run_vacuums_nothing(stack) -> None:
+    with Ledger.open(stack.ledger_url) as ledger:
+        report = sweep(SweepContext.load(Settings.from_env(), ledger), stack.now, dry_run=True, actor="test")
+        assert ledger.run_events(report.run_id, "storage.vacuumed", "storage.vacuum_failed") == []
