@@ -329,7 +329,7 @@ def _backup_line(line: dict) -> str:
         if line["status"] == "held":
             return f"per-account copies ({copies}): not erased, kept under legal hold(s) {', '.join(line['holds'])}"
         if not copies:
-            return f"per-account key destroyed on {_short(line['destroy_on'])}; no copy was encrypted under it"
+            return f"per-account key scheduled for destruction on {_short(line['destroy_on'])}; no copy was encrypted under it"
         when = (f"done: key destroyed {_short(line['destroyed_at'])}" if line["destroyed_at"]
                 else f"takes effect when the account's key is destroyed on {_short(line['destroy_on'])}")
         digests = ", ".join(c["sha256"][:16] + "…" for c in line["copies"])

@@ -126,8 +126,12 @@ def write_account_copies(ctx: SweepContext, settings: Settings, now: datetime, *
 
 
 def copies_of(ledger, account_id: str) -> list[dict]:
-    """The copies the ledger recorded for the account, oldest first (payloads of ``backup.copy_written``)."""
-    return [e.payload for e in ledger.events_of_kind("backup.copy_written") if e.payload["account_id"] == account_id]
+    """The account's copies that still exist, oldest first (payloads of ``backup.copy_written``): an expired
+    copy was deleted like any object, so no crypto-erase may be claimed for it."""
+    expired = {e.payload["copy_id"] for e in ledger.events_of_kind("backup.copy_expired")
+               if e.payload["account_id"] == account_id}
+    return [e.payload for e in ledger.events_of_kind("backup.copy_written")
+            if e.payload["account_id"] == account_id and e.payload["copy_id"] not in expired]
 
 
 def restore_account(ledger, settings: Settings, account_id: str, destination, *, copy_id: str | None = None,
