@@ -414,10 +414,8 @@ class Ledger:
         with self._reader() as s:
             rows = s.scalars(select(LegalHoldRow)
                              .order_by(LegalHoldRow.placed_at, LegalHoldRow.id)).all()
-        records = [HoldRecord.of(r) for r in rows]
-        now = _now()
-        return [r for r in records
-                if include_released or r.released_at is None or r.released_at > now]
+        # In force means not released, as for the deleting paths' guard (holds_in_force): no clock compared.
+        return [HoldRecord.of(r) for r in rows if include_released or r.released_at is None]
 
     def holds_in_force(self, account_id: str, data_class: str | None = None) -> list[str]:
         """The guard every deleting path calls right before it acts: ids of the holds not released that
