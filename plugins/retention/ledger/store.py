@@ -227,10 +227,6 @@ class HoldRecord:
         return cls(row.id, row.account_id, row.data_class, row.reason, row.reference, row.placed_by,
                    row.placed_at, row.released_at, row.released_by, row.release_reason)
 
-    def in_force(self, at: datetime | None = None) -> bool:
-        at = utc(at) if at else _now()
-        return self.placed_at <= at and (self.released_at is None or at < self.released_at)
-
     def as_dict(self) -> dict:
         """The hold as staff see it; the free-text reason stays in its row."""
         return {"id": self.id, "account_id": self.account_id, "data_class": self.data_class,
