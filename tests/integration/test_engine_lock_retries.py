@@ -14,11 +14,17 @@ from tests.integration.test_sql_store import OLD, add_conversations, chat
 pytestmark = pytest.mark.postgres
 
 
-def test_a_batch_retried_behind_an_application_lock_is_recorded_with_its_retries(app_engine, ledger):
-    ids = add_conversations(app_engine, [chat("acct_1", OLD)] * 10, messages_each=2)
+def planned_delete(ledger) -> tuple[str, str]:
+    """A sweep run with one planned task: delete acct_1's chat conversations. (run id, task id)"""
     run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64, actor="test")
     task_id = ledger.add_planned_task(run_id, account_id="acct_1", data_class="chat_transcripts",
                                       location="chat_conversations", action="delete", rule_id="chat-test")
+    return run_id, task_id
+
+
+def test_a_batch_retried_behind_an_application_lock_is_recorded_with_its_retries(app_engine, ledger):
+    ids = add_conversations(app_engine, [chat("acct_1", OLD)] * 10, messages_each=2)
+    run_id, task_id = planned_delete(ledger)
     holder = hold_row_lock(app_engine, ids[5])
     try:
         affected = claim_and_execute(ledger, store_of(app_engine, Backoff(holder, release_after=2), lock_timeout_ms=50),
@@ -47,9 +53,7 @@ class HoldWhileLocked(Backoff):
 
 def test_a_hold_placed_while_a_batch_waits_on_a_lock_stops_it_before_its_next_try(app_engine, ledger):
     add_conversations(app_engine, [chat("acct_1", OLD)] * 10, messages_each=2)
-    run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64, actor="test")
-    task_id = ledger.add_planned_task(run_id, account_id="acct_1", data_class="chat_transcripts",
-                                      location="chat_conversations", action="delete", rule_id="chat-test")
+    run_id, task_id = planned_delete(ledger)
     holder = hold_row_lock(app_engine, add_conversations(app_engine, [chat("acct_1", OLD)], messages_each=1)[0])
     try:
         affected = claim_and_execute(ledger, store_of(app_engine, HoldWhileLocked(holder, ledger),
@@ -66,9 +70,7 @@ def test_a_hold_placed_while_a_batch_waits_on_a_lock_stops_it_before_its_next_tr
 
 def test_a_batch_that_never_gets_its_locks_is_recorded_and_fails(app_engine, ledger):
     ids = add_conversations(app_engine, [chat("acct_1", OLD)] * 10, messages_each=2)
-    run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64, actor="test")
-    task_id = ledger.add_planned_task(run_id, account_id="acct_1", data_class="chat_transcripts",
-                                      location="chat_conversations", action="delete", rule_id="chat-test")
+    run_id, task_id = planned_delete(ledger)
     holder = hold_row_lock(app_engine, ids[0])
     try:
         with pytest.raises(BatchLocked):
@@ -85,9 +87,7 @@ def test_an_executor_stops_before_its_next_batch_once_its_run_is_closed(app_engi
     from retention.engine.executor import NotPermitted
 
     add_conversations(app_engine, [chat("acct_1", OLD)] * 10, messages_each=2)
-    run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64, actor="test")
-    task_id = ledger.add_planned_task(run_id, account_id="acct_1", data_class="chat_transcripts",
-                                      location="chat_conversations", action="delete", rule_id="chat-test")
+    run_id, task_id = planned_delete(ledger)
     ledger.finish_run(run_id, "failed", actor="test")  # the report closed it after claiming nothing
     with pytest.raises(NotPermitted, match="failed"):
         claim_and_execute(ledger, store_of(app_engine, Backoff()), task_id, actor="test")
