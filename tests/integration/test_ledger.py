@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 
 from retention.ledger import (
     GENESIS_HASH, Event, Ledger, LedgerSchemaError, PayloadError, PersonalDataError, PlannedTask,
-    Run, compute_hash, database_url, event_hash, iso_utc, looks_personal, migrate,
+    Run, compute_hash, database_url, event_hash, head_revision, iso_utc, looks_personal, migrate,
 )
 from retention.rules import LegalHold
 
@@ -132,12 +132,13 @@ def test_naive_datetimes_are_refused(ledger: Ledger) -> None:
 
 PERSONAL = ["jane.doe@example.com", "write to Jane <jane+tag@mail.example.co.uk>",
             "+1 415 555 0100", "+14155550100", "(415) 555-0100", "415-555-0100", "415.555.0100",
-            "+44 20 7946 0958", "+44 (0)20 7946 0958", "call 020 7946 0958", "06 12 34 56 78"]
+            "+44 20 7946 0958", "+44 (0)20 7946 0958", "call 020 7946 0958", "06 12 34 56 78",
+            "192.168.0.1"]  # an IP address identifies a person's device: refused since issue 15
 NOT_PERSONAL = ["2025-03-01T12:00:00.000000+00:00", "2025-03-01", "2025-03-01 12:00:00+02:00",
                 "0f8fad5b-d9cb-469f-a165-70867728950e", "12345678-1234-1234-1234-123456789012",
                 "0f8fad5bd9cb469fa16570867728950e", DIGEST, "5" * 64, "P30D", "PT12H", "P1Y2M",
                 "acct_1001", "acct-415-555-0100x", "chat_transcripts", "staff:42", "LEG-2025-0042",
-                "1700000000", "4155550100", "12345", "v1.2.3", "192.168.0.1", "hold-0a1b2c3d4e5f",
+                "1700000000", "4155550100", "12345", "v1.2.3", "hold-0a1b2c3d4e5f",
                 "manual__2025-03-01T12:00:00+00:00", "user@localhost", "s3://bucket/prefix/x"]
 
 
@@ -186,8 +187,10 @@ def test_a_hold_is_placed_listed_and_released_with_an_event_each(ledger: Ledger)
     placed_event, released_event = list(ledger.events())
     assert (placed_event.kind, released_event.kind) == ("hold.placed", "hold.released")
     assert placed_event.actor == "staff:7" and released_event.actor == "staff:8"
+    digest = placed_event.payload["reference_sha256"]  # the reference is kept erasable, outside the chain
     assert placed_event.payload == {"hold_id": hold.id, "account_id": "acct_1001", "data_class": None,
-                                    "reference": "LEG-42", "placed_at": iso_utc(T0)}
+                                    "reference_sha256": digest, "placed_at": iso_utc(T0)}
+    assert ledger.text(digest) == "LEG-42" and released_event.payload["reference_sha256"] == digest
     for ev in (placed_event, released_event):
         assert "litigation" not in json.dumps(ev.payload)  # free-text reasons stay out of the chain
         assert "closed" not in json.dumps(ev.payload)
@@ -345,7 +348,7 @@ def test_an_unmigrated_postgres_database_is_refused_with_the_fix(postgres_url: s
     with pytest.raises(LedgerSchemaError) as refused:
         Ledger.open(ledger_url)
     message = str(refused.value)
-    assert "no ledger schema" in message and "expected revision 0002" in message
+    assert "no ledger schema" in message and f"expected revision {head_revision()}" in message
     assert "run `retention ledger migrate`" in message
     migrate(ledger_url)
     migrate(ledger_url)  # idempotent
@@ -363,7 +366,7 @@ def test_a_postgres_database_at_another_revision_is_named_in_the_error(postgres_
     with engine.begin() as conn:
         conn.execute(text("UPDATE ledger_alembic_version SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(LedgerSchemaError, match="has revision 0000, expected revision 0002"):
+    with pytest.raises(LedgerSchemaError, match=f"has revision 0000, expected revision {head_revision()}"):
         Ledger.open(ledger_url)
 
 

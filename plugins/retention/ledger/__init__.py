@@ -8,17 +8,18 @@ from retention.ledger.chain import (
 )
 from retention.ledger.guard import PersonalDataError, looks_personal
 from retention.ledger.models import (
-    GENESIS_HASH, VERSION_TABLE, Base, Certificate, ChainHead, Event, LegalHoldRow, PlannedTask, Run,
+    GENESIS_HASH, VERSION_TABLE, Base, Certificate, ChainHead, ErasableText, Event, LegalHoldRow, PlannedTask,
+    Run,
 )
 from retention.ledger.store import (
-    MIGRATIONS_DIR, HoldRecord, Ledger, LedgerSchemaError, create_ledger_engine, current_revision,
+    MIGRATIONS_DIR, HoldRecord, Ledger, LedgerSchemaError, TextErased, create_ledger_engine, current_revision,
     database_url, head_revision, migrate, normalize_url,
 )
 
 __all__ = [
-    "GENESIS_HASH", "MIGRATIONS_DIR", "VERSION_TABLE", "Base", "Certificate", "ChainHead", "Event",
+    "GENESIS_HASH", "MIGRATIONS_DIR", "VERSION_TABLE", "Base", "Certificate", "ChainHead", "ErasableText", "Event",
     "HoldRecord", "Ledger", "LedgerSchemaError", "LegalHoldRow", "PayloadError", "PersonalDataError",
-    "PlannedTask", "Run", "VerifyResult", "canonical_json", "compute_hash", "create_ledger_engine",
+    "PlannedTask", "Run", "TextErased", "VerifyResult", "canonical_json", "compute_hash", "create_ledger_engine",
     "current_revision", "database_url", "event_hash", "head_revision", "iso_utc", "looks_personal",
     "migrate", "normalize_url", "verify",
 ]

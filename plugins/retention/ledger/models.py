@@ -36,6 +36,7 @@ VERSION_TABLE = "ledger_alembic_version"
 ID = 32          # uuid4 hex
 NAME = 200       # account ids, data class names, staff ids, rule ids
 HASH = 64        # sha256 hex
+TEXT = 2000      # a free text kept erasable (a reason, a reference)
 
 
 def utc(value: datetime) -> pendulum.DateTime:
@@ -166,6 +167,28 @@ class LegalHoldRow(Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     released_by: Mapped[str | None] = mapped_column(String(NAME))
     release_reason: Mapped[str | None] = mapped_column(String(500))
+    # The reference's digest in ``erasable_texts``: what the hold's events carry instead of the reference.
+    reference_sha256: Mapped[str | None] = mapped_column(String(HASH))
+
+
+class ErasableText(Base):
+    """Free text an event refers to by digest (a reason, a reference, a ticket): kept here, not in the chain,
+    so it can be erased while the chain still verifies.
+
+    ``sha256`` is the sha256 of ``salt`` followed by the text. The salt is random per row, so once the text
+    and its salt are erased the digest left in the chain cannot be linked back to the text by guessing
+    candidates (a ticket number or a short name is easily guessed). An erased row stays, with
+    ``erased_at``: the chain's digest still resolves to "erased", not to "unknown".
+    """
+
+    __tablename__ = "erasable_texts"
+
+    sha256: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    salt: Mapped[str | None] = mapped_column(String(HASH))
+    text: Mapped[str | None] = mapped_column(String(TEXT))
+    purpose: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Certificate(Base):

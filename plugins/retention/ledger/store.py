@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from retention.ledger import chain
 from retention.ledger.chain import VerifyResult, check_payload, iso_utc
 from retention.ledger.guard import refuse_personal_data
 from retention.ledger.models import (
-    NAME, VERSION_TABLE, ChainHead, Event, LegalHoldRow, PlannedTask, Run, utc,
+    NAME, TEXT, VERSION_TABLE, ChainHead, ErasableText, Event, LegalHoldRow, PlannedTask, Run, utc,
 )
 from retention.rules import LegalHold
 
@@ -47,6 +48,8 @@ RUN_FINAL_STATUSES = ("succeeded", "failed", "rejected", "superseded")
 
 _KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_FIELD = re.compile(r"[a-z][a-z0-9_]{0,40}")
+ERASED = "(erased)"  # what a legal hold's reference reads once its text was erased
 _READ_ONLY = "ledger_read_only"  # execution option: SQLite reads use a deferred BEGIN
 # PostgreSQL write transactions wait at most this long for a lock (the chain head, a task row), and no
 # statement runs longer: an appender stuck behind a hung transaction backs off and tries again, a bounded
@@ -67,6 +70,10 @@ class TaskBusy(RuntimeError):
 
 class LedgerBusy(RuntimeError):
     """A ledger write waited past its lock timeout on every attempt."""
+
+
+class TextErased(LookupError):
+    """The text behind a digest was erased (``Ledger.erase_text``): only its digest remains, in the chain."""
 
 
 class ClaimLost(RuntimeError):
@@ -199,6 +206,18 @@ def _optional_text(value: Any, field: str) -> str | None:
     return None if value is None else _text(value, field)
 
 
+def _free_text(value: Any, field: str) -> str:
+    """A free text bound for ``erasable_texts``: any words (that is why it is kept erasable), but a string,
+    not blank, not longer than the column, and storable (PostgreSQL refuses NUL)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field} must be a non-empty string")
+    if len(value) > TEXT:
+        raise ValueError(f"{field} is {len(value)} characters long; at most {TEXT} are allowed")
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL character")
+    return value
+
+
 def _kind(value: str, field: str = "kind") -> str:
     if not isinstance(value, str) or len(value) > 64 or not _KIND.fullmatch(value):
         raise ValueError(f"{field} {value!r} must be a short dotted lowercase name like 'hold.placed'")
@@ -314,8 +333,12 @@ class Ledger:
     # -- the chain ------------------------------------------------------------------------------
 
     def append(self, kind: str, payload: dict, *, actor: str, run_id: str | None = None,
-               task_id: str | None = None, session: Session | None = None) -> Event:
+               task_id: str | None = None, session: Session | None = None,
+               texts: dict[str, str] | None = None) -> Event:
         """Append one event; with ``session``, inside that transaction and without committing.
+
+        ``texts``: free text the event is about (``{"reason": "..."}``). Each is kept in ``erasable_texts``
+        in the same transaction, and the event carries only ``<field>_sha256``, never the text.
 
         Takes the chain-head lock, which is held until the transaction ends: in a shared
         transaction, append after locking your own rows, never before, to keep lock order.
@@ -325,15 +348,68 @@ class Ledger:
         fields = dict(kind=_kind(kind), actor=_text(actor, "actor"),
                       run_id=_optional_text(run_id, "run_id"),
                       task_id=_optional_text(task_id, "task_id"))
+        texts = _event_texts(texts or {}, payload, fields["kind"])
         refuse_personal_data(payload, "payload")
         payload = check_payload(payload)
-        if session is not None:  # the caller's transaction: the caller retries it whole if it must
-            return _append(session, payload=payload, **fields)
 
-        def write() -> Event:
+        def write(s: Session) -> Event:
+            digests = {f"{name}_sha256": _keep(s, text, purpose) for name, (text, purpose) in texts.items()}
+            return _append(s, payload={**payload, **digests}, **fields)
+        if session is not None:  # the caller's transaction: the caller retries it whole if it must
+            return write(session)
+
+        def own_transaction() -> Event:
             with self.session() as s:
-                return _append(s, payload=payload, **fields)
-        return self._retrying(write, f"append {kind}")
+                return write(s)
+        return self._retrying(own_transaction, f"append {kind}")
+
+    # -- free text, kept out of the chain and erasable ------------------------------------------
+
+    def keep_text(self, text: str, purpose: str, *, session: Session | None = None) -> str:
+        """Keep ``text`` in ``erasable_texts``; returns the digest an event may carry instead of the text."""
+        text, purpose = _free_text(text, "text"), _kind(purpose, "purpose")
+        with self._tx(session) as s:
+            return _keep(s, text, purpose)
+
+    def text(self, sha256: str) -> str:
+        """The text behind a digest; ``TextErased`` once erased, ``LookupError`` for an unknown digest."""
+        with self._reader() as s:
+            row = s.get(ErasableText, sha256)
+        if row is None:
+            raise LookupError(f"no kept text with digest {sha256!r}")
+        if row.erased_at is not None:
+            raise TextErased(f"the text with digest {sha256} was erased at {iso_utc(row.erased_at)}")
+        return row.text
+
+    def text_or(self, sha256: str | None, erased: str = "(erased)") -> str | None:
+        """The text behind a digest for a document or a page: ``erased`` when it was erased, None for None."""
+        if sha256 is None:
+            return None
+        try:
+            return self.text(sha256)
+        except TextErased:
+            return erased
+
+    def erase_text(self, sha256: str, *, erased_by: str) -> None:
+        """Erase a kept text (and its salt): the digest in the chain stays and still verifies, the words are
+        gone. A legal hold whose reference it was shows ``(erased)`` from then on. Recorded as
+        ``text.erased`` (the digest and the purpose only)."""
+        erased_by = _text(erased_by, "erased_by")
+
+        def write() -> None:
+            with self.session() as s:
+                row = s.get(ErasableText, sha256, with_for_update=True)
+                if row is None:
+                    raise LookupError(f"no kept text with digest {sha256!r}")
+                if row.erased_at is not None:
+                    raise ValueError(f"the text with digest {sha256} was already erased at {iso_utc(row.erased_at)}")
+                row.text, row.salt, row.erased_at = None, None, db_now(s)
+                s.execute(update(LegalHoldRow).where(LegalHoldRow.reference_sha256 == sha256)
+                          .values(reference=ERASED))
+                s.flush()
+                _append(s, kind="text.erased", actor=erased_by,
+                        payload={"text_sha256": sha256, "purpose": row.purpose})
+        self._retrying(write, "erase of a kept text")
 
     def head(self) -> tuple[int, str]:
         with self._reader() as s:
@@ -388,6 +464,7 @@ class Ledger:
         )
         with self.session() as s:
             row.placed_at = row.placed_at or db_now(s)
+            row.reference_sha256 = _keep(s, row.reference, "hold.reference")
             s.add(row)
             s.flush()
             _append(s, kind="hold.placed", actor=row.placed_by, payload=_hold_payload(row))
@@ -402,6 +479,8 @@ class Ledger:
                             .with_for_update()).one_or_none()
             _check_releasable(row, hold_id, at)
             row.released_at, row.released_by, row.release_reason = at, released_by, reason
+            if row.reference_sha256 is None:  # placed before its reference was kept apart (migration 0004)
+                row.reference_sha256 = _keep(s, row.reference, "hold.reference")
             s.flush()
             _append(s, kind="hold.released", actor=released_by, payload=_hold_payload(row))
         return HoldRecord.of(row)
@@ -631,9 +710,30 @@ def _append(s: Session, *, kind: str, actor: str, payload: dict, run_id: str | N
     return ev
 
 
+def _keep(s: Session, text: str, purpose: str) -> str:
+    salt = secrets.token_hex(32)
+    digest = hashlib.sha256((salt + text).encode("utf-8")).hexdigest()
+    s.add(ErasableText(sha256=digest, salt=salt, text=text, purpose=purpose, created_at=db_now(s)))
+    s.flush()
+    return digest
+
+
+def _event_texts(texts: dict, payload: dict, kind: str) -> dict[str, tuple[str, str]]:
+    """``{field: (text, purpose)}`` for ``append(texts=...)``: each field a plain name the payload does not
+    already use, each text a storable free text; the purpose is ``<event kind>.<field>``."""
+    checked = {}
+    for name, value in texts.items():
+        if not isinstance(name, str) or not _FIELD.fullmatch(name):
+            raise ValueError(f"texts: {name!r} is not a field name (lowercase letters, digits, '_')")
+        if name in payload or f"{name}_sha256" in payload:
+            raise ValueError(f"texts: {name} is also in the payload; a free text goes in texts only")
+        checked[name] = (_free_text(value, name), _kind(f"{kind}.{name}", "purpose"))
+    return checked
+
+
 def _hold_payload(row: LegalHoldRow) -> dict:
     payload = {"hold_id": row.id, "account_id": row.account_id, "data_class": row.data_class,
-               "reference": row.reference, "placed_at": iso_utc(row.placed_at)}
+               "reference_sha256": row.reference_sha256, "placed_at": iso_utc(row.placed_at)}
     if row.released_at is not None:
         payload["released_at"] = iso_utc(row.released_at)
     return payload
@@ -651,6 +751,6 @@ def _check_releasable(row: LegalHoldRow | None, hold_id: str, at: pendulum.DateT
 
 
 __all__ = [
-    "ClaimLost", "HoldRecord", "Ledger", "LedgerBusy", "LedgerSchemaError", "TaskBusy", "MIGRATIONS_DIR", "create_ledger_engine",
+    "ClaimLost", "HoldRecord", "Ledger", "LedgerBusy", "LedgerSchemaError", "TaskBusy", "TextErased", "MIGRATIONS_DIR", "create_ledger_engine",
     "current_revision", "database_url", "head_revision", "migrate", "normalize_url",
 ]
