@@ -12,9 +12,17 @@ DEMO_HOME := $(CURDIR)/var/demo
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt pyproject.toml
+# First, pip and setuptools at their pinned versions: the venv module seeds whatever the system's Python
+# bundles (pip 23.2 and setuptools 65.5 on Python 3.11, both with published advisories).
+$(VENV)/.tools: $(BIN)/python constraints.txt
+	$(PIP) pip setuptools
+	touch $@
+
+# The project itself is built with the venv's pinned setuptools (no isolated build environment, which
+# would fetch the newest setuptools instead).
+$(VENV)/.runtime: $(VENV)/.tools requirements.txt constraints.txt pyproject.toml
 	$(PIP) -r requirements.txt
-	$(PIP) --no-deps -e .
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt

@@ -4,6 +4,7 @@ with Ed25519, offline verification that refuses any changed byte, key rotation, 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -354,7 +355,7 @@ def test_an_unknown_key_or_a_kid_that_is_not_the_keys_thumbprint_is_refused(key)
 def test_after_rotation_old_certificates_still_verify(tmp_path) -> None:
     key_file, jwks_file = tmp_path / "signing.pem", tmp_path / "jwks.json"
     first = rotate(key_file, jwks_file)
-    old_document = sign(CONTENT, first)
+    old_document = sign({**CONTENT, "issued_at": datetime.now(UTC).isoformat()}, first)  # issued before rotation
     second = rotate(key_file, jwks_file)
 
     keys = KeySet.read(jwks_file)

@@ -6,7 +6,11 @@ RFC 7638 JWK thumbprint, so anyone holding the public key can recompute it.
 
 Rotation: ``rotate`` makes a new key and adds its public half to the JWKS file; the old public keys
 stay in that file, so certificates signed before the rotation keep verifying. A key is never removed
-from the JWKS, only marked ``retired`` with the time it stopped signing.
+from the JWKS, only marked ``retired`` with the time it stopped signing, and a document it signed
+verifies only if it was issued before that time (``signed.verify``). The retired private key is not
+kept: nothing may sign with it again, and verifying needs only the public half. Its file is replaced
+by the new key's, not overwritten in place: on journaling or copy-on-write filesystems and SSDs an
+overwrite does not reach the old blocks, so those are left to the disk's encryption.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +118,19 @@ class KeySet:
                 return public
         return None
 
+    def retired_at(self, kid: str) -> datetime | None:
+        """When the key ``kid`` stopped signing; None while it is the current key."""
+        jwk = next((k for k in self.keys if k.get("kid") == kid), {})
+        if "retired" not in jwk:
+            return None
+        try:
+            at = datetime.fromisoformat(jwk["retired"])
+        except (TypeError, ValueError):
+            at = None
+        if at is None or at.tzinfo is None:
+            raise SigningKeyError(f"key {kid}: retired {jwk['retired']!r} is not an ISO-8601 time with its UTC offset")
+        return at
+
     def verify(self, kid: str, signature: bytes, message: bytes) -> bool:
         public = self.public_key(kid)
         if public is None:
@@ -144,27 +162,64 @@ class KeySet:
 
     def with_key(self, key: SigningKey, *, now: datetime | None = None) -> KeySet:
         """This set plus ``key`` as the current one; the others marked retired (kept, so they still verify)."""
-        at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        at = (now or datetime.now(UTC)).isoformat(timespec="microseconds")
         kept = tuple(k if k.get("retired") or k["kid"] == key.kid else {**k, "retired": at}
                      for k in self.keys)
         return KeySet(kept + (() if any(k["kid"] == key.kid for k in self.keys) else (key.jwk,)))
 
     def write(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.as_jwks(), indent=2) + "\n")
+        """Replace the file whole (a temporary file beside it, flushed to disk, then renamed over it), so a
+        reader, or a crash, never meets half a key set."""
+        _replace_file(Path(path), (json.dumps(self.as_jwks(), indent=2) + "\n").encode(), mode=0o644)
 
 
 def rotate(key_file: Path, jwks_file: Path) -> SigningKey:
-    """A new signing key written to ``key_file`` (mode 0600, the old file kept as ``.retired-<kid>``),
-    its public half added to ``jwks_file`` next to every earlier key."""
+    """A new signing key written to ``key_file`` (mode 0600) in place of the old one, whose private key is
+    not kept; the new public key added to ``jwks_file`` next to every earlier key, the old one marked retired.
+
+    The key set is written first: if the key file cannot be replaced after it, the old key is already marked
+    retired, so what it signs from then on is refused (it fails closed), and running ``rotate`` again
+    completes the rotation. The new private key exists only in memory until it is renamed into place."""
     keys = KeySet.read(jwks_file)
     if key_file.exists():
         old = SigningKey.from_pem(key_file.read_bytes(), str(key_file))
         keys = keys.with_key(old)  # make sure the old key is published before it stops signing
-        key_file.rename(key_file.with_name(f"{key_file.name}.retired-{old.kid}"))
     new = SigningKey.generate()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(new.to_pem())
-    keys.with_key(new).write(jwks_file)
+    keys = keys.with_key(new)
+    keys.write(jwks_file)
+    _replace_file(key_file, new.to_pem(), mode=0o600)
+    _remove_retired_copies(key_file, keys)
     return new
+
+
+def _remove_retired_copies(key_file: Path, keys: KeySet) -> None:
+    """Earlier versions kept each retired private key beside the live one as ``<key_file>.retired-<kid>``.
+    Remove those whose public key the set holds as retired (so certificates they signed keep verifying);
+    leave any other file alone, since its key would then be lost to verification."""
+    for copy in key_file.parent.glob(f"{key_file.name}.retired-*"):
+        kid = copy.name.removeprefix(f"{key_file.name}.retired-")
+        if keys.public_key(kid) is not None and keys.retired_at(kid) is not None:
+            copy.unlink()
+
+
+def _replace_file(path: Path, data: bytes, *, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same directory (created with ``mode``,
+    so a private key is never readable by others), fsync'ed, then ``os.replace``d over ``path``, and the
+    directory fsync'ed so the rename itself survives a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

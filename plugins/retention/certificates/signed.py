@@ -6,7 +6,9 @@ too, a verifier can refuse any byte that differs from what the signer wrote (spa
 number written differently), not only changes that alter the content.
 
 ``verify`` answers with the first thing that is wrong, in the order a person would check: is it JSON,
-is it canonical, is it shaped like a certificate, do we know the key, does the signature hold.
+is it canonical, is it shaped like a certificate, do we know the key, does the signature hold, and was
+the key still in service when the document says it was issued: a retired key's signature counts only on
+a document whose ``issued_at`` is before the key's ``retired`` time in the key set.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import rfc8785
 
-from retention.certificates.keys import KeySet, SigningKey, b64url, b64url_decode
+from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, b64url, b64url_decode
 
 ALGORITHM = "EdDSA"
 
@@ -64,7 +67,30 @@ def verify(data: bytes, keys: KeySet) -> Verified:
         raise CertificateInvalid("the signature value is not base64url") from None
     if not keys.verify(kid, value, rfc8785.dumps(certificate)):
         raise CertificateInvalid(f"the signature does not match the content (key {kid})")
+    _check_key_in_service(certificate, kid, keys)
     return Verified(certificate, kid)
+
+
+def _check_key_in_service(certificate: dict, kid: str, keys: KeySet) -> None:
+    """A retired key's private half is destroyed at rotation; should it leak anyway, it must not be able to
+    sign a document dated after its retirement (the date is covered by the signature)."""
+    try:
+        retired = keys.retired_at(kid)
+    except SigningKeyError as exc:
+        raise CertificateInvalid(str(exc)) from None
+    if retired is None:
+        return
+    issued_at = certificate.get("issued_at")
+    try:
+        issued = datetime.fromisoformat(issued_at) if isinstance(issued_at, str) else None
+    except ValueError:
+        issued = None
+    if issued is None or issued.tzinfo is None:
+        raise CertificateInvalid(f"signed with key {kid}, retired {retired.isoformat()}, and the document has no "
+                                 "issued_at time with its UTC offset to show it was issued before that")
+    if issued >= retired:
+        raise CertificateInvalid(f"signed with key {kid} at {issued.isoformat()}, after the key was retired "
+                                 f"({retired.isoformat()})")
 
 
 def _canonical(document: Any) -> bytes | None:
