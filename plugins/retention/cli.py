@@ -634,16 +634,60 @@ def ledger() -> None:
 @ledger_option
 @common
 def ledger_verify(database_url: str | None, rules_dir: Path, as_json: bool) -> None:
-    """Recompute the hash chain; name the first event that was edited, deleted or reordered."""
+    """Recompute the hash chain, then check it against every published checkpoint (signed outside the ledger
+    database); name the first event that was edited, deleted or reordered, and the first checkpoint the
+    ledger no longer matches."""
+    from retention.ledger.checkpoints import CheckpointError, verify_configured
+
     with _open_ledger(database_url) as opened:
         result = opened.verify()
-    document = {"ok": result.ok, "events_checked": result.events_checked, "first_bad_seq": result.first_bad_seq,
-                "first_bad_event_id": result.first_bad_event_id, "reason": result.reason}
+        try:
+            checkpoints = verify_configured(opened, result)
+        except CheckpointError as exc:
+            raise Failure(f"ledger checkpoints cannot be checked: {exc}") from exc
+    document = {"ok": result.ok and checkpoints.ok, "events_checked": result.events_checked,
+                "first_bad_seq": result.first_bad_seq, "first_bad_event_id": result.first_bad_event_id,
+                "reason": result.reason, "checkpoints": checkpoints.as_dict()}
     if not result.ok:
-        raise Failure(f"ledger verification FAILED: {result.reason}", document)
+        raise Failure(f"ledger verification FAILED: {result.reason}"
+                      + ("" if checkpoints.ok else f"\nand the checkpoints disagree: {checkpoints.reason}"), document)
+    if not checkpoints.ok:
+        raise Failure(f"ledger verification FAILED: the hash chain is whole, but {checkpoints.reason}", document)
     if as_json:
         return _emit(document)
     click.echo(f"ledger intact: {result.events_checked} event(s), hash chain verified")
+    click.echo(checkpoints.reason)
+
+
+@ledger.command("checkpoint")
+@click.option("--new-key", is_flag=True,
+              help="First create the signing key (RETENTION_CHECKPOINT_KEY_FILE, mode 0600) and add its public "
+                   "half to RETENTION_CHECKPOINT_JWKS_FILE; refused if the key file exists.")
+@ledger_option
+@common
+def ledger_checkpoint(new_key: bool, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Sign the chain's last event and publish it outside the ledger database (as the daily DAG does)."""
+    from retention.ledger.checkpoints import CheckpointError, create_key, jwks_file, key_file, publish_configured
+    from retention.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        if new_key:
+            created = create_key(key_file(settings), jwks_file(settings))
+            click.echo(f"new checkpoint key {created.kid} in {key_file(settings)}; public half in "
+                       f"{jwks_file(settings)}", err=as_json)
+        with _open_ledger(database_url) as opened:
+            checkpoint = publish_configured(opened, settings)
+    except CheckpointError as exc:
+        raise Failure(str(exc)) from exc
+    document = {"ok": True, "checkpoint": checkpoint.body() if checkpoint else None}
+    if as_json:
+        return _emit(document)
+    if checkpoint is None:
+        click.echo("the ledger is empty: nothing to checkpoint")
+    else:
+        click.echo(f"checkpoint of event {checkpoint.seq} ({checkpoint.hash[:16]}…) at {checkpoint.at}, "
+                   f"signed by key {checkpoint.kid}")
 
 
 @ledger.command("migrate")

@@ -34,6 +34,13 @@ class Settings:
     # Locations holding fewer records than this (of registered accounts) are not checked: on a tiny table
     # a few records are a large share without being a mass deletion.
     mass_deletion_min_records: int = 1000
+    # Signed checkpoints of the ledger chain, kept outside the ledger database (retention.ledger.checkpoints).
+    checkpoint_key_file: Path | None = None  # Ed25519 PEM, mode 0600; None: $RETENTION_HOME/checkpoint-key.pem
+    checkpoint_jwks_file: Path | None = None  # the public halves verify trusts; None: beside the key file
+    checkpoint_dir: Path | None = None  # embedded stack; None: $RETENTION_HOME/checkpoints
+    checkpoint_conn_id: str | None = None  # an Airflow `aws` Connection: publish to S3 instead of the directory
+    checkpoint_bucket: str = "retention-checkpoints"  # must have Object Lock enabled
+    checkpoint_retention_days: int = 3650  # COMPLIANCE retention of every checkpoint object
 
     @property
     def keystore_dir(self) -> Path:
@@ -74,6 +81,7 @@ class Settings:
             values["mass_deletion_share"] = _share("RETENTION_MASS_DELETION_SHARE")
         if os.environ.get("RETENTION_MASS_DELETION_MIN_RECORDS"):
             values["mass_deletion_min_records"] = _count("RETENTION_MASS_DELETION_MIN_RECORDS")
+        values.update(_checkpoint_values())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -99,6 +107,19 @@ def _count(name: str) -> int:
     if not text.strip().isdigit():
         raise ValueError(f"{name}={text!r}: expected a whole number of records, 0 or more")
     return int(text)
+
+
+def _checkpoint_values() -> dict:
+    """The RETENTION_CHECKPOINT_* settings that are set."""
+    values = {name: _path(os.environ.get(f"RETENTION_{name.upper()}"))
+              for name in ("checkpoint_key_file", "checkpoint_jwks_file", "checkpoint_dir")}
+    values.update({name: os.environ.get(f"RETENTION_{name.upper()}") or None
+                   for name in ("checkpoint_conn_id", "checkpoint_bucket")})
+    if os.environ.get("RETENTION_CHECKPOINT_RETENTION_DAYS"):
+        values["checkpoint_retention_days"] = _count("RETENTION_CHECKPOINT_RETENTION_DAYS")
+        if values["checkpoint_retention_days"] < 1:
+            raise ValueError("RETENTION_CHECKPOINT_RETENTION_DAYS: expected at least 1 day")
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _path(value: str | None) -> Path | None:

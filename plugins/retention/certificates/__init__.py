@@ -43,6 +43,10 @@ def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, expo
         "certificate_id": content["certificate_id"], "account_id": account_id, "run_id": run_id,
         "status": content["status"], "kid": key.kid, "sha256": hashlib.sha256(document).hexdigest()},
         actor=actor, run_id=run_id)
+    # Pin the chain, this event included, outside the ledger database; a failure is logged, never raised.
+    from retention.ledger.checkpoints import publish_after_certificate  # here: it imports this package
+
+    publish_after_certificate(ledger, content["certificate_id"])
     return document
 
 
