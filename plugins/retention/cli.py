@@ -703,6 +703,23 @@ def ledger_migrate(database_url: str | None, rules_dir: Path, as_json: bool) -> 
         return _emit({"ok": True})
     click.echo("ledger schema is up to date")
 
+
+@ledger.command("grant")
+@click.option("--owner-url", envvar="RETENTION_LEDGER_OWNER_URL", required=True,
+              help="The ledger database as the role that owns its tables (the one that ran `ledger migrate`).")
+@click.option("--runtime-role", envvar="RETENTION_LEDGER_RUNTIME_ROLE", required=True,
+              help="The role RETENTION_DATABASE_URL connects as: it gets SELECT and INSERT on events, no more.")
+@common
+def ledger_grant(owner_url: str, runtime_role: str, rules_dir: Path, as_json: bool) -> None:
+    """Give the runtime role exactly what the product needs (PostgreSQL); run again after every migrate."""
+    from retention.ledger.roles import grant_runtime_role
+
+    granted = grant_runtime_role(owner_url, runtime_role)
+    if as_json:
+        return _emit({"ok": True, "runtime_role": runtime_role, "privileges": granted})
+    for table, privileges in granted.items():
+        click.echo(f"{runtime_role} on {table}: {', '.join(privileges)}")
+
 # --- certificates ---------------------------------------------------------------------------------
 
 @main.group()
