@@ -32,13 +32,13 @@ def browser() -> Iterator:
 
 @pytest.fixture
 def page(browser, live_api):
-    """A browser tab signed in to Airflow as a staff member (Airflow's own ``_token`` session cookie)."""
+    """A browser tab signed in to Airflow as an admin (Airflow's own ``_token`` session cookie)."""
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 
     from tests.fixtures.api import staff_token
 
     session = browser.new_context(base_url=live_api.url)
-    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(), "url": live_api.url}])
+    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(role="admin"), "url": live_api.url}])
     tab = session.new_page()
     tab.set_default_timeout(30_000)
     yield tab

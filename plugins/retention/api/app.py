@@ -1,7 +1,9 @@
 """The retention API (certificates, returns, forecast, the operator views), mounted into Airflow's api-server at ``/retention`` by ``retention_plugin``.
 
-Airflow does not authenticate plugin apps: every staff route declares ``GetUserDep`` (Airflow's own
-JWT, from the Authorization header or the UI's cookie), so an anonymous call answers 401.
+Airflow does not authenticate or authorize plugin apps: every staff route declares the permission it
+needs (``requires``, on Airflow's own JWT from the Authorization header or the UI's cookie), so an
+anonymous call answers 401 and a user without the permission 403. State-changing routes take only a
+JSON body (415 otherwise).
 
 Customers are not Airflow users: they download through links signed with ``RETENTION_LINK_SECRET``
 that name one certificate, its account and an expiry. A link that is forged, expired, or used for
@@ -14,11 +16,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import pendulum
-from fastapi import Body, FastAPI, HTTPException, Query, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-from airflow.api_fastapi.core_api.security import GetUserDep
-from retention.api.operators import open_ledger, router as operator_views, staff_id
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from retention.api.operators import json_body, open_ledger, requires, router as operator_views, staff_id
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
 from retention.engine.forecast import MAX_DAYS, as_document, forecast
@@ -28,9 +30,11 @@ from retention.ledger import Ledger
 from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, open_link,
                              token_digest)
 from retention.offboarding.returns import ReceiptRefused, record_receipt
+from retention.permissions import Permission
 from retention.settings import Settings
 
 NOT_VALID = "this link is not valid"
+CertificateStaff = Annotated[BaseUser, requires(Permission.CERTIFICATES)]
 
 
 class IssueRequest(BaseModel):
@@ -59,21 +63,21 @@ def create_app() -> FastAPI:
         response.headers["Cache-Control"] = "public, max-age=300"
         return KeySet.read(settings.jwks_file).as_jwks() if settings.jwks_file else {"keys": []}
 
-    @app.get("/forecast")
-    def forecast_deletions(user: GetUserDep, days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict:
+    @app.get("/forecast", dependencies=[requires(Permission.READ)])
+    def forecast_deletions(days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict:
         """What the daily sweep will delete per day, data class and account, and why (staff only)."""
         start = pendulum.now("UTC")
         with context() as ctx:
             lines = forecast(ctx, start, days)
         return {"start": start.to_date_string(), **as_document(lines, days)}
 
-    @app.get("/certificates")
-    def list_certificates(user: GetUserDep, account_id: str | None = None) -> list[dict]:
+    @app.get("/certificates", dependencies=[requires(Permission.READ)])
+    def list_certificates(account_id: str | None = None) -> list[dict]:
         with open_ledger() as ledger:
             return [c.__dict__ for c in issued(ledger, account_id).values()]
 
-    @app.post("/certificates", status_code=201)
-    def issue_certificate(body: IssueRequest, user: GetUserDep) -> dict:
+    @app.post("/certificates", status_code=201, dependencies=[Depends(json_body)])
+    def issue_certificate(body: IssueRequest, user: CertificateStaff) -> dict:
         settings = Settings.from_env()
         key = load_signing_key(settings.signing_key_file)
         with open_ledger() as ledger:
@@ -85,16 +89,16 @@ def create_app() -> FastAPI:
         certificate_id = Archive(settings.certificates_dir).save(document, as_pdf(document, key))
         return {"certificate_id": certificate_id, "kid": key.kid}
 
-    @app.post("/certificates/{certificate_id}/revoke")
-    def revoke(certificate_id: str, body: RevokeRequest, user: GetUserDep) -> dict:
+    @app.post("/certificates/{certificate_id}/revoke", dependencies=[Depends(json_body)])
+    def revoke(certificate_id: str, body: RevokeRequest, user: CertificateStaff) -> dict:
         with open_ledger() as ledger:
             record = _issued(ledger, certificate_id)
             ledger.append("certificate.revoked", {"certificate_id": certificate_id, "account_id": record.account_id,
                                                   "reason": body.reason}, actor=staff_id(user))
         return {"certificate_id": certificate_id, "revoked": True}
 
-    @app.post("/certificates/{certificate_id}/links", status_code=201)
-    def create_link(certificate_id: str, body: LinkRequest, user: GetUserDep) -> dict:
+    @app.post("/certificates/{certificate_id}/links", status_code=201, dependencies=[Depends(json_body)])
+    def create_link(certificate_id: str, body: LinkRequest, user: CertificateStaff) -> dict:
         with open_ledger() as ledger:
             record = _issued(ledger, certificate_id)
             if record.revoked:
@@ -125,7 +129,7 @@ def create_app() -> FastAPI:
         return Response(data, media_type=FORMATS[format], headers={
             "Content-Disposition": f'attachment; filename="{certificate_id}.{format}"', "Cache-Control": "no-store"})
 
-    @app.post("/returns/{package_id}/receipt")
+    @app.post("/returns/{package_id}/receipt", dependencies=[Depends(json_body)])
     def confirm_return(package_id: str, token: Annotated[str, Query(max_length=2000)],
                        manifest_sha256: Annotated[str, Body(embed=True, pattern="^[0-9a-f]{64}$")]) -> dict:
         """The customer confirms it received and opened its return package by quoting the manifest's sha256."""

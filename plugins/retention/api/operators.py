@@ -2,10 +2,11 @@
 reads: open offboardings, legal holds and the data classes a hold can name. The chart and the list of
 terminations waiting for their offboarding (overdue ones marked) come from ``GET /retention/forecast``.
 
-Everything here is staff-only through ``GetUserDep``; in the UI the browser sends Airflow's own session
-cookie (SameSite=Lax). Writes also demand a JSON body, which a form on another site cannot send without
-a CORS preflight that this app never grants. Holds are placed and released in the name of the Airflow
-user, never a name typed into a form.
+Every staff route declares the permission it needs (``requires``, see ``retention.permissions``): an
+anonymous call answers 401, a signed-in user without the permission 403. In the UI the browser sends
+Airflow's own session cookie (SameSite=Lax). Writes also demand a JSON body, which a form on another site
+cannot send without a CORS preflight that this app never grants. Holds are placed and released in the name
+of the Airflow user, never a name typed into a form.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from typing import Annotated
 
 import pendulum
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi.params import Depends as DependsParam
 from pydantic import BaseModel, Field
 
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep
 from retention.engine.tasks import context
 from retention.ledger import Ledger
 from retention.offboarding.backups import keep_keys_for_new_hold
 from retention.offboarding.status import open_offboardings
+from retention.permissions import Permission, is_allowed
 from retention.settings import Settings
 
 PAGE_FILES = {"": ("operators.html", "text/html; charset=utf-8"),
@@ -38,6 +42,24 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 
 def json_body(content_type: Annotated[str, Header()] = "") -> None:
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise HTTPException(415, "send the body as application/json")
+
+
+def requires(permission: Permission) -> DependsParam:
+    """A dependency giving the signed-in Airflow user if they hold ``permission``, else 403 naming it.
+
+    It carries the permission (``.dependency.permission``) so a test can read every route's from the app."""
+
+    def permitted_user(user: GetUserDep) -> BaseUser:
+        if not is_allowed(user, permission):
+            raise HTTPException(403, f"missing permission: {permission.name} "
+                                     f"({permission.method} on {permission.resource_name!r})")
+        return user
+
+    permitted_user.permission = permission
+    return Depends(permitted_user)
+
+
+Reader = Annotated[BaseUser, requires(Permission.READ)]
 
 
 class HoldRequest(BaseModel):
@@ -55,7 +77,7 @@ router = APIRouter()
 
 
 @router.get("/ui/{name:path}", include_in_schema=False)
-def operator_page(name: str, user: GetUserDep) -> Response:
+def operator_page(name: str, user: Reader) -> Response:
     if name not in PAGE_FILES:
         raise HTTPException(404, "no such file")
     file, media_type = PAGE_FILES[name]
@@ -63,27 +85,27 @@ def operator_page(name: str, user: GetUserDep) -> Response:
 
 
 @router.get("/offboardings")
-def offboardings(user: GetUserDep) -> list[dict]:
+def offboardings(user: Reader) -> list[dict]:
     """Offboardings not finished yet, with the stage each one is at."""
     with open_ledger() as ledger:
         return open_offboardings(ledger, pendulum.now("UTC"))
 
 
 @router.get("/data-classes")
-def data_classes(user: GetUserDep) -> list[dict]:
+def data_classes(user: Reader) -> list[dict]:
     with context() as ctx:
         return [{"name": name, "description": spec.description}
                 for name, spec in sorted(ctx.ruleset.data_classes.data_classes.items())]
 
 
 @router.get("/holds")
-def holds(user: GetUserDep, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict]:
+def holds(user: Reader, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict]:
     with open_ledger() as ledger:
         return [h.as_dict() for h in ledger.list_holds(include_released=include_released)]
 
 
 @router.post("/holds", status_code=201, dependencies=[Depends(json_body)])
-def place_hold(body: HoldRequest, user: GetUserDep) -> dict:
+def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.PLACE_HOLD)]) -> dict:
     """Place a legal hold; the next sweep or offboarding keeps what it covers."""
     with context() as ctx:
         # A misspelt account or class would hold nothing while looking like protection: refuse it.
@@ -102,7 +124,8 @@ def place_hold(body: HoldRequest, user: GetUserDep) -> dict:
 
 
 @router.post("/holds/{hold_id}/release", dependencies=[Depends(json_body)])
-def release_hold(hold_id: str, body: ReleaseRequest, user: GetUserDep) -> dict:
+def release_hold(hold_id: str, body: ReleaseRequest,
+                 user: Annotated[BaseUser, requires(Permission.RELEASE_HOLD)]) -> dict:
     with open_ledger() as ledger:
         try:
             released = ledger.release_hold(hold_id, released_by=staff_id(user), reason=body.reason)
