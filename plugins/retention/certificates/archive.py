@@ -28,7 +28,7 @@ class Issued:
     kid: str
     sha256: str
     issued_at: str
-    revoked: str | None = None  # the revocation's reason
+    revoked: str | None = None  # the revocation's reason ("(erased)" once its text was erased)
 
 
 class Archive:
@@ -76,5 +76,7 @@ def issued(ledger: Ledger, account_id: str | None = None) -> dict[str, Issued]:
             found[p["certificate_id"]] = Issued(p["certificate_id"], p["account_id"], p["run_id"], p["status"],
                                                 p["kid"], p["sha256"], event.occurred_at.isoformat())
         elif event.kind == "certificate.revoked" and p["certificate_id"] in found:
-            found[p["certificate_id"]] = replace(found[p["certificate_id"]], revoked=p["reason"])
+            # The reason is kept outside the chain (its digest in the event); events before issue 15 carried it.
+            reason = ledger.text_or(p["reason_sha256"]) if "reason_sha256" in p else p["reason"]
+            found[p["certificate_id"]] = replace(found[p["certificate_id"]], revoked=reason)
     return found

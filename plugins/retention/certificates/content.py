@@ -21,6 +21,7 @@ Only ids, names of data classes and locations, counts, times and hashes: no pers
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -69,7 +70,7 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     vacuumed: dict[str, dict] = {}
     for event in ledger.events():  # one pass over the ledger for all three
         _note_task_time(times, event, run_id)
-        _note_subprocessor(latest, event, account_id)
+        _note_subprocessor(latest, event, account_id, ledger.text_or)
         _note_vacuum(vacuumed, event, run_id)
     locations, exceptions = [], []
     for task in tasks:
@@ -195,11 +196,12 @@ def subprocessor_results(ledger: Ledger, account_id: str) -> list[dict]:
     """The latest recorded result per subprocessor resource, and attestations of manual ones."""
     latest: dict[tuple, dict] = {}
     for event in ledger.events():
-        _note_subprocessor(latest, event, account_id)
+        _note_subprocessor(latest, event, account_id, ledger.text_or)
     return _in_order(latest)
 
 
-def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -> None:
+def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str,
+                       kept_text: Callable[[str | None], str | None]) -> None:
     p = event.payload
     if p.get("account_id") != account_id:
         return
@@ -219,10 +221,12 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str) -
             "recorded_at": iso_utc(event.occurred_at), "deleted": None, "status": "requested",
             "verification": "none yet: waiting for the provider's confirmation", "complete_by": p.get("deadline")}
     elif event.kind == "subprocessor.attested":
+        # The ticket is kept outside the chain (its digest in the event); events before issue 15 carried it.
+        ticket = kept_text(p["ticket_reference_sha256"]) if "ticket_reference_sha256" in p else p.get("ticket_reference")
         latest[(p["subprocessor"], "manual")] = {
             "subprocessor": p["subprocessor"], "resource": "manual request", "recorded_at": iso_utc(event.occurred_at),
             "status": "attested", "verification": f"provider confirmation dated {p.get('confirmed_on')}, "
-                                                  f"ticket {p.get('ticket_reference')}",
+                                                  f"ticket {ticket}",
             "evidence_sha256": p.get("evidence_sha256") or None}
     elif event.kind == "subprocessor.held":  # the engine did not erase it: a legal hold is in force
         manual = p["resource"] in ("manual_request", "manual")  # a held manual request: the same line as a filed one

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 import pendulum
 
+from retention.failfast import input_refusals_fail_the_task
 from retention.ledger import Ledger
+from retention.ledger.fields import check_iso_date, check_sha256, check_staff_id, check_ticket_reference
 from retention.rules.loader import load_ruleset
 from retention.settings import Settings
 from retention.subprocessors import Progress, SubprocessorError, call_recorder, eraser, load_specs
@@ -63,11 +65,14 @@ def resume_erasure(subprocessor: str, event: dict, *, actor: str) -> dict:
 def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str, actor: str) -> dict:
     """Record that a person must file the request; returns what the attestation form shows, or ``{"held":
     [hold ids]}`` when a legal hold covers the data class: then no request is opened (a person filing it
-    would delete what the hold keeps), and ``subprocessor.held`` says why."""
+    would delete what the hold keeps), and ``subprocessor.held`` says why. ``requested_by`` is a staff id
+    (``retention.ledger.fields``): it goes into the chain, so a name or an address is refused."""
     manual = specs()[subprocessor].manual
     now = datetime.now(UTC)
     deadline = manual.deadline.after(pendulum.instance(now))
-    with ledger() as opened:
+    with input_refusals_fail_the_task():
+        check_staff_id(requested_by, "requested_by")
+    with ledger() as opened, input_refusals_fail_the_task():
         holds = opened.holds_in_force(account_id, manual.data_class)
         if holds:
             opened.append("subprocessor.held", {"subprocessor": subprocessor, "resource": "manual_request",
@@ -82,21 +87,40 @@ def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str
 
 
 def record_attestation(subprocessor: str, account_id: str, response: dict, *, actor: str) -> dict:
-    """The human's answer, into the ledger. Refuses an attestation without a ticket and a confirmation date."""
+    """The human's answer, into the ledger. An attestation needs a ticket reference and the confirmation's date
+    (not in the future); every field must have its shape (``retention.ledger.fields``), or the task fails at
+    once, without retries, and nothing is recorded. The ticket reference is kept erasable outside the chain:
+    the event carries ``ticket_reference_sha256``."""
     chosen = response.get("chosen_options") or []
-    params = response.get("params_input") or {}
-    user = response.get("responded_by_user") or {}
     attested = chosen == [ATTEST]
-    if attested and not (params.get("ticket_reference") and params.get("confirmed_on")):
-        raise ValueError(f"{subprocessor}: an attestation needs ticket_reference and confirmed_on")
-    payload = {"subprocessor": subprocessor, "account_id": account_id, "attested": attested,
-               "ticket_reference": str(params.get("ticket_reference") or ""),
-               "confirmed_on": str(params.get("confirmed_on") or ""),
-               "evidence_sha256": str(params.get("evidence_sha256") or ""),
-               "attested_by_user_id": str(user.get("id") or "")}
-    with ledger() as opened:
-        opened.append("subprocessor.attested" if attested else "subprocessor.attestation_declined", payload, actor=actor)
+    with input_refusals_fail_the_task():
+        payload, ticket = _attestation(subprocessor, account_id, response, attested)
+        with ledger() as opened:
+            event = opened.append("subprocessor.attested" if attested else "subprocessor.attestation_declined",
+                                  payload, actor=actor, texts={"ticket_reference": ticket} if ticket else None)
     if not attested:
         raise RuntimeError(f"{subprocessor}: deletion not confirmed by the provider yet; run again once it is")
-    return payload
+    return event.payload
+
+
+def _attestation(subprocessor: str, account_id: str, response: dict, attested: bool) -> tuple[dict, str | None]:
+    """The attestation event's payload and its ticket reference, each field checked; ValueError naming the
+    field otherwise. A person typed these, so nothing passes on trust."""
+    params = response.get("params_input") or {}
+    user_id = str((response.get("responded_by_user") or {}).get("id") or "")
+    ticket, confirmed_on, evidence = (str(params.get(name) or "").strip()
+                                      for name in ("ticket_reference", "confirmed_on", "evidence_sha256"))
+    if attested and not (ticket and confirmed_on):
+        raise ValueError(f"{subprocessor}: an attestation needs ticket_reference and confirmed_on")
+    if ticket:
+        check_ticket_reference(ticket, "ticket_reference")
+    if confirmed_on:
+        check_iso_date(confirmed_on, "confirmed_on", not_after=datetime.now(UTC).date())
+    if evidence:
+        check_sha256(evidence.lower(), "evidence_sha256")
+    if user_id:
+        check_staff_id(user_id, "attested_by_user_id")
+    payload = {"subprocessor": subprocessor, "account_id": account_id, "attested": attested,
+               "confirmed_on": confirmed_on, "evidence_sha256": evidence.lower(), "attested_by_user_id": user_id}
+    return payload, ticket or None
 
