@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +45,9 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Raw body chunks written one by one as they are produced (chunked, unless headers give Content-Length);
+    # the emulator counts in ``bytes_sent`` what the client's connection took before it closed.
+    stream: Iterable[bytes] | None = None
 
 
 Handler = Callable[[Call], Reply]
@@ -67,6 +70,7 @@ class Emulator:
         self.early_calls = 0
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status)
         self.faults = 0
+        self.bytes_sent = 0  # of streamed replies: what the clients' connections accepted
         self._server: ThreadingHTTPServer | None = None
 
     # -- to implement --------------------------------------------------------------------------
@@ -156,6 +160,9 @@ class Emulator:
                             {k.lower(): v for k, v in self.headers.items()}, body, raw)
                 reply = emulator.handle(call)
                 emulator.calls.append((call.method, call.path, reply.status))
+                if reply.stream is not None:
+                    self._stream(reply)
+                    return
                 payload = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -165,6 +172,24 @@ class Emulator:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, reply: Reply) -> None:
+                chunked = "Content-Length" not in reply.headers
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in reply.stream:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                        self.wfile.flush()
+                        emulator.bytes_sent += len(chunk)
+                    if chunked:
+                        self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client hung up: the rest is never produced
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

@@ -82,6 +82,7 @@ class SalesforceEmulator(Emulator):
         self.route("GET", rf"{API}/queryAll", self._query(include_deleted=True))
         self.route("GET", rf"{API}/(?:query|queryAll)/(?P<locator>01g\w+)-(?P<offset>\d+)", self._more)
         self.route("DELETE", rf"{API}/composite/sobjects", self._delete_collection)
+        self.route("GET", rf"{API}/sobjects/(?P<type>Lead|Contact)/describe", self._describe)
         self.route("GET", rf"{API}/sobjects/(?P<type>\w+)/(?P<id>\w+)", self._get_record)
 
     # -- data ------------------------------------------------------------------------------------
@@ -145,6 +146,11 @@ class SalesforceEmulator(Emulator):
                 reply = super().handle(call)
             reply.headers["Sforce-Limit-Info"] = f"api-usage={self.api_usage}/{self.api_limit}"
             return reply
+
+    def _describe(self, call: Call) -> Reply:
+        """sObject Describe (the spec's credentials pre-flight): the object's metadata, no records."""
+        return Reply(200, {"name": call.match["type"], "queryable": True, "deletable": True,
+                           "fields": [{"name": "Id"}, {"name": "Email"}, {"name": ACCOUNT_FIELD}]})
 
     def authorized(self, call: Call) -> bool:
         return bearer(call, TOKEN)

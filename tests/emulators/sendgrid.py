@@ -67,6 +67,7 @@ class SendGridEmulator(Emulator):
         self.deleted: dict[str, list[str]] = {"contacts": [], "bounces": [], "erased": []}
         self.requests: list[Call] = []
         self._ids = itertools.count(1000)
+        self.route("GET", r"/v3/scopes", self._scopes)
         self.route("GET", r"/v3/subusers", self._list_subusers)
         self.route("POST", r"/v3/marketing/contacts/search", self._search_contacts)
         self.route("DELETE", r"/v3/marketing/contacts", self._delete_contacts)
@@ -174,6 +175,11 @@ class SendGridEmulator(Emulator):
             return int(raw)
         except ValueError:
             return None
+
+    def _scopes(self, call: Call) -> Reply:
+        """The key's scopes (the specs' credentials pre-flight): every one this emulator checks."""
+        return Reply(200, {"scopes": ["marketing.read", "marketing.write", "suppression.read", "suppression.write",
+                                      "messages.read", "recipients.erasejob.create", "subusers.read"]})
 
     def _list_subusers(self, call: Call) -> Reply:
         if "on-behalf-of" in call.headers:

@@ -81,7 +81,8 @@ def test_one_deletion_request_is_polled_until_datadog_completes_it_then_searched
         f"@tenant:{TENANT}", 0, "completed", 23)
     assert before.timestamp() * 1000 <= attrs["to_time"] <= time.time() * 1000  # up to the cutoff (now)
     polls = datadog.list_calls
-    assert len(polls) == 40 + 1 and all(p["product"] == "logs" for p in polls)  # every 6 h for 10 days
+    # the pre-flight's listing, then every 6 h for 10 days
+    assert len(polls) == 1 + 40 + 1 and all(p["product"] == "logs" for p in polls)
     assert datadog.remaining(TENANT) == {"logs": 0, "pending_requests": 0}
     assert others_untouched(datadog)
 
@@ -197,9 +198,11 @@ def test_a_request_can_be_cancelled_for_ten_days_then_no_more(subprocessor_ledge
 
 def test_an_application_key_without_logs_delete_data_fails_loudly(run_spec) -> None:
     with populate(DatadogEmulator(page_cap=5, permissions=frozenset({"logs_read_data"})), HOURS) as datadog:
-        with pytest.raises(SubprocessorError, match="delete answered HTTP 403"):
+        # The pre-flight lists deletion requests (logs_delete_data): refused before the search, before any delete.
+        with pytest.raises(SubprocessorError, match=r"pre-flight .* HTTP 403 \(the credentials were refused\)"):
             run(run_spec, datadog)
         assert datadog.requests == {}
+        assert [path for _, path, _ in datadog.calls] == ["/api/v2/deletion/requests"]
 
 
 def test_the_deletion_request_sends_json_numbers(run_spec, datadog) -> None:

@@ -20,7 +20,7 @@ from tests.emulators.base import Call, Emulator, Reply
 SPEC = {
     "subprocessor": "sentry", "docs": ["https://example.org/docs"], "conn_id": "contacts",
     "base_url": "https://api.example.org", "auth": {"kind": "bearer"},
-    "rate_limit": {"max_attempts": 1},
+    "rate_limit": {"max_attempts": 1}, "test_request": {"method": "GET", "path": "/v1/me"},
     "resources": {
         "contacts": {
             "data_class": "error_reports", "description": "Contacts of one workspace of the account.",
@@ -48,6 +48,7 @@ class Provider(Emulator):
         self.contacts: list[dict] = []
         self.route("GET", r"/v1/accounts/[^/]+/workspaces", lambda call: Reply(200, self.workspaces))
         self.route("GET", r"/v1/accounts/[^/]+/workspaces/[^/]+/contacts", lambda call: Reply(200, self.contacts))
+        self.route("GET", r"/v1/me", lambda call: Reply(200, {}))  # the spec's credentials pre-flight
         self.route("DELETE", r"/.*", self._delete)
 
     def _delete(self, call: Call) -> Reply:
@@ -109,7 +110,7 @@ def test_a_fan_out_value_that_is_a_dot_segment_is_never_sent(provider, subproces
     provider.contacts = [{"id": "c1"}]
     with pytest.raises(SubprocessorError, match=r"\{workspace\}"):
         run(provider, subprocessor_ledger)
-    assert [path for _, path, _ in provider.calls] == ["/v1/accounts/acct_1001/workspaces"]
+    assert [path for _, path, _ in provider.calls] == ["/v1/me", "/v1/accounts/acct_1001/workspaces"]
 
 
 @pytest.mark.parametrize("value", ["", ".", "..", ["a", ".."], [""], []])

@@ -103,7 +103,7 @@ def test_a_rerun_finds_nothing_and_deletes_nothing(run_spec, salesforce) -> None
 
 
 def test_an_exhausted_daily_api_limit_fails_the_run_without_retrying(run_spec) -> None:
-    emulator = SalesforceEmulator(page_cap=50, api_limit=5)  # enough for 5 query pages, not for the delete
+    emulator = SalesforceEmulator(page_cap=50, api_limit=6)  # the pre-flight and 5 query pages, not the delete
     populate(emulator)
     with emulator:
         with pytest.raises(SubprocessorError, match="HTTP 403.*REQUEST_LIMIT_EXCEEDED"):

@@ -86,7 +86,9 @@ def test_every_tenant_request_acts_for_the_subuser_and_delete_all_is_never_sent(
 
     listing = [c for c in sendgrid.requests if c.path == "/v3/subusers"]
     assert listing and all("on-behalf-of" not in c.headers for c in listing)
-    assert all(c.headers.get("on-behalf-of") == TENANT for c in sendgrid.requests if c.path != "/v3/subusers")
+    # the parent key's own: the subuser listing and the credentials pre-flight (/v3/scopes)
+    assert all(c.headers.get("on-behalf-of") == TENANT for c in sendgrid.requests
+               if c.path not in ("/v3/subusers", "/v3/scopes"))
     assert not any("delete_all" in sent_query(c) for c in sendgrid.requests)
 
 
@@ -134,7 +136,7 @@ def test_a_rerun_finds_nothing_and_deletes_nothing(run_spec, sendgrid) -> None:
 def test_an_account_without_a_subuser_has_nothing_to_delete(run_spec, sendgrid) -> None:
     result = run(run_spec, sendgrid, "contacts", tenant="acct_9999")
     assert (result.found, result.deleted, result.status) == (0, 0, "verified")
-    assert [c.path for c in sendgrid.requests] == ["/v3/subusers"]
+    assert [c.path for c in sendgrid.requests] == ["/v3/scopes", "/v3/subusers"]
     untouched(sendgrid)
 
 

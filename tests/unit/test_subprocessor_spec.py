@@ -35,9 +35,13 @@ resources:
 """
 
 
+# Every API spec needs its credentials pre-flight; appended last, so the line numbers asserted below hold.
+PREFLIGHT = "test_request: {method: GET, path: /2010-04-01/Accounts.json}\n"
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.yaml"
-    path.write_text(textwrap.dedent(text))
+    path.write_text(textwrap.dedent(text) + PREFLIGHT)
     return path
 
 

@@ -15,6 +15,12 @@ Before the first delete call, every id found passes the path-value rule (``rende
 running total, over every round of a capped search, stays within ``max_records``; otherwise the run
 stops with a SubprocessorError, deleting nothing more.
 
+Before anything else, ``begin`` sends the spec's ``test_request`` (a read-only GET): an answer other than
+the expected status (a 401 or 403: wrong or revoked credentials) ends the run before its first delete,
+recorded as ``subprocessor.preflight_failed`` with the status only. Next-page links are followed only to
+the base URL's origin (``retention.subprocessors.http``); a refused link ends the find, so no deletion
+proceeds on what it listed.
+
 Legal holds are asked for right before every destructive call (``holds(account_id, data_class)``, the
 ledger's ``holds_in_force``), so a hold placed between two calls stops the next one; the stop is
 recorded as ``subprocessor.held`` with the holds' ids.
@@ -155,6 +161,7 @@ class Eraser:
         self._sleep = sleep
         self._now = now
         self._base_url: str | None = None  # the resource's own host (Twilio Conversations), if any
+        self._resource_name: str | None = None  # named in the client's errors
 
     def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> ResourceResult:
         """Delete every record of the account (older than ``cutoff`` where the API can filter by time),
@@ -167,6 +174,7 @@ class Eraser:
     def begin(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> Progress:
         """Find, preview and delete; finished unless async jobs were started (``progress.jobs``)."""
         resource = self._resource(resource_name)
+        self._preflight(resource_name, account_id)
         result = ResourceResult(self.spec.subprocessor, resource_name, resource.data_class, account_id,
                                 assumptions=outcome_assumptions(self.spec, resource_name))
         at = cutoff or self._now()  # query-scope deletes take everything up to the cutoff (or now)
@@ -255,6 +263,24 @@ class Eraser:
             return "done"
         return "failed" if state in job.failed else None
 
+    def _preflight(self, name: str, account_id: str) -> None:
+        """The spec's ``test_request``, before anything else of the run: credentials the provider refuses (or
+        a wrong host) fail the run here, before its first delete, and ``subprocessor.preflight_failed``
+        records the answer's status (no body, no credential). A pre-flight that gets no answer at all fails
+        the same way; its ``subprocessor.call`` events say why."""
+        test = self.spec.test_request
+        if test is None:  # the loader requires one of every API spec; a spec built in code may lack it
+            raise SubprocessorError(f"{self.spec.subprocessor}: the spec has no test_request; nothing was sent")
+        # The account id goes along (the request names none) so that the client's account-id rule refuses a
+        # bad one before even this read is sent.
+        status = self.client.call(test, {"account_id": account_id}, operation="preflight", resource=name).status_code
+        if status not in test.expect:
+            self._event("subprocessor.preflight_failed", name, account_id, status=status, expected=list(test.expect))
+            refused = " (the credentials were refused)" if status in (401, 403) else ""
+            raise SubprocessorError(f"{self.spec.subprocessor}: pre-flight test_request GET {test.path} answered "
+                                    f"HTTP {status}{refused}, expected {', '.join(map(str, test.expect))}; "
+                                    f"nothing was deleted (Connection {self.spec.conn_id})")
+
     def _check_bound(self, resource: Resource, result: ResourceResult, done_so_far: str) -> None:
         """``max_records`` bounds every record the previews found, all rounds of a capped search together:
         a search capped at 50 never finds more than 50 at once, so the first preview alone would never
@@ -303,6 +329,7 @@ class Eraser:
     def _resource(self, name: str) -> Resource:
         resource = self.spec.resources[name]
         self._base_url = str(resource.base_url) if resource.base_url else None
+        self._resource_name = name
         return resource
 
     def _finish(self, resource: Resource, progress: Progress, ids_by_scope: list[tuple[_Scope, list[str]]]) -> None:
@@ -358,13 +385,14 @@ class Eraser:
                operation: str) -> Iterator[dict]:
         """Every item of a paginated listing."""
         url: str | None = None
+        link_from = ""
         extra_query: dict[str, Any] = {}
         extra_headers: dict[str, str] = {}
         offset = 0
         for _ in range(MAX_PAGES):
             if pagination.style == "offset":
                 extra_query = {pagination.offset_param: offset, pagination.limit_param: pagination.page_size}
-            response = self._call(request, scope.variables, operation=operation, url=url,
+            response = self._call(request, scope.variables, operation=operation, url=url, link_from=link_from,
                                   query=extra_query, extra_headers={**scope.headers, **extra_headers})
             if response.status_code not in (200, 206):
                 raise SubprocessorError(f"{self.spec.subprocessor}: {operation} answered HTTP {response.status_code}")
@@ -379,8 +407,10 @@ class Eraser:
                 return
             if style == "link_header":
                 url = _next_link(response, pagination.results_attribute)
+                link_from = "the Link header's rel=\"next\""
             elif style == "next_url":
                 url = _get(body, pagination.field) or None
+                link_from = f"the body field {pagination.field!r}"
             elif style == "cursor":
                 token = _get(body, pagination.token_field)
                 more = bool(_get(body, pagination.more_field)) if pagination.more_field else token not in (None, "")
@@ -404,6 +434,9 @@ class Eraser:
                 continue
             if not url:
                 return
+            if not isinstance(url, str):
+                raise SubprocessorError(f"{self.spec.subprocessor}: {operation}: {link_from} is not a URL")
+            url = str(response.request.url.join(url))  # relative to the page that carried it (RFC 3986)
         raise SubprocessorError(f"{self.spec.subprocessor}: {operation} did not end after {MAX_PAGES} pages")
 
     # -- deleting ----------------------------------------------------------------------------------
@@ -577,7 +610,7 @@ class Eraser:
         return left
 
     def _call(self, request: Request, variables: dict[str, Any], **kwargs: Any) -> httpx.Response:
-        return self.client.call(request, variables, base_url=self._base_url, **kwargs)
+        return self.client.call(request, variables, base_url=self._base_url, resource=self._resource_name, **kwargs)
 
     def _event(self, kind: str, resource: str, account_id: str | None, **payload: Any) -> None:
         self._record(kind, {"subprocessor": self.spec.subprocessor, "resource": resource,

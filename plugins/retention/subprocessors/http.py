@@ -2,6 +2,12 @@
 
 Every call is reported to ``on_call`` (the executor turns it into a ledger event) with the request's
 template, never its rendered URL: rendered paths and queries can hold e-mail addresses.
+
+The credentials go only where the spec points: the base URL (https, or http on loopback; checked when
+the client is made) and a resource's own base URL. A next-page link to any other scheme, host or port
+is refused before anything is sent to it. Each call is bounded by the spec's ``defaults``: a response
+body is streamed and refused once past ``max_response_bytes`` (the rest is never read), and the call,
+retries and the provider's Retry-After waits included, ends at ``call_deadline_seconds``.
 """
 
 from __future__ import annotations
@@ -16,17 +22,23 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from retention.ids import check_account_id
-from retention.subprocessors.spec import ConnectorSpec, RateLimit, Request
+from retention.subprocessors.spec import ConnectorSpec, RateLimit, Request, secure_url
 
-MAX_SINGLE_WAIT = 300.0  # seconds: a provider asking for longer fails the call (the task retries later)
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # one request; the call's deadline may cut it shorter
+CHUNK = 64 * 1024  # bytes read at a time: a refused body is read at most this far past the limit
 
 
 class SubprocessorError(RuntimeError):
     """A call failed for good; the message names subprocessor, operation and status, never data."""
+
+
+class CallDeadlineExceeded(SubprocessorError):
+    """A call reached ``defaults.call_deadline_seconds`` (a provider asking to wait past it, or tries that
+    took as long) and ended without sending more. An ordinary task failure: safe to run again, and Airflow
+    runs it again where the task has retries."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,10 @@ class Client:
     def __init__(self, spec: ConnectorSpec, credentials: Credentials, *,
                  on_call: Callable[[dict], None] = lambda call: None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        if not secure_url(credentials.base_url):
+            where = f"the Connection {spec.conn_id}" if credentials.from_connection_host else "base_url"
+            raise SubprocessorError(f"{spec.subprocessor}: {where} gives a base URL that is not https; http is "
+                                    "allowed only on loopback (127.0.0.0/8, ::1, localhost); nothing was sent")
         self.spec = spec
         self._on_call = on_call
         self._sleep = sleep
@@ -141,32 +157,49 @@ class Client:
         self.close()
 
     def call(self, request: Request, variables: dict[str, Any], *, operation: str, url: str | None = None,
-             extra_headers: dict[str, str] | None = None, query: dict[str, Any] | None = None,
-             ids_join: str = ",", ids_repeat: str | None = None, base_url: str | None = None) -> httpx.Response:
-        """Send one request (``url``: a next-page URL replacing path and query), retrying rate limits and
-        transient failures; returns the final response, whatever its status, unless it is retryable."""
+             link_from: str = "a next-page link", extra_headers: dict[str, str] | None = None,
+             query: dict[str, Any] | None = None, ids_join: str = ",", ids_repeat: str | None = None,
+             base_url: str | None = None, resource: str | None = None) -> httpx.Response:
+        """Send one request (``url``: an absolute next-page URL replacing path and query, found in
+        ``link_from``), retrying rate limits and transient failures within the spec's call deadline;
+        returns the final response, whatever its status, unless it is retryable. Errors name the spec and
+        ``resource``."""
+        who = f"{self.spec.subprocessor}/{resource}" if resource else self.spec.subprocessor
         if "account_id" in variables:  # the one account-id rule, whatever the caller (a DAG Param, a resumed job)
             try:
                 check_account_id(variables["account_id"], "account_id")
             except ValueError as exc:
-                raise SubprocessorError(f"{self.spec.subprocessor}: {operation}: {exc}; nothing was sent") from None
+                raise SubprocessorError(f"{who}: {operation}: {exc}; nothing was sent") from None
         try:
             built = self._build(request, variables, url=url, extra_headers=extra_headers, query=query,
                                 ids_join=ids_join, ids_repeat=ids_repeat)
         except SubprocessorError as exc:
-            raise SubprocessorError(f"{self.spec.subprocessor}: {operation} {request.method} {request.path}: {exc}") \
+            raise SubprocessorError(f"{who}: {operation} {request.method} {request.path}: {exc}") \
                 from None
-        if base_url and not self._fixed_host and url is None:
-            built["url"] = base_url.rstrip("/") + built["url"]
+        own_base = base_url if base_url and not self._fixed_host else None
+        if own_base and url is None:
+            built["url"] = own_base.rstrip("/") + built["url"]
+        if url is not None:
+            self._check_origin(built["url"], own_base, f"{who}: {operation}", link_from)
+        limits = self.spec.defaults
+        deadline = time.monotonic() + limits.call_deadline_seconds
         attempts = {"n": 0}
 
         def send() -> httpx.Response:
             attempts["n"] += 1
+            left = deadline - time.monotonic()
+            timeout = httpx.Timeout(min(TIMEOUT.read, left), connect=min(TIMEOUT.connect, left))
             try:
-                response = self._http.send(self._http.build_request(**built))
+                response = self._receive(self._http.build_request(**built, timeout=timeout), deadline)
             except httpx.TransportError as exc:
                 self._report(request, operation, None, attempts["n"], type(exc).__name__)
                 raise Retryable(type(exc).__name__) from None
+            except _TooLarge as exc:
+                self._report(request, operation, exc.status, attempts["n"], "response_too_large")
+                raise SubprocessorError(f"{who}: {operation} {request.method} {request.path}: "
+                                        f"the response is larger than defaults.max_response_bytes "
+                                        f"({limits.max_response_bytes} bytes; refused after reading {exc.read}); "
+                                        "the connection was closed without reading the rest") from None
             self._report(request, operation, response.status_code, attempts["n"])
             if response.status_code in self._limit.statuses:
                 raise Retryable(f"HTTP {response.status_code}", self._reset_wait(response))
@@ -176,13 +209,64 @@ class Client:
                 raise Retryable(f"HTTP {response.status_code}", self._retry_after(response))
             return response
 
-        retrying = Retrying(retry=retry_if_exception_type(Retryable), stop=stop_after_attempt(self._limit.max_attempts),
-                            wait=_wait_for, sleep=self._sleep, reraise=True)
+        def wait(state: Any) -> float:
+            """The provider's wait (or backoff), unless it would run past the deadline: then the call ends
+            now rather than hold a worker slot sleeping."""
+            seconds = _wait_for(state)
+            if time.monotonic() + seconds > deadline:
+                exc = state.outcome.exception()
+                asked = f"the provider asks to wait {exc.wait:.0f} s" if exc.wait is not None else f"{exc}"
+                raise CallDeadlineExceeded(self._past_deadline(request, f"{who}: {operation}", attempts["n"], asked))
+            return seconds
+
+        retrying = Retrying(retry=retry_if_exception_type(Retryable),
+                            stop=stop_after_attempt(self._limit.max_attempts) | stop_after_delay(
+                                limits.call_deadline_seconds),
+                            wait=wait, sleep=self._sleep, reraise=True)
         try:
             return retrying(send)
         except Retryable as exc:
-            raise SubprocessorError(f"{self.spec.subprocessor}: {operation} still failing after "
+            if time.monotonic() >= deadline:
+                raise CallDeadlineExceeded(self._past_deadline(request, f"{who}: {operation}", attempts["n"],
+                                                               str(exc))) from None
+            raise SubprocessorError(f"{who}: {operation} still failing after "
                                     f"{attempts['n']} attempts ({exc})") from None
+
+    def _receive(self, request: httpx.Request, deadline: float) -> httpx.Response:
+        """The response, its body streamed and counted: past ``max_response_bytes`` (declared or read) the
+        connection is closed with the rest unread; past the deadline too."""
+        limit = self.spec.defaults.max_response_bytes
+        streamed = self._http.send(request, stream=True)
+        try:
+            declared = streamed.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _TooLarge(streamed.status_code, 0)
+            body = bytearray()
+            for chunk in streamed.iter_bytes(CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLarge(streamed.status_code, len(body))
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the call's deadline passed while reading", request=request)
+        finally:
+            streamed.close()
+        # iter_bytes decoded any Content-Encoding: the body kept is the decoded one, so that header goes.
+        headers = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"]
+        return httpx.Response(streamed.status_code, headers=headers, content=bytes(body), request=request)
+
+    def _check_origin(self, url: str, own_base: str | None, where: str, link_from: str) -> None:
+        """A next-page link is followed only to the base URL's scheme, host and port (or the resource's own
+        base URL's): elsewhere the credentials would go to whoever the page names."""
+        allowed = {_origin(str(self._http.base_url))} | ({_origin(own_base)} if own_base else set())
+        target = _origin(url)
+        if target not in allowed:
+            raise SubprocessorError(f"{where}: {link_from} points to {_shown(target)}, not to "
+                                    f"{' or '.join(map(_shown, sorted(allowed)))}; refused, nothing was sent to it")
+
+    def _past_deadline(self, request: Request, where: str, attempts: int, why: str) -> str:
+        return (f"{where} {request.method} {request.path}: ended at defaults.call_deadline_seconds "
+                f"({self.spec.defaults.call_deadline_seconds:g} s) after {attempts} "
+                f"attempt{'s' if attempts != 1 else ''} ({why}); nothing more was sent; safe to run again later")
 
     # -- building ----------------------------------------------------------------------------------
 
@@ -193,7 +277,7 @@ class Client:
         headers.update(extra_headers or {})
         built: dict[str, Any] = {"method": request.method, "headers": headers}
         if url is not None:
-            built["url"] = url if url.startswith(("http://", "https://")) else urljoin(str(self._http.base_url), url)
+            built["url"] = urljoin(str(self._http.base_url), url)  # the executor passes it absolute
         else:
             built["url"] = render(request.path, variables, in_path=True, join=ids_join)
             params: list[tuple[str, str]] = []
@@ -259,15 +343,28 @@ class Client:
                 wait = float(raw)
         except (TypeError, ValueError):
             return float(limit.default_wait.nominal_seconds)
-        if wait > MAX_SINGLE_WAIT:
-            raise SubprocessorError(f"{self.spec.subprocessor}: the provider asks to wait {wait:.0f} s; "
-                                    "the task will be retried later")
-        return max(0.0, wait)
+        return max(0.0, wait)  # a wait past the call's deadline ends the call (``Client.call``)
 
     def _report(self, request: Request, operation: str, status: int | None, attempt: int,
                 error: str | None = None) -> None:
         self._on_call({"operation": operation, "method": request.method, "path": request.path,
                        "status": status, "attempt": attempt, **({"error": error} if error else {})})
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, read: int) -> None:
+        super().__init__(status, read)
+        self.status, self.read = status, read
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port: where a request's credentials go."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
+
+
+def _shown(origin: tuple[str, str, int]) -> str:
+    return "%s://%s:%s" % origin
 
 
 _backoff = wait_exponential_jitter(multiplier=0.5, max=30.0)

@@ -38,6 +38,14 @@ Assumptions
     ``assumed: true``, ``assumptions: [keys]``), never as verified or as the provider's own deadline.
     An ``async_unpollable`` period needs its ``source`` or such an assumption.
 
+Transport
+    Every API spec names a ``test_request``: a read-only GET (no placeholders) and the statuses it must
+    answer, sent before the first call of each erasure; credentials the provider refuses fail the run
+    there, before any delete. Base URLs (the spec's, its regions', a resource's own) are https, or http
+    only on loopback (127.0.0.0/8, ::1, localhost). ``defaults`` bounds every call: a response body past
+    ``max_response_bytes`` is refused unread, and a call (with its retries and the provider's
+    Retry-After waits) ends at ``call_deadline_seconds``.
+
 Hosted
     A provider that hosts systems.yaml's locations (Heroku: the shared application database) gets a
     ``hosted`` spec instead of resources: the customer's rows are erased by those locations, and the
@@ -46,6 +54,7 @@ Hosted
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 from pathlib import Path
@@ -74,6 +83,28 @@ class Request(Strict):
     headers: dict[HeaderName, str] = Field(default_factory=dict)
     body: Any = None  # JSON template
     form: dict[str, str] | None = None  # form-encoded body template (Twilio)
+
+
+class Preflight(Request):
+    """The pre-flight: a read-only request proving the Connection's credentials before anything else is sent
+    (as Airbyte's and Singer's connectors ``check`` a connection). ``expect``: the statuses that mean "these
+    credentials work"; anything else (a 401 or 403 above all) fails the run before its first delete."""
+
+    method: Literal["GET"]
+    expect: list[Status] = Field(default_factory=lambda: [200], min_length=1)
+
+    @model_validator(mode="after")
+    def _read_only(self) -> "Preflight":
+        if self.body is not None or self.form is not None:
+            raise ValueError("a test_request is a GET and sends no body or form")
+        return self
+
+
+class Defaults(Strict):
+    """Bounds on every call of the spec."""
+
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 ** 3)  # a body past it is refused
+    call_deadline_seconds: float = Field(default=600.0, gt=0, le=86_400)  # one call, its retries and waits
 
 
 # -- pagination ------------------------------------------------------------------------------------
@@ -372,6 +403,8 @@ class ConnectorSpec(Strict):
     headers: dict[HeaderName, str] = Field(default_factory=dict)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     transient_statuses: list[Status] = Field(default_factory=lambda: [500, 502, 503, 504])
+    test_request: Preflight | None = None  # required with resources: the credentials pre-flight
+    defaults: Defaults = Field(default_factory=Defaults)
     resources: dict[Identifier, Resource] = Field(default_factory=dict)
     manual: Manual | None = None
     hosted: Hosted | None = None
@@ -441,6 +474,7 @@ def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | Non
     for at, name in classes:
         if data_classes is not None and name not in data_classes:
             issues.append(smap.issue(at, f"unknown data class {name!r}"))
+    issues += _check_transport(spec, smap)
     for name, resource in spec.resources.items():
         issues += _check_resource(("resources", name), resource, smap)
         issues += _check_assumptions(spec, name, resource, smap)
@@ -451,6 +485,40 @@ def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | Non
     if not issues and waves(spec) is None:
         issues.append(smap.issue(("resources",), "the resources' 'after' lists form a cycle", at_key=True,
                                  field_path="resources"))
+    return issues
+
+
+def secure_url(url: str) -> bool:
+    """https, or http to a loopback host (127.0.0.0/8, ::1, localhost): credentials never cross a network
+    in clear text."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(url))
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or ""))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_transport(spec: ConnectorSpec, smap: SourceMap) -> list[Issue]:
+    """Every base URL is https (http only on loopback), and an API spec has its credentials pre-flight."""
+    urls = [(("base_url",), spec.base_url)] + [(("regions", name), url) for name, url in spec.regions.items()]
+    urls += [(("resources", name, "base_url"), r.base_url) for name, r in spec.resources.items()]
+    issues = [smap.issue(at, f"{url} is not https; the credentials would cross the network in clear text",
+                         "use https (http is allowed only on loopback: 127.0.0.0/8, ::1, localhost)")
+              for at, url in urls if url is not None and not secure_url(str(url))]
+    if spec.resources and spec.test_request is None:
+        issues.append(smap.issue(("resources",), "an API spec needs a test_request (the credentials pre-flight)",
+                                 "a read-only GET the provider documents, e.g. test_request: {method: GET, path: "
+                                 "/v1/me, expect: [200]}", at_key=True, field_path="test_request"))
+    if spec.test_request is not None:
+        issues += _check_request(("test_request",), spec.test_request, set(), smap)
     return issues
 
 
