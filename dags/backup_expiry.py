@@ -26,7 +26,7 @@ def backup_expiry():
 
         return tasks.confirm_backups(actor=ACTOR)
 
-    @task
+    @task(queue="certify")  # signs: runs on the worker that alone holds the signing key (docker-compose.yml)
     def supplement(accounts: list[str]) -> list[dict]:
         from retention.offboarding import tasks
 

@@ -62,7 +62,7 @@ def termination_offboarding():
     def approval_body(planned: dict) -> str:
         return steps.approval_body(planned)
 
-    @task
+    @task(queue="certify")  # makes the customer's receipt link: runs where the link secret is (docker-compose.yml)
     def deliver_return(planned: dict, params=None) -> dict | None:
         return steps.deliver_return(planned["run_id"], dict(params), actor=ACTOR)
 
@@ -115,7 +115,9 @@ def termination_offboarding():
         return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"],
                                                        actor=ACTOR) for name in work["manual"]]
 
-    @task(trigger_rule="none_failed")  # a wave with nothing selected is skipped; certify_run checks the ledger
+    # A wave with nothing selected is skipped; certify_run checks the ledger. The certify queue's worker alone
+    # holds the signing key and the link secret (docker-compose.yml).
+    @task(trigger_rule="none_failed", queue="certify")
     def certify(planned: dict) -> dict:
         return steps.certify(planned["run_id"], actor=ACTOR)
 

