@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from retention.links import SECRET_RULE, secret_problem
+from retention.masking import MASK, mask_text, mask_url, masked_connection  # noqa: F401 (used by cli)
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Settings:
     jwks_file: Path | None = None  # the published public keys, current and retired
     signing_key_file: Path | None = None  # None: the Airflow Connection retention_signing_key
     link_secret: str | None = field(default=None, repr=False)  # signs the customers' download links
+    # Earlier link secrets whose links still open (a rotation's window): remove one to end its links.
+    link_secrets_previous: tuple[str, ...] = field(default=(), repr=False)
     processor_name: str = "the data importer (set RETENTION_PROCESSOR_NAME)"  # who certifies
     returns_conn_id: str = "object_store"  # Airflow Connection of the bucket return packages go to
     returns_bucket: str = "retention-returns"
@@ -56,11 +59,12 @@ class Settings:
         return self.rules_dir / "systems.yaml"
 
     def masked(self) -> dict:
-        """The effective settings as ``retention config show`` prints them: no secret, only whether it is set."""
+        """The effective settings as ``retention config show`` prints them: no secret, only whether it is set;
+        any URL with its password and secret query parameters masked."""
         shown = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
         shown["link_secret"] = MASK if self.link_secret else None
-        shown["database_url"] = mask_url(self.database_url) if self.database_url else None
-        return shown
+        shown["link_secrets_previous"] = [MASK for _ in self.link_secrets_previous]
+        return {k: mask_text(v) if isinstance(v, str) else v for k, v in shown.items()}
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -72,7 +76,7 @@ class Settings:
             "home": Path(os.environ.get("RETENTION_HOME", "var")),
             "jwks_file": _path(os.environ.get("RETENTION_JWKS_FILE")),
             "signing_key_file": _path(os.environ.get("RETENTION_SIGNING_KEY_FILE")),
-            "link_secret": os.environ.get("RETENTION_LINK_SECRET") or None,
+            **_link_secrets(),
             **{name: os.environ[f"RETENTION_{name.upper()}"] for name in _TEXT if os.environ.get(f"RETENTION_{name.upper()}")},
         }
         if os.environ.get("RETENTION_KEY_DELETION_WINDOW_DAYS"):
@@ -126,24 +130,17 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-MASK = "***"
-_SECRET_FIELD = re.compile(r"pass|secret|token|key|credential", re.I)
-
-
-def mask_url(url: str) -> str:
-    """``scheme://user:***@host/...``: the password of a URL replaced."""
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", rf"\g<1>{MASK}@", url)
-
-
-def masked_connection(value: str) -> dict | str:
-    """An ``AIRFLOW_CONN_*`` value (URI or JSON) with its password and secret-looking extras replaced."""
-    try:
-        document = json.loads(value)
-    except ValueError:
-        return mask_url(value)
-    return _mask_fields(document) if isinstance(document, dict) else MASK
-
-
-def _mask_fields(document: dict) -> dict:
-    return {k: _mask_fields(v) if isinstance(v, dict) else (MASK if v and _SECRET_FIELD.search(k) else v)
-            for k, v in document.items()}
+def _link_secrets() -> dict:
+    """RETENTION_LINK_SECRET and RETENTION_LINK_SECRET_PREVIOUS (comma-separated), each checked against
+    ``links.SECRET_RULE`` here, so a weak secret stops the process at start rather than at the first link."""
+    current = os.environ.get("RETENTION_LINK_SECRET") or None
+    previous = tuple(s.strip() for s in os.environ.get("RETENTION_LINK_SECRET_PREVIOUS", "").split(",") if s.strip())
+    if previous and not current:
+        raise ValueError("RETENTION_LINK_SECRET_PREVIOUS is set without RETENTION_LINK_SECRET: "
+                         "previous secrets only verify links during a rotation to a current one")
+    named = ([("RETENTION_LINK_SECRET", current)] if current else []) + [
+        (f"RETENTION_LINK_SECRET_PREVIOUS (secret {i})", s) for i, s in enumerate(previous, 1)]
+    for name, secret in named:
+        if problem := secret_problem(secret):
+            raise ValueError(f"{name} {problem}; expected {SECRET_RULE}")
+    return {"link_secret": current, "link_secrets_previous": previous}

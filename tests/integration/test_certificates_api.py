@@ -81,11 +81,12 @@ def test_links_that_are_forged_expired_or_replayed_open_nothing(api, monkeypatch
     other_secret = URLSafeSerializer("x" * 48, salt=LINK_SALT).dumps({"c": theirs, "a": OTHER, "exp": 4102444800})
     refused(api.get(f"/retention/certificates/{theirs}/download", params={"token": other_secret}), 403)
     # a genuine token naming my certificate under the other account: not that account's certificate
-    serializer = URLSafeSerializer(Settings.from_env().link_secret, salt=LINK_SALT)
-    crossed = serializer.dumps({"c": mine, "a": OTHER, "exp": 4102444800})
+    from retention.links import sign_link
+
+    crossed, _ = sign_link(LINK_SALT, {"c": mine, "a": OTHER}, 24, Settings.from_env().link_secret)
     refused(api.get(f"/retention/certificates/{mine}/download", params={"token": crossed}), 404)
     # expired
-    expired = serializer.dumps({"c": mine, "a": ACCOUNT, "exp": 1_000_000_000})
+    expired, _ = sign_link(LINK_SALT, {"c": mine, "a": ACCOUNT}, -1, Settings.from_env().link_secret)
     refused(api.get(f"/retention/certificates/{mine}/download", params={"token": expired}), 403)
     # revoked: the link stops working
     assert api.post(f"/retention/certificates/{mine}/revoke", headers=api.staff,

@@ -7,7 +7,8 @@ JSON body (415 otherwise).
 
 Customers are not Airflow users: they download through links signed with ``RETENTION_LINK_SECRET``
 that name one certificate, its account and an expiry. A link that is forged, expired, or used for
-another certificate answers 403; one whose certificate is not that account's answers 404; the
+another certificate answers 403; one whose certificate is not that account's answers 404; one revoked
+on its own (staff's ``.../links/{link_id}/revoke``) or whose certificate was revoked answers 410; the
 answers say no more than that. Every issue, revocation, link and download is a ledger event.
 """
 
@@ -17,6 +18,7 @@ from typing import Annotated
 
 import pendulum
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -27,8 +29,8 @@ from retention.engine.forecast import MAX_DAYS, as_document, forecast
 from retention.engine.tasks import context
 from retention.ids import ACCOUNT_ID
 from retention.ledger import Ledger
-from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, open_link,
-                             token_digest)
+from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, link_revoked,
+                             open_link, revoke_certificate_link, token_digest)
 from retention.offboarding.returns import ReceiptRefused, record_receipt
 from retention.permissions import Permission
 from retention.settings import Settings
@@ -53,6 +55,7 @@ class LinkRequest(BaseModel):
 
 
 def create_app() -> FastAPI:
+    Settings.from_env()  # refuse to start on a bad setting (a weak RETENTION_LINK_SECRET), naming it
     app = FastAPI(title="Retention: certificates, returns, forecast and operator views", version="1")
     app.include_router(operator_views)
 
@@ -111,6 +114,18 @@ def create_app() -> FastAPI:
             except LinkNotConfigured as exc:
                 raise HTTPException(503, str(exc)) from None
 
+    @app.post("/certificates/{certificate_id}/links/{link_id}/revoke", dependencies=[Depends(json_body)])
+    def revoke_link(certificate_id: str, link_id: Annotated[str, FastApiPath(pattern="^[0-9a-f]{64}$")],
+                    user: CertificateStaff) -> dict:
+        """Stop one download link (its id: the token's sha256, as ``certificate.link_created`` records it)."""
+        with open_ledger() as ledger:
+            _issued(ledger, certificate_id)
+            try:
+                revoke_certificate_link(ledger, certificate_id, link_id, actor=staff_id(user))
+            except LookupError:
+                raise HTTPException(404, "no such link for this certificate") from None
+        return {"certificate_id": certificate_id, "link_id": link_id, "revoked": True}
+
     @app.get("/certificates/{certificate_id}/download")
     def download(certificate_id: str, token: Annotated[str, Query(max_length=2000)],
                  format: Annotated[str, Query(pattern="^(pdf|json)$")] = "pdf") -> Response:
@@ -118,7 +133,9 @@ def create_app() -> FastAPI:
         if claims.get("c") != certificate_id or not ID_PATTERN.match(certificate_id):
             raise HTTPException(403, NOT_VALID)
         with open_ledger() as ledger:
-            record = issued(ledger, claims.get("a")).get(certificate_id)
+            if link_revoked(ledger, token):
+                raise HTTPException(410, "this link was revoked; ask your contact for a new one")
+            record = issued(ledger, claims["a"]).get(certificate_id)
             if record is None:
                 raise HTTPException(404, "no such certificate")
             if record.revoked:
@@ -152,7 +169,8 @@ def create_app() -> FastAPI:
 
 def _claims(purpose: str, token: str) -> dict:
     try:
-        return open_link(purpose, token, Settings.from_env().link_secret)
+        settings = Settings.from_env()
+        return open_link(purpose, token, settings.link_secret, settings.link_secrets_previous)
     except LinkNotConfigured as exc:
         raise HTTPException(503, str(exc)) from None
     except LinkInvalid:

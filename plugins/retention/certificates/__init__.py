@@ -69,7 +69,8 @@ def certificate_link(ledger: Ledger, certificate_id: str, account_id: str, hours
     at = expires.isoformat(timespec="seconds")
     ledger.append("certificate.link_created", {"certificate_id": certificate_id, "account_id": account_id,
                                                "expires_at": at, "token_sha256": token_digest(token)}, actor=actor)
-    return {"path": f"/retention/certificates/{certificate_id}/download?token={token}", "expires_at": at}
+    return {"path": f"/retention/certificates/{certificate_id}/download?token={token}", "expires_at": at,
+            "link_id": token_digest(token)}  # what staff revoke it by
 
 
 def as_pdf(document: bytes, key: SigningKey) -> bytes:
