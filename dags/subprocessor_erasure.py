@@ -7,7 +7,8 @@ must wait for others (``after:``, e.g. OpenAI conversation items before their co
 a later wave. Manual specs
 (no deletion API): the request is recorded with its deadline, then a person attests to the
 provider's confirmation through Airflow's human-in-the-loop form, and the attestation is recorded.
-Only the subprocessors named in ``subprocessors`` run (default: all).
+Only the subprocessors named in ``subprocessors`` run (default: all). The requester is the Airflow user who triggered
+the run (``request.requester``; a manual request records it); a run without one erases and requests nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from airflow.providers.standard.operators.hitl import HITLEntryOperator
 from airflow.sdk import Param, dag, task, task_group
 
 from retention.ids import ACCOUNT_ID
+from retention.offboarding.request import requester
 from retention.subprocessors import tasks as steps
 from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
@@ -34,7 +36,6 @@ SPECS = steps.specs()
     tags=["retention", "subprocessors"],
     params={
         "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
-        "requested_by": Param(type="string", minLength=1, description="Staff id of who asked for the erasure."),
         "subprocessors": Param(sorted(SPECS), type="array", items={"type": "string", "enum": sorted(SPECS)},
                                description="Which subprocessors to erase at (default: all)."),
     },
@@ -50,9 +51,10 @@ def subprocessor_erasure():
 @task_group
 def api_group(name: str, resource_waves: list[list[str]], concurrency: int):
     @task(task_id="selected")
-    def selected(params=None) -> None:
+    def selected(params=None, dag_run=None) -> None:
         if name not in params["subprocessors"]:
             raise AirflowSkipException(f"{name} not selected")
+        requester(dag_run)  # someone identified asked for this erasure, or nothing is erased
 
     previous = selected()
     for i, resources in enumerate(resource_waves, start=1):
@@ -67,10 +69,10 @@ def api_group(name: str, resource_waves: list[list[str]], concurrency: int):
 @task_group
 def manual_group(name: str):
     @task(task_id="open_request")
-    def open_request(params=None) -> dict:
+    def open_request(params=None, dag_run=None) -> dict:
         if name not in params["subprocessors"]:
             raise AirflowSkipException(f"{name} not selected")
-        opened = steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"], actor=ACTOR)
+        opened = steps.open_manual_request(name, params["account_id"], requested_by=requester(dag_run), actor=ACTOR)
         if "held" in opened:  # nobody is asked to delete what a legal hold keeps; the ledger says which hold
             raise AirflowSkipException(f"{name}: legal hold {', '.join(opened['held'])} in force")
         return opened

@@ -6,7 +6,8 @@ plan -> four-eyes approval -> (return package -> wait for receipt or the window'
 
 Thin: every task calls one function of ``retention.offboarding.tasks``; the engine, stores and
 subprocessor operator are the sweep's. The conf is validated by the Params below before any task runs,
-and again whole by the plan task. On reject the approval skips everything after it and the ledger says
+and again whole by the plan task. The requester is the Airflow user who triggered the run (Airflow's REST
+API or UI sets it from the caller's login); a run without one plans nothing. On reject the approval skips everything after it and the ledger says
 who rejected and why. Clearing a failed task resumes the same ledger run.
 """
 
@@ -20,7 +21,7 @@ from airflow.sdk import Param, PokeReturnValue, dag, task
 
 from retention.offboarding import tasks as steps
 from retention.offboarding.approval import FourEyesApproval
-from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT
+from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT, requester
 from retention.subprocessors import tasks as subprocessor_steps
 from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
@@ -41,7 +42,6 @@ PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
     params={
         "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
         "choice": Param(type="string", enum=["delete", "return"], description="The customer's election (DPA 7(b))."),
-        "requested_by": Param(type="string", minLength=1, maxLength=64, description="Your staff id."),
         "reference": Param(type="string", minLength=1, maxLength=64, description="The ticket of the request."),
         "effective_date": Param(None, type=["null", "string"], format="date-time",
                                 description="When the contract ends (ISO-8601 with timezone); default: now."),
@@ -56,7 +56,8 @@ PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
 def termination_offboarding():
     @task
     def plan(params=None, dag_run=None) -> dict:
-        return steps.plan(dict(params), actor=ACTOR, dag_id="termination_offboarding", airflow_run_id=dag_run.run_id)
+        return steps.plan(dict(params), requested_by=requester(dag_run), actor=ACTOR, dag_id="termination_offboarding",
+                          airflow_run_id=dag_run.run_id)
 
     @task
     def approval_body(planned: dict) -> str:
@@ -111,8 +112,8 @@ def termination_offboarding():
         return work["waves"][i] if i < len(work["waves"]) else []
 
     @task
-    def request_manual(work: dict, params=None) -> list[dict]:
-        return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=params["requested_by"],
+    def request_manual(work: dict, planned: dict, params=None) -> list[dict]:
+        return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=planned["requested_by"],
                                                        actor=ACTOR) for name in work["manual"]]
 
     # A wave with nothing selected is skipped; certify_run checks the ledger. The certify queue's worker alone
@@ -125,7 +126,7 @@ def termination_offboarding():
     approve = FourEyesApproval(
         task_id="approve", subject="Offboarding {{ params.account_id }}: approve the {{ params.choice }}?",
         body="{{ ti.xcom_pull(task_ids='approval_body') }}", run_id="{{ ti.xcom_pull(task_ids='plan')['run_id'] }}",
-        requested_by="{{ params.requested_by }}", actor=ACTOR)
+        actor=ACTOR)
     effective = DateTimeSensorAsync(task_id="until_effective",
                                     target_time="{{ ti.xcom_pull(task_ids='plan')['effective_at'] }}")
     approval_body(planned) >> approve >> effective
@@ -153,7 +154,7 @@ def termination_offboarding():
         previous = erased
     backed = backups(planned)
     verified >> backed
-    [backed, previous, request_manual(work)] >> certify(planned)
+    [backed, previous, request_manual(work, planned)] >> certify(planned)
 
 
 termination_offboarding()

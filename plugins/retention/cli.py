@@ -535,36 +535,87 @@ def replay_command(since_text: str, accounts_file: Path | None, database_url: st
 @main.command("offboard")
 @click.argument("account_id")
 @click.option("--choice", type=click.Choice(["delete", "return"]), required=True, help="The customer's election.")
-@click.option("--requested-by", required=True, help="Your staff id (another person approves).")
 @click.option("--reference", required=True, help="The ticket of the request.")
 @click.option("--effective-date", help="When the contract ends (ISO-8601 with timezone; default now).")
 @click.option("--return-recipient", help="For a return: the customer's age public key (age1...).")
 @click.option("--return-window-days", type=int, help="Days the customer has to confirm receipt (0..30, default 14).")
 @click.option("--subprocessor", "subprocessors", multiple=True, help="A subprocessor holding its data (repeat; default all).")
+@click.option("--api-url", envvar="RETENTION_AIRFLOW_API_URL", default="http://localhost:8080", show_default=True,
+              help="Airflow's api-server [env RETENTION_AIRFLOW_API_URL].")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file holding your Airflow access token (default: $AIRFLOW_API_TOKEN).")
+@click.option("--username", help="Sign in to Airflow as this user (the password is prompted) instead of a token.")
 @common
-def offboard_command(account_id: str, choice: str, requested_by: str, reference: str, effective_date: str | None,
+def offboard_command(account_id: str, choice: str, reference: str, effective_date: str | None,
                      return_recipient: str | None, return_window_days: int | None, subprocessors: tuple[str, ...],
-                     rules_dir: Path, as_json: bool) -> None:
-    """Trigger the termination_offboarding DAG (validated here first); it waits for a second person's approval."""
+                     api_url: str, token_file: Path | None, username: str | None, rules_dir: Path,
+                     as_json: bool) -> None:
+    """Trigger the termination_offboarding DAG through Airflow's REST API, signed in as you: Airflow records you
+    as the run's requester, and another user with the approval permission must approve it."""
     from retention.offboarding.request import parse_request
 
-    conf = {"account_id": account_id, "choice": choice, "requested_by": requested_by, "reference": reference,
-            "effective_date": effective_date, "return_recipient": return_recipient,
-            "return_window_days": return_window_days, "subprocessors": list(subprocessors) or None}
+    conf = {"account_id": account_id, "choice": choice, "reference": reference, "effective_date": effective_date,
+            "return_recipient": return_recipient, "return_window_days": return_window_days,
+            "subprocessors": list(subprocessors) or None}
     parse_request(conf)  # refuse a bad request before Airflow sees it
-    from airflow.api.common.trigger_dag import trigger_dag
+    api = api_url.rstrip("/")
+    token = _airflow_token(api, token_file, username)
+    run = _airflow_call("POST", f"{api}/api/v2/dags/termination_offboarding/dagRuns", token=token,
+                        body={"logical_date": None, "conf": {k: v for k, v in conf.items() if v is not None}})
+    result = {"ok": True, "dag_id": "termination_offboarding", "dag_run_id": run.get("dag_run_id"),
+              "requested_by": run.get("triggering_user_name")}
+    _emit(result) if as_json else click.echo(f"triggered termination_offboarding run {result['dag_run_id']} as "
+                                             f"{result['requested_by']}; it waits for another person's approval "
+                                             "under Required Actions")
 
-    run = trigger_dag("termination_offboarding", conf={k: v for k, v in conf.items() if v is not None},
-                      triggered_by=_triggered_by_cli(), triggering_user_name=requested_by)
-    result = {"ok": True, "dag_id": "termination_offboarding", "dag_run_id": run.run_id if run else None}
-    _emit(result) if as_json else click.echo(f"triggered termination_offboarding run {result['dag_run_id']}; "
-                                             "it waits for approval under Required Actions")
+
+class AirflowApiError(click.ClickException):
+    """Airflow's API cannot be reached or refused the call: one ``Error: ...`` line, exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
-def _triggered_by_cli():
-    from airflow.utils.types import DagRunTriggeredByType
+def _airflow_token(api: str, token_file: Path | None, username: str | None) -> str:
+    """The caller's Airflow access token: from --token-file, from a sign-in as --username (password prompted),
+    or from $AIRFLOW_API_TOKEN. Never a name the caller types for someone else."""
+    if token_file is not None and username is not None:
+        raise click.UsageError("give --token-file or --username, not both")
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise AirflowApiError(f"--token-file: cannot read {token_file}: {exc.strerror}") from None
+        if not token:
+            raise AirflowApiError(f"--token-file: {token_file} is empty")
+        return token
+    if username is not None:
+        password = click.prompt(f"Airflow password for {username}", hide_input=True, err=True)
+        answer = _airflow_call("POST", f"{api}/auth/token", body={"username": username, "password": password})
+        return answer["access_token"]
+    token = os.environ.get("AIRFLOW_API_TOKEN", "").strip()
+    if not token:
+        raise AirflowApiError("no Airflow credentials: set AIRFLOW_API_TOKEN, or give --token-file or --username")
+    return token
 
-    return DagRunTriggeredByType.CLI
+
+def _airflow_call(method: str, url: str, *, body: dict, token: str | None = None) -> dict:
+    """One call to Airflow's API; any failure becomes an AirflowApiError naming the status and Airflow's detail."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, url, json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise AirflowApiError(f"cannot reach Airflow's API at {url}: {exc}") from None
+    if response.is_success:
+        return response.json()
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = response.text[:200]
+    detail = detail if isinstance(detail, str) else json.dumps(detail)
+    hint = " (is the DAG deployed, and is --api-url Airflow's api-server?)" if response.status_code == 404 else ""
+    raise AirflowApiError(f"Airflow's API answered {response.status_code} to {method} {url}: {detail}{hint}")
 
 
 @main.command("report")

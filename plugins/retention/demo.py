@@ -22,6 +22,7 @@ from pathlib import Path
 import pendulum
 
 REPO = Path(__file__).resolve().parents[2]
+REQUESTER, APPROVER = "staff.demo", "dpo.demo"  # Airflow users, as if signed in to the UI
 _SCREEN: list[int] = []  # the terminal's stderr while _output_to points the process's own at a log file
 
 
@@ -84,6 +85,8 @@ def _configure(home: Path) -> None:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
         "RETENTION_RULES_DIR": str(REPO / "retention_rules"),
         "RETENTION_ACCOUNTS_FILE": str(REPO / "demo" / "accounts.yaml"),
+        # The demo's Airflow users (SimpleAuthManager): staff.demo requests offboardings, dpo.demo approves them.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{REQUESTER}:op,{APPROVER}:op",
     })
     (home / "airflow").mkdir()
 
@@ -268,10 +271,10 @@ def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool
     os.environ.setdefault("RETENTION_LINK_SECRET", secrets.token_urlsafe(48))
     os.environ["RETENTION_PROCESSOR_NAME"] = "Demo Processor Inc."
     os.environ["RETENTION_RETURN_POLL_SECONDS"] = "2"  # the demo's customer answers within seconds
-    conf = {"account_id": account_id, "choice": choice, "requested_by": "staff.demo", "reference": reference,
-            "subprocessors": ["sixsense"]}
-    print(f"staff.demo requests it (ticket {reference}); dpo.demo approves it in Required Actions.")
-    threading.Thread(target=_approve, args=("termination_offboarding", "approve", "dpo.demo"), daemon=True).start()
+    conf = {"account_id": account_id, "choice": choice, "reference": reference, "subprocessors": ["sixsense"]}
+    print(f"Airflow user {REQUESTER} triggers it (ticket {reference}) and is recorded as its requester; "
+          f"{APPROVER}, another user with the approval permission, approves it in Required Actions.")
+    threading.Thread(target=_approve, args=("termination_offboarding", "approve", APPROVER), daemon=True).start()
     if choice == "return":
         identity = pyrage.x25519.Identity.generate()  # the customer's age key; we only ever see its public half
         conf.update(return_recipient=str(identity.to_public()), return_window_days=14)
@@ -279,7 +282,9 @@ def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool
     with _output_to(Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"):
         from airflow.dag_processing.dagbag import DagBag
 
-        run = DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"].test(run_conf=conf)
+        from retention.triggered import run_as
+
+        run = run_as(DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"], REQUESTER, run_conf=conf)
     print(f"DAG run finished: {run.state}.\n")
     with Ledger.open() as ledger:
         run_id = ledger.last_run_id("offboarding")
@@ -396,23 +401,18 @@ def _returned_value(dag_id: str, task_id: str, timeout: float = 300):
     raise TimeoutError(f"{dag_id}.{task_id} returned nothing in {timeout} s")
 
 
-def _approve(dag_id: str, task_id: str, user_id: str) -> None:
-    """Answer the approval as a second person, through the function Airflow's HITL REST route calls."""
+def _approve(dag_id: str, task_id: str, user_name: str) -> None:
+    """Answer the approval as a second Airflow user, through the function Airflow's HITL REST route calls."""
     import time
 
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
 
-    class Approver:
-        def get_id(self) -> str:
-            return user_id
-
-        def get_name(self) -> str:
-            return user_id
-
+    approver = SimpleAuthManagerUser(username=user_name, role="op")  # as its JWT would give it
     for _ in range(600):
         time.sleep(0.5)
         try:
@@ -423,7 +423,7 @@ def _approve(dag_id: str, task_id: str, user_id: str) -> None:
                     update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id=task_id, map_index=-1,
                                        update_hitl_detail_payload=UpdateHITLDetailPayload(
                                            chosen_options=["Approve"], params_input={"reason": "contract ended"}),
-                                       user=Approver(), session=session)
+                                       user=approver, session=session)
                     return
         except Exception:  # SQLite busy while the DAG run writes: try again
             continue

@@ -25,9 +25,9 @@ HELD, OFFBOARDED = "acct_1001", "acct_2002"
 @pytest.fixture
 def offboarding(live_api) -> str:
     """An offboarding planned and waiting for its second pair of eyes."""
-    request = OffboardingRequest(account_id=OFFBOARDED, choice="delete", requested_by="csm-3", reference="TKT-88")
+    request = OffboardingRequest(account_id=OFFBOARDED, choice="delete", reference="TKT-88")
     with context() as ctx:
-        return plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")["run_id"]
+        return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")["run_id"]
 
 
 @pytest.fixture

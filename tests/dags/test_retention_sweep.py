@@ -23,10 +23,10 @@ def start_offboardings(*accounts: tuple[str, str]) -> None:
 
     for account_id, choice in accounts:
         extra = {"return_recipient": str(pyrage.x25519.Identity.generate().to_public())} if choice == "return" else {}
-        request = OffboardingRequest(account_id=account_id, choice=choice, requested_by="csm-3", reference="TKT-1",
+        request = OffboardingRequest(account_id=account_id, choice=choice, reference="TKT-1",
                                      **extra)
         with context() as ctx:
-            plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")
+            plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")
 
 
 TERMINATED = (("acct_4004", "delete"), ("acct_5005", "return"))

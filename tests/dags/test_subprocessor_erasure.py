@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from retention.ledger import Ledger
+from retention.triggered import run_as
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -30,19 +31,10 @@ def ledger_url(tmp_path, monkeypatch) -> str:
     return url
 
 
-class Staff:
-    def __init__(self, user_id: str) -> None:
-        self.user_id = user_id
-
-    def get_id(self) -> str:
-        return self.user_id
-
-    def get_name(self) -> str:
-        return self.user_id
-
-
-def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict, *, timeout: float = 120) -> threading.Thread:
-    """Answer a HITL task from another thread, through the same function the REST API calls."""
+def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict, *, user: str = "dpo-7",
+                      role: str = "op", timeout: float = 120) -> threading.Thread:
+    """Answer a HITL task from another thread as the SimpleAuthManager user ``user`` with ``role`` (as their JWT
+    gives them to Airflow's HITL REST route), through the same function that route calls."""
     def respond() -> None:
         try:
             answer()
@@ -62,6 +54,7 @@ def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict
         raise TimeoutError(f"{task_id} never waited for input: {thread.attempt_errors[-3:]}")
 
     def try_once() -> bool:
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
         from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
         from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
         from airflow.models.taskinstance import TaskInstance
@@ -76,7 +69,8 @@ def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict
             update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id=task_id,
                                update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=chosen,
                                                                                   params_input=params),
-                               user=Staff("dpo-7"), session=session, map_index=-1)
+                               user=SimpleAuthManagerUser(username=user, role=role), session=session,
+                               map_index=-1)
         return True
 
     thread = threading.Thread(target=respond, daemon=True)
@@ -100,8 +94,7 @@ def test_a_manual_subprocessor_waits_for_the_attestation_and_the_ledger_keeps_it
     helper = answer_when_asked("subprocessor_erasure", "sixsense.attest", [ATTEST],
                                {"ticket_reference": "6S-PRIV-4411", "confirmed_on": "2026-11-20",
                                 "evidence_sha256": "ab" * 32})
-    run = erasure_dag.test(run_conf={"account_id": "acct_1001", "requested_by": "staff-42",
-                                     "subprocessors": ["sixsense"]})
+    run = run_as(erasure_dag, "alice", run_conf={"account_id": "acct_1001", "subprocessors": ["sixsense"]})
     helper.join(timeout=5)
 
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
@@ -111,6 +104,7 @@ def test_a_manual_subprocessor_waits_for_the_attestation_and_the_ledger_keeps_it
         events = [e for e in ledger.events() if e.kind.startswith("subprocessor.")]
         assert ledger.verify().ok
     assert [e.kind for e in events] == ["subprocessor.manual_requested", "subprocessor.attested"]
+    assert events[0].payload["requested_by"] == "api:alice"  # the Airflow user who triggered the run
     attested = events[1].payload
     assert (attested["ticket_reference"], attested["confirmed_on"], attested["attested_by_user_id"]) == \
         ("6S-PRIV-4411", "2026-11-20", "dpo-7")
@@ -120,11 +114,22 @@ def test_without_a_confirmation_the_run_fails_and_the_ledger_says_so(erasure_dag
     from retention.subprocessors.tasks import NOT_CONFIRMED
 
     helper = answer_when_asked("subprocessor_erasure", "clearbit.attest", [NOT_CONFIRMED], {})
-    run = erasure_dag.test(run_conf={"account_id": "acct_1001", "requested_by": "staff-42",
-                                     "subprocessors": ["clearbit"]})
+    run = run_as(erasure_dag, "alice", run_conf={"account_id": "acct_1001", "subprocessors": ["clearbit"]})
     helper.join(timeout=5)
 
     assert str(run.state) == "failed"
     with Ledger.open(ledger_url) as ledger:
         kinds = [e.kind for e in ledger.events() if e.kind.startswith("subprocessor.")]
     assert kinds == ["subprocessor.manual_requested", "subprocessor.attestation_declined"]
+
+
+def test_a_run_nobody_triggered_erases_and_requests_nothing(erasure_dag, ledger_url) -> None:
+    """The scheduler or an internal trigger makes runs without a user: no one to record as the requester."""
+    run = run_as(erasure_dag, None, run_conf={"account_id": "acct_1001", "subprocessors": ["sixsense", "sendgrid"]})
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "failed"
+    assert states["sixsense.open_request"] == "failed" and states["sendgrid.selected"] == "failed", states
+    assert states["sendgrid.erase_1"] == "upstream_failed" and states["sixsense.attest"] == "upstream_failed"
+    with Ledger.open(ledger_url) as ledger:
+        assert list(ledger.events()) == []

@@ -1,6 +1,7 @@
 """The termination_offboarding DAG end to end through dag.test() on the embedded stack: real PostgreSQL,
-the local S3 endpoint, the SendGrid emulator, the local keystore; the approval is answered from another
-thread through Airflow's HITL API function, the return receipt through the plugin's customer route."""
+the local S3 endpoint, the SendGrid emulator, the local keystore; each run is triggered by an Airflow user
+(``retention.triggered.run_as``), the approval is answered from another thread as another SimpleAuthManager
+user through Airflow's HITL API function, the return receipt through the plugin's customer route."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from retention import embedded
 from retention.backups import LocalKeystore, SnapshotCatalog, restore_snapshot, take_snapshot
 from retention.certificates import KeySet, rotate, verify_file
 from retention.ledger import Ledger
+from retention.triggered import run_as
 from tests.dags.test_subprocessor_erasure import answer_when_asked
 from tests.emulators.sendgrid import KEY, SendGridEmulator
 
@@ -30,6 +32,8 @@ os.environ["RETENTION_RETURN_POLL_SECONDS"] = "1"  # read when the DAG file is p
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 ACCOUNT = "acct_1001"  # EEA, active: its invoices are kept ten years under §147 AO, isolated
 OTHERS = ["acct_2002", "acct_3003", "acct_4004", "acct_5005", "acct_6006"]
+# SimpleAuthManager users: alice requests; dpo-7 (op) approves; vera is a Viewer.
+USERS = "alice:op,dpo-7:op,vera:viewer"
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +59,8 @@ def world(stack, sendgrid, tmp_path, monkeypatch):
     home = tmp_path / "home"
     host, port = sendgrid.url.removeprefix("http://").split(":")
     env = {"RETENTION_HOME": str(home), "RETENTION_SIGNING_KEY_FILE": str(home / "keys" / "signing.pem"),
-           "RETENTION_JWKS_FILE": str(home / "keys" / "jwks.json"), "RETENTION_LINK_SECRET": "s" * 48,
-           "RETENTION_PROCESSOR_NAME": "Demo Processor Inc.",
+           "RETENTION_JWKS_FILE": str(home / "keys" / "jwks.json"), "RETENTION_LINK_SECRET": "RxcHTQZQtHvYtTccZ9tclN6xQ0XWXUTbpgjfiE_s_q4",
+           "RETENTION_PROCESSOR_NAME": "Demo Processor Inc.", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
            "AIRFLOW_CONN_SENDGRID": json.dumps({"conn_type": "http", "host": host, "port": int(port),
                                                 "schema": "http", "password": KEY})}
     for key, value in env.items():
@@ -71,13 +75,16 @@ def world(stack, sendgrid, tmp_path, monkeypatch):
 
 
 def conf(**overrides) -> dict:
-    return {"account_id": ACCOUNT, "choice": "delete", "requested_by": "staff-42", "reference": "OFF-1001",
+    return {"account_id": ACCOUNT, "choice": "delete", "reference": "OFF-1001",
             "subprocessors": ["sendgrid", "sixsense"], **overrides}
 
 
-def run_dag(dag, run_conf: dict, answer: str = "Approve", reason: str = "contract ended, DPA 7(b)"):
-    helper = answer_when_asked("termination_offboarding", "approve", [answer], {"reason": reason})
-    run = dag.test(run_conf=run_conf)
+def run_dag(dag, run_conf: dict, answer: str = "Approve", reason: str = "contract ended, DPA 7(b)", *,
+            requester: str = "alice", approver: str = "dpo-7", approver_role: str = "op"):
+    """The run as ``requester`` triggered it, answered by ``approver`` when it asks."""
+    helper = answer_when_asked("termination_offboarding", "approve", [answer], {"reason": reason}, user=approver,
+                               role=approver_role)
+    run = run_as(dag, requester, run_conf=run_conf)
     helper.join(timeout=10)
     assert helper.error is None
     return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
@@ -124,7 +131,7 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     termination = certificate["termination"]
     assert certificate["data_exporter"] == "Northwind Traders GmbH"
     assert certificate["legal_basis"] == ["DPA 7(b)", "SCC 2010/87/EU Clause 12"]
-    assert (termination["requested"]["by"], termination["approved"]["by"]) == ("staff-42", "dpo-7")
+    assert (termination["requested"]["by"], termination["approved"]["by"]) == ("api:alice", "api:dpo-7")
     assert termination["election"]["choice"] == "delete" and termination["return"] is None
     kinds = {e["kind"]: e for e in certificate["exceptions"]}
     assert set(kinds) == {"retained_under_law", "backup_key_pending", "backup_copies_expiring", "subprocessor_requested"}
@@ -234,7 +241,9 @@ def test_rejection_touches_nothing_and_the_ledger_says_who_and_why(offboarding_d
     assert stack.rows() == before and stack.objects("chat-attachments", ACCOUNT) > 0
     assert world["sendgrid"].remaining(ACCOUNT)["contacts"] == 60
     rejected = events(stack, "offboarding.rejected")
-    assert [(e.payload["approver_id"], e.payload["reason"]) for e in rejected] == [("dpo-7", "customer withdrew the notice")]
+    assert [e.payload["approver_id"] for e in rejected] == ["api:dpo-7"]
+    with Ledger.open(stack.ledger_url) as ledger:  # the reason is kept erasable, outside the chain
+        assert ledger.text(rejected[0].payload["reason_sha256"]) == "customer withdrew the notice"
     assert [e.payload["status"] for e in events(stack, "run.finished")] == ["rejected"]
     assert not events(stack, "batch.intent") and not list((world["home"] / "certificates").glob("*.pdf"))
 
@@ -246,14 +255,45 @@ def test_rejection_touches_nothing_and_the_ledger_says_who_and_why(offboarding_d
     assert stack.rows() == before
 
 
-def test_the_requester_cannot_approve_their_own_offboarding(offboarding_dag, world) -> None:
+def test_the_triggering_user_cannot_approve_their_own_offboarding(offboarding_dag, world) -> None:
+    """alice triggered the run; alice holds the approval permission (op) but answers her own request."""
     stack = world["stack"]
     before = stack.rows()
-    run, states = run_dag(offboarding_dag, conf(requested_by="dpo-7"))
+    run, states = run_dag(offboarding_dag, conf(), requester="alice", approver="alice")
 
     assert str(run.state) == "failed" and states["approve"] == "failed"
     assert stack.rows() == before
-    assert [e.kind for e in events(stack, "offboarding.")] == ["offboarding.requested", "offboarding.self_approval_refused"]
+    refused = events(stack, "offboarding.")
+    assert [e.kind for e in refused] == ["offboarding.requested", "offboarding.self_approval_refused"]
+    assert (refused[0].payload["requested_by"], refused[1].payload["approver_id"]) == ("api:alice", "api:alice")
+
+
+def test_a_viewer_cannot_answer_an_offboarding(offboarding_dag, world) -> None:
+    """vera is another person than the requester, but only a Viewer: her approval is refused and recorded."""
+    stack = world["stack"]
+    before = stack.rows()
+    run, states = run_dag(offboarding_dag, conf(), approver="vera", approver_role="viewer")
+
+    assert str(run.state) == "failed" and states["approve"] == "failed"
+    assert stack.rows() == before and world["sendgrid"].remaining(ACCOUNT)["contacts"] == 60
+    refused = events(stack, "offboarding.")
+    assert [e.kind for e in refused] == ["offboarding.requested", "offboarding.approval_not_permitted"]
+    assert refused[1].payload["approver_id"] == "api:vera"
+    assert not events(stack, "batch.intent")
+
+
+@pytest.mark.parametrize(("requester", "extra"), [(None, {}), ("alice", {"requested_by": "dpo-7"})],
+                         ids=["no-triggering-user", "typed-requester"])
+def test_a_run_without_an_authenticated_requester_plans_nothing(offboarding_dag, world, requester, extra) -> None:
+    """A run the scheduler or an internal trigger made has no user; a conf naming a requester claims one."""
+    stack = world["stack"]
+    before = stack.rows()
+    run = run_as(offboarding_dag, requester, run_conf=conf(**extra))
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "failed" and states["plan"] == "failed", states
+    assert states["approve"] == "upstream_failed"
+    assert events(stack) == [] and stack.rows() == before
 
 
 def test_invalid_conf_is_refused_before_any_task_runs(offboarding_dag, world) -> None:

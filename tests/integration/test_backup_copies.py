@@ -70,9 +70,8 @@ def kms(stack):
 
 def offboard(ctx: SweepContext, account_id: str = ACCOUNT) -> str:
     """An offboarding run for the account, planned as the DAG plans it (nothing executed: backups only)."""
-    request = parse_request({"account_id": account_id, "choice": "delete", "requested_by": "staff-42",
-                             "reference": "OFF-1", "subprocessors": []})
-    return plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")["run_id"]
+    request = parse_request({"account_id": account_id, "choice": "delete", "reference": "OFF-1", "subprocessors": []})
+    return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:staff-42", actor="test")["run_id"]
 
 
 def restore(ctx, settings, store, tmp_path: Path, name: str = "restored") -> dict:

@@ -84,9 +84,9 @@ def test_writes_with_the_session_cookie_need_a_json_body(api) -> None:
 
 def test_open_offboardings_report_their_stage(api) -> None:
     assert api.get("/retention/offboardings", headers=api.staff).json() == []
-    request = OffboardingRequest(account_id=ACCOUNT, choice="delete", requested_by="csm-3", reference="TKT-88")
+    request = OffboardingRequest(account_id=ACCOUNT, choice="delete", reference="TKT-88")
     with context() as ctx:
-        run_id = plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")["run_id"]
+        run_id = plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")["run_id"]
     (listed,) = api.get("/retention/offboardings", headers=api.staff).json()
     assert (listed["run_id"], listed["account_id"], listed["choice"], listed["stage"]) == (
         run_id, ACCOUNT, "delete", AWAITING_APPROVAL)
@@ -103,8 +103,8 @@ def test_the_forecast_route_lists_overdue_terminations(api) -> None:
     assert overdue["acct_4004"]["due_at"].startswith("2026-10-30") and overdue["acct_4004"]["choice"] == "delete"
     assert not [line for line in document["lines"] if line["account_id"] == "acct_4004" and line["cutoff"] is None]
 
-    request = OffboardingRequest(account_id="acct_4004", choice="delete", requested_by="csm-3", reference="TKT-90")
+    request = OffboardingRequest(account_id="acct_4004", choice="delete", reference="TKT-90")
     with context() as ctx:
-        plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")
+        plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")
     document = api.get("/retention/forecast", params={"days": 7}, headers=api.staff).json()
     assert "acct_4004" not in {t["account_id"] for t in document["overdue_terminations"]}

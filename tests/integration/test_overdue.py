@@ -39,10 +39,10 @@ def start_offboarding(account_id: str, choice: str = "delete", **fields) -> str:
         import pyrage
 
         fields["return_recipient"] = str(pyrage.x25519.Identity.generate().to_public())
-    request = OffboardingRequest(account_id=account_id, choice=choice, requested_by="csm-3", reference="TKT-14",
+    request = OffboardingRequest(account_id=account_id, choice=choice, reference="TKT-14",
                                  **fields)
     with context() as ctx:
-        return plan_offboarding(ctx, request, pendulum.now("UTC"), actor="test")["run_id"]
+        return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")["run_id"]
 
 
 def sweep_run(stack) -> str:

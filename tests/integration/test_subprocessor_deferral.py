@@ -12,6 +12,7 @@ import pytest
 
 from retention.ledger import Ledger
 from retention.subprocessors import SubprocessorError
+from retention.triggered import run_as
 from tests.emulators.sendgrid import KEY, SendGridEmulator
 from tests.fixtures.subprocessors import RULES, events_of
 
@@ -130,8 +131,8 @@ def test_the_dag_erases_through_the_triggerer(environment, sendgrid, airflow_db)
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    run = bag.get_dag("subprocessor_erasure").test(
-        run_conf={"account_id": TENANT, "requested_by": "staff-42", "subprocessors": ["sendgrid"]})
+    run = run_as(bag.get_dag("subprocessor_erasure"), "alice",
+                 run_conf={"account_id": TENANT, "subprocessors": ["sendgrid"]})
 
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states

@@ -78,7 +78,7 @@ def test_offboarding_requests_use_the_one_pattern() -> None:
     assert [m.pattern for m in metadata if hasattr(m, "pattern")] == [ACCOUNT_ID]
     for bad in ("..", ".", ""):
         with pytest.raises(RequestError, match="conf.account_id"):
-            parse_request({"account_id": bad, "choice": "delete", "requested_by": "s", "reference": "r"})
+            parse_request({"account_id": bad, "choice": "delete", "reference": "r"})
 
 
 def _dag_module(name: str):

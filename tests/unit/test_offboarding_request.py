@@ -9,7 +9,7 @@ from retention.cli import main
 from retention.offboarding.request import RequestError, parse_request
 
 RECIPIENT = "age1" + "q" * 58
-VALID = {"account_id": "acct_1001", "choice": "delete", "requested_by": "staff-42", "reference": "OFF-1"}
+VALID = {"account_id": "acct_1001", "choice": "delete", "reference": "OFF-1"}
 
 
 def problems(**conf) -> str:
@@ -41,7 +41,17 @@ def test_every_bad_field_is_named_at_once():
 
 
 def test_the_cli_refuses_a_bad_request_before_airflow_sees_it():
-    result = CliRunner().invoke(main, ["offboard", "acct_1001", "--choice", "return", "--requested-by", "staff-42",
-                                       "--reference", "OFF-1", "--json"])
+    result = CliRunner().invoke(main, ["offboard", "acct_1001", "--choice", "return", "--reference", "OFF-1", "--json"],
+                                env={"AIRFLOW_API_TOKEN": "never-used"})
     assert result.exit_code == 1
     assert "conf.return_recipient" in result.output and "dag_run_id" not in result.output
+
+
+def test_a_typed_requester_is_refused_by_name():
+    """Anyone could type anyone's name: the requester is the Airflow user who triggers the run, never the conf's."""
+    assert problems(requested_by="staff-42") == (
+        "invalid offboarding request: conf.requested_by: not accepted; the requester is the Airflow user who "
+        "triggers the run (retention offboard signs in to Airflow's API)")
+    result = CliRunner().invoke(main, ["offboard", "acct_1001", "--choice", "delete", "--requested-by", "staff-42",
+                                       "--reference", "OFF-1"], env={"AIRFLOW_API_TOKEN": "never-used"})
+    assert result.exit_code == 2 and "No such option '--requested-by'" in result.output

@@ -35,8 +35,10 @@ def terminated_view(account: Account, request: OffboardingRequest, at: pendulum.
         "election": CustomerElection(choice=request.choice, elected_at=at)})
 
 
-def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulum.DateTime, *, actor: str,
-                     dag_id: str | None = None, airflow_run_id: str | None = None) -> dict:
+def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulum.DateTime, *, requested_by: str,
+                     actor: str, dag_id: str | None = None, airflow_run_id: str | None = None) -> dict:
+    """Plan and ledger the offboarding; ``requested_by`` is the staff id of the Airflow user who triggered it
+    (``request.requester``), the one identity that may not approve it."""
     account = ctx.accounts.get(request.account_id)
     if account is None:
         raise RequestError(f"invalid offboarding request: conf.account_id: no account {request.account_id!r} "
@@ -54,7 +56,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
         for row in rows:
             ctx.ledger.add_planned_task(run_id, **{k: v for k, v in row.items() if k not in NOTES}, session=s)
         ctx.ledger.append(PLANNED, {
-            "account_id": account.id, "choice": request.choice.value, "requested_by": request.requested_by,
+            "account_id": account.id, "choice": request.choice.value, "requested_by": requested_by,
             "reference": request.reference, "effective_at": iso_utc(terminated.terminated_at),
             "contract_end": iso_utc(account.contract_end) if account.contract_end else None,
             "return_window_days": request.return_window_days,
@@ -71,17 +73,26 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
              **summary)
     by_kind = {kind: sorted({r["location"] for r in working
                              if ctx.inventory.locations[r["location"]].kind == kind}) for kind in ("sql", "s3")}
-    return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value,
+    return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value, "requested_by": requested_by,
             "effective_at": iso_utc(terminated.terminated_at), **by_kind, "all": by_kind["sql"] + by_kind["s3"],
             "lines": [_line(r) for r in rows]}
 
 
 def account_of(ledger, run_id: str) -> str:
     """The account an offboarding run is for, as its request recorded it."""
+    return _requested(ledger, run_id)["account_id"]
+
+
+def requester_of(ledger, run_id: str) -> str:
+    """The staff id that requested an offboarding run, as its plan recorded it."""
+    return _requested(ledger, run_id)["requested_by"]
+
+
+def _requested(ledger, run_id: str) -> dict:
     requested = ledger.run_events(run_id, PLANNED)
     if not requested:
         raise LookupError(f"run {run_id!r} is not an offboarding: it has no {PLANNED} event")
-    return requested[0].payload["account_id"]
+    return requested[0].payload
 
 
 def _planned_locations(ctx: SweepContext) -> list[str]:

@@ -1,4 +1,5 @@
-"""An offboarding request as the DAG's conf gives it, validated whole before anything runs."""
+"""An offboarding request as the DAG's conf gives it, validated whole before anything runs, and who asked
+for it: the Airflow user who triggered the run, never a name in the conf."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ class RequestError(ValueError):
 class OffboardingRequest(Strict):
     account_id: Annotated[str, Field(pattern=ACCOUNT_ID)]
     choice: Election  # the customer's election under DPA 7(b) / SCC Clause 12
-    requested_by: Annotated[str, Field(min_length=1, max_length=64)]  # a staff id, not a name
     reference: Annotated[str, Field(min_length=1, max_length=64)]  # the ticket
     effective_date: Timestamp | None = None  # when the contract ends; default: now
     return_recipient: Annotated[str, Field(pattern=AGE_RECIPIENT)] | None = None  # the customer's age key
@@ -38,10 +38,28 @@ class OffboardingRequest(Strict):
 
 def parse_request(conf: dict) -> OffboardingRequest:
     """The request, or a RequestError naming each field as ``conf.<field>: <problem>``."""
+    if "requested_by" in conf:  # once a typed name; anyone could claim to be anyone
+        raise RequestError("invalid offboarding request: conf.requested_by: not accepted; the requester is the "
+                           "Airflow user who triggers the run (retention offboard signs in to Airflow's API)")
     try:
         return OffboardingRequest.model_validate({k: v for k, v in conf.items() if v is not None})
     except ValidationError as exc:
         raise RequestError("invalid offboarding request: " + "; ".join(map(_describe, exc.errors()))) from None
+
+
+def requester(dag_run) -> str:
+    """The staff id of who asked for this run: ``api:<user name>`` of the Airflow user who triggered it.
+
+    Airflow's REST API (and the UI, which uses it) sets ``triggering_user_name`` from the caller's JWT
+    (``user.get_name()``); the run exposes the name, not the id. With SimpleAuthManager both are the username,
+    so this is the same staff id ``api/operators.py`` records for holds. A run nobody triggered (the scheduler,
+    an internal trigger) has no user: it is refused, so four eyes always compares two real identities."""
+    name = getattr(dag_run, "triggering_user_name", None)
+    if not name:
+        raise RequestError("no requester: the run has no triggering Airflow user; trigger it "
+                           "through Airflow's REST API or UI (retention offboard does) so that the requester is "
+                           "the signed-in user")
+    return f"api:{name}"
 
 
 def _describe(error: dict) -> str:

@@ -7,8 +7,9 @@ from datetime import datetime
 import pendulum
 
 from retention.engine.tasks import context
+from retention.failfast import input_refusals_fail_the_task
 from retention.offboarding import returns
-from retention.offboarding.plan import plan_offboarding
+from retention.offboarding.plan import plan_offboarding, requester_of
 from retention.offboarding.request import parse_request
 from retention.settings import Settings
 from retention.stores import s3_client
@@ -20,11 +21,16 @@ class SelfApproval(PermissionError):
     """Four eyes: whoever requested an offboarding cannot approve it."""
 
 
-def plan(conf: dict, *, actor: str, dag_id: str | None = None, airflow_run_id: str | None = None) -> dict:
+class ApprovalNotPermitted(PermissionError):
+    """The Airflow user who answered does not hold the permission to approve or reject offboardings."""
+
+
+def plan(conf: dict, *, requested_by: str, actor: str, dag_id: str | None = None,
+         airflow_run_id: str | None = None) -> dict:
     request = parse_request(conf)
     with context() as ctx:
-        return plan_offboarding(ctx, request, pendulum.now("UTC"), actor=actor, dag_id=dag_id,
-                                airflow_run_id=airflow_run_id)
+        return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by=requested_by, actor=actor,
+                                dag_id=dag_id, airflow_run_id=airflow_run_id)
 
 
 def approval_body(plan: dict) -> str:
@@ -35,24 +41,38 @@ def approval_body(plan: dict) -> str:
         f"Account **{plan['account_id']}**, election **{plan['choice']}**, effective {plan['effective_at']}.",
         f"Ledger run `{plan['run_id']}`.", "",
         "| location | data class | action | records | note |", "|---|---|---|---:|---|", *rows, "",
-        "Subprocessors are asked to erase the account's data as well. You cannot approve your own request."])
+        f"Requested by `{plan['requested_by']}` (the Airflow user who triggered this run), who cannot approve it; "
+        "answering needs the Retention Offboarding Approval permission.",
+        "Subprocessors are asked to erase the account's data as well."])
 
 
-def record_decision(run_id: str, event: dict, *, requesters: set[str], actor: str) -> None:
-    """Ledger the answer; refuse an approval by a requester (the staff id in the conf or the Airflow user who
-    triggered the run) or by nobody identified."""
+def record_decision(run_id: str, event: dict, *, actor: str) -> None:
+    """Ledger the answer. Refused, and the refusal ledgered: an approval by the run's requester (the Airflow user
+    who triggered it, as the plan recorded it) or by nobody identified; any answer by a user without the
+    APPROVE_OFFBOARDING permission (a Viewer rejecting would stop a deletion the contract requires)."""
+    from retention.permissions import Permission, is_allowed, user_for
+
     user = event.get("responded_by_user") or {}
-    approver = str(user.get("id") or "")
+    approver_id, approver_name = str(user.get("id") or ""), str(user.get("name") or "")
     approved = (event.get("chosen_options") or [None])[0] == APPROVE
-    decision = {"approver_id": approver, "reason": str((event.get("params_input") or {}).get("reason") or ""),
-                "responded_at": _iso(event.get("responded_at"))}
-    with context() as ctx:
-        if approved and (not approver or approver in requesters or str(user.get("name") or "") in requesters):
-            ctx.ledger.append("offboarding.self_approval_refused", decision, actor=actor, run_id=run_id)
+    # The same staff id form as the requester's (``request.requester``) and the operator API's.
+    approver = f"api:{approver_id}" if approver_id else ""
+    decision = {"approver_id": approver, "responded_at": _iso(event.get("responded_at"))}
+    # The reason is free text: kept erasable outside the chain; the events carry reason_sha256.
+    reason = str((event.get("params_input") or {}).get("reason") or "").strip()
+    texts = {"reason": reason} if reason else None
+    with context() as ctx, input_refusals_fail_the_task():
+        requester = requester_of(ctx.ledger, run_id)
+        if approved and (not approver or requester in {approver, f"api:{approver_name}"}):
+            ctx.ledger.append("offboarding.self_approval_refused", decision, actor=actor, run_id=run_id, texts=texts)
             raise SelfApproval(f"{approver or 'an unidentified user'} cannot approve this offboarding: "
                                "another person than its requester must")
+        if not is_allowed(user_for(approver_id, approver_name), Permission.APPROVE_OFFBOARDING):
+            ctx.ledger.append("offboarding.approval_not_permitted", decision, actor=actor, run_id=run_id, texts=texts)
+            raise ApprovalNotPermitted(f"{approver or 'an unidentified user'} may not answer this offboarding: "
+                                       f"it needs the {Permission.APPROVE_OFFBOARDING.resource_name!r} permission")
         ctx.ledger.append("offboarding.approved" if approved else "offboarding.rejected", decision,
-                          actor=actor, run_id=run_id)
+                          actor=actor, run_id=run_id, texts=texts)
         if not approved:
             ctx.ledger.finish_run(run_id, "rejected", actor=actor)
 

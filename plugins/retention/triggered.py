@@ -1,0 +1,28 @@
+"""``dag.test()`` runs triggered by a named Airflow user, for the demo and the DAG tests.
+
+The offboarding's requester is the run's ``triggering_user_name``, which Airflow's REST API sets to the
+signed-in user's ``get_name()``. Airflow 3.3.2's ``dag.test()`` has no argument for it: it creates its run
+through ``airflow.models.dagrun.get_or_create_dagrun`` with ``triggering_user_name="dag_test"``. ``run_as``
+passes the given user name (or none) to that same call instead and changes nothing else (the run stays a MANUAL run
+triggered by TEST), so a test can play "alice triggered it, bob approves it" with real Airflow users.
+Production runs never go through here: ``retention offboard`` triggers through the REST API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest.mock import patch
+
+
+def run_as(dag: Any, user_name: str | None, **test_kwargs: Any):
+    """``dag.test(**test_kwargs)`` with the run's ``triggering_user_name`` set to ``user_name`` (None: no user,
+    as when the scheduler or an internal trigger makes the run)."""
+    from airflow.models import dagrun
+
+    create = dagrun.get_or_create_dagrun
+
+    def as_user(**kwargs: Any):
+        return create(**{**kwargs, "triggering_user_name": user_name})
+
+    with patch.object(dagrun, "get_or_create_dagrun", as_user):
+        return dag.test(**test_kwargs)
