@@ -907,7 +907,7 @@ def certificate_supplement(original: Path, out: Path, issued_by: str, key_file: 
 
 @certificate.command("rotate-key")
 @click.option("--key-file", type=click.Path(path_type=Path), envvar="RETENTION_SIGNING_KEY_FILE", required=True,
-              help="Where the current private key lives (the old one is kept beside it, renamed).")
+              help="Where the current private key lives (replaced: the old private key is not kept).")
 @click.option("--jwks", "jwks_file", type=click.Path(path_type=Path), envvar="RETENTION_JWKS_FILE", required=True,
               help="The published public keys; the new one is added, the old ones stay.")
 @common
