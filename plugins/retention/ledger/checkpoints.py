@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Protocol
 
 import rfc8785
+from sqlalchemy import select
 
 from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, b64url, b64url_decode
-from retention.ledger.chain import VerifyResult, event_hash, iso_utc, read_head
+from retention.ledger.chain import VerifyResult, event_hash, iso_utc
+from retention.ledger.models import ChainHead
 from retention.ledger.store import Ledger, db_now
 from retention.settings import Settings
 
@@ -216,6 +218,15 @@ class S3Store:
         return True
 
     def read_all(self, prefix: str) -> list[tuple[str, bytes]]:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._read_all(prefix)
+        except ClientError as exc:
+            raise CheckpointError(f"RETENTION_CHECKPOINT_BUCKET {self.bucket}: cannot list or read the checkpoints "
+                                  f"({exc.response.get('Error', {}).get('Code')})") from None
+
+    def _read_all(self, prefix: str) -> list[tuple[str, bytes]]:
         found = []
         for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
             for version in page.get("Versions", []):  # delete markers hide versions; they remove none
@@ -245,7 +256,11 @@ def configured_store(settings: Settings) -> CheckpointStore:
     if settings.checkpoint_conn_id:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        client = S3Hook(aws_conn_id=settings.checkpoint_conn_id).get_conn()
+        try:
+            client = S3Hook(aws_conn_id=settings.checkpoint_conn_id).get_conn()
+        except Exception as exc:  # noqa: BLE001 - a missing or broken Connection, whatever Airflow raises for it
+            raise CheckpointError(f"RETENTION_CHECKPOINT_CONN_ID {settings.checkpoint_conn_id}: "
+                                  f"{type(exc).__name__}: {exc}") from None
         return S3Store(client, settings.checkpoint_bucket, settings.checkpoint_retention_days)
     return DirectoryStore(settings.checkpoint_dir or settings.home / "checkpoints")
 
@@ -269,7 +284,10 @@ def publish(ledger: Ledger, store: CheckpointStore, key: SigningKey, keys: KeySe
     Before signing, the ledger must still agree with the last valid checkpoint and link to it unbroken
     (so a checkpoint never vouches for a rewrite); with no new event the last checkpoint is returned."""
     with ledger.session() as s:
-        head, now = read_head(s), db_now(s)
+        # The head's lock, held while the clock is read: no append slips in between, and a concurrent
+        # publisher reads a later head only at a later time, so checkpoints' times rise with their seqs.
+        head = s.execute(select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()).one_or_none()
+        now = db_now(s)
     if head is None or head.seq == 0:
         return None
     valid = [c for _, c in published(store, keys) if isinstance(c, Checkpoint)]
