@@ -336,3 +336,12 @@ def test_publish_needs_the_checkpoint_key_in_the_trusted_keys(ledger, home) -> N
     with pytest.raises(CheckpointError, match="lacks the key"):
         publish_configured(ledger)
     assert not (home / "checkpoints").exists()
+
+
+def test_no_checkpoint_vouches_for_a_broken_chain(ledger, home) -> None:
+    _events(ledger, 3)
+    with _as_database_writer(ledger) as conn:
+        conn.execute(update(EVENTS).where(EVENTS.c.seq == 2).values(actor="staff:9"))
+    with pytest.raises(CheckpointError, match="no checkpoint published: event 2"):
+        publish_configured(ledger)
+    assert not (home / "checkpoints").exists()

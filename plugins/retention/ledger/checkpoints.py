@@ -83,7 +83,7 @@ class Checkpoint:
 
 
 def _well_typed(c: Checkpoint) -> bool:
-    if not (type(c.seq) is int and c.seq >= 1 and isinstance(c.hash, str) and len(c.hash) == 64
+    if not (type(c.seq) is int and 1 <= c.seq < 2**53 and isinstance(c.hash, str) and len(c.hash) == 64
             and isinstance(c.kid, str) and isinstance(c.at, str)):
         return False
     try:  # ``at`` exactly as iso_utc writes it, so times compare as text
@@ -281,8 +281,9 @@ def published(store: CheckpointStore, keys: KeySet) -> Iterator[tuple[str, Check
 def publish(ledger: Ledger, store: CheckpointStore, key: SigningKey, keys: KeySet) -> Checkpoint | None:
     """Sign and publish the chain's current head; the checkpoint published, or None for an empty ledger.
 
-    Before signing, the ledger must still agree with the last valid checkpoint and link to it unbroken
-    (so a checkpoint never vouches for a rewrite); with no new event the last checkpoint is returned."""
+    Before signing, the ledger must still agree with the last valid checkpoint and link to it unbroken (the
+    first checkpoint: the whole chain must verify), so a checkpoint never vouches for a rewrite; with no new
+    event the last checkpoint is returned."""
     with ledger.session() as s:
         # The head's lock, held while the clock is read: no append slips in between, and a concurrent
         # publisher reads a later head only at a later time, so checkpoints' times rise with their seqs.
@@ -292,7 +293,11 @@ def publish(ledger: Ledger, store: CheckpointStore, key: SigningKey, keys: KeySe
         return None
     valid = [c for _, c in published(store, keys) if isinstance(c, Checkpoint)]
     last = max(valid, key=lambda c: c.seq, default=None)
-    if last is not None:
+    if last is None:  # the first checkpoint vouches for the whole chain: it must verify from genesis
+        chain = ledger.verify()
+        if not chain.ok:
+            raise CheckpointError(f"no checkpoint published: {chain.reason}; run `retention ledger verify`")
+    else:
         _check_continues(ledger, last, head.seq, head.hash, iso_utc(now))
         if last.seq == head.seq:
             return last
