@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -212,6 +213,25 @@ def test_a_bad_runtime_role_is_named_and_nothing_is_granted(roles: Roles, runtim
 def test_the_grant_before_the_migration_says_to_migrate(roles: Roles) -> None:
     with pytest.raises(LedgerRoleError, match="run `retention ledger migrate` as the owner first"):
         grant_runtime_role(roles.owner_url, roles.runtime)
+
+
+def _refused_port() -> int:
+    with socket.socket() as probe:  # bound then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("owner_url", "cause"), [
+    ("not a url", "cannot use it as a PostgreSQL URL"),
+    ("mysql://owner:sekret@127.0.0.1/ledger", "cannot use it as a PostgreSQL URL"),
+    ("sqlite:///ledger.db", "the ledger roles are PostgreSQL roles, not sqlite"),
+    (f"postgresql://owner:sekret@127.0.0.1:{_refused_port()}/ledger", "cannot connect to postgresql://owner:***@"),
+])
+def test_an_unusable_owner_url_is_named_without_its_password(owner_url: str, cause: str) -> None:
+    result = CliRunner().invoke(main, ["ledger", "grant", "--owner-url", owner_url, "--runtime-role", "ledger_runtime"])
+    assert result.exit_code == 1, result.output
+    assert f"owner URL (--owner-url, RETENTION_LEDGER_OWNER_URL): {cause}" in result.output
+    assert "sekret" not in result.output and "Traceback" not in result.output
 
 
 def test_the_grant_needs_the_owner_url() -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from retention.ledger.models import VERSION_TABLE
 from retention.ledger.store import create_ledger_engine
+from retention.masking import mask_url
 
 # What the product does with each table: every UPDATE it issues is listed, and it never DELETEs a row.
 RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
@@ -33,6 +35,7 @@ RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+OWNER_URL_FIELD = "owner URL (--owner-url, RETENTION_LEDGER_OWNER_URL)"
 
 
 class LedgerRoleError(ValueError):
@@ -43,13 +46,21 @@ def grant_runtime_role(owner_url: str, runtime_role: str) -> dict[str, list[str]
     """Give ``runtime_role`` exactly ``RUNTIME_PRIVILEGES`` on the ledger at ``owner_url`` (connected as the
     tables' owner), in one transaction. Returns the privileges per table, as checked afterwards."""
     if not isinstance(runtime_role, str) or not _ROLE_NAME.fullmatch(runtime_role):
-        raise LedgerRoleError(f"runtime role {runtime_role!r}: expected a lowercase PostgreSQL role name "
+        raise LedgerRoleError(f"runtime role (--runtime-role) {runtime_role!r}: expected a lowercase PostgreSQL role name "
                               "(letters, digits, underscores; at most 63)")
-    engine = create_ledger_engine(owner_url)
+    try:
+        engine = create_ledger_engine(owner_url)
+    except (ArgumentError, ImportError) as exc:  # not a URL, an unknown dialect, a driver not installed
+        raise LedgerRoleError(f"{OWNER_URL_FIELD}: cannot use it as a PostgreSQL URL ({exc})") from None
     try:
         if engine.dialect.name != "postgresql":
-            raise LedgerRoleError(f"owner URL: the ledger roles are PostgreSQL roles, not {engine.dialect.name} "
-                                  "(a SQLite ledger is a file: its triggers refuse edits, its file mode guards it)")
+            raise LedgerRoleError(f"{OWNER_URL_FIELD}: the ledger roles are PostgreSQL roles, not {engine.dialect.name} "
+                                  "(a SQLite ledger has none; its triggers still refuse edits of events)")
+        try:
+            engine.connect().close()
+        except OperationalError as exc:
+            raise LedgerRoleError(f"{OWNER_URL_FIELD}: cannot connect to {mask_url(owner_url)}: "
+                                  f"{' '.join(str(exc.orig).split())}") from None
         with engine.begin() as conn:
             schema = _check_roles(conn, runtime_role)
             _grant(conn, schema, runtime_role)
