@@ -345,3 +345,12 @@ def test_no_checkpoint_vouches_for_a_broken_chain(ledger, home) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint published: event 2"):
         publish_configured(ledger)
     assert not (home / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("days", ["0", "ten"])
+def test_a_bad_retention_period_is_refused_naming_the_setting(ledger, home, monkeypatch, days) -> None:
+    monkeypatch.setenv("RETENTION_CHECKPOINT_RETENTION_DAYS", days)
+    _events(ledger, 1)
+    result = _cli("ledger", "checkpoint")
+    assert result.exit_code == 1 and "RETENTION_CHECKPOINT_RETENTION_DAYS" in result.output, result.output
+    assert not (home / "checkpoints").exists()
