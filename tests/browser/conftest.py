@@ -40,6 +40,7 @@ def page(browser, live_api):
     session = browser.new_context(base_url=live_api.url)
     session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(role="admin"), "url": live_api.url}])
     tab = session.new_page()
-    tab.set_default_timeout(30_000)
+    # A ceiling, not a wait: the page is ready when it says so, which takes long on a loaded machine.
+    tab.set_default_timeout(120_000)
     yield tab
     session.close()
