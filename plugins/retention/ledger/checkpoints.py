@@ -414,7 +414,7 @@ def verify(ledger: Ledger, store: CheckpointStore, keys: KeySet, chain: VerifyRe
         return _bad(checked, name, low, high,
                     f"checkpoint {name} signed event {cp.seq} with hash {cp.hash[:16]}… at {cp.at}; the ledger "
                     f"{found}. The first event removed or altered is {where}"
-                    + (f" (events 1..{agreed} match checkpoint seq {agreed})" if agreed else ""))
+                    + (f" (event {agreed} still carries the hash its checkpoint signed)" if agreed else ""))
     last = checkpoints[-1][1].seq if checkpoints else None
     if last is None:
         reason = (f"no checkpoint published in {store.where}: only the chain is checked, and a database writer "
