@@ -771,6 +771,22 @@ def ledger_grant(owner_url: str, runtime_role: str, rules_dir: Path, as_json: bo
     for table, privileges in granted.items():
         click.echo(f"{runtime_role} on {table}: {', '.join(privileges)}")
 
+
+@ledger.command("erase-text")
+@click.argument("sha256")
+@ledger_option
+@common
+def ledger_erase_text(sha256: str, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
+    """Erase a free text (a reason, a reference, a ticket) that events name by SHA256: the words and their salt
+    are gone, the chain still verifies. Recorded as text.erased by cli:<the operating-system user>."""
+    import getpass
+
+    with _open_ledger(database_url) as opened:
+        opened.erase_text(sha256, erased_by=f"cli:{getpass.getuser()}")
+    if as_json:
+        return _emit({"ok": True, "erased": sha256})
+    click.echo(f"erased the text {sha256}; the chain keeps only its digest")
+
 # --- certificates ---------------------------------------------------------------------------------
 
 @main.group()

@@ -126,3 +126,34 @@ def test_a_hold_placed_before_migration_0004_gets_its_digest_when_released(ledge
                         at=datetime.now(UTC) + timedelta(seconds=1))
     released = ledger.events_of_kind("hold.released")[0].payload
     assert ledger.text(released["reference_sha256"]) == "LEG-1" and "reference" not in released
+
+
+@pytest.mark.parametrize("who", ["actor", "placed_by"])
+def test_who_acted_is_a_staff_id_never_a_typed_name(ledger: Ledger, who: str) -> None:
+    with pytest.raises(ValueError, match=f"^{who}: is not a staff id"):
+        if who == "actor":
+            ledger.append("test.event", {}, actor="Alice Smith")
+        else:
+            ledger.place_hold(account_id="acct_1001", data_class=None, reason="r", reference="LEG-1",
+                              placed_by="Alice Smith")
+    assert ledger.head()[0] == 0 and ledger.list_holds() == []
+
+
+def test_the_cli_erases_a_text_and_the_ledger_still_verifies(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from retention.cli import main
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger.open(url) as ledger:
+        digest = ledger.append("certificate.revoked", {"account_id": "acct_1001"}, actor="api:7",
+                               texts={"reason": NAME}).payload["reason_sha256"]
+    result = CliRunner().invoke(main, ["ledger", "erase-text", digest, "--database-url", url, "--json"])
+    assert result.exit_code == 0, result.output
+    again = CliRunner().invoke(main, ["ledger", "erase-text", digest, "--database-url", url])
+    assert again.exit_code != 0 and "already erased" in again.output
+    with Ledger.open(url) as ledger:
+        assert ledger.text_or(digest) == "(erased)" and ledger.verify().ok
+        [erased] = ledger.events_of_kind("text.erased")
+        assert erased.actor.startswith("cli:") and erased.payload == {
+            "text_sha256": digest, "purpose": "certificate.revoked.reason"}

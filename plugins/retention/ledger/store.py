@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from retention.ids import check_account_id
 from retention.ledger import chain
 from retention.ledger.chain import VerifyResult, check_payload, iso_utc
+from retention.ledger.fields import check_staff_id
 from retention.ledger.guard import refuse_personal_data
 from retention.ledger.models import (
     NAME, TEXT, VERSION_TABLE, ChainHead, ErasableText, Event, LegalHoldRow, PlannedTask, Run, utc,
@@ -202,6 +203,11 @@ def _text(value: Any, field: str, max_len: int = NAME) -> str:
     return value
 
 
+def _staff(value: Any, field: str) -> str:
+    """Who acted, as a staff id (``retention.ledger.fields``): it enters the chain, so never a typed name."""
+    return check_staff_id(_text(value, field), field)
+
+
 def _optional_text(value: Any, field: str) -> str | None:
     return None if value is None else _text(value, field)
 
@@ -345,7 +351,7 @@ class Ledger:
         """
         if not isinstance(payload, dict):
             raise chain.PayloadError(f"payload must be a dict, not {type(payload).__name__}")
-        fields = dict(kind=_kind(kind), actor=_text(actor, "actor"),
+        fields = dict(kind=_kind(kind), actor=_staff(actor, "actor"),
                       run_id=_optional_text(run_id, "run_id"),
                       task_id=_optional_text(task_id, "task_id"))
         texts = _event_texts(texts or {}, payload, fields["kind"])
@@ -394,7 +400,7 @@ class Ledger:
         """Erase a kept text (and its salt): the digest in the chain stays and still verifies, the words are
         gone. A legal hold whose reference it was shows ``(erased)`` from then on. Recorded as
         ``text.erased`` (the digest and the purpose only)."""
-        erased_by = _text(erased_by, "erased_by")
+        erased_by = _staff(erased_by, "erased_by")
 
         def write() -> None:
             with self.session() as s:
@@ -460,7 +466,7 @@ class Ledger:
             data_class=_optional_text(data_class, "data_class"),
             # The reason is free text: it is kept in this row only, never in an event.
             reason=_text(reason, "reason", 500), reference=_text(reference, "reference"),
-            placed_by=_text(placed_by, "placed_by"), placed_at=utc(at) if at else None,
+            placed_by=_staff(placed_by, "placed_by"), placed_at=utc(at) if at else None,
         )
         with self.session() as s:
             row.placed_at = row.placed_at or db_now(s)
@@ -472,7 +478,7 @@ class Ledger:
 
     def release_hold(self, hold_id: str, *, released_by: str, reason: str,
                      at: datetime | None = None) -> HoldRecord:
-        released_by, reason = _text(released_by, "released_by"), _text(reason, "reason", 500)
+        released_by, reason = _staff(released_by, "released_by"), _text(reason, "reason", 500)
         with self.session() as s:
             at = utc(at) if at else db_now(s)
             row = s.scalars(select(LegalHoldRow).where(LegalHoldRow.id == hold_id)
@@ -523,7 +529,7 @@ class Ledger:
                   dag_id=_optional_text(dag_id, "dag_id"),
                   airflow_run_id=_optional_text(airflow_run_id, "airflow_run_id"),
                   started_at=_now())
-        actor = _text(actor, "actor")
+        actor = _staff(actor, "actor")
         with self.session() as s:
             s.add(run)
             s.flush()
@@ -537,7 +543,7 @@ class Ledger:
     def finish_run(self, run_id: str, status: str, *, actor: str) -> None:
         if status not in RUN_FINAL_STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(RUN_FINAL_STATUSES)}")
-        actor = _text(actor, "actor")
+        actor = _staff(actor, "actor")
         with self.session() as s:
             run = s.scalars(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
             if run is None:
