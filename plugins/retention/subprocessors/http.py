@@ -186,8 +186,11 @@ class Client:
         attempts = {"n": 0}
 
         def send() -> httpx.Response:
-            attempts["n"] += 1
             left = deadline - time.monotonic()
+            if left <= 0:  # a sleep overshot the deadline: no try that could only time out at once
+                raise CallDeadlineExceeded(self._past_deadline(request, f"{who}: {operation}", attempts["n"],
+                                                               "no time left for another try"))
+            attempts["n"] += 1
             timeout = httpx.Timeout(min(TIMEOUT.read, left), connect=min(TIMEOUT.connect, left))
             try:
                 response = self._receive(self._http.build_request(**built, timeout=timeout), deadline)
