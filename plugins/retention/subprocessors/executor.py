@@ -17,7 +17,7 @@ stops with a SubprocessorError, deleting nothing more.
 
 Before anything else, ``begin`` sends the spec's ``test_request`` (a read-only GET): an answer other than
 the expected status (a 401 or 403: wrong or revoked credentials) ends the run before its first delete,
-recorded as ``subprocessor.preflight_failed`` with the status only. Next-page links are followed only to
+recorded as ``subprocessor.preflight_failed`` (the status and the statuses expected; no body). Next-page links are followed only to
 the base URL's origin (``retention.subprocessors.http``); a refused link ends the find, so no deletion
 proceeds on what it listed.
 
@@ -267,7 +267,7 @@ class Eraser:
         """The spec's ``test_request``, before anything else of the run: credentials the provider refuses (or
         a wrong host) fail the run here, before its first delete, and ``subprocessor.preflight_failed``
         records the answer's status (no body, no credential). A pre-flight that gets no answer at all fails
-        the same way; its ``subprocessor.call`` events say why."""
+        the run too, with the client's error; its ``subprocessor.call`` events say why."""
         test = self.spec.test_request
         if test is None:  # the loader requires one of every API spec; a spec built in code may lack it
             raise SubprocessorError(f"{self.spec.subprocessor}: the spec has no test_request; nothing was sent")
