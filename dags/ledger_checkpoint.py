@@ -19,7 +19,7 @@ from airflow.sdk import dag, task
      catchup=False, max_active_runs=1, tags=["retention", "ledger"], doc_md=__doc__,
      default_args={"owner": "retention", "retries": 3, "retry_delay": timedelta(minutes=10)})
 def ledger_checkpoint():
-    @task
+    @task(queue="certify")  # signs: runs on the worker that alone holds the checkpoint key (docker-compose.yml)
     def publish() -> dict | None:
         from retention.ledger import Ledger
         from retention.ledger.checkpoints import publish_configured

@@ -19,7 +19,9 @@ AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
 # link and JWKS routes) and the worker of the `certify` queue. No other service gets the key or the secret.
 SIGNERS = {"airflow-apiserver", "airflow-worker-certify"}
 CERTIFY_TASKS = {("termination_offboarding", "certify"), ("termination_offboarding", "deliver_return"),
-                 ("backup_expiry", "supplement")}
+                 ("backup_expiry", "supplement"), ("ledger_checkpoint", "publish")}
+SIGNING_SECRETS = {"retention_signing_key": "RETENTION_SIGNING_KEY_FILE",
+                   "retention_checkpoint_key": "RETENTION_CHECKPOINT_KEY_FILE"}
 RUNTIME_ROLE, OWNER_ROLE = "retention_ledger_runtime", "retention_ledger_owner"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|_KEY\b|TOKEN|AIRFLOW_CONN_")
 REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+(:?[?-][^}]*)?\}$")
@@ -100,18 +102,18 @@ def test_no_port_is_published_on_every_interface(compose) -> None:
             assert port.startswith("127.0.0.1"), f"{name} publishes {port!r} beyond the loopback interface"
 
 
-def test_the_signing_key_is_mounted_only_where_certificates_are_signed(compose) -> None:
-    mounted = {name for name, service in compose["services"].items()
-               if "retention_signing_key" in service.get("secrets", [])}
-    told = {name for name, service in compose["services"].items()
-            if "RETENTION_SIGNING_KEY_FILE" in environment(service)}
+@pytest.mark.parametrize("secret", SIGNING_SECRETS)
+def test_the_signing_keys_are_mounted_only_where_certificates_and_checkpoints_are_signed(compose, secret) -> None:
+    mounted = {name for name, service in compose["services"].items() if secret in service.get("secrets", [])}
+    told = {name for name, service in compose["services"].items() if SIGNING_SECRETS[secret] in environment(service)}
     assert mounted == told == SIGNERS
     assert "secrets" not in compose["x-airflow-common"]
 
 
 def test_the_link_secret_only_where_links_are_made_or_opened(compose) -> None:
-    holders = {name for name, service in compose["services"].items() if "RETENTION_LINK_SECRET" in environment(service)}
-    assert holders == SIGNERS
+    for variable in ("RETENTION_LINK_SECRET", "RETENTION_LINK_SECRET_PREVIOUS"):
+        holders = {name for name, service in compose["services"].items() if variable in environment(service)}
+        assert holders == SIGNERS, variable
 
 
 def test_every_service_reaches_the_ledger_as_its_runtime_role(compose) -> None:
