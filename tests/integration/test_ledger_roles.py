@@ -194,6 +194,11 @@ def test_a_runtime_role_that_could_drop_the_triggers_is_refused(roles: Roles, _p
         conn.execute(text(f"GRANT {roles.owner} TO {roles.runtime}"))
     with pytest.raises(LedgerRoleError, match=f"runtime role '{roles.runtime}' is, or is a member of"):
         grant_runtime_role(roles.owner_url, roles.runtime)
+    with _postgres_admin.connect() as conn:
+        conn.execute(text(f"REVOKE {roles.owner} FROM {roles.runtime}"))
+        conn.execute(text(f"ALTER ROLE {roles.runtime} SUPERUSER"))
+    with pytest.raises(LedgerRoleError, match=f"runtime role '{roles.runtime}' is a superuser"):
+        grant_runtime_role(roles.owner_url, roles.runtime)
 
 
 @pytest.mark.postgres
