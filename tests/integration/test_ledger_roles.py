@@ -260,9 +260,11 @@ def test_sqlite_refuses_edits_of_events_by_trigger(tmp_path, attack: str) -> Non
 # --- the deployment's own setup: deploy/postgres-init/10-roles.sh, then airflow-init's two ledger commands ---
 
 REPO = Path(__file__).resolve().parents[2]
-DEPLOY_ROLES, DEPLOY_DATABASES = ("airflow", "retention_ledger_owner", "retention_ledger_runtime"), ("airflow", "retention_ledger")
-PASSWORDS = {"AIRFLOW_DB_PASSWORD": "pw-airflow", "RETENTION_LEDGER_OWNER_PASSWORD": "pw-owner",
-             "RETENTION_LEDGER_RUNTIME_PASSWORD": "pw-runtime"}
+DEPLOY_DATABASES = ("airflow", "retention_ledger")
+# Each role the init script creates, and the variable its password comes from.
+DEPLOY_ROLES = {"airflow": "AIRFLOW_DB_PASSWORD", "retention_ledger_owner": "RETENTION_LEDGER_OWNER_PASSWORD",
+                "retention_ledger_runtime": "RETENTION_LEDGER_RUNTIME_PASSWORD"}
+PASSWORDS = {variable: f"pw-{role}" for role, variable in DEPLOY_ROLES.items()}
 
 
 def _drop_deployment(admin) -> None:
@@ -300,12 +302,15 @@ def _retention(args: list[str], env: dict) -> subprocess.CompletedProcess:
                           timeout=300, cwd=REPO)
 
 
+def _deployed_url(server_url: str, role: str, database: str) -> str:
+    return make_url(server_url).set(username=role, password=PASSWORDS[DEPLOY_ROLES[role]], database=database) \
+        .render_as_string(hide_password=False)
+
+
 @pytest.mark.postgres
 def test_the_deployment_scripts_make_a_runtime_role_that_cannot_rewrite_history(deployed: str) -> None:
-    url = {role: make_url(deployed).set(username=role, password=PASSWORDS[variable]).render_as_string(hide_password=False)
-           for role, variable in zip(DEPLOY_ROLES, PASSWORDS)}
-    owner_url = make_url(url["retention_ledger_owner"]).set(database="retention_ledger").render_as_string(hide_password=False)
-    runtime_url = make_url(url["retention_ledger_runtime"]).set(database="retention_ledger").render_as_string(hide_password=False)
+    owner_url = _deployed_url(deployed, "retention_ledger_owner", "retention_ledger")
+    runtime_url = _deployed_url(deployed, "retention_ledger_runtime", "retention_ledger")
     # airflow-init, as docker-compose.yml runs it: migrate as the owner, then grant (owner URL and role from env).
     migrated = _retention(["ledger", "migrate"], {"RETENTION_DATABASE_URL": owner_url})
     assert migrated.returncode == 0, migrated.stderr
@@ -320,8 +325,8 @@ def test_the_deployment_scripts_make_a_runtime_role_that_cannot_rewrite_history(
     for attack in ("update", "delete", "truncate", "drop_trigger"):
         assert _sqlstate_of(runtime_url, RUNTIME_ATTACKS[attack]) == INSUFFICIENT_PRIVILEGE, attack
     _assert_intact(runtime_url)
-    # Each role reaches its own database only: the ledger's runtime role cannot open Airflow's, nor Airflow's the ledger.
+    # Each role reaches its own database only: the ledger's runtime role cannot open Airflow's, nor Airflow's role
+    # the ledger.
     for role, database in [("retention_ledger_runtime", "airflow"), ("airflow", "retention_ledger")]:
-        refused = _sqlstate_of(make_url(url[role]).set(database=database).render_as_string(hide_password=False),
-                               "SELECT 1")
+        refused = _sqlstate_of(_deployed_url(deployed, role, database), "SELECT 1")
         assert "does not have CONNECT privilege" in (refused or ""), (role, database, refused)

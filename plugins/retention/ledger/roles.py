@@ -46,16 +46,17 @@ def grant_runtime_role(owner_url: str, runtime_role: str) -> dict[str, list[str]
     """Give ``runtime_role`` exactly ``RUNTIME_PRIVILEGES`` on the ledger at ``owner_url`` (connected as the
     tables' owner), in one transaction. Returns the privileges per table, as checked afterwards."""
     if not isinstance(runtime_role, str) or not _ROLE_NAME.fullmatch(runtime_role):
-        raise LedgerRoleError(f"runtime role (--runtime-role) {runtime_role!r}: expected a lowercase PostgreSQL role name "
-                              "(letters, digits, underscores; at most 63)")
+        raise LedgerRoleError(f"runtime role (--runtime-role) {runtime_role!r}: expected a lowercase PostgreSQL "
+                              "role name (letters, digits, underscores; at most 63)")
     try:
         engine = create_ledger_engine(owner_url)
     except (ArgumentError, ImportError) as exc:  # not a URL, an unknown dialect, a driver not installed
         raise LedgerRoleError(f"{OWNER_URL_FIELD}: cannot use it as a PostgreSQL URL ({exc})") from None
     try:
         if engine.dialect.name != "postgresql":
-            raise LedgerRoleError(f"{OWNER_URL_FIELD}: the ledger roles are PostgreSQL roles, not {engine.dialect.name} "
-                                  "(a SQLite ledger has none; its triggers still refuse edits of events)")
+            raise LedgerRoleError(f"{OWNER_URL_FIELD}: the ledger roles are PostgreSQL roles, not "
+                                  f"{engine.dialect.name} (a SQLite ledger has none; its triggers still refuse "
+                                  "edits of events)")
         try:
             engine.connect().close()
         except OperationalError as exc:
@@ -93,7 +94,8 @@ def _check_roles(conn: Connection, runtime: str) -> str:
     for what, holder in [("the owner URL's role", owner), (f"the owner of schema {schema!r}", schema_owner),
                          *[(f"the owner of table {t}", o) for t, o in sorted(tables.items())]]:
         # Membership in an owning role lets the runtime role SET ROLE to it and drop the trigger.
-        if conn.execute(text("SELECT pg_has_role(:r, :holder, 'MEMBER')"), {"r": runtime, "holder": holder}).scalar_one():
+        member = text("SELECT pg_has_role(:r, :holder, 'MEMBER')")
+        if conn.execute(member, {"r": runtime, "holder": holder}).scalar_one():
             raise LedgerRoleError(f"runtime role {runtime!r} is, or is a member of, {what} ({holder}): "
                                   "it must own nothing in the ledger")
     return schema
