@@ -21,7 +21,7 @@ from airflow.sdk import Param, PokeReturnValue, dag, task
 
 from retention.offboarding import tasks as steps
 from retention.offboarding.approval import FourEyesApproval
-from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT, requester
+from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT, TICKET_MAX, TICKET_REFERENCE, requester
 from retention.subprocessors import tasks as subprocessor_steps
 from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
@@ -42,7 +42,8 @@ PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
     params={
         "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
         "choice": Param(type="string", enum=["delete", "return"], description="The customer's election (DPA 7(b))."),
-        "reference": Param(type="string", minLength=1, maxLength=64, description="The ticket of the request."),
+        "reference": Param(type="string", maxLength=TICKET_MAX, pattern=TICKET_REFERENCE,
+                           description="The ticket of the request, e.g. OFF-1001 (a ticket's shape: it enters the ledger)."),
         "effective_date": Param(None, type=["null", "string"], format="date-time",
                                 description="When the contract ends (ISO-8601 with timezone); default: now."),
         "return_recipient": Param(None, type=["null", "string"], pattern=AGE_RECIPIENT,

@@ -176,10 +176,11 @@ def test_a_known_field_of_the_wrong_shape_is_refused_whatever_it_contains() -> N
     for payload, field in (({"requested_by": "Alice Smith"}, "requested_by"),
                            ({"confirmed_on": "the 14th"}, "confirmed_on"),
                            ({"reason_sha256": "not a digest"}, "reason_sha256"),
-                           ({"approver_id": "Dr Alice"}, "approver_id")):
+                           ({"approver_id": "Dr Alice"}, "approver_id"),
+                           ({"reference": "Smith v. Acme"}, "reference")):
         with pytest.raises(PersonalDataError, match=re.escape(f"payload['{field}']")):
             refuse_personal_data(payload, "payload")
-    refuse_personal_data({"requested_by": "api:7", "confirmed_on": "2026-11-20", "approver_id": "",
+    refuse_personal_data({"requested_by": "api:7", "confirmed_on": "2026-11-20", "approver_id": "", "reference": "OFF-1",
                           "reason_sha256": "0" * 64}, "payload")
 
 
@@ -195,3 +196,16 @@ def test_a_refusal_fails_an_airflow_task_without_its_retries() -> None:
     with pytest.raises(RuntimeError):  # not input: a passing fault stays retryable
         with input_refusals_fail_the_task():
             raise RuntimeError("the provider did not answer")
+
+
+def test_an_offboarding_reference_is_a_ticket_at_the_edge() -> None:
+    """The offboarding request's reference enters the chain (offboarding.requested): a typed sentence is refused
+    when the conf is read, naming the field, before anything is planned."""
+    from retention.offboarding.request import RequestError, parse_request
+
+    request = {"account_id": "acct_1001", "choice": "delete"}
+    assert parse_request({**request, "reference": "OFF-1001"}).reference == "OFF-1001"
+    for typed in ("Alice Smith asked", "alice＠example.com", "OFF-1 030 1234567", "X1" * 21):
+        with pytest.raises(RequestError, match=r"conf\.reference: ") as refused:
+            parse_request({**request, "reference": typed})
+        assert typed not in str(refused.value)

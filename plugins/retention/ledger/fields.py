@@ -13,12 +13,14 @@ import re
 from datetime import date
 
 # A tracker's ticket or case: Jira / Linear keys (PRIV-4411, ENG-123), prefixed ones (6S-PRIV-4411),
-# ServiceNow / Salesforce numbers (INC0012345, 00012345) and GitHub issues (#123). Upper case, digits and
-# single '-' or '_' between parts, at most 40 characters, and at least one digit: a word alone (a name)
-# is not a ticket.
-TICKET_REFERENCE = r"^(?=#?[A-Z0-9_-]{1,40}$)#?(?=[A-Z_-]*[0-9])[A-Z0-9]{1,16}(?:[-_][A-Z0-9]{1,16}){0,3}$"
+# ServiceNow / Salesforce numbers (INC0012345, 00012345) and GitHub issues (#123). Upper-case letters and digits
+# in parts joined by single '-' or '_', at least one digit (a word alone, such as a name, is not a ticket), at
+# most TICKET_MAX characters. No look-arounds: pydantic-core's regular expressions have none.
+TICKET_REFERENCE = r"^#?(?:[A-Z0-9]+[-_])*[A-Z]*[0-9][A-Z0-9]*(?:[-_][A-Z0-9]+)*$"
+TICKET_MAX = 40
 TICKET_REFERENCE_RULE = ("a ticket reference like PRIV-4411, 6S-PRIV-4411, INC0012345 or #123 (upper-case letters, "
-                         "digits, single '-' or '_' between parts, at least one digit, at most 40 characters)")
+                         f"digits, single '-' or '_' between parts, at least one digit, at most {TICKET_MAX} "
+                         "characters)")
 ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
 # Who acted, as the code names staff and processes: ``api:<Airflow user id>`` (the operator API's staff_id),
@@ -34,16 +36,16 @@ class FieldError(ValueError):
     """A structured field does not have its shape. The message names the field, never the value."""
 
 
-def _checked(pattern: re.Pattern, value: object, field: str, rule: str) -> str:
+def _checked(pattern: re.Pattern, value: object, field: str, rule: str, max_len: int = 200) -> str:
     if not isinstance(value, str):
         raise FieldError(f"{field}: is {type(value).__name__}, not a string; it must be {rule}")
-    if len(value) > 200 or pattern.fullmatch(value) is None:
+    if len(value) > max_len or pattern.fullmatch(value) is None:
         raise FieldError(f"{field}: is not {rule}")
     return value
 
 
 def check_ticket_reference(value: object, field: str = "ticket_reference") -> str:
-    return _checked(_TICKET, value, field, TICKET_REFERENCE_RULE)
+    return _checked(_TICKET, value, field, TICKET_REFERENCE_RULE, TICKET_MAX)
 
 
 def check_sha256(value: object, field: str) -> str:

@@ -118,6 +118,7 @@ def looks_personal(text: str) -> str | None:
 
 # Event fields whose shape is known: a value of another shape is refused whatever it contains.
 _SHAPES = {"confirmed_on": lambda v, where: fields.check_iso_date(v, where),
+           "reference": fields.check_ticket_reference,  # an offboarding's ticket (a hold's is kept apart)
            "requested_by": fields.check_staff_id, "approver_id": fields.check_staff_id,
            "attested_by_user_id": fields.check_staff_id}
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError, model_validator
 
 from retention.ids import ACCOUNT_ID  # the one account-id rule; termination_offboarding's Param imports it from here
+from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.rules.accounts import Timestamp
 from retention.rules.model import Election, Strict
 
@@ -21,7 +22,8 @@ class RequestError(ValueError):
 class OffboardingRequest(Strict):
     account_id: Annotated[str, Field(pattern=ACCOUNT_ID)]
     choice: Election  # the customer's election under DPA 7(b) / SCC Clause 12
-    reference: Annotated[str, Field(min_length=1, max_length=64)]  # the ticket
+    # The ticket: it enters the hash chain, so a ticket's shape only (retention.ledger.fields), never words.
+    reference: Annotated[str, Field(max_length=TICKET_MAX, pattern=TICKET_REFERENCE)]
     effective_date: Timestamp | None = None  # when the contract ends; default: now
     return_recipient: Annotated[str, Field(pattern=AGE_RECIPIENT)] | None = None  # the customer's age key
     # DPA Annex 1 §1(d) says deletion follows "upon termination" and names no number of days: the 30-day
