@@ -32,7 +32,7 @@ def ledger_url(tmp_path, monkeypatch) -> str:
 
 
 def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict, *, user: str = "dpo-7",
-                      role: str = "op", timeout: float = 120) -> threading.Thread:
+                      role: str = "op", timeout: float = 600) -> threading.Thread:
     """Answer a HITL task from another thread as the SimpleAuthManager user ``user`` with ``role`` (as their JWT
     gives them to Airflow's HITL REST route), through the same function that route calls."""
     def respond() -> None:
