@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -30,17 +31,28 @@ def browser() -> Iterator:
         launched.close()
 
 
-@pytest.fixture
-def page(browser, live_api):
-    """A browser tab signed in to Airflow as an admin (Airflow's own ``_token`` session cookie)."""
+@contextmanager
+def signed_in(browser, url: str, username: str, role: str) -> Iterator:
+    """A browser tab signed in to Airflow as that user (Airflow's own ``_token`` session cookie)."""
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 
     from tests.fixtures.api import staff_token
 
-    session = browser.new_context(base_url=live_api.url)
-    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(role="admin"), "url": live_api.url}])
+    session = browser.new_context(base_url=url)
+    session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(username, role), "url": url}])
     tab = session.new_page()
     # A ceiling, not a wait: the page is ready when it says so, which takes long on a loaded machine.
     tab.set_default_timeout(120_000)
-    yield tab
-    session.close()
+    try:
+        yield tab
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def page(browser, live_api):
+    """A browser tab signed in to Airflow as an admin."""
+    from tests.fixtures.api import STAFF
+
+    with signed_in(browser, live_api.url, STAFF, "admin") as tab:
+        yield tab
