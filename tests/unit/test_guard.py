@@ -83,6 +83,7 @@ PRODUCT_VALUES = [
     "acct_1001", "chat_transcripts", "api:42", "airflow:termination_offboarding", "hold-0a1b2c3d4e5f",
     "s3://chat-attachments/acct_1001/2024/03/14/a.bin", "sql://app_db/public.chat_messages", "v1.2.3",
     "6S-PRIV-4411", "INC0012345", "00012345", "LEG-2025-0042", "1700000000", "1732912345678", "4155550100",
+    "arn:aws:kms:eu-west-1:012345678901:key/0f8fad5b-d9cb-469f-a165-70867728950e", "Spring 2024",
 ]
 
 

@@ -39,8 +39,9 @@ _PHONES = (
     re.compile(_B + r"0\d{1,4}(?: \d{2,4}){2,4}" + _E),
     # national trunk prefix, area code and number: 030 1234567, 030/1234567, 030-1234567
     re.compile(r"(?<![\w.+/-])0\d{1,4}[ /-]\d{4,9}(?![\w./-])"),
-    # national mobile or landline as one run: 0612345678, 03012345678 (a leading 0: never a count)
-    re.compile(r"(?<![\w.+/-])0[1-9]\d{8,10}(?![\w./-])"),
+    # national mobile or landline as one run: 0612345678, 03012345678 (a leading 0: never a count). Not after
+    # ':' or before it: an AWS account id in an ARN (arn:aws:kms:eu-west-1:012345678901:key/...) may start with 0.
+    re.compile(r"(?<![\w.+/:-])0[1-9]\d{8,10}(?![\w./:-])"),
 )
 # 13 to 19 digits, grouped by single spaces or dashes or not at all; confirmed by the Luhn checksum.
 _CARD = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-])")
@@ -63,7 +64,7 @@ _BIRTH = re.compile(r"\b(?:born|birth(?:day|date)?|d\.?o\.?b\.?|geb(?:oren|\.)|n
 # A street and house number: "Musterstraße 12", "Rue de Rivoli 8", "221B Baker Street", "10 Downing St".
 _STREET_WORDS = r"(?:street|st|road|rd|avenue|ave|lane|ln|boulevard|blvd|drive|dr|way|court|ct|place|pl)"
 _ADDRESSES = (
-    re.compile(r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm)\s+\d{1,4}[a-z]?\b"),
+    re.compile(r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|allee|platz|damm)\s+\d{1,4}[a-z]?\b"),
     re.compile(r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:" + _STREET_WORDS + r")\b"),
 )
 
