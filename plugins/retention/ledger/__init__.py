@@ -1,6 +1,8 @@
 """Append-only, hash-chained audit ledger (SQLite file by default, PostgreSQL in production).
 
-No personal data may enter it: account ids, data class names, counts, hashes and staff ids only.
+No personal data may enter it: account ids, data class names, counts, hashes and staff ids only. Free text an
+event is about (a reason, a reference, a ticket) is kept in the erasable ``erasable_texts`` table and the event
+carries its digest (``Ledger.append(texts=...)``, ``Ledger.erase_text``).
 """
 
 from retention.ledger.chain import (
