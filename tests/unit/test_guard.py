@@ -84,6 +84,8 @@ PRODUCT_VALUES = [
     "s3://chat-attachments/acct_1001/2024/03/14/a.bin", "sql://app_db/public.chat_messages", "v1.2.3",
     "6S-PRIV-4411", "INC0012345", "00012345", "LEG-2025-0042", "1700000000", "1732912345678", "4155550100",
     "arn:aws:kms:eu-west-1:012345678901:key/0f8fad5b-d9cb-469f-a165-70867728950e", "Spring 2024",
+    # Random ids that pass mod-97 as IBANs would (1 in 97 does): not one country's IBAN length, not upper case.
+    "ce3330662095485ab158e6d0211a7f83", "dc34bfe98520432ba41ca75ab88fa416", "Df829Fc994JW8mDhGdUm4Q",
 ]
 
 

@@ -45,8 +45,18 @@ _PHONES = (
 )
 # 13 to 19 digits, grouped by single spaces or dashes or not at all; confirmed by the Luhn checksum.
 _CARD = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-])")
-# Country code, check digits, 11 to 30 letters or digits, compact or in groups of four; confirmed by mod-97.
-_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w-])", re.IGNORECASE)
+# Country code, check digits, 11 to 30 letters or digits, compact or in groups of four, upper case (ISO 13616's
+# electronic and print forms); confirmed by the country's IBAN length and mod-97. The length and the case are what
+# keep the product's own ids out: 1 in 97 of random hex ids (uuid4().hex) passes mod-97 alone.
+_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w-])")
+# Each country's IBAN length, from the SWIFT IBAN registry.
+_IBAN_LENGTHS = dict(
+    (entry[:2], int(entry[2:])) for entry in """
+    AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 DK18 DO28 EE20 EG29
+    ES24 FI18 FK18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HN28 HR21 HU28 IE22 IL23 IQ23 IS26 IT27 JO30 KW30 KZ20
+    LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 MK19 MN20 MR27 MT31 MU30 NI28 NL18 NO15 OM23 PK24 PL28 PS29
+    PT25 QA29 RO24 RS22 RU33 SA24 SC31 SD18 SE24 SI19 SK24 SM27 SO23 ST25 SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20
+    YE30""".split())
 _IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
 _IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*[0-9A-Fa-f])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # Dates as people write them (14.03.1985, 14/03/1985, 3/14/1985, 14 March 1985, March 14, 1985): the product
@@ -82,7 +92,9 @@ def _luhn(digits: str) -> bool:
 
 
 def _iban(candidate: str) -> bool:
-    compact = candidate.replace(" ", "").upper()
+    compact = candidate.replace(" ", "")
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
