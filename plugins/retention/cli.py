@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import sys
@@ -156,6 +157,13 @@ def _remember_ledger_setting(ctx: click.Context, param: click.Parameter, value: 
 def accounts_option(command: Callable) -> Callable:
     return click.option("--accounts", "accounts_file", type=click.Path(path_type=Path), envvar="RETENTION_ACCOUNTS_FILE",
                         help="Account registry file (accounts.yaml).")(command)
+
+
+def operator_id() -> str:
+    """Who acts through the CLI: the operating-system account running it, as ``cli:<user>``. Never a typed name.
+    The CLI writes to the ledger with the ledger's own database credentials, so whoever runs it is already trusted
+    as a database writer; staff without them act through the API and the operator page, as their Airflow user."""
+    return f"cli:{getpass.getuser()}"
 
 
 def ledger_option(command: Callable) -> Callable:
@@ -354,11 +362,10 @@ def hold() -> None:
 @click.option("--data-class", help="Data class to hold (omit to hold all of the account's data).")
 @click.option("--reason", required=True, help="Why (no personal data: it is stored, not logged).")
 @click.option("--reference", required=True, help="Ticket or matter reference.")
-@click.option("--by", "placed_by", required=True, help="Staff id of the person placing the hold.")
 @accounts_option
 @ledger_option
 @common
-def hold_place(account_id: str | None, data_class: str | None, reason: str, reference: str, placed_by: str,
+def hold_place(account_id: str | None, data_class: str | None, reason: str, reference: str,
                accounts_file: Path | None, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Place a legal hold on an account, a data class, or one data class of one account."""
     ruleset = load_ruleset(rules_dir)
@@ -372,8 +379,8 @@ def hold_place(account_id: str | None, data_class: str | None, reason: str, refe
 
     with _open_ledger(database_url) as ledger:
         placed = ledger.place_hold(account_id=account_id, data_class=data_class, reason=reason,
-                                   reference=reference, placed_by=placed_by)
-        keys = keep_keys_for_new_hold(ledger, Settings.from_env(), actor=placed_by)
+                                   reference=reference, placed_by=operator_id())
+        keys = keep_keys_for_new_hold(ledger, Settings.from_env(), actor=operator_id())
     if as_json:
         return _emit({"ok": True, "hold": placed.as_dict(), **keys})
     click.echo(f"placed {placed.id} on {_hold_scope(placed)}")
@@ -387,14 +394,13 @@ def hold_place(account_id: str | None, data_class: str | None, reason: str, refe
 @hold.command("release")
 @click.argument("hold_id")
 @click.option("--reason", required=True, help="Why the hold ends.")
-@click.option("--by", "released_by", required=True, help="Staff id of the person releasing the hold.")
 @ledger_option
 @common
-def hold_release(hold_id: str, reason: str, released_by: str, database_url: str | None, rules_dir: Path,
+def hold_release(hold_id: str, reason: str, database_url: str | None, rules_dir: Path,
                  as_json: bool) -> None:
     """Release a legal hold; deletion it stopped resumes on the next run."""
     with _open_ledger(database_url) as ledger:
-        released = ledger.release_hold(hold_id, released_by=released_by, reason=reason)
+        released = ledger.release_hold(hold_id, released_by=operator_id(), reason=reason)
     if as_json:
         return _emit({"ok": True, "hold": released.as_dict()})
     click.echo(f"released {released.id} ({_hold_scope(released)})")
@@ -779,10 +785,8 @@ def ledger_grant(owner_url: str, runtime_role: str, rules_dir: Path, as_json: bo
 def ledger_erase_text(sha256: str, database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Erase a free text (a reason, a reference, a ticket) that events name by SHA256: the words and their salt
     are gone, the chain still verifies. Recorded as text.erased by cli:<the operating-system user>."""
-    import getpass
-
     with _open_ledger(database_url) as opened:
-        opened.erase_text(sha256, erased_by=f"cli:{getpass.getuser()}")
+        opened.erase_text(sha256, erased_by=operator_id())
     if as_json:
         return _emit({"ok": True, "erased": sha256})
     click.echo(f"erased the text {sha256}; the chain keeps only its digest")
@@ -811,12 +815,11 @@ def _jwks_option(command: Callable) -> Callable:
 @click.option("--importer", required=True, help="The data importer (us, the processor), as the DPA names it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Where to write the signed JSON.")
 @click.option("--pdf", type=click.Path(path_type=Path), help="Also write the signed PDF here.")
-@click.option("--by", "issued_by", required=True, help="Staff id of who issues it.")
 @_key_file_option
 @ledger_option
 @common
 def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str, out: Path, pdf: Path | None,
-                      issued_by: str, key_file: Path | None, database_url: str | None, rules_dir: Path,
+                      key_file: Path | None, database_url: str | None, rules_dir: Path,
                       as_json: bool) -> None:
     """Sign a certificate for ACCOUNT_ID's data in the finished run RUN_ID."""
     from retention.certificates import SigningKeyError, as_pdf, issue, load_signing_key
@@ -827,7 +830,7 @@ def certificate_issue(run_id: str, account_id: str, exporter: str, importer: str
         raise Failure(str(exc)) from exc
     with _open_ledger(database_url) as opened:
         document = issue(opened, run_id, account_id, key, exporter=exporter, importer=importer,
-                         rules_dir=rules_dir, actor=f"cli:{issued_by}")
+                         rules_dir=rules_dir, actor=operator_id())
     out.write_bytes(document)
     if pdf is not None:
         pdf.write_bytes(as_pdf(document, key))
@@ -892,12 +895,11 @@ def _read_jwks(source: str):
 @certificate.command("supplement")
 @click.argument("original", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Where to write the signed supplement.")
-@click.option("--by", "issued_by", required=True, help="Staff id of who issues it.")
 @_key_file_option
 @_jwks_option
 @ledger_option
 @common
-def certificate_supplement(original: Path, out: Path, issued_by: str, key_file: Path | None, jwks_source: str | None,
+def certificate_supplement(original: Path, out: Path, key_file: Path | None, jwks_source: str | None,
                            database_url: str | None, rules_dir: Path, as_json: bool) -> None:
     """Sign a supplement to the certificate ORIGINAL (signed JSON) for what completed since it was issued."""
     from retention.certificates import CertificateInvalid, SigningKeyError, issue_supplement, load_signing_key
@@ -908,7 +910,7 @@ def certificate_supplement(original: Path, out: Path, issued_by: str, key_file: 
         key = load_signing_key(key_file)
         with _open_ledger(database_url) as opened:
             document = issue_supplement(opened, original.read_bytes(), key, _read_jwks(jwks_source),
-                                        actor=f"cli:{issued_by}")
+                                        actor=operator_id())
     except (SigningKeyError, CertificateInvalid) as exc:
         raise Failure(str(exc)) from exc
     out.write_bytes(document)

@@ -375,7 +375,7 @@ def test_the_cli_issues_and_verifies_and_names_what_is_wrong(stack, swept, tmp_p
     assert runner.invoke(main, ["certificate", "rotate-key", "--key-file", str(key_file),
                                 "--jwks", str(jwks_file)]).exit_code == 0
     made = runner.invoke(main, ["certificate", "issue", swept, ACCOUNT, "--exporter", "Acme Ltd",
-                                "--importer", "Service Inc.", "--by", "staff-42", "--out", str(out),
+                                "--importer", "Service Inc.", "--out", str(out),
                                 "--key-file", str(key_file)])
     assert made.exit_code == 0, made.output
 

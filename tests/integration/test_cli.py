@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -96,35 +97,47 @@ def test_explain_unknown_account_exits_1(run):
 
 def test_a_placed_hold_blocks_the_decision_until_released(run):
     placed = run("hold", "place", "--account", "acct_1001", "--data-class", "chat_transcripts",
-                 "--reason", "litigation", "--reference", "LEGAL-1", "--by", "counsel.1", "--json")
+                 "--reason", "litigation", "--reference", "LEGAL-1", "--json")
     assert placed.exit_code == 0, placed.output
     hold_id = json.loads(placed.output)["hold"]["id"]
+    assert json.loads(placed.output)["hold"]["placed_by"] == f"cli:{getpass.getuser()}"
 
     explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--json").output)
     assert explained["decisions"][0]["blocked_by"] == [hold_id]
     assert hold_id in run("hold", "list").output
 
-    assert run("hold", "release", hold_id, "--reason", "case closed", "--by", "counsel.1").exit_code == 0
+    assert run("hold", "release", hold_id, "--reason", "case closed").exit_code == 0
     explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--json").output)
     assert explained["decisions"][0]["blocked_by"] == []
     assert "no legal holds in force" in run("hold", "list").output
     assert hold_id in run("hold", "list", "--all").output
 
 
+@pytest.mark.parametrize("command", [
+    ["hold", "place", "--account", "acct_1001", "--reason", "r", "--reference", "T-1", "--by", "counsel.1"],
+    ["hold", "release", "hold-1", "--reason", "r", "--by", "counsel.1"],
+])
+def test_no_command_takes_a_typed_name_for_who_acts(run, command):
+    """Who acts is the operating-system account running the CLI (cli:<user>), never a name typed in."""
+    result = run(*command)
+    assert result.exit_code == 2 and "No such option '--by'" in result.output
+    assert "no legal holds" in run("hold", "list", "--all").output
+
+
 def test_hold_on_an_unknown_data_class_is_refused(run):
-    result = run("hold", "place", "--data-class", "faxes", "--reason", "x", "--reference", "T-1", "--by", "s")
+    result = run("hold", "place", "--data-class", "faxes", "--reason", "x", "--reference", "T-1")
     assert result.exit_code == 1 and "unknown data class 'faxes'" in result.output
 
 
 def test_hold_on_an_account_missing_from_the_registry_is_refused(run):
     result = run("hold", "place", "--account", "acct_l001", "--accounts", ACCOUNTS, "--reason", "x",
-                 "--reference", "T-1", "--by", "s")
+                 "--reference", "T-1")
     assert result.exit_code == 1 and "no account 'acct_l001'" in result.output
     assert "no legal holds" in run("hold", "list", "--all").output
 
 
 def test_hold_with_an_email_in_its_reference_is_refused(run):
-    result = run("hold", "place", "--account", "acct_1001", "--reason", "x", "--reference", "jane@example.com", "--by", "s")
+    result = run("hold", "place", "--account", "acct_1001", "--reason", "x", "--reference", "jane@example.com")
     assert result.exit_code == 1
 
 
@@ -139,7 +152,7 @@ TAMPERING = {
 @pytest.mark.parametrize("tampering", TAMPERING)
 def test_ledger_verify_fails_on_tampering_and_names_the_first_bad_event(run, tmp_path, tampering):
     for n in range(4):
-        run("hold", "place", "--account", f"acct_{n}", "--reason", "r", "--reference", f"T-{n}", "--by", "s")
+        run("hold", "place", "--account", f"acct_{n}", "--reason", "r", "--reference", f"T-{n}")
     intact = run("ledger", "verify")
     assert intact.exit_code == 0 and "4 event(s)" in intact.output
 
@@ -231,8 +244,8 @@ def test_the_command_line_flag_is_named_when_it_was_the_setting_used(silent_serv
 
 COMMANDS_THAT_OPEN_THE_LEDGER = [
     ["hold", "list"],
-    ["hold", "place", "--account", "acct_1001", "--reason", "r", "--reference", "T-1", "--by", "s"],
-    ["hold", "release", "hold-1", "--reason", "r", "--by", "s"],
+    ["hold", "place", "--account", "acct_1001", "--reason", "r", "--reference", "T-1"],
+    ["hold", "release", "hold-1", "--reason", "r"],
     ["rules", "explain", "acct_1001", "--accounts", ACCOUNTS],
     ["sweep", "--dry-run", "--accounts", ACCOUNTS],
     ["forecast", "--accounts", ACCOUNTS],
