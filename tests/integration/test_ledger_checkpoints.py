@@ -12,15 +12,13 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
-from sqlalchemy import Connection, delete, select, text, update
+from sqlalchemy import delete, select, update
 
 from retention.certificates import KeySet, SigningKey, issue
 from retention.cli import main
@@ -30,6 +28,7 @@ from retention.ledger.checkpoints import (
     verify_configured,
 )
 from retention.settings import Settings
+from tests.fixtures.ledger_writer import as_database_writer
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = Event.__table__
@@ -68,24 +67,10 @@ def _cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-@contextmanager
-def _as_database_writer(ledger: Ledger) -> Iterator[Connection]:
-    """A transaction of someone who can write the ledger database and got past migration 0003's append-only
-    triggers: a PostgreSQL superuser (the tests connect as one) turns them off; a SQLite file's writer drops them."""
-    with ledger.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            for name in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                          "AND tbl_name = 'events'")).scalars().all():
-                conn.execute(text(f"DROP TRIGGER {name}"))
-        yield conn
-
-
 def _remove_and_rehash(ledger: Ledger, seq: int) -> None:
     """As a database writer: delete event ``seq``, renumber and re-hash every later event with the product's
     own hash function, and point chain_head at the new last event, so the chain alone verifies."""
-    with _as_database_writer(ledger) as conn:
+    with as_database_writer(ledger) as conn:
         later = conn.execute(select(EVENTS).where(EVENTS.c.seq > seq).order_by(EVENTS.c.seq)).mappings().all()
         prev_hash = conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == seq - 1)).scalar_one()
         conn.execute(delete(EVENTS).where(EVENTS.c.seq == seq))
@@ -139,7 +124,7 @@ def test_a_tail_removed_after_a_checkpoint_is_named(ledger, home) -> None:
     _events(ledger, 4)
     last = publish_configured(ledger)
     kept = last.seq - 2
-    with _as_database_writer(ledger) as conn:  # truncate and move the head back: the chain is whole again
+    with as_database_writer(ledger) as conn:  # truncate and move the head back: the chain is whole again
         kept_hash = conn.execute(select(EVENTS.c.hash).where(EVENTS.c.seq == kept)).scalar_one()
         conn.execute(delete(EVENTS).where(EVENTS.c.seq > kept))
         conn.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=kept, hash=kept_hash))
@@ -233,13 +218,19 @@ def test_the_cli_creates_the_key_and_publishes(ledger, tmp_path, monkeypatch) ->
     assert _cli("ledger", "checkpoint", "--new-key").exit_code == 1  # an existing key is never replaced
 
 
-def test_issuing_a_certificate_publishes_a_checkpoint_of_its_event(ledger, home) -> None:
+def _finished_run(ledger: Ledger) -> str:
+    """A finished sweep with one account's location, for a certificate to be issued on."""
     run_id = ledger.start_run("sweep", dry_run=False, as_of=datetime.now(UTC), rules_digest="a" * 64,
                               actor="staff:1")
     ledger.add_planned_task(run_id, account_id="acct_1001", data_class="chat_transcripts",
                             location="chat_conversations", action="delete", rule_id="r1",
                             skip_reason="under legal hold")
     ledger.finish_run(run_id, "succeeded", actor="staff:1")
+    return run_id
+
+
+def test_issuing_a_certificate_publishes_a_checkpoint_of_its_event(ledger, home) -> None:
+    run_id = _finished_run(ledger)
 
     issue(ledger, run_id, "acct_1001", SigningKey.generate(), exporter="Acme Ltd", importer="Service Inc.",
           rules_dir=REPO / "retention_rules", actor="staff:1")
@@ -250,12 +241,7 @@ def test_issuing_a_certificate_publishes_a_checkpoint_of_its_event(ledger, home)
 
 
 def test_a_failed_publish_after_a_certificate_is_logged_and_the_certificate_kept(ledger, home, caplog) -> None:
-    run_id = ledger.start_run("sweep", dry_run=False, as_of=datetime.now(UTC), rules_digest="a" * 64,
-                              actor="staff:1")
-    ledger.add_planned_task(run_id, account_id="acct_1001", data_class="chat_transcripts",
-                            location="chat_conversations", action="delete", rule_id="r1",
-                            skip_reason="under legal hold")
-    ledger.finish_run(run_id, "succeeded", actor="staff:1")
+    run_id = _finished_run(ledger)
     (home / "checkpoint-key.pem").unlink()
 
     with caplog.at_level(logging.ERROR, logger="retention.ledger.checkpoints"):
@@ -340,7 +326,7 @@ def test_publish_needs_the_checkpoint_key_in_the_trusted_keys(ledger, home) -> N
 
 def test_no_checkpoint_vouches_for_a_broken_chain(ledger, home) -> None:
     _events(ledger, 3)
-    with _as_database_writer(ledger) as conn:
+    with as_database_writer(ledger) as conn:
         conn.execute(update(EVENTS).where(EVENTS.c.seq == 2).values(actor="staff:9"))
     with pytest.raises(CheckpointError, match="no checkpoint published: event 2"):
         publish_configured(ledger)

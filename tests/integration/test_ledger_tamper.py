@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select, text, update
 
 from retention.ledger import ChainHead, Event, Ledger, compute_hash
+from tests.fixtures.ledger_writer import as_database_writer
 
 EVENTS = Event.__table__
 
@@ -19,16 +20,8 @@ def _fill(ledger: Ledger, n: int = 6) -> list[Event]:
 
 
 def _tamper(ledger: Ledger, *statements) -> None:
-    """Edit events as an attacker who got past migration 0003's triggers, so verify() is what must catch
-    it: a PostgreSQL superuser (the tests connect as one) turns triggers off for its transaction; whoever
-    can write a SQLite file can drop them."""
-    with ledger.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            for name in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                          "AND tbl_name = 'events'")).scalars().all():
-                conn.execute(text(f"DROP TRIGGER {name}"))
+    """Edit events as an attacker who got past migration 0003's triggers, so verify() is what must catch it."""
+    with as_database_writer(ledger) as conn:
         for statement in statements:
             conn.execute(statement)
 
