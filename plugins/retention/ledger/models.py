@@ -169,6 +169,9 @@ class LegalHoldRow(Base):
     release_reason: Mapped[str | None] = mapped_column(String(500))
     # The reference's digest in ``erasable_texts``: what the hold's events carry instead of the reference.
     reference_sha256: Mapped[str | None] = mapped_column(String(HASH))
+    # The seq of the ``hold.released`` event that proves the release. A database writer can set released_at
+    # without appending that event; a release the event at this seq does not prove is not a release.
+    released_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ErasableText(Base):

@@ -248,7 +248,12 @@ class HoldRecord:
     release_reason: str | None
 
     @classmethod
-    def of(cls, row: LegalHoldRow) -> HoldRecord:
+    def of(cls, row: LegalHoldRow, released: bool) -> HoldRecord:
+        """``released``: whether the chain proves the row's release (``_release_proven``); if not, the hold is
+        in force and its row's release fields are not shown."""
+        if not released:
+            return cls(row.id, row.account_id, row.data_class, row.reason, row.reference, row.placed_by,
+                       row.placed_at, None, None, None)
         return cls(row.id, row.account_id, row.data_class, row.reason, row.reference, row.placed_by,
                    row.placed_at, row.released_at, row.released_by, row.release_reason)
 
@@ -474,7 +479,7 @@ class Ledger:
             s.add(row)
             s.flush()
             _append(s, kind="hold.placed", actor=row.placed_by, payload=_hold_payload(row))
-        return HoldRecord.of(row)
+        return HoldRecord.of(row, released=False)
 
     def release_hold(self, hold_id: str, *, released_by: str, reason: str,
                      at: datetime | None = None) -> HoldRecord:
@@ -483,35 +488,35 @@ class Ledger:
             at = utc(at) if at else db_now(s)
             row = s.scalars(select(LegalHoldRow).where(LegalHoldRow.id == hold_id)
                             .with_for_update()).one_or_none()
-            _check_releasable(row, hold_id, at)
+            proof = s.get(Event, row.released_seq) if row is not None and row.released_seq is not None else None
+            # A release the chain does not prove (a writer set released_at) is no release: this one may end it.
+            _check_releasable(row, hold_id, at, released=row is not None and _release_proven(row, proof))
             row.released_at, row.released_by, row.release_reason = at, released_by, reason
             if row.reference_sha256 is None:  # placed before its reference was kept apart (migration 0004)
                 row.reference_sha256 = _keep(s, row.reference, "hold.reference")
             s.flush()
-            _append(s, kind="hold.released", actor=released_by, payload=_hold_payload(row))
-        return HoldRecord.of(row)
+            event = _append(s, kind="hold.released", actor=released_by, payload=_hold_payload(row))
+            row.released_seq = event.seq  # the proof, committed with the event
+        return HoldRecord.of(row, released=True)
 
     def list_holds(self, include_released: bool = False) -> list[HoldRecord]:
-        with self._reader() as s:
-            rows = s.scalars(select(LegalHoldRow)
-                             .order_by(LegalHoldRow.placed_at, LegalHoldRow.id)).all()
         # In force means not released, as for the deleting paths' guard (holds_in_force): no clock compared.
-        return [HoldRecord.of(r) for r in rows if include_released or r.released_at is None]
+        with self._reader() as s:
+            return [HoldRecord.of(row, released) for row, released in _holds(s)
+                    if include_released or not released]
 
     def holds_in_force(self, account_id: str, data_class: str | None = None) -> list[str]:
         """The guard every deleting path calls right before it acts: ids of the holds not released that
         cover ``data_class`` of the account (with ``None``, any of its data: backups and return packages
         hold every class). "Stop now": a hold is in force from the moment its row exists, whatever its
-        ``placed_at`` and whatever this machine's clock says; only a release ends it."""
-        query = select(LegalHoldRow.id).where(
-            LegalHoldRow.released_at.is_(None),
-            (LegalHoldRow.account_id.is_(None)) | (LegalHoldRow.account_id == account_id))
+        ``placed_at`` and whatever this machine's clock says; only a release the chain proves ends it."""
+        scope = [(LegalHoldRow.account_id.is_(None)) | (LegalHoldRow.account_id == account_id)]
         # With no data class every hold on the account counts, class-wide ones (no account) included:
         # they cover this account's copy of their class.
         if data_class is not None:
-            query = query.where((LegalHoldRow.data_class.is_(None)) | (LegalHoldRow.data_class == data_class))
+            scope.append((LegalHoldRow.data_class.is_(None)) | (LegalHoldRow.data_class == data_class))
         with self._reader() as s:
-            return sorted(s.scalars(query))
+            return sorted(row.id for row, released in _holds(s, *scope) if not released)
 
     def resolver_holds(self) -> list[LegalHold]:
         """Every hold, released ones included: the resolver decides which were in force when."""
@@ -745,10 +750,39 @@ def _hold_payload(row: LegalHoldRow) -> dict:
     return payload
 
 
-def _check_releasable(row: LegalHoldRow | None, hold_id: str, at: pendulum.DateTime) -> None:
+def _holds(s: Session, *where: Any) -> list[tuple[LegalHoldRow, bool]]:
+    """The holds matching ``where``, each with whether its release is proven: the one definition of "released"
+    that the guard, the listing and the resolver share. One query: each row joined to the event at its
+    ``released_seq``. An unproven release is logged (ids only) so on-call sees the row was written around
+    the chain; the hold stays in force."""
+    query = (select(LegalHoldRow, Event).outerjoin(Event, Event.seq == LegalHoldRow.released_seq)
+             .where(*where).order_by(LegalHoldRow.placed_at, LegalHoldRow.id))
+    holds = []
+    for row, proof in s.execute(query):
+        released = _release_proven(row, proof)
+        if row.released_at is not None and not released:
+            _log.error("ledger.hold_release_unproven hold_id=%s released_seq=%s: no hold.released event at that "
+                       "seq proves the release; the hold stays in force", row.id, row.released_seq)
+        holds.append((row, released))
+    return holds
+
+
+def _release_proven(row: LegalHoldRow, proof: Event | None) -> bool:
+    """Whether ``proof`` (the event at the row's ``released_seq``) is this hold's release: kind
+    ``hold.released``, naming this hold, and agreeing with the row on what the payload records of it."""
+    if row.released_at is None or proof is None or proof.kind != "hold.released":
+        return False
+    recorded = {"hold_id": row.id, "account_id": row.account_id, "data_class": row.data_class,
+                "released_at": iso_utc(row.released_at)}
+    payload = proof.payload if isinstance(proof.payload, dict) else {}
+    return payload.get("hold_id") == row.id and all(
+        payload[field] == value for field, value in recorded.items() if field in payload)
+
+
+def _check_releasable(row: LegalHoldRow | None, hold_id: str, at: pendulum.DateTime, *, released: bool) -> None:
     if row is None:
         raise LookupError(f"no legal hold with id {hold_id!r}")
-    if row.released_at is not None:
+    if released:
         raise ValueError(f"legal hold {hold_id} was already released at {iso_utc(row.released_at)} "
                          f"by {row.released_by}")
     if at < row.placed_at:
