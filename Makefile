@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c co
 # Everything the demo writes (ledger, Airflow home) goes here; `make clean` removes it.
 DEMO_HOME := $(CURDIR)/var/demo
 
-.PHONY: demo test clean chromium
+.PHONY: demo test clean chromium lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ demo: $(VENV)/.dev
 
 test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest
+
+# ruff (pyflakes, bugbear, import order, pyupgrade) and mypy (strict on the core layers), configured in
+# pyproject.toml.
+lint: $(VENV)/.dev
+	$(BIN)/ruff check plugins dags tests bench
+	$(BIN)/mypy
 
 # The operator views are tested in Debian's chromium (a test tool's own browser download needs the open
 # internet). Installed with apt when missing; RETENTION_CHROMIUM=/path/to/chromium uses another binary.
