@@ -11,6 +11,7 @@ character; at most 64 characters. No ``:``, ``/`` or spaces: the id also names a
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 # As text for JSON Schema (Airflow Params) and pydantic ``Field(pattern=...)``; ``^`` and ``$`` with no
 # flags mean the same in Python, Rust (pydantic-core) and ECMA-262 (JSON Schema) regular expressions.
@@ -19,7 +20,7 @@ ACCOUNT_ID_PATTERN = re.compile(ACCOUNT_ID)
 ACCOUNT_ID_RULE = "1 to 64 letters, digits, '_', '-' or '.', not starting with '.'"
 
 
-def is_account_id(value: object) -> bool:
+def is_account_id(value: object) -> TypeGuard[str]:
     # fullmatch: Python's ``$`` also matches before a trailing newline, which must not pass.
     return isinstance(value, str) and ACCOUNT_ID_PATTERN.fullmatch(value) is not None
 
@@ -28,7 +29,7 @@ def check_account_id(value: object, field: str = "account_id") -> str:
     """``value`` when it is an account id; else ValueError naming ``field`` (the value is not echoed
     whole: it may be anything a caller passed, e.g. an e-mail address)."""
     if is_account_id(value):
-        return value  # type: ignore[return-value]
+        return value
     if not isinstance(value, str):
         problem = f"is {type(value).__name__}, not a string"
     elif value in ("", ".", ".."):

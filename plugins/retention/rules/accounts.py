@@ -13,8 +13,9 @@ import pendulum
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
 from retention.ids import ACCOUNT_ID
-from retention.rules.errors import RulesError
-from retention.rules.loader import load_model
+from retention.rules.consistency import check_instructions
+from retention.rules.errors import Issue, RulesError
+from retention.rules.loader import RuleSet, load_model
 from retention.rules.model import AccountState, Anchor, Duration, Election, Identifier, Strict
 
 
@@ -62,7 +63,7 @@ class Account(Strict):
     instructions: dict[Identifier, Duration] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _termination_is_complete(self) -> "Account":
+    def _termination_is_complete(self) -> Account:
         terminated = self.state is AccountState.TERMINATED
         if terminated and (self.terminated_at is None or self.election is None):
             raise ValueError("a terminated account needs terminated_at and the customer's election (delete or return)")
@@ -78,17 +79,17 @@ class AccountsFile(Strict):
     accounts: list[Account]
 
 
-def load_accounts(path: Path | str, rules: "RuleSet | set[str]") -> dict[str, Account]:
+def load_accounts(path: Path | str, rules: RuleSet | set[str]) -> dict[str, Account]:
     """Read and check the registry. Given the RuleSet, every instruction is checked against the rules too
     (known class, within its rule's bounds); given only the known jurisdictions, instructions are checked for
     form (a positive ISO-8601 period) and the resolver still clamps them into the rule's bounds."""
-    from retention.rules.consistency import check_instructions
-    from retention.rules.loader import RuleSet
-
-    ruleset = rules if isinstance(rules, RuleSet) else None
-    known_jurisdictions = set(ruleset.jurisdictions.jurisdictions) if ruleset is not None else set(rules)
+    ruleset: RuleSet | None = None
+    if isinstance(rules, RuleSet):
+        ruleset, known_jurisdictions = rules, set(rules.jurisdictions.jurisdictions)
+    else:
+        known_jurisdictions = set(rules)
     model, smap = load_model(Path(path), AccountsFile)
-    issues = []
+    issues: list[Issue] = []
     seen: set[str] = set()
     for i, account in enumerate(model.accounts):
         if account.jurisdiction not in known_jurisdictions:

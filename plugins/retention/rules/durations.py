@@ -32,7 +32,7 @@ class IsoDuration:
     seconds: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "IsoDuration":
+    def parse(cls, text: str) -> IsoDuration:
         match = _ISO_DURATION.match(text) if isinstance(text, str) else None
         if match is None:
             raise ValueError(

@@ -18,7 +18,7 @@ class Issue:
         text = f"{self.file}:{self.line}:{self.column}: {self.field}: {self.message}"
         return f"{text}\n    hint: {self.hint}" if self.hint else text
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int]:
         return asdict(self)
 
 

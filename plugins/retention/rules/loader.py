@@ -24,12 +24,7 @@ from retention.rules.model import (
 from retention.rules.schema_errors import issues_from
 from retention.rules.yamlsource import Position, SourceMap, load_yaml
 
-FILES = {
-    "data_classes": ("data_classes.yaml", DataClassesFile),
-    "jurisdictions": ("jurisdictions.yaml", JurisdictionsFile),
-    "rules": ("rules.yaml", RulesFile),
-    "overrides": ("overrides.yaml", OverridesFile),
-}
+FILES = ("data_classes.yaml", "jurisdictions.yaml", "rules.yaml", "overrides.yaml")  # read by load_ruleset, digested
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,22 +52,27 @@ class RuleSet:
 def load_ruleset(directory: Path | str) -> RuleSet:
     directory = Path(directory)
     issues: list[Issue] = []
-    parsed: dict[str, tuple[BaseModel, SourceMap]] = {}
-    for key, (filename, model) in FILES.items():
-        result = _load_file(directory / filename, _display(directory / filename), model, issues)
-        if result is not None:
-            parsed[key] = result
-    if len(parsed) == len(FILES):
-        issues += consistency.check(**parsed)
+
+    def read(filename: str, model: type[M]) -> tuple[M, SourceMap] | None:
+        return _load_file(directory / filename, _display(directory / filename), model, issues)
+
+    # Every file is read, even after one fails, so the error lists every problem at once.
+    data_classes = read("data_classes.yaml", DataClassesFile)
+    jurisdictions = read("jurisdictions.yaml", JurisdictionsFile)
+    rules = read("rules.yaml", RulesFile)
+    overrides = read("overrides.yaml", OverridesFile)
+    if data_classes is None or jurisdictions is None or rules is None or overrides is None:
+        raise RulesError(issues)  # a file that did not load has added its issues
+    issues += consistency.check(data_classes, jurisdictions, rules, overrides)
     if issues:
         raise RulesError(issues)
-    rules_file, rules_map = parsed["rules"]
+    rules_file, rules_map = rules
     return RuleSet(
         directory=directory,
-        data_classes=parsed["data_classes"][0],
-        jurisdictions=parsed["jurisdictions"][0],
+        data_classes=data_classes[0],
+        jurisdictions=jurisdictions[0],
         rules=tuple(rules_file.rules),
-        overrides=tuple(parsed["overrides"][0].overrides),
+        overrides=tuple(overrides[0].overrides),
         rule_positions={
             **{rule.id: f"{rules_map.file}:{rules_map.values.get(('rules', i), Position(1, 1)).line}"
                for i, rule in enumerate(rules_file.rules)},
@@ -80,7 +80,7 @@ def load_ruleset(directory: Path | str) -> RuleSet:
                for i, rule in enumerate(rules_file.processor_data_rules)},
         },
         digest=_digest(directory),
-        processor_data_classes=dict(parsed["data_classes"][0].processor_data),
+        processor_data_classes=dict(data_classes[0].processor_data),
         processor_rules=tuple(rules_file.processor_data_rules),
     )
 
@@ -110,7 +110,7 @@ def _load_file(path: Path, name: str, model: type[M], issues: list[Issue]) -> tu
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
-    seen: dict[tuple, Issue] = {}
+    seen: dict[tuple[int, int, str], Issue] = {}
     for issue in issues:
         seen.setdefault((issue.line, issue.column, issue.field), issue)
     return list(seen.values())
@@ -125,6 +125,6 @@ def _display(path: Path) -> str:
 
 def _digest(directory: Path) -> str:
     sha = hashlib.sha256()
-    for filename, _ in FILES.values():
+    for filename in FILES:
         sha.update(filename.encode() + b"\0" + (directory / filename).read_bytes() + b"\0")
     return sha.hexdigest()

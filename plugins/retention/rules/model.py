@@ -127,7 +127,7 @@ class DataClass(Strict):
         return self.owner == "processor"
 
     @model_validator(mode="after")
-    def _personal_data_has_ccpa_category(self) -> "DataClass":
+    def _personal_data_has_ccpa_category(self) -> DataClass:
         if self.personal_data and self.ccpa_category is None:
             raise ValueError("a data class with personal data needs a ccpa_category (a row of ccpa_categories)")
         return self
@@ -182,7 +182,7 @@ class Basis(Strict):
     quote: Text | None = None
 
     @model_validator(mode="after")
-    def _a_contract_period_quotes_the_contract(self) -> "Basis":
+    def _a_contract_period_quotes_the_contract(self) -> Basis:
         if self.kind == "contract" and self.quote is None:
             raise ValueError("kind: contract says the contract sets this period, but no quote gives its words\n"
                              "hint: quote the contract's words that state the period; if no contract or law states "
@@ -211,7 +211,7 @@ class Rule(Strict):
     basis: Basis
     override_bounds: OverrideBounds | None = None
 
-    def outcome(self) -> tuple:
+    def outcome(self) -> tuple[str, Anchor, Action]:
         return (str(self.retain_for), self.anchor, self.action)
 
 

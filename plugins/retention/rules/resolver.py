@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pendulum
 
 from retention.rules.accounts import Account
+from retention.rules.consistency import instruction_problems
 from retention.rules.durations import IsoDuration
 from retention.rules.loader import RuleSet
 from retention.rules.model import Action, Anchor, Basis, Election, Rule
@@ -69,7 +70,7 @@ class Decision:
             return False
         return anchor_time <= self.cutoff
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "account_id": self.account_id,
             "data_class": self.data_class,
@@ -139,7 +140,7 @@ class ProcessorDataDecision:
     def period_source(self) -> str:
         return self.basis.period_source
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"data_class": self.data_class, "at": self.at.isoformat(), "rule_id": self.rule_id,
                 "action": self.action.value, "anchor": self.anchor.value, "retain_for": str(self.retain_for),
                 "cutoff": self.cutoff.isoformat(), "basis": self.basis.model_dump(),
@@ -168,15 +169,14 @@ def select_rule(ruleset: RuleSet, account: Account, data_class: str) -> Rule:
     specific = [r for r in matching if r.jurisdictions is not None]
     tier = specific or matching
     if len(tier) != 1:  # validation rules this out; refuse rather than guess
-        raise ResolutionError(f"{len(tier)} rules decide {data_class} for {account.state.value}/{account.jurisdiction}")
+        raise ResolutionError(f"{len(tier)} rules decide {data_class} for "
+                              f"{account.state.value}/{account.jurisdiction}")
     return tier[0]
 
 
 def _refuse_bad_instructions(ruleset: RuleSet, account: Account) -> None:
     """The registry is checked against the rules when read with them; a caller that read it without them
     still gets no decision for an account whose instructions the rules do not allow."""
-    from retention.rules.consistency import instruction_problems
-
     problems = instruction_problems(account.instructions, ruleset) if account.instructions else []
     if problems:
         name, _, message, _ = problems[0]

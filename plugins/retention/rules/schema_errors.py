@@ -9,11 +9,11 @@ import typing
 from pydantic import BaseModel, ValidationError
 
 from retention.rules.errors import Issue
-from retention.rules.yamlsource import SourceMap, format_path
+from retention.rules.yamlsource import Path_, SourceMap, format_path
 
 
 def issues_from(exc: ValidationError, model: type[BaseModel], smap: SourceMap) -> list[Issue]:
-    issues = []
+    issues: list[Issue] = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         kind = error["type"]
@@ -27,16 +27,17 @@ def issues_from(exc: ValidationError, model: type[BaseModel], smap: SourceMap) -
         elif kind == "missing":
             message = f"required field {loc[-1]!r} is missing"
             hint = f"add '{loc[-1]}:' here"
-        issues.append(smap.issue(loc, message, hint, at_key=kind == "extra_forbidden", field_path=format_path(_clean(loc, smap))))
+        issues.append(smap.issue(loc, message, hint, at_key=kind == "extra_forbidden",
+                                 field_path=format_path(_clean(loc, smap))))
     return issues
 
 
-def _clean(loc: tuple, smap: SourceMap) -> tuple:
+def _clean(loc: Path_, smap: SourceMap) -> Path_:
     """Drop pydantic's schema tags (union members, ``function-after[...]``) from a location.
 
     A part is real if the YAML has it at that path; the last part may be absent (a missing field).
     """
-    path: tuple = ()
+    path: Path_ = ()
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
         if path + (part,) in smap.values or (last and not _is_tag(part)):
@@ -48,7 +49,7 @@ def _is_tag(part: object) -> bool:
     return isinstance(part, str) and (any(ch in part for ch in "[]()") or part in {"str", "int", "bool", "IsoDuration"})
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+def _allowed_keys(model: type[BaseModel], loc: Path_) -> list[str]:
     current: object = model
     for part in loc:
         current = _step(current, part)
@@ -70,13 +71,15 @@ def _step(annotation: object, part: object) -> object | None:
     for arg in _members(annotation):
         origin = typing.get_origin(arg)
         if origin is list and isinstance(part, int):
-            return typing.get_args(arg)[0]
+            item: object = typing.get_args(arg)[0]
+            return item
         if origin is dict:
-            return typing.get_args(arg)[1]
+            value: object = typing.get_args(arg)[1]
+            return value
     return None
 
 
-def _members(annotation: object) -> tuple:
+def _members(annotation: object) -> tuple[object, ...]:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _members(typing.get_args(annotation)[0])

@@ -44,7 +44,7 @@ class SourceMap:
     keys: dict[Path_, Position] = field(default_factory=dict)
     values: dict[Path_, Position] = field(default_factory=dict)
 
-    def locate(self, loc: tuple, *, at_key: bool = False) -> tuple[Path_, Position]:
+    def locate(self, loc: Path_, *, at_key: bool = False) -> tuple[Path_, Position]:
         """Map a validation location (which may carry schema tags) to the closest real position."""
         path: Path_ = ()
         for part in loc:
@@ -54,12 +54,13 @@ class SourceMap:
             return path, self.keys[path]
         return path, self.values.get(path, Position(1, 1))
 
-    def issue(self, loc: tuple, message: str, hint: str = "", *, at_key: bool = False, field_path: str | None = None) -> Issue:
+    def issue(self, loc: Path_, message: str, hint: str = "", *, at_key: bool = False,
+              field_path: str | None = None) -> Issue:
         path, pos = self.locate(loc, at_key=at_key)
         return Issue(self.file, pos.line, pos.column, field_path or format_path(loc), message, hint)
 
 
-def format_path(loc: tuple) -> str:
+def format_path(loc: Path_) -> str:
     text = ""
     for part in loc:
         if isinstance(part, int):
@@ -80,7 +81,8 @@ def _build(node: yaml.Node, path: Path_, smap: SourceMap, loader: _StrictLoader,
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, (list, dict)):
-                problems.append(Issue(smap.file, *_pos_tuple(key_node), format_path(path), "a key must be a plain value"))
+                problems.append(Issue(smap.file, *_pos_tuple(key_node), format_path(path),
+                                      "a key must be a plain value"))
                 continue
             if key in result:
                 problems.append(Issue(
