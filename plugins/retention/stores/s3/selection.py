@@ -1,0 +1,76 @@
+"""Which listed records a selector takes: one account's prefix, entries grouped by key, a verdict per key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Final, Literal, NamedTuple
+
+from retention.rules.inventory import S3Location
+from retention.stores.base import Selector
+from retention.stores.s3.keydates import KeyClock
+from retention.stores.s3.listing import Entry
+
+Verdict = Literal["due", "young", "undated"]
+DUE: Final = "due"
+YOUNG: Final = "young"
+UNDATED: Final = "undated"
+
+
+class Group(NamedTuple):
+    """One key: its entries in listing order (every version and marker) and what the selector says of it."""
+
+    key: str
+    entries: list[Entry]
+    verdict: Verdict
+
+
+class Selection:
+    """Applies selectors to one location's listings: the account's prefix and each key's verdict."""
+
+    def __init__(self, location_id: str, spec: S3Location, clock: KeyClock | None) -> None:
+        self._location_id = location_id
+        self._spec = spec
+        self._clock = clock
+
+    def prefix(self, selector: Selector) -> str:
+        account = selector.account_id
+        if not account or "/" in account or any(ord(c) < 32 for c in account):
+            # With no "/" in account ids, one account's prefix can never lie inside another's.
+            raise ValueError(f"S3 location {self._location_id}: account id {account!r} cannot name an S3 "
+                             "prefix (it must be non-empty, without '/' or control characters)")
+        return self._spec.prefix(account)
+
+    def verdict(self, selector: Selector, key: str, entries: list[Entry]) -> Verdict:
+        if selector.cutoff is None:
+            return DUE
+        if self._clock is None:
+            newest = max(e.last_modified for e in entries)
+            return DUE if newest <= selector.cutoff else YOUNG
+        latest = self._clock.latest(key)
+        if latest is None:
+            return UNDATED
+        return DUE if latest <= selector.cutoff else YOUNG
+
+    def groups(self, selector: Selector, pages: Iterable[list[Entry]]) -> Iterator[Group]:
+        """One Group per key, in key order; a key's versions may span pages."""
+        for group in self.groups_and_page_ends(selector, pages):
+            if group is not None:
+                yield group
+
+    def groups_and_page_ends(self, selector: Selector, pages: Iterable[list[Entry]]) -> Iterator[Group | None]:
+        """As ``groups``, with a None after the keys completed by each page (where a listing page ended)."""
+        key: str | None = None
+        group: list[Entry] = []
+        for page in pages:
+            for entry in page:
+                if self._spec.versioned:
+                    if entry.key != key:
+                        if key is not None and group:
+                            yield Group(key, group, self.verdict(selector, key, group))
+                        key, group = entry.key, []
+                    group.append(entry)
+                else:  # one entry per key: no need to see the next one first
+                    yield Group(entry.key, [entry], self.verdict(selector, entry.key, [entry]))
+            yield None
+        if key is not None and group:
+            yield Group(key, group, self.verdict(selector, key, group))
