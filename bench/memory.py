@@ -97,7 +97,8 @@ def left_behind(pg_url: str, moto: MotoProcess) -> tuple[int, int]:
     client = s3_client(moto.endpoint)
     seen = []
     for _ in range(6):  # re-list until two listings agree
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=TEMPLATE.format(account_id=ACCOUNT))
+        prefix = TEMPLATE.format(account_id=ACCOUNT)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         seen.append(sum(len(p.get("Contents", ())) for p in pages))
         if len(seen) >= 2 and seen[-1] == seen[-2]:
             break
@@ -196,7 +197,8 @@ def scenario_rows(pg_url: str, moto: MotoProcess, work: Path, sizes: list[tuple[
         peak = result.get("vm_hwm_mb")
         row = Row(scenario, "engine sweep (child process)", due_rows + due_objects, seconds,
                   target=f"peak RSS < {LIMIT_MB} MB")
-        row.verified = (left_rows, left_objects) == (expect_rows, expect_objects) and result.get("status") == "succeeded"
+        row.verified = ((left_rows, left_objects) == (expect_rows, expect_objects)
+                        and result.get("status") == "succeeded")
         row.left = (left_rows - expect_rows) + (left_objects - expect_objects)
         row.verification = (f"{left_rows:,} rows and {left_objects:,} objects remain = all not yet due; run "
                             f"{result.get('status')}" if row.verified else

@@ -36,7 +36,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check in a few minutes")
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     parser.add_argument("--repeat", type=int, help="runs per contender, median reported (default 3; 1 with --quick)")
-    parser.add_argument("--out", type=Path, help="JSON output (default bench/results/latest.json, quick.json with --quick)")
+    parser.add_argument("--out", type=Path,
+                        help="JSON output (default bench/results/latest.json, quick.json with --quick)")
     args = parser.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS))
@@ -48,9 +49,9 @@ def main() -> int:
         parser.error("--repeat must be 1..9")
     out = args.out or BENCH / "results" / ("quick.json" if args.quick else "latest.json")
 
+    import memory
     import s3_purge
     import sql_delete
-    import memory
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -143,7 +144,7 @@ def print_table(rows: list[Row], stream) -> None:
     cells = [line for line in lines if isinstance(line, list)] + [header]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     fmt = lambda cols: "  ".join(c.rjust(w) if i in (1, 2, 3, 4) else c.ljust(w)  # noqa: E731
-                                 for i, (c, w) in enumerate(zip(cols, widths))).rstrip()
+                                 for i, (c, w) in enumerate(zip(cols, widths, strict=True))).rstrip()
     print(fmt(header), file=stream)
     for line in lines:
         if line is None:

@@ -16,8 +16,21 @@ from pathlib import Path
 
 import pendulum
 
-from common import (AWS, S5CMD, MotoProcess, Row, TimedStore, children_cpu_seconds, clear_dir, combine, log, run_tool,
-                    s3_client, self_cpu_seconds, tail)
+from common import (
+    AWS,
+    S5CMD,
+    MotoProcess,
+    Row,
+    TimedStore,
+    children_cpu_seconds,
+    clear_dir,
+    combine,
+    log,
+    run_tool,
+    s3_client,
+    self_cpu_seconds,
+    tail,
+)
 
 BUCKET = "bench-attachments"
 VBUCKET = "bench-recordings"
@@ -30,6 +43,9 @@ MARKER_EVERY = 5  # versioned seed: a delete marker on top of every fifth key
 # (see bench/README.md). Never counted against a target.
 VARIANT_BATCH = 2000
 VARIANT = f"engine, batch_size={VARIANT_BATCH} (not default)"
+# The engine with botocore's own timestamp parser (dateutil) instead of the store's fromisoformat parser
+# (retention.stores.s3.fast_timestamps), to measure what that parser is worth. Never counted against a target.
+BOTOCORE_PARSER = "engine, botocore's timestamp parser"
 LISTINGS = 6  # verification: re-list until two consecutive listings agree, at most this often
 
 
@@ -91,21 +107,26 @@ def count_versions(client, bucket: str) -> tuple[int, int]:
 # -- contenders ------------------------------------------------------------------------------------
 
 def engine_purge(moto: MotoProcess, bucket: str, versioned: bool, ledger_dir: Path, *, bare: bool = False,
-                 batch_size: int | None = None, plan_counts: bool = True) -> dict:
+                 batch_size: int | None = None, plan_counts: bool = True, botocore_parser: bool = False) -> dict:
     """Plan one delete task in a ledger run and run execute_task on it (or, bare, the store's own loop).
 
     Timed separately: planning (the planner's two counts: total and due), execution, the store's verify.
+    ``botocore_parser``: put botocore's own timestamp parser back after the store installed its own.
     """
     from retention.engine.executor import claim_and_execute
     from retention.ledger import Ledger
     from retention.rules.inventory import S3Location
     from retention.stores.base import Selector
     from retention.stores.s3 import S3Store
+    from retention.stores.s3.fast_timestamps import set_timestamp_parser
 
     spec = S3Location(kind="s3", data_class="bench_objects", conn_id="bench", bucket=bucket,
                       key_template=TEMPLATE, versioned=versioned)
     options = {"batch_size": batch_size} if batch_size else {}
-    store = S3Store("bench_s3", spec, s3_client(moto.endpoint), **options)
+    client = s3_client(moto.endpoint)
+    store = S3Store("bench_s3", spec, client, **options)
+    if botocore_parser and not set_timestamp_parser(client, None):
+        raise RuntimeError("could not put botocore's timestamp parser back; the comparison would be void")
     selector = Selector(ACCOUNT)
     out: dict = {}
     if bare:
@@ -189,7 +210,7 @@ class Timer:
     def __init__(self, moto: MotoProcess) -> None:
         self.moto = moto
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._cpu = (self_cpu_seconds(), children_cpu_seconds(), self.moto.cpu_seconds())
         self._errors = self.moto.tracebacks()
         self._t = time.perf_counter()
@@ -239,16 +260,21 @@ def plain_bucket(moto: MotoProcess, work: Path, n: int, repeat: int = 1) -> list
         elif name == VARIANT:
             extra = engine_purge(moto, BUCKET, False, ledger_dir, batch_size=VARIANT_BATCH, plan_counts=False)
             row = Row(scenario, name, n, extra["execute_s"], reference="s5cmd rm")
+        elif name == BOTOCORE_PARSER:
+            extra = engine_purge(moto, BUCKET, False, ledger_dir, plan_counts=False, botocore_parser=True)
+            row = Row(scenario, name, n, extra["execute_s"], reference="s5cmd rm")
         else:
             extra = engine_purge(moto, BUCKET, False, ledger_dir)
             row = Row(scenario, name, n, extra["execute_s"], reference="s5cmd rm", target=target)
         row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
         left = count_objects(s3_client(moto.endpoint), BUCKET)
         row.left, row.verified = left, left == 0
-        row.verification = "0 objects left (2 listings agree)" if left == 0 else f"FAILED: {left:,} of {n:,} objects left"
+        row.verification = ("0 objects left (2 listings agree)" if left == 0
+                            else f"FAILED: {left:,} of {n:,} objects left")
         return row
 
-    contenders = ["s5cmd rm", "engine (execute_task)", VARIANT, "boto3 list+DeleteObjects loop", "aws s3 rm --recursive"]
+    contenders = ["s5cmd rm", "engine (execute_task)", BOTOCORE_PARSER, VARIANT, "boto3 list+DeleteObjects loop",
+                  "aws s3 rm --recursive"]
     runs: dict[str, list[Row]] = {name: [] for name in contenders}
     for rep in range(repeat):
         for name in contenders:
@@ -282,7 +308,9 @@ def versioned_bucket(moto: MotoProcess, work: Path, keys: int) -> list[Row]:
     # The reference is the plain boto3 loop, not s5cmd: s5cmd rm --all-versions leaves most versions behind
     # here (exit code 0), and a rate for a job left undone is no yardstick.
     reference = "boto3 list-versions+DeleteObjects loop"
-    for name in [reference, "engine (execute_task)", "s5cmd rm --all-versions", "aws s3 rm --recursive"]:
+    contenders = [reference, "engine (execute_task)", BOTOCORE_PARSER, "s5cmd rm --all-versions",
+                  "aws s3 rm --recursive"]
+    for name in contenders:
         log(f"{scenario}: {name}")
         records = seed_versioned(moto, keys, check_over_http=not rows)
         extra: dict = {}
@@ -298,10 +326,13 @@ def versioned_bucket(moto: MotoProcess, work: Path, keys: int) -> list[Row]:
             row = Row(scenario, name, records, t.seconds)
         elif name.startswith("aws"):
             with Timer(moto) as t:
-                result = run_tool([AWS, "--endpoint-url", moto.endpoint, "s3", "rm", "--recursive", "--only-show-errors",
-                                   f"s3://{VBUCKET}/{PREFIX}"])
+                result = run_tool([AWS, "--endpoint-url", moto.endpoint, "s3", "rm", "--recursive",
+                                   "--only-show-errors", f"s3://{VBUCKET}/{PREFIX}"])
             extra = {"exit_code": result.returncode, "stderr": tail(result.stderr)}
             row = Row(scenario, name, records, t.seconds, reference=reference)
+        elif name == BOTOCORE_PARSER:
+            extra = engine_purge(moto, VBUCKET, True, ledger_dir, plan_counts=False, botocore_parser=True)
+            row = Row(scenario, name, records, extra["execute_s"], reference=reference)
         else:
             extra = engine_purge(moto, VBUCKET, True, ledger_dir)
             row = Row(scenario, name, records, extra["execute_s"], reference=reference,
