@@ -36,7 +36,7 @@ def mask_url(url: str) -> str:
     return f"{scheme}{sep}{userinfo}{at}{host}{path}{question}{query}{hash_}{fragment}"
 
 
-def masked_connection(value: str) -> dict | str:
+def masked_connection(value: str) -> dict[str, Any] | str:
     """An ``AIRFLOW_CONN_*`` value (URI or JSON) with its password and secret-looking extras replaced."""
     try:
         document = json.loads(value)

@@ -1,27 +1,41 @@
-"""Where the product finds its inputs. One place, read from the environment, used by DAGs and CLI alike."""
+"""Where the product finds its inputs: every environment variable it reads, in one place, for DAGs, API and CLI.
+
+Each field is read from ``RETENTION_<FIELD NAME>`` (an empty value counts as unset), except the few that belong to
+another program and keep its name (``AIRFLOW_API_TOKEN``, libpq's ``PGCONNECT_TIMEOUT``). A setting that cannot be
+used stops the process at start with a ``ValueError`` naming the variable, never at the first use.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from retention.links import SECRET_RULE, secret_problem
-from retention.masking import MASK, mask_text, mask_url, masked_connection  # noqa: F401 (used by cli)
+from retention.masking import MASK, mask_text
+
+PREFIX = "RETENTION_"
+PROCESSOR_NAME_UNSET = "the data importer (set RETENTION_PROCESSOR_NAME)"  # no certificate is signed under it
 
 
-@dataclass(frozen=True)
-class Settings:
-    rules_dir: Path
-    accounts_file: Path | None  # the account registry (a file in the embedded stack)
-    database_url: str | None  # the ledger; None: SQLite under $RETENTION_HOME
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, validate_by_name=True)
+
+    rules_dir: Path = Path("retention_rules")
+    accounts_file: Path | None = None  # the account registry (a file in the embedded stack)
+    database_url: str | None = None  # the ledger; None: SQLite under $RETENTION_HOME
     home: Path = Path("var")  # what the product writes: the default ledger, issued certificates
     jwks_file: Path | None = None  # the published public keys, current and retired
     signing_key_file: Path | None = None  # None: the Airflow Connection retention_signing_key
-    link_secret: str | None = field(default=None, repr=False)  # signs the customers' download links
-    # Earlier link secrets whose links still open (a rotation's window): remove one to end its links.
-    link_secrets_previous: tuple[str, ...] = field(default=(), repr=False)
-    processor_name: str = "the data importer (set RETENTION_PROCESSOR_NAME)"  # who certifies
+    link_secret: str | None = Field(default=None, repr=False)  # signs the customers' download links
+    # Earlier link secrets whose links still open (a rotation's window), comma-separated: remove one to end its links.
+    link_secrets_previous: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), repr=False, validation_alias="RETENTION_LINK_SECRET_PREVIOUS")
+    processor_name: str = PROCESSOR_NAME_UNSET  # who certifies
     returns_conn_id: str = "object_store"  # Airflow Connection of the bucket return packages go to
     returns_bucket: str = "retention-returns"
     backups_conn_id: str = "object_store"  # where database snapshots are kept (they expire, never edited)
@@ -44,6 +58,14 @@ class Settings:
     checkpoint_conn_id: str | None = None  # an Airflow `aws` Connection: publish to S3 instead of the directory
     checkpoint_bucket: str = "retention-checkpoints"  # must have Object Lock enabled
     checkpoint_retention_days: int = 3650  # COMPLIANCE retention of every checkpoint object
+    # How often termination_offboarding asks whether the customer confirmed a return package (read when the
+    # DAG file is parsed).
+    return_poll_seconds: int = 900
+    # Airflow's api-server, which `retention offboard` triggers through, and the caller's access token there.
+    airflow_api_url: str = "http://localhost:8080"
+    airflow_api_token: str | None = Field(default=None, repr=False, validation_alias="AIRFLOW_API_TOKEN")
+    # libpq's own connect timeout in seconds, as libpq reads it (None: unset; the ledger then waits 10 s).
+    pgconnect_timeout: str | None = Field(default=None, validation_alias="PGCONNECT_TIMEOUT")
 
     @property
     def keystore_dir(self) -> Path:
@@ -58,89 +80,94 @@ class Settings:
     def systems_file(self) -> Path:
         return self.rules_dir / "systems.yaml"
 
-    def masked(self) -> dict:
+    def masked(self) -> dict[str, Any]:
         """The effective settings as ``retention config show`` prints them: no secret, only whether it is set;
         any URL with its password and secret query parameters masked."""
-        shown = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        shown = {k: str(v) if isinstance(v, Path) else v for k, v in self.model_dump().items()}
         shown["link_secret"] = MASK if self.link_secret else None
         shown["link_secrets_previous"] = [MASK for _ in self.link_secrets_previous]
+        shown["airflow_api_token"] = MASK if self.airflow_api_token else None
         return {k: mask_text(v) if isinstance(v, str) else v for k, v in shown.items()}
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
-        accounts = os.environ.get("RETENTION_ACCOUNTS_FILE")
-        values = {
-            "rules_dir": Path(os.environ.get("RETENTION_RULES_DIR", "retention_rules")),
-            "accounts_file": Path(accounts) if accounts else None,
-            "database_url": os.environ.get("RETENTION_DATABASE_URL"),
-            "home": Path(os.environ.get("RETENTION_HOME", "var")),
-            "jwks_file": _path(os.environ.get("RETENTION_JWKS_FILE")),
-            "signing_key_file": _path(os.environ.get("RETENTION_SIGNING_KEY_FILE")),
-            **_link_secrets(),
-            **{name: os.environ[f"RETENTION_{name.upper()}"] for name in _TEXT if os.environ.get(f"RETENTION_{name.upper()}")},
-        }
-        if os.environ.get("RETENTION_KEY_DELETION_WINDOW_DAYS"):
-            values["key_deletion_window_days"] = int(os.environ["RETENTION_KEY_DELETION_WINDOW_DAYS"])
-        if os.environ.get("RETENTION_MASS_DELETION_SHARE"):
-            values["mass_deletion_share"] = _share("RETENTION_MASS_DELETION_SHARE")
-        if os.environ.get("RETENTION_MASS_DELETION_MIN_RECORDS"):
-            values["mass_deletion_min_records"] = _count("RETENTION_MASS_DELETION_MIN_RECORDS")
-        values.update(_checkpoint_values())
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The environment's settings, with ``overrides`` (those not None) in place of what it says. Raises a
+        ValueError naming each variable that cannot be used (never its value: it may be a secret)."""
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as exc:
+            raise ValueError("; ".join(_problem(error) for error in exc.errors())) from None
 
+    # --- checks whose messages name the variable and say what is expected --------------------------------------
 
-_TEXT = ("processor_name", "returns_conn_id", "returns_bucket", "backups_conn_id", "backups_bucket", "backups_prefix",
-         "backups_source", "backups_kms_conn_id")
+    @field_validator("mass_deletion_share", mode="before")
+    @classmethod
+    def _share(cls, value: object) -> object:
+        """A fraction above 0 and at most 1 (1 turns the check off: no plan makes more than all of a location due)."""
+        if not isinstance(value, str):
+            return value
+        try:
+            share = float(value)
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 1:
+            raise ValueError(f"RETENTION_MASS_DELETION_SHARE={value!r}: expected a fraction above 0 and at most 1, "
+                             "e.g. 0.5")
+        return share
 
+    @field_validator("mass_deletion_min_records", "checkpoint_retention_days", mode="before")
+    @classmethod
+    def _count(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip().isdigit():
+            unit = "days" if info.field_name == "checkpoint_retention_days" else "records"
+            raise ValueError(f"{_variable(info.field_name)}={value!r}: expected a whole number of {unit}, 0 or more")
+        return value
 
-def _share(name: str) -> float:
-    """A fraction above 0 and at most 1 (1 turns the check off: no plan makes more than all of a location due)."""
-    text = os.environ[name]
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise ValueError(f"{name}={text!r}: expected a fraction above 0 and at most 1, e.g. 0.5")
-    return value
-
-
-def _count(name: str) -> int:
-    text = os.environ[name]
-    if not text.strip().isdigit():
-        raise ValueError(f"{name}={text!r}: expected a whole number of records, 0 or more")
-    return int(text)
-
-
-def _checkpoint_values() -> dict:
-    """The RETENTION_CHECKPOINT_* settings that are set."""
-    values = {name: _path(os.environ.get(f"RETENTION_{name.upper()}"))
-              for name in ("checkpoint_key_file", "checkpoint_jwks_file", "checkpoint_dir")}
-    values.update({name: os.environ.get(f"RETENTION_{name.upper()}") or None
-                   for name in ("checkpoint_conn_id", "checkpoint_bucket")})
-    if os.environ.get("RETENTION_CHECKPOINT_RETENTION_DAYS"):
-        values["checkpoint_retention_days"] = _count("RETENTION_CHECKPOINT_RETENTION_DAYS")
-        if values["checkpoint_retention_days"] < 1:
+    @field_validator("checkpoint_retention_days")
+    @classmethod
+    def _at_least_a_day(cls, days: int) -> int:
+        if days < 1:
             raise ValueError("RETENTION_CHECKPOINT_RETENTION_DAYS: expected at least 1 day")
-    return {k: v for k, v in values.items() if v is not None}
+        return days
+
+    @field_validator("link_secrets_previous", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _link_secrets_are_strong(self) -> Settings:
+        """Each link secret is checked against ``links.SECRET_RULE`` here, so a weak secret stops the process at
+        start rather than at the first link."""
+        if self.link_secrets_previous and not self.link_secret:
+            raise ValueError("RETENTION_LINK_SECRET_PREVIOUS is set without RETENTION_LINK_SECRET: "
+                             "previous secrets only verify links during a rotation to a current one")
+        named = ([("RETENTION_LINK_SECRET", self.link_secret)] if self.link_secret else []) + [
+            (f"RETENTION_LINK_SECRET_PREVIOUS (secret {i})", s) for i, s in enumerate(self.link_secrets_previous, 1)]
+        for name, secret in named:
+            if problem := secret_problem(secret):
+                raise ValueError(f"{name} {problem}; expected {SECRET_RULE}")
+        return self
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def connection_from_env(conn_id: str) -> str | None:
+    """An Airflow Connection given in the environment as Airflow reads it (``AIRFLOW_CONN_<CONN_ID>``, a URI or
+    JSON), or None when it is not: Airflow then finds it in its metadata database or secrets backend."""
+    return os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") or None
 
 
-def _link_secrets() -> dict:
-    """RETENTION_LINK_SECRET and RETENTION_LINK_SECRET_PREVIOUS (comma-separated), each checked against
-    ``links.SECRET_RULE`` here, so a weak secret stops the process at start rather than at the first link."""
-    current = os.environ.get("RETENTION_LINK_SECRET") or None
-    previous = tuple(s.strip() for s in os.environ.get("RETENTION_LINK_SECRET_PREVIOUS", "").split(",") if s.strip())
-    if previous and not current:
-        raise ValueError("RETENTION_LINK_SECRET_PREVIOUS is set without RETENTION_LINK_SECRET: "
-                         "previous secrets only verify links during a rotation to a current one")
-    named = ([("RETENTION_LINK_SECRET", current)] if current else []) + [
-        (f"RETENTION_LINK_SECRET_PREVIOUS (secret {i})", s) for i, s in enumerate(previous, 1)]
-    for name, secret in named:
-        if problem := secret_problem(secret):
-            raise ValueError(f"{name} {problem}; expected {SECRET_RULE}")
-    return {"link_secret": current, "link_secrets_previous": previous}
+def _variable(field_name: str | None) -> str:
+    """The environment variable a field is read from."""
+    field = Settings.model_fields.get(field_name or "")
+    alias = field.validation_alias if field is not None else None
+    return alias if isinstance(alias, str) else f"{PREFIX}{(field_name or '').upper()}"
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as a line naming the variable: our own checks' messages as they are, pydantic's own
+    with the variable in front (never the value)."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    name = str(error["loc"][0]) if error["loc"] else ""
+    variable = name if name.isupper() else _variable(name)
+    return f"{variable}: {error['msg']}"

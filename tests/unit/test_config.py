@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from retention.cli import main
-from retention.settings import mask_url, masked_connection
+from retention.masking import mask_url, masked_connection
 
 REPO = Path(__file__).resolve().parents[2]
 LINK_SECRET = "Hk3_vQ9xLm2pZr7TnW4yBc8dFg1jKs6uEa0oIi5eXtR"

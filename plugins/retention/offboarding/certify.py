@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 from retention.certificates import as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import Archive
 from retention.certificates.termination import SCC
-from retention.engine.planner import SweepContext
 from retention.engine.executor import APPROVAL
+from retention.engine.planner import SweepContext
 from retention.engine.report import build_report, finish_sweep
 from retention.offboarding.plan import account_of
-from retention.settings import Settings
+from retention.settings import PROCESSOR_NAME_UNSET, Settings
 
 LINK_HOURS = 30 * 24
 
@@ -18,17 +20,32 @@ class OffboardingFailed(RuntimeError):
     """Something is unfinished or left behind: no certificate; `retention report RUN` says what."""
 
 
-def certify_run(ctx: SweepContext, run_id: str, settings: Settings, *, actor: str) -> dict:
+class Certified(TypedDict):
+    """The certify task's result: where the signed certificate is and the customer's link (None without a
+    link secret)."""
+    certificate_id: str
+    account_id: str
+    pdf: str
+    link: dict[str, Any] | None  # retention.certificates.certificate_link's answer
+
+
+def certify_run(ctx: SweepContext, run_id: str, settings: Settings, *, actor: str) -> Certified:
     if not ctx.ledger.run_events(run_id, APPROVAL["offboarding"]):
         raise OffboardingFailed(f"offboarding {run_id} was never approved: no certificate")
-    if settings.processor_name == Settings.processor_name:
+    if settings.processor_name == PROCESSOR_NAME_UNSET:
         raise OffboardingFailed("set RETENTION_PROCESSOR_NAME: a certificate names the data importer who signs it")
-    run = ctx.ledger.get_run(run_id)  # a retry after the run was closed issues, it does not close again
-    report = finish_sweep(ctx.ledger, run_id, actor=actor) if run.status == "running" else build_report(ctx.ledger, run_id)
+    run = ctx.ledger.get_run(run_id)
+    if run is None:
+        raise OffboardingFailed(f"offboarding {run_id} is not in the ledger: no certificate")
+    # A retry after the run was closed issues the certificate; it does not close the run again.
+    report = finish_sweep(ctx.ledger, run_id, actor=actor) if run.status == "running" \
+        else build_report(ctx.ledger, run_id)
     if report.status != "succeeded":
-        raise OffboardingFailed(f"offboarding {run_id} {report.status}: no certificate; see `retention report {run_id}`")
+        raise OffboardingFailed(f"offboarding {run_id} {report.status}: no certificate; "
+                                f"see `retention report {run_id}`")
     if not ctx.ledger.run_events(run_id, "backup.copies_recorded"):
-        raise OffboardingFailed(f"offboarding {run_id}: its backups were not recorded; no certificate until they are")
+        raise OffboardingFailed(f"offboarding {run_id}: its backups were not recorded; "
+                                "no certificate until they are")
     account = ctx.accounts[account_of(ctx.ledger, run_id)]
     key = load_signing_key(settings.signing_key_file)
     document = issue(ctx.ledger, run_id, account.id, key, exporter=account.customer or account.id,
