@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from retention.ledger import Ledger, migrate
 from retention.ledger.models import LegalHoldRow
-from retention.ledger.store import _alembic_config, _append, _hold_payload, create_ledger_engine
+from retention.ledger.database import _alembic_config, create_ledger_engine
+from retention.ledger.events import append_event
+from retention.ledger.holds import _hold_payload
 from tests.integration.test_ledger_roles import Roles, _grant, roles  # noqa: F401  (the roles fixture)
 from tests.integration.test_sweep import ALL, run_sweep
 
@@ -55,7 +57,7 @@ def _stored_now(url: str) -> datetime | str:
 
 def assert_in_force(ledger: Ledger, hold_id: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.clear()
-    with caplog.at_level(logging.ERROR, logger="retention.ledger.store"):
+    with caplog.at_level(logging.ERROR, logger="retention.ledger.holds"):
         assert hold_id in ledger.holds_in_force(HELD, "chat_transcripts")
         assert hold_id in ledger.holds_in_force(HELD)
         assert [h.id for h in ledger.list_holds()] == [hold_id]
@@ -105,7 +107,7 @@ def test_a_release_event_that_disagrees_with_the_row_is_no_proof(ledger: Ledger,
 
 def test_an_honest_release_is_proven_and_ends_the_hold(ledger: Ledger, caplog) -> None:
     hold = place(ledger)
-    with caplog.at_level(logging.ERROR, logger="retention.ledger.store"):
+    with caplog.at_level(logging.ERROR, logger="retention.ledger.holds"):
         released = ledger.release_hold(hold.id, released_by="counsel-2", reason="matter closed")
         [event] = ledger.events_of_kind("hold.released")
         assert event.payload["hold_id"] == hold.id
@@ -172,10 +174,10 @@ def test_migration_0005_proves_releases_made_before_it(ledger_url: str, caplog) 
                                        reference="LEGAL-15", placed_by="counsel", placed_at=now)
                     for name in ("honest", "forged", "open")}
             for row in rows.values():
-                _append(s, kind="hold.placed", actor="counsel", payload=_hold_payload(row))
+                append_event(s, kind="hold.placed", actor="counsel", payload=_hold_payload(row))
             for name in ("honest", "forged"):
                 rows[name].released_at, rows[name].released_by = now.add(seconds=1), "counsel-2"
-            _append(s, kind="hold.released", actor="counsel-2", payload=_hold_payload(rows["honest"]))
+            append_event(s, kind="hold.released", actor="counsel-2", payload=_hold_payload(rows["honest"]))
             columns = ("id", "account_id", "data_class", "reason", "reference", "placed_by", "placed_at",
                        "released_at", "released_by")
             s.execute(insert(LegalHoldRow.__table__),  # the 0004 table: no released_seq column yet
@@ -184,7 +186,7 @@ def test_migration_0005_proves_releases_made_before_it(ledger_url: str, caplog) 
         engine.dispose()
 
     migrate(ledger_url)
-    with Ledger.open(ledger_url) as ledger, caplog.at_level(logging.ERROR, logger="retention.ledger.store"):
+    with Ledger.open(ledger_url) as ledger, caplog.at_level(logging.ERROR, logger="retention.ledger.holds"):
         assert ledger.holds_in_force(HELD) == ["hold-forged", "hold-open"]
         assert {h.id: h.released_at is not None for h in ledger.resolver_holds()} == {
             "hold-honest": True, "hold-forged": False, "hold-open": False}

@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from retention.ledger import Ledger, migrate
-from retention.ledger.store import LOCK_ATTEMPTS, LedgerBusy, create_ledger_engine
+from retention.ledger.database import create_ledger_engine
+from retention.ledger.transactions import LOCK_ATTEMPTS, LedgerBusy
 
 pytestmark = pytest.mark.postgres
 

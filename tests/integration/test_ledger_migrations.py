@@ -39,7 +39,7 @@ def test_the_chain_head_row_is_seeded_by_the_migration(ledger_url: str) -> None:
 def test_the_migration_downgrades_to_an_empty_database(ledger_url: str) -> None:
     from alembic import command
 
-    from retention.ledger.store import _alembic_config
+    from retention.ledger.database import _alembic_config
 
     migrate(ledger_url)
     engine = create_ledger_engine(ledger_url)

@@ -24,7 +24,7 @@ from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
-from retention.ledger.store import TaskBusy
+from retention.ledger.runs import TaskBusy
 from retention.stores import PendingBatch, Selector, Store
 from retention.stores.base import BatchLocked
 

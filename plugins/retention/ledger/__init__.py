@@ -6,17 +6,40 @@ carries its digest (``Ledger.append(texts=...)``, ``Ledger.erase_text``).
 """
 
 from retention.ledger.chain import (
-    PayloadError, VerifyResult, canonical_json, compute_hash, event_hash, iso_utc, verify,
+    PayloadError,
+    VerifyResult,
+    canonical_json,
+    compute_hash,
+    event_hash,
+    iso_utc,
+    verify,
+)
+from retention.ledger.database import (
+    MIGRATIONS_DIR,
+    LedgerSchemaError,
+    create_ledger_engine,
+    current_revision,
+    database_url,
+    head_revision,
+    migrate,
+    normalize_url,
 )
 from retention.ledger.guard import PersonalDataError, looks_personal
+from retention.ledger.holds import HoldRecord
 from retention.ledger.models import (
-    GENESIS_HASH, VERSION_TABLE, Base, Certificate, ChainHead, ErasableText, Event, LegalHoldRow, PlannedTask,
+    GENESIS_HASH,
+    VERSION_TABLE,
+    Base,
+    Certificate,
+    ChainHead,
+    ErasableText,
+    Event,
+    LegalHoldRow,
+    PlannedTask,
     Run,
 )
-from retention.ledger.store import (
-    MIGRATIONS_DIR, HoldRecord, Ledger, LedgerSchemaError, TextErased, create_ledger_engine, current_revision,
-    database_url, head_revision, migrate, normalize_url,
-)
+from retention.ledger.store import Ledger
+from retention.ledger.texts import TextErased
 
 __all__ = [
     "GENESIS_HASH", "MIGRATIONS_DIR", "VERSION_TABLE", "Base", "Certificate", "ChainHead", "ErasableText", "Event",

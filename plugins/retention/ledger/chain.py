@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,7 +34,7 @@ def canonical_json(obj: Any) -> str:
 def iso_utc(value: datetime) -> str:
     """ISO-8601 in UTC with microseconds, e.g. ``2024-05-01T12:00:00.000000+00:00``."""
     v = utc(value)
-    plain = datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, timezone.utc)
+    plain = datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, UTC)
     return plain.isoformat(timespec="microseconds")
 
 

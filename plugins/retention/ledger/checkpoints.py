@@ -26,11 +26,12 @@ from typing import Protocol
 import rfc8785
 from sqlalchemy import select
 
-from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, b64url, b64url_decode
 from retention.ledger.chain import VerifyResult, event_hash, iso_utc
+from retention.ledger.clock import db_now
 from retention.ledger.models import ChainHead
-from retention.ledger.store import Ledger, db_now
+from retention.ledger.store import Ledger
 from retention.settings import Settings
+from retention.signing_keys import KeySet, SigningKey, SigningKeyError, b64url, b64url_decode
 
 _log = logging.getLogger(__name__)
 PREFIX = "checkpoints/"  # one object per checkpoint, named by seq

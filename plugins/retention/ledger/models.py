@@ -7,12 +7,19 @@ the session's time zone), so hashes and comparisons never depend on the backend.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pendulum
 from sqlalchemy import (
-    JSON, BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, MetaData, String,
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -57,14 +64,14 @@ class UTCDateTime(TypeDecorator):
             return None
         v = utc(value)
         # Plain stdlib datetime for the drivers; SQLite has no time zones, so store naive UTC there.
-        tz = None if dialect.name == "sqlite" else timezone.utc
+        tz = None if dialect.name == "sqlite" else UTC
         return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=tz)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> pendulum.DateTime | None:
         if value is None:
             return None
         if value.tzinfo is None:  # SQLite: stored as naive UTC
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return pendulum.instance(value).in_timezone("UTC")
 
 

@@ -18,8 +18,8 @@ import re
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from retention.ledger.database import create_ledger_engine
 from retention.ledger.models import VERSION_TABLE
-from retention.ledger.store import create_ledger_engine
 from retention.masking import mask_url
 
 # What the product does with each table: every UPDATE it issues is listed, and it never DELETEs a row.

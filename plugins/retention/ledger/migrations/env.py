@@ -1,4 +1,4 @@
-"""Alembic environment for the ledger. Run through ``retention.ledger.store.migrate``, not alembic.ini.
+"""Alembic environment for the ledger. Run through ``retention.ledger.database.migrate``, not alembic.ini.
 
 The caller passes an open connection in ``config.attributes["connection"]`` (so the upgrade runs in
 the caller's transaction) or a URL as ``sqlalchemy.url``.
