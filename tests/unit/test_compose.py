@@ -74,6 +74,12 @@ def test_init_migrates_the_ledger_as_its_owner_then_grants_the_runtime_role(comp
     assert "RETENTION_DATABASE_URL" not in env  # its one ledger connection is the owner's
 
 
+def test_init_sets_the_pools_from_their_declarations_after_migrating_airflow(compose) -> None:
+    lines = [line.strip() for line in compose["services"]["airflow-init"]["command"][-1].splitlines()]
+    assert lines.index("airflow db migrate") < lines.index("retention pools sync")  # the pools live in Airflow's DB
+    assert not [line for line in lines if line.startswith("airflow pools")]  # sizes are declared once, in the code
+
+
 def test_the_postgres_superuser_is_no_service_s_role(compose) -> None:
     assert environment(compose["services"]["postgres"])["POSTGRES_USER"] == "postgres"
     for name, service in compose["services"].items():

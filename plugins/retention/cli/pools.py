@@ -12,6 +12,7 @@ and creates a missing pool or updates an existing one's slots and description in
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 SUBPROCESSOR_POOL = "subprocessor_{name}"  # the pool dags/subprocessor_erasure.py runs a subprocessor's erasures in
 IMPORT_TIMEOUT_SECONDS = 300
+_EXCEPTION = re.compile(r"^[\w.]+(Error|Exception|Exit): ")
 
 
 class Pool(TypedDict):
@@ -87,5 +89,13 @@ def import_pools(wanted: dict[str, Pool]) -> None:
         except subprocess.TimeoutExpired:
             raise Failure(f"airflow pools import did not finish in {IMPORT_TIMEOUT_SECONDS} s") from None
     if done.returncode != 0:
-        said = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-3:]
-        raise Failure(f"airflow pools import failed (exit {done.returncode}): {' | '.join(said)}")
+        raise Failure(f"airflow pools import failed (exit {done.returncode}): {_what_airflow_said(done)}")
+
+
+def _what_airflow_said(done: subprocess.CompletedProcess[str]) -> str:
+    """The exception a failed ``airflow`` command ended with, else its last line (its own message, e.g. a pool it
+    refused); the log lines Airflow writes around it are left out."""
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()] or [
+        line.strip() for line in done.stdout.splitlines() if line.strip()]
+    raised = [line for line in lines if _EXCEPTION.match(line)]
+    return (raised or lines or ["(no output)"])[-1]
