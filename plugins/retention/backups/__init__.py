@@ -27,9 +27,9 @@ from retention.backups.keystore import (
     Keystore,
     KeystoreError,
     KeyUnavailable,
-    KmsKeystore,
-    LocalKeystore,
 )
+from retention.backups.kms_keystore import KmsKeystore, RawKeyRefused
+from retention.backups.local_keystore import LocalKeystore
 from retention.backups.snapshots import (
     Snapshot,
     SnapshotCatalog,
@@ -41,7 +41,7 @@ from retention.backups.snapshots import (
 )
 
 __all__ = [
-    "DataKey", "KeyUnavailable", "KeyDestroyed", "KeyPendingDeletion", "KeyState", "Keystore", "KeystoreError", "KmsKeystore",
-    "LocalKeystore", "Snapshot", "SnapshotCatalog", "SnapshotError", "clear_copies", "last_expiry",
-    "restore_snapshot", "take_snapshot",
+    "DataKey", "KeyDestroyed", "KeyPendingDeletion", "KeyState", "KeyUnavailable", "Keystore", "KeystoreError",
+    "KmsKeystore", "LocalKeystore", "RawKeyRefused", "Snapshot", "SnapshotCatalog", "SnapshotError", "clear_copies",
+    "last_expiry", "restore_snapshot", "take_snapshot",
 ]

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidTag
@@ -60,6 +60,35 @@ class CopyError(RuntimeError):
     """A copy could not be written, read or decrypted; the message names the copy id and account only."""
 
 
+class CopyHeader(TypedDict):
+    """A copy's header: canonical JSON in the clear, and the GCM associated data."""
+    format: int
+    copy_id: str
+    account_id: str
+    created_at: str
+    cipher: str
+    nonce: str  # base64
+    keystore: str  # "local" or "kms"
+    wrapped_key: str  # base64: the data key, wrapped under the account's key
+    content: str
+
+
+class ManifestFile(TypedDict):
+    path: str
+    bytes: int
+    sha256: str
+
+
+class Manifest(TypedDict):
+    """``manifest.json`` of an account's export (``retention.offboarding.returns.export_account`` writes it)."""
+    package_id: str
+    account_id: str
+    created_at: str
+    format: str
+    records: dict[str, int]  # location -> records exported
+    files: list[ManifestFile]
+
+
 @dataclass(frozen=True, slots=True)
 class AccountCopy:
     copy_id: str
@@ -79,13 +108,13 @@ def object_key(account_id: str, copy_id: str, created_at: datetime, prefix: str 
 # -- encrypt and decrypt one file ------------------------------------------------------------------
 
 def seal(plain: Path, sealed: Path, *, account_id: str, copy_id: str, created_at: datetime,
-         keystore: Keystore) -> dict:
+         keystore: Keystore) -> CopyHeader:
     """Encrypt ``plain`` into ``sealed`` under a fresh data key wrapped by the account's key; returns the header."""
     data_key = keystore.generate_data_key(account_id)
     nonce = secrets.token_bytes(NONCE_BYTES)  # a fresh key per copy: a random nonce can never repeat under it
-    header = {"format": 1, "copy_id": copy_id, "account_id": account_id, "created_at": created_at.isoformat(),
-              "cipher": CIPHER, "nonce": _b64(nonce), "keystore": getattr(keystore, "kind", "unknown"),
-              "wrapped_key": _b64(data_key.wrapped), "content": CONTENT}
+    header: CopyHeader = {"format": 1, "copy_id": copy_id, "account_id": account_id,
+                          "created_at": created_at.isoformat(), "cipher": CIPHER, "nonce": _b64(nonce),
+                          "keystore": keystore.kind, "wrapped_key": _b64(data_key.wrapped), "content": CONTENT}
     header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     encryptor = Cipher(algorithms.AES(data_key.plaintext), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(header_bytes)
@@ -97,7 +126,7 @@ def seal(plain: Path, sealed: Path, *, account_id: str, copy_id: str, created_at
     return header
 
 
-def read_header(sealed: Path) -> tuple[dict, bytes, int]:
+def read_header(sealed: Path) -> tuple[CopyHeader, bytes, int]:
     """(header, its bytes, offset of the ciphertext) of a sealed copy."""
     with sealed.open("rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
@@ -105,13 +134,13 @@ def read_header(sealed: Path) -> tuple[dict, bytes, int]:
         (length,) = struct.unpack(">I", f.read(4))
         header_bytes = f.read(length)
     try:
-        header = json.loads(header_bytes)
+        header: CopyHeader = json.loads(header_bytes)
     except ValueError:
         raise CopyError("the copy's header is not JSON") from None
     return header, header_bytes, len(MAGIC) + 4 + length
 
 
-def unseal(sealed: Path, plain: Path, *, keystore: Keystore, account_id: str) -> dict:
+def unseal(sealed: Path, plain: Path, *, keystore: Keystore, account_id: str) -> CopyHeader:
     """Decrypt a copy of ``account_id`` into ``plain``; nothing is left in ``plain`` unless the tag verifies.
 
     The data key is unwrapped by the keystore, which refuses once the account's key is scheduled for
@@ -171,12 +200,11 @@ def write_copy(export: Callable[[Path], dict[str, int]], account_id: str, *, key
     if stored["ContentLength"] != size:
         raise CopyError(f"copy {copy_id} of account {account_id}: bucket {bucket} holds {stored['ContentLength']} "
                         f"bytes, {size} were written")
-    return AccountCopy(copy_id, account_id, key, digest, size, getattr(keystore, "kind", "unknown"), created_at,
-                       records)
+    return AccountCopy(copy_id, account_id, key, digest, size, keystore.kind, created_at, records)
 
 
 def restore_copy(client: Any, bucket: str, key: str, destination: Path, *, keystore: Keystore,
-                 account_id: str, sha256: str | None = None) -> dict:
+                 account_id: str, sha256: str | None = None) -> Manifest:
     """Download one account's copy, check it against the ledger's sha256 when given, decrypt it and unpack
     its files into ``destination``; returns the copy's manifest (files with sha256, records per location)."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -192,7 +220,7 @@ def restore_copy(client: Any, bucket: str, key: str, destination: Path, *, keyst
         unseal(sealed, archive, keystore=keystore, account_id=account_id)
         with tarfile.open(archive) as tar:
             tar.extractall(destination, filter="data")  # refuses absolute paths, "..", links out of the tree
-    manifest = json.loads((destination / "manifest.json").read_bytes())
+    manifest: Manifest = json.loads((destination / "manifest.json").read_bytes())
     for listed in manifest["files"]:  # what was exported is what comes back, file by file
         if _sha256(destination / listed["path"]) != listed["sha256"]:
             raise CopyError(f"a restored file of account {account_id} does not match the copy's manifest")

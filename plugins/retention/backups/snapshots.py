@@ -15,6 +15,7 @@ stderr is reduced to its ``error:`` lines, because DETAIL lines can quote row va
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import logging
 import os
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import pendulum
 from botocore.exceptions import ClientError
@@ -51,6 +52,13 @@ class Expiry(Protocol):
     def after(self, moment: pendulum.DateTime) -> datetime: ...
 
 
+class _Listed(TypedDict):
+    """The part of an S3 ListObjectsV2 ``Contents`` item a snapshot is read from."""
+    Key: str
+    LastModified: datetime
+    Size: int
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     id: str  # the object key
@@ -64,7 +72,7 @@ class Snapshot:
 class SnapshotCatalog:
     """The snapshots of one source database: the objects under ``prefix`` in ``bucket``."""
 
-    def __init__(self, client: Any, bucket: str, prefix: str, source: str) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str, source: str) -> None:  # a boto3 S3 client
         self._client = client
         self.bucket = bucket
         self.prefix = prefix
@@ -72,11 +80,12 @@ class SnapshotCatalog:
 
     def list(self) -> list[Snapshot]:
         """Every snapshot under the prefix, oldest first."""
-        found = []
+        found: builtins.list[Snapshot] = []
         pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
         try:
             for page in pages:  # per-account copies (retention.backups.copies) are not snapshots, whatever the prefix
-                found += [self._snapshot(item) for item in page.get("Contents", ()) if not item["Key"].endswith(".rtbk")]
+                found += [self._snapshot(item) for item in page.get("Contents", ())
+                          if not item["Key"].endswith(".rtbk")]
         except ClientError as exc:
             raise self._error("listing", exc) from None
         return sorted(found, key=lambda s: (s.taken_at, s.id))
@@ -104,14 +113,15 @@ class SnapshotCatalog:
             except ClientError as exc:
                 raise self._error("DeleteObject", exc) from None
         if self._versions(snapshot_id):  # verified by listing again, never by the calls' answers
-            raise SnapshotError(f"snapshots of {self.source}: a snapshot is still in bucket {self.bucket} after deletion")
+            raise SnapshotError(f"snapshots of {self.source}: a snapshot is still in bucket {self.bucket} "
+                                "after deletion")
         return len(versions)
 
-    def _versions(self, snapshot_id: str) -> list[str]:
+    def _versions(self, snapshot_id: str) -> builtins.list[str]:
         try:
             pages = self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=snapshot_id)
-            return [v["VersionId"] for page in pages for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
-                    if v["Key"] == snapshot_id]
+            return [v["VersionId"] for page in pages
+                    for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())] if v["Key"] == snapshot_id]
         except ClientError as exc:
             raise self._error("ListObjectVersions", exc) from None
 
@@ -133,7 +143,7 @@ class SnapshotCatalog:
         except ClientError as exc:
             raise self._error("download", exc) from None
 
-    def _snapshot(self, item: dict) -> Snapshot:
+    def _snapshot(self, item: _Listed) -> Snapshot:
         return Snapshot(item["Key"], self.source, self._taken_at(item["Key"]) or item["LastModified"].astimezone(UTC),
                         item["Size"])
 
@@ -150,7 +160,8 @@ class SnapshotCatalog:
 
 
 def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "unknown")
+    code: str = exc.response.get("Error", {}).get("Code", "unknown")
+    return code
 
 
 # -- dump and restore ------------------------------------------------------------------------------
