@@ -8,7 +8,8 @@ import pytest
 
 from retention.certificates import KeySet
 from retention.ledger import Ledger
-from retention.ledger.checkpoints import DirectoryStore, create_key, verify
+from retention.ledger.checkpoint_stores import DirectoryStore
+from retention.ledger.checkpoints import create_key, verify
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "ledger_checkpoint.py"
 

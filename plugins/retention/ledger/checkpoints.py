@@ -5,9 +5,9 @@ re-hash every later one and move the head, and the chain alone still verifies. A
 last event as ``{seq, hash, at, kid}`` (``at`` read from the ledger database's clock, ``kid`` the signing
 key's RFC 7638 thumbprint), signed with an Ed25519 key that is not in that database (a key file, mode
 0600), and written once to a store outside it: a directory in the embedded stack, an S3 bucket under
-Object Lock in COMPLIANCE mode in production. ``verify`` finds such a rewrite at the first checkpoint
-whose seq no longer carries the signed hash. Events appended after the last checkpoint are vouched for
-by the chain alone: they can be removed undetected until the next checkpoint is published.
+Object Lock in COMPLIANCE mode in production (``checkpoint_stores``). ``verify`` finds such a rewrite at the
+first checkpoint whose seq no longer carries the signed hash. Events appended after the last checkpoint are
+vouched for by the chain alone: they can be removed undetected until the next checkpoint is published.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
-from typing import Protocol
 
 import rfc8785
 from sqlalchemy import select
 
 from retention.ledger.chain import VerifyResult, event_hash, iso_utc
+from retention.ledger.checkpoint_stores import CheckpointError, CheckpointStore, configured_store
 from retention.ledger.clock import db_now
 from retention.ledger.models import ChainHead
 from retention.ledger.store import Ledger
@@ -36,10 +36,6 @@ from retention.signing_keys import KeySet, SigningKey, SigningKeyError, b64url, 
 _log = logging.getLogger(__name__)
 PREFIX = "checkpoints/"  # one object per checkpoint, named by seq
 KEYS_PREFIX = "keys/"  # the public half of every key that signed one, for auditors
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be published: the settings, the key, the store, or a ledger that disagrees."""
 
 
 class CheckpointInvalid(ValueError):
@@ -57,7 +53,7 @@ class Checkpoint:
     def name(self) -> str:
         return f"{PREFIX}{self.seq:020d}.json"  # zero-padded: names sort as seqs do
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, int | str]:
         return {"seq": self.seq, "hash": self.hash, "at": self.at, "kid": self.kid}
 
     def signed(self, key: SigningKey) -> bytes:
@@ -143,127 +139,6 @@ def known_keys(settings: Settings) -> KeySet:
         return KeySet.read(jwks_file(settings))
     except SigningKeyError as exc:
         raise CheckpointError(f"RETENTION_CHECKPOINT_JWKS_FILE: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Where checkpoints are published: objects written once, never replaced
-
-
-class CheckpointStore(Protocol):
-    where: str
-
-    def create(self, name: str, data: bytes) -> bool:
-        """Write ``name`` once; False if an object of that name exists already (it is left as it is)."""
-
-    def read_all(self, prefix: str) -> list[tuple[str, bytes]]:
-        """Every object under ``prefix`` (for S3 every version), in name order."""
-
-
-class DirectoryStore:
-    """The embedded stack: one read-only file per object. Written atomically and never overwritten: the
-    bytes go to a temporary file first, which is then hard-linked to its name (``link`` fails, like
-    ``O_EXCL``, when the name exists)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.where = f"directory {root}"
-
-    def create(self, name: str, data: bytes) -> bool:
-        target = self.root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o444)
-            os.link(temporary, target)
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(temporary)
-        return True
-
-    def read_all(self, prefix: str) -> list[tuple[str, bytes]]:
-        folder = self.root / prefix
-        if not folder.is_dir():
-            return []
-        return [(f"{prefix}{p.name}", p.read_bytes()) for p in sorted(folder.iterdir())
-                if p.is_file() and not p.name.startswith(".")]
-
-
-class S3Store:
-    """Production: a bucket with Object Lock, every object put with COMPLIANCE retention (no one, the root
-    account included, can delete a version or shorten its retention before it ends) and ``If-None-Match``
-    (a name that exists is never given a new version)."""
-
-    def __init__(self, client, bucket: str, retention_days: int) -> None:
-        self.client, self.bucket, self.retention_days = client, bucket, retention_days
-        self.where = f"s3://{bucket}"
-        self._lock_checked = False
-
-    def create(self, name: str, data: bytes) -> bool:
-        from botocore.exceptions import ClientError
-
-        self._check_object_lock()
-        until = datetime.now(UTC) + timedelta(days=self.retention_days)
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=name, Body=data, IfNoneMatch="*",
-                                   ContentType="application/json", ObjectLockMode="COMPLIANCE",
-                                   ObjectLockRetainUntilDate=until)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-                return False
-            raise
-        return True
-
-    def read_all(self, prefix: str) -> list[tuple[str, bytes]]:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self._read_all(prefix)
-        except ClientError as exc:
-            raise CheckpointError(f"RETENTION_CHECKPOINT_BUCKET {self.bucket}: cannot list or read the checkpoints "
-                                  f"({exc.response.get('Error', {}).get('Code')})") from None
-
-    def _read_all(self, prefix: str) -> list[tuple[str, bytes]]:
-        found = []
-        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
-            for version in page.get("Versions", []):  # delete markers hide versions; they remove none
-                body = self.client.get_object(Bucket=self.bucket, Key=version["Key"], VersionId=version["VersionId"])
-                found.append((version["Key"], body["Body"].read()))
-        return sorted(found, key=lambda item: item[0])
-
-    def _check_object_lock(self) -> None:
-        if self._lock_checked:
-            return
-        from botocore.exceptions import ClientError
-
-        try:
-            config = self.client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
-        except ClientError as exc:
-            raise CheckpointError(f"RETENTION_CHECKPOINT_BUCKET {self.bucket}: cannot read its Object Lock "
-                                  f"configuration ({exc.response.get('Error', {}).get('Code')}); checkpoints need "
-                                  "a bucket created with Object Lock") from None
-        if config.get("ObjectLockEnabled") != "Enabled":
-            raise CheckpointError(f"RETENTION_CHECKPOINT_BUCKET {self.bucket}: Object Lock is not enabled, so "
-                                  "its checkpoints could be deleted")
-        self._lock_checked = True
-
-
-def configured_store(settings: Settings) -> CheckpointStore:
-    """S3 when RETENTION_CHECKPOINT_CONN_ID names an Airflow `aws` Connection, else the directory."""
-    if settings.checkpoint_conn_id:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        try:
-            client = S3Hook(aws_conn_id=settings.checkpoint_conn_id).get_conn()
-        except Exception as exc:  # noqa: BLE001 - a missing or broken Connection, whatever Airflow raises for it
-            raise CheckpointError(f"RETENTION_CHECKPOINT_CONN_ID {settings.checkpoint_conn_id}: "
-                                  f"{type(exc).__name__}: {exc}") from None
-        return S3Store(client, settings.checkpoint_bucket, settings.checkpoint_retention_days)
-    return DirectoryStore(settings.checkpoint_dir or settings.home / "checkpoints")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,7 +250,7 @@ class CheckpointReport:
     first_bad_seq_to: int | None
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, bool | int | str | None]:
         return {"ok": self.ok, "checkpoints_checked": self.checkpoints_checked,
                 "last_checkpoint_seq": self.last_checkpoint_seq, "bad_checkpoint": self.bad_checkpoint,
                 "first_bad_seq_from": self.first_bad_seq_from, "first_bad_seq_to": self.first_bad_seq_to,
@@ -394,7 +269,7 @@ def verify(ledger: Ledger, store: CheckpointStore, keys: KeySet, chain: VerifyRe
             return _bad(len(checkpoints), name, None, None, f"checkpoint {parsed}")
         checkpoints.append((name, parsed))
     checkpoints.sort(key=lambda item: (item[1].seq, item[1].at))
-    for (_, before), (name, after) in zip(checkpoints, checkpoints[1:]):
+    for (_, before), (name, after) in pairwise(checkpoints):
         if after.seq == before.seq or after.at < before.at:
             return _bad(0, name, None, None,
                         f"checkpoint {name} (seq {after.seq}, at {after.at}) does not follow checkpoint seq "
@@ -435,7 +310,6 @@ def verify_configured(ledger: Ledger, chain: VerifyResult, settings: Settings | 
     return verify(ledger, configured_store(settings), known_keys(settings), chain)
 
 
-__all__ = ["Checkpoint", "CheckpointError", "CheckpointInvalid", "CheckpointReport", "CheckpointStore",
-           "DirectoryStore", "S3Store", "configured_store", "create_key", "jwks_file", "key_file",
-           "known_keys", "load_key", "publish", "publish_after_certificate", "publish_configured", "published",
-           "verify", "verify_configured"]
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointInvalid", "CheckpointReport", "create_key", "jwks_file",
+           "key_file", "known_keys", "load_key", "publish", "publish_after_certificate", "publish_configured",
+           "published", "verify", "verify_configured"]

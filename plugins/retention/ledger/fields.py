@@ -36,7 +36,7 @@ class FieldError(ValueError):
     """A structured field does not have its shape. The message names the field, never the value."""
 
 
-def _checked(pattern: re.Pattern, value: object, field: str, rule: str, max_len: int = 200) -> str:
+def _checked(pattern: re.Pattern[str], value: object, field: str, rule: str, max_len: int = 200) -> str:
     if not isinstance(value, str):
         raise FieldError(f"{field}: is {type(value).__name__}, not a string; it must be {rule}")
     if len(value) > max_len or pattern.fullmatch(value) is None:

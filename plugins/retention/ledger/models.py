@@ -53,7 +53,7 @@ def utc(value: datetime) -> pendulum.DateTime:
     return pendulum.instance(value).in_timezone("UTC")
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """``DateTime(timezone=True)`` that always stores and returns UTC."""
 
     impl = DateTime(timezone=True)
@@ -117,10 +117,10 @@ class PlannedTask(Base):
     estimated_count: Mapped[int | None] = mapped_column(BigInteger)  # of those, due at plan time
     status: Mapped[str] = mapped_column(String(16), default="planned", server_default="planned")
     skip_reason: Mapped[str | None] = mapped_column(String(500))
-    checkpoint: Mapped[dict | None] = mapped_column(JSON)
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # JSON: a store's own resume state
     affected_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     residue: Mapped[int | None] = mapped_column(BigInteger)
-    retained: Mapped[list | None] = mapped_column(JSON)
+    retained: Mapped[list[Any] | None] = mapped_column(JSON)  # JSON, as the executor wrote it
     # Bumped by every claim (``Ledger.claim``); a write carrying an older value is refused, so an executor
     # that lost its claim (paused, partitioned) cannot overwrite the one that took the task over.
     fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -139,7 +139,7 @@ class Event(Base):
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
     # Usually a planned_tasks id; no FK, so the chain depends on no other table's rows.
     task_id: Mapped[str | None] = mapped_column(String(NAME))
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # JSON: each event kind has its own members
     prev_hash: Mapped[str] = mapped_column(String(HASH))
     hash: Mapped[str] = mapped_column(String(HASH), unique=True)
 
@@ -210,4 +210,4 @@ class Certificate(Base):
     status: Mapped[str] = mapped_column(String(32))
     chain_head_hash: Mapped[str] = mapped_column(String(HASH))
     key_id: Mapped[str | None] = mapped_column(String(NAME))
-    document: Mapped[dict] = mapped_column(JSON)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)  # the signed certificate, as JSON

@@ -79,8 +79,9 @@ def _check_roles(conn: Connection, runtime: str) -> str:
                               "as the database administrator first, as deploy/postgres-init does")
     if row.rolsuper:
         raise LedgerRoleError(f"runtime role {runtime!r} is a superuser: it could disable the events triggers")
-    tables = dict(conn.execute(text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = :s"),
-                               {"s": schema}).all())
+    tables: dict[str, str] = {
+        name: table_owner for name, table_owner in conn.execute(
+            text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = :s"), {"s": schema})}
     missing = sorted(RUNTIME_PRIVILEGES.keys() - tables.keys())
     if missing:
         raise LedgerRoleError(f"schema {schema!r} has no table(s) {', '.join(missing)}: run "
@@ -98,7 +99,7 @@ def _check_roles(conn: Connection, runtime: str) -> str:
         if conn.execute(member, {"r": runtime, "holder": holder}).scalar_one():
             raise LedgerRoleError(f"runtime role {runtime!r} is, or is a member of, {what} ({holder}): "
                                   "it must own nothing in the ledger")
-    return schema
+    return str(schema)  # current_schema(): a name (text)
 
 
 def _grant(conn: Connection, schema: str, runtime: str) -> None:

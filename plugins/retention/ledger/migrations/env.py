@@ -5,26 +5,35 @@ the caller's transaction) or a URL as ``sqlalchemy.url``.
 """
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
 from retention.ledger.models import VERSION_TABLE, Base
 
 config = context.config
 
 
-def _configure(**kw) -> None:
-    context.configure(target_metadata=Base.metadata, version_table=VERSION_TABLE,
-                      compare_type=True, **kw)
+def _configure(*, render_as_batch: bool, url: str | None = None, connection: Connection | None = None,
+               literal_binds: bool = False) -> None:
+    context.configure(target_metadata=Base.metadata, version_table=VERSION_TABLE, compare_type=True,
+                      url=url, connection=connection, literal_binds=literal_binds, render_as_batch=render_as_batch)
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("the ledger migrations need a connection or sqlalchemy.url: run them through "
+                           "`retention ledger migrate`")
+    return url
 
 
 def run_offline() -> None:
-    url = config.get_main_option("sqlalchemy.url")
+    url = _url()
     _configure(url=url, literal_binds=True, render_as_batch=url.startswith("sqlite"))
     with context.begin_transaction():
         context.run_migrations()
 
 
-def run_online(connection) -> None:
+def run_online(connection: Connection) -> None:
     _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
@@ -35,7 +44,7 @@ if context.is_offline_mode():
 elif (conn := config.attributes.get("connection")) is not None:
     run_online(conn)
 else:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.begin() as conn:
         run_online(conn)
     engine.dispose()
