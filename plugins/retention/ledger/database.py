@@ -6,7 +6,6 @@ head revision (``retention ledger migrate``), so a worker never changes a shared
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_ledger_engine(url: str) -> Engine:
+def create_ledger_engine(url: str, settings: Settings | None = None) -> Engine:
+    """An engine on the ledger at ``url``; ``settings`` (read from the environment if not given, and only for
+    PostgreSQL) says whether libpq's own ``PGCONNECT_TIMEOUT`` is set."""
     url = normalize_url(url)
     if not url.startswith("sqlite"):
         # A server that does not answer ends the call in seconds (the driver's default waits minutes), so a
-        # task, a page or a command reports it instead of hanging; PGCONNECT_TIMEOUT still overrides it.
-        libpq = url.startswith("postgresql") and not os.environ.get("PGCONNECT_TIMEOUT")
+        # task, a page or a command reports it instead of hanging. When PGCONNECT_TIMEOUT is set, libpq reads
+        # it itself and no timeout is passed that would override it.
+        libpq = url.startswith("postgresql") and (settings or Settings.from_env()).pgconnect_timeout is None
         connect = {"connect_timeout": CONNECT_TIMEOUT_S} if libpq else {}
         return create_engine(url, pool_pre_ping=True, connect_args=connect)
     engine = create_engine(url, connect_args={"timeout": 60})
