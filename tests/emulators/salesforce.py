@@ -2,7 +2,17 @@
 
 One org: the processor's own (the DPA's CRM subprocessor), holding records of many customers' accounts
 side by side, and the processor's own records (``add_own``: its prospects, with no account stamp).
-Bearer auth with the integration user's access token. Records are Leads and Contacts with 18-character
+
+Auth: the OAuth 2.0 client credentials flow of a connected app. ``POST /services/oauth2/token`` with
+``grant_type=client_credentials`` and the app's consumer key and secret (``CLIENT_ID``, ``client_secret``;
+form fields or HTTP Basic) answers an access token; a wrong secret is 400 ``invalid_client``. Tokens expire
+``token_lifetime`` seconds after they are issued (the org's session timeout), by the emulator's clock
+(``time.time()``); Salesforce's answer carries no ``expires_in``, and neither does this one unless
+``report_expires_in`` (a generic RFC 6749 server's answer). An expired, revoked (``revoke_tokens``) or
+unknown token is 401 ``INVALID_SESSION_ID``. ``TOKEN`` is a session that never expires, for tests reading the
+org directly. ``token_requests`` counts the token endpoint's answers, ``refused_tokens`` the 401s.
+
+Records are Leads and Contacts with 18-character
 ids (key prefix 00Q / 003, case-safe suffix computed as Salesforce does) and the custom field
 ``Qualified_Account__c`` holding the account id the record concerns.
 
@@ -32,14 +42,21 @@ been used the API answers 403 ``REQUEST_LIMIT_EXCEEDED``. Error bodies are array
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
+import secrets
+import time
 from typing import Any
+from urllib.parse import unquote_plus
 
 from tests.emulators.base import Call, Emulator, Reply, bearer
 
 API = "/services/data/v62.0"
 TOKEN = "00D000000000001!salesforce-test-token"
+TOKEN_PATH = "/services/oauth2/token"
+CLIENT_ID = "3MVG9test.connected.app.consumer.key"
+CLIENT_SECRET = "salesforce-test-consumer-secret"
 ACCOUNT_FIELD = "Qualified_Account__c"
 PREFIXES = {"Lead": "00Q", "Contact": "003"}
 FIELDS = {"Id", "IsDeleted", ACCOUNT_FIELD, "Email", "LastName"}
@@ -66,8 +83,15 @@ def _error(status: int, code: str, message: str) -> Reply:
 class SalesforceEmulator(Emulator):
     name = "salesforce"
 
-    def __init__(self, *, page_cap: int = 2000, api_limit: int = 5000, **kwargs: Any) -> None:
+    def __init__(self, *, page_cap: int = 2000, api_limit: int = 5000, client_secret: str = CLIENT_SECRET,
+                 token_lifetime: float = 7200.0, report_expires_in: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self.report_expires_in = report_expires_in
+        self.tokens: dict[str, float] = {}  # access token -> when it expires (time.time())
+        self.token_requests = 0
+        self.refused_tokens = 0
         self.records: dict[str, dict] = {}  # Id -> {"type", "Id", "IsDeleted", fields...}
         self.page_cap = page_cap
         self.api_limit = api_limit
@@ -136,7 +160,13 @@ class SalesforceEmulator(Emulator):
     # -- transport -------------------------------------------------------------------------------
 
     def handle(self, call: Call) -> Reply:
+        if call.method == "POST" and call.path == TOKEN_PATH:
+            with self.lock:
+                return self._token(call)
         if call.path == "/__inspect__" or not self.authorized(call):
+            if call.path != "/__inspect__":
+                with self.lock:
+                    self.refused_tokens += 1
             return super().handle(call)
         with self.lock:
             if self.api_usage >= self.api_limit:
@@ -153,7 +183,43 @@ class SalesforceEmulator(Emulator):
                            "fields": [{"name": "Id"}, {"name": "Email"}, {"name": ACCOUNT_FIELD}]})
 
     def authorized(self, call: Call) -> bool:
-        return bearer(call, TOKEN)
+        if bearer(call, TOKEN):
+            return True
+        given = call.headers.get("authorization", "").removeprefix("Bearer ")
+        with self.lock:
+            return time.time() < self.tokens.get(given, 0.0)
+
+    # -- OAuth 2.0 client credentials ------------------------------------------------------------
+
+    def _token(self, call: Call) -> Reply:
+        self.token_requests += 1
+        form = call.body if isinstance(call.body, dict) else {}
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        basic = call.headers.get("authorization", "")
+        if basic.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+        if form.get("grant_type") != "client_credentials":
+            return Reply(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+        if client_id != CLIENT_ID or secret != self.client_secret:
+            return Reply(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+        token = f"00D000000000001!{secrets.token_urlsafe(24)}"
+        issued = time.time()
+        self.tokens[token] = issued + self.token_lifetime
+        answer = {"access_token": token, "instance_url": self.url, "token_type": "Bearer",
+                  "issued_at": str(int(issued * 1000)), "scope": "api"}
+        if self.report_expires_in:
+            answer["expires_in"] = self.token_lifetime
+        return Reply(200, answer)
+
+    def revoke_tokens(self) -> None:
+        """Every issued token revoked (an admin ending the integration user's sessions)."""
+        with self.lock:
+            self.tokens.clear()
+
+    def all_tokens_expired(self) -> bool:
+        with self.lock:
+            return all(time.time() >= expiry for expiry in self.tokens.values())
 
     def unauthorized(self) -> Reply:
         return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")

@@ -48,7 +48,7 @@ class SentryEmulator(Emulator):
         self.issues: dict[str, dict] = {}  # id -> issue (with "status", possibly pending_deletion)
         self.bulk_removes: list[dict] = []  # {"project", "ids", "query", "removed"} per bulk remove
         self._ids = itertools.count(FIRST_ID)
-        org = rf"/api/0/organizations/(?P<org>[^/]+)"
+        org = r"/api/0/organizations/(?P<org>[^/]+)"
         self.route("GET", rf"{org}/projects/", self._list_projects)
         self.route("GET", rf"{org}/issues/(?P<id>[^/]+)/", self._get_issue)
         issues = r"/api/0/projects/(?P<org>[^/]+)/(?P<project>[^/]+)/issues/"

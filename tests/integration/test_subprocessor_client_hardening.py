@@ -15,7 +15,6 @@ loopback (``tests.emulators``) through the production ``erase``, with a ledger o
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +22,8 @@ import pytest
 from retention.ledger import Ledger, migrate
 from retention.rules.errors import RulesError
 from retention.subprocessors import Credentials, erase, load_spec
-from retention.subprocessors.http import CHUNK, CallDeadlineExceeded, Client, SubprocessorError
+from retention.subprocessors.errors import CallDeadlineExceeded, SubprocessorError
+from retention.subprocessors.http import CHUNK, Client
 from retention.subprocessors.spec import ConnectorSpec
 from tests.emulators import datadog, openai, salesforce, sendgrid, sentry, twilio
 from tests.emulators.base import Call, Emulator, Reply, bearer
@@ -305,7 +305,8 @@ SHIPPED = {
     "twilio": (twilio.TwilioEmulator, {"login": twilio.PARENT, "password": twilio.TOKEN}),
     "sentry": (sentry.SentryEmulator, {"password": sentry.TOKEN}),
     "sendgrid": (sendgrid.SendGridEmulator, {"password": sendgrid.KEY}),
-    "salesforce": (salesforce.SalesforceEmulator, {"password": salesforce.TOKEN}),
+    "salesforce": (salesforce.SalesforceEmulator,
+                   {"login": salesforce.CLIENT_ID, "password": salesforce.CLIENT_SECRET}),
     "openai": (openai.OpenAIEmulator, {"password": openai.TOKEN}),
     "datadog": (datadog.DatadogEmulator, {"password": datadog.API_KEY, "extra": {"application_key": datadog.APP_KEY}}),
 }
@@ -322,7 +323,10 @@ def test_every_shipped_spec_checks_its_credentials_before_deleting(name, subproc
         with pytest.raises(SubprocessorError, match=r"pre-flight test_request .* \(the credentials were refused\)"):
             erase(shipped, resource, ACCOUNT, ledger=subprocessor_ledger, actor="test", credentials=credentials,
                   sleep=lambda seconds: None)
-        assert [(method, path) for method, path, _ in emulator.calls] == [("GET", shipped.test_request.path)]
+        # OAuth2: the token endpoint refused the secret, so not even the pre-flight was sent
+        sent = [("POST", salesforce.TOKEN_PATH)] if shipped.auth.kind == "oauth2_client_credentials" \
+            else [("GET", shipped.test_request.path)]
+        assert [(method, path) for method, path, _ in emulator.calls] == sent
         with Client(shipped, Credentials(base_url=emulator.url, from_connection_host=True, **right)) as client:
             answer = client.call(shipped.test_request, {}, operation="preflight")
         assert answer.status_code in shipped.test_request.expect

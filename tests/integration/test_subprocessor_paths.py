@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retention.subprocessors import Credentials, erase
-from retention.subprocessors.http import SubprocessorError, render
+from retention.subprocessors.errors import SubprocessorError
+from retention.subprocessors.render import render
 from retention.subprocessors.spec import ConnectorSpec
 from tests.emulators.base import Call, Emulator, Reply
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from retention.subprocessors import SubprocessorError
-from tests.emulators.salesforce import ACCOUNT_FIELD, API, TOKEN, SalesforceEmulator
+from tests.emulators.salesforce import ACCOUNT_FIELD, API, CLIENT_ID, TOKEN, SalesforceEmulator
 from tests.fixtures.subprocessors import RULES, events_of, shipped_spec
 
 TENANT, OTHER = "acct_1001", "acct_2002"
@@ -30,7 +30,8 @@ def salesforce():
 
 def run(run_spec, emulator, resource, tenant=TENANT, **kwargs):
     kwargs.setdefault("sleep", lambda seconds: None)
-    return run_spec(shipped_spec("salesforce"), resource, tenant, emulator, password=TOKEN, **kwargs)
+    return run_spec(shipped_spec("salesforce"), resource, tenant, emulator, login=CLIENT_ID,
+                    password=emulator.client_secret, **kwargs)
 
 
 def query_all(emulator: SalesforceEmulator, soql: str) -> httpx.Response:

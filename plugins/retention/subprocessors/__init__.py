@@ -8,22 +8,29 @@ async jobs it waits for in the triggerer (``retention.subprocessors.trigger``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from retention.subprocessors.executor import Eraser, Progress, ResourceResult
-from retention.subprocessors.http import Client, Credentials, SubprocessorError
-from retention.subprocessors.spec import ConnectorSpec, load_spec, load_specs
+from retention.ledger import Ledger
+from retention.subprocessors.connection import Credentials
+from retention.subprocessors.context import Record, RecordedIdsReader
+from retention.subprocessors.errors import SubprocessorError
+from retention.subprocessors.executor import Eraser
+from retention.subprocessors.http import Client
+from retention.subprocessors.results import Progress, ResourceResult
+from retention.subprocessors.spec import ConnectorSpec, RecordedIds, load_spec, load_specs
 
 __all__ = ["ConnectorSpec", "Credentials", "Progress", "ResourceResult", "SubprocessorError", "erase", "eraser",
            "load_spec", "load_specs", "recorded_ids_from_airflow"]
 
 
-def erase(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Any, actor: str,
+def erase(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Ledger, actor: str,
           run_id: str | None = None, credentials: Credentials | None = None, cutoff: datetime | None = None,
-          recorded_ids: Any = None, sleep: Any = None) -> ResourceResult:
+          recorded_ids: RecordedIdsReader | None = None,
+          sleep: Callable[[float], None] | None = None) -> ResourceResult:
     """Erase one resource of one account at one subprocessor, recording every step in the ledger;
     async jobs are polled in this process."""
     with eraser(spec, resource, account_id, ledger=ledger, actor=actor, run_id=run_id, credentials=credentials,
@@ -32,37 +39,38 @@ def erase(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Any, a
 
 
 @contextmanager
-def eraser(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Any, actor: str,
-           run_id: str | None = None, credentials: Credentials | None = None, recorded_ids: Any = None,
-           sleep: Any = None) -> Iterator[Eraser]:
+def eraser(spec: ConnectorSpec, resource: str, account_id: str, *, ledger: Ledger, actor: str,
+           run_id: str | None = None, credentials: Credentials | None = None,
+           recorded_ids: RecordedIdsReader | None = None,
+           sleep: Callable[[float], None] | None = None) -> Iterator[Eraser]:
     """An ``Eraser`` whose calls and events go to the ledger, its client open for the block."""
-    def record(kind: str, payload: dict) -> None:
+    def record(kind: str, payload: dict[str, Any]) -> None:
         ledger.append(kind, payload, actor=actor, run_id=run_id)
 
     credentials = credentials or Credentials.from_connection(spec)
-    options = {"sleep": sleep} if sleep else {}
-    with Client(spec, credentials, on_call=call_recorder(spec, resource, account_id, record), **options) as client:
+    pause = sleep or time.sleep
+    with Client(spec, credentials, on_call=call_recorder(spec, resource, account_id, record), sleep=pause) as client:
         yield Eraser(spec, client, record, holds=ledger.holds_in_force,
-                     recorded_ids=recorded_ids or recorded_ids_from_airflow, **options)
+                     recorded_ids=recorded_ids or recorded_ids_from_airflow, sleep=pause)
 
 
 def call_recorder(spec: ConnectorSpec, resource: str, account_id: str,
-                  record: Callable[[str, dict], None]) -> Callable[[dict], None]:
+                  record: Record) -> Callable[[dict[str, Any]], None]:
     """What the client reports of each HTTP call, as a ``subprocessor.call`` event."""
-    def on_call(call: dict) -> None:
+    def on_call(call: dict[str, Any]) -> None:
         record("subprocessor.call", {"subprocessor": spec.subprocessor, "resource": resource,
                                      "account_id": account_id, **call})
 
     return on_call
 
 
-def recorded_ids_from_airflow(recorded: Any, account_id: str) -> list[str]:
+def recorded_ids_from_airflow(recorded: RecordedIds, account_id: str) -> list[str]:
     """Ids the application recorded at creation, read through the spec's SQL Connection."""
     import sqlalchemy as sa
 
-    from retention.stores import _sql_engine
+    from retention.stores import sql_engine
 
-    engine = _sql_engine(recorded.conn_id)
+    engine = sql_engine(recorded.conn_id)
     table = sa.Table(recorded.table.split(".")[-1], sa.MetaData(),
                      schema=recorded.table.split(".")[0] if "." in recorded.table else None, autoload_with=engine)
     query = sa.select(table.c[recorded.id_column]).where(table.c[recorded.account_column] == account_id)

@@ -1,4 +1,8 @@
-"""HTTP for connector specs: templates, credentials from an Airflow Connection, retries and rate limits.
+"""HTTP for connector specs: one client per spec, retries and rate limits, bounded calls.
+
+Templates are rendered by ``retention.subprocessors.render``, credentials come from the Connection
+(``retention.subprocessors.connection``) and are sent by the spec's auth strategy
+(``retention.subprocessors.auth``).
 
 Every call is reported to ``on_call`` (the executor turns it into a ledger event) with the request's
 template, never its rendered URL: rendered paths and queries can hold e-mail addresses.
@@ -14,67 +18,25 @@ from __future__ import annotations
 
 import email.utils
 import re
-import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from retention.ids import check_account_id
+from retention.subprocessors.auth import Who, authenticator
+from retention.subprocessors.connection import Credentials
+from retention.subprocessors.errors import CallDeadlineExceeded, SubprocessorError
+from retention.subprocessors.render import render, render_body
 from retention.subprocessors.spec import ConnectorSpec, RateLimit, Request, secure_url
 
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # one request; the call's deadline may cut it shorter
+READ_SECONDS, CONNECT_SECONDS = 30.0, 10.0  # one request; the call's deadline may cut it shorter
+TIMEOUT = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
 CHUNK = 64 * 1024  # bytes read at a time: a refused body is read at most this far past the limit
-
-
-class SubprocessorError(RuntimeError):
-    """A call failed for good; the message names subprocessor, operation and status, never data."""
-
-
-class CallDeadlineExceeded(SubprocessorError):
-    """A call reached ``defaults.call_deadline_seconds`` (a provider asking to wait past it, or tries that
-    took as long) and ended without sending more. An ordinary task failure: safe to run again, and Airflow
-    runs it again where the task has retries."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What the spec's auth needs from the Airflow Connection."""
-
-    base_url: str
-    login: str | None = None
-    password: str | None = None
-    extra: dict | None = None
-    from_connection_host: bool = False  # the Connection names the host: it wins over resources' own hosts
-
-    @classmethod
-    def from_connection(cls, spec: ConnectorSpec) -> Credentials:
-        """The Connection ``spec.conn_id``: its host (with schema and port) overrides the spec's base URL,
-        as does its extra ``region`` (one of the spec's regions)."""
-        from airflow.sdk import BaseHook
-
-        return cls.of(spec, BaseHook.get_connection(spec.conn_id))
-
-    @classmethod
-    def of(cls, spec: ConnectorSpec, conn: Any) -> Credentials:
-        """Credentials from an Airflow ``Connection`` already fetched (a trigger fetches it asynchronously)."""
-        extra = conn.extra_dejson or {}
-        base = str(spec.base_url)
-        if extra.get("region"):
-            region = extra["region"]
-            if region not in spec.regions:
-                raise SubprocessorError(f"{spec.subprocessor}: Connection {spec.conn_id} names region {region!r}; "
-                                        f"the spec knows {', '.join(sorted(spec.regions)) or 'none'}")
-            base = str(spec.regions[region])
-        if conn.host:
-            scheme = conn.schema or "https"
-            base = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
-        return cls(base_url=base, login=conn.login, password=conn.password, extra=extra,
-                   from_connection_host=bool(conn.host))
 
 
 class Retryable(Exception):
@@ -83,57 +45,11 @@ class Retryable(Exception):
         self.wait = wait
 
 
-# Path values that would change which resource a path names: "" drops a segment, and "." / ".." are
-# resolved away by the HTTP client (httpx turns /v1/accounts/../contacts into /v1/contacts), so a
-# request aimed at one tenant's records would be sent to the collection of every tenant.
-UNAIMED_PATH_VALUES = frozenset({"", ".", ".."})
-
-
-def render(template: str, variables: dict[str, Any], *, in_path: bool = False, join: str = ",") -> str:
-    """``{name}`` replaced by its value (a list is joined); path values are percent-encoded.
-
-    Refused with a SubprocessorError naming the placeholder, before anything is sent: an empty value
-    anywhere (an empty filter or header can widen a request to every tenant), and ``.`` or ``..`` in a
-    path, whether the value is the account id, an id a provider returned, or a fan-out binding."""
-    def value(name: str) -> str:
-        v = variables[name]
-        parts = [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
-        bad = [p for p in parts if (p in UNAIMED_PATH_VALUES if in_path else p == "")]
-        if bad or not parts:
-            shown = repr(bad[0]) if bad else "an empty list"  # only "", "." or "..": never personal data
-            raise SubprocessorError(f"{{{name}}} is {shown} in the {'path' if in_path else 'request'}, which "
-                                    "would not name one record or tenant; nothing was sent")
-        return join.join(quote(p, safe="") if in_path else p for p in parts)
-
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(template):
-        out.append(literal)
-        if name is not None:
-            out.append(value(name))
-    return "".join(out)
-
-
-def render_body(template: Any, variables: dict[str, Any]) -> Any:
-    """A JSON template: ``"{ids}"`` alone becomes the list itself; other strings are rendered."""
-    if isinstance(template, str):
-        whole = template[1:-1] if template.startswith("{") and template.endswith("}") else None
-        if whole in variables and isinstance(variables[whole], (list, tuple)):
-            return list(variables[whole])
-        if whole in variables and isinstance(variables[whole], int):
-            return variables[whole]  # a JSON number stays a number (Datadog's epoch milliseconds)
-        return render(template, variables)
-    if isinstance(template, dict):
-        return {k: render_body(v, variables) for k, v in template.items()}
-    if isinstance(template, list):
-        return [render_body(v, variables) for v in template]
-    return template
-
-
 class Client:
     """One spec's HTTP client: base URL, auth, default headers, retries honouring the provider's limits."""
 
     def __init__(self, spec: ConnectorSpec, credentials: Credentials, *,
-                 on_call: Callable[[dict], None] = lambda call: None,
+                 on_call: Callable[[dict[str, Any]], None] = lambda call: None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not secure_url(credentials.base_url):
             where = f"the Connection {spec.conn_id}" if credentials.from_connection_host else "base_url"
@@ -144,8 +60,14 @@ class Client:
         self._sleep = sleep
         self._limit: RateLimit = spec.rate_limit
         self._fixed_host = credentials.from_connection_host
+        api = spec.api
         self._http = httpx.Client(base_url=credentials.base_url, timeout=TIMEOUT, follow_redirects=False,
-                                  headers=self._auth_headers(credentials), auth=self._basic(credentials))
+                                  auth=authenticator(api.auth, credentials, Who(spec.subprocessor, api.conn_id)))
+
+    def for_resource(self, name: str, base_url: str | None) -> ResourceClient:
+        """This client as one resource uses it: its own host (where the Connection names none) and its name
+        in errors. A view: the client itself is shared and never changed."""
+        return ResourceClient(self, name, base_url)
 
     def close(self) -> None:
         self._http.close()
@@ -191,7 +113,7 @@ class Client:
                 raise CallDeadlineExceeded(self._past_deadline(request, f"{who}: {operation}", attempts["n"],
                                                                "no time left for another try"))
             attempts["n"] += 1
-            timeout = httpx.Timeout(min(TIMEOUT.read, left), connect=min(TIMEOUT.connect, left))
+            timeout = httpx.Timeout(min(READ_SECONDS, left), connect=min(CONNECT_SECONDS, left))
             try:
                 response = self._receive(self._http.build_request(**built, timeout=timeout), deadline)
             except httpx.TransportError as exc:
@@ -299,23 +221,6 @@ class Client:
             built["data"] = {k: render(v, variables) for k, v in request.form.items()}
         return built
 
-    def _auth_headers(self, credentials: Credentials) -> dict[str, str]:
-        auth = self.spec.auth
-        if auth is None:
-            return {}
-        if auth.kind == "bearer":
-            return {"Authorization": f"Bearer {credentials.password}"}
-        if auth.kind == "headers":
-            values = {"login": credentials.login or "", "password": credentials.password or ""}
-            values.update({f"extra.{k}": str(v) for k, v in (credentials.extra or {}).items()})
-            return {name: _fill(template, values) for name, template in auth.headers.items()}
-        return {}
-
-    def _basic(self, credentials: Credentials) -> httpx.BasicAuth | None:
-        if self.spec.auth is not None and self.spec.auth.kind == "basic":
-            return httpx.BasicAuth(credentials.login or "", credentials.password or "")
-        return None
-
     # -- limits ------------------------------------------------------------------------------------
 
     def _retry_after(self, response: httpx.Response) -> float | None:
@@ -354,6 +259,22 @@ class Client:
                        "status": status, "attempt": attempt, **({"error": error} if error else {})})
 
 
+@dataclass(frozen=True)
+class ResourceClient:
+    """A ``Client`` as one resource of the spec calls it (``Client.for_resource``)."""
+
+    client: Client
+    resource: str
+    base_url: str | None
+
+    def call(self, request: Request, variables: dict[str, Any], *, operation: str, url: str | None = None,
+             link_from: str = "a next-page link", extra_headers: dict[str, str] | None = None,
+             query: dict[str, Any] | None = None, ids_join: str = ",", ids_repeat: str | None = None) -> httpx.Response:
+        return self.client.call(request, variables, operation=operation, url=url, link_from=link_from,
+                                extra_headers=extra_headers, query=query, ids_join=ids_join, ids_repeat=ids_repeat,
+                                base_url=self.base_url, resource=self.resource)
+
+
 class _TooLarge(Exception):
     def __init__(self, status: int, read: int) -> None:
         super().__init__(status, read)
@@ -367,7 +288,8 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 
 def _shown(origin: tuple[str, str, int]) -> str:
-    return "%s://%s:%s" % origin
+    scheme, host, port = origin
+    return f"{scheme}://{host}:{port}"
 
 
 _backoff = wait_exponential_jitter(multiplier=0.5, max=30.0)
@@ -390,13 +312,3 @@ def _go_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text.strip():
         raise ValueError(text)
     return sum(float(n) * _GO_UNITS[u] for n, u in parts)
-
-
-def _fill(template: str, values: dict[str, str]) -> str:
-    """An auth header from the Connection's fields; a field the Connection lacks is an error, not literal text."""
-    def field(match: re.Match) -> str:
-        if match[1] not in values:
-            raise SubprocessorError(f"the Connection has no {match[1]} for an auth header")
-        return values[match[1]]
-
-    return re.sub(r"\{([a-z]+(?:\.[A-Za-z0-9_]+)?)\}", field, template)

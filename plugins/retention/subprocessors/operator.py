@@ -8,6 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from retention.subprocessors import tasks as steps
+from retention.subprocessors.errors import SubprocessorError
+from retention.subprocessors.spec import AsyncJob
 from retention.subprocessors.trigger import JobTrigger
 
 
@@ -25,16 +27,20 @@ class EraseResourceOperator(BaseOperator):
         self.account_id = account_id
         self.actor = actor
 
-    def execute(self, context: Any) -> dict:
+    def execute(self, context: Any) -> dict[str, Any]:
         return self._go_on(steps.begin_erasure(self.subprocessor, self.resource, self.account_id, actor=self.actor))
 
-    def resume(self, context: Any, event: dict) -> dict:
+    def resume(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         return self._go_on(steps.resume_erasure(self.subprocessor, event, actor=self.actor))
 
-    def _go_on(self, progress: dict) -> dict:
+    def _go_on(self, progress: dict[str, Any]) -> dict[str, Any]:
         if not progress["jobs"]:
-            return progress["result"]
-        completion = steps.specs()[self.subprocessor].resources[self.resource].completion  # an AsyncJob
+            result: dict[str, Any] = progress["result"]
+            return result
+        completion = steps.specs()[self.subprocessor].resources[self.resource].completion
+        if not isinstance(completion, AsyncJob):  # only an async_job completion starts jobs to wait for
+            raise SubprocessorError(f"{self.subprocessor}/{self.resource}: jobs to wait for, but completion "
+                                    f"{completion.kind} starts none")
         wait = timedelta(seconds=completion.max_wait.nominal_seconds)
         deadline = (datetime.now(UTC) + wait).isoformat()
         self.defer(trigger=JobTrigger(self.subprocessor, progress, deadline), method_name="resume",

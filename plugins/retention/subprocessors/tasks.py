@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pendulum
 
@@ -39,14 +40,14 @@ def ledger() -> Iterator[Ledger]:
         yield opened
 
 
-def begin_erasure(subprocessor: str, resource: str, account_id: str, *, actor: str) -> dict:
+def begin_erasure(subprocessor: str, resource: str, account_id: str, *, actor: str) -> dict[str, Any]:
     """Find, preview and delete; the ``Progress`` as JSON (``jobs`` non-empty: async jobs to wait for)."""
     spec = specs()[subprocessor]
     with ledger() as opened, eraser(spec, resource, account_id, ledger=opened, actor=actor) as running:
         return running.begin(resource, account_id).to_json()
 
 
-def resume_erasure(subprocessor: str, event: dict, *, actor: str) -> dict:
+def resume_erasure(subprocessor: str, event: dict[str, Any], *, actor: str) -> dict[str, Any]:
     """Record the trigger's job polls, then go on from the jobs' final states (``JobTrigger``'s event)."""
     spec = specs()[subprocessor]
     state = Progress.from_json(event["progress"])
@@ -62,12 +63,12 @@ def resume_erasure(subprocessor: str, event: dict, *, actor: str) -> dict:
             return running.resume(state, event["states"]).to_json()
 
 
-def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str, actor: str) -> dict:
+def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str, actor: str) -> dict[str, Any]:
     """Record that a person must file the request; returns what the attestation form shows, or ``{"held":
     [hold ids]}`` when a legal hold covers the data class: then no request is opened (a person filing it
     would delete what the hold keeps), and ``subprocessor.held`` says why. ``requested_by`` is a staff id
     (``retention.ledger.fields``): it goes into the chain, so a name or an address is refused."""
-    manual = specs()[subprocessor].manual
+    manual = specs()[subprocessor].manual_spec()
     now = datetime.now(UTC)
     deadline = manual.deadline.after(pendulum.instance(now))
     with input_refusals_fail_the_task():
@@ -86,7 +87,8 @@ def open_manual_request(subprocessor: str, account_id: str, *, requested_by: str
             "attested_by": manual.attested_by}
 
 
-def record_attestation(subprocessor: str, account_id: str, response: dict, *, actor: str) -> dict:
+def record_attestation(subprocessor: str, account_id: str, response: dict[str, Any], *,
+                       actor: str) -> dict[str, Any]:
     """The human's answer, into the ledger. An attestation needs a ticket reference and the confirmation's date
     (not in the future); every field must have its shape (``retention.ledger.fields``), or the task fails at
     once, without retries, and nothing is recorded. The ticket reference is kept erasable outside the chain:
@@ -103,7 +105,8 @@ def record_attestation(subprocessor: str, account_id: str, response: dict, *, ac
     return event.payload
 
 
-def _attestation(subprocessor: str, account_id: str, response: dict, attested: bool) -> tuple[dict, str | None]:
+def _attestation(subprocessor: str, account_id: str, response: dict[str, Any],
+                 attested: bool) -> tuple[dict[str, Any], str | None]:
     """The attestation event's payload and its ticket reference, each field checked; ValueError naming the
     field otherwise. A person typed these, so nothing passes on trust."""
     params = response.get("params_input") or {}

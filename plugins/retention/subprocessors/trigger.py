@@ -18,14 +18,18 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from retention.subprocessors.executor import Eraser, Progress, polls_only
-from retention.subprocessors.http import Client, Credentials, SubprocessorError
+from retention.subprocessors.connection import Credentials
+from retention.subprocessors.errors import SubprocessorError
+from retention.subprocessors.executor import Eraser, polls_only
+from retention.subprocessors.http import Client
+from retention.subprocessors.results import Progress
+from retention.subprocessors.spec import AsyncJob
 
 
 class JobTrigger(BaseTrigger):
-    def __init__(self, subprocessor: str, progress: dict, deadline: str) -> None:
+    def __init__(self, subprocessor: str, progress: dict[str, Any], deadline: str) -> None:
         """``progress``: ``Progress.to_json()``; ``deadline``: ISO 8601 UTC, after which the jobs count as stuck."""
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
         self.subprocessor = subprocessor
         self.progress = progress
         self.deadline = deadline
@@ -40,19 +44,24 @@ class JobTrigger(BaseTrigger):
         from retention.subprocessors.tasks import specs
 
         spec = (await asyncio.to_thread(specs))[self.subprocessor]
-        credentials = Credentials.of(spec, await BaseHook.aget_connection(spec.conn_id))
+        credentials = Credentials.of(spec, await BaseHook.aget_connection(spec.api.conn_id))
         progress = Progress.from_json(self.progress)
         completion = spec.resources[progress.result.resource].completion
-        calls: list[dict] = []
+        calls: list[dict[str, Any]] = []
         states: dict[str, str] = {}
         with Client(spec, credentials, on_call=calls.append) as client:
             eraser = Eraser(spec, client, lambda kind, payload: None, holds=polls_only)
             try:
+                if not isinstance(completion, AsyncJob):
+                    raise SubprocessorError(f"{self.subprocessor}/{progress.result.resource}: completion "
+                                            f"{completion.kind} starts no jobs to wait for")
                 while not await asyncio.to_thread(eraser.poll_jobs, progress, states):
                     if datetime.now(UTC) > datetime.fromisoformat(self.deadline):
                         raise SubprocessorError(f"{self.subprocessor}: job not finished within {completion.max_wait}")
                     await asyncio.sleep(completion.poll_every.nominal_seconds)
             except SubprocessorError as exc:
-                yield TriggerEvent({"error": str(exc), "calls": calls, "states": states, "progress": self.progress})
+                yield TriggerEvent(  # type: ignore[no-untyped-call]  # Airflow's TriggerEvent is unannotated
+                    {"error": str(exc), "calls": calls, "states": states, "progress": self.progress})
                 return
-        yield TriggerEvent({"states": states, "calls": calls, "progress": self.progress})
+        yield TriggerEvent(  # type: ignore[no-untyped-call]  # Airflow's TriggerEvent is unannotated
+            {"states": states, "calls": calls, "progress": self.progress})
