@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 from retention.ledger import Ledger
 
@@ -31,12 +32,21 @@ class Issued:
     revoked: str | None = None  # the revocation's reason ("(erased)" once its text was erased)
 
 
+class SavedSupplement(TypedDict):
+    supplement_id: str
+    certificate_id: str  # the original it supplements
+    status: str
+    path: str
+
+
 class Archive:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     def save(self, document: bytes, pdf: bytes) -> str:
         certificate_id = json.loads(document)["certificate"]["certificate_id"]
+        if not isinstance(certificate_id, str):
+            raise ValueError("not a certificate id or format")
         self.directory.mkdir(parents=True, exist_ok=True)
         for fmt, data in (("json", document), ("pdf", pdf)):
             path = self._path(certificate_id, fmt)
@@ -45,7 +55,7 @@ class Archive:
             os.replace(partial, path)
         return certificate_id
 
-    def save_supplement(self, document: bytes) -> dict:
+    def save_supplement(self, document: bytes) -> SavedSupplement:
         """A signed supplement, next to its original as ``supplements/<id>.json``."""
         content = json.loads(document)["certificate"]
         directory = self.directory / "supplements"

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 from fpdf import FPDF
 
-from retention.certificates.keys import KeySet, SigningKey, public_jwk
-from retention.certificates.signed import CertificateInvalid, Verified, verify
+from retention.certificates.signed import CertificateInvalid, JsonObject, Verified, verify
+from retention.signing_keys import KeySet, SigningKey, public_jwk
+
+if TYPE_CHECKING:  # pyHanko and asn1crypto load only where a PDF is signed or verified
+    from asn1crypto.x509 import Certificate as Asn1Certificate
+    from pyhanko.pdf_utils.reader import PdfFileReader
 
 ATTACHMENT = "certificate.json"
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # font subsetting logs every table it prunes
@@ -41,7 +48,7 @@ def render(document: bytes, keys: KeySet) -> bytes:
 
 
 class _Layout(FPDF):
-    def __init__(self, c: dict) -> None:
+    def __init__(self, c: JsonObject) -> None:
         super().__init__(format="A4")
         self.c = c
         self.set_title(f"Certificate of deletion {c['certificate_id']}")
@@ -77,14 +84,14 @@ class _Layout(FPDF):
         self.cell(0, 7, self.text_of(text), new_x="LMARGIN", new_y="NEXT")
         self.set_font(self.family, "", 8.5)
 
-    def pairs(self, rows: list[tuple[str, object]]) -> None:
+    def pairs(self, rows: Sequence[tuple[str, object]]) -> None:
         for label, value in rows:
             self.set_font(self.family, "B", 8.5)
             self.cell(48, 5, self.text_of(label) if label else "")
             self.set_font(self.family, "", 8.5)
             self.multi_cell(0, 5, self.text_of(value), align="L", new_x="LMARGIN", new_y="NEXT")
 
-    def grid(self, header: tuple[str, ...], rows: list[tuple], widths: tuple[int, ...]) -> None:
+    def grid(self, header: tuple[str, ...], rows: Sequence[Sequence[object]], widths: tuple[int, ...]) -> None:
         self.set_font(self.family, "", 7.5)
         with self.table(col_widths=widths, text_align="LEFT", line_height=4.2, first_row_as_headings=True) as table:
             for values in [header, *rows]:
@@ -129,21 +136,26 @@ class _Layout(FPDF):
                            line["nist_800_88"].get("physical") or "") for line in c["locations"]})
         self.set_font(self.family, "", 7.5)
         for category, method, physical in methods:
-            self.multi_cell(0, 4, self.text_of(f"{category}: {method}" + (f"; physically: {physical}" if physical else "")),
-                            align="L", new_x="LMARGIN", new_y="NEXT")
-        for vacuum in sorted({line["nist_800_88"]["vacuum"] for line in c["locations"] if line["nist_800_88"].get("vacuum")}):
-            self.multi_cell(0, 4, self.text_of(f"Dead row versions: {vacuum}"), align="L", new_x="LMARGIN", new_y="NEXT")
+            physically = f"; physically: {physical}" if physical else ""
+            self.multi_cell(0, 4, self.text_of(f"{category}: {method}{physically}"), align="L", new_x="LMARGIN",
+                            new_y="NEXT")
+        for vacuum in sorted({line["nist_800_88"]["vacuum"] for line in c["locations"]
+                              if line["nist_800_88"].get("vacuum")}):
+            self.multi_cell(0, 4, self.text_of(f"Dead row versions: {vacuum}"), align="L", new_x="LMARGIN",
+                            new_y="NEXT")
         self.heading("Subprocessors")
         if c["subprocessors"]:
             self.grid(("Subprocessor", "Resource", "Recorded", "Deleted", "Status", "Provider copies until"),
                       [(s["subprocessor"], s["resource"], _short(s["recorded_at"]), s.get("deleted"), s["status"],
-                        _short(s.get("residual_copies_until"))) for s in c["subprocessors"]], (28, 30, 38, 16, 28, 40))
+                        _short(s.get("residual_copies_until"))) for s in c["subprocessors"]],
+                      (28, 30, 38, 16, 28, 40))
         else:
             self.pairs([("", "No subprocessor erasure, request or hold recorded for this account.")])
         self.heading("Exceptions")
         if c["exceptions"]:
             for e in c["exceptions"]:
-                self.multi_cell(0, 4.5, self.text_of(f"- {exception_text(e)}"), align="L", new_x="LMARGIN", new_y="NEXT")
+                self.multi_cell(0, 4.5, self.text_of(f"- {exception_text(e)}"), align="L", new_x="LMARGIN",
+                                new_y="NEXT")
         else:
             self.pairs([("", "None: nothing in scope was retained, held or left pending.")])
         self.heading("How to verify")
@@ -153,11 +165,12 @@ class _Layout(FPDF):
                                         "`retention certificate verify certificate.pdf --jwks <keys>`")])
 
 
-    def _termination(self, t: dict) -> None:
+    def _termination(self, t: JsonObject) -> None:
         self.heading("Termination")
         election = t["election"]
         changes = " -> ".join(f"{h['choice']} ({_short(h['at'])})" for h in election["history"])
-        rows = [("Contract end", _short(t["contract_end"]) or "not recorded"), ("Effective", _short(t["effective_at"])),
+        rows: list[tuple[str, object]] = [
+                ("Contract end", _short(t["contract_end"]) or "not recorded"), ("Effective", _short(t["effective_at"])),
                 ("Customer's election", f"{election['choice']}, given {_short(election['given_at'])}"
                                         + (f"; changed: {changes}" if election["changed"] else "")),
                 ("Requested by", f"{t['requested']['by']} ({t['requested']['role']}), {_short(t['requested']['at'])}, "
@@ -183,7 +196,7 @@ class _Layout(FPDF):
         self.pairs(rows)
 
 
-def exception_text(e: dict) -> str:
+def exception_text(e: Mapping[str, Any]) -> str:
     """One sentence a DPO reads; the attached JSON keeps every field."""
     kind, by = e["kind"], _short(e.get("complete_by"))
     if kind == "retained_under_law":
@@ -226,7 +239,7 @@ def exception_text(e: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in e.items())  # residue, Object Lock retention: every field as is
 
 
-def backup_text(line: dict) -> str:
+def backup_text(line: Mapping[str, Any]) -> str:
     """A backup line as a DPO reads it: the method in the standard's terms, for which copies, and when."""
     if line.get("line") == "shared_snapshots" or "keystore" not in line and "source" in line:
         when = {"held": f"kept past expiry under legal hold(s) {', '.join(line.get('holds', [])) or 'on other data'}",
@@ -271,7 +284,8 @@ def signing_certificate(key: SigningKey, *, now: datetime | None = None) -> x509
 
 
 def sign_pdf(pdf: bytes, key: SigningKey) -> bytes:
-    from asn1crypto import keys as asn1_keys, x509 as asn1_x509
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import x509 as asn1_x509
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import signers
     from pyhanko.sign.fields import SigSeedSubFilter
@@ -280,8 +294,8 @@ def sign_pdf(pdf: bytes, key: SigningKey) -> bytes:
     cert = asn1_x509.Certificate.load(signing_certificate(key).public_bytes(serialization.Encoding.DER))
     private = asn1_keys.PrivateKeyInfo.load(key.private.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    signer = signers.SimpleSigner(signing_cert=cert, signing_key=private,
-                                  cert_registry=SimpleCertificateStore.from_certs([cert]))
+    registry = SimpleCertificateStore.from_certs([cert])  # type: ignore[no-untyped-call]  # unannotated upstream
+    signer = signers.SimpleSigner(signing_cert=cert, signing_key=private, cert_registry=registry)
     meta = signers.PdfSignatureMetadata(field_name="DeletionCertificate", subfilter=SigSeedSubFilter.PADES,
                                         reason="Certificate of deletion (SCC Clause 12)", md_algorithm="sha512")
     out = io.BytesIO()
@@ -305,10 +319,11 @@ def verify_pdf(data: bytes, keys: KeySet) -> Verified:
         raise CertificateInvalid(f"expected one PDF signature, found {len(signatures)}")
     signature = signatures[0]
     try:
-        signer_kid = public_jwk(_public_key(signature.signer_cert))["kid"]
+        signer_kid = public_jwk(_ed25519_key(signature.signer_cert))["kid"]
     except Exception as exc:  # a damaged signature field: pyHanko and asn1crypto raise several kinds
         raise CertificateInvalid(f"the PDF signature cannot be read ({type(exc).__name__})") from None
-    if keys.public_key(signer_kid) is None:
+    public = keys.public_key(signer_kid)
+    if public is None:
         raise CertificateInvalid(f"the PDF was signed with key {signer_kid}, which is not in the public key set")
     # Trust comes from the JWKS, not from a certificate authority: the signer's own certificate is the root.
     trust = ValidationContext(trust_roots=[signature.signer_cert])
@@ -318,11 +333,12 @@ def verify_pdf(data: bytes, keys: KeySet) -> Verified:
         raise CertificateInvalid(f"the PDF signature cannot be validated ({type(exc).__name__})") from None
     if not (status.intact and status.valid):
         raise CertificateInvalid("the PDF signature does not match the signed bytes: the PDF was changed after signing")
-    if not _signature_field_is_bound(bytes(signature.sig_object["/Contents"]), keys.public_key(signer_kid)):
+    if not _signature_field_is_bound(bytes(signature.sig_object["/Contents"]), public):
         raise CertificateInvalid("the PDF signature field was changed after signing (bytes the signature itself "
                                  "does not cover: padding, the embedded certificate or the algorithm list)")
-    if status.coverage.name != "ENTIRE_FILE":
-        raise CertificateInvalid(f"the PDF signature covers {status.coverage.name}, not the entire file: "
+    coverage = status.coverage.name if status.coverage is not None else "no known range"
+    if coverage != "ENTIRE_FILE":
+        raise CertificateInvalid(f"the PDF signature covers {coverage}, not the entire file: "
                                  "content was appended after signing")
     verified = verify(_attachment(reader), keys)
     if verified.kid != signer_kid:
@@ -330,7 +346,7 @@ def verify_pdf(data: bytes, keys: KeySet) -> Verified:
     return verified
 
 
-def _signature_field_is_bound(contents: bytes, public) -> bool:
+def _signature_field_is_bound(contents: bytes, public: Ed25519PublicKey) -> bool:
     """PDF leaves the signature field outside the signed byte range, and CMS leaves parts of it unsigned.
     A strict verifier binds them too: nothing but zero padding after the DER; the embedded certificate
     self-signed by the JWKS key (so its every byte is fixed); the algorithm list and the signer's
@@ -357,18 +373,23 @@ def _signature_field_is_bound(contents: bytes, public) -> bool:
     return bound and not contents[length:].strip(b"\x00")
 
 
-def _public_key(asn1_cert) -> object:
-    return x509.load_der_x509_certificate(asn1_cert.dump()).public_key()
+def _ed25519_key(asn1_cert: Asn1Certificate) -> Ed25519PublicKey:
+    key = x509.load_der_x509_certificate(asn1_cert.dump()).public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the signer's key is not an Ed25519 key")  # as public_jwk refuses one
+    return key
 
 
-def _attachment(reader) -> bytes:
+def _attachment(reader: PdfFileReader) -> bytes:
     from pyhanko.pdf_utils import misc
 
     try:
         names = reader.root["/Names"]["/EmbeddedFiles"]["/Names"]
         for i in range(0, len(names), 2):
             if str(names[i]) == ATTACHMENT:
-                return names[i + 1].get_object()["/EF"]["/F"].get_object().data
+                data = names[i + 1].get_object()["/EF"]["/F"].get_object().data
+                if isinstance(data, bytes):
+                    return data
     except (KeyError, misc.PdfReadError, TypeError):
         pass
     raise CertificateInvalid(f"the PDF has no attached {ATTACHMENT}")

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import rfc8785
 
-from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, b64url, b64url_decode
+from retention.signing_keys import KeySet, SigningKey, SigningKeyError, b64url, b64url_decode
 
 ALGORITHM = "EdDSA"
+
+# A JSON object as ``json.loads`` returns it. A verified document is what ``content.build`` signed, but only its
+# signature and key were checked here, not its shape: its members are checked where they are read.
+JsonObject = dict[str, Any]
 
 
 class CertificateInvalid(ValueError):
@@ -32,11 +37,11 @@ class CertificateInvalid(ValueError):
 
 @dataclass(frozen=True)
 class Verified:
-    certificate: dict
+    certificate: JsonObject
     kid: str
 
 
-def sign(certificate: dict, key: SigningKey) -> bytes:
+def sign(certificate: Mapping[str, Any], key: SigningKey) -> bytes:
     """The signed document's bytes (canonical JSON, UTF-8)."""
     signature = key.sign(rfc8785.dumps(certificate))
     return rfc8785.dumps({"certificate": certificate,
@@ -71,7 +76,7 @@ def verify(data: bytes, keys: KeySet) -> Verified:
     return Verified(certificate, kid)
 
 
-def _check_key_in_service(certificate: dict, kid: str, keys: KeySet) -> None:
+def _check_key_in_service(certificate: JsonObject, kid: str, keys: KeySet) -> None:
     """A retired key's private half is destroyed at rotation; should it leak anyway, it must not be able to
     sign a document dated after its retirement (the date is covered by the signature)."""
     try:
@@ -93,7 +98,7 @@ def _check_key_in_service(certificate: dict, kid: str, keys: KeySet) -> None:
                                  f"({retired.isoformat()})")
 
 
-def _canonical(document: Any) -> bytes | None:
+def _canonical(document: JsonObject) -> bytes | None:
     try:
         return rfc8785.dumps(document)
     except (rfc8785.CanonicalizationError, ValueError, TypeError):
