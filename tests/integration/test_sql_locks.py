@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from retention.stores.base import Selector
-from retention.stores.sql import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, BatchLocked, SqlStore
+from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
+from retention.stores.base import BatchLocked, Selector
+from retention.stores.sql import SqlStore
 from tests.fixtures.sql import chat_conversations, chat_location, chat_messages
 from tests.integration.test_sql_store import OLD, add_conversations, chat
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 
@@ -55,34 +55,44 @@ def vacuum_tables(engine: sa.Engine, tables: Iterable[str]) -> list[str]:
     return done
 
 
-def touched_tables(ledger: Any, inventory: Any, run_id: str) -> dict[str, list[str]]:
+class Touched(TypedDict):
+    """One Connection's share of a run: its SQL locations, their tables, and the tables of each location."""
+
+    locations: list[str]
+    tables: list[str]
+    by_location: dict[str, list[str]]
+
+
+def touched_tables(ledger: Any, inventory: Any, run_id: str) -> dict[str, Touched]:
     """Per Connection, the run's SQL locations whose verified tasks deleted, anonymized or moved rows, and their
     tables (children first, as they were deleted): ``{"locations", "tables", "by_location"}``."""
-    found: dict[str, dict[str, list[str]]] = {}
+    found: dict[str, dict[str, list[str]]] = {}  # conn_id -> location -> tables
     for task in ledger.tasks(run_id):
         spec = inventory.locations.get(task.location)
         if getattr(spec, "kind", None) != "sql" or task.status != "verified" or not task.affected_count:
             continue
-        entry = found.setdefault(spec.conn_id, {"by_location": {}})
-        entry["by_location"][task.location] = [child.table for child in spec.children] + [spec.table]
-    return {conn: {"locations": sorted(e["by_location"]),
-                   "tables": list(dict.fromkeys(t for loc in sorted(e["by_location"]) for t in e["by_location"][loc])),
-                   "by_location": {loc: e["by_location"][loc] for loc in sorted(e["by_location"])}}
-            for conn, e in found.items()}
+        by_location = found.setdefault(spec.conn_id, {})
+        by_location[task.location] = [child.table for child in spec.children] + [spec.table]
+    return {conn: Touched(locations=sorted(by_location),
+                          tables=list(dict.fromkeys(t for loc in sorted(by_location) for t in by_location[loc])),
+                          by_location={loc: by_location[loc] for loc in sorted(by_location)})
+            for conn, by_location in found.items()}
 
 
 def vacuum_run(ledger: Any, inventory: Any, run_id: str, *, actor: str,
-               engine_for: Callable[[str], sa.Engine] | None = None) -> list[dict]:
+               engine_for: Callable[[str], sa.Engine] | None = None) -> list[dict[str, Any]]:
     """VACUUM the tables a run's verified deletions touched and record it, one event per Connection.
 
     A failure is recorded (``storage.vacuum_failed``) and does not undo or fail the deletion: the rows are
     already deleted and verified; only the dead row versions wait for autovacuum instead."""
     if engine_for is None:
-        from retention.stores import _sql_engine as engine_for  # one pool per Connection, shared with the stores
-    recorded = []
+        from retention.stores import sql_engine  # one pool per Connection, shared with the stores
+
+        engine_for = sql_engine
+    recorded: list[dict[str, Any]] = []
     for conn_id, touched in sorted(touched_tables(ledger, inventory, run_id).items()):
-        payload = {"conn_id": conn_id, "locations": touched["locations"], "tables": touched["tables"],
-                   "by_location": touched["by_location"], "command": COMMAND}
+        payload: dict[str, Any] = {"conn_id": conn_id, "locations": touched["locations"], "tables": touched["tables"],
+                                   "by_location": touched["by_location"], "command": COMMAND}
         try:
             vacuum_tables(engine_for(conn_id), touched["tables"])
         except VacuumFailed as exc:
