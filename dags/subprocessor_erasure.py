@@ -13,19 +13,21 @@ the run (``request.requester``; a manual request records it); a run without one 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.providers.standard.operators.hitl import HITLEntryOperator
-from airflow.sdk import Param, dag, task, task_group
+from airflow.sdk import Param, chain, dag, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 
 from retention.ids import ACCOUNT_ID
 from retention.offboarding.request import requester
-from retention.subprocessors import tasks as steps
+from retention.subprocessors import tasks as subprocessor_tasks
 from retention.subprocessors.operator import EraseResourceOperator
-from retention.subprocessors.spec import waves
+from retention.subprocessors.spec import ConnectorSpec, waves
 
 ACTOR = "airflow:subprocessor_erasure"
-SPECS = steps.specs()
+SPECS = subprocessor_tasks.specs()
 
 
 @dag(
@@ -40,39 +42,52 @@ SPECS = steps.specs()
                                description="Which subprocessors to erase at (default: all)."),
     },
 )
-def subprocessor_erasure():
+def subprocessor_erasure() -> None:
     for name, spec in sorted(SPECS.items()):
         if spec.manual is None:
-            api_group.override(group_id=name)(name, waves(spec), spec.rate_limit.concurrency)
+            api_group.override(group_id=name)(name, erasure_order(spec), spec.rate_limit.concurrency)
         else:
             manual_group.override(group_id=name)(name)
 
 
+def erasure_order(spec: ConnectorSpec) -> list[list[str]]:
+    """The spec's resource waves; the loader has refused a spec whose ``after`` lists form a cycle."""
+    order = waves(spec)
+    if order is None:
+        raise ValueError(f"{spec.subprocessor}: the resources' 'after' lists form a cycle")
+    return order
+
+
+def given(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's params, which Airflow passes to a task that names them (None only outside a run)."""
+    if params is None:
+        raise RuntimeError("no params: this task runs only in a DAG run")
+    return params
+
+
 @task_group
-def api_group(name: str, resource_waves: list[list[str]], concurrency: int):
+def api_group(name: str, resource_waves: list[list[str]], concurrency: int) -> None:
     @task(task_id="selected")
-    def selected(params=None, dag_run=None) -> None:
-        if name not in params["subprocessors"]:
+    def selected(params: dict[str, Any] | None = None, dag_run: object = None) -> None:
+        if name not in given(params)["subprocessors"]:
             raise AirflowSkipException(f"{name} not selected")
         requester(dag_run)  # someone identified asked for this erasure, or nothing is erased
 
-    previous = selected()
-    for i, resources in enumerate(resource_waves, start=1):
-        wave = EraseResourceOperator.partial(
-            task_id=f"erase_{i}", subprocessor=name, account_id="{{ params.account_id }}", actor=ACTOR,
-            pool=f"subprocessor_{name}", max_active_tis_per_dag=concurrency,
-        ).expand(resource=resources)
-        previous >> wave
-        previous = wave
+    chain(selected(), *(EraseResourceOperator.partial(
+        task_id=f"erase_{i}", subprocessor=name, account_id="{{ params.account_id }}", actor=ACTOR,
+        pool=f"subprocessor_{name}", max_active_tis_per_dag=concurrency,
+    ).expand(resource=resources) for i, resources in enumerate(resource_waves, start=1)))
 
 
 @task_group
-def manual_group(name: str):
+def manual_group(name: str) -> None:
     @task(task_id="open_request")
-    def open_request(params=None, dag_run=None) -> dict:
+    def open_request(params: dict[str, Any] | None = None, dag_run: object = None) -> dict[str, Any]:
+        params = given(params)
         if name not in params["subprocessors"]:
             raise AirflowSkipException(f"{name} not selected")
-        opened = steps.open_manual_request(name, params["account_id"], requested_by=requester(dag_run), actor=ACTOR)
+        opened = subprocessor_tasks.open_manual_request(name, params["account_id"], requested_by=requester(dag_run),
+                                                        actor=ACTOR)
         if "held" in opened:  # nobody is asked to delete what a legal hold keeps; the ledger says which hold
             raise AirflowSkipException(f"{name}: legal hold {', '.join(opened['held'])} in force")
         return opened
@@ -83,20 +98,21 @@ def manual_group(name: str):
         body=("File the request at: {{ ti.xcom_pull(task_ids='" + name + ".open_request')['channel'] }}\n\n"
               "Attach: {{ ti.xcom_pull(task_ids='" + name + ".open_request')['evidence'] | join('; ') }}\n\n"
               "The provider must confirm by {{ ti.xcom_pull(task_ids='" + name + ".open_request')['deadline'] }}."),
-        options=[steps.ATTEST, steps.NOT_CONFIRMED],
+        options=[subprocessor_tasks.ATTEST, subprocessor_tasks.NOT_CONFIRMED],
         defaults=None,
         params={"ticket_reference": Param("", type="string", description="The provider's ticket or case number"),
-                "confirmed_on": Param("", type="string", description="Date of the provider's confirmation (YYYY-MM-DD)"),
+                "confirmed_on": Param("", type="string",
+                                      description="Date of the provider's confirmation (YYYY-MM-DD)"),
                 "evidence_sha256": Param("", type="string", description="sha256 of the attached evidence file")},
     )
 
     @task(task_id="record")
-    def record(response: dict, params=None) -> dict:
-        return steps.record_attestation(name, params["account_id"], response, actor=ACTOR)
+    def record(response: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return subprocessor_tasks.record_attestation(name, given(params)["account_id"], response, actor=ACTOR)
 
     opened = open_request()
     opened >> attest
-    record(attest.output)
+    record(attest.output)  # type: ignore[arg-type]  # Airflow's @task types the call as the function, not XComArg
 
 
 subprocessor_erasure()

@@ -108,7 +108,8 @@ def test_a_manual_subprocessor_waits_for_the_attestation_and_the_ledger_keeps_it
     assert [e.kind for e in events] == ["subprocessor.manual_requested", "subprocessor.attested"]
     assert events[0].payload["requested_by"] == "api:alice"  # the Airflow user who triggered the run
     assert "ticket_reference" not in attested
-    assert (ticket, attested["confirmed_on"], attested["attested_by_user_id"]) == ("6S-PRIV-4411", "2026-11-20", "dpo-7")
+    assert (ticket, attested["confirmed_on"], attested["attested_by_user_id"]) == \
+        ("6S-PRIV-4411", "2026-11-20", "dpo-7")
 
 
 def test_without_a_confirmation_the_run_fails_and_the_ledger_says_so(erasure_dag, ledger_url) -> None:

@@ -29,7 +29,8 @@ def test_the_heroku_spec_and_systems_yaml_describe_the_same_shared_database() ->
 
     assert spec.hosted is not None and (spec.hosted.conn_id, spec.hosted.tenancy) == ("app_db", "shared")
     assert spec.resources == {} and waves(spec) == []  # no Platform API call: nothing could erase one customer
-    on_app_db = [loc for loc in inventory.locations.values() if isinstance(loc, SqlLocation) and loc.conn_id == "app_db"]
+    on_app_db = [loc for loc in inventory.locations.values()
+                 if isinstance(loc, SqlLocation) and loc.conn_id == "app_db"]
     assert on_app_db and all(loc.account_column == "account_id" for loc in on_app_db)
     assert check_hosted(spec, inventory) == []
 
@@ -60,7 +61,8 @@ def test_a_systems_yaml_without_the_hosted_database_is_refused_when_specs_load(t
 
 def test_a_hosted_spec_cannot_also_call_the_api(tmp_path) -> None:
     path = tmp_path / "heroku.yaml"
-    path.write_text((RULES / "subprocessors" / "heroku.yaml").read_text() + "\nmanual:\n  data_class: chat_transcripts\n"
+    path.write_text((RULES / "subprocessors" / "heroku.yaml").read_text()
+                    + "\nmanual:\n  data_class: chat_transcripts\n"
                     "  request_channel: support\n  evidence: [ticket]\n  deadline: P30D\n")
     with pytest.raises(RulesError, match="a hosted spec"):
         load_spec(path)

@@ -73,7 +73,8 @@ def test_ledger_events_hold_no_ids_only_digests_and_counts(run_spec, twilio, sub
     text = json.dumps([e.payload for e in events_of(subprocessor_ledger)])
     assert "SM" not in text.replace("SMS", "")  # no message sid
     calls = [e.payload for e in events_of(subprocessor_ledger, "subprocessor.call")]
-    assert calls and all("{" in c["path"] for c in calls if c["operation"] not in ("fan_out", "preflight"))  # templates, not URLs
+    # templates, not URLs
+    assert calls and all("{" in c["path"] for c in calls if c["operation"] not in ("fan_out", "preflight"))
 
 
 @pytest.mark.parametrize(("resource", "data_class"), [("recordings", "call_recordings"),

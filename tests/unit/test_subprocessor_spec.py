@@ -35,6 +35,10 @@ resources:
 """
 
 
+RECORDING = '"/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"'  # the delete's path, as GOOD writes it
+RECORDINGS = '"/2010-04-01/Accounts/{account_id}/Recordings.json"'  # the find's
+
+
 # Every API spec needs its credentials pre-flight; appended last, so the line numbers asserted below hold.
 PREFLIGHT = "test_request: {method: GET, path: /2010-04-01/Accounts.json}\n"
 
@@ -66,15 +70,14 @@ def test_an_unknown_pagination_style_is_refused_at_its_line(tmp_path) -> None:
 
 
 def test_a_resource_without_a_delete_request_is_refused(tmp_path) -> None:
-    text = GOOD.replace('      request: {method: DELETE, path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}\n',
-                        "      batch: 1\n")
+    text = GOOD.replace(f"      request: {{method: DELETE, path: {RECORDING}}}\n", "      batch: 1\n")
     issues = problems(tmp_path, text)
     assert [(i.line, i.field) for i in issues] == [(16, "resources.recordings.delete.request")]
     assert "required" in issues[0].message.lower()
 
 
 def test_a_tenant_delete_without_a_tenant_filter_is_refused(tmp_path) -> None:
-    text = GOOD.replace('      request: {method: DELETE, path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}',
+    text = GOOD.replace(f"      request: {{method: DELETE, path: {RECORDING}}}",
                         '      scope: query\n      request: {method: POST, path: /v1/deletions, body: {query: "*"}}')
     issues = problems(tmp_path, text)
     assert [(i.line, i.field) for i in issues] == [(17, "resources.recordings.delete.request")]
@@ -82,10 +85,10 @@ def test_a_tenant_delete_without_a_tenant_filter_is_refused(tmp_path) -> None:
 
 
 def test_a_delete_all_switch_is_refused_wherever_it_appears(tmp_path) -> None:
-    text = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json"}',
-                        'path: "/2010-04-01/Accounts/{account_id}/Recordings/{id}.json", query: {delete_all_contacts: "true"}}')
+    text = GOOD.replace(f"path: {RECORDING}}}", f'path: {RECORDING}, query: {{delete_all_contacts: "true"}}}}')
     issues = problems(tmp_path, text)
-    assert [(i.line, i.field) for i in issues] == [(16, "resources.recordings.delete.request.query.delete_all_contacts")]
+    assert [(i.line, i.field) for i in issues] == [
+        (16, "resources.recordings.delete.request.query.delete_all_contacts")]
     assert "delete everything" in issues[0].message
 
 
@@ -101,7 +104,7 @@ def test_an_async_job_verified_by_record_ids_is_refused(tmp_path) -> None:
            "      status: {method: GET, path: \"/jobs/{job_id}\"}\n      status_field: status\n"
            "      done: [completed]\n      poll_every: PT2S\n      max_wait: PT1H\n")
     text = GOOD.replace("    verify: {kind: find_empty}\n", job + "    verify:\n      kind: get_absent\n"
-                        "      request: {method: GET, path: \"/2010-04-01/Accounts/{account_id}/Recordings/{id}.json\"}\n")
+                        f"      request: {{method: GET, path: {RECORDING}}}\n")
     issues = problems(tmp_path, text)
     assert [(i.line, i.field) for i in issues] == [(26, "resources.recordings.verify.kind")]
     assert "find_empty" in issues[0].hint
@@ -118,7 +121,8 @@ def test_unknown_placeholders_and_references_are_all_reported_at_once(tmp_path) 
             .replace("Recordings.json\"}", "Recordings.json\", query: {Owner: \"{customer}\"}}"))
     issues = problems(tmp_path, text)
     assert [(i.line, i.field) for i in issues] == [
-        (1, "subprocessor"), (8, "resources.recordings.data_class"), (11, "resources.recordings.find.request.query.Owner")]
+        (1, "subprocessor"), (8, "resources.recordings.data_class"),
+        (11, "resources.recordings.find.request.query.Owner")]
     assert "twilio" in issues[0].hint and "{account_id}" in issues[2].hint
 
 
@@ -151,7 +155,7 @@ def test_a_tenant_delete_needs_no_max_records(tmp_path) -> None:
 
 def test_a_find_aimed_at_no_tenant_is_refused_at_its_line(tmp_path) -> None:
     # Every customer's recordings would be listed, and the deletes follow the find.
-    text = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings.json"}', "path: /2010-04-01/Recordings.json}")
+    text = GOOD.replace(f"path: {RECORDINGS}}}", "path: /2010-04-01/Recordings.json}")
     issues = problems(tmp_path, text)
     assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.find.request")]
     assert "not aimed at one tenant" in issues[0].message and "{account_id}" in issues[0].message
@@ -159,7 +163,7 @@ def test_a_find_aimed_at_no_tenant_is_refused_at_its_line(tmp_path) -> None:
 
 
 def test_a_match_that_names_no_tenant_does_not_aim_a_find(tmp_path) -> None:
-    text = GOOD.replace('path: "/2010-04-01/Accounts/{account_id}/Recordings.json"}', "path: /2010-04-01/Recordings.json}")
+    text = GOOD.replace(f"path: {RECORDINGS}}}", "path: /2010-04-01/Recordings.json}")
     issues = problems(tmp_path, text.replace("      id: sid\n", "      id: sid\n      match: {status: completed}\n"))
     assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.find.request")]
 
@@ -199,7 +203,8 @@ def test_a_completion_period_nobody_documents_must_be_declared_an_assumption(tmp
 
 
 def test_a_completion_period_with_its_source_or_an_assumption_loads(tmp_path) -> None:
-    sourced = UNPOLLABLE.replace("assume_done_after: P30D}", "assume_done_after: P30D, source: 'Provider docs, Deletion'}")
+    sourced = UNPOLLABLE.replace("assume_done_after: P30D}",
+                                 "assume_done_after: P30D, source: 'Provider docs, Deletion'}")
     assert load_spec(write(tmp_path, sourced)).resources["recordings"].completion.source
     assumed = UNPOLLABLE + """\
     assumptions:
@@ -220,7 +225,8 @@ def test_an_operational_assumption_does_not_stand_for_a_completion_period(tmp_pa
 def test_assumption_keys_are_short_fixed_identifiers_and_unique(tmp_path) -> None:
     """The ledger names an assumption by its key alone: one key, one assumption, no free text."""
     text = GOOD.replace("    max_records: 100000\n", "    max_records: 100000\n    assumptions:\n"
-                        "      - {key: same, fact: Two., why: Two.}\n") + "assumptions:\n  - {key: same, fact: One., why: One.}\n"
+                        "      - {key: same, fact: Two., why: Two.}\n")
+    text += "assumptions:\n  - {key: same, fact: One., why: One.}\n"
     assert [i.field for i in problems(tmp_path, text)] == ["resources.recordings.assumptions[0].key"]
     free_text = GOOD + "assumptions:\n  - {key: 'Twilio sends Retry-After', fact: x, why: y}\n"
     assert problems(tmp_path, free_text)[0].field.startswith("assumptions")
