@@ -14,7 +14,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 
-from retention.offboarding import tasks as steps
+from retention.offboarding import tasks as offboarding_tasks  # not retention.engine.steps
 
 
 class FourEyesApproval(ApprovalOperator):
@@ -28,5 +28,5 @@ class FourEyesApproval(ApprovalOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event:
-            steps.record_decision(self.run_id, event, actor=self.actor)
+            offboarding_tasks.record_decision(self.run_id, event, actor=self.actor)
         return super().execute_complete(context, event)

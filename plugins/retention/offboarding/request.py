@@ -3,9 +3,10 @@ for it: the Airflow user who triggered the run, never a name in the conf."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from retention.ids import ACCOUNT_ID  # the one account-id rule; termination_offboarding's Param imports it from here
 from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
@@ -32,13 +33,13 @@ class OffboardingRequest(Strict):
     subprocessors: list[str] | None = None  # which subprocessors to erase at; None: every connector spec
 
     @model_validator(mode="after")
-    def _return_needs_a_recipient(self) -> "OffboardingRequest":
+    def _return_needs_a_recipient(self) -> OffboardingRequest:
         if self.choice is Election.RETURN and self.return_recipient is None:
             raise ValueError("return_recipient: a return is encrypted for the customer; give its age public key")
         return self
 
 
-def parse_request(conf: dict) -> OffboardingRequest:
+def parse_request(conf: dict[str, Any]) -> OffboardingRequest:
     """The request, or a RequestError naming each field as ``conf.<field>: <problem>``."""
     if "requested_by" in conf:  # once a typed name; anyone could claim to be anyone
         raise RequestError("invalid offboarding request: conf.requested_by: not accepted; the requester is the "
@@ -49,7 +50,7 @@ def parse_request(conf: dict) -> OffboardingRequest:
         raise RequestError("invalid offboarding request: " + "; ".join(map(_describe, exc.errors()))) from None
 
 
-def requester(dag_run) -> str:
+def requester(dag_run: object) -> str:
     """The staff id of who asked for this run: ``api:<user name>`` of the Airflow user who triggered it.
 
     Airflow's REST API (and the UI, which uses it) sets ``triggering_user_name`` from the caller's JWT
@@ -64,7 +65,7 @@ def requester(dag_run) -> str:
     return f"api:{name}"
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     """``conf.<field>: <problem>``; a whole-request check names its field at the start of its message."""
     where = ".".join(map(str, error["loc"]))
     problem = str(error.get("ctx", {}).get("error") or error["msg"])

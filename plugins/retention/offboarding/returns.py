@@ -16,12 +16,13 @@ import tempfile
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, TypedDict
 
 import pendulum
 import pyrage
 
 from retention.engine.planner import SweepContext
-from retention.ledger import Ledger
+from retention.ledger import Event, Ledger
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.links import RETURN_RECEIPT, sign_link
 from retention.offboarding.plan import account_of
@@ -31,8 +32,8 @@ FORMAT = "tar+age (X25519); rows as JSON Lines per table, objects as stored; man
 MAX_LINK = timedelta(days=7)  # the longest an S3 (SigV4) presigned link can live
 
 
-def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: str, window_days: int,
-            actor: str, link_secret: str | None = None, now: datetime | None = None) -> dict:
+def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, bucket: str, window_days: int,
+            actor: str, link_secret: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Export, encrypt, upload and record ``return.delivered``; returns the record and the links. A retried
     task finds the package already delivered and only signs fresh links to it."""
     now = pendulum.instance(now or pendulum.now("UTC"))
@@ -47,8 +48,8 @@ def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: s
     return {**delivered, "url": url, "link_expires_at": iso_utc(now + expires), "receipt_path": receipt}
 
 
-def _package(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: str, window_days: int, actor: str,
-             now: pendulum.DateTime) -> dict:
+def _package(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, bucket: str, window_days: int,
+             actor: str, now: pendulum.DateTime) -> dict[str, Any]:
     account_id = account_of(ctx.ledger, run_id)
     package_id = f"ret-{uuid.uuid4().hex}"
     key = f"returns/{account_id}/{package_id}.tar.age"
@@ -59,7 +60,7 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client, bucket: 
         sealed = _seal(root, recipient, Path(tmp))
         client.upload_file(str(sealed), bucket, key)
         size = sealed.stat().st_size
-    delivered = {"package_id": package_id, "account_id": account_id, "format": FORMAT,
+    delivered: dict[str, Any] = {"package_id": package_id, "account_id": account_id, "format": FORMAT,
                  "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "records": sum(records.values()),
                  "locations": len(records), "bytes": size, "bucket": bucket, "key": key,
                  "window_ends_at": iso_utc(now.add(days=window_days))}
@@ -78,7 +79,7 @@ def export_account(ctx: SweepContext, account_id: str, locations: list[str], roo
     return records, manifest
 
 
-def remove_package(ledger: Ledger, run_id: str, *, client, actor: str) -> bool:
+def remove_package(ledger: Ledger, run_id: str, *, client: Any, actor: str) -> bool:
     """Once the return is settled, delete the package (every version): it is a full copy of the account's
     data, even if only the customer can decrypt it. Recorded as ``return.package_removed``; idempotent.
     A legal hold on any of the account's data keeps the package (``return.removal_held``, once per run)."""
@@ -102,7 +103,7 @@ def remove_package(ledger: Ledger, run_id: str, *, client, actor: str) -> bool:
     return True
 
 
-def _versions(client, bucket: str, key: str) -> list[str]:
+def _versions(client: Any, bucket: str, key: str) -> list[str]:
     pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
     return [v["VersionId"] for page in pages for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
             if v["Key"] == key]
@@ -138,6 +139,13 @@ class ReceiptRefused(ValueError):
     """The receipt does not match a delivered package."""
 
 
+class Receipt(TypedDict):
+    """``return.received``: the customer quoted the package's manifest sha256."""
+    package_id: str
+    account_id: str
+    manifest_sha256: str
+
+
 def receipt_link(package_id: str, account_id: str, hours: int, secret: str | None) -> str:
     """The path the customer posts its receipt to (``{"manifest_sha256": ...}``), signed for this package."""
     token, _ = sign_link(RETURN_RECEIPT, {"p": package_id, "a": account_id}, hours, secret)
@@ -145,25 +153,26 @@ def receipt_link(package_id: str, account_id: str, hours: int, secret: str | Non
 
 
 def record_receipt(ledger: Ledger, package_id: str, manifest_sha256: str, *, actor: str,
-                   account_id: str | None = None) -> dict:
+                   account_id: str | None = None) -> Receipt:
     """The customer confirms the package by quoting its manifest's sha256 (so it was opened)."""
     delivered = _delivered(ledger, package_id)
-    if delivered is None or account_id not in (None, delivered.payload["account_id"]):
+    if delivered is None or delivered.run_id is None or account_id not in (None, delivered.payload["account_id"]):
         raise ReceiptRefused(f"no return package {package_id!r} was delivered")
     if manifest_sha256 != delivered.payload["manifest_sha256"]:
         raise ReceiptRefused("the sha256 does not match the package's manifest")
     if ledger.run_events(delivered.run_id, "return.window_elapsed", "return.package_removed"):
         raise ReceiptRefused("the return window has ended; the package was deleted with the rest of the data")
-    receipt = {"package_id": package_id, "account_id": delivered.payload["account_id"],
-               "manifest_sha256": manifest_sha256}
+    receipt: Receipt = {"package_id": package_id, "account_id": delivered.payload["account_id"],
+                        "manifest_sha256": manifest_sha256}
     if _received(ledger, delivered.run_id) is None:
-        ledger.append("return.received", receipt, actor=actor, run_id=delivered.run_id)
+        ledger.append("return.received", dict(receipt), actor=actor, run_id=delivered.run_id)
     return receipt
 
 
 def return_state(ledger: Ledger, run_id: str, *, actor: str, now: datetime | None = None) -> str:
     """"received", "window_elapsed" (recorded once), "waiting", or "none" (no return in this run)."""
-    found = {e.kind: e for e in ledger.run_events(run_id, "return.delivered", "return.received", "return.window_elapsed")}
+    found = {e.kind: e for e in ledger.run_events(run_id, "return.delivered", "return.received",
+                                                  "return.window_elapsed")}
     delivered = found.get("return.delivered")
     if delivered is None:
         return "none"
@@ -179,10 +188,10 @@ def return_state(ledger: Ledger, run_id: str, *, actor: str, now: datetime | Non
     return "window_elapsed"
 
 
-def _delivered(ledger: Ledger, package_id: str):
+def _delivered(ledger: Ledger, package_id: str) -> Event | None:
     return next((e for e in ledger.events() if e.kind == "return.delivered"
                  and e.payload.get("package_id") == package_id), None)
 
 
-def _received(ledger: Ledger, run_id: str):
+def _received(ledger: Ledger, run_id: str) -> Event | None:
     return next(iter(ledger.run_events(run_id, "return.received")), None)

@@ -4,10 +4,11 @@ customer success manager ask ("is it waiting on us, on the customer, or on the c
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, TypedDict
 
 import pendulum
 
-from retention.ledger import Ledger
+from retention.ledger import Ledger, Run
 from retention.offboarding.plan import PLANNED
 from retention.rules import parse_utc
 
@@ -26,12 +27,22 @@ _KINDS = (PLANNED, "offboarding.approved", "return.delivered", "return.received"
           "backup.copies_recorded")
 
 
-def open_offboardings(ledger: Ledger, now: pendulum.DateTime) -> list[dict]:
+class OffboardingStatus(TypedDict):
+    run_id: str
+    account_id: str
+    choice: str
+    effective_at: str
+    started_at: str
+    stage: str  # one of the stages above
+    tasks: dict[str, int]  # task status -> how many of the run's tasks are in it
+
+
+def open_offboardings(ledger: Ledger, now: pendulum.DateTime) -> list[OffboardingStatus]:
     """Every offboarding not finished yet, oldest first, with its stage and its tasks' states."""
     return [_status(ledger, run, now) for run in ledger.open_runs("offboarding")]
 
 
-def _status(ledger: Ledger, run, now: pendulum.DateTime) -> dict:
+def _status(ledger: Ledger, run: Run, now: pendulum.DateTime) -> OffboardingStatus:
     events = {e.kind: e.payload for e in ledger.run_events(run.id, *_KINDS)}
     request = events[PLANNED]
     tasks = Counter(t.status for t in ledger.tasks(run.id))
@@ -40,7 +51,8 @@ def _status(ledger: Ledger, run, now: pendulum.DateTime) -> dict:
             "stage": stage(events, request, tasks, now), "tasks": dict(sorted(tasks.items()))}
 
 
-def stage(events: dict[str, dict], request: dict, tasks: Counter, now: pendulum.DateTime) -> str:
+def stage(events: dict[str, dict[str, Any]], request: dict[str, Any], tasks: Counter[str],
+          now: pendulum.DateTime) -> str:
     if "offboarding.approved" not in events:
         return AWAITING_APPROVAL
     if now < parse_utc(request["effective_at"]):
