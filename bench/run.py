@@ -1,6 +1,6 @@
 """Benchmarks of the retention engine against the tools a user would pick instead (`make bench`).
 
-    python bench/run.py [--quick] [--only s3-plain,s3-versioned,sql-1,sql-20,memory]
+    python bench/run.py [--quick] [--only s3-plain,s3-versioned,s3-parser,sql-1,sql-20,memory]
 
 Starts a local S3 endpoint (moto, in its own process) and an embedded PostgreSQL, runs every scenario
 with every contender on identically seeded data in this one run, verifies what each left behind,
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BENCH, MotoProcess, Row, apply_ratios, clear_dir, log, machine_info, postgres, write_json  # noqa: E402
 
-SCENARIOS = ("s3-plain", "s3-versioned", "sql-1", "sql-20", "memory")
+SCENARIOS = ("s3-plain", "s3-versioned", "s3-parser", "sql-1", "sql-20", "memory")
 FULL = {"objects": 50_000, "versioned_keys": 10_000, "rows": 2_000_000, "due": 1_300_000,
         "memory": [(100_000, 5_000), (1_000_000, 50_000)]}
 QUICK = {"objects": 5_000, "versioned_keys": 1_000, "rows": 200_000, "due": 130_000,
@@ -71,6 +71,8 @@ def main() -> int:
                 rows += s3_purge.plain_bucket(moto, work, sizes["objects"], repeat)
             if "s3-versioned" in only:
                 rows += s3_purge.versioned_bucket(moto, work, sizes["versioned_keys"])
+            if "s3-parser" in only:
+                rows += s3_purge.timestamp_parser(moto, work, sizes["objects"], repeat)
             if "sql-1" in only:
                 rows += sql_delete.scenario_rows(pg_url, sizes["rows"], sizes["due"], 1, work, repeat)
             if "sql-20" in only:

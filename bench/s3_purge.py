@@ -291,6 +291,31 @@ def plain_bucket(moto: MotoProcess, work: Path, n: int, repeat: int = 1) -> list
     return rows
 
 
+def timestamp_parser(moto: MotoProcess, work: Path, n: int, repeat: int) -> list[Row]:
+    """The engine with the store's timestamp parser against the engine with botocore's, and nothing else:
+    round-robin, ``repeat`` runs each on freshly seeded data, the median reported. The reference is
+    botocore's parser, so the ratio is what the store's parser (retention.stores.s3.fast_timestamps) gains."""
+    scenario = f"S3 timestamp parser, plain bucket, {n:,} objects"
+    ledger_dir = work / "ledger-s3-parser"
+    contenders = [BOTOCORE_PARSER, "engine (execute_task)"]
+    runs: dict[str, list[Row]] = {name: [] for name in contenders}
+    for _ in range(repeat):
+        for name in contenders:
+            log(f"{scenario}: {name}")
+            seed_plain(moto, n)
+            extra = engine_purge(moto, BUCKET, False, ledger_dir, plan_counts=False,
+                                 botocore_parser=name == BOTOCORE_PARSER)
+            reference = None if name == BOTOCORE_PARSER else BOTOCORE_PARSER
+            row = Row(scenario, name, n, extra["execute_s"], reference=reference)
+            row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
+            left = count_objects(s3_client(moto.endpoint), BUCKET)
+            row.left, row.verified = left, left == 0
+            row.verification = ("0 objects left (2 listings agree)" if left == 0
+                                else f"FAILED: {left:,} of {n:,} objects left")
+            runs[name].append(row)
+    return [combine(runs[name]) for name in contenders]
+
+
 def _end_to_end(row: Row, reference: str) -> Row:
     e = row.extra
     return Row(row.scenario, "engine incl. plan counts + verify", row.items,
@@ -348,6 +373,6 @@ def versioned_bucket(moto: MotoProcess, work: Path, keys: int) -> list[Row]:
             extra.update(t.cpu)
         row.extra.update({k: round(v, 3) if isinstance(v, float) else v for k, v in extra.items()})
         rows.append(row)
-        if "plan_s" in extra:
+        if name == "engine (execute_task)":
             rows.append(_end_to_end(row, reference))
     return rows
