@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -103,8 +104,8 @@ def _unopenable_ledger(exc: Exception, ctx: click.Context) -> SettingError | Non
     from retention.ledger import Ledger, LedgerSchemaError, create_ledger_engine, database_url, migrate
     from retention.masking import mask_url
 
-    opening = {vars(Ledger)["open"].__func__.__code__, migrate.__code__, create_ledger_engine.__code__,
-               database_url.__code__}
+    opening = {inspect.getattr_static(Ledger, "open").__func__.__code__, migrate.__code__,
+               create_ledger_engine.__code__, database_url.__code__}
     frames, tb = set(), exc.__traceback__
     while tb is not None:
         frames.add(tb.tb_frame.f_code)
