@@ -42,14 +42,23 @@ Transport
     Every API spec names a ``test_request``: a read-only GET (no placeholders) and the statuses it must
     answer, sent before the first call of each erasure; credentials the provider refuses fail the run
     there, before any delete. Base URLs (the spec's, its regions', a resource's own) are https, or http
-    only on loopback (127.0.0.0/8, ::1, localhost). ``defaults`` bounds every call: a response body past
-    ``max_response_bytes`` is refused unread, and a call (with its retries and the provider's
-    Retry-After waits) ends at ``call_deadline_seconds``.
+    only on loopback (127.0.0.0/8, ::1, localhost), and so is an OAuth2 ``token_url`` given as a URL (as
+    a path it is on the base URL's host). Secrets come only from the Airflow Connection ``conn_id``
+    (``auth.kind``: basic, bearer, headers, oauth2_client_credentials). ``defaults`` bounds every call: a
+    response body past ``max_response_bytes`` is refused unread, and a call (with its retries and the
+    provider's Retry-After waits) ends at ``call_deadline_seconds``.
 
 Hosted
     A provider that hosts systems.yaml's locations (Heroku: the shared application database) gets a
     ``hosted`` spec instead of resources: the customer's rows are erased by those locations, and the
     loader checks, against the inventory, that they exist and are keyed by account.
+
+Modules
+    One model per variant, told apart by its tag (``style:`` of a pagination, ``kind:`` of an auth, a
+    completion, a verification; for a find and a fan-out, which of ``request`` / ``recorded`` it gives), each
+    with only its own fields, required where the loader requires them: ``request``, ``pagination``, ``auth``,
+    ``find``, ``delete``, ``completion``, ``resource``, ``connector`` (the file). ``checks`` and
+    ``transport`` hold what a schema cannot say; ``loading`` reads the files.
 """
 
 from retention.subprocessors.spec.auth import Auth, OAuth2ClientCredentials

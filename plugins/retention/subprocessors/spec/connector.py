@@ -55,7 +55,6 @@ class Api(Strict):
     conn_id: str
     base_url: str
     auth: Auth
-    test_request: Preflight | None
 
 
 class ConnectorSpec(Strict):
@@ -98,7 +97,7 @@ class ConnectorSpec(Strict):
         validator gives every spec with resources all three)."""
         if self.conn_id is None or self.auth is None or self.base_url is None:
             raise ValueError(f"{self.subprocessor}: not an API spec (no conn_id, auth and base_url)")
-        return Api(conn_id=self.conn_id, base_url=str(self.base_url), auth=self.auth, test_request=self.test_request)
+        return Api(conn_id=self.conn_id, base_url=str(self.base_url), auth=self.auth)
 
     def manual_spec(self) -> Manual:
         """The manual part; ValueError for a spec that has none."""
