@@ -26,8 +26,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def salesforce(**options: object) -> SalesforceEmulator:
-    emulator = SalesforceEmulator(client_secret=f"secret-{uuid.uuid4().hex}", **options)  # type: ignore[arg-type]
+def salesforce(*, report_expires_in: bool = False, token_lifetime: float = 7200.0) -> SalesforceEmulator:
+    emulator = SalesforceEmulator(client_secret=f"secret-{uuid.uuid4().hex}", report_expires_in=report_expires_in,
+                                  token_lifetime=token_lifetime)
     emulator.add_tenant(TENANT, leads=3, contacts=2)
     return emulator
 
