@@ -2,8 +2,9 @@
 
 Thin on purpose: every task calls one function of retention.engine.tasks. Mapping is per location
 (one data class each), never per account: accounts are batched inside a task, so a map stays far below
-Airflow's 1,024 limit and the scheduler's load does not grow with the customer count. SQL and S3
-locations run in their own pools, so a sweep cannot flood the production database. Clearing a failed
+Airflow's 1,024 limit and the scheduler's load does not grow with the customer count. Each store kind
+(``retention.stores.kinds``) has its own execute task, ``execute_<kind>``, in its own pool, so a sweep
+cannot flood the production database; a kind with no location to work on is skipped. Clearing a failed
 execute task resumes the same run from its checkpoints.
 
 A location the plan would make a large share of due at once (RETENTION_MASS_DELETION_SHARE) is kept and
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Param, dag, task
+
+from retention.stores.kinds import KINDS
 
 ACTOR = "airflow:retention_sweep"
 LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
@@ -50,14 +53,8 @@ def retention_sweep():
         """The plan's locations of one kind, as a list Airflow can map over."""
         return run[kind]
 
-    @task(pool="retention_sql", max_active_tis_per_dag=2, map_index_template=LOCATION)
-    def execute_sql(location: str, run: dict) -> dict:
-        from retention.engine import tasks
-
-        return tasks.execute(run["run_id"], location, actor=ACTOR)
-
-    @task(pool="retention_s3", max_active_tis_per_dag=4, map_index_template=LOCATION)
-    def execute_s3(location: str, run: dict) -> dict:
+    @task(map_index_template=LOCATION)
+    def execute(location: str, run: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.execute(run["run_id"], location, actor=ACTOR)
@@ -82,8 +79,11 @@ def retention_sweep():
         return tasks.check_terminations(run["run_id"], actor=ACTOR)
 
     run = plan()
-    sql, s3, every = (locations.override(task_id=f"{kind}_locations")(run, kind) for kind in ("sql", "s3", "all"))
-    executed = [execute_sql.partial(run=run).expand(location=sql), execute_s3.partial(run=run).expand(location=s3)]
+    executed = [execute.override(task_id=f"execute_{name}", pool=kind.pool,
+                                 max_active_tis_per_dag=kind.max_active_tis_per_dag)
+                .partial(run=run).expand(location=locations.override(task_id=f"{name}_locations")(run, name))
+                for name, kind in KINDS.items()]
+    every = locations.override(task_id="all_locations")(run, "all")
     verified = verify.partial(run=run).expand(location=every)
     executed >> verified >> report(run) >> overdue_terminations(run)
 

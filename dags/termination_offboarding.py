@@ -2,7 +2,8 @@
 included, keep what law requires isolated, and certify it.
 
 plan -> four-eyes approval -> (return package -> wait for receipt or the window's end) -> execute
-(mapped per location) -> verify -> backups -> subprocessors -> certificate and customer link.
+(mapped per location, one ``execute_<kind>`` task and pool per store kind of ``retention.stores.kinds``)
+-> verify -> backups -> subprocessors -> certificate and customer link.
 
 Thin: every task calls one function of ``retention.offboarding.tasks``; the engine, stores and
 subprocessor operator are the sweep's. The conf is validated by the Params below before any task runs,
@@ -19,18 +20,18 @@ import pendulum
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import Param, PokeReturnValue, dag, task
 
-from retention.offboarding import tasks as steps
+from retention.offboarding import tasks as offboarding
 from retention.offboarding.approval import FourEyesApproval
 from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT, TICKET_MAX, TICKET_REFERENCE, requester
 from retention.subprocessors import tasks as subprocessor_steps
 from retention.subprocessors.operator import EraseResourceOperator
+from retention.stores.kinds import KINDS
 from retention.subprocessors.spec import waves
 
 ACTOR = "airflow:termination_offboarding"
 LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
 SPECS = subprocessor_steps.specs()
 RETURN_POLL_SECONDS = int(os.environ.get("RETENTION_RETURN_POLL_SECONDS", "900"))
-PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
 
 
 @dag(
@@ -57,33 +58,27 @@ PLAN = "{{ ti.xcom_pull(task_ids='plan') }}"
 def termination_offboarding():
     @task
     def plan(params=None, dag_run=None) -> dict:
-        return steps.plan(dict(params), requested_by=requester(dag_run), actor=ACTOR, dag_id="termination_offboarding",
+        return offboarding.plan(dict(params), requested_by=requester(dag_run), actor=ACTOR, dag_id="termination_offboarding",
                           airflow_run_id=dag_run.run_id)
 
     @task
     def approval_body(planned: dict) -> str:
-        return steps.approval_body(planned)
+        return offboarding.approval_body(planned)
 
     @task(queue="certify")  # makes the customer's receipt link: runs where the link secret is (docker-compose.yml)
     def deliver_return(planned: dict, params=None) -> dict | None:
-        return steps.deliver_return(planned["run_id"], dict(params), actor=ACTOR)
+        return offboarding.deliver_return(planned["run_id"], dict(params), actor=ACTOR)
 
     @task.sensor(poke_interval=RETURN_POLL_SECONDS, timeout=31 * 24 * 3600, mode="reschedule")
     def await_return(planned: dict) -> PokeReturnValue:
-        return PokeReturnValue(is_done=steps.return_settled(planned["run_id"], actor=ACTOR))
+        return PokeReturnValue(is_done=offboarding.return_settled(planned["run_id"], actor=ACTOR))
 
     @task
     def locations(planned: dict, kind: str) -> list[str]:
         return planned[kind]
 
-    @task(pool="retention_sql", max_active_tis_per_dag=2, map_index_template=LOCATION)
-    def execute_sql(location: str, planned: dict) -> dict:
-        from retention.engine import tasks
-
-        return tasks.execute(planned["run_id"], location, actor=ACTOR)
-
-    @task(pool="retention_s3", max_active_tis_per_dag=4, map_index_template=LOCATION)
-    def execute_s3(location: str, planned: dict) -> dict:
+    @task(map_index_template=LOCATION)
+    def execute(location: str, planned: dict) -> dict:
         from retention.engine import tasks
 
         return tasks.execute(planned["run_id"], location, actor=ACTOR)
@@ -96,7 +91,7 @@ def termination_offboarding():
 
     @task(trigger_rule="none_failed")
     def backups(planned: dict) -> dict:
-        return steps.backups(planned["run_id"], actor=ACTOR)
+        return offboarding.backups(planned["run_id"], actor=ACTOR)
 
     @task
     def subprocessor_work(params=None) -> dict:
@@ -121,7 +116,7 @@ def termination_offboarding():
     # holds the signing key and the link secret (docker-compose.yml).
     @task(trigger_rule="none_failed", queue="certify")
     def certify(planned: dict) -> dict:
-        return steps.certify(planned["run_id"], actor=ACTOR)
+        return offboarding.certify(planned["run_id"], actor=ACTOR)
 
     planned = plan()
     approve = FourEyesApproval(
@@ -136,11 +131,12 @@ def termination_offboarding():
     settled = await_return(planned)
     returned >> settled
 
-    sql, s3 = (locations.override(task_id=f"{kind}_locations")(planned, kind) for kind in ("sql", "s3"))
+    located = {name: locations.override(task_id=f"{name}_locations")(planned, name) for name in KINDS}
     every = locations.override(task_id="all_locations")(planned, "all")
-    settled >> [sql, s3, every]
-    executed = [execute_sql.partial(planned=planned).expand(location=sql),
-                execute_s3.partial(planned=planned).expand(location=s3)]
+    settled >> [*located.values(), every]
+    executed = [execute.override(task_id=f"execute_{name}", pool=kind.pool,
+                                 max_active_tis_per_dag=kind.max_active_tis_per_dag)
+                .partial(planned=planned).expand(location=located[name]) for name, kind in KINDS.items()]
     verified = verify.partial(planned=planned).expand(location=every)
     executed >> verified
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from retention.ledger import Ledger
+from retention.stores.kinds import KINDS
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 ALL = 30  # records per account and table in the stack
@@ -49,9 +50,12 @@ def sweep_dag(airflow_db):
 
 def test_the_dag_maps_per_location_with_a_pool_per_store(sweep_dag):
     tasks = {t.task_id: t for t in sweep_dag.tasks}
-    assert set(tasks) == {"plan", "sql_locations", "s3_locations", "all_locations", "execute_sql", "execute_s3",
-                          "verify", "report", "overdue_terminations"}
+    per_kind = {task_id for name in KINDS for task_id in (f"{name}_locations", f"execute_{name}")}
+    assert set(tasks) == {"plan", "all_locations", "verify", "report", "overdue_terminations", *per_kind}
     assert (tasks["execute_sql"].pool, tasks["execute_s3"].pool) == ("retention_sql", "retention_s3")
+    for name, kind in KINDS.items():
+        assert (tasks[f"execute_{name}"].pool, tasks[f"execute_{name}"].max_active_tis_per_dag) == \
+            (kind.pool, kind.max_active_tis_per_dag)
     assert tasks["report"].trigger_rule == "all_done"
     # the overdue check runs after the sweep's own work, whatever its outcome, and blocks none of it
     assert tasks["overdue_terminations"].upstream_task_ids == {"plan", "report"}
@@ -63,7 +67,7 @@ def test_the_sweep_dag_runs_end_to_end(stack, airflow_db, sweep_dag):
     start_offboardings(*TERMINATED)
     run = sweep_dag.test(run_conf=conf(stack))
     assert str(run.state) == "success"
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    states = worked(run)
     assert set(states.values()) == {"success"}, states
     with Ledger.open(stack.ledger_url) as ledger:
         run_id = ledger.last_run_id("sweep")
@@ -87,6 +91,20 @@ def test_the_sweep_dag_runs_end_to_end(stack, airflow_db, sweep_dag):
     assert all(c["tasks_with_residue"] == 0 and "residue" not in c["tasks"] for c in verified)
 
 
+def worked(run) -> dict[str, str]:
+    """Task states, less the execute tasks of the store kinds the shipped inventory has no location of (mapped
+    over nothing, Airflow skips them): each of those is checked to be skipped."""
+    from retention.rules import load_ruleset
+    from retention.rules.inventory import load_inventory
+
+    rules = DAGS.parent / "retention_rules"
+    used = {spec.kind for spec in load_inventory(rules / "systems.yaml", load_ruleset(rules)).locations.values()}
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    for name in set(KINDS) - used:
+        assert states.pop(f"execute_{name}") == "skipped", states
+    return states
+
+
 def location_counts(airflow_run_id: str) -> dict[tuple[str, int], dict]:
     """The return values of the mapped execute and verify tasks, as the UI shows them."""
     import sqlalchemy as sa
@@ -96,7 +114,7 @@ def location_counts(airflow_run_id: str) -> dict[tuple[str, int], dict]:
     with create_session() as session:
         rows = session.execute(sa.select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
             XComModel.dag_id == "retention_sweep", XComModel.run_id == airflow_run_id, XComModel.key == "return_value",
-            XComModel.task_id.in_(("execute_sql", "execute_s3", "verify")))).all()
+            XComModel.task_id.in_([*(f"execute_{name}" for name in KINDS), "verify"]))).all()
     return {(row.task_id, row.map_index): XComModel.deserialize_value(row) for row in rows}
 
 
@@ -124,7 +142,7 @@ def test_an_overdue_termination_fails_the_last_task_after_the_sweep_did_its_work
     before = stack.rows()
     run = sweep_dag.test(run_conf=conf(stack))
 
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    states = worked(run)
     assert states.pop("overdue_terminations") == "failed"
     assert set(states.values()) == {"success"}, states  # the sweep itself ran and finished
     assert str(run.state) == "failed"  # on-call sees it
@@ -141,7 +159,7 @@ def test_an_overdue_termination_fails_the_last_task_after_the_sweep_did_its_work
     start_offboardings(("acct_4004", "delete"))
     again = sweep_dag.test(run_conf=conf(stack))
     assert str(again.state) == "success"
-    assert {str(ti.state) for ti in again.get_task_instances()} == {"success"}
+    assert set(worked(again).values()) == {"success"}
 
 
 def test_a_mass_deletion_waits_for_the_acknowledgement_param(stack, airflow_db, sweep_dag, tmp_path, monkeypatch):
@@ -170,3 +188,35 @@ def test_a_mass_deletion_waits_for_the_acknowledgement_param(stack, airflow_db, 
     acknowledged = sweep_dag.test(run_conf=conf(stack, acknowledge_mass_deletion=flagged))
     assert str(acknowledged.state) == "success"
     assert stack.rows()[("chat_conversations", "acct_1001")] == 3  # only the records a day old are left
+
+
+# --- the kind registry is the one place kinds are listed ---
+
+def test_a_registered_kind_grows_both_dags_an_execute_task_in_its_pool(airflow_db, monkeypatch):
+    from dataclasses import replace
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    throwaway = replace(KINDS["s3"], name="memo", pool="retention_memo", max_active_tis_per_dag=3)
+    monkeypatch.setitem(KINDS, "memo", throwaway)
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    for dag_id in ("retention_sweep", "termination_offboarding"):
+        tasks = {t.task_id: t for t in bag.get_dag(dag_id).tasks}
+        assert "memo_locations" in tasks, dag_id
+        assert (tasks["execute_memo"].pool, tasks["execute_memo"].max_active_tis_per_dag) == ("retention_memo", 3)
+        assert tasks["execute_memo"].downstream_task_ids == tasks["execute_sql"].downstream_task_ids
+
+
+def test_no_kind_is_named_outside_the_registry_and_the_stores():
+    """The engine, offboarding, certificates and the DAGs name no store kind: they read retention.stores.kinds."""
+    import re
+
+    plugins = DAGS.parent / "plugins" / "retention"
+    sources = [*(plugins / "engine").glob("*.py"), plugins / "offboarding" / "plan.py",
+               plugins / "offboarding" / "tasks.py", plugins / "certificates" / "content.py",
+               plugins / "certificates" / "__init__.py", DAGS / "retention_sweep.py", DAGS / "termination_offboarding.py"]
+    named = re.compile("|".join(rf"[\"']{re.escape(name)}[\"']" for name in KINDS))
+    found = {path.name: named.findall(path.read_text()) for path in sources}
+    assert {name: hits for name, hits in found.items() if hits} == {}
+    assert len(sources) > 10

@@ -19,25 +19,23 @@ from retention.certificates.supplement import build_supplement
 from retention.ledger import Ledger
 from retention.links import CERTIFICATE_DOWNLOAD, sign_link, token_digest
 from retention.settings import Settings
-from retention.rules.inventory import load_inventory
+from retention.rules.inventory import LocationSpec, load_inventory
 from retention.rules.loader import load_ruleset
 
 __all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "as_pdf",
-           "build", "build_supplement", "certificate_link", "check_chain_head", "issue", "issue_supplement", "load_signing_key", "location_kinds", "rotate", "sign", "verify",
+           "build", "build_supplement", "certificate_link", "check_chain_head", "issue", "issue_supplement", "inventory_locations", "load_signing_key", "rotate", "sign", "verify",
            "verify_file", "verify_pdf"]
 
 
-def location_kinds(rules_dir: Path) -> dict[str, dict]:
-    """The inventory's locations as ``{id: {"kind", "versioned"}}``, what a certificate line needs."""
-    inventory = load_inventory(rules_dir / "systems.yaml", load_ruleset(rules_dir))
-    return {lid: {"kind": loc.kind, "versioned": getattr(loc, "versioned", False)}
-            for lid, loc in inventory.locations.items()}
+def inventory_locations(rules_dir: Path) -> dict[str, LocationSpec]:
+    """The inventory's locations by id: a certificate line names each one's store kind and NIST statement."""
+    return load_inventory(rules_dir / "systems.yaml", load_ruleset(rules_dir)).locations
 
 
 def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, exporter: str, importer: str,
           rules_dir: Path, actor: str, legal_basis: tuple[str, ...] | None = None) -> bytes:
     content = build(ledger, run_id, account_id, exporter=exporter, importer=importer,
-                    location_kinds=location_kinds(rules_dir), **({"legal_basis": legal_basis} if legal_basis else {}))
+                    locations=inventory_locations(rules_dir), **({"legal_basis": legal_basis} if legal_basis else {}))
     document = sign(content, key)
     ledger.append("certificate.issued", {
         "certificate_id": content["certificate_id"], "account_id": account_id, "run_id": run_id,

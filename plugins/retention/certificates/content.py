@@ -21,7 +21,7 @@ Only ids, names of data classes and locations, counts, times and hashes: no pers
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -29,6 +29,8 @@ from typing import Any
 from retention.certificates.termination import termination_section
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
+from retention.rules.inventory import LocationSpec
+from retention.stores.kinds import UNKNOWN, NistStatement, VacuumNote, kind_of
 
 SCHEMA = "https://retention.example/schemas/deletion-certificate/v1"
 DONE = ("verified", "attested")  # subprocessor statuses a certificate may state as done
@@ -47,11 +49,11 @@ def product_version() -> str:
 
 
 def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, importer: str,
-          location_kinds: dict[str, dict], legal_basis: tuple[str, ...] = ("dpa7b", "scc2010", "scc2021"),
+          locations: Mapping[str, LocationSpec], legal_basis: tuple[str, ...] = ("dpa7b", "scc2010", "scc2021"),
           issued_at: datetime | None = None) -> dict:
     """The certificate's content (unsigned) for ``account_id`` in run ``run_id``.
 
-    ``location_kinds``: the inventory's locations as ``{id: {"kind": "sql"|"s3", "versioned": bool}}``.
+    ``locations``: the inventory's locations by id (a line names its store kind and that kind's NIST statement).
     """
     run = ledger.get_run(run_id)
     if run is None:
@@ -67,16 +69,15 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
         raise LookupError(f"run {run_id} planned nothing for account {account_id!r}")
     times: dict[str, dict] = {}
     latest: dict[tuple, dict] = {}
-    vacuumed: dict[str, dict] = {}
+    vacuumed: dict[str, VacuumNote] = {}
     for event in ledger.events():  # one pass over the ledger for all three
         _note_task_time(times, event, run_id)
         _note_subprocessor(latest, event, account_id, ledger.text_or)
         _note_vacuum(vacuumed, event, run_id)
-    locations, exceptions = [], []
+    lines, exceptions = [], []
     for task in tasks:
-        line, found = _location(task, location_kinds.get(task.location, {}), times.get(task.id),
-                                vacuumed.get(task.location))
-        locations.append(line)
+        line, found = _location(task, locations.get(task.location), times.get(task.id), vacuumed.get(task.location))
+        lines.append(line)
         exceptions += found
     subprocessors = _in_order(latest)
     exceptions += [subprocessor_exception(s) for s in subprocessors if s["status"] not in DONE]
@@ -98,27 +99,28 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
         "account_id": account_id,
         "status": "complete" if not exceptions else "partial",
         "scope": {"data_classes": sorted({t.data_class for t in tasks}),
-                  "locations": len(locations), "subprocessors": sorted({s["subprocessor"] for s in subprocessors})},
+                  "locations": len(lines), "subprocessors": sorted({s["subprocessor"] for s in subprocessors})},
         "run": {"run_id": run.id, "kind": run.kind, "as_of": iso_utc(run.as_of), "started_at": iso_utc(run.started_at),
                 "finished_at": iso_utc(run.finished_at), "status": run.status, "rules_digest": run.rules_digest,
                 "tool": {"product": "retention-orchestrator", "version": product_version(),
                          "dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id}},
         "termination": termination,
-        "locations": locations,
+        "locations": lines,
         "subprocessors": subprocessors,
         "exceptions": exceptions,
         "ledger": {"chain_head_seq": seq, "chain_head_hash": head, "hash": "sha256"},
     }
 
 
-def _location(task: Any, spec: dict, times: dict | None, vacuum: dict | None = None) -> tuple[dict, list[dict]]:
+def _location(task: Any, spec: LocationSpec | None, times: dict | None,
+              vacuum: VacuumNote | None = None) -> tuple[dict, list[dict]]:
     """A location's line, and its exceptions (not verified, or records retained)."""
-    kind = spec.get("kind", "unknown")
+    kind = spec.kind if spec is not None else "unknown"  # a location no longer in the inventory
     verified = task.status == "verified"
     line = {
         "location": task.location, "store": kind, "data_class": task.data_class, "rule_id": task.rule_id,
         "action": task.action, "cutoff": iso_utc(task.cutoff) if task.cutoff else None,
-        "nist_800_88": _nist(kind, task.action, spec.get("versioned", False), vacuum),
+        "nist_800_88": _nist(task.action, spec, vacuum),
         "records_affected": task.affected_count,
         "started_at": (times or {}).get("first"), "finished_at": (times or {}).get("last"),
         "verification": {"method": "re-query of the location after deletion",
@@ -137,41 +139,19 @@ def _location(task: Any, spec: dict, times: dict | None, vacuum: dict | None = N
     return line, exceptions
 
 
-SQL_PHYSICAL = ("deleted row versions stay in the table's data files (and in WAL, replicas and backups) until "
-                "VACUUM marks their space reusable and later writes overwrite it")
-S3_PHYSICAL = ("the storage is reclaimed by the object storage provider under its own media-sanitization "
-               "commitment (the provider's statement, not this product's)")
-
-
-def _nist(kind: str, action: str, versioned: bool, vacuum: dict | None = None) -> dict:
-    """NIST SP 800-88 Rev. 1 in its own terms: a deletion through the product's interface is at most *clear*."""
+def _nist(action: str, spec: LocationSpec | None, vacuum: VacuumNote | None = None) -> NistStatement:
+    """NIST SP 800-88 Rev. 1 in its own terms: a deletion through the product's interface is at most *clear*;
+    what a deletion was at a location is its store kind's statement (``retention.stores.kinds``)."""
     if action == "keep":
         return {"category": "none (kept)", "method": "not deleted; skip_reason says why"}
     if action == "isolate":
         return {"category": "none (kept under law)", "method": "moved to an isolated table; deleted when the law allows"}
-    if kind == "sql":
-        method = ("identifying columns nulled or replaced by a salted hash (SQL UPDATE)" if action == "anonymize"
-                  else "logical delete (SQL DELETE, children first)")
-        return {"category": "clear", "method": method, "physical": SQL_PHYSICAL, "vacuum": _vacuumed(vacuum)}
-    if action == "anonymize":
-        return {"category": "clear", "method": "identifying columns nulled or replaced by a salted hash"}
-    if kind == "s3":
-        method = "every object version and delete marker removed" if versioned else "objects removed"
-        return {"category": "clear", "method": f"{method} (S3 DeleteObjects)", "physical": S3_PHYSICAL}
-    return {"category": "unknown", "method": "unknown"}
+    if spec is None:
+        return UNKNOWN
+    return kind_of(spec).sanitization(action, spec, vacuum)
 
 
-def _vacuumed(vacuum: dict | None) -> str:
-    """What was done about the dead row versions at this location, as recorded; nothing more."""
-    if vacuum is None:
-        return "no VACUUM is recorded for this run (autovacuum reclaims the space later)"
-    if vacuum["status"] == "failed":
-        return f"VACUUM failed ({vacuum['at']}): autovacuum reclaims the space later"
-    return (f"{vacuum['command']} ran on {', '.join(vacuum['tables'])} after verification ({vacuum['at']}): "
-            "their space is reusable, not overwritten")
-
-
-def _note_vacuum(vacuumed: dict[str, dict], event: Any, run_id: str) -> None:
+def _note_vacuum(vacuumed: dict[str, VacuumNote], event: Any, run_id: str) -> None:
     """The run's VACUUM per location (tables and location ids only)."""
     if event.run_id != run_id or event.kind not in ("storage.vacuumed", "storage.vacuum_failed"):
         return

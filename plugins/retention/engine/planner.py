@@ -24,9 +24,10 @@ from retention.engine.steps import Skip, Step, count_mode, step_for
 from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.rules import Account, AccountState, Decision, RuleSet, load_accounts, load_ruleset, resolve
-from retention.rules.inventory import S3Location, SqlLocation, SystemsFile, load_inventory
+from retention.rules.inventory import LocationSpec, SystemsFile, load_inventory
 from retention.settings import Settings
 from retention.stores import Selector, Store, open_store
+from retention.stores.kinds import KINDS
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class SweepContext:
     inventory: SystemsFile
     accounts: dict[str, Account]
     ledger: Ledger
-    open_store: Callable[[str, SqlLocation | S3Location], Store] = field(default=open_store)
+    open_store: Callable[[str, LocationSpec], Store] = field(default=open_store)
     mass_deletion: MassDeletionPolicy = field(default_factory=MassDeletionPolicy)
 
     @classmethod
@@ -98,7 +99,7 @@ class MassDeletion:
 class Plan:
     run_id: str
     dry_run: bool
-    locations: dict[str, list[str]]  # store kind -> location ids with work to do
+    locations: dict[str, list[str]]  # every registered store kind -> its location ids with work to do
     tasks: int
     skipped: int
     estimated: int
@@ -133,7 +134,7 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
     for m in mass:
         log_step("plan.mass_deletion", run_id=run_id, **m.as_dict())
     busy = {r["location"] for r in working}
-    kinds: dict[str, list[str]] = {"sql": [], "s3": []}
+    kinds: dict[str, list[str]] = {name: [] for name in KINDS}
     for location_id, spec in ctx.inventory.locations.items():
         if location_id in busy:
             kinds[spec.kind].append(location_id)

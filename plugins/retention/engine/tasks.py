@@ -34,15 +34,17 @@ def context() -> Iterator[SweepContext]:
 
 def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None,
          airflow_run_id: str | None = None, acknowledge_mass_deletion: list[str] | None = None) -> dict:
-    """Plan the sweep. A location the plan would make a large share of due at once is planned as kept unless
+    """Plan the sweep: its run id, the locations with work per store kind (``sql``, ``s3``, ...) and ``all``. A
+    location the plan would make a large share of due at once is planned as kept unless
     ``acknowledge_mass_deletion`` names it; the returned plan says which (counts and a sentence each)."""
     moment = parse_utc(at) if at else pendulum.now("UTC")
     with context() as ctx:
         made = plan_sweep(ctx, moment, dry_run=dry_run, actor=actor, dag_id=dag_id, airflow_run_id=airflow_run_id,
                           acknowledged=acknowledge_mass_deletion or ())
         share = ctx.mass_deletion.share
-    return {"run_id": made.run_id, "dry_run": made.dry_run, "sql": made.locations["sql"], "s3": made.locations["s3"],
-            "all": made.locations["sql"] + made.locations["s3"], "tasks": made.tasks, "estimated": made.estimated,
+    every = [location for ids in made.locations.values() for location in ids]
+    return {"run_id": made.run_id, "dry_run": made.dry_run, **made.locations, "all": every, "tasks": made.tasks,
+            "estimated": made.estimated,
             "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share, made.dry_run)} for m in made.mass_deletions]}
 
 

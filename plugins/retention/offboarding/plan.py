@@ -20,9 +20,11 @@ from retention.ledger.chain import iso_utc
 from retention.offboarding.request import OffboardingRequest, RequestError
 from retention.rules import Account, resolve
 from retention.rules.accounts import CustomerElection
-from retention.rules.inventory import ISOLATED_SUFFIX
+from retention.rules.inventory import isolated_copies
 from retention.rules.model import AccountState, Action
-from retention.stores import Selector
+from retention.stores import Selector, Store
+from retention.stores.base import Isolating
+from retention.stores.kinds import KINDS
 
 PLANNED = "offboarding.requested"
 NOTES = ("isolated_until", "law", "isolation")  # for the ledger event and the approver, not the task row
@@ -72,10 +74,10 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
     log_step("run.planned", run_id=run_id, kind="offboarding", account_id=account.id, choice=request.choice.value,
              **summary)
     by_kind = {kind: sorted({r["location"] for r in working
-                             if ctx.inventory.locations[r["location"]].kind == kind}) for kind in ("sql", "s3")}
+                             if ctx.inventory.locations[r["location"]].kind == kind}) for kind in KINDS}
     return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value, "requested_by": requested_by,
-            "effective_at": iso_utc(terminated.terminated_at), **by_kind, "all": by_kind["sql"] + by_kind["s3"],
-            "lines": [_line(r) for r in rows]}
+            "effective_at": iso_utc(terminated.terminated_at), **by_kind,
+            "all": [location for ids in by_kind.values() for location in ids], "lines": [_line(r) for r in rows]}
 
 
 def account_of(ledger, run_id: str) -> str:
@@ -98,8 +100,7 @@ def _requested(ledger, run_id: str) -> dict:
 def _planned_locations(ctx: SweepContext) -> list[str]:
     """Every location, empty ones included (data may arrive before the effective date), except the isolated
     copies of data kept under law: those are deleted by the sweep when their period ends."""
-    copies = {f"{name}{ISOLATED_SUFFIX}" for name, spec in ctx.inventory.locations.items()
-              if getattr(spec, "isolate_to", None)}
+    copies = isolated_copies(ctx.inventory)
     return [location_id for location_id in ctx.inventory.locations if location_id not in copies]
 
 
@@ -113,14 +114,24 @@ def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.Dat
     until = isolation = None
     if action == "isolate" and not held:
         latest = getattr(account, decision.anchor.value) if decision.anchor.is_account_event \
-            else store.latest(Selector(account.id), decision.anchor.value)
+            else _isolating(store, location_id).latest(Selector(account.id), decision.anchor.value)
         until = iso_utc(decision.retain_for.after(pendulum.instance(latest))) if latest else None
-        isolation = (f"moved to {spec.isolate_to}, which application roles cannot read; each record deleted "
+        copy = spec.isolated()
+        if copy is None:  # the inventory refuses a rule that keeps data isolated where no isolated copy is named
+            raise ValueError(f"location {location_id}: a rule keeps its data isolated, but it names no isolated copy")
+        isolation = (f"moved to {copy.place()}, which application roles cannot read; each record deleted "
                      f"{decision.retain_for} after its {decision.anchor.value}")
     return {"account_id": account.id, "data_class": spec.data_class, "location": location_id,
             "action": "keep" if held else action, "rule_id": decision.rule_id, "anchor": None, "cutoff": None,
             "total_count": total, "estimated_count": 0 if held else total, "skip_reason": held,
             "isolated_until": until, "law": decision.basis.citation, "isolation": isolation}
+
+
+def _isolating(store: Store, location_id: str) -> Isolating:
+    """The inventory lets only locations whose kind isolates keep data under law; their stores say so."""
+    if not isinstance(store, Isolating):
+        raise TypeError(f"location {location_id}: a rule keeps its data isolated, but its store cannot isolate")
+    return store
 
 
 def _line(row: dict) -> dict:

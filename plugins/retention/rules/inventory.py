@@ -1,20 +1,25 @@
-"""``systems.yaml``: where each data class lives (SQL tables, S3 prefixes), validated like the rules.
+"""``systems.yaml``: where each data class lives (SQL tables, S3 prefixes, ...), validated like the rules.
 
 Kept apart from the rules on purpose (what data lives where vs what to do with it): a new table is a
 diff here, a new retention period a diff in rules.yaml.
+
+One location model per store kind (its ``kind:`` tag is the kind's name in ``retention.stores.kinds``).
+Each model declares what it can carry out (``actions``) and which record times it can evaluate
+(``record_anchors``), so the cross-check against the rules asks every kind the same questions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
 from retention.rules.errors import Issue, RulesError
 from retention.rules.loader import RuleSet, load_model
-from retention.rules.model import Identifier, Strict, Text
-from retention.rules.yamlsource import SourceMap
+from retention.rules.model import Action, Identifier, Rule, Strict, Text
+from retention.rules.yamlsource import Path_, SourceMap
 
 SqlName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
 RecordAnchor = Literal["created_at", "last_activity_at"]
@@ -22,6 +27,63 @@ RecordAnchor = Literal["created_at", "last_activity_at"]
 # statement longer than this (SqlLocation.lock_timeout_ms / statement_timeout_ms override them).
 DEFAULT_LOCK_TIMEOUT_MS = 2_000
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+
+
+# A rule's action as a refusal names it: what the rule does, and what the records would have to be.
+_ACTION_WORDS = {
+    Action.DELETE: ("deletes", "deleted"),
+    Action.ANONYMIZE: ("anonymizes", "anonymized"),
+    Action.RETURN_THEN_DELETE: ("returns then deletes", "returned"),
+    Action.RETAIN_ISOLATED: ("keeps data isolated", "kept isolated"),
+}
+
+
+class StoredLocation(Strict):
+    """What every location has and declares; a kind's model adds where its records are."""
+
+    kind: str  # a Literal in each kind's model: the inventory's tag, the kind's name in retention.stores.kinds
+    data_class: Identifier
+    conn_id: Identifier  # an Airflow Connection (AIRFLOW_CONN_<ID> in the embedded stack)
+
+    # The rule actions this kind of location can carry out.
+    actions: ClassVar[frozenset[Action]] = frozenset({Action.DELETE, Action.RETURN_THEN_DELETE})
+    records: ClassVar[str] = "records"  # what its records are called in a refusal ("rows", "objects")
+    described: ClassVar[str] = "this store"  # where such data is kept, in a hint ("SQL tables", "object storage")
+
+    def record_anchors(self) -> frozenset[str]:
+        """The record times (rule anchors other than account events) this location can evaluate."""
+        return frozenset()
+
+    def anchor_hint(self, anchor: str) -> str:
+        """What to do when a rule anchors on a record time this location cannot evaluate."""
+        known = " or ".join(sorted(self.record_anchors()))
+        return f"anchor the rule on {known} or an account event" if known else \
+            "anchor the rule on an account event (terminated_at, contract_end)"
+
+    def place(self) -> str:
+        """Where the records are (a table, a prefix), for an approver's note: never a record's key."""
+        raise NotImplementedError
+
+    def isolated(self) -> Self | None:
+        """The location its records move to when kept under law, as a location of its own; None if it has none."""
+        return None
+
+    def rule_issues(self, rules: Sequence[Rule], at: Path_, smap: SourceMap) -> list[Issue]:
+        """The rules of this location's data class it cannot carry out: a record time it does not keep, an action
+        it does not do."""
+        issues = []
+        for rule in rules:
+            if not rule.anchor.is_account_event and rule.anchor.value not in self.record_anchors():
+                issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} anchors on {rule.anchor.value}, "
+                                         f"which {self.records} do not record", self.anchor_hint(rule.anchor.value)))
+            if rule.action not in self.actions:
+                verb, done = _ACTION_WORDS[rule.action]
+                able = " and ".join(m.described for m in LOCATION_MODELS if rule.action in m.actions) or "no store"
+                issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} {verb}, which {self.records} cannot "
+                                         f"be (this product does it for {able} only)",
+                                         f"use delete for data kept in {self.described}, or keep this data class in "
+                                         f"{able}"))
+        return issues
 
 
 class ChildTable(Strict):
@@ -37,16 +99,14 @@ class Anonymize(Strict):
     hash: list[SqlName] = Field(default_factory=list)  # replaced by a salted hash (the salt is discarded)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "Anonymize":
+    def _not_empty(self) -> Anonymize:
         if not self.set_null and not self.hash:
             raise ValueError("name at least one column under set_null or hash")
         return self
 
 
-class SqlLocation(Strict):
+class SqlLocation(StoredLocation):
     kind: Literal["sql"]
-    data_class: Identifier
-    conn_id: Identifier  # an Airflow Connection (AIRFLOW_CONN_<ID> in the embedded stack)
     table: SqlName
     account_column: SqlName
     key_column: SqlName = "id"  # ascending unique key: the keyset cursor
@@ -64,7 +124,7 @@ class SqlLocation(Strict):
     statement_timeout_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
 
     @model_validator(mode="after")
-    def _lock_wait_within_a_statement(self) -> "SqlLocation":
+    def _lock_wait_within_a_statement(self) -> SqlLocation:
         lock = self.lock_timeout_ms or DEFAULT_LOCK_TIMEOUT_MS
         statement = self.statement_timeout_ms or DEFAULT_STATEMENT_TIMEOUT_MS
         if lock >= statement:
@@ -73,16 +133,47 @@ class SqlLocation(Strict):
         return self
 
     @model_validator(mode="after")
-    def _isolation_moves_whole_rows(self) -> "SqlLocation":
+    def _isolation_moves_whole_rows(self) -> SqlLocation:
         if self.isolate_to is not None and self.children:
             raise ValueError("isolate_to moves rows of a table without children; give each table its own location")
         if self.isolate_to == self.table:
             raise ValueError("isolate_to must name another table than the location's own")
         return self
 
-    def isolated(self) -> "SqlLocation":
+    actions: ClassVar[frozenset[Action]] = frozenset(Action)
+    records: ClassVar[str] = "rows"
+    described: ClassVar[str] = "SQL tables"
+
+    def record_anchors(self) -> frozenset[str]:
+        return frozenset(self.timestamps)
+
+    def place(self) -> str:
+        return self.table
+
+    def isolated(self) -> Self | None:
         """The isolated copy as a location of its own, so the sweep applies the same rule to it."""
+        if self.isolate_to is None:
+            return None
         return self.model_copy(update={"table": self.isolate_to, "isolate_to": None})
+
+    def rule_issues(self, rules: Sequence[Rule], at: Path_, smap: SourceMap) -> list[Issue]:
+        """Every record anchor a rule of this data class uses needs a column, and anonymize and isolation need
+        their columns and table."""
+        issues = []
+        for anchor in sorted({r.anchor.value for r in rules if not r.anchor.is_account_event}):
+            if anchor not in self.timestamps:
+                issues.append(smap.issue(at + ("timestamps",), f"rules anchor {self.data_class} on {anchor!r} but "
+                                         "this table maps no column to it",
+                                         f"add '{anchor}: <column>' under timestamps"))
+        if any(r.action is Action.RETAIN_ISOLATED for r in rules) and self.isolate_to is None:
+            issues.append(smap.issue(at, f"a rule keeps {self.data_class} isolated under law, but this table names "
+                                     "no isolated table to move it to", "add isolate_to: <schema.table>",
+                                     field_path=".".join(map(str, at))))
+        if any(r.action is Action.ANONYMIZE for r in rules) and self.anonymize is None:
+            issues.append(smap.issue(at, f"a rule anonymizes {self.data_class} but this table says which columns "
+                                     "to clear nowhere", "add anonymize: {set_null: [...], hash: [...]}",
+                                     field_path=".".join(map(str, at))))
+        return issues
 
 
 class KeySegmentTime(Strict):
@@ -90,20 +181,36 @@ class KeySegmentTime(Strict):
     format: Text  # strptime format, read as UTC
 
 
-class S3Location(Strict):
+class S3Location(StoredLocation):
+    """An object has one time (its creation) and cannot be anonymized in place."""
+
     kind: Literal["s3"]
-    data_class: Identifier
-    conn_id: Identifier
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
     key_template: Annotated[str, Field(pattern=r"^[^{}]*\{account_id\}[^{}]*/$")]  # a prefix ending in "/"
     timestamp: Literal["last_modified"] | KeySegmentTime = "last_modified"
     versioned: bool = False
 
+    records: ClassVar[str] = "objects"
+    described: ClassVar[str] = "object storage"
+
+    def record_anchors(self) -> frozenset[str]:
+        return frozenset({"created_at"})  # its LastModified, or the time in its key
+
+    def anchor_hint(self, anchor: str) -> str:
+        return "anchor the rule on created_at, or keep this data in SQL"
+
+    def place(self) -> str:
+        return f"s3://{self.bucket}/{self.key_template}"
+
     def prefix(self, account_id: str) -> str:
         return self.key_template.format(account_id=account_id)
 
 
-Location = Annotated[SqlLocation | S3Location, Field(discriminator="kind")]
+# Every kind's location model: the inventory's ``kind:`` tag picks one. A new kind adds its model here and its
+# entry in retention.stores.kinds.
+LocationSpec = SqlLocation | S3Location
+Location = Annotated[LocationSpec, Field(discriminator="kind")]
+LOCATION_MODELS: tuple[type[StoredLocation], ...] = get_args(LocationSpec)
 
 
 class SystemsFile(Strict):
@@ -120,24 +227,26 @@ def load_inventory(path: Path | str, ruleset: RuleSet) -> SystemsFile:
     issues = _cross_check(systems, smap, ruleset)
     if issues:
         raise RulesError(issues)
-    isolated = {f"{name}{ISOLATED_SUFFIX}": loc.isolated() for name, loc in systems.locations.items()
-                if isinstance(loc, SqlLocation) and loc.isolate_to}
+    isolated = {f"{name}{ISOLATED_SUFFIX}": copy for name, loc in systems.locations.items()
+                if (copy := loc.isolated()) is not None}
     return systems.model_copy(update={"locations": {**systems.locations, **isolated}})
+
+
+def isolated_copies(systems: SystemsFile) -> set[str]:
+    """The ids of the locations ``load_inventory`` added for isolated copies (``<id>_isolated``)."""
+    return {f"{name}{ISOLATED_SUFFIX}" for name, loc in systems.locations.items() if loc.isolated() is not None}
 
 
 def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> list[Issue]:
     classes = ruleset.data_classes.data_classes
-    issues = []
+    issues: list[Issue] = []
     for name, location in systems.locations.items():
-        at = ("locations", name)
+        at: Path_ = ("locations", name)
         if location.data_class not in classes:
             issues.append(smap.issue(at + ("data_class",), f"unknown data class {location.data_class!r}",
                                      f"known: {', '.join(sorted(classes))}"))
             continue
-        if isinstance(location, SqlLocation):
-            issues += _check_sql_anchors(location, at, smap, ruleset)
-        else:
-            issues += _check_s3_rules(location, at, smap, ruleset)
+        issues += location.rule_issues([r for r in ruleset.rules if r.data_class == location.data_class], at, smap)
         if f"{name}{ISOLATED_SUFFIX}" in systems.locations:
             issues.append(smap.issue(at, f"the id {name}{ISOLATED_SUFFIX} is reserved for {name}'s isolate_to table",
                                      "rename the location", at_key=True))
@@ -148,41 +257,7 @@ def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> lis
     for name, spec in classes.items():
         if spec.personal_data and name not in located and name not in systems.not_stored:
             issues.append(smap.issue(("locations",), f"personal data class {name!r} has no location",
-                                     f"add a location for it, or list it under not_stored: with the reason",
+                                     "add a location for it, or list it under not_stored: with the reason",
                                      at_key=True, field_path="locations"))
     return issues
 
-
-def _check_s3_rules(location: S3Location, at: tuple, smap: SourceMap, ruleset: RuleSet) -> list[Issue]:
-    """An object has one time (its creation) and cannot be anonymized in place."""
-    issues = []
-    for rule in (r for r in ruleset.rules if r.data_class == location.data_class):
-        if rule.anchor.value == "last_activity_at":
-            issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} anchors on last_activity_at, "
-                                     "which objects do not record", "anchor the rule on created_at, or keep this data in SQL"))
-        if rule.action.value == "anonymize":
-            issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} anonymizes, which objects cannot be",
-                                     "use delete for data kept in object storage"))
-        if rule.action.value == "retain_isolated":
-            issues.append(smap.issue(at + ("data_class",), f"rule {rule.id!r} keeps data isolated, which this "
-                                     "product does for SQL tables only", "keep this data class in SQL"))
-    return issues
-
-
-def _check_sql_anchors(location: SqlLocation, at: tuple, smap: SourceMap, ruleset: RuleSet) -> list[Issue]:
-    """Every record anchor a rule of this data class uses needs a column, and anonymize needs columns."""
-    issues = []
-    rules = [r for r in ruleset.rules if r.data_class == location.data_class]
-    for anchor in sorted({r.anchor.value for r in rules if not r.anchor.is_account_event}):
-        if anchor not in location.timestamps:
-            issues.append(smap.issue(at + ("timestamps",), f"rules anchor {location.data_class} on {anchor!r} "
-                                     "but this table maps no column to it", f"add '{anchor}: <column>' under timestamps"))
-    if any(r.action.value == "retain_isolated" for r in rules) and location.isolate_to is None:
-        issues.append(smap.issue(at, f"a rule keeps {location.data_class} isolated under law, but this table "
-                                 "names no isolated table to move it to", "add isolate_to: <schema.table>",
-                                 field_path=".".join(map(str, at))))
-    if any(r.action.value == "anonymize" for r in rules) and location.anonymize is None:
-        issues.append(smap.issue(at, f"a rule anonymizes {location.data_class} but this table says which "
-                                 "columns to clear nowhere", "add anonymize: {set_null: [...], hash: [...]}",
-                                 field_path=".".join(map(str, at))))
-    return issues

@@ -1,43 +1,45 @@
-"""Stores: one small interface (``base.Store``) over SQL tables and S3 prefixes."""
+"""Stores: one small interface (``base.Store``) over every place data lives, one kind per ``kinds.KINDS`` entry."""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from retention.rules.inventory import S3Location, SqlLocation
+from retention.rules.inventory import LocationSpec
 from retention.stores.base import Outcome, PendingBatch, Residue, Retained, Selector, Store
+from retention.stores.kinds import kind_of
 
-__all__ = ["Outcome", "PendingBatch", "Residue", "Retained", "Selector", "Store", "open_store", "s3_client"]
+if TYPE_CHECKING:
+    from sqlalchemy import URL, Engine
+
+__all__ = ["Outcome", "PendingBatch", "Residue", "Retained", "Selector", "Store", "open_store", "s3_client",
+           "sql_engine"]
 
 
-def open_store(location_id: str, spec: SqlLocation | S3Location) -> Store:
+def open_store(location_id: str, spec: LocationSpec) -> Store:
     """Build a store from its Airflow Connection (credentials never leave Airflow's secrets)."""
-    if isinstance(spec, SqlLocation):
-        from retention.stores.sql import SqlStore
-
-        return SqlStore(location_id, spec, _sql_engine(spec.conn_id))
-    from retention.stores.s3 import S3Store
-
-    return S3Store(location_id, spec, s3_client(spec.conn_id))
+    return kind_of(spec).open(location_id, spec)
 
 
 # One engine (one connection pool) and one client per Connection and process, however many locations
 # and phases use it: a sweep must not open a pool per table against a production database. Keyed by
 # the Connection's definition, so a changed Connection gets a new engine.
-def _sql_engine(conn_id: str):
+def sql_engine(conn_id: str) -> Engine:
+    """A SQLAlchemy engine for a PostgreSQL Connection, one per Connection and process."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    return _engine_for(PostgresHook(postgres_conn_id=conn_id).sqlalchemy_url)
+    url: URL = PostgresHook(postgres_conn_id=conn_id).sqlalchemy_url
+    return _engine_for(url)
 
 
 @cache
-def _engine_for(url):  # a sqlalchemy URL: immutable and hashable
+def _engine_for(url: URL) -> Engine:  # a sqlalchemy URL: immutable and hashable
     import sqlalchemy
 
     return sqlalchemy.create_engine(url, pool_pre_ping=True)
 
 
-def s3_client(conn_id: str):
+def s3_client(conn_id: str) -> Any:  # a boto3 client: its type exists at run time only
     """A boto3 S3 client from an Airflow Connection, one per Connection and process."""
     from airflow.sdk import BaseHook
 
@@ -45,7 +47,7 @@ def s3_client(conn_id: str):
 
 
 @cache
-def _client_for(conn_id: str, definition: str):
+def _client_for(conn_id: str, definition: str) -> Any:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=conn_id).get_conn()

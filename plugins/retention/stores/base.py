@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from retention.ids import check_account_id
 
@@ -117,3 +117,14 @@ class Store(Protocol):
 
     def export(self, selector: Selector, sink: Any) -> int:
         """Write every matching record to ``sink`` (for the return flow); returns the count."""
+
+
+@runtime_checkable
+class Isolating(Protocol):
+    """A store that keeps data under law by moving it (kinds whose location model lists retain_isolated: SQL)."""
+
+    def isolate(self, batch: PendingBatch) -> Outcome:
+        """Move the batch's records where normal processing cannot read them."""
+
+    def latest(self, selector: Selector, anchor: str) -> datetime | None:
+        """The latest ``anchor`` time among matching records: when the last of them falls due."""
