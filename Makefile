@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c co
 # Everything the demo writes (ledger, Airflow home) goes here; `make clean` removes it.
 DEMO_HOME := $(CURDIR)/var/demo
 
-.PHONY: demo test clean chromium lint
+.PHONY: demo test clean chromium redis-server lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 demo: $(VENV)/.dev
 	RETENTION_HOME=$(DEMO_HOME) $(BIN)/python -m retention.demo
 
-test: $(VENV)/.dev chromium
+test: $(VENV)/.dev chromium redis-server
 	$(BIN)/python -m pytest
 
 # ruff (pyflakes, bugbear, import order, pyupgrade) and mypy (strict on the core layers), configured in
@@ -49,6 +49,16 @@ chromium:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
+# The Redis store kind is tested against Debian's redis-server, which the tests start on a free loopback port
+# with no persistence. Installed with apt when missing.
+redis-server:
+	@if ! command -v redis-server >/dev/null; then \
+	  echo "installing Debian's redis-server for the Redis store tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
 	fi
 
 clean:

@@ -59,7 +59,8 @@ def test_the_dag_maps_per_location_with_a_pool_per_store(sweep_dag):
     assert tasks["report"].trigger_rule == "all_done"
     # the overdue check runs after the sweep's own work, whatever its outcome, and blocks none of it
     assert tasks["overdue_terminations"].upstream_task_ids == {"plan", "report"}
-    assert tasks["overdue_terminations"].trigger_rule == "all_done" and not tasks["overdue_terminations"].downstream_list
+    overdue = tasks["overdue_terminations"]
+    assert overdue.trigger_rule == "all_done" and not overdue.downstream_list
     assert sweep_dag.schedule == "@daily" or str(sweep_dag.timetable.summary) == "@daily"
 
 
@@ -85,7 +86,8 @@ def test_the_sweep_dag_runs_end_to_end(stack, airflow_db, sweep_dag):
     for key, summary in counts.items():
         assert summary["location"] == mapped[key]
         assert summary["deleted"] + summary["anonymized"] == sum(
-            t.affected_count for t in tasks if t.location == summary["location"] and t.action in ("delete", "anonymize"))
+            t.affected_count for t in tasks
+            if t.location == summary["location"] and t.action in ("delete", "anonymize"))
     verified = [c for (task_id, _), c in counts.items() if task_id == "verify"]
     assert sum(c["deleted"] for c in verified) == sum(t.affected_count for t in tasks if t.action == "delete")
     assert all(c["tasks_with_residue"] == 0 and "residue" not in c["tasks"] for c in verified)
@@ -190,6 +192,68 @@ def test_a_mass_deletion_waits_for_the_acknowledgement_param(stack, airflow_db, 
     assert stack.rows()[("chat_conversations", "acct_1001")] == 3  # only the records a day old are left
 
 
+# --- a Redis location, added to the inventory only (issue 16: a kind is one module and one registry entry) ---
+
+PRESENCE = """
+  presence:
+    kind: redis
+    data_class: chat_transcripts
+    conn_id: presence_cache
+    key_pattern: "presence:{account_id}:*"
+    timestamp: {key_segment: 2, format: "%Y-%m-%d"}
+"""
+
+
+def with_redis_location(stack, redis_server, tmp_path, monkeypatch) -> None:
+    """The shipped rules with one Redis location for chat transcripts (keys dated by their third segment)."""
+    import shutil
+
+    rules = tmp_path / "rules_with_redis"
+    shutil.copytree(stack.env["RETENTION_RULES_DIR"], rules)
+    systems = (rules / "systems.yaml").read_text()
+    (rules / "systems.yaml").write_text(systems.replace("\nlocations:\n", "\nlocations:" + PRESENCE, 1))
+    monkeypatch.setenv("RETENTION_RULES_DIR", str(rules))
+    for name, value in redis_server.connection("presence_cache").items():
+        monkeypatch.setenv(name, value)
+
+
+def seed_presence(client, now, accounts) -> dict[str, list[str]]:
+    """Per account, three keys three years old and three a day old; and keys of an id that extends acct_1001's."""
+    client.flushall()
+    made: dict[str, list[str]] = {}
+    for account in [*accounts, "acct_10011"]:
+        for day in (now.subtract(years=3), now.subtract(days=1)):
+            for i in range(3):
+                key = f"presence:{account}:{day.format('YYYY-MM-DD')}:{i}"
+                client.set(key, "online", ex=30 * 24 * 3600)  # the application's own TTL: not a deletion
+                made.setdefault(account, []).append(key)
+    return made
+
+
+def test_a_redis_location_is_swept_like_the_others(stack, airflow_db, sweep_dag, redis_server, tmp_path, monkeypatch):
+    from tests.fixtures.stack import ACCOUNTS
+
+    with_redis_location(stack, redis_server, tmp_path, monkeypatch)
+    client = redis_server.client()
+    made = seed_presence(client, stack.now, ACCOUNTS)
+    start_offboardings(*TERMINATED)
+
+    run = sweep_dag.test(run_conf=conf(stack))
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "success" and states["execute_redis"] == "success", states
+    left = {account: sorted(k for k in keys if client.exists(k)) for account, keys in made.items()}
+    assert left["acct_1001"] == made["acct_1001"][3:]  # the three-year-old keys went, the young ones stay
+    assert left["acct_4004"] == made["acct_4004"]  # terminated: its offboarding's, not the sweep's
+    assert left["acct_10011"] == made["acct_10011"]  # not a registered account: never matched by acct_1001's pattern
+    assert all(0 < client.ttl(k) <= 30 * 24 * 3600 for keys in left.values() for k in keys)  # TTLs untouched
+    with Ledger.open(stack.ledger_url) as ledger:
+        tasks = [t for t in ledger.tasks(ledger.last_run_id("sweep")) if t.location == "presence"]
+    done = {t.account_id: t for t in tasks if t.action == "delete"}
+    assert done["acct_1001"].affected_count == 3 and done["acct_1001"].status == "verified"
+    assert all(t.status in ("verified", "skipped") for t in tasks)
+
+
 # --- the kind registry is the one place kinds are listed ---
 
 def test_a_registered_kind_grows_both_dags_an_execute_task_in_its_pool(airflow_db, monkeypatch):
@@ -215,7 +279,8 @@ def test_no_kind_is_named_outside_the_registry_and_the_stores():
     plugins = DAGS.parent / "plugins" / "retention"
     sources = [*(plugins / "engine").glob("*.py"), plugins / "offboarding" / "plan.py",
                plugins / "offboarding" / "tasks.py", plugins / "certificates" / "content.py",
-               plugins / "certificates" / "__init__.py", DAGS / "retention_sweep.py", DAGS / "termination_offboarding.py"]
+               plugins / "certificates" / "__init__.py", DAGS / "retention_sweep.py",
+               DAGS / "termination_offboarding.py"]
     named = re.compile("|".join(rf"[\"']{re.escape(name)}[\"']" for name in KINDS))
     found = {path.name: named.findall(path.read_text()) for path in sources}
     assert {name: hits for name, hits in found.items() if hits} == {}

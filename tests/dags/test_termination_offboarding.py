@@ -59,7 +59,8 @@ def world(stack, sendgrid, tmp_path, monkeypatch):
     home = tmp_path / "home"
     host, port = sendgrid.url.removeprefix("http://").split(":")
     env = {"RETENTION_HOME": str(home), "RETENTION_SIGNING_KEY_FILE": str(home / "keys" / "signing.pem"),
-           "RETENTION_JWKS_FILE": str(home / "keys" / "jwks.json"), "RETENTION_LINK_SECRET": "RxcHTQZQtHvYtTccZ9tclN6xQ0XWXUTbpgjfiE_s_q4",
+           "RETENTION_JWKS_FILE": str(home / "keys" / "jwks.json"),
+           "RETENTION_LINK_SECRET": "RxcHTQZQtHvYtTccZ9tclN6xQ0XWXUTbpgjfiE_s_q4",
            "RETENTION_PROCESSOR_NAME": "Demo Processor Inc.", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
            "AIRFLOW_CONN_SENDGRID": json.dumps({"conn_type": "http", "host": host, "port": int(port),
                                                 "schema": "http", "password": KEY})}
@@ -134,13 +135,16 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     assert (termination["requested"]["by"], termination["approved"]["by"]) == ("api:alice", "api:dpo-7")
     assert termination["election"]["choice"] == "delete" and termination["return"] is None
     kinds = {e["kind"]: e for e in certificate["exceptions"]}
-    assert set(kinds) == {"retained_under_law", "backup_key_pending", "backup_copies_expiring", "subprocessor_requested"}
+    assert set(kinds) == {"retained_under_law", "backup_key_pending", "backup_copies_expiring",
+                          "subprocessor_requested"}
     assert "§147 AO" in kinds["retained_under_law"]["law"] and kinds["retained_under_law"]["retain_until"]
-    assert kinds["backup_copies_expiring"]["snapshots"] == 1 and kinds["subprocessor_requested"]["subprocessor"] == "sixsense"
+    assert kinds["backup_copies_expiring"]["snapshots"] == 1
+    assert kinds["subprocessor_requested"]["subprocessor"] == "sixsense"
     assert all(line["verification"]["result"] == "verified" for line in certificate["locations"])
     affected = {line["location"]: line["records_affected"] for line in certificate["locations"]}
     assert affected["invoices"] == invoices and all(n >= 0 for n in affected.values())
-    assert [e.payload["certificate_id"] for e in events(stack, "certificate.link_created")] == [certificate["certificate_id"]]
+    links = events(stack, "certificate.link_created")
+    assert [e.payload["certificate_id"] for e in links] == [certificate["certificate_id"]]
 
 
 def test_held_data_stays_backups_included_and_everything_else_is_deleted_and_verified(offboarding_dag, world) -> None:
@@ -206,14 +210,17 @@ def test_return_delivers_a_package_matching_the_data_then_deletes(offboarding_da
     contacts = next(data for path, data in files.items() if path.endswith("contacts.jsonl"))
     assert len(contacts.splitlines()) == manifest["records"]["contacts"] == before["contacts"]
     assert manifest["records"]["invoices"] == before["invoices"]
-    assert sum(1 for path in files if path.startswith("chat_attachments/")) == manifest["records"]["chat_attachments"] > 0
+    attachments = sum(1 for path in files if path.startswith("chat_attachments/"))
+    assert attachments == manifest["records"]["chat_attachments"] > 0
     assert {t: n for t, n in account_rows(stack).items() if n} == {"retention_vault.invoices": before["invoices"]}
     returned = certificate_of(world)["termination"]["return"]
     assert returned["manifest_sha256"] == hashlib.sha256(files["manifest.json"]).hexdigest()
     assert returned["receipt"] is not None
-    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.received", "return.package_removed"]
+    assert [e.kind for e in events(stack, "return.")] == ["return.delivered", "return.received",
+                                                          "return.package_removed"]
     delivered = events(stack, "return.delivered")[0].payload
-    listed = embedded.s3_client(stack.endpoint).list_object_versions(Bucket=delivered["bucket"], Prefix=delivered["key"])
+    listed = embedded.s3_client(stack.endpoint).list_object_versions(Bucket=delivered["bucket"],
+                                                                     Prefix=delivered["key"])
     assert not listed.get("Versions") and not listed.get("DeleteMarkers")  # the encrypted copy is gone too
     assert returned["package_deleted_at"]
 
@@ -416,3 +423,28 @@ def _wait_for_xcom(dag_id: str, task_id: str, timeout: float):
 def _untar(data: bytes, top: str) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         return {m.name.removeprefix(f"{top}/"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_a_redis_location_is_offboarded_verified_and_certified(offboarding_dag, world, redis_server, tmp_path,
+                                                               monkeypatch) -> None:
+    """A Redis location added to the inventory only: its execute task, pool and NIST statement come from the
+    kind registry."""
+    from retention.stores.kinds import REDIS_PHYSICAL
+    from tests.dags.test_retention_sweep import seed_presence, with_redis_location
+
+    stack = world["stack"]
+    with_redis_location(stack, redis_server, tmp_path, monkeypatch)
+    client = redis_server.client()
+    made = seed_presence(client, stack.now, [ACCOUNT, *OTHERS])
+
+    run, states = run_dag(offboarding_dag, conf())
+
+    assert str(run.state) == "success" and states["execute_redis"] == "success", states
+    assert [k for k in made[ACCOUNT] if client.exists(k)] == []
+    kept = [k for account, keys in made.items() if account != ACCOUNT for k in keys]
+    assert all(client.exists(k) for k in kept) and len(kept) == 6 * (len(OTHERS) + 1)  # acct_10011 too
+    line = next(line for line in certificate_of(world)["locations"] if line["location"] == "presence")
+    assert (line["store"], line["action"], line["records_affected"]) == ("redis", "delete", 6)
+    assert line["verification"]["result"] == "verified" and line["verification"]["remaining"] == 0
+    assert line["nist_800_88"] == {"category": "clear", "method": "keys removed (Redis UNLINK)",
+                                   "physical": REDIS_PHYSICAL}

@@ -67,7 +67,7 @@ def test_unknown_data_class_in_a_location_is_refused(rules_dir):
 
 
 def test_missing_location_for_personal_data_names_the_class(rules_dir):
-    text = "locations:\n  chats:\n" + "\n".join(SYSTEMS.splitlines()[2:8]).replace("chat_transcripts", "chat_transcripts") + "\n"
+    text = "locations:\n  chats:\n" + "\n".join(SYSTEMS.splitlines()[2:8]) + "\n"
     rules_dir.write(data_classes=rules_dir.texts["data_classes"] + """\
   call_recordings:
     description: Calls
@@ -94,7 +94,8 @@ def test_missing_location_for_personal_data_names_the_class(rules_dir):
 
 
 def test_a_rule_anchor_the_table_has_no_column_for_is_refused(rules_dir):
-    rules_dir.write(data_classes=rules_dir.texts["data_classes"].replace("[created_at]", "[created_at, last_activity_at]"),
+    both = "[created_at, last_activity_at]"
+    rules_dir.write(data_classes=rules_dir.texts["data_classes"].replace("[created_at]", both),
                     rules=rules_dir.texts["rules"].replace("anchor: created_at", "anchor: last_activity_at"))
     issue = only_issue(rules_dir, SYSTEMS.split("  attachments:")[0])
     assert (issue.line, issue.field) == (8, "locations.chats.timestamps")
@@ -142,7 +143,8 @@ def test_the_isolated_table_becomes_a_location_of_its_own(rules_dir):
     keep_chats_under_law(rules_dir)
     systems = load(rules_dir, SYSTEMS.split("  attachments:")[0] + "    isolate_to: retention_vault.chats\n")
     isolated = systems.locations["chats_isolated"]
-    assert (isolated.table, isolated.isolate_to, isolated.data_class) == ("retention_vault.chats", None, "chat_transcripts")
+    assert (isolated.table, isolated.isolate_to, isolated.data_class) == \
+        ("retention_vault.chats", None, "chat_transcripts")
 
 
 def test_isolation_into_the_same_table_is_refused(rules_dir):
@@ -156,3 +158,50 @@ def test_an_object_store_cannot_keep_data_isolated(rules_dir):
                                                   "    timestamps: {created_at: created_at}\n"
                                                   "    isolate_to: retention_vault.chats\n"))
     assert issue.field == "locations.attachments.data_class" and "SQL tables only" in issue.message
+
+
+PRESENCE = """\
+  presence:
+    kind: redis
+    data_class: chat_transcripts
+    conn_id: presence_cache
+    key_pattern: "presence:{account_id}:*"
+    timestamp: {key_segment: 2, format: "%Y-%m-%d"}
+"""
+
+
+def test_a_redis_location_loads_with_its_pattern_and_key_time(rules_dir):
+    from retention.rules.inventory import RedisLocation
+
+    presence = load(rules_dir, SYSTEMS + PRESENCE).locations["presence"]
+    assert isinstance(presence, RedisLocation) and presence.match("acme") == "presence:acme:*"
+    assert presence.record_anchors() == {"created_at"}
+
+
+@pytest.mark.parametrize("pattern", ["presence:{account_id}*", "presence:{account_id}", "presence:{account_id}2:*",
+                                     "*:{account_id}:*", "presence:[ab]{account_id}:*", "presence:{account_id}?"])
+def test_a_redis_pattern_that_could_match_another_account_is_refused_with_its_line(rules_dir, pattern):
+    text = SYSTEMS + PRESENCE.replace('"presence:{account_id}:*"', f'"{pattern}"')
+    if pattern == "presence:{account_id}":  # one key per account, the id at the end: nothing else can match
+        assert load(rules_dir, text).locations["presence"].match("acme") == "presence:acme"
+        return
+    issue = only_issue(rules_dir, text)
+    assert (issue.line, issue.field) == (21, "locations.presence.key_pattern")
+    assert "another account" in issue.message or "acme2" in issue.message
+
+
+def test_a_redis_location_without_a_key_time_cannot_serve_a_created_at_rule(rules_dir):
+    undated = PRESENCE.replace('    timestamp: {key_segment: 2, format: "%Y-%m-%d"}\n', "")
+    issue = only_issue(rules_dir, SYSTEMS + undated)
+    assert issue.field == "locations.presence.data_class" and "anchors on created_at" in issue.message
+    assert "timestamp" in issue.hint
+
+
+def test_a_redis_location_cannot_be_anonymized(rules_dir):
+    rules_dir.write(rules=rules_dir.texts["rules"].replace("    action: delete\n", "    action: anonymize\n"))
+    text = SYSTEMS.replace("    timestamps: {created_at: created_at}\n",
+                           "    timestamps: {created_at: created_at}\n    anonymize: {set_null: [visitor_ip]}\n")
+    with pytest.raises(RulesError) as caught:
+        load(rules_dir, text + PRESENCE)
+    redis = [i for i in caught.value.issues if i.field == "locations.presence.data_class"]
+    assert len(redis) == 1 and "keys cannot be" in redis[0].message and "SQL tables only" in redis[0].message

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from retention.rules.errors import Issue, RulesError
 from retention.rules.loader import RuleSet, load_model
@@ -177,7 +177,7 @@ class SqlLocation(StoredLocation):
 
 
 class KeySegmentTime(Strict):
-    key_segment: int = Field(ge=0)  # index after splitting the key on "/"
+    key_segment: int = Field(ge=0)  # index after splitting the key on its separator ("/" in S3, ":" in Redis)
     format: Text  # strptime format, read as UTC
 
 
@@ -206,9 +206,53 @@ class S3Location(StoredLocation):
         return self.key_template.format(account_id=account_id)
 
 
+GLOB = frozenset("*?[]\\")  # what a Redis MATCH pattern reads as more than itself
+ACCOUNT_ID_CHARACTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+class RedisLocation(StoredLocation):
+    """Keys of one account by pattern. A key has no time of its own: rules anchored on a record time need
+    ``timestamp``, the key segment (the key split on ":") that dates it."""
+
+    kind: Literal["redis"]
+    key_pattern: Annotated[str, Field(pattern=r"^[^{}]*\{account_id\}[^{}]*$", max_length=512)]
+    timestamp: KeySegmentTime | None = None
+
+    records: ClassVar[str] = "keys"
+    described: ClassVar[str] = "Redis"
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _matches_one_account_only(cls, pattern: str) -> str:
+        """Account "acme" must never match a key of "acme2": the id is preceded by literal text only and
+        followed by a separator no account id contains (or by the end of the pattern)."""
+        before, _, after = pattern.partition("{account_id}")
+        if GLOB & set(before):
+            raise ValueError("no glob character (* ? [ ] \\) may come before {account_id}: "
+                             "it could match a key of another account")
+        if after and (after[0] in GLOB or after[0] in ACCOUNT_ID_CHARACTER):
+            raise ValueError(f"{{account_id}} is followed by {after[0]!r}: put a separator such as ':' after it, "
+                             "or account 'acme' would match the keys of 'acme2'")
+        return pattern
+
+    def record_anchors(self) -> frozenset[str]:
+        return frozenset({"created_at"}) if self.timestamp is not None else frozenset()
+
+    def anchor_hint(self, anchor: str) -> str:
+        return ("add timestamp: {key_segment: N, format: ...} naming the key segment that dates a key, "
+                "or anchor the rule on an account event (terminated_at, contract_end)")
+
+    def place(self) -> str:
+        return self.key_pattern
+
+    def match(self, account_id: str) -> str:
+        """The MATCH pattern of one account's keys."""
+        return self.key_pattern.replace("{account_id}", account_id)
+
+
 # Every kind's location model: the inventory's ``kind:`` tag picks one. A new kind adds its model here and its
 # entry in retention.stores.kinds.
-LocationSpec = SqlLocation | S3Location
+LocationSpec = SqlLocation | S3Location | RedisLocation
 Location = Annotated[LocationSpec, Field(discriminator="kind")]
 LOCATION_MODELS: tuple[type[StoredLocation], ...] = get_args(LocationSpec)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar, get_args
 
-from retention.rules.inventory import LOCATION_MODELS, S3Location, SqlLocation, StoredLocation
+from retention.rules.inventory import LOCATION_MODELS, RedisLocation, S3Location, SqlLocation, StoredLocation
 from retention.stores.base import Store
 
 L = TypeVar("L", bound=StoredLocation)
@@ -97,6 +97,17 @@ def _s3_sanitization(action: str, spec: S3Location, vacuum: VacuumNote | None) -
     return {"category": "clear", "method": f"{method} (S3 DeleteObjects)", "physical": S3_PHYSICAL}
 
 
+REDIS_PHYSICAL = ("UNLINK removes the keys and frees their memory in the background (replicas apply the same "
+                  "UNLINK); the memory is not overwritten, and copies in RDB snapshots and AOF files remain until "
+                  "the server's next snapshot or AOF rewrite replaces them")
+
+
+def _redis_sanitization(action: str, spec: RedisLocation, vacuum: VacuumNote | None) -> NistStatement:
+    if action != "delete":  # keys are only ever deleted (the inventory refuses any other action)
+        return UNKNOWN
+    return {"category": "clear", "method": "keys removed (Redis UNLINK)", "physical": REDIS_PHYSICAL}
+
+
 # Heterogeneous by design: each entry is typed by its own location model (``kind_of`` hands one out typed).
 KINDS: dict[str, StoreKind[Any]] = {
     "sql": StoreKind(
@@ -109,6 +120,11 @@ KINDS: dict[str, StoreKind[Any]] = {
         client="retention.stores:s3_client", pool="retention_s3", pool_slots=4,
         pool_description="retention: object storage", max_active_tis_per_dag=4,
         sanitization=_s3_sanitization),
+    "redis": StoreKind(
+        name="redis", location=RedisLocation, store_class="retention.stores.redis:RedisStore",
+        client="retention.stores.redis:redis_client", pool="retention_redis", pool_slots=2,
+        pool_description="retention: Redis key stores", max_active_tis_per_dag=2,
+        sanitization=_redis_sanitization),
 }
 
 

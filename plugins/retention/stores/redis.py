@@ -1,0 +1,242 @@
+"""Keys of one account in Redis, by pattern: list them with SCAN, delete them with UNLINK, verify by scanning again.
+
+Selection
+    A key matches a Selector when it matches the location's ``key_pattern`` with the account id filled in
+    (``presence:{account_id}:*`` -> ``presence:acme:*``). The inventory refuses a pattern whose glob could reach
+    another account's keys (a glob before the account id, or no separator after it). With a cutoff, a key
+    matches when the key segment named by ``timestamp`` (the key split on ":") dates it at or before the
+    cutoff; a segment coarser than a second ("%Y-%m-%d") names a whole period, and the key matches only once
+    all of that period is at or before the cutoff. A key whose segment does not parse never matches (what
+    cannot be dated is never deleted); ``verify`` counts it and reports it as ``Retained("undated_key")``.
+
+Listing
+    Always SCAN with MATCH and COUNT, never KEYS (which blocks the server while it walks every key). The
+    account's keys are sorted, so a batch is a key range (after, upper] like the other stores' batches; the
+    cursors are the keys' bytes in hex (hex keeps the keys' byte order, and no key reaches a log or the
+    ledger as text).
+
+TTL
+    A key with a TTL is present until Redis expires it: it is counted, deleted and verified like any other
+    (a TTL is not a deletion). A key that expires between SCAN and UNLINK is not an error: UNLINK's reply is
+    what this run removed, and only that is counted. Nothing here sets, changes or removes a TTL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from retention.rules.inventory import RedisLocation
+from retention.stores.base import Outcome, PendingBatch, Residue, Retained, Selector
+from retention.stores.s3.keydates import KeyClock, as_utc, period_end
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1_000  # keys per batch: one UNLINK round trip
+SCAN_COUNT = 1_000  # SCAN's COUNT hint: keys the server looks at per call
+SEPARATOR = ":"
+
+
+def redis_client(conn_id: str) -> Redis:
+    """A redis-py client from an Airflow Connection of type redis, one per Connection definition and process."""
+    from airflow.sdk import BaseHook
+
+    return _client_for(conn_id, BaseHook.get_connection(conn_id).get_uri())
+
+
+@cache
+def _client_for(conn_id: str, definition: str) -> Redis:
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    client: Redis = RedisHook(redis_conn_id=conn_id).get_conn()  # type: ignore[no-untyped-call]  # untyped hook
+    return client
+
+
+class RedisStore:
+    """The Store protocol over one Redis location (``systems.yaml`` kind: redis)."""
+
+    def __init__(self, location_id: str, spec: RedisLocation, client: Redis, *, batch_size: int = BATCH_SIZE,
+                 scan_count: int = SCAN_COUNT) -> None:
+        if batch_size < 1 or scan_count < 1:
+            raise ValueError(f"Redis location {location_id}: batch_size and scan_count must be positive")
+        self.location_id = location_id
+        self.spec = spec
+        self.client = client
+        self.batch_size = batch_size
+        self.scan_count = scan_count
+        where = f"Redis location {location_id}"
+        self._clock = KeyClock(spec.timestamp, where) if spec.timestamp is not None else None
+
+    # -- the Store protocol --------------------------------------------------------------------
+
+    def count(self, selector: Selector, after: str | None = None, upper: str | None = None, *,
+              pending_anonymize: bool = False) -> int:
+        self._only_deletes(pending_anonymize)
+        return len(self._matching(selector, after, upper))
+
+    def batches(self, selector: Selector, after: str | None = None, *,
+                pending_anonymize: bool = False) -> Iterator[PendingBatch]:
+        self._only_deletes(pending_anonymize)
+        keys = self._matching(selector, after, None)
+        previous = after
+        for start in range(0, len(keys), self.batch_size):
+            chunk = tuple(keys[start:start + self.batch_size])
+            upper = chunk[-1].hex()
+            yield PendingBatch(previous, upper, len(chunk), items=(self.location_id, chunk))
+            previous = upper
+
+    def delete(self, batch: PendingBatch) -> Outcome:
+        keys = self._keys_of(batch)
+        if batch.recheck is not None:
+            batch.recheck()  # the engine's legal-hold check, right before the keys go: a hold stops it here
+        pipe = self.client.pipeline(transaction=False)
+        pipe.unlink(*keys)
+        (removed,) = pipe.execute()
+        log.info("location %s: %d of %d keys removed (the rest had expired)", self.location_id, removed, len(keys))
+        return Outcome(affected=int(removed))
+
+    def anonymize(self, batch: PendingBatch) -> Outcome:
+        raise ValueError(f"Redis location {self.location_id}: keys cannot be anonymized in place; use delete")
+
+    def isolate(self, batch: PendingBatch) -> Outcome:
+        raise ValueError(f"Redis location {self.location_id}: isolation is for SQL tables (systems.yaml isolate_to)")
+
+    def verify(self, selector: Selector, *, pending_anonymize: bool = False) -> Residue:
+        self._only_deletes(pending_anonymize)
+        remaining = len(self._matching(selector, None, None))
+        undated = len(self._undated(selector))
+        retained = (Retained("undated_key", undated),) if undated else ()
+        return Residue(remaining + undated, retained)
+
+    def export(self, selector: Selector, sink: Path | str) -> int:
+        """Write each matching key as one JSON line of ``sink/keys.jsonl``: its type, value and remaining TTL
+        in milliseconds (None: no TTL). A key that expired since the scan is not written. Returns the count."""
+        destination = Path(sink)
+        destination.mkdir(parents=True, exist_ok=True)
+        partial = destination / "keys.jsonl.partial"
+        written = 0
+        with partial.open("w", encoding="utf-8") as out:
+            for key in self._matching(selector, None, None):
+                record = self._record(key)
+                if record is not None:
+                    out.write(json.dumps(record, sort_keys=True) + "\n")
+                    written += 1
+        partial.rename(destination / "keys.jsonl")
+        log.info("location %s: exported %d keys", self.location_id, written)
+        return written
+
+    def _only_deletes(self, pending_anonymize: bool) -> None:
+        if pending_anonymize:
+            raise ValueError(f"Redis location {self.location_id}: keys cannot be anonymized in place; use delete")
+
+    # -- selection -----------------------------------------------------------------------------
+
+    def _pattern(self, account_id: str) -> str:
+        return self.spec.match(account_id)
+
+    def _scan(self, account_id: str) -> list[bytes]:
+        found = self.client.scan_iter(match=self._pattern(account_id), count=self.scan_count)
+        return sorted({_raw(key) for key in found})  # SCAN may return a key twice while the keyspace is rehashed
+
+    def _matching(self, selector: Selector, after: str | None, upper: str | None) -> list[bytes]:
+        low = bytes.fromhex(after) if after is not None else None
+        high = bytes.fromhex(upper) if upper is not None else None
+        return [key for key in self._scan(selector.account_id)
+                if (low is None or key > low) and (high is None or key <= high) and self._due(key, selector)]
+
+    def _due(self, key: bytes, selector: Selector) -> bool:
+        if selector.cutoff is None:
+            return True  # all of the account's keys
+        dated = self._dated(key, selector)
+        return dated is not None and dated <= selector.cutoff
+
+    def _undated(self, selector: Selector) -> list[bytes]:
+        if selector.cutoff is None:
+            return []
+        return [key for key in self._scan(selector.account_id) if self._dated(key, selector) is None]
+
+    def _dated(self, key: bytes, selector: Selector) -> datetime | None:
+        """The latest instant the key's time segment can stand for; None if it has none that parses."""
+        if self._clock is None or selector.anchor != "created_at":
+            raise ValueError(f"Redis location {self.location_id}: its keys carry no {selector.anchor} "
+                             "(systems.yaml timestamp names the key segment that dates a key)")
+        parts = key.decode("utf-8", "replace").split(SEPARATOR)
+        if self._clock.segment >= len(parts):
+            return None
+        try:
+            start = as_utc(datetime.strptime(parts[self._clock.segment], self._clock.format))
+        except ValueError:
+            return None
+        return period_end(start, self._clock.precision)
+
+    def _keys_of(self, batch: PendingBatch) -> tuple[bytes, ...]:
+        location, keys = batch.items
+        if location != self.location_id:
+            raise ValueError(f"Redis location {self.location_id}: the batch was listed for {location}")
+        return tuple(keys)
+
+    # -- export --------------------------------------------------------------------------------
+
+    def _record(self, key: bytes) -> dict[str, Any] | None:
+        kind = _raw(self.client.type(key)).decode()
+        ttl = int(self.client.pttl(key))
+        value: Any
+        if kind == "string":
+            value = _text(self.client.get(key))
+        elif kind == "hash":
+            value = {_plain(field): _text(item) for field, item in self.client.hgetall(key).items()}
+        elif kind == "list":
+            value = [_text(item) for item in self.client.lrange(key, 0, -1)]
+        elif kind == "set":
+            value = sorted((_text(item) for item in self.client.smembers(key)), key=json.dumps)
+        elif kind == "zset":
+            value = [_scored(pair) for pair in self.client.zrange(key, 0, -1, withscores=True)]
+        elif kind == "none":
+            return None  # expired or deleted since the scan
+        else:
+            raise ValueError(f"Redis location {self.location_id}: a key of type {kind} cannot be exported "
+                             "(string, hash, list, set and zset can)")
+        if ttl == -2:
+            return None  # expired while it was read
+        return {"key": _text(key), "type": kind, "value": value, "ttl_ms": ttl if ttl >= 0 else None}
+
+
+def _raw(data: bytes | str) -> bytes:
+    """What Redis holds: bytes (a client made with decode_responses=True hands out text; back to its bytes)."""
+    return data if isinstance(data, bytes) else data.encode("utf-8")
+
+
+def _text(data: bytes | str | None) -> str | dict[str, str] | None:
+    """UTF-8 text as it is; other bytes as ``{"base64": ...}`` so nothing is lost or mangled."""
+    if data is None:
+        return None
+    raw = _raw(data)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(raw).decode("ascii")}
+
+
+def _plain(data: bytes | str) -> str:
+    """A hash field as a JSON object key: UTF-8 text, or ``base64:`` and its base64."""
+    raw = _raw(data)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(raw).decode("ascii")
+
+
+def _scored(pair: object) -> list[Any]:
+    """A sorted-set member and its score (ZRANGE WITHSCORES answers pairs)."""
+    if not isinstance(pair, tuple) or len(pair) != 2:
+        raise TypeError("ZRANGE WITHSCORES answered something other than (member, score) pairs")
+    member, score = pair
+    return [_text(member), float(score)]
