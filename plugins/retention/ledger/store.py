@@ -8,9 +8,9 @@
 - ``database``: the URL, the engine and the schema, which ``Ledger.open`` uses.
 
 The parts are base classes of ``Ledger`` rather than objects it holds: every part works in the same
-transactions (``self.session()``, ``self._reader()``), and composition would repeat each of the thirty-odd
-public methods as a forwarding method with the same signature, two places to change for every one. Each
-part subclasses ``Transactions`` (``RunsAndTasks`` also ``EventLog``, whose ``append`` it calls), so the type
+transactions (``self.session()``, ``self._reader()``), and composition would repeat each of the 29 public
+methods as a forwarding method with the same signature, two places to change for every one. Each part
+subclasses ``Transactions`` (``RunsAndTasks`` also ``EventLog``, whose ``append`` it calls), so the type
 checker sees what each uses.
 """
 
