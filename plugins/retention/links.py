@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -59,7 +59,7 @@ def secret_problem(secret: str) -> str | None:
     return None
 
 
-def sign_link(purpose: str, claims: dict, hours: int, secret: str | None) -> tuple[str, datetime]:
+def sign_link(purpose: str, claims: Mapping[str, str], hours: int, secret: str | None) -> tuple[str, datetime]:
     missing = [name for name in REQUIRED_CLAIMS[purpose] if not claims.get(name)]
     if missing:
         raise ValueError(f"a {purpose} link needs the claims {', '.join(missing)}")
@@ -70,9 +70,9 @@ def sign_link(purpose: str, claims: dict, hours: int, secret: str | None) -> tup
     return _serializer(purpose, secret, ()).dumps({**claims, "n": nonce, "exp": int(expires.timestamp())}), expires
 
 
-def open_link(purpose: str, token: str, secret: str | None, previous: Sequence[str] = ()) -> dict:
-    """The claims of a link signed with ``secret`` or one of the ``previous`` secrets, unexpired, naming
-    every claim its purpose needs."""
+def open_link(purpose: str, token: str, secret: str | None, previous: Sequence[str] = ()) -> dict[str, str]:
+    """The claims its purpose needs (``REQUIRED_CLAIMS``), each a non-empty string, of a link signed with
+    ``secret`` or one of the ``previous`` secrets and unexpired."""
     try:
         claims = _serializer(purpose, secret, previous).loads(token)
     except BadSignature:
@@ -81,7 +81,7 @@ def open_link(purpose: str, token: str, secret: str | None, previous: Sequence[s
             or claims["exp"] < datetime.now(UTC).timestamp() \
             or not all(isinstance(claims.get(name), str) and claims[name] for name in REQUIRED_CLAIMS[purpose]):
         raise LinkInvalid("this link is not valid")
-    return claims
+    return {name: claims[name] for name in REQUIRED_CLAIMS[purpose]}
 
 
 def token_digest(token: str) -> str:

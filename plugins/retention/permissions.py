@@ -14,18 +14,22 @@ higher role than placing one.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager, SimpleAuthManagerRole
 from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
 if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+
+Method = Literal["GET", "POST"]  # the custom-view actions of ours, among Airflow's ResourceMethod
 
 
 class Permission(enum.Enum):
     """value = (HTTP method for the custom view, Airflow custom-view resource name)."""
 
+    _value_: tuple[Method, str]
     READ = ("GET", "Retention Data")  # forecast, holds, offboardings, certificates, data classes, the page
     PLACE_HOLD = ("POST", "Retention Holds")
     RELEASE_HOLD = ("POST", "Retention Hold Release")
@@ -33,7 +37,7 @@ class Permission(enum.Enum):
     APPROVE_OFFBOARDING = ("POST", "Retention Offboarding Approval")
 
     @property
-    def method(self) -> str:
+    def method(self) -> Method:
         return self.value[0]
 
     @property
@@ -68,6 +72,7 @@ def user_for(user_id: str, user_name: str) -> BaseUser | None:
     """The Airflow user with this id and name (e.g. a HITL responder's ``{"id", "name"}``), so code outside
     a request can ask ``is_allowed``; None if the auth manager knows no such user."""
     manager = _auth_manager()
+    user: BaseUser | None
     if isinstance(manager, SimpleAuthManager):
         user = _simple_user(manager, user_id)
     else:
@@ -95,10 +100,13 @@ def _simple_role_reaches(user: BaseUser, minimal: SimpleAuthManagerRole) -> bool
     role = (getattr(user, "role", None) or "").upper()
     if role not in SimpleAuthManagerRole.__members__:
         return False
-    return SimpleAuthManagerRole[role].order >= minimal.order
+    # The roles are a namedtuple Enum, whose fields Airflow leaves untyped: each order is an int.
+    held: int = SimpleAuthManagerRole[role].order
+    needed: int = minimal.order
+    return held >= needed
 
 
-def _auth_manager():
+def _auth_manager() -> BaseAuthManager[BaseUser]:
     # The api-server has made it already; outside a request (a worker task) this makes the same singleton.
     from airflow.api_fastapi.app import create_auth_manager
 

@@ -10,19 +10,24 @@ Production runs never go through here: ``retention offboard`` triggers through t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
 
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import DAG
 
-def run_as(dag: Any, user_name: str | None, **test_kwargs: Any):
+
+def run_as(dag: DAG, user_name: str | None, **test_kwargs: Any) -> DagRun:
     """``dag.test(**test_kwargs)`` with the run's ``triggering_user_name`` set to ``user_name`` (None: no user,
     as when the scheduler or an internal trigger makes the run)."""
     from airflow.models import dagrun
 
     create = dagrun.get_or_create_dagrun
 
-    def as_user(**kwargs: Any):
+    def as_user(**kwargs: Any) -> DagRun:
         return create(**{**kwargs, "triggering_user_name": user_name})
 
     with patch.object(dagrun, "get_or_create_dagrun", as_user):
-        return dag.test(**test_kwargs)
+        run: DagRun = dag.test(**test_kwargs)  # DAG.test is unannotated; it returns the DagRun it made
+    return run

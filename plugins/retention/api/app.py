@@ -1,4 +1,5 @@
-"""The retention API (certificates, returns, forecast, the operator views), mounted into Airflow's api-server at ``/retention`` by ``retention_plugin``.
+"""The retention API (certificates, returns, forecast, the operator views), mounted into Airflow's api-server
+at ``/retention`` by ``retention_plugin``.
 
 Airflow does not authenticate or authorize plugin apps: every staff route declares the permission it
 needs (``requires``, on Airflow's own JWT from the Authorization header or the UI's cookie), so an
@@ -14,23 +15,33 @@ answers say no more than that. Every issue, revocation, link and download is a l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import pendulum
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Response
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 
-from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from retention.api.operators import json_body, open_ledger, requires, router as operator_views, staff_id
+from retention.api.operators import json_body, open_ledger, requires, staff_id
+from retention.api.operators import router as operator_views
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
-from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, issued
+from retention.certificates.archive import FORMATS, ID_PATTERN, Archive, Issued, issued
 from retention.engine.forecast import MAX_DAYS, as_document, forecast
 from retention.engine.tasks import context
 from retention.ids import ACCOUNT_ID
 from retention.ledger import Ledger
-from retention.links import (CERTIFICATE_DOWNLOAD, RETURN_RECEIPT, LinkInvalid, LinkNotConfigured, link_revoked,
-                             open_link, revoke_certificate_link, token_digest)
+from retention.links import (
+    CERTIFICATE_DOWNLOAD,
+    RETURN_RECEIPT,
+    LinkInvalid,
+    LinkNotConfigured,
+    link_revoked,
+    open_link,
+    revoke_certificate_link,
+    token_digest,
+)
 from retention.offboarding.returns import ReceiptRefused, record_receipt
 from retention.permissions import Permission
 from retention.settings import Settings
@@ -60,14 +71,14 @@ def create_app() -> FastAPI:
     app.include_router(operator_views)
 
     @app.get("/.well-known/jwks.json")
-    def jwks(response: Response) -> dict:
+    def jwks(response: Response) -> Mapping[str, object]:
         """The public keys that sign certificates, current and retired (public: no authentication)."""
         settings = Settings.from_env()
         response.headers["Cache-Control"] = "public, max-age=300"
         return KeySet.read(settings.jwks_file).as_jwks() if settings.jwks_file else {"keys": []}
 
     @app.get("/forecast", dependencies=[requires(Permission.READ)])
-    def forecast_deletions(days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict:
+    def forecast_deletions(days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict[str, object]:
         """What the daily sweep will delete per day, data class and account, and why (staff only)."""
         start = pendulum.now("UTC")
         with context() as ctx:
@@ -75,12 +86,12 @@ def create_app() -> FastAPI:
         return {"start": start.to_date_string(), **as_document(lines, days)}
 
     @app.get("/certificates", dependencies=[requires(Permission.READ)])
-    def list_certificates(account_id: str | None = None) -> list[dict]:
+    def list_certificates(account_id: str | None = None) -> list[dict[str, object]]:
         with open_ledger() as ledger:
             return [c.__dict__ for c in issued(ledger, account_id).values()]
 
     @app.post("/certificates", status_code=201, dependencies=[Depends(json_body)])
-    def issue_certificate(body: IssueRequest, user: CertificateStaff) -> dict:
+    def issue_certificate(body: IssueRequest, user: CertificateStaff) -> dict[str, str]:
         settings = Settings.from_env()
         key = load_signing_key(settings.signing_key_file)
         with open_ledger() as ledger:
@@ -93,18 +104,19 @@ def create_app() -> FastAPI:
         return {"certificate_id": certificate_id, "kid": key.kid}
 
     @app.post("/certificates/{certificate_id}/revoke", dependencies=[Depends(json_body)])
-    def revoke(certificate_id: str, body: RevokeRequest, user: CertificateStaff) -> dict:
+    def revoke(certificate_id: str, body: RevokeRequest, user: CertificateStaff) -> dict[str, str | bool]:
         with open_ledger() as ledger:
             record = _issued(ledger, certificate_id)
             try:  # the reason is free text: kept erasable outside the chain, the event carries reason_sha256
-                ledger.append("certificate.revoked", {"certificate_id": certificate_id, "account_id": record.account_id},
+                ledger.append("certificate.revoked",
+                              {"certificate_id": certificate_id, "account_id": record.account_id},
                               actor=staff_id(user), texts={"reason": body.reason})
             except ValueError as exc:  # refused by the ledger's checks: the message names the field
                 raise HTTPException(422, str(exc)) from None
         return {"certificate_id": certificate_id, "revoked": True}
 
     @app.post("/certificates/{certificate_id}/links", status_code=201, dependencies=[Depends(json_body)])
-    def create_link(certificate_id: str, body: LinkRequest, user: CertificateStaff) -> dict:
+    def create_link(certificate_id: str, body: LinkRequest, user: CertificateStaff) -> dict[str, object]:
         with open_ledger() as ledger:
             record = _issued(ledger, certificate_id)
             if record.revoked:
@@ -116,7 +128,7 @@ def create_app() -> FastAPI:
 
     @app.post("/certificates/{certificate_id}/links/{link_id}/revoke", dependencies=[Depends(json_body)])
     def revoke_link(certificate_id: str, link_id: Annotated[str, FastApiPath(pattern="^[0-9a-f]{64}$")],
-                    user: CertificateStaff) -> dict:
+                    user: CertificateStaff) -> dict[str, str | bool]:
         """Stop one download link (its id: the token's sha256, as ``certificate.link_created`` records it)."""
         with open_ledger() as ledger:
             _issued(ledger, certificate_id)
@@ -151,7 +163,8 @@ def create_app() -> FastAPI:
 
     @app.post("/returns/{package_id}/receipt", dependencies=[Depends(json_body)])
     def confirm_return(package_id: str, token: Annotated[str, Query(max_length=2000)],
-                       manifest_sha256: Annotated[str, Body(embed=True, pattern="^[0-9a-f]{64}$")]) -> dict:
+                       manifest_sha256: Annotated[str, Body(embed=True, pattern="^[0-9a-f]{64}$")]
+                       ) -> dict[str, object]:
         """The customer confirms it received and opened its return package by quoting the manifest's sha256."""
         claims = _claims(RETURN_RECEIPT, token)
         if claims.get("p") != package_id:
@@ -167,7 +180,7 @@ def create_app() -> FastAPI:
     return app
 
 
-def _claims(purpose: str, token: str) -> dict:
+def _claims(purpose: str, token: str) -> dict[str, str]:
     try:
         settings = Settings.from_env()
         return open_link(purpose, token, settings.link_secret, settings.link_secrets_previous)
@@ -177,7 +190,7 @@ def _claims(purpose: str, token: str) -> dict:
         raise HTTPException(403, NOT_VALID) from None
 
 
-def _issued(ledger: Ledger, certificate_id: str):
+def _issued(ledger: Ledger, certificate_id: str) -> Issued:
     record = issued(ledger).get(certificate_id)
     if record is None:
         raise HTTPException(404, "no such certificate")

@@ -11,18 +11,19 @@ of the Airflow user, never a name typed into a form.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import pendulum
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.params import Depends as DependsParam
 from pydantic import BaseModel, Field
 
-from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from airflow.api_fastapi.core_api.security import GetUserDep
 from retention.engine.tasks import context
 from retention.ledger import Ledger
 from retention.offboarding.backups import keep_keys_for_new_hold
@@ -44,19 +45,24 @@ def json_body(content_type: Annotated[str, Header()] = "") -> None:
         raise HTTPException(415, "send the body as application/json")
 
 
-def requires(permission: Permission) -> DependsParam:
-    """A dependency giving the signed-in Airflow user if they hold ``permission``, else 403 naming it.
+@dataclass(frozen=True)
+class PermittedUser:
+    """The signed-in Airflow user if they hold ``permission``, else 403 naming it. A callable FastAPI
+    dependency that carries its permission, so a test can read every route's from the app."""
 
-    It carries the permission (``.dependency.permission``) so a test can read every route's from the app."""
+    permission: Permission
 
-    def permitted_user(user: GetUserDep) -> BaseUser:
-        if not is_allowed(user, permission):
-            raise HTTPException(403, f"missing permission: {permission.name} "
-                                     f"({permission.method} on {permission.resource_name!r})")
+    def __call__(self, user: GetUserDep) -> BaseUser:
+        if not is_allowed(user, self.permission):
+            raise HTTPException(403, f"missing permission: {self.permission.name} "
+                                     f"({self.permission.method} on {self.permission.resource_name!r})")
         return user
 
-    permitted_user.permission = permission
-    return Depends(permitted_user)
+
+def requires(permission: Permission) -> DependsParam:
+    """A dependency giving the signed-in Airflow user if they hold ``permission``, else 403 naming it
+    (``.dependency.permission`` names it)."""
+    return DependsParam(dependency=PermittedUser(permission))
 
 
 Reader = Annotated[BaseUser, requires(Permission.READ)]
@@ -85,27 +91,27 @@ def operator_page(name: str, user: Reader) -> Response:
 
 
 @router.get("/offboardings")
-def offboardings(user: Reader) -> list[dict]:
+def offboardings(user: Reader) -> Sequence[Mapping[str, object]]:
     """Offboardings not finished yet, with the stage each one is at."""
     with open_ledger() as ledger:
         return open_offboardings(ledger, pendulum.now("UTC"))
 
 
 @router.get("/data-classes")
-def data_classes(user: Reader) -> list[dict]:
+def data_classes(user: Reader) -> list[dict[str, str]]:
     with context() as ctx:
         return [{"name": name, "description": spec.description}
                 for name, spec in sorted(ctx.ruleset.data_classes.data_classes.items())]
 
 
 @router.get("/holds")
-def holds(user: Reader, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict]:
+def holds(user: Reader, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict[str, str | None]]:
     with open_ledger() as ledger:
         return [h.as_dict() for h in ledger.list_holds(include_released=include_released)]
 
 
 @router.post("/holds", status_code=201, dependencies=[Depends(json_body)])
-def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.PLACE_HOLD)]) -> dict:
+def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.PLACE_HOLD)]) -> dict[str, object]:
     """Place a legal hold; the next sweep or offboarding keeps what it covers."""
     with context() as ctx:
         # A misspelt account or class would hold nothing while looking like protection: refuse it.
@@ -125,7 +131,7 @@ def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.
 
 @router.post("/holds/{hold_id}/release", dependencies=[Depends(json_body)])
 def release_hold(hold_id: str, body: ReleaseRequest,
-                 user: Annotated[BaseUser, requires(Permission.RELEASE_HOLD)]) -> dict:
+                 user: Annotated[BaseUser, requires(Permission.RELEASE_HOLD)]) -> dict[str, str | None]:
     with open_ledger() as ledger:
         try:
             released = ledger.release_hold(hold_id, released_by=staff_id(user), reason=body.reason)
@@ -136,7 +142,7 @@ def release_hold(hold_id: str, body: ReleaseRequest,
     return released.as_dict()
 
 
-def staff_id(user) -> str:
+def staff_id(user: BaseUser) -> str:
     return f"api:{user.get_id()}"
 
 
