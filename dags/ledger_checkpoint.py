@@ -10,6 +10,7 @@ checkpoint: run `retention ledger verify`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
@@ -18,9 +19,9 @@ from airflow.sdk import dag, task
 @dag(dag_id="ledger_checkpoint", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
      catchup=False, max_active_runs=1, tags=["retention", "ledger"], doc_md=__doc__,
      default_args={"owner": "retention", "retries": 3, "retry_delay": timedelta(minutes=10)})
-def ledger_checkpoint():
+def ledger_checkpoint() -> None:
     @task(queue="certify")  # signs: runs on the worker that alone holds the checkpoint key (docker-compose.yml)
-    def publish() -> dict | None:
+    def publish() -> dict[str, Any] | None:
         from retention.ledger import Ledger
         from retention.ledger.checkpoints import publish_configured
 
