@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -61,13 +60,13 @@ def _period(value: object) -> IsoDuration:
     return duration
 
 
-def _expiry(value: object) -> IsoDuration | str:
+def _expiry(value: object) -> IsoDuration | Literal["session"]:
     # A cookie's expiry is a fact from the cookie tables, not a retention period: "0 days" (_gid) is allowed.
     return "session" if value == "session" else _duration(value)
 
 
 Duration = Annotated[IsoDuration, BeforeValidator(_period), PlainSerializer(str)]  # positive: every period
-CookieExpiry = Annotated[object, BeforeValidator(_expiry), PlainSerializer(str)]
+CookieExpiry = Annotated[IsoDuration | Literal["session"], BeforeValidator(_expiry), PlainSerializer(str)]
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=80)]
 Text = Annotated[str, Field(min_length=1)]
@@ -247,5 +246,3 @@ class Override(Strict):
 class OverridesFile(Strict):
     overrides: list[Override] = Field(default_factory=list)
 
-
-ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
