@@ -6,10 +6,13 @@ line is now complete."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import dag, task
+
+if TYPE_CHECKING:
+    from retention.certificates.archive import SavedSupplement
 
 ACTOR = "airflow:backup_expiry"
 
@@ -30,7 +33,7 @@ def backup_expiry() -> None:
         return tasks.confirm_backups(actor=ACTOR)
 
     @task(queue="certify")  # signs: runs on the worker that alone holds the signing key (docker-compose.yml)
-    def supplement(accounts: list[str]) -> list[dict[str, Any]]:
+    def supplement(accounts: list[str]) -> list[SavedSupplement]:
         from retention.offboarding import tasks
 
         return tasks.supplement_certificates(accounts, actor=ACTOR)
