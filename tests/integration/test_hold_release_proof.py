@@ -19,10 +19,10 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
 from retention.ledger import Ledger, migrate
-from retention.ledger.models import LegalHoldRow
 from retention.ledger.database import _alembic_config, create_ledger_engine
 from retention.ledger.events import append_event
 from retention.ledger.holds import _hold_payload
+from retention.ledger.models import LegalHoldRow
 from tests.integration.test_ledger_roles import Roles, _grant, roles  # noqa: F401  (the roles fixture)
 from tests.integration.test_sweep import ALL, run_sweep
 

@@ -25,7 +25,13 @@ from retention.cli import main
 from retention.ledger import ChainHead, Event, Ledger, compute_hash
 from retention.ledger.checkpoint_stores import DirectoryStore, configured_store
 from retention.ledger.checkpoints import (
-    Checkpoint, CheckpointError, create_key, load_key, publish_configured, verify, verify_configured,
+    Checkpoint,
+    CheckpointError,
+    create_key,
+    load_key,
+    publish_configured,
+    verify,
+    verify_configured,
 )
 from retention.settings import Settings
 from tests.fixtures.ledger_writer import as_database_writer
