@@ -40,8 +40,8 @@ def test_validate_the_shipped_rules(run):
 
     shipped = load_ruleset(RULES)
     assert f"valid — {len(shipped.rules)} rules over {len(shipped.data_classes.data_classes)} data classes (and " \
-           f"{len(shipped.processor_rules)} over {len(shipped.processor_data_classes)} classes of the processor's own data)" \
-           in result.output
+           f"{len(shipped.processor_rules)} over {len(shipped.processor_data_classes)} classes of the processor's " \
+           "own data)" in result.output
 
 
 def test_validate_a_broken_rules_dir_exits_1_naming_file_line_and_field(run, tmp_path):
@@ -49,7 +49,7 @@ def test_validate_a_broken_rules_dir_exits_1_naming_file_line_and_field(run, tmp
     shutil.copytree(RULES, broken)
     text = (broken / "rules.yaml").read_text().replace("retain_for: P1Y\n", "retain_for: one year\n", 1)
     (broken / "rules.yaml").write_text(text)
-    line = next(n for n, l in enumerate(text.splitlines(), 1) if "one year" in l)
+    line = next(n for n, text_line in enumerate(text.splitlines(), 1) if "one year" in text_line)
 
     result = run("rules", "validate", "--rules-dir", str(broken))
     assert result.exit_code == 1
@@ -71,7 +71,8 @@ def test_explain_without_an_account_registry_is_a_usage_error(run, monkeypatch):
 
 
 def test_explain_one_decision(run):
-    result = run("rules", "explain", "acct_4004", "billing_records", "--accounts", ACCOUNTS, "--at", "2026-11-23T00:00:00Z")
+    result = run("rules", "explain", "acct_4004", "billing_records", "--accounts", ACCOUNTS,
+                 "--at", "2026-11-23T00:00:00Z")
     assert result.exit_code == 0, result.output
     assert "billing-records-terminated-eea-ch" in result.output
     assert "retain_isolated; isolated until then" in result.output
@@ -102,12 +103,14 @@ def test_a_placed_hold_blocks_the_decision_until_released(run):
     hold_id = json.loads(placed.output)["hold"]["id"]
     assert json.loads(placed.output)["hold"]["placed_by"] == f"cli:{getpass.getuser()}"
 
-    explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--json").output)
+    explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS,
+                               "--json").output)
     assert explained["decisions"][0]["blocked_by"] == [hold_id]
     assert hold_id in run("hold", "list").output
 
     assert run("hold", "release", hold_id, "--reason", "case closed").exit_code == 0
-    explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS, "--json").output)
+    explained = json.loads(run("rules", "explain", "acct_1001", "chat_transcripts", "--accounts", ACCOUNTS,
+                               "--json").output)
     assert explained["decisions"][0]["blocked_by"] == []
     assert "no legal holds in force" in run("hold", "list").output
     assert hold_id in run("hold", "list", "--all").output
@@ -280,7 +283,8 @@ def _period_line(output: str, data_class: str) -> str:
 def test_explain_names_law_as_the_source_of_a_statutory_period(run):
     result = run("rules", "explain", "acct_4004", "billing_records", "--accounts", ACCOUNTS, "--at", AT)
     assert result.exit_code == 0, result.output
-    assert _period_line(result.output, "billing_records").strip() == "period  P10Y from created_at — set by law (statute)"
+    assert _period_line(result.output, "billing_records").strip() == \
+        "period  P10Y from created_at — set by law (statute)"
 
 
 def test_explain_names_the_processors_default_and_the_contract(run):
@@ -301,7 +305,8 @@ def test_explain_names_the_customers_instruction(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert _period_line(result.output, "chat_transcripts").strip() == (
         "period  P180D from created_at — the customer's instruction (account registry)")
-    decisions = json.loads(run("rules", "explain", "acct_1001", "--accounts", str(registry), "--at", AT, "--json").output)
+    decisions = json.loads(run("rules", "explain", "acct_1001", "--accounts", str(registry), "--at", AT,
+                               "--json").output)
     sources = {d["data_class"]: d["period_source"] for d in decisions["decisions"]}
     assert sources["chat_transcripts"] == sources["call_recordings"] == "customer's instruction"
     assert sources["billing_records"] == "law" and sources["contact_records"] == "processor's default"
@@ -310,10 +315,11 @@ def test_explain_names_the_customers_instruction(run, tmp_path):
 def test_explain_refuses_an_instruction_outside_the_rules_bounds(run, tmp_path):
     registry = tmp_path / "accounts.yaml"
     text = Path(ACCOUNTS).read_text().replace(
-        "    customer: Northwind Traders GmbH\n", "    customer: Northwind Traders GmbH\n    instructions: {chat_transcripts: P5Y}\n")
+        "    customer: Northwind Traders GmbH\n",
+        "    customer: Northwind Traders GmbH\n    instructions: {chat_transcripts: P5Y}\n")
     registry.write_text(text)
     result = run("rules", "explain", "acct_1001", "--accounts", str(registry))
-    line = next(n for n, l in enumerate(text.splitlines(), 1) if "instructions:" in l)
+    line = next(n for n, text_line in enumerate(text.splitlines(), 1) if "instructions:" in text_line)
     assert result.exit_code == 1
     assert f"accounts.yaml:{line}:" in result.output and "accounts[0].instructions.chat_transcripts" in result.output
     assert "outside rule 'chat-transcripts-in-service''s bounds" in result.output

@@ -137,7 +137,8 @@ def test_the_tasks_that_sign_or_make_links_run_on_the_certify_queue() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
-    queued = {(dag_id, task.task_id) for dag_id, dag in bag.dags.items() for task in dag.tasks if task.queue == "certify"}
+    queued = {(dag_id, task.task_id) for dag_id, dag in bag.dags.items() for task in dag.tasks
+              if task.queue == "certify"}
     assert queued == CERTIFY_TASKS, bag.import_errors
 
 

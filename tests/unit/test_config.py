@@ -51,9 +51,10 @@ def test_config_show_masks_secrets_in_query_parameters_nested_extras_and_embedde
                        "&__extra__=%7B%22session%22%3A%20%7B%22token%22%3A%20%22uri-extra-6%22%7D%7D")
     monkeypatch.setenv("AIRFLOW_CONN_SENDGRID", json.dumps({
         "conn_type": "http", "host": "https://proxy:inner-url-7@api.sendgrid.com", "login": "apikey",
-        "extra": {"retry": {"limit": 3, "auth": {"token": "nested-tok-3"}}, "headers": {"Authorization": "Bearer hdr-4"},
-                  "endpoints": [{"url": "https://u:inner-url-7@h/x"}]}}))
-    monkeypatch.setenv("AIRFLOW_CONN_TWILIO", json.dumps({"conn_type": "http", "extra": json.dumps({"api_secret": "str-extra-5"})}))
+        "extra": {"retry": {"limit": 3, "auth": {"token": "nested-tok-3"}},
+                  "headers": {"Authorization": "Bearer hdr-4"}, "endpoints": [{"url": "https://u:inner-url-7@h/x"}]}}))
+    monkeypatch.setenv("AIRFLOW_CONN_TWILIO", json.dumps({"conn_type": "http",
+                                                         "extra": json.dumps({"api_secret": "str-extra-5"})}))
     monkeypatch.setenv("RETENTION_LINK_SECRET", LINK_SECRET)
     monkeypatch.setenv("RETENTION_LINK_SECRET_PREVIOUS", "prev-link-secret" + LINK_SECRET)
 
