@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from typing import Any
 
 from retention.engine.planner import SweepContext
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger import Ledger
-from retention.ledger.models import PlannedTask
+from retention.ledger.models import PlannedTask, Run
 from retention.ledger.runs import TaskBusy
-from retention.stores import PendingBatch, Selector, Store
+from retention.stores import Outcome, PendingBatch, Selector, Store
 from retention.stores.base import BatchLocked
 
 RUNNABLE = ("planned", "running")
@@ -82,9 +83,11 @@ def claim_and_execute(ledger: Ledger, store: Store, task_id: str, *, actor: str)
         return execute_task(ledger, store, task, actor=actor, fence=fence)
 
 
-def check_may_delete(ledger: Ledger, run) -> None:
+def check_may_delete(ledger: Ledger, run: Run | None) -> None:
     """Refuse a closed run, and an offboarding no second person approved, whatever Airflow's task states say
     (a cleared or hand-marked task must not get past a rejection)."""
+    if run is None:
+        raise LookupError("the task's run is not in the ledger")
     if run.status != "running":
         raise NotPermitted(f"run {run.id} is {run.status}: nothing more is deleted in it")
     approval = APPROVAL.get(run.kind)
@@ -132,7 +135,7 @@ def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str,
     return affected
 
 
-def _held(ledger: Ledger, task: PlannedTask, holds: list[str], affected: int, checkpoint: dict, *, actor: str,
+def _held(ledger: Ledger, task: PlannedTask, holds: list[str], affected: int, checkpoint: dict[str, Any], *, actor: str,
           fence: int) -> int:
     ledger.update_task(task.id, ("task.held", {**_ids(task), "holds": holds}), status="held", checkpoint=checkpoint,
                        actor=actor, fence=fence)
@@ -146,12 +149,12 @@ def _stop_if_held(ledger: Ledger, task: PlannedTask) -> None:
         raise HeldMidBatch(holds)
 
 
-def _apply(store: Store, action: str, batch: PendingBatch):
+def _apply(store: Store, action: str, batch: PendingBatch) -> Outcome:
     return {"anonymize": store.anonymize, "isolate": store.isolate}.get(action, store.delete)(batch)
 
 
-def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector, checkpoint: dict,
-             actor: str, fence: int) -> tuple[dict, int]:
+def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector, checkpoint: dict[str, Any],
+             actor: str, fence: int) -> tuple[dict[str, Any], int]:
     pending = checkpoint["pending"]
     remaining = _remaining(store, task, selector, pending)
     gone = max(0, pending["count"] - remaining)
@@ -162,21 +165,21 @@ def _recover(ledger: Ledger, store: Store, task: PlannedTask, selector: Selector
     return checkpoint, gone
 
 
-def _remaining(store: Store, task: PlannedTask, selector: Selector, pending: dict) -> int:
+def _remaining(store: Store, task: PlannedTask, selector: Selector, pending: dict[str, Any]) -> int:
     return store.count(selector, pending["after"], pending["upper"], **count_mode(task.action))
 
 
 
-def _ids(task: PlannedTask) -> dict:
+def _ids(task: PlannedTask) -> dict[str, Any]:
     return {"location": task.location, "account_id": task.account_id, "data_class": task.data_class,
             "action": task.action}
 
 
-def _pending(batch: PendingBatch) -> dict:
+def _pending(batch: PendingBatch) -> dict[str, Any]:
     return {"after": batch.after, "upper": batch.upper, "count": batch.count}
 
 
-def _batch_fields(batch: PendingBatch) -> dict:
+def _batch_fields(batch: PendingBatch) -> dict[str, Any]:
     # Cursors may be object keys, which can carry personal data: the chain gets their digests only.
     return {"count": batch.count, "after_sha256": _sha(batch.after), "upper_sha256": _sha(batch.upper)}
 

@@ -12,6 +12,7 @@ Counts come from the stores as they are now: data written later is not forecast.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pendulum
 
@@ -20,7 +21,7 @@ from retention.engine.planner import SweepContext, due_count, sweep_step
 from retention.engine.steplog import Progress, quietly
 from retention.engine.steps import Skip
 from retention.ledger.chain import iso_utc
-from retention.rules import Account, resolve
+from retention.rules import Account, Decision, LegalHold, parse_utc, resolve
 from retention.stores import Selector
 
 MAX_DAYS = 366
@@ -39,11 +40,11 @@ class Due:
     why: str
 
 
-class Forecast(list):
+class Forecast(list[Due]):
     """The forecast's lines (``Due``, a list as before), and the terminations awaiting their offboarding
     that are overdue at the start or fall due within the forecast's days (``terminations``)."""
 
-    def __init__(self, lines: list[Due], terminations: list[Termination]):
+    def __init__(self, lines: list[Due], terminations: list[Termination]) -> None:
         super().__init__(lines)
         self.terminations = terminations
 
@@ -56,7 +57,7 @@ def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: P
              for account in ctx.accounts.values()
              for due in _account_in_location(ctx, location_id, account, start, days, holds)]
     end = start.add(days=days)
-    terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or pendulum.parse(t.due_at) <= end]
+    terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or parse_utc(t.due_at) <= end]
     return Forecast(sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location)), terminations)
 
 
@@ -69,7 +70,7 @@ def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
     return totals
 
 
-def as_document(lines: list[Due], days: int) -> dict:
+def as_document(lines: list[Due], days: int) -> dict[str, Any]:
     """The forecast as the CLI's --json and the API answer it: the chart's series, every line, and the
     terminations whose offboarding has not started (overdue already, or due within the days)."""
     terminations = getattr(lines, "terminations", [])
@@ -79,7 +80,7 @@ def as_document(lines: list[Due], days: int) -> dict:
 
 
 def _account_in_location(ctx: SweepContext, location_id: str, account: Account, start: pendulum.DateTime,
-                         days: int, holds) -> list[Due]:
+                         days: int, holds: list[LegalHold]) -> list[Due]:
     spec = ctx.inventory.locations[location_id]
     store = ctx.store(location_id)
     total = store.count(Selector(account.id))
@@ -101,6 +102,6 @@ def _account_in_location(ctx: SweepContext, location_id: str, account: Account, 
     return found
 
 
-def _why(decision) -> str:
+def _why(decision: Decision) -> str:
     after = f"{decision.retain_for} after {decision.anchor.value}"
     return f"{decision.rule_id}: {after} ({decision.basis.citation})"

@@ -14,6 +14,7 @@ offboarding keeps what is held and says so on the certificate.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pendulum
 
@@ -38,7 +39,7 @@ class Termination:
     due_at: str  # when the offboarding should have started at the latest
     overdue: bool
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -51,7 +52,7 @@ def awaiting_offboarding(ctx: SweepContext, at: pendulum.DateTime) -> list[Termi
             continue
         due = due_at(ctx, account, at)
         found.append(Termination(account.id, account.election.choice.value if account.election else "none",
-                                 iso_utc(account.terminated_at), iso_utc(due), at >= due))
+                                 iso_utc(terminated_at(account)), iso_utc(due), at >= due))
     return sorted(found, key=lambda t: (t.due_at, t.account_id))
 
 
@@ -66,7 +67,14 @@ def due_at(ctx: SweepContext, account: Account, at: pendulum.DateTime) -> pendul
         decision = resolve(ctx.ruleset, account, data_class, at)  # no holds: a hold does not defer the offboarding
         if decision.anchor.is_account_event and decision.due_at is not None:
             dates.append(decision.due_at)
-    return min(dates, default=account.terminated_at)
+    return min(dates, default=terminated_at(account))
+
+
+def terminated_at(account: Account) -> pendulum.DateTime:
+    """When a terminated account's contract ended (the account registry refuses a terminated one without it)."""
+    if account.terminated_at is None:
+        raise ValueError(f"account {account.id} is terminated but the registry gives no terminated_at")
+    return account.terminated_at
 
 
 def offboarded_accounts(ledger: Ledger) -> set[str]:
@@ -76,6 +84,8 @@ def offboarded_accounts(ledger: Ledger) -> set[str]:
     requested: dict[str, str] = {}
     ended: set[str] = set()
     for event in ledger.events_of_kind(REQUESTED, "run.finished"):
+        if event.run_id is None:
+            continue
         if event.kind == REQUESTED:
             requested[event.run_id] = event.payload["account_id"]
         elif event.payload.get("kind") == "offboarding" and event.payload.get("status") in NOT_STARTED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from retention.engine.planner import MassDeletion
 from retention.engine.steplog import log_step
@@ -24,7 +25,7 @@ class Line:
     affected: int
     kept: int
     why_kept: str
-    exceptions: list[dict]
+    exceptions: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,11 @@ class Report:
     lines: list[Line]
     # Locations where the plan would have made more than the threshold's share due at once, as the plan
     # recorded them (counts; acknowledged or refused), and the threshold it applied.
-    mass_deletions: tuple[dict, ...] = ()
+    mass_deletions: tuple[dict[str, Any], ...] = ()
     mass_deletion_share: float | None = None
 
     @property
-    def refused(self) -> list[dict]:
+    def refused(self) -> list[dict[str, Any]]:
         """Locations the run deleted nothing of because nobody acknowledged a mass deletion there."""
         return [m for m in self.mass_deletions if not m["acknowledged"]]
 
@@ -60,19 +61,21 @@ class Report:
     def kept(self) -> int:
         return sum(line.kept for line in self.lines)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "status": self.status, "deleted": self.deleted,
                 "anonymized": self.anonymized, "isolated": self.isolated, "kept": self.kept,
                 "mass_deletion": [{**m, "sentence": self.mass_deletion_text(m)} for m in self.mass_deletions],
                 "lines": [asdict(line) for line in self.lines]}
 
-    def mass_deletion_text(self, found: dict) -> str:
+    def mass_deletion_text(self, found: dict[str, Any]) -> str:
         return MassDeletion(**found).outcome(self.mass_deletion_share or 0, self.dry_run)
 
 
 def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Report:
     """The run's report (of one location, if given)."""
     run = ledger.get_run(run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id!r} in the ledger")
     tasks = ledger.tasks(run_id, location=location)
     lines = [_line(task, run.dry_run) for task in tasks]
     planned = ledger.run_events(run_id, "run.planned")
@@ -82,7 +85,7 @@ def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Re
     return Report(run_id, run.dry_run, _status(tasks, run.dry_run, mass), lines, mass, share)
 
 
-def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict:
+def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict[str, Any]:
     """One location's counts in a run (ids and counts only): what Airflow shows for its mapped task."""
     part = build_report(ledger, run_id, location_id)
     return {"location": location_id, "accounts": len(part.lines), "deleted": part.deleted,
@@ -93,7 +96,8 @@ def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict:
 def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
     """Record the run's totals in the chain and close it: failed if anything is unfinished or unexplained."""
     report = build_report(ledger, run_id)
-    totals = {"deleted": report.deleted, "anonymized": report.anonymized, "isolated": report.isolated, "kept": report.kept,
+    totals = {"deleted": report.deleted, "anonymized": report.anonymized, "isolated": report.isolated,
+              "kept": report.kept,
               "exceptions": sum(e["count"] for line in report.lines for e in line.exceptions),
               "tasks": len(report.lines), "mass_deletion_refused": len(report.refused), "status": report.status}
     ledger.append("run.totals", totals, actor=actor, run_id=run_id)
@@ -102,7 +106,7 @@ def finish_sweep(ledger: Ledger, run_id: str, *, actor: str) -> Report:
     return report
 
 
-def _status(tasks: list[PlannedTask], dry_run: bool, mass_deletions: tuple[dict, ...] = ()) -> str:
+def _status(tasks: list[PlannedTask], dry_run: bool, mass_deletions: tuple[dict[str, Any], ...] = ()) -> str:
     if dry_run:
         return "succeeded"
     bad = [t for t in tasks if t.status in UNFINISHED or t.status == "residue"]
@@ -125,7 +129,8 @@ def _why_kept(task: PlannedTask, dry_run: bool) -> str:
     if task.status == "held":
         return "legal hold placed during the run"
     if task.retained:
-        return "; ".join(f"{r['count']} under {r['reason']}" + (f" until {r['retain_until']}" if r["retain_until"] else "")
+        return "; ".join(f"{r['count']} under {r['reason']}"
+                         + (f" until {r['retain_until']}" if r["retain_until"] else "")
                          for r in task.retained)
     if task.cutoff is not None:
         return f"{task.anchor} after {task.cutoff.strftime('%Y-%m-%d %H:%M')} UTC: not yet due ({task.rule_id})"
@@ -139,6 +144,7 @@ def render(report: Report) -> str:
     rows = [f"{ln.location:20} {ln.account_id:10} {ln.action:9} {ln.affected:>12,} {ln.kept:>8,}  {ln.why_kept}"
             for ln in report.lines]
     totals = (f"{'dry run: ' if report.dry_run else ''}{report.deleted:,} record(s) {verb}, "
-              f"{report.anonymized:,} anonymized, {report.isolated:,} isolated under law, {report.kept:,} kept; run {report.run_id} {report.status}")
+              f"{report.anonymized:,} anonymized, {report.isolated:,} isolated under law, {report.kept:,} kept; "
+              f"run {report.run_id} {report.status}")
     mass = [f"mass deletion at {report.mass_deletion_text(m)}" for m in report.mass_deletions]
     return "\n".join([header, *rows, *([""] + mass if mass else []), "", totals])

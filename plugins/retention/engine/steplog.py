@@ -11,6 +11,10 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retention.ledger.models import PlannedTask
 
 log = logging.getLogger("retention.engine")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/@+-]+")
@@ -29,10 +33,10 @@ def _value(value: str | int | bool | None) -> str:
     return text if _TOKEN.fullmatch(text) else json.dumps(text)
 
 
-def log_task(name: str, task, **counts: int | str | None) -> None:
+def log_task(name: str, task: PlannedTask, **counts: int | str | None) -> None:
     """A step of one planned task: which run, location, account and data class, and its counts."""
     log_step(name, run_id=task.run_id, task_id=task.id, location=task.location, account_id=task.account_id,
-         data_class=task.data_class, action=task.action, **counts)
+             data_class=task.data_class, action=task.action, **counts)
 
 
 Progress = Callable[[list[str], str], Iterable[str]]  # (locations, label) -> the same locations, as they are done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from retention.rules import Action, Decision
 from retention.stores.base import Selector
@@ -28,7 +29,8 @@ def step_for(decision: Decision) -> Step | Skip:
         if decision.anchor_time is None:
             return Skip(f"not due: the account has no {decision.anchor.value}")
         if not decision.is_due(decision.anchor_time):
-            return Skip(f"not due until {decision.due_at.isoformat()} ({decision.retain_for} after {decision.anchor.value})")
+            due = decision.retain_for.after(decision.anchor_time).isoformat()  # due_at, with anchor_time known
+            return Skip(f"not due until {due} ({decision.retain_for} after {decision.anchor.value})")
         selector = Selector(decision.account_id)
     else:
         selector = Selector(decision.account_id, decision.anchor.value, decision.cutoff)
@@ -37,6 +39,10 @@ def step_for(decision: Decision) -> Step | Skip:
     return Step("anonymize" if decision.action is Action.ANONYMIZE else "delete", selector)
 
 
-def count_mode(action: str) -> dict:
+class CountMode(TypedDict, total=False):
+    pending_anonymize: bool  # the keyword of Store.count, batches and verify
+
+
+def count_mode(action: str) -> CountMode:
     """Anonymized rows stay in place: for an anonymize step only rows not yet anonymized count."""
     return {"pending_anonymize": True} if action == "anonymize" else {}

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from retention.engine.executor import selector_of
+from retention.engine.planner import SweepContext
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
-from retention.engine.planner import SweepContext
 from retention.ledger.chain import iso_utc
+from retention.ledger.models import PlannedTask
 from retention.stores import Residue
 from retention.stores.vacuum import vacuum_run
 
 
-def reclaim(ctx: SweepContext, run_id: str, *, actor: str) -> list[dict]:
+def reclaim(ctx: SweepContext, run_id: str, *, actor: str) -> list[dict[str, Any]]:
     """After verification: a SQL DELETE leaves the rows' bytes as dead tuples until VACUUM, so VACUUM the tables
     the run's verified tasks deleted from and record it (``storage.vacuumed``), once per run."""
     if ctx.ledger.run_events(run_id, "storage.vacuumed", "storage.vacuum_failed"):  # a retried task
@@ -38,11 +41,11 @@ def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: 
     return unexplained
 
 
-def _retained(residue: Residue) -> list[dict]:
+def _retained(residue: Residue) -> list[dict[str, Any]]:
     return [{"reason": r.reason, "count": r.count,
              "retain_until": iso_utc(r.retain_until) if r.retain_until else None} for r in residue.retained]
 
 
-def _payload(task, residue: Residue) -> dict:
+def _payload(task: PlannedTask, residue: Residue) -> dict[str, Any]:
     return {"location": task.location, "account_id": task.account_id, "data_class": task.data_class,
             "remaining": residue.remaining, "clean": residue.clean, "retained": _retained(residue)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 
@@ -13,6 +14,11 @@ from retention.offboarding.plan import plan_offboarding, requester_of
 from retention.offboarding.request import parse_request
 from retention.settings import Settings
 from retention.stores import s3_client
+
+if TYPE_CHECKING:
+    from retention.certificates.archive import SavedSupplement
+    from retention.offboarding.backups import BackupsRecorded
+    from retention.offboarding.certify import Certified
 
 APPROVE = "Approve"
 
@@ -25,15 +31,15 @@ class ApprovalNotPermitted(PermissionError):
     """The Airflow user who answered does not hold the permission to approve or reject offboardings."""
 
 
-def plan(conf: dict, *, requested_by: str, actor: str, dag_id: str | None = None,
-         airflow_run_id: str | None = None) -> dict:
+def plan(conf: dict[str, Any], *, requested_by: str, actor: str, dag_id: str | None = None,
+         airflow_run_id: str | None = None) -> dict[str, Any]:
     request = parse_request(conf)
     with context() as ctx:
         return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by=requested_by, actor=actor,
                                 dag_id=dag_id, airflow_run_id=airflow_run_id)
 
 
-def approval_body(plan: dict) -> str:
+def approval_body(plan: dict[str, Any]) -> str:
     """The plan as the approver reads it (Markdown): where, what, how many, and what is kept and why."""
     rows = [f"| {ln['location']} | {ln['data_class']} | {ln['action']} | {ln['records']:,} | {ln['note'] or ''} |"
             for ln in plan["lines"]]
@@ -46,7 +52,7 @@ def approval_body(plan: dict) -> str:
         "Subprocessors are asked to erase the account's data as well."])
 
 
-def record_decision(run_id: str, event: dict, *, actor: str) -> None:
+def record_decision(run_id: str, event: dict[str, Any], *, actor: str) -> None:
     """Ledger the answer. Refused, and the refusal ledgered: an approval by the run's requester (the Airflow user
     who triggered it, as the plan recorded it) or by nobody identified; any answer by a user without the
     APPROVE_OFFBOARDING permission (a Viewer rejecting would stop a deletion the contract requires)."""
@@ -77,11 +83,13 @@ def record_decision(run_id: str, event: dict, *, actor: str) -> None:
             ctx.ledger.finish_run(run_id, "rejected", actor=actor)
 
 
-def deliver_return(run_id: str, conf: dict, *, actor: str) -> dict | None:
+def deliver_return(run_id: str, conf: dict[str, Any], *, actor: str) -> dict[str, Any] | None:
     """Export and deliver the return package when the customer elected return; None otherwise."""
     request = parse_request(conf)
     if request.choice.value != "return":
         return None
+    if request.return_recipient is None:  # parse_request refuses a return without one
+        raise ValueError("invalid offboarding request: conf.return_recipient: a return needs the customer's age key")
     settings = Settings.from_env()
     with context() as ctx:
         delivered = returns.deliver(ctx, run_id, request.return_recipient, client=s3_client(settings.returns_conn_id),
@@ -96,13 +104,13 @@ def return_settled(run_id: str, *, actor: str) -> bool:
         return returns.return_state(ctx.ledger, run_id, actor=actor) != "waiting"
 
 
-def _iso(value) -> str | None:
+def _iso(value: object) -> str | None:
     if value is None:
         return None
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def backups(run_id: str, *, actor: str) -> dict:
+def backups(run_id: str, *, actor: str) -> BackupsRecorded:
     """Schedule the account's data key for destruction and record which snapshots still hold its data."""
     from retention.offboarding.backups import record_backups
 
@@ -110,7 +118,7 @@ def backups(run_id: str, *, actor: str) -> dict:
         return record_backups(ctx, run_id, Settings.from_env(), pendulum.now("UTC"), actor=actor)
 
 
-def certify(run_id: str, *, actor: str) -> dict:
+def certify(run_id: str, *, actor: str) -> Certified:
     """Delete the settled return package, close the run (fails on residue or unfinished work), then sign a
     certificate and make the customer's link."""
     from retention.offboarding.certify import certify_run
@@ -129,13 +137,15 @@ def confirm_backups(*, actor: str, now: datetime | None = None) -> list[str]:
         return confirm(ctx, Settings.from_env(), now or pendulum.now("UTC"), actor=actor)
 
 
-def supplement_certificates(accounts: list[str], *, actor: str) -> list[dict]:
+def supplement_certificates(accounts: list[str], *, actor: str) -> list[SavedSupplement]:
     """A signed supplement to each account's latest certificate that has something newly completed."""
     from retention.certificates import KeySet, issue_supplement, load_signing_key
     from retention.certificates.archive import Archive, issued
     from retention.certificates.supplement import NothingToSupplement
 
     settings = Settings.from_env()
+    if settings.jwks_file is None:
+        raise ValueError("RETENTION_JWKS_FILE is not set: a supplement is checked against the published keys")
     archive, made = Archive(settings.certificates_dir), []
     key, keys = load_signing_key(settings.signing_key_file), KeySet.read(settings.jwks_file)
     with context() as ctx:
