@@ -14,8 +14,10 @@ termination's offboarding is overdue: the sweep never deletes a terminated accou
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from retention.stores.kinds import KINDS
 
@@ -40,39 +42,42 @@ LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task b
                         "(the plan of a dry run names them). Any other such location is kept and the run fails."),
     },
 )
-def retention_sweep():
+def retention_sweep() -> None:
     @task
-    def plan(params=None, dag_run=None) -> dict:
+    def plan() -> dict[str, Any]:
         from retention.engine import tasks
 
+        context = get_current_context()
+        params, dag_run = context["params"], context["dag_run"]
         return tasks.plan(at=params["at"], dry_run=params["dry_run"], actor=ACTOR, dag_id="retention_sweep",
                           airflow_run_id=dag_run.run_id, acknowledge_mass_deletion=params["acknowledge_mass_deletion"])
 
     @task
-    def locations(run: dict, kind: str) -> list[str]:
+    def locations(run: dict[str, Any], kind: str) -> list[str]:
         """The plan's locations of one kind, as a list Airflow can map over."""
-        return run[kind]
+        located: list[str] = run[kind]
+        return located
 
     @task(map_index_template=LOCATION)
-    def execute(location: str, run: dict) -> dict:
+    def execute(location: str, run: dict[str, Any]) -> dict[str, Any]:
         from retention.engine import tasks
 
         return tasks.execute(run["run_id"], location, actor=ACTOR)
 
     @task(trigger_rule="all_done", map_index_template=LOCATION)
-    def verify(location: str, run: dict) -> dict:
+    def verify(location: str, run: dict[str, Any]) -> dict[str, Any]:
         from retention.engine import tasks
 
         return tasks.verify(run["run_id"], location, actor=ACTOR)
 
     @task(trigger_rule="all_done")
-    def report(run: dict) -> dict:
+    def report(run: dict[str, Any]) -> dict[str, Any]:
         from retention.engine import tasks
 
         return tasks.report(run["run_id"], actor=ACTOR)
 
     @task(trigger_rule="all_done")
-    def overdue_terminations(run: dict) -> dict:
+    def overdue_terminations(run: dict[str, Any]) -> dict[str, Any]:
         """After the sweep's own work, whatever its outcome: fails while a termination is overdue."""
         from retention.engine import tasks
 
@@ -81,11 +86,11 @@ def retention_sweep():
     run = plan()
     executed = [execute.override(task_id=f"execute_{name}", pool=kind.pool,
                                  max_active_tis_per_dag=kind.max_active_tis_per_dag)
-                .partial(run=run).expand(location=locations.override(task_id=f"{name}_locations")(run, name))
+                .partial(run=run).expand(location=locations.override(task_id=f"{name}_locations")(run, name))  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
                 for name, kind in KINDS.items()]
-    every = locations.override(task_id="all_locations")(run, "all")
+    every = locations.override(task_id="all_locations")(run, "all")  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     verified = verify.partial(run=run).expand(location=every)
-    executed >> verified >> report(run) >> overdue_terminations(run)
+    executed >> verified >> report(run) >> overdue_terminations(run)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
 
 
 retention_sweep()

@@ -8,24 +8,29 @@ plan -> four-eyes approval -> (return package -> wait for receipt or the window'
 Thin: every task calls one function of ``retention.offboarding.tasks``; the engine, stores and
 subprocessor operator are the sweep's. The conf is validated by the Params below before any task runs,
 and again whole by the plan task. The requester is the Airflow user who triggered the run (Airflow's REST
-API or UI sets it from the caller's login); a run without one plans nothing. On reject the approval skips everything after it and the ledger says
+API or UI sets it from the caller's login); a run without one plans nothing. On reject the approval skips
+everything after it and the ledger says
 who rejected and why. Clearing a failed task resumes the same ledger run.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pendulum
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
-from airflow.sdk import Param, PokeReturnValue, dag, task
+from airflow.sdk import Param, PokeReturnValue, XComArg, dag, get_current_context, task
+from airflow.sdk.definitions.mappedoperator import MappedOperator
 
+from retention.ids import ACCOUNT_ID
+from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding import tasks as offboarding
 from retention.offboarding.approval import FourEyesApproval
-from retention.offboarding.request import ACCOUNT_ID, AGE_RECIPIENT, TICKET_MAX, TICKET_REFERENCE, requester
+from retention.offboarding.request import AGE_RECIPIENT, requester
+from retention.stores.kinds import KINDS
 from retention.subprocessors import tasks as subprocessor_steps
 from retention.subprocessors.operator import EraseResourceOperator
-from retention.stores.kinds import KINDS
 from retention.subprocessors.spec import waves
 
 ACTOR = "airflow:termination_offboarding"
@@ -44,7 +49,8 @@ RETURN_POLL_SECONDS = int(os.environ.get("RETENTION_RETURN_POLL_SECONDS", "900")
         "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
         "choice": Param(type="string", enum=["delete", "return"], description="The customer's election (DPA 7(b))."),
         "reference": Param(type="string", maxLength=TICKET_MAX, pattern=TICKET_REFERENCE,
-                           description="The ticket of the request, e.g. OFF-1001 (a ticket's shape: it enters the ledger)."),
+                           description="The ticket of the request, e.g. OFF-1001 "
+                                       "(a ticket's shape: it enters the ledger)."),
         "effective_date": Param(None, type=["null", "string"], format="date-time",
                                 description="When the contract ends (ISO-8601 with timezone); default: now."),
         "return_recipient": Param(None, type=["null", "string"], pattern=AGE_RECIPIENT,
@@ -55,68 +61,74 @@ RETURN_POLL_SECONDS = int(os.environ.get("RETENTION_RETURN_POLL_SECONDS", "900")
                                description="Subprocessors holding the account's data (default: all)."),
     },
 )
-def termination_offboarding():
+def termination_offboarding() -> None:
     @task
-    def plan(params=None, dag_run=None) -> dict:
-        return offboarding.plan(dict(params), requested_by=requester(dag_run), actor=ACTOR, dag_id="termination_offboarding",
-                          airflow_run_id=dag_run.run_id)
+    def plan() -> dict[str, Any]:
+        context = get_current_context()
+        params, dag_run = context["params"], context["dag_run"]
+        return offboarding.plan(dict(params), requested_by=requester(dag_run), actor=ACTOR,
+                                dag_id="termination_offboarding", airflow_run_id=dag_run.run_id)
 
     @task
-    def approval_body(planned: dict) -> str:
+    def approval_body(planned: dict[str, Any]) -> str:
         return offboarding.approval_body(planned)
 
     @task(queue="certify")  # makes the customer's receipt link: runs where the link secret is (docker-compose.yml)
-    def deliver_return(planned: dict, params=None) -> dict | None:
+    def deliver_return(planned: dict[str, Any]) -> dict[str, Any] | None:
+        params = get_current_context()["params"]
         return offboarding.deliver_return(planned["run_id"], dict(params), actor=ACTOR)
 
     @task.sensor(poke_interval=RETURN_POLL_SECONDS, timeout=31 * 24 * 3600, mode="reschedule")
-    def await_return(planned: dict) -> PokeReturnValue:
+    def await_return(planned: dict[str, Any]) -> PokeReturnValue:
         return PokeReturnValue(is_done=offboarding.return_settled(planned["run_id"], actor=ACTOR))
 
     @task
-    def locations(planned: dict, kind: str) -> list[str]:
-        return planned[kind]
+    def locations(planned: dict[str, Any], kind: str) -> list[str]:
+        located: list[str] = planned[kind]
+        return located
 
     @task(map_index_template=LOCATION)
-    def execute(location: str, planned: dict) -> dict:
+    def execute(location: str, planned: dict[str, Any]) -> dict[str, Any]:
         from retention.engine import tasks
 
         return tasks.execute(planned["run_id"], location, actor=ACTOR)
 
     @task(trigger_rule="none_failed", map_index_template=LOCATION)  # an executor mapped over nothing is skipped
-    def verify(location: str, planned: dict) -> dict:
+    def verify(location: str, planned: dict[str, Any]) -> dict[str, Any]:
         from retention.engine import tasks
 
         return tasks.verify(planned["run_id"], location, actor=ACTOR)
 
     @task(trigger_rule="none_failed")
-    def backups(planned: dict) -> dict:
-        return offboarding.backups(planned["run_id"], actor=ACTOR)
+    def backups(planned: dict[str, Any]) -> dict[str, Any]:
+        return dict(offboarding.backups(planned["run_id"], actor=ACTOR))
 
     @task
-    def subprocessor_work(params=None) -> dict:
+    def subprocessor_work() -> dict[str, Any]:
         """Which (subprocessor, resource) pairs run in each wave, and which specs need a manual request."""
+        params = get_current_context()["params"]
         chosen = {name: SPECS[name] for name in params["subprocessors"]}
-        api = {name: waves(spec) for name, spec in chosen.items() if spec.manual is None}
+        api = {name: waves(spec) or [] for name, spec in chosen.items() if spec.manual is None}
         depth = max(map(len, api.values()), default=0)
         return {"waves": [[{"subprocessor": name, "resource": r} for name, w in api.items()
                            for r in (w[i] if i < len(w) else [])] for i in range(depth)],
                 "manual": [name for name, spec in chosen.items() if spec.manual is not None]}
 
     @task
-    def wave(work: dict, i: int) -> list[dict]:
+    def wave(work: dict[str, Any], i: int) -> list[dict[str, Any]]:
         return work["waves"][i] if i < len(work["waves"]) else []
 
     @task
-    def request_manual(work: dict, planned: dict, params=None) -> list[dict]:
+    def request_manual(work: dict[str, Any], planned: dict[str, Any]) -> list[dict[str, Any]]:
+        params = get_current_context()["params"]
         return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=planned["requested_by"],
                                                        actor=ACTOR) for name in work["manual"]]
 
     # A wave with nothing selected is skipped; certify_run checks the ledger. The certify queue's worker alone
     # holds the signing key and the link secret (docker-compose.yml).
     @task(trigger_rule="none_failed", queue="certify")
-    def certify(planned: dict) -> dict:
-        return offboarding.certify(planned["run_id"], actor=ACTOR)
+    def certify(planned: dict[str, Any]) -> dict[str, Any]:
+        return dict(offboarding.certify(planned["run_id"], actor=ACTOR))
 
     planned = plan()
     approve = FourEyesApproval(
@@ -125,14 +137,14 @@ def termination_offboarding():
         actor=ACTOR)
     effective = DateTimeSensorAsync(task_id="until_effective",
                                     target_time="{{ ti.xcom_pull(task_ids='plan')['effective_at'] }}")
-    approval_body(planned) >> approve >> effective
-    returned = deliver_return(planned)
+    approval_body(planned) >> approve >> effective  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
+    returned = deliver_return(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     effective >> returned
-    settled = await_return(planned)
+    settled = await_return(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     returned >> settled
 
-    located = {name: locations.override(task_id=f"{name}_locations")(planned, name) for name in KINDS}
-    every = locations.override(task_id="all_locations")(planned, "all")
+    located = {name: locations.override(task_id=f"{name}_locations")(planned, name) for name in KINDS}  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
+    every = locations.override(task_id="all_locations")(planned, "all")  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     settled >> [*located.values(), every]
     executed = [execute.override(task_id=f"execute_{name}", pool=kind.pool,
                                  max_active_tis_per_dag=kind.max_active_tis_per_dag)
@@ -142,16 +154,16 @@ def termination_offboarding():
 
     work = subprocessor_work()
     settled >> work
-    previous = work
-    for i in range(max((len(waves(s)) for s in SPECS.values() if s.manual is None), default=0)):
-        selected = wave.override(task_id=f"wave_{i + 1}")(work, i)
+    previous: XComArg | MappedOperator = work
+    for i in range(max((len(waves(s) or []) for s in SPECS.values() if s.manual is None), default=0)):
+        selected = wave.override(task_id=f"wave_{i + 1}")(work, i)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
         erased = EraseResourceOperator.partial(task_id=f"erase_wave_{i + 1}", account_id="{{ params.account_id }}",
                                                actor=ACTOR, trigger_rule="none_failed").expand_kwargs(selected)
         previous >> erased
         previous = erased
-    backed = backups(planned)
+    backed = backups(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     verified >> backed
-    [backed, previous, request_manual(work, planned)] >> certify(planned)
+    [backed, previous, request_manual(work, planned)] >> certify(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
 
 
 termination_offboarding()

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
-from retention.certificates.content import LEGAL_BASES, build
+from retention.certificates.content import DEFAULT_LEGAL_BASIS, LEGAL_BASES, build
+from retention.certificates.keys import load_signing_key, rotate
 from retention.certificates.pdf import render, sign_pdf, verify_pdf
-from retention.certificates.keys import KeySet, SigningKey, SigningKeyError, load_signing_key, rotate
 from retention.certificates.signed import CertificateInvalid, Verified, sign, verify
 from retention.certificates.supplement import build_supplement
 from retention.ledger import Ledger
 from retention.links import CERTIFICATE_DOWNLOAD, sign_link, token_digest
-from retention.settings import Settings
 from retention.rules.inventory import LocationSpec, load_inventory
 from retention.rules.loader import load_ruleset
+from retention.settings import Settings
+from retention.signing_keys import KeySet, SigningKey, SigningKeyError
 
 __all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "as_pdf",
-           "build", "build_supplement", "certificate_link", "check_chain_head", "issue", "issue_supplement", "inventory_locations", "load_signing_key", "rotate", "sign", "verify",
-           "verify_file", "verify_pdf"]
+           "build", "build_supplement", "certificate_link", "check_chain_head", "inventory_locations", "issue",
+           "issue_supplement", "load_signing_key", "rotate", "sign", "verify", "verify_file", "verify_pdf"]
 
 
 def inventory_locations(rules_dir: Path) -> dict[str, LocationSpec]:
@@ -35,7 +37,7 @@ def inventory_locations(rules_dir: Path) -> dict[str, LocationSpec]:
 def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, exporter: str, importer: str,
           rules_dir: Path, actor: str, legal_basis: tuple[str, ...] | None = None) -> bytes:
     content = build(ledger, run_id, account_id, exporter=exporter, importer=importer,
-                    locations=inventory_locations(rules_dir), **({"legal_basis": legal_basis} if legal_basis else {}))
+                    locations=inventory_locations(rules_dir), legal_basis=legal_basis or DEFAULT_LEGAL_BASIS)
     document = sign(content, key)
     ledger.append("certificate.issued", {
         "certificate_id": content["certificate_id"], "account_id": account_id, "run_id": run_id,
@@ -60,7 +62,7 @@ def issue_supplement(ledger: Ledger, original: bytes, key: SigningKey, keys: Key
     return document
 
 
-def certificate_link(ledger: Ledger, certificate_id: str, account_id: str, hours: int, *, actor: str) -> dict:
+def certificate_link(ledger: Ledger, certificate_id: str, account_id: str, hours: int, *, actor: str) -> dict[str, Any]:
     """A customer's download link for one certificate of one account; recorded as ``certificate.link_created``."""
     token, expires = sign_link(CERTIFICATE_DOWNLOAD, {"c": certificate_id, "a": account_id}, hours,
                                Settings.from_env().link_secret)

@@ -34,6 +34,7 @@ from retention.stores.kinds import UNKNOWN, NistStatement, VacuumNote, kind_of
 
 SCHEMA = "https://retention.example/schemas/deletion-certificate/v1"
 DONE = ("verified", "attested")  # subprocessor statuses a certificate may state as done
+DEFAULT_LEGAL_BASIS = ("dpa7b", "scc2010", "scc2021")
 LEGAL_BASES = {
     "scc2010": "SCC 2010/87/EU Clause 12",
     "scc2021": "SCC 2021/914 Clause 8.5 and Clause 16(d)",
@@ -49,8 +50,8 @@ def product_version() -> str:
 
 
 def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, importer: str,
-          locations: Mapping[str, LocationSpec], legal_basis: tuple[str, ...] = ("dpa7b", "scc2010", "scc2021"),
-          issued_at: datetime | None = None) -> dict:
+          locations: Mapping[str, LocationSpec], legal_basis: tuple[str, ...] = DEFAULT_LEGAL_BASIS,
+          issued_at: datetime | None = None) -> dict[str, Any]:
     """The certificate's content (unsigned) for ``account_id`` in run ``run_id``.
 
     ``locations``: the inventory's locations by id (a line names its store kind and that kind's NIST statement).
@@ -67,8 +68,8 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     tasks = [t for t in ledger.tasks(run_id) if t.account_id == account_id]
     if not tasks:
         raise LookupError(f"run {run_id} planned nothing for account {account_id!r}")
-    times: dict[str, dict] = {}
-    latest: dict[tuple, dict] = {}
+    times: dict[str, dict[str, Any]] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     vacuumed: dict[str, VacuumNote] = {}
     for event in ledger.events():  # one pass over the ledger for all three
         _note_task_time(times, event, run_id)
@@ -112,8 +113,8 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     }
 
 
-def _location(task: Any, spec: LocationSpec | None, times: dict | None,
-              vacuum: VacuumNote | None = None) -> tuple[dict, list[dict]]:
+def _location(task: Any, spec: LocationSpec | None, times: dict[str, Any] | None,
+              vacuum: VacuumNote | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A location's line, and its exceptions (not verified, or records retained)."""
     kind = spec.kind if spec is not None else "unknown"  # a location no longer in the inventory
     verified = task.status == "verified"
@@ -128,8 +129,8 @@ def _location(task: Any, spec: LocationSpec | None, times: dict | None,
     }
     exceptions = []
     if task.status == "skipped":
-        line["verification"] = {"method": "none: kept, not deleted" if task.action == "keep" else "none: nothing was due",
-                                "remaining": None, "result": "skipped"}
+        kept = "none: kept, not deleted" if task.action == "keep" else "none: nothing was due"
+        line["verification"] = {"method": kept, "remaining": None, "result": "skipped"}
         line["skip_reason"] = task.skip_reason
     elif not verified:
         exceptions.append({"kind": task.status, "location": task.location, "data_class": task.data_class,
@@ -145,7 +146,8 @@ def _nist(action: str, spec: LocationSpec | None, vacuum: VacuumNote | None = No
     if action == "keep":
         return {"category": "none (kept)", "method": "not deleted; skip_reason says why"}
     if action == "isolate":
-        return {"category": "none (kept under law)", "method": "moved to an isolated table; deleted when the law allows"}
+        return {"category": "none (kept under law)",
+                "method": "moved to an isolated table; deleted when the law allows"}
     if spec is None:
         return UNKNOWN
     return kind_of(spec).sanitization(action, spec, vacuum)
@@ -163,7 +165,7 @@ def _note_vacuum(vacuumed: dict[str, VacuumNote], event: Any, run_id: str) -> No
                               "at": iso_utc(event.occurred_at)}
 
 
-def _note_task_time(times: dict[str, dict], event: Any, run_id: str) -> None:
+def _note_task_time(times: dict[str, dict[str, Any]], event: Any, run_id: str) -> None:
     """First intent and last outcome per task of the run."""
     if event.run_id != run_id or event.task_id is None:
         return
@@ -172,15 +174,15 @@ def _note_task_time(times: dict[str, dict], event: Any, run_id: str) -> None:
         times.setdefault(event.task_id, {"first": at, "last": at})["last"] = at
 
 
-def subprocessor_results(ledger: Ledger, account_id: str) -> list[dict]:
+def subprocessor_results(ledger: Ledger, account_id: str) -> list[dict[str, Any]]:
     """The latest recorded result per subprocessor resource, and attestations of manual ones."""
-    latest: dict[tuple, dict] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for event in ledger.events():
         _note_subprocessor(latest, event, account_id, ledger.text_or)
     return _in_order(latest)
 
 
-def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str,
+def _note_subprocessor(latest: dict[tuple[str, str], dict[str, Any]], event: Any, account_id: str,
                        kept_text: Callable[[str | None], str | None]) -> None:
     p = event.payload
     if p.get("account_id") != account_id:
@@ -202,7 +204,8 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str,
             "verification": "none yet: waiting for the provider's confirmation", "complete_by": p.get("deadline")}
     elif event.kind == "subprocessor.attested":
         # The ticket is kept outside the chain (its digest in the event); events before issue 15 carried it.
-        ticket = kept_text(p["ticket_reference_sha256"]) if "ticket_reference_sha256" in p else p.get("ticket_reference")
+        ticket = (kept_text(p["ticket_reference_sha256"]) if "ticket_reference_sha256" in p
+                  else p.get("ticket_reference"))
         latest[(p["subprocessor"], "manual")] = {
             "subprocessor": p["subprocessor"], "resource": "manual request", "recorded_at": iso_utc(event.occurred_at),
             "status": "attested", "verification": f"provider confirmation dated {p.get('confirmed_on')}, "
@@ -217,7 +220,7 @@ def _note_subprocessor(latest: dict[tuple, dict], event: Any, account_id: str,
             "verification": "not erased: kept under legal hold " + ", ".join(p["holds"])}
 
 
-def subprocessor_exception(line: dict) -> dict:
+def subprocessor_exception(line: dict[str, Any]) -> dict[str, Any]:
     """The exception a subprocessor line that is not done makes: the same list states both, so they agree."""
     exception = {"kind": f"subprocessor_{line['status']}", "subprocessor": line["subprocessor"],
                  "resource": line["resource"], "complete_by": line.get("complete_by")}
@@ -228,5 +231,5 @@ def subprocessor_exception(line: dict) -> dict:
     return exception
 
 
-def _in_order(latest: dict[tuple, dict]) -> list[dict]:
+def _in_order(latest: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(latest.values(), key=lambda line: (line["subprocessor"], line["resource"]))

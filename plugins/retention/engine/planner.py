@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import pendulum
 
@@ -23,7 +24,7 @@ from retention.engine.steplog import log_step
 from retention.engine.steps import Skip, Step, count_mode, step_for
 from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
-from retention.rules import Account, AccountState, Decision, RuleSet, load_accounts, load_ruleset, resolve
+from retention.rules import Account, AccountState, Decision, LegalHold, RuleSet, load_accounts, load_ruleset, resolve
 from retention.rules.inventory import LocationSpec, SystemsFile, load_inventory
 from retention.settings import Settings
 from retention.stores import Selector, Store, open_store
@@ -51,7 +52,7 @@ class SweepContext:
     mass_deletion: MassDeletionPolicy = field(default_factory=MassDeletionPolicy)
 
     @classmethod
-    def load(cls, settings: Settings, ledger: Ledger, **kwargs) -> "SweepContext":
+    def load(cls, settings: Settings, ledger: Ledger, **kwargs: Any) -> SweepContext:
         ruleset = load_ruleset(settings.rules_dir)
         inventory = load_inventory(settings.systems_file, ruleset)
         if settings.accounts_file is None:
@@ -79,7 +80,7 @@ class MassDeletion:
         """The share in percent, to one decimal where needed (101 of 200 is 50.5%, never a rounded 50%)."""
         return f"{100 * self.due / self.total:.1f}".removesuffix(".0")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """Counts only: what the ledger and the plan's output record."""
         return {"location": self.location, "due": self.due, "total": self.total, "acknowledged": self.acknowledged}
 
@@ -125,8 +126,9 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
         for row in rows:
             ctx.ledger.add_planned_task(run_id, **row, session=s)
         working = [r for r in rows if r["skip_reason"] is None]
-        summary = {"tasks": len(working), "skipped": len(rows) - len(working),
-                   "estimated": sum(r["estimated_count"] or 0 for r in working), "plan_sha256": digest(rows)}
+        tasks, skipped = len(working), len(rows) - len(working)
+        estimated = sum(r["estimated_count"] or 0 for r in working)
+        summary = {"tasks": tasks, "skipped": skipped, "estimated": estimated, "plan_sha256": digest(rows)}
         policy = {"share": str(ctx.mass_deletion.share), "min_records": ctx.mass_deletion.min_records}
         ctx.ledger.append("run.planned", {**summary, "mass_deletion": [m.as_dict() for m in mass],
                                           "mass_deletion_policy": policy}, actor=actor, run_id=run_id, session=s)
@@ -138,7 +140,7 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
     for location_id, spec in ctx.inventory.locations.items():
         if location_id in busy:
             kinds[spec.kind].append(location_id)
-    return Plan(run_id, dry_run, kinds, summary["tasks"], summary["skipped"], summary["estimated"], tuple(mass))
+    return Plan(run_id, dry_run, kinds, tasks, skipped, estimated, tuple(mass))
 
 
 def check_acknowledged(ctx: SweepContext, acknowledged: Collection[str]) -> frozenset[str]:
@@ -152,7 +154,8 @@ def check_acknowledged(ctx: SweepContext, acknowledged: Collection[str]) -> froz
     return frozenset(acknowledged)
 
 
-def mass_deletions(rows: list[dict], policy: MassDeletionPolicy, acknowledged: frozenset[str]) -> list[MassDeletion]:
+def mass_deletions(rows: list[dict[str, Any]], policy: MassDeletionPolicy,
+                   acknowledged: frozenset[str]) -> list[MassDeletion]:
     """Per location, the records the plan makes due against all records of registered accounts there (the
     planner counted both already: ``total_count`` of every row, ``estimated_count`` of the working ones)."""
     due: dict[str, int] = {}
@@ -165,7 +168,8 @@ def mass_deletions(rows: list[dict], policy: MassDeletionPolicy, acknowledged: f
             for location, count in total.items() if policy.applies(due.get(location, 0), count)]
 
 
-def refuse_unacknowledged(rows: list[dict], mass: list[MassDeletion], policy: MassDeletionPolicy) -> list[dict]:
+def refuse_unacknowledged(rows: list[dict[str, Any]], mass: list[MassDeletion],
+                          policy: MassDeletionPolicy) -> list[dict[str, Any]]:
     """The tasks of a refused location are planned as kept, so no executor (a DAG task, a cleared retry,
     ``retention sweep --resume``) can run them: the refusal is in the persisted plan, before any delete."""
     refused = {m.location: f"mass deletion refused: {m.sentence(policy.share)}" for m in mass if not m.acknowledged}
@@ -188,7 +192,8 @@ def sweep_step(decision: Decision, account: Account) -> Step | Skip:
     return step_for(decision)
 
 
-def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime, holds) -> list[dict]:
+def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime,
+                   holds: list[LegalHold]) -> list[dict[str, Any]]:
     spec = ctx.inventory.locations[location_id]
     store = ctx.store(location_id)
     rows = []
@@ -198,18 +203,20 @@ def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime, h
         total = store.count(Selector(account.id))
         if total == 0:
             continue  # nothing of this account here: nothing to plan, keep or report
-        selector = None if isinstance(step, Skip) else step.selector
+        if isinstance(step, Skip):
+            action, selector, estimated, skip_reason = "keep", None, 0, step.reason
+        else:
+            action, selector, estimated, skip_reason = step.action, step.selector, due_count(store, step, total), None
         rows.append({
             "account_id": account.id, "data_class": spec.data_class, "location": location_id,
-            "action": "keep" if selector is None else step.action, "rule_id": decision.rule_id,
+            "action": action, "rule_id": decision.rule_id,
             "anchor": selector.anchor if selector else None, "cutoff": selector.cutoff if selector else None,
-            "total_count": total, "estimated_count": due_count(store, step, total) if selector else 0,
-            "skip_reason": step.reason if isinstance(step, Skip) else None,
+            "total_count": total, "estimated_count": estimated, "skip_reason": skip_reason,
         })
     return rows
 
 
-def due_count(store: Store, step, total: int) -> int:
+def due_count(store: Store, step: Step, total: int) -> int:
     """Records the step acts on, given the account's total in this store."""
     # Deleting all of an account's data: the due count is the total already counted (no second listing).
     if step.selector.anchor is None and step.action == "delete":
@@ -217,7 +224,7 @@ def due_count(store: Store, step, total: int) -> int:
     return store.count(step.selector, **count_mode(step.action))
 
 
-def digest(rows: list[dict]) -> str:
+def digest(rows: list[dict[str, Any]]) -> str:
     """Ties the persisted plan to the hash chain: any later edit of a planned task is detectable."""
     canonical = [{**row, "cutoff": iso_utc(row["cutoff"]) if row["cutoff"] else None} for row in rows]
     return hashlib.sha256(canonical_json(sorted(canonical, key=canonical_json)).encode()).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pendulum
 
@@ -33,7 +34,7 @@ def context() -> Iterator[SweepContext]:
 
 
 def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None,
-         airflow_run_id: str | None = None, acknowledge_mass_deletion: list[str] | None = None) -> dict:
+         airflow_run_id: str | None = None, acknowledge_mass_deletion: list[str] | None = None) -> dict[str, Any]:
     """Plan the sweep: its run id, the locations with work per store kind (``sql``, ``s3``, ...) and ``all``. A
     location the plan would make a large share of due at once is planned as kept unless
     ``acknowledge_mass_deletion`` names it; the returned plan says which (counts and a sentence each)."""
@@ -48,20 +49,20 @@ def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None
             "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share, made.dry_run)} for m in made.mass_deletions]}
 
 
-def execute(run_id: str, location_id: str, *, actor: str) -> dict:
+def execute(run_id: str, location_id: str, *, actor: str) -> dict[str, Any]:
     """Execute one location; returns its counts (Airflow shows them as the mapped task's XCom)."""
     with context() as ctx:
         affected = execute_location(ctx, run_id, location_id, actor=actor)
         return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
 
 
-def verify(run_id: str, location_id: str, *, actor: str) -> dict:
+def verify(run_id: str, location_id: str, *, actor: str) -> dict[str, Any]:
     with context() as ctx:
         unexplained = verify_location(ctx, run_id, location_id, actor=actor)
         return {"tasks_with_residue": unexplained, **location_summary(ctx.ledger, run_id, location_id)}
 
 
-def report(run_id: str, *, actor: str) -> dict:
+def report(run_id: str, *, actor: str) -> dict[str, Any]:
     with context() as ctx:
         reclaim(ctx, run_id, actor=actor)
         result = finish_sweep(ctx.ledger, run_id, actor=actor)
@@ -74,7 +75,7 @@ def report(run_id: str, *, actor: str) -> dict:
     return summary
 
 
-def check_terminations(run_id: str, *, actor: str) -> dict:
+def check_terminations(run_id: str, *, actor: str) -> dict[str, Any]:
     """After the sweep: fail while any termination's offboarding is overdue (the sweep does not delete a
     terminated account, its offboarding does). Checked as of the sweep's own moment; recorded in the ledger."""
     with context() as ctx:

@@ -12,13 +12,16 @@ rule anonymizes) now, whatever deadline its terminated-state rule allows.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
 
 from retention.engine.planner import SweepContext, digest
 from retention.engine.steplog import log_step
+from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 from retention.offboarding.request import OffboardingRequest, RequestError
-from retention.rules import Account, resolve
+from retention.rules import Account, LegalHold, resolve
 from retention.rules.accounts import CustomerElection
 from retention.rules.inventory import isolated_copies
 from retention.rules.model import AccountState, Action
@@ -38,7 +41,7 @@ def terminated_view(account: Account, request: OffboardingRequest, at: pendulum.
 
 
 def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulum.DateTime, *, requested_by: str,
-                     actor: str, dag_id: str | None = None, airflow_run_id: str | None = None) -> dict:
+                     actor: str, dag_id: str | None = None, airflow_run_id: str | None = None) -> dict[str, Any]:
     """Plan and ledger the offboarding; ``requested_by`` is the staff id of the Airflow user who triggered it
     (``request.requester``), the one identity that may not approve it."""
     account = ctx.accounts.get(request.account_id)
@@ -49,6 +52,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
         for earlier in ctx.ledger.open_runs("offboarding", airflow_run_id=airflow_run_id):
             ctx.ledger.finish_run(earlier.id, "superseded", actor=actor)
     terminated = terminated_view(account, request, at)
+    effective_at = iso_utc(request.effective_date or at)  # terminated_view's terminated_at
     holds = ctx.ledger.resolver_holds()
     rows = [_row(ctx, location_id, terminated, at, holds) for location_id in _planned_locations(ctx)]
     run_id = ctx.ledger.start_run("offboarding", dry_run=False, as_of=at, rules_digest=ctx.ruleset.digest,
@@ -59,7 +63,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
             ctx.ledger.add_planned_task(run_id, **{k: v for k, v in row.items() if k not in NOTES}, session=s)
         ctx.ledger.append(PLANNED, {
             "account_id": account.id, "choice": request.choice.value, "requested_by": requested_by,
-            "reference": request.reference, "effective_at": iso_utc(terminated.terminated_at),
+            "reference": request.reference, "effective_at": effective_at,
             "contract_end": iso_utc(account.contract_end) if account.contract_end else None,
             "return_window_days": request.return_window_days,
             "subprocessors": sorted(request.subprocessors) if request.subprocessors is not None else None,
@@ -76,25 +80,26 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
     by_kind = {kind: sorted({r["location"] for r in working
                              if ctx.inventory.locations[r["location"]].kind == kind}) for kind in KINDS}
     return {"run_id": run_id, "account_id": account.id, "choice": request.choice.value, "requested_by": requested_by,
-            "effective_at": iso_utc(terminated.terminated_at), **by_kind,
+            "effective_at": effective_at, **by_kind,
             "all": [location for ids in by_kind.values() for location in ids], "lines": [_line(r) for r in rows]}
 
 
-def account_of(ledger, run_id: str) -> str:
+def account_of(ledger: Ledger, run_id: str) -> str:
     """The account an offboarding run is for, as its request recorded it."""
-    return _requested(ledger, run_id)["account_id"]
+    return str(_requested(ledger, run_id)["account_id"])
 
 
-def requester_of(ledger, run_id: str) -> str:
+def requester_of(ledger: Ledger, run_id: str) -> str:
     """The staff id that requested an offboarding run, as its plan recorded it."""
-    return _requested(ledger, run_id)["requested_by"]
+    return str(_requested(ledger, run_id)["requested_by"])
 
 
-def _requested(ledger, run_id: str) -> dict:
+def _requested(ledger: Ledger, run_id: str) -> dict[str, Any]:
     requested = ledger.run_events(run_id, PLANNED)
     if not requested:
         raise LookupError(f"run {run_id!r} is not an offboarding: it has no {PLANNED} event")
-    return requested[0].payload
+    payload: dict[str, Any] = requested[0].payload
+    return payload
 
 
 def _planned_locations(ctx: SweepContext) -> list[str]:
@@ -104,7 +109,8 @@ def _planned_locations(ctx: SweepContext) -> list[str]:
     return [location_id for location_id in ctx.inventory.locations if location_id not in copies]
 
 
-def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.DateTime, holds) -> dict:
+def _row(ctx: SweepContext, location_id: str, account: Account, at: pendulum.DateTime,
+         holds: list[LegalHold]) -> dict[str, Any]:
     spec = ctx.inventory.locations[location_id]
     store = ctx.store(location_id)
     total = store.count(Selector(account.id))
@@ -134,7 +140,7 @@ def _isolating(store: Store, location_id: str) -> Isolating:
     return store
 
 
-def _line(row: dict) -> dict:
+def _line(row: dict[str, Any]) -> dict[str, Any]:
     """What the approver reads: no record contents, only where, what, how many and why."""
     return {"location": row["location"], "data_class": row["data_class"], "action": row["action"],
             "records": row["total_count"], "rule_id": row["rule_id"],

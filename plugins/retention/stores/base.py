@@ -13,7 +13,8 @@ engine calls ``count(selector, after, upper)`` to learn how much of the batch is
 deletion is counted exactly once.
 
 Stores that can anonymize (SQL) take ``pending_anonymize=True`` on count, batches and verify: anonymized
-rows stay in place, so for an anonymize task only rows not yet anonymized match.
+rows stay in place, so for an anonymize task only rows not yet anonymized match. The engine passes it only
+for anonymize tasks, which the inventory allows only where the location's kind anonymizes.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ class Residue:
 class Store(Protocol):
     location_id: str
 
-    def count(self, selector: Selector, after: str | None = None, upper: str | None = None) -> int:
+    def count(self, selector: Selector, after: str | None = None, upper: str | None = None, *,
+              pending_anonymize: bool = False) -> int:
         """Records matching the selector, within (after, upper] when bounds are given."""
 
-    def batches(self, selector: Selector, after: str | None = None) -> Iterator[PendingBatch]:
+    def batches(self, selector: Selector, after: str | None = None, *,
+                pending_anonymize: bool = False) -> Iterator[PendingBatch]:
         """Successive batches after the checkpoint, each sized to keep one destructive call short."""
 
     def delete(self, batch: PendingBatch) -> Outcome:
@@ -112,7 +115,7 @@ class Store(Protocol):
     def isolate(self, batch: PendingBatch) -> Outcome:
         """Move the batch's records where normal processing cannot read them (SQL only)."""
 
-    def verify(self, selector: Selector) -> Residue:
+    def verify(self, selector: Selector, *, pending_anonymize: bool = False) -> Residue:
         """Re-query the location: what still matches, and what of it is retained and why."""
 
     def export(self, selector: Selector, sink: Any) -> int:
