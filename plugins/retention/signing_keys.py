@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,8 +38,21 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict RFC 7515 base64url: its alphabet only, no padding, and the one encoding of its bytes.
+
+    Python's decoder alone accepts '+' and '/' for '-' and '_', and ignores the unused low bits of the last
+    character, so a changed character of a signature could still decode to the same bytes and verify.
+    """
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not base64url: a character outside A-Z a-z 0-9 - _")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise ValueError("not base64url: not the canonical encoding of its bytes")
+    return data
 
 
 def public_jwk(public: Ed25519PublicKey) -> dict[str, str]:
@@ -95,7 +109,10 @@ class KeySet:
                 x = jwk["x"]
                 if not isinstance(x, str):
                     raise SigningKeyError(f"key {kid}: its x member is not a base64url string")
-                public = Ed25519PublicKey.from_public_bytes(b64url_decode(x))
+                try:
+                    public = Ed25519PublicKey.from_public_bytes(b64url_decode(x))
+                except ValueError as exc:
+                    raise SigningKeyError(f"key {kid}: its x member is not a base64url Ed25519 key ({exc})") from None
                 if public_jwk(public)["kid"] != kid:  # a kid that is not the key's own thumbprint
                     return None
                 return public

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import rfc8785
 from click.testing import CliRunner
 
 from retention.certificates import CertificateInvalid, KeySet, SigningKey, rotate, sign, verify
@@ -126,3 +127,24 @@ def test_a_jwks_that_cannot_be_replaced_leaves_no_temporary_file(tmp_path) -> No
         KeySet((SigningKey.generate().jwk,)).write(target)
     assert [p.name for p in tmp_path.iterdir()] == ["jwks.json"] and not any(target.iterdir())
     assert os.path.isdir(target)
+
+
+def test_a_signature_in_another_base64_spelling_of_the_same_bytes_is_refused() -> None:
+    """Python's base64 decoder takes '+' for '-' and ignores the last character's unused bits: such a changed
+    byte of a certificate decoded to the same signature and verified (hypothesis found it)."""
+    key = SigningKey.generate()
+    document = json.loads(sign({"certificate_id": "c-1", "records_affected": 3}, key))
+    value = document["signature"]["value"]
+    spellings = []
+    if "-" in value:
+        spellings.append(value.replace("-", "+", 1))
+    if "_" in value:
+        spellings.append(value.replace("_", "/", 1))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(value[-1])  # 64 bytes: the last character carries 2 bits, its low 4 are unused
+    spellings.append(value[:-1] + alphabet[last ^ 1])
+    spellings.append(value + "==")
+    for spelling in spellings:
+        tampered = rfc8785.dumps({**document, "signature": {**document["signature"], "value": spelling}})
+        with pytest.raises(CertificateInvalid, match="not base64url"):
+            verify(tampered, KeySet((key.jwk,)))
