@@ -15,7 +15,6 @@ who rejected and why. Clearing a failed task resumes the same ledger run.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pendulum
@@ -28,15 +27,16 @@ from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding import tasks as offboarding
 from retention.offboarding.approval import FourEyesApproval
 from retention.offboarding.request import AGE_RECIPIENT, requester
+from retention.settings import Settings
 from retention.stores.kinds import KINDS
-from retention.subprocessors import tasks as subprocessor_steps
+from retention.subprocessors import tasks as subprocessor_tasks
 from retention.subprocessors.operator import EraseResourceOperator
 from retention.subprocessors.spec import waves
 
 ACTOR = "airflow:termination_offboarding"
 LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
-SPECS = subprocessor_steps.specs()
-RETURN_POLL_SECONDS = int(os.environ.get("RETENTION_RETURN_POLL_SECONDS", "900"))
+SPECS = subprocessor_tasks.specs()
+RETURN_POLL_SECONDS = Settings.from_env().return_poll_seconds
 
 
 @dag(
@@ -121,7 +121,7 @@ def termination_offboarding() -> None:
     @task
     def request_manual(work: dict[str, Any], planned: dict[str, Any]) -> list[dict[str, Any]]:
         params = get_current_context()["params"]
-        return [subprocessor_steps.open_manual_request(name, params["account_id"], requested_by=planned["requested_by"],
+        return [subprocessor_tasks.open_manual_request(name, params["account_id"], requested_by=planned["requested_by"],
                                                        actor=ACTOR) for name in work["manual"]]
 
     # A wave with nothing selected is skipped; certify_run checks the ledger. The certify queue's worker alone

@@ -36,7 +36,7 @@ from redis import Redis
 
 from retention.rules.inventory import RedisLocation
 from retention.stores.base import Outcome, PendingBatch, Residue, Retained, Selector
-from retention.stores.s3.keydates import KeyClock, as_utc, period_end
+from retention.stores.keydates import KeyClock
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class RedisStore:
         self.batch_size = batch_size
         self.scan_count = scan_count
         where = f"Redis location {location_id}"
-        self._clock = KeyClock(spec.timestamp, where) if spec.timestamp is not None else None
+        self._clock = KeyClock(spec.timestamp, where, separator=SEPARATOR) if spec.timestamp is not None else None
 
     # -- the Store protocol --------------------------------------------------------------------
 
@@ -168,14 +168,7 @@ class RedisStore:
         if self._clock is None or selector.anchor != "created_at":
             raise ValueError(f"Redis location {self.location_id}: its keys carry no {selector.anchor} "
                              "(systems.yaml timestamp names the key segment that dates a key)")
-        parts = key.decode("utf-8", "replace").split(SEPARATOR)
-        if self._clock.segment >= len(parts):
-            return None
-        try:
-            start = as_utc(datetime.strptime(parts[self._clock.segment], self._clock.format))
-        except ValueError:
-            return None
-        return period_end(start, self._clock.precision)
+        return self._clock.latest(key.decode("utf-8", "replace"))
 
     def _keys_of(self, batch: PendingBatch) -> tuple[bytes, ...]:
         location, keys = batch.items

@@ -35,8 +35,8 @@ One module per job: ``keydates`` (dating a key), ``calls`` (retries and error wo
 parser hook) and ``store`` (``S3Store``, which wires them into the Store protocol).
 """
 
+from retention.stores.keydates import KeyClock
 from retention.stores.s3.calls import S3StoreError
-from retention.stores.s3.keydates import KeyClock
 from retention.stores.s3.store import S3Store
 
 __all__ = ["KeyClock", "S3Store", "S3StoreError"]

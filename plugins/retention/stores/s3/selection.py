@@ -7,7 +7,7 @@ from typing import Final, Literal, NamedTuple
 
 from retention.rules.inventory import S3Location
 from retention.stores.base import Selector
-from retention.stores.s3.keydates import KeyClock
+from retention.stores.keydates import KeyClock
 from retention.stores.s3.listing import Entry
 
 Verdict = Literal["due", "young", "undated"]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from retention.rules.inventory import KeySegmentTime, S3Location
 from retention.stores.base import Outcome, PendingBatch, Residue, Selector
+from retention.stores.keydates import KeyClock
 from retention.stores.s3.calls import S3Calls, S3Client
 from retention.stores.s3.deletion import DELETE_CHUNK, Deleter
 from retention.stores.s3.export import Exporter
 from retention.stores.s3.fast_timestamps import set_timestamp_parser
-from retention.stores.s3.keydates import KeyClock
 from retention.stores.s3.listing import PAGE_SIZE, Entry, Lister, Prefetch, encode_cursor, read_cursor
 from retention.stores.s3.selection import DUE, Selection
 from retention.stores.s3.verification import Verifier

@@ -1,4 +1,4 @@
-"""Dating an object by one segment of its key: the latest instant the segment can stand for."""
+"""Dating a record by one segment of its key (S3 object keys, Redis keys): the latest instant it can stand for."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class KeyClock:
 
     _PROBE = datetime(2001, 11, 23, 16, 35, 47, 123456, tzinfo=UTC)
 
-    def __init__(self, spec: KeySegmentTime, where: str) -> None:
+    def __init__(self, spec: KeySegmentTime, where: str, separator: str = "/") -> None:
+        self.separator = separator  # "/" for object keys, ":" for Redis keys
         self.segment = spec.key_segment
         self.format = spec.format
         try:
@@ -43,7 +44,7 @@ class KeyClock:
         self.precision: Precision = precision
 
     def latest(self, key: str) -> datetime | None:
-        parts = key.split("/")
+        parts = key.split(self.separator)
         if self.segment >= len(parts):
             return None
         try:
