@@ -56,7 +56,7 @@ class RulesDir:
         self.texts: dict[str, str] = {}
         self.write(data_classes=DATA_CLASSES, jurisdictions=JURISDICTIONS, rules=RULES, overrides=OVERRIDES)
 
-    def write(self, **texts: str) -> "RulesDir":
+    def write(self, **texts: str) -> RulesDir:
         for name, text in texts.items():
             self.texts[name] = text
             (self.root / f"{name}.yaml").write_text(text)

@@ -79,7 +79,8 @@ def restore(ctx, settings, store, tmp_path: Path, name: str = "restored") -> dic
 
 
 def objects_under(stack, prefix: str) -> list[str]:
-    pages = embedded.s3_client(stack.endpoint).get_paginator("list_objects_v2").paginate(Bucket="backups", Prefix=prefix)
+    paginator = embedded.s3_client(stack.endpoint).get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket="backups", Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", ())]
 
 
@@ -351,7 +352,8 @@ def test_kms_a_hold_during_the_window_cancels_the_deletion(stack, ctx, settings,
     backups.record_backups(ctx, run_id, settings, pendulum.now("UTC"), actor="test", store=store)
     hold = ctx.ledger.place_hold(account_id=ACCOUNT, data_class=None, reason="r", reference="L-4", placed_by="c")
     later = KmsKeystore(kms)  # the daily run: a fresh process
-    assert backups.confirm_backups(ctx, settings, pendulum.now("UTC").add(days=1), actor="test", store=later) == [ACCOUNT]
+    tomorrow = pendulum.now("UTC").add(days=1)
+    assert backups.confirm_backups(ctx, settings, tomorrow, actor="test", store=later) == [ACCOUNT]
     assert kms.describe_key(KeyId=f"alias/retention/{ACCOUNT}")["KeyMetadata"]["KeyState"] == "Enabled"
     assert restore(ctx, settings, later, tmp_path)["account_id"] == ACCOUNT
     assert ctx.ledger.events_of_kind("backup.key_deletion_held")[0].payload["holds"] == [hold.id]
@@ -380,7 +382,8 @@ def test_a_return_package_kept_under_a_hold_is_stated_as_kept(stack, ctx, settin
     run_id = offboard(ctx)
     ctx.ledger.append("return.delivered", {
         "package_id": "ret-1", "account_id": ACCOUNT, "format": returns.FORMAT, "manifest_sha256": "ab" * 32,
-        "records": 3, "locations": 1, "bytes": 10, "bucket": "retention-returns", "key": f"returns/{ACCOUNT}/ret-1.tar.age",
+        "records": 3, "locations": 1, "bytes": 10, "bucket": "retention-returns",
+        "key": f"returns/{ACCOUNT}/ret-1.tar.age",
         "window_ends_at": "2026-01-01T00:00:00+00:00"}, actor="test", run_id=run_id)
     hold = ctx.ledger.place_hold(account_id=ACCOUNT, data_class=None, reason="r", reference="L-5", placed_by="c")
     assert returns.remove_package(ctx.ledger, run_id, client=embedded.s3_client(stack.endpoint), actor="test") is False
@@ -388,4 +391,5 @@ def test_a_return_package_kept_under_a_hold_is_stated_as_kept(stack, ctx, settin
     assert section["return"]["package_deleted_at"] is None
     assert section["return"]["package_kept_under_holds"] == [hold.id]
     [kept] = [e for e in exceptions if e["kind"] == "return_package_held"]
-    assert exception_text(kept) == f"Return package ret-1: kept, not deleted, while legal hold(s) {hold.id} are in force."
+    assert exception_text(kept) == (
+        f"Return package ret-1: kept, not deleted, while legal hold(s) {hold.id} are in force.")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import rfc8785
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from retention.certificates import (
     CertificateInvalid,
@@ -308,7 +309,8 @@ SAMPLE = {  # the shape build() makes, for the PDF tests that need no database
                    "nist_800_88": {"category": "clear", "method": "logical delete"}, "records_affected": 12,
                    "started_at": "2026-11-23T12:00:00+00:00", "finished_at": "2026-11-23T12:00:01+00:00",
                    "verification": {"method": "re-query", "remaining": 0, "result": "verified"}}],
-    "subprocessors": [], "exceptions": [], "ledger": {"chain_head_seq": 5, "chain_head_hash": "cd" * 32, "hash": "sha256"},
+    "subprocessors": [], "exceptions": [],
+    "ledger": {"chain_head_seq": 5, "chain_head_hash": "cd" * 32, "hash": "sha256"},
 }
 CONTENT = {"certificate_id": "cert-1", "account_id": "acct_1", "status": "complete",
            "locations": [{"location": "app.chat", "records_affected": 1200, "remaining": 0}], "note": "ümlaut"}

@@ -6,6 +6,7 @@ import logging
 import re
 
 import airflow  # noqa: F401  configures logging on import: before caplog attaches its handler, not during the test
+
 from retention.engine import SweepContext, sweep
 from retention.engine.steplog import logfmt
 from retention.ledger import Ledger

@@ -10,7 +10,7 @@ and a real sweep.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pendulum
 import pytest
@@ -51,7 +51,7 @@ def write_around_the_chain(url: str, hold_id: str, released_seq: int | None = No
 
 def _stored_now(url: str) -> datetime | str:
     """Now, as each database stores a timestamp (SQLite: naive UTC text)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.strftime("%Y-%m-%d %H:%M:%S.%f") if url.startswith("sqlite") else now
 
 

@@ -12,8 +12,21 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from retention.ledger import (
-    GENESIS_HASH, Event, Ledger, LedgerSchemaError, PayloadError, PersonalDataError, PlannedTask,
-    Run, compute_hash, database_url, event_hash, head_revision, iso_utc, looks_personal, migrate,
+    GENESIS_HASH,
+    Event,
+    Ledger,
+    LedgerSchemaError,
+    PayloadError,
+    PersonalDataError,
+    PlannedTask,
+    Run,
+    compute_hash,
+    database_url,
+    event_hash,
+    head_revision,
+    iso_utc,
+    looks_personal,
+    migrate,
 )
 from retention.rules import LegalHold
 
@@ -40,7 +53,7 @@ def test_appended_events_chain_and_verify_after_a_round_trip(ledger: Ledger) -> 
     assert stored[0].prev_hash == GENESIS_HASH
     assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
     assert [e.payload for e in stored] == payloads
-    for before, after in zip(appended, stored):
+    for before, after in zip(appended, stored, strict=True):
         assert after.hash == before.hash == event_hash(after)
         assert after.occurred_at == before.occurred_at
         assert after.occurred_at.tzinfo is not None and after.occurred_at.utcoffset().total_seconds() == 0

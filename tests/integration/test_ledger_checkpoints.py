@@ -160,7 +160,8 @@ def test_a_checkpoint_with_a_bad_signature_is_refused(ledger, home) -> None:
     (home / "checkpoints" / forged.name).unlink()
     honest_signature = json.loads(honest.signed(load_key(home / "checkpoint-key.pem")))["signature"]
     altered = Checkpoint(seq=seq, hash=hash_, at=honest.at, kid=honest.kid)
-    _store(home).create(altered.name, json.dumps({"checkpoint": altered.body(), "signature": honest_signature}).encode())
+    document = {"checkpoint": altered.body(), "signature": honest_signature}
+    _store(home).create(altered.name, json.dumps(document).encode())
     report = _checkpoint_verify(ledger, home)
     assert not report.ok and report.bad_checkpoint == altered.name
     assert "signature does not verify with its key" in report.reason, report.reason

@@ -26,7 +26,8 @@ def holds_in_ledger() -> list:
 def test_every_operator_route_needs_airflows_session(api) -> None:
     for path in ("/retention/ui/", "/retention/holds", "/retention/offboardings", "/retention/data-classes"):
         assert api.get(path).status_code == 401, path
-    assert api.post("/retention/holds", json={"account_id": ACCOUNT, "reason": "xyz", "reference": "T-1"}).status_code == 401
+    hold = {"account_id": ACCOUNT, "reason": "xyz", "reference": "T-1"}
+    assert api.post("/retention/holds", json=hold).status_code == 401
     assert api.post("/retention/holds/hold-1/release", json={"reason": "xyz"}).status_code == 401
     assert holds_in_ledger() == []
 
@@ -36,7 +37,8 @@ def test_the_page_is_served_with_a_policy_that_runs_only_its_own_script(api) -> 
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
-    assert api.get("/retention/ui/operators.js", headers=api.staff).headers["content-type"].startswith("text/javascript")
+    script = api.get("/retention/ui/operators.js", headers=api.staff)
+    assert script.headers["content-type"].startswith("text/javascript")
     for other in ("app.py", "../app.py", "static/operators.js", "%2e%2e/operators.py"):
         assert api.get(f"/retention/ui/{other}", headers=api.staff).status_code == 404, other
 
@@ -54,14 +56,16 @@ def test_a_hold_is_placed_and_released_in_the_staff_members_name(api) -> None:
     assert api.post(release, headers=api.staff, json={"reason": "matter closed"}).status_code == 409
     assert api.post("/retention/holds/hold-nope/release", headers=api.staff, json={"reason": "xyz"}).status_code == 404
     assert api.get("/retention/holds", headers=api.staff).json() == []
-    assert [h["released_at"] is not None for h in api.get("/retention/holds?all=true", headers=api.staff).json()] == [True]
+    every_hold = api.get("/retention/holds?all=true", headers=api.staff).json()
+    assert [h["released_at"] is not None for h in every_hold] == [True]
     (recorded,) = holds_in_ledger()
     assert (recorded.placed_by, recorded.released_by, recorded.reason) == (f"api:{STAFF}", f"api:{STAFF}", "litigation")
 
 
 def test_a_hold_that_would_protect_nothing_is_refused_with_the_field_named(api) -> None:
     def refused(body: dict, field: str) -> None:
-        answer = api.post("/retention/holds", headers=api.staff, json={"reason": "litigation", "reference": "T-1", **body})
+        answer = api.post("/retention/holds", headers=api.staff,
+                          json={"reason": "litigation", "reference": "T-1", **body})
         assert answer.status_code == 422 and field in answer.text, answer.text
 
     refused({"account_id": "acct_l001"}, "account_id")  # a misspelt account

@@ -376,7 +376,8 @@ def test_access_denied_without_object_lock_raises_with_counts_and_no_key(s3_clie
     keys = [f"tenants/{ACCOUNT}/recordings/jane.doe@example.com-{i}.wav" for i in range(10)]
     put_all(s3_client, bucket, keys)
     s3_client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/{keys[3]}"}]}))
+        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+        "Resource": f"arn:aws:s3:::{bucket}/{keys[3]}"}]}))
     store = S3Store("recordings", location(bucket), s3_client)
     batch = next(iter(store.batches(everything())))
 
@@ -553,7 +554,8 @@ def test_a_batch_of_a_few_thousand_objects_goes_in_concurrent_delete_calls(s3_cl
     put_all(s3_client, bucket, keys + [f"tenants/acct_2/recordings/{i}.wav" for i in range(50)])
     store = S3Store("recordings", location(bucket), s3_client)
     calls: list[str] = []
-    s3_client.meta.events.register("before-call.s3.DeleteObjects", lambda **kw: calls.append(threading.current_thread().name))
+    s3_client.meta.events.register("before-call.s3.DeleteObjects",
+                                   lambda **kw: calls.append(threading.current_thread().name))
     try:
         outcome = store.delete(PendingBatch(None, json.dumps([keys[-1], None]), len(keys),
                                             tuple((k, None) for k in keys)))
@@ -570,18 +572,20 @@ def test_export_writes_every_matching_object(s3_client, make_bucket, tmp_path) -
     bucket = make_bucket()
     due = {stamped(CUTOFF - timedelta(days=d), f"{d}.txt"): f"day {d}".encode() for d in range(1, 6)}
     young = stamped(CUTOFF + timedelta(seconds=1))
-    for key, body in [*due.items(), (young, b"young"), (f"tenants/acct_2/attachments/x/y", b"other")]:
+    for key, body in [*due.items(), (young, b"young"), ("tenants/acct_2/attachments/x/y", b"other")]:
         s3_client.put_object(Bucket=bucket, Key=key, Body=body)
     store = S3Store("attachments", location(bucket, template=ATTACHMENTS, timestamp=SECONDS), s3_client)
 
     assert store.export(older_than(CUTOFF), tmp_path / "out") == 5
 
-    written = {str(p.relative_to(tmp_path / "out")): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert written == due
     assert len(current_keys(s3_client, bucket)) == 7  # export deletes nothing
 
 
-def test_export_of_a_versioned_bucket_writes_current_versions_and_skips_deleted_keys(s3_client, make_bucket, tmp_path) -> None:
+def test_export_of_a_versioned_bucket_writes_current_versions_and_skips_deleted_keys(s3_client, make_bucket,
+                                                                                    tmp_path) -> None:
     bucket = make_bucket(versioned=True)
     prefix = f"tenants/{ACCOUNT}/recordings/"
     for key, bodies in (("kept.wav", [b"old", b"new"]), ("gone.wav", [b"old"])):

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from tests.fixtures.sql import chat_conversations, chat_location, chat_messages,
 
 pytestmark = pytest.mark.postgres
 
-CUTOFF = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+CUTOFF = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 OLD = CUTOFF - timedelta(days=30)
 YOUNG = CUTOFF + timedelta(days=30)
@@ -98,7 +98,7 @@ def test_a_record_at_exactly_the_cutoff_goes_and_one_a_second_younger_survives(a
 def test_a_record_without_a_timestamp_is_never_selected_by_a_cutoff(app_engine):
     undated = add_conversations(app_engine, [chat("acct_1", None, last=None)] * 3)
     store = chat_store(app_engine)
-    far_future = datetime(2999, 1, 1, tzinfo=timezone.utc)
+    far_future = datetime(2999, 1, 1, tzinfo=UTC)
 
     for anchor in ("created_at", "last_activity_at"):
         assert store.count(Selector("acct_1", anchor, far_future)) == 0
@@ -179,7 +179,7 @@ def test_a_date_column_selects_only_days_that_ended_by_the_cutoff(app_engine):
                                                   children=[], anonymize=None), app_engine)
 
     assert store.count(Selector("acct_1", "created_at", CUTOFF)) == 1  # 1 March 12:00: that day is not over
-    assert store.count(Selector("acct_1", "created_at", datetime(2025, 3, 2, tzinfo=timezone.utc))) == 2
+    assert store.count(Selector("acct_1", "created_at", datetime(2025, 3, 2, tzinfo=UTC))) == 2
 
 
 def test_a_cursor_that_is_not_a_key_of_the_table_is_refused(app_engine):
@@ -228,7 +228,7 @@ def _int_keys(engine: sa.Engine, matching: int, other: int) -> tuple[SqlStore, s
     accounts = ["acct_1"] * matching + ["acct_2"] * other
     accounts.sort(key=lambda a: hash((a, len(accounts))) % 7)  # interleaved, deterministically
     ids = add_conversations(engine, [chat(a, OLD) for a in accounts])
-    mine = {i for i, a in zip(ids, accounts) if a == "acct_1"}
+    mine = {i for i, a in zip(ids, accounts, strict=True) if a == "acct_1"}
     return chat_store(engine, initial_batch_size=7, min_batch_size=1), mine, set(ids) - mine
 
 
@@ -283,17 +283,17 @@ def test_count_within_a_batch_range_is_exact_for_crash_recovery(app_engine):
     store = chat_store(app_engine, initial_batch_size=10, min_batch_size=1)
     batches = list(store.batches(old_chats()))
     batch = batches[1]
-    in_range = [i for i, r in zip(ids, rows) if int(batch.after) < i <= int(batch.upper)]
+    in_range = [i for i, r in zip(ids, rows, strict=True) if int(batch.after) < i <= int(batch.upper)]
 
     assert store.count(old_chats(), batch.after, batch.upper) == batch.count == 10
     assert sum(store.count(old_chats(), b.after, b.upper) for b in batches) == store.count(old_chats())
     assert store.count(Selector("acct_2"), batch.after, batch.upper) == sum(
-        1 for i, r in zip(ids, rows) if i in in_range and r[0] == "acct_2")
+        1 for i, r in zip(ids, rows, strict=True) if i in in_range and r[0] == "acct_2")
 
     # Rows vanish from the range by other means (say the application deleted two): the count says so.
     with app_engine.begin() as conn:
         conn.execute(sa.delete(chat_conversations).where(chat_conversations.c.id.in_(
-            [i for i, r in zip(ids, rows) if i in in_range and r[0] == "acct_1" and r[1] == OLD][:2])))
+            [i for i, r in zip(ids, rows, strict=True) if i in in_range and r[0] == "acct_1" and r[1] == OLD][:2])))
     assert store.count(old_chats(), batch.after, batch.upper) == 8
     assert store.delete(batch).affected == 8
     assert store.count(old_chats(), batch.after, batch.upper) == 0
@@ -533,6 +533,6 @@ def test_after_deleting_exactly_the_undated_younger_and_other_accounts_rows_rema
 
     affected, children, _ = run_deletion(store, Selector("acct_1", "created_at", cutoff))
 
-    expected = {i for i, (a, t) in zip(ids, created) if a != "acct_1" or t is None or t > cutoff}
+    expected = {i for i, (a, t) in zip(ids, created, strict=True) if a != "acct_1" or t is None or t > cutoff}
     assert ids_of(app_engine) == expected
     assert affected == children == len(ids) - len(expected)

@@ -116,10 +116,10 @@ def test_every_destructive_batch_has_an_intent_before_and_an_outcome_after(stack
 
 def test_rerunning_a_finished_run_deletes_nothing_and_changes_no_count(stack):
     first = run_sweep(stack)
-    rows, totals = stack.rows(), Counter({(l.location, l.account_id): l.affected for l in first.lines})
+    rows, totals = stack.rows(), Counter({(line.location, line.account_id): line.affected for line in first.lines})
     again = run_sweep(stack, run_id=first.run_id)
     assert stack.rows() == rows
-    assert Counter({(l.location, l.account_id): l.affected for l in again.lines}) == totals
+    assert Counter({(line.location, line.account_id): line.affected for line in again.lines}) == totals
     fresh = run_sweep(stack)
     assert fresh.deleted == 0 and fresh.anonymized == 0 and stack.rows() == rows
 

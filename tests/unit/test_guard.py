@@ -17,7 +17,13 @@ from retention.failfast import input_refusals_fail_the_task
 from retention.ids import ACCOUNT_ID
 from retention.ledger.chain import iso_utc
 from retention.ledger.fields import (
-    TICKET_REFERENCE, TICKET_REFERENCE_RULE, FieldError, check_iso_date, check_sha256, check_staff_id, check_ticket_reference,
+    TICKET_REFERENCE,
+    TICKET_REFERENCE_RULE,
+    FieldError,
+    check_iso_date,
+    check_sha256,
+    check_staff_id,
+    check_ticket_reference,
 )
 from retention.ledger.guard import PersonalDataError, looks_personal, refuse_personal_data
 
@@ -183,8 +189,8 @@ def test_a_known_field_of_the_wrong_shape_is_refused_whatever_it_contains() -> N
                            ({"reference": "Smith v. Acme"}, "reference")):
         with pytest.raises(PersonalDataError, match=re.escape(f"payload['{field}']")):
             refuse_personal_data(payload, "payload")
-    refuse_personal_data({"requested_by": "api:7", "confirmed_on": "2026-11-20", "approver_id": "", "reference": "OFF-1",
-                          "reason_sha256": "0" * 64}, "payload")
+    refuse_personal_data({"requested_by": "api:7", "confirmed_on": "2026-11-20", "approver_id": "",
+                          "reference": "OFF-1", "reason_sha256": "0" * 64}, "payload")
 
 
 def test_a_refusal_fails_an_airflow_task_without_its_retries() -> None:

@@ -5,8 +5,7 @@ climbs to the parent resource)."""
 from __future__ import annotations
 
 import importlib.util
-import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
@@ -44,7 +43,7 @@ def test_a_selector_refuses_a_missing_or_relative_account(value) -> None:
     with pytest.raises(ValueError, match="account_id"):
         Selector(value)
     with pytest.raises(ValueError, match="account_id"):
-        Selector(value, "created_at", datetime(2025, 1, 1, tzinfo=timezone.utc))
+        Selector(value, "created_at", datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def test_a_selector_takes_an_account_id() -> None:
@@ -90,12 +89,13 @@ def _dag_module(name: str):
 
 def test_the_subprocessor_erasure_param_uses_the_one_pattern() -> None:
     from airflow.sdk import Param
+    from airflow.sdk.definitions.param import ParamValidationError
 
     dag = _dag_module("subprocessor_erasure").subprocessor_erasure()
     param = dag.params.get_param("account_id")
     assert param.schema["pattern"] == ACCOUNT_ID
     for bad in ("..", ".", ""):
-        with pytest.raises(Exception):
+        with pytest.raises(ParamValidationError):
             Param(bad, **param.schema).resolve()
 
 

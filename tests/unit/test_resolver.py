@@ -242,9 +242,11 @@ def test_termination_rules_quote_upon_termination_and_state_no_days_of_their_own
 
 def test_visitor_rules_say_why_they_keep_the_record_shorter_than_the_seeds_10_year_cookie(shipped):
     ruleset, _ = shipped
-    cookie = next(c for c in ruleset.data_classes.data_classes["visitor_profiles"].cookies if c.name.startswith("__q_state"))
+    visitor_cookies = ruleset.data_classes.data_classes["visitor_profiles"].cookies
+    cookie = next(c for c in visitor_cookies if c.name.startswith("__q_state"))
     assert str(cookie.expiry) == "P10Y"
-    for rule in (r for r in ruleset.rules if r.data_class == "visitor_profiles" and r.anchor.value == "last_activity_at"):
+    for rule in (r for r in ruleset.rules
+                 if r.data_class == "visitor_profiles" and r.anchor.value == "last_activity_at"):
         assert rule.retain_for.nominal_seconds < cookie.expiry.nominal_seconds
         assert "10 years" in rule.basis.quote and "10 years" in rule.basis.summary
         assert "does not keep that copy 10 years" in rule.basis.summary, rule.id
@@ -291,7 +293,8 @@ def test_the_customers_instruction_wins_over_a_contract_override(rules_dir):
     rules_dir.write(overrides="overrides:\n  - {id: ovr-1, account_id: acct_1, data_class: chat_transcripts,"
                               " retain_for: P7D, contract_reference: Order form 1}\n")
     decision = resolve(load_ruleset(rules_dir.root), instructed(chat_transcripts="P14D"), "chat_transcripts", NOW)
-    assert (str(decision.retain_for), decision.override_id, decision.period_source) == ("P14D", None, "customer's instruction")
+    assert (str(decision.retain_for), decision.override_id, decision.period_source) == (
+        "P14D", None, "customer's instruction")
 
 
 def test_without_an_instruction_the_contract_override_then_the_rule_decide(rules_dir):
@@ -300,7 +303,8 @@ def test_without_an_instruction_the_contract_override_then_the_rule_decide(rules
     ruleset = load_ruleset(rules_dir.root)
     assert resolve(ruleset, account(), "chat_transcripts", NOW).period_source == "contract"
     other = account(id="acct_2")
-    assert (resolve(ruleset, other, "chat_transcripts", NOW).period_source) == "contract"  # the fixture's rule: contract
+    # the fixture's rule: contract
+    assert (resolve(ruleset, other, "chat_transcripts", NOW).period_source) == "contract"
     rules_dir.write(rules=rules_dir.texts["rules"].replace(
         '{kind: contract, citation: DPA 3, summary: default period, quote: "kept for 30 days"}',
         "{kind: processor policy, citation: DPA 3, summary: default period}"))

@@ -28,9 +28,12 @@ ACCOUNT_ANCHORS = ["terminated_at", "contract_end"]
 instants = st.datetimes(min_value=pendulum.naive(2015, 1, 1), max_value=pendulum.naive(2035, 12, 31)).map(
     lambda d: pendulum.instance(d, tz="UTC"))
 durations = st.builds(
-    lambda y, mo, w, d, h, s: "P" + "".join(f"{v}{u}" for v, u in [(y, "Y"), (mo, "M"), (w, "W"), (d, "D")] if v)
-    + ("T" + "".join(f"{v}{u}" for v, u in [(h, "H"), (s, "S")] if v) if h or s else "") if any([y, mo, w, d, h, s]) else "PT1S",
-    st.integers(0, 12), st.integers(0, 14), st.integers(0, 5), st.integers(0, 400), st.integers(0, 30), st.integers(0, 90))
+    lambda y, mo, w, d, h, s: (
+        "P" + "".join(f"{v}{u}" for v, u in [(y, "Y"), (mo, "M"), (w, "W"), (d, "D")] if v)
+        + ("T" + "".join(f"{v}{u}" for v, u in [(h, "H"), (s, "S")] if v) if h or s else "")
+        if any([y, mo, w, d, h, s]) else "PT1S"),
+    st.integers(0, 12), st.integers(0, 14), st.integers(0, 5),
+    st.integers(0, 400), st.integers(0, 30), st.integers(0, 90))
 DATE_UNITS, TIME_UNITS = ["Y", "M", "W", "D"], ["H", "M", "S"]
 
 
@@ -91,9 +94,11 @@ def accounts(draw):
 
 
 holds = st.lists(st.builds(
-    lambda i, acct, dc, placed, length: LegalHold(f"h{i}", acct, dc, placed, placed.add(days=length) if length else None),
+    lambda i, acct, dc, placed, length: LegalHold(f"h{i}", acct, dc, placed,
+                                                  placed.add(days=length) if length else None),
     st.integers(0, 99), st.sampled_from(["acct_1", "acct_2", None]), st.sampled_from(CLASSES + [None]),
-    instants, st.none() | st.integers(1, 3000)), max_size=3).map(lambda hs: [h for h in hs if h.account_id or h.data_class])
+    instants, st.none() | st.integers(1, 3000)), max_size=3).map(
+    lambda hs: [h for h in hs if h.account_id or h.data_class])
 
 
 def write_rule_set(rules: list[dict], overrides: list[dict], root: Path) -> None:

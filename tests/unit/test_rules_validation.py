@@ -33,7 +33,8 @@ def test_unknown_key_names_its_line_and_suggests_the_right_one(rules_dir):
     rules_dir.write(rules=RULES.replace("    retain_for: P30D\n    anchor: created_at",
                                         "    retain_four: P30D\n    anchor: created_at"))
     issue = problem_at(rules_dir, "rules[0].retain_four")
-    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'retain_four')}:5: rules[0].retain_four"
+    line = rules_dir.line_of("rules", "retain_four")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:5: rules[0].retain_four"
     assert issue.message == "unknown key 'retain_four'"
     assert "did you mean 'retain_for'?" in issue.hint
 
@@ -45,7 +46,8 @@ def problem_at(rules_dir, field: str):
 
 
 def test_bad_duration_points_at_the_value(rules_dir):
-    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", "retain_for: 30 days\n    anchor: created_at"))
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at",
+                                        "retain_for: 30 days\n    anchor: created_at"))
     issue = only_problem(rules_dir)
     assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', '30 days')}:17: rules[0].retain_for"
     assert "not an ISO-8601 duration" in issue.message
@@ -53,7 +55,8 @@ def test_bad_duration_points_at_the_value(rules_dir):
 
 @pytest.mark.parametrize("text", ["P", "PT", "P1.5Y", "-P1D", "P1DT", "1Y"])
 def test_malformed_durations_are_refused(rules_dir, text):
-    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", f"retain_for: '{text}'\n    anchor: created_at"))
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at",
+                                        f"retain_for: '{text}'\n    anchor: created_at"))
     assert only_problem(rules_dir).field == "rules[0].retain_for"
 
 
@@ -100,15 +103,18 @@ def test_a_jurisdiction_specific_rule_refines_a_general_one_without_overlap(rule
 def test_a_gap_names_the_data_class_and_the_undecided_cases(rules_dir):
     rules_dir.write(rules=RULES.split("  - id: chats-terminated")[0])
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('data_classes')}:{rules_dir.line_of('data_classes', 'chat_transcripts:')}:3: data_classes.chat_transcripts"
+    line = rules_dir.line_of("data_classes", "chat_transcripts:")
+    assert where(issue) == f"{rules_dir.path('data_classes')}:{line}:3: data_classes.chat_transcripts"
     assert "terminated/EEA, terminated/OTHER" in issue.message
     assert "add a rule" in issue.hint
 
 
 def test_duplicate_yaml_key_is_an_error_not_a_silent_overwrite(rules_dir):
-    rules_dir.write(rules=RULES.replace("    anchor: created_at\n", "    anchor: created_at\n    anchor: last_activity_at\n", 1))
+    rules_dir.write(rules=RULES.replace("    anchor: created_at\n",
+                                        "    anchor: created_at\n    anchor: last_activity_at\n", 1))
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'last_activity_at')}:5: rules[0].anchor"
+    line = rules_dir.line_of("rules", "last_activity_at")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:5: rules[0].anchor"
     assert issue.message.startswith("duplicate key 'anchor'")
 
 
@@ -128,7 +134,8 @@ def test_yes_is_not_a_boolean(rules_dir):
 def test_missing_field_is_named_with_a_hint(rules_dir):
     rules_dir.write(rules=RULES.replace("    anchor: terminated_at\n", ""))
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'id: chats-terminated')}:5: rules[1].anchor"
+    line = rules_dir.line_of("rules", "id: chats-terminated")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:5: rules[1].anchor"
     assert issue.message == "required field 'anchor' is missing"
 
 
@@ -166,7 +173,8 @@ overrides:
 
 
 def test_every_problem_is_reported_not_just_the_first(rules_dir):
-    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", "retain_for: soon\n    anchor: created_at")
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at",
+                                        "retain_for: soon\n    anchor: created_at")
                     .replace("action: return_then_delete", "action: shred"))
     assert [i.field for i in problems(rules_dir)] == ["rules[0].retain_for", "rules[1].action"]
 
@@ -185,7 +193,8 @@ ZERO_SPELLINGS = ["P0D", "PT0S", "P0Y", "P0M", "P0W", "P0Y0M0D", "PT0H0M0S", "P0
 @pytest.mark.parametrize("text", ZERO_SPELLINGS)
 @pytest.mark.parametrize("index, anchor", [(0, "created_at"), (1, "terminated_at")])  # with and without bounds
 def test_a_zero_retention_period_is_refused_naming_file_line_and_field(rules_dir, text, index, anchor):
-    rules_dir.write(rules=RULES.replace(f"retain_for: P30D\n    anchor: {anchor}", f"retain_for: {text}\n    anchor: {anchor}"))
+    rules_dir.write(rules=RULES.replace(f"retain_for: P30D\n    anchor: {anchor}",
+                                        f"retain_for: {text}\n    anchor: {anchor}"))
     issue = only_problem(rules_dir)
     line = rules_dir.line_of("rules", f"retain_for: {text}")
     assert where(issue) == f"{rules_dir.path('rules')}:{line}:17: rules[{index}].retain_for"
@@ -194,7 +203,8 @@ def test_a_zero_retention_period_is_refused_naming_file_line_and_field(rules_dir
 
 @pytest.mark.parametrize("text", ["-P1D", "P-1D", "-PT1S", "P1D-"])
 def test_a_negative_retention_period_is_refused(rules_dir, text):
-    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at", f"retain_for: '{text}'\n    anchor: created_at"))
+    rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at",
+                                        f"retain_for: '{text}'\n    anchor: created_at"))
     assert only_problem(rules_dir).field == "rules[0].retain_for"
 
 
@@ -244,7 +254,8 @@ def test_a_period_no_seed_states_is_marked_as_the_processors_policy(rules_dir):
 def test_an_unknown_basis_kind_is_refused(rules_dir):
     rules_dir.write(rules=RULES.replace("{kind: contract, citation: DPA 3,", "{kind: whim, citation: DPA 3,"))
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'kind: whim')}:19: rules[0].basis.kind"
+    line = rules_dir.line_of("rules", "kind: whim")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:19: rules[0].basis.kind"
     assert "processor policy" in issue.message
 
 
@@ -254,7 +265,8 @@ def test_a_contract_basis_must_quote_the_contract_words_that_set_the_period(rule
     assert only_problem(rules_dir).field == "rules[0].basis.quote"
     rules_dir.write(rules=RULES.replace(', quote: "kept for 30 days"', ""))
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'citation: DPA 3')}:12: rules[0].basis"
+    line = rules_dir.line_of("rules", "citation: DPA 3")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:12: rules[0].basis"
     assert "quote" in issue.message and "processor policy" in issue.hint
 
 
@@ -301,9 +313,11 @@ def test_processor_data_is_kept_apart_from_the_customer_accounts_data(rules_dir)
 
 
 def test_processor_data_filed_among_the_accounts_data_is_refused(rules_dir):
-    rules_dir.write(data_classes=DATA_CLASSES.replace("  chat_transcripts:\n", "  chat_transcripts:\n    owner: processor\n"))
+    rules_dir.write(data_classes=DATA_CLASSES.replace("  chat_transcripts:\n",
+                                                      "  chat_transcripts:\n    owner: processor\n"))
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('data_classes')}:{rules_dir.line_of('data_classes', 'owner: processor')}:12: data_classes.chat_transcripts.owner"
+    line = rules_dir.line_of("data_classes", "owner: processor")
+    assert where(issue) == f"{rules_dir.path('data_classes')}:{line}:12: data_classes.chat_transcripts.owner"
     assert "processor_data" in issue.hint
 
 
@@ -325,26 +339,30 @@ def test_an_account_rule_for_processor_data_is_refused(rules_dir):
 """
     rules_dir.write(data_classes=DATA_CLASSES + PROCESSOR_DATA, rules=RULES + account_rule + PROCESSOR_RULES)
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('rules')}:{rules_dir.line_of('rules', 'data_class: website_analytics')}:17: rules[2].data_class"
+    line = rules_dir.line_of("rules", "data_class: website_analytics")
+    assert where(issue) == f"{rules_dir.path('rules')}:{line}:17: rules[2].data_class"
     assert "the processor's own data" in issue.message and "processor_data_rules" in issue.hint
 
 
 def test_the_old_kind_policy_reads_as_processor_policy(rules_dir):
-    rules_dir.write(rules=RULES.replace("{kind: contract, citation: DPA 3, summary: default period, quote: \"kept for 30 days\"}",
-                                        "{kind: policy, citation: DPA 3, summary: default period}"))
+    rules_dir.write(rules=RULES.replace(
+        "{kind: contract, citation: DPA 3, summary: default period, quote: \"kept for 30 days\"}",
+        "{kind: policy, citation: DPA 3, summary: default period}"))
     assert load_ruleset(rules_dir.root).rules[0].basis.kind == "processor policy"
 
 
 def test_processor_data_without_a_rule_is_a_gap(rules_dir):
     with_processor_data(rules_dir, rules="")
     issue = only_problem(rules_dir)
-    assert where(issue) == f"{rules_dir.path('data_classes')}:{rules_dir.line_of('data_classes', 'website_analytics:')}:3: processor_data.website_analytics"
+    line = rules_dir.line_of("data_classes", "website_analytics:")
+    assert where(issue) == f"{rules_dir.path('data_classes')}:{line}:3: processor_data.website_analytics"
     assert "no rule" in issue.message
 
 
 def test_a_processor_rule_for_an_accounts_data_class_is_refused(rules_dir):
     with_processor_data(rules_dir, rules=PROCESSOR_RULES + PROCESSOR_RULES.split("processor_data_rules:\n")[1]
-                        .replace("id: website-analytics", "id: chats-too").replace("website_analytics", "chat_transcripts"))
+                        .replace("id: website-analytics", "id: chats-too")
+                        .replace("website_analytics", "chat_transcripts"))
     issue = problem_at(rules_dir, "processor_data_rules[1].data_class")
     assert "a customer account's data class" in issue.message
 

@@ -29,7 +29,8 @@ def test_a_key_segment_stands_for_the_last_instant_of_its_period(fmt: str, segme
 
 
 def test_a_twelve_hour_clock_without_am_pm_counts_as_the_whole_day() -> None:
-    assert clock("%Y-%m-%d %I:%M").latest("t/2025-03-01 04:00/f") == datetime(2025, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    end_of_day = datetime(2025, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    assert clock("%Y-%m-%d %I:%M").latest("t/2025-03-01 04:00/f") == end_of_day
 
 
 @pytest.mark.parametrize("key", ["t/not-a-date/f", "t/2025-02-30/f", "t", "t//f", "t/2025-03-01x/f"])
