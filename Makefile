@@ -32,10 +32,10 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 demo: $(VENV)/.dev
 	RETENTION_HOME=$(DEMO_HOME) $(BIN)/python -m retention.demo
 
-test: $(VENV)/.dev chromium redis-server
+test: $(VENV)/.dev chromium redis-server lint
 	$(BIN)/python -m pytest
 
-# ruff (pyflakes, bugbear, import order, pyupgrade) and mypy (strict on the core layers), configured in
+# ruff (pyflakes, bugbear, import order, pyupgrade) and mypy (strict, every module), configured in
 # pyproject.toml.
 lint: $(VENV)/.dev
 	$(BIN)/ruff check plugins dags tests bench

@@ -11,6 +11,7 @@ from retention.api import create_app
 class RetentionPlugin(AirflowPlugin):
     name = "retention"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/retention", "name": "Retention certificates"}]
-    # Airflow frames href at /plugin/retention; the page and its data routes check Airflow's session and a retention permission.
+    # Airflow frames href at /plugin/retention; the page and its data routes check Airflow's session and a
+    # retention permission.
     external_views = [{"name": "Retention", "href": "/retention/ui/", "url_route": "retention",
                        "destination": "nav", "category": "browse"}]
