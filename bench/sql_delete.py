@@ -20,6 +20,7 @@ Two layouts:
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,8 +96,8 @@ def engine_delete(engine: sa.Engine, accounts: int, cutoff: datetime, ledger_dir
                 affected += store.delete(batch).affected
         out.update(execute_s=time.perf_counter() - started, affected=affected)
     else:
-        for p in ledger_dir.glob("ledger.db*"):
-            p.unlink()
+        for p in ledger_dir.glob("ledger.db*"):  # the database, its journal and its task-claim lock directory
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         ledger_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger.open(f"sqlite:///{ledger_dir / 'ledger.db'}")
         try:
