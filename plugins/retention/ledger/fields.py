@@ -58,11 +58,11 @@ def check_staff_id(value: object, field: str) -> str:
 
 def check_iso_date(value: object, field: str, *, not_after: date | None = None) -> str:
     """An ISO calendar date (YYYY-MM-DD) that exists, and, with ``not_after``, is not later than it."""
-    _checked(_DATE, value, field, "an ISO date (YYYY-MM-DD)")
+    text = _checked(_DATE, value, field, "an ISO date (YYYY-MM-DD)")
     try:
-        day = date.fromisoformat(value)  # type: ignore[arg-type]
+        day = date.fromisoformat(text)
     except ValueError:
         raise FieldError(f"{field}: is not a calendar date (YYYY-MM-DD)") from None
     if not_after is not None and day > not_after:
         raise FieldError(f"{field}: is later than {not_after.isoformat()}")
-    return value  # type: ignore[return-value]
+    return text
