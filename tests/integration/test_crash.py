@@ -33,31 +33,45 @@ def sweep_process(stack, ledger_path: Path, *args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def last_event(ledger_path: Path) -> tuple[int, str] | None:
+def ledger_state(ledger_path: Path) -> tuple[int, str] | None:
+    """How many batch intents the ledger holds, and the kind of its last event."""
     try:
         with sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("SELECT seq, kind FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    except sqlite3.Error:  # not created yet
+            return conn.execute("SELECT (SELECT count(*) FROM events WHERE kind = 'batch.intent'),"
+                                " (SELECT kind FROM events ORDER BY seq DESC LIMIT 1)").fetchone()
+    except sqlite3.Error:  # not created yet, or locked by the writer
         return None
 
 
+def freeze(process: subprocess.Popen) -> None:
+    """SIGSTOP, then wait until the kernel reports the process stopped: the signal is asynchronous."""
+    os.kill(process.pid, signal.SIGSTOP)
+    stat = Path(f"/proc/{process.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+        time.sleep(0.0005)
+
+
 def kill_between_intent_and_outcome(process: subprocess.Popen, ledger_path: Path, after_intents: int) -> None:
-    """Freeze the process when its last event is a batch intent; if it still is, SIGKILL it there."""
-    intents, seen = 0, 0
+    """Once the ledger holds `after_intents` batch intents, freeze the process at each poll; if its last
+    event is then an intent (the batch is in flight), SIGKILL it there, else let it go on.
+
+    Intents are counted in the ledger, not by watching the last event: a fast batch's intent and outcome
+    can both land between two polls, and counting only what was seen last made the kill point drift past
+    the end of the run on a quick machine."""
+    state = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        event = last_event(ledger_path)
-        if event and event[1] == "batch.intent" and event[0] != seen:
-            seen, intents = event[0], intents + 1
-            if intents >= after_intents:
-                os.kill(process.pid, signal.SIGSTOP)
-                if last_event(ledger_path) == event:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait()
-                    return
-                os.kill(process.pid, signal.SIGCONT)
+        state = ledger_state(ledger_path)
+        if state and state[0] >= after_intents:
+            freeze(process)
+            frozen = ledger_state(ledger_path)  # read while nothing can write
+            if frozen and frozen[1] == "batch.intent":
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+                return
+            os.kill(process.pid, signal.SIGCONT)
         time.sleep(0.001)
-    pytest.fail(f"the sweep finished or stalled before it could be killed (intents seen: {intents})")
+    pytest.fail(f"the sweep finished or stalled before it could be killed (ledger state: {state})")
 
 
 def totals(ledger_path: Path) -> tuple[str, Counter]:
