@@ -10,6 +10,7 @@ Each model declares what it can carry out (``actions``) and which record times i
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self, get_args
@@ -60,9 +61,9 @@ class StoredLocation(Strict):
         return f"anchor the rule on {known} or an account event" if known else \
             "anchor the rule on an account event (terminated_at, contract_end)"
 
+    @abstractmethod
     def place(self) -> str:
         """Where the records are (a table, a prefix), for an approver's note: never a record's key."""
-        raise NotImplementedError
 
     def isolated(self) -> Self | None:
         """The location its records move to when kept under law, as a location of its own; None if it has none."""

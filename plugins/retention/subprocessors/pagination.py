@@ -5,6 +5,7 @@ against the page that carried it (RFC 3986) and sent only where the client allow
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -50,7 +51,7 @@ class Page:
     asked: PageRequest
 
 
-class Paginator(Generic[C]):
+class Paginator(ABC, Generic[C]):
     config: C
 
     def __init__(self, config: C, request: Request) -> None:
@@ -60,8 +61,9 @@ class Paginator(Generic[C]):
     def first(self) -> PageRequest:
         return PageRequest(self.request)
 
+    @abstractmethod
     def after(self, page: Page) -> PageRequest | None:
-        raise NotImplementedError
+        """The request of the page after ``page``, or None when it was the last."""
 
 
 class OnePage(Paginator[NoPagination]):

@@ -3,6 +3,7 @@ how the erasure checks that what it deleted is gone, and what the result may cla
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
 from retention.subprocessors.context import ResourceRun
@@ -15,15 +16,15 @@ V = TypeVar("V", GetAbsent, FindEmpty, AfterCompletion)
 IdsByScope = list[tuple[Scope, list[str]]]
 
 
-class Verifying(Generic[V]):
+class Verifying(ABC, Generic[V]):
     config: V
 
     def __init__(self, config: V) -> None:
         self.config = config
 
+    @abstractmethod
     def check(self, run: ResourceRun, result: ResourceResult, ids_by_scope: IdsByScope, acted: bool) -> None:
         """Set what the result claims after the deletes (``acted``: something was deleted or a job started)."""
-        raise NotImplementedError
 
 
 class _ReadBack(Verifying[V]):
@@ -38,8 +39,9 @@ class _ReadBack(Verifying[V]):
         result.assumed = False
         run.event("subprocessor.verified", result.account_id, method=self.config.kind, left=left)
 
+    @abstractmethod
     def left(self, run: ResourceRun, ids_by_scope: IdsByScope) -> int:
-        raise NotImplementedError
+        """How many of the account's records the provider still returns."""
 
 
 class FindAgain(_ReadBack[FindEmpty]):
