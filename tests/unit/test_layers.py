@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"engine", "subprocessors"},
     {"certificates"},
     {"offboarding"},
-    {"api", "cli", "demo", "demo_people", "demo_outcome", "embedded", "triggered"},
+    {"api", "cli", "dagkit", "demo", "demo_people", "demo_outcome", "embedded", "triggered"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
