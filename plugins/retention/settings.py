@@ -7,6 +7,7 @@ used stops the process at start with a ``ValueError`` naming the variable, never
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
     airflow_api_token: str | None = Field(default=None, repr=False, validation_alias="AIRFLOW_API_TOKEN")
     # libpq's own connect timeout in seconds, as libpq reads it (None: unset; the ledger then waits 10 s).
     pgconnect_timeout: str | None = Field(default=None, validation_alias="PGCONNECT_TIMEOUT")
+    # Who is mailed when a task or a DAG run fails, a manual attestation's form opens or nears its deadline, or the
+    # sweep misses its window (retention.dagkit.notify), comma-separated; none: each such event logs one warning.
+    alert_recipients: Annotated[tuple[str, ...], NoDecode] = ()
+    alert_from: str | None = None  # the sender; None: the SMTP Connection's from_email extra
+    smtp_conn_id: str = "smtp_default"  # the Airflow SMTP Connection the mails go through
+    # A manual attestation still unanswered this many hours before its deadline gets one reminder mail.
+    attestation_reminder_hours: float = 48.0
+    # retention_sweep must finish within this many hours of being queued (read when the DAG file is parsed).
+    sweep_deadline_hours: float = 6.0
 
     @property
     def keystore_dir(self) -> Path:
@@ -130,10 +140,27 @@ class Settings(BaseSettings):
             raise ValueError("RETENTION_CHECKPOINT_RETENTION_DAYS: expected at least 1 day")
         return days
 
-    @field_validator("link_secrets_previous", mode="before")
+    @field_validator("link_secrets_previous", "alert_recipients", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else value
+
+    @field_validator("alert_recipients")
+    @classmethod
+    def _addresses(cls, recipients: tuple[str, ...]) -> tuple[str, ...]:
+        for i, address in enumerate(recipients, 1):
+            local, at, domain = address.rpartition("@")
+            if not (at and local and "." in domain) or any(c.isspace() for c in address):
+                raise ValueError(f"RETENTION_ALERT_RECIPIENTS (address {i}): expected an email address such as "
+                                 "oncall@example.com, the addresses separated by commas")
+        return recipients
+
+    @field_validator("attestation_reminder_hours", "sweep_deadline_hours")
+    @classmethod
+    def _positive_hours(cls, hours: float, info: ValidationInfo) -> float:
+        if not (hours > 0 and math.isfinite(hours)):
+            raise ValueError(f"{_variable(info.field_name)}: expected a number of hours above 0, e.g. 6 or 0.5")
+        return hours
 
     @model_validator(mode="after")
     def _link_secrets_are_strong(self) -> Settings:

@@ -76,3 +76,29 @@ def test_config_show_masks_the_airflow_token_and_shows_the_new_settings(monkeypa
     shown = json.loads(result.output)["settings"]
     assert (shown["airflow_api_token"], shown["return_poll_seconds"]) == ("***", 60)
     assert set(shown) == set(Settings.model_fields)  # every setting is shown
+
+
+def test_notification_settings_default_to_no_recipients_and_the_standard_smtp_connection() -> None:
+    settings = Settings.from_env()
+    assert (settings.alert_recipients, settings.alert_from, settings.smtp_conn_id) == ((), None, "smtp_default")
+    assert (settings.attestation_reminder_hours, settings.sweep_deadline_hours) == (48.0, 6.0)
+
+
+def test_alert_recipients_are_read_comma_separated(monkeypatch) -> None:
+    monkeypatch.setenv("RETENTION_ALERT_RECIPIENTS", " oncall@example.com, dpo@example.com ,")
+    monkeypatch.setenv("RETENTION_SWEEP_DEADLINE_HOURS", "0.5")
+    settings = Settings.from_env()
+    assert settings.alert_recipients == ("oncall@example.com", "dpo@example.com")
+    assert settings.sweep_deadline_hours == 0.5
+
+
+@pytest.mark.parametrize(("variable", "value"), [("RETENTION_ALERT_RECIPIENTS", "oncall@example.com, on call"),
+                                                  ("RETENTION_ALERT_RECIPIENTS", "pager"),
+                                                  ("RETENTION_ATTESTATION_REMINDER_HOURS", "-3"),
+                                                  ("RETENTION_SWEEP_DEADLINE_HOURS", "inf"),
+                                                  ("RETENTION_SWEEP_DEADLINE_HOURS", "six")])
+def test_an_unusable_notification_setting_is_refused_naming_the_variable(monkeypatch, variable, value) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=f"^{variable}") as refused:
+        Settings.from_env()
+    assert value not in str(refused.value)
