@@ -10,7 +10,7 @@ import httpx
 
 from retention.subprocessors.completion import completing
 from retention.subprocessors.context import ResourceRun
-from retention.subprocessors.errors import SubprocessorError
+from retention.subprocessors.errors import RecordsBoundExceeded, SubprocessorError
 from retention.subprocessors.finding import find_ids, search_cap
 from retention.subprocessors.render import render
 from retention.subprocessors.results import Job, Progress, ResourceResult, Scope
@@ -58,9 +58,9 @@ def check_bound(run: ResourceRun, result: ResourceResult, done_so_far: str) -> N
     trip it."""
     bound = run.resource.max_records
     if bound is not None and result.found > bound:
-        raise SubprocessorError(f"{run.who}/{result.resource}: account {result.account_id} has at least "
-                                f"{result.found} matching records, more than max_records ({bound}); "
-                                f"{done_so_far}, nothing more is deleted")
+        raise RecordsBoundExceeded(f"{run.who}/{result.resource}: account {result.account_id} has at least "
+                                   f"{result.found} matching records, more than max_records ({bound}); "
+                                   f"{done_so_far}, nothing more is deleted")
 
 
 def check_ids(run: ResourceRun, scope: Scope, ids: list[str]) -> None:

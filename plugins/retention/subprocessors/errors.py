@@ -13,6 +13,9 @@ class CallDeadlineExceeded(SubprocessorError):
     runs it again where the task has retries."""
 
 
+class RecordsBoundExceeded(SubprocessorError):
+    """The previews found more records than the resource's ``max_records``: a refusal, never tried again."""
+
 
 class CredentialsRefused(SubprocessorError):
     """The provider's token endpoint did not give an access token for the Connection's client credentials:
