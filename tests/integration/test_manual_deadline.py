@@ -19,7 +19,7 @@ import pytest
 from retention.dagkit.hitl import ManualAttestation, request_deadline
 from retention.dagkit.notify import FailureNotifier
 from tests.fixtures import smtp as smtp_fixtures
-from tests.integration.test_notifications import registered
+from tests.fixtures.adhoc_dags import registered
 
 smtp_sink = smtp_fixtures.smtp_sink  # registered here until tests/conftest.py lists tests.fixtures.smtp
 ATTESTED, NOT_CONFIRMED = "Attested", "Not confirmed"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import uuid
 from datetime import timedelta
 
 import pendulum
@@ -13,6 +14,7 @@ import pytest
 
 from retention.dagkit.notify import FailureNotifier, Mail, send, sweep_deadline
 from tests.fixtures import smtp as smtp_fixtures
+from tests.fixtures.adhoc_dags import registered
 from tests.fixtures.smtp import RECIPIENTS, SENDER, body
 
 smtp_sink = smtp_fixtures.smtp_sink  # registered here until tests/conftest.py lists tests.fixtures.smtp
@@ -30,20 +32,6 @@ def failing_dag(dag_id: str, message: str):
         erase()
     return registered(dag)
 
-
-def registered(dag):
-    """``dag`` written to Airflow's metadata database as the dag-processor writes a parsed DAG: dag.test() runs
-    only serialized DAGs, and it finds the files of dags/ only."""
-    import tempfile
-
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=tempfile.mkdtemp(prefix="notify-dags-"))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    return dag
 
 
 def test_a_failed_task_mails_once_with_its_ids_exception_and_log(airflow_db, smtp_sink) -> None:
@@ -73,6 +61,30 @@ def test_a_message_holding_personal_data_is_withheld_from_the_mail(airflow_db, s
     assert len(smtp_sink.received) == 1
 
 
+def test_a_refused_task_fails_at_once_and_its_dag_mails_once(airflow_db, smtp_sink) -> None:
+    """The retry policy fails a hold at its first try although the task has retries; the DAG's notifier mails."""
+    from airflow.sdk import DAG, task
+
+    from retention.dagkit.retry import RETRY_POLICY
+    from retention.subprocessors.context import Held
+
+    with DAG("notify_dag_failure", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+             catchup=False, on_failure_callback=[FailureNotifier()]) as dag:
+        @task(task_id="erase", retries=2, retry_policy=RETRY_POLICY)
+        def erase() -> None:
+            raise Held(["hold_7"])
+
+        erase()
+    run = registered(dag).test()
+
+    assert str(run.state) == "failed"
+    assert [(ti.task_id, str(ti.state), ti.try_number) for ti in run.get_task_instances()] == [("erase", "failed", 1)]
+    subjects = smtp_sink.wait_for(lambda s: len(s) >= 1)
+    assert subjects == [f"[retention] DAG run failed: notify_dag_failure.erase run {run.run_id} try 1"]
+    text = html.unescape(body(smtp_sink.received[0][1]))
+    assert "Task: erase (the run's last task)" in text and "Reason: task_failure" in text
+
+
 def test_without_recipients_nothing_is_sent_and_one_warning_says_so(smtp_sink, monkeypatch, caplog) -> None:
     monkeypatch.delenv("RETENTION_ALERT_RECIPIENTS")
     with caplog.at_level(logging.WARNING, logger="retention.dagkit.notify"):
@@ -83,9 +95,14 @@ def test_without_recipients_nothing_is_sent_and_one_warning_says_so(smtp_sink, m
     assert smtp_sink.received == []
 
 
-def test_the_sweep_deadline_is_queued_at_plus_the_setting(monkeypatch) -> None:
+def test_the_sweep_deadline_is_queued_at_plus_the_setting_and_survives_serialization(airflow_db,
+                                                                                      monkeypatch) -> None:
+    from airflow.models.deadline_alert import DeadlineAlert as StoredAlert
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.sdk import DAG
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineReference
+    from airflow.utils.session import create_session
 
     monkeypatch.setenv("RETENTION_SWEEP_DEADLINE_HOURS", "4.5")
     alert = sweep_deadline()
@@ -93,6 +110,15 @@ def test_the_sweep_deadline_is_queued_at_plus_the_setting(monkeypatch) -> None:
     assert alert.interval == timedelta(hours=4, minutes=30)
     assert isinstance(alert.callback, AsyncCallback)
     assert alert.callback.path == "retention.dagkit.notify.sweep_missed_window"
+
+    registered(DAG("notify_deadline", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+                   deadline=alert))
+    stored = SerializedDagModel.get("notify_deadline")
+    assert stored is not None
+    with create_session() as session:
+        rows = [session.get(StoredAlert, uuid.UUID(i)) for i in stored.data["dag"]["deadline"]]
+        kept = [(r.name, r.callback_def["__data__"]["path"], r.reference["reference_type"]) for r in rows if r]
+    assert kept == [("sweep window", "retention.dagkit.notify.sweep_missed_window", "DagRunQueuedAtDeadline")]
 
 
 def test_a_missed_sweep_deadline_mails_through_airflows_callback_trigger(smtp_sink) -> None:

@@ -31,6 +31,7 @@ from retention.masking import mask_text
 from retention.settings import Settings
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class FailureNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         send(failure_mail(context))
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Nothing to render: the mail is built from the context, no field is a template. (Rendering would build a
+        Jinja environment from the context's DAG, which dag.test() passes to a DAG's callbacks serialized.)"""
 
 
 async def sweep_missed_window(context: Mapping[str, Any] | None = None) -> None:
