@@ -10,6 +10,10 @@ execute task resumes the same run from its checkpoints.
 A location the plan would make a large share of due at once (RETENTION_MASS_DELETION_SHARE) is kept and
 the run fails, unless the ``acknowledge_mass_deletion`` param names it. The last task fails while a
 termination's offboarding is overdue: the sweep never deletes a terminated account, its offboarding does.
+
+A failed task retries what passes (a lock timeout, a lost connection) and fails at once on a refusal; ``plan`` is
+not retried (see its comment). A failure mails on-call, and so does a run still unfinished at its deadline
+(``retention.dagkit.notify.sweep_deadline``): the sweep must finish within its window every day.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from retention.dagkit.defaults import default_args, on_dag_failure
+from retention.dagkit.notify import sweep_deadline
 from retention.stores.kinds import KINDS
 
 ACTOR = "airflow:retention_sweep"
@@ -32,6 +38,10 @@ LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task b
     catchup=False,
     max_active_runs=1,
     tags=["retention"],
+    doc_md=__doc__,
+    default_args=default_args(),
+    on_failure_callback=on_dag_failure(),
+    deadline=sweep_deadline(),
     params={
         "dry_run": Param(False, type="boolean", description="Plan and count; delete nothing."),
         "at": Param(None, type=["null", "string"], format="date-time",
@@ -43,7 +53,9 @@ LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task b
     },
 )
 def retention_sweep() -> None:
-    @task
+    # retries=0: each try starts a new ledger run, and a failed try's run would stay open beside the retry's;
+    # tomorrow's sweep plans again, or on-call triggers one once the cause is fixed.
+    @task(retries=0)
     def plan() -> dict[str, Any]:
         from retention.engine import tasks
 

@@ -3,14 +3,18 @@ included, keep what law requires isolated, and certify it.
 
 plan -> four-eyes approval -> (return package -> wait for receipt or the window's end) -> execute
 (mapped per location, one ``execute_<kind>`` task and pool per store kind of ``retention.stores.kinds``)
--> verify -> backups -> subprocessors -> certificate and customer link.
+-> verify -> backups, and beside them one task group per subprocessor -> certificate and customer link.
 
 Thin: every task calls one function of ``retention.offboarding.tasks``; the engine, stores and
-subprocessor operator are the sweep's. The conf is validated by the Params below before any task runs,
+subprocessor operator are the sweep's, and the subprocessor groups are ``subprocessor_erasure``'s
+(``retention.dagkit.subprocessor_groups``: the same pools and rate limits), each skipped unless the
+``subprocessors`` param names it; a manual spec's request is opened, not awaited: the certificate lists it
+as an exception until the provider confirms. The conf is validated by the Params below before any task runs,
 and again whole by the plan task. The requester is the Airflow user who triggered the run (Airflow's REST
 API or UI sets it from the caller's login); a run without one plans nothing. On reject the approval skips
-everything after it and the ledger says
-who rejected and why. Clearing a failed task resumes the same ledger run.
+everything after it and the ledger says who rejected and why. Clearing a failed task resumes the same ledger
+run. A failed task retries what passes and fails at once on a refusal; the approval form and the certificate
+are not retried (see their comments). A failure mails on-call (``retention.dagkit.notify``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import Any
 
 import pendulum
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
-from airflow.sdk import Param, PokeReturnValue, XComArg, dag, get_current_context, task
-from airflow.sdk.definitions.mappedoperator import MappedOperator
+from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
+from retention.dagkit.defaults import default_args, on_dag_failure
+from retention.dagkit.subprocessor_groups import subprocessor_group
 from retention.ids import ACCOUNT_ID
 from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding import tasks as offboarding
@@ -30,8 +35,6 @@ from retention.offboarding.request import AGE_RECIPIENT, requester
 from retention.settings import Settings
 from retention.stores.kinds import KINDS
 from retention.subprocessors import tasks as subprocessor_tasks
-from retention.subprocessors.operator import EraseResourceOperator
-from retention.subprocessors.spec import waves
 
 ACTOR = "airflow:termination_offboarding"
 LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
@@ -45,6 +48,9 @@ RETURN_POLL_SECONDS = Settings.from_env().return_poll_seconds
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["retention", "offboarding"],
+    doc_md=__doc__,
+    default_args=default_args(),
+    on_failure_callback=on_dag_failure(),
     params={
         "account_id": Param(type="string", pattern=ACCOUNT_ID, description="The customer's account id."),
         "choice": Param(type="string", enum=["delete", "return"], description="The customer's election (DPA 7(b))."),
@@ -103,30 +109,10 @@ def termination_offboarding() -> None:
     def backups(planned: dict[str, Any]) -> dict[str, Any]:
         return dict(offboarding.backups(planned["run_id"], actor=ACTOR))
 
-    @task
-    def subprocessor_work() -> dict[str, Any]:
-        """Which (subprocessor, resource) pairs run in each wave, and which specs need a manual request."""
-        params = get_current_context()["params"]
-        chosen = {name: SPECS[name] for name in params["subprocessors"]}
-        api = {name: waves(spec) or [] for name, spec in chosen.items() if spec.manual is None}
-        depth = max(map(len, api.values()), default=0)
-        return {"waves": [[{"subprocessor": name, "resource": r} for name, w in api.items()
-                           for r in (w[i] if i < len(w) else [])] for i in range(depth)],
-                "manual": [name for name, spec in chosen.items() if spec.manual is not None]}
-
-    @task
-    def wave(work: dict[str, Any], i: int) -> list[dict[str, Any]]:
-        return work["waves"][i] if i < len(work["waves"]) else []
-
-    @task
-    def request_manual(work: dict[str, Any], planned: dict[str, Any]) -> list[dict[str, Any]]:
-        params = get_current_context()["params"]
-        return [subprocessor_tasks.open_manual_request(name, params["account_id"], requested_by=planned["requested_by"],
-                                                       actor=ACTOR) for name in work["manual"]]
-
-    # A wave with nothing selected is skipped; certify_run checks the ledger. The certify queue's worker alone
-    # holds the signing key and the link secret (docker-compose.yml).
-    @task(trigger_rule="none_failed", queue="certify")
+    # A subprocessor not selected is skipped; certify_run checks the ledger. The certify queue's worker alone
+    # holds the signing key and the link secret (docker-compose.yml). retries=0: a try that failed after the chain
+    # recorded certificate.issued would issue a second certificate; on-call clears it once the cause is fixed.
+    @task(trigger_rule="none_failed", queue="certify", retries=0)
     def certify(planned: dict[str, Any]) -> dict[str, Any]:
         return dict(offboarding.certify(planned["run_id"], actor=ACTOR))
 
@@ -134,7 +120,7 @@ def termination_offboarding() -> None:
     approve = FourEyesApproval(
         task_id="approve", subject="Offboarding {{ params.account_id }}: approve the {{ params.choice }}?",
         body="{{ ti.xcom_pull(task_ids='approval_body') }}", run_id="{{ ti.xcom_pull(task_ids='plan')['run_id'] }}",
-        actor=ACTOR)
+        actor=ACTOR, retries=0)  # a form: a refused answer (four eyes) must fail the run, not ask again
     effective = DateTimeSensorAsync(task_id="until_effective",
                                     target_time="{{ ti.xcom_pull(task_ids='plan')['effective_at'] }}")
     approval_body(planned) >> approve >> effective  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
@@ -152,18 +138,12 @@ def termination_offboarding() -> None:
     verified = verify.partial(planned=planned).expand(location=every)
     executed >> verified
 
-    work = subprocessor_work()
-    settled >> work
-    previous: XComArg | MappedOperator = work
-    for i in range(max((len(waves(s) or []) for s in SPECS.values() if s.manual is None), default=0)):
-        selected = wave.override(task_id=f"wave_{i + 1}")(work, i)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
-        erased = EraseResourceOperator.partial(task_id=f"erase_wave_{i + 1}", account_id="{{ params.account_id }}",
-                                               actor=ACTOR, trigger_rule="none_failed").expand_kwargs(selected)
-        previous >> erased
-        previous = erased
+    # One group per connector spec, in its subprocessor's pool, after the return settled, beside the deletions.
+    groups = [subprocessor_group(SPECS[name], actor=ACTOR, plan=planned, attest=False) for name in sorted(SPECS)]
+    settled >> groups
     backed = backups(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     verified >> backed
-    [backed, previous, request_manual(work, planned)] >> certify(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
+    [backed, *groups] >> certify(planned)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
 
 
 termination_offboarding()

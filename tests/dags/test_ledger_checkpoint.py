@@ -39,7 +39,7 @@ def ledger(tmp_path, monkeypatch) -> Ledger:
 
 def test_the_dag_is_daily_with_an_owner_and_retries(checkpoint_dag):
     assert checkpoint_dag.schedule == "@daily" or str(checkpoint_dag.timetable.summary) == "@daily"
-    assert checkpoint_dag.default_args["owner"] == "retention" and checkpoint_dag.default_args["retries"] > 0
+    assert checkpoint_dag.default_args["owner"] == "privacy-engineering" and checkpoint_dag.default_args["retries"] > 0
     assert "ledger" in checkpoint_dag.tags and checkpoint_dag.doc_md
 
 

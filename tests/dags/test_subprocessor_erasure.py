@@ -81,11 +81,14 @@ def answer_when_asked(dag_id: str, task_id: str, chosen: list[str], params: dict
 
 
 def test_every_spec_has_a_group_and_api_specs_run_in_their_own_pool(erasure_dag) -> None:
+    from retention.dagkit.hitl import ManualAttestation
+
     tasks = {t.task_id: t for t in erasure_dag.tasks}
     assert tasks["twilio.erase_1"].pool == "subprocessor_twilio"
     assert tasks["openai.erase_2"].upstream_task_ids == {"openai.erase_1"}  # items before conversations
     assert {"sixsense.open_request", "sixsense.attest", "sixsense.record"} <= set(tasks)
-    assert type(tasks["sixsense.attest"]).__name__ == "HITLEntryOperator"
+    assert isinstance(tasks["sixsense.attest"], ManualAttestation)
+    assert tasks["sixsense.attest"].request_task_id == "sixsense.open_request"  # its form times out at that deadline
 
 
 def test_a_manual_subprocessor_waits_for_the_attestation_and_the_ledger_keeps_it(erasure_dag, ledger_url) -> None:
