@@ -8,11 +8,15 @@ the failure notifier on every task. A task that must not run twice sets ``retrie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retention.dagkit.notify import FailureNotifier
 from retention.dagkit.retry import RETRY_POLICY
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 OWNER = "privacy-engineering"
 RETRIES = 3
@@ -36,6 +40,6 @@ def default_args() -> dict[str, Any]:
     }
 
 
-def on_dag_failure() -> list[FailureNotifier]:
+def on_dag_failure() -> list[Callable[[Context], None]]:
     """The DAG-level ``on_failure_callback``: one mail when a run fails, besides the failed task's own."""
     return [FailureNotifier()]

@@ -44,7 +44,7 @@ def subprocessor_group(spec: ConnectorSpec, *, actor: str, plan: XComArg | None 
     name = spec.subprocessor
     with TaskGroup(group_id=name) as group:
         if spec.manual is not None:
-            _manual(name, actor=actor, plan=plan, attest=attest)
+            _manual(group, name, actor=actor, plan=plan, attest=attest)
         else:
             _api(spec, actor=actor, plan=plan)
     return group
@@ -73,7 +73,7 @@ def _api(spec: ConnectorSpec, *, actor: str, plan: XComArg | None) -> None:
     ).expand(resource=resources) for i, resources in enumerate(erasure_order(spec), start=1)))
 
 
-def _manual(name: str, *, actor: str, plan: XComArg | None, attest: bool) -> None:
+def _manual(group: TaskGroup, name: str, *, actor: str, plan: XComArg | None, attest: bool) -> None:
     @task(task_id="open_request")
     def open_request(planned: Plan | None) -> dict[str, Any]:
         params = _selected(name)
@@ -86,10 +86,11 @@ def _manual(name: str, *, actor: str, plan: XComArg | None, attest: bool) -> Non
     opened = open_request(plan)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     if not attest:
         return
-    request = f"ti.xcom_pull(task_ids='{opened.operator.task_id}')"
+    request_task_id: str = group.child_id("open_request")  # type: ignore[no-untyped-call]  # Airflow leaves it unannotated
+    request = f"ti.xcom_pull(task_ids='{request_task_id}')"
     form = ManualAttestation(
         task_id="attest",
-        request_task_id=opened.operator.task_id,
+        request_task_id=request_task_id,
         subject=f"{name}: attest that the provider deleted account {ACCOUNT_ID}",
         body=(f"File the request at: {{{{ {request}['channel'] }}}}\n\n"
               f"Attach: {{{{ {request}['evidence'] | join('; ') }}}}\n\n"
