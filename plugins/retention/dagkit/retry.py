@@ -5,8 +5,10 @@ exception class matches wins, subclasses included (``isinstance``); a failure no
 standard retries. Refusals come first, so that a refusal which also happens to subclass a transient fault can
 never be tried again. The policy only shortens retries: RETRY still stops at the task's ``retries``.
 
-Exceptions are named by dotted path, as Airflow serializes them. ``RetryRule`` imports each path when the rule is
-made (to warn about a typo), so they are all light modules of this package or of libraries the workers load anyway.
+Exceptions are named by dotted path, as Airflow serializes them. Naming them so does not keep their modules out of
+DAG parsing: ``RetryRule`` imports each path when the rule is made, to warn about a typo (a warning only; the unit
+test fails on one). Importing this module takes about a second, most of it ``retention.engine`` and Airflow's task
+runner, which the DAG files' own tasks import too.
 Input refusals that are ``ValueError``s are already failed at once by ``retention.failfast``
 (``AirflowFailException``, which Airflow never retries and never asks a policy about).
 """
