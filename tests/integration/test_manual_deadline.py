@@ -21,7 +21,6 @@ from retention.dagkit.notify import FailureNotifier
 from tests.fixtures import smtp as smtp_fixtures
 from tests.fixtures.adhoc_dags import registered
 
-smtp_sink = smtp_fixtures.smtp_sink  # registered here until tests/conftest.py lists tests.fixtures.smtp
 ATTESTED, NOT_CONFIRMED = "Attested", "Not confirmed"
 SUBJECT = "acme: attest that the provider deleted account acct_1001"
 

@@ -13,11 +13,9 @@ import pendulum
 import pytest
 
 from retention.dagkit.notify import FailureNotifier, Mail, send, sweep_deadline
-from tests.fixtures import smtp as smtp_fixtures
 from tests.fixtures.adhoc_dags import registered
 from tests.fixtures.smtp import RECIPIENTS, SENDER, body
 
-smtp_sink = smtp_fixtures.smtp_sink  # registered here until tests/conftest.py lists tests.fixtures.smtp
 CUSTOMER_EMAIL = "jane.doe@customer.example"
 
 
