@@ -4,7 +4,9 @@
 Each is ``python -m airflow <command>`` of this interpreter, in its own process group, with an environment
 built here from nothing but PATH and the values given (not the test session's AIRFLOW_HOME or SQLite
 settings). Its output goes to ``<home>/<name>.log``; when a wait fails, the tail of every log is printed.
-The metadata database is PostgreSQL, migrated by ``airflow db migrate`` before anything starts; the pools
+Loopback only: the api-server listens on 127.0.0.1, and the scheduler, triggerer and worker start no log
+server (``--skip-serve-logs``: Airflow's binds every interface; the logs are files under AIRFLOW_HOME, which the
+api-server reads on the same machine). The metadata database is PostgreSQL, migrated by ``airflow db migrate`` before anything starts; the pools
 are made by the product's own ``retention pools sync``, as compose's airflow-init does.
 """
 
@@ -99,7 +101,7 @@ class AirflowStack:
         return self.processes[name]
 
     def start_worker(self, name: str = "worker") -> Process:
-        return self.start(name, "celery", "worker", "--queues", QUEUES, "--concurrency", "4")
+        return self.start(name, "celery", "worker", "--queues", QUEUES, "--concurrency", "4", "--skip-serve-logs")
 
     def run(self, *args: str, timeout: float = 300) -> str:
         """A one-off command (``airflow ...`` or the product's CLI) with the stack's environment; its output."""
@@ -217,9 +219,9 @@ def airflow_stack(executor: str, home: Path, metadata_url: str, product_env: dic
         if sync_pools:
             stack.run("retention.cli", "pools", "sync")
         stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(port))
-        stack.start("scheduler", "scheduler")
+        stack.start("scheduler", "scheduler", "--skip-serve-logs")
         stack.start("dag-processor", "dag-processor")
-        stack.start("triggerer", "triggerer")
+        stack.start("triggerer", "triggerer", "--skip-serve-logs")
         if executor == "CeleryExecutor":
             stack.start_worker()
         stack.wait("every component healthy", lambda: _healthy(stack.url), START_TIMEOUT)
