@@ -5,13 +5,15 @@ Each is ``python -m airflow <command>`` of this interpreter, in its own process 
 built here from nothing but PATH and the values given (not the test session's AIRFLOW_HOME or SQLite
 settings). Its output goes to ``<home>/<name>.log``; when a wait fails, the tail of every log is printed.
 Loopback only: the api-server listens on 127.0.0.1, and the scheduler, triggerer and worker start no log
-server (``--skip-serve-logs``: Airflow's binds every interface; the logs are files under AIRFLOW_HOME, which the
-api-server reads on the same machine). The metadata database is PostgreSQL, migrated by ``airflow db migrate`` before anything starts; the pools
-are made by the product's own ``retention pools sync``, as compose's airflow-init does.
+server (``--skip-serve-logs``: Airflow's binds every interface; the logs are files under AIRFLOW_HOME, which
+the api-server reads on the same machine). The metadata database is PostgreSQL, migrated by ``airflow db
+migrate`` before anything starts; the pools are made by the product's own ``retention pools sync``, as
+compose's airflow-init does.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +42,15 @@ USERS = {"alice": "op", "bob": "op", "viewer": "viewer", "admin": "admin"}
 QUEUES = "default,certify"
 HEALTHY = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 T = TypeVar("T")
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_the_test_session() -> None:
+    """In the child before exec: SIGTERM when the pytest process dies, even by SIGKILL or pytest-timeout's
+    os._exit, so no Airflow process outlives the session that started it (Linux only, like the suite)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class StackFailed(AssertionError):
@@ -96,7 +108,7 @@ class AirflowStack:
         with log.open("ab") as out:
             popen = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env, cwd=self.home,
                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_the_test_session)
         self.processes[name] = Process(name, popen, log)
         return self.processes[name]
 
@@ -227,7 +239,7 @@ def airflow_stack(executor: str, home: Path, metadata_url: str, product_env: dic
         stack.wait("every component healthy", lambda: _healthy(stack.url), START_TIMEOUT)
         token = login(stack.url, "admin", passwords["admin"])
         for dag_id in dag_ids:
-            stack.wait(f"{dag_id} serialized", lambda d=dag_id: _serialized(stack.url, token, d), START_TIMEOUT)
+            stack.wait(f"{dag_id} serialized", partial(_serialized, stack.url, token, dag_id), START_TIMEOUT)
         yield stack
     finally:
         stack.stop()

@@ -96,7 +96,8 @@ def product(admin: Engine, server_url: str, s3_endpoint: str, home: Path) -> Ite
     rotate(keys / "signing.pem", keys / "jwks.json")
     for account in ACCOUNTS:
         LocalKeystore(home / "keystore").data_key(account)
-    sendgrid = SendGridEmulator(pending_polls=1).start()
+    sendgrid = SendGridEmulator(pending_polls=1)
+    sendgrid.start()
     for tenant, contacts in SENDGRID_TENANTS.items():
         sendgrid.add_tenant(tenant, contacts=contacts)
     host, port = sendgrid.url.removeprefix("http://").split(":")

@@ -12,6 +12,7 @@ from retention.certificates import KeySet, verify_file
 from tests.e2e.conftest import E2E
 from tests.e2e.sweeps import DAG_ID as SWEEP
 from tests.e2e.sweeps import check_swept, sweep_conf
+from tests.emulators.sendgrid import SendGridEmulator
 
 EXECUTOR = "LocalExecutor"
 pytestmark = pytest.mark.e2e
@@ -41,8 +42,8 @@ def test_with_one_sql_slot_no_two_sql_locations_run_at_once(e2e: E2E) -> None:
         e2e.api.set_pool_slots("retention_sql", slots)
 
     assert run["state"] == "success", e2e.api.states(SWEEP, run_id)
-    executed = sorted(((datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"]))
-                       for ti in e2e.api.task_instances(SWEEP, run_id) if ti["task_id"] == "execute_sql"))
+    executed = sorted((datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"]))
+                       for ti in e2e.api.task_instances(SWEEP, run_id) if ti["task_id"] == "execute_sql")
     assert len(executed) >= 2
     overlaps = [(a, b) for a, b in zip(executed, executed[1:], strict=False) if b[0] < a[1]]
     assert overlaps == []
@@ -116,5 +117,5 @@ def test_an_async_erasure_job_waits_in_the_triggerer_with_its_task_deferred(e2e:
     assert results["contacts"] == "verified"
 
 
-def job_polls(sendgrid) -> int:
+def job_polls(sendgrid: SendGridEmulator) -> int:
     return sum(1 for call in sendgrid.requests if call.path.startswith("/v3/marketing/contacts/imports/"))
