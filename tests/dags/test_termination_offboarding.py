@@ -42,7 +42,13 @@ def offboarding_dag(airflow_db):
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    return bag.dags["termination_offboarding"]
+    dag = bag.dags["termination_offboarding"]
+    # Airflow 3.3.2's dag.test() runs a DAG's own failure callbacks itself, in a context rebuilt from the serialized
+    # tasks, whose Params without a default fail validation before the run's conf is applied (ParamValidationError
+    # out of dag.test()). Under the scheduler the dag processor runs them on the parsed DAG (tests/e2e); here the
+    # DAG-level notifier is left out, each task's own stays (test_dag_integrity checks both are declared).
+    dag.on_failure_callback, dag.has_on_failure_callback = None, False
+    return dag
 
 
 @pytest.fixture
@@ -145,6 +151,26 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     assert affected["invoices"] == invoices and all(n >= 0 for n in affected.values())
     links = events(stack, "certificate.link_created")
     assert [e.payload["certificate_id"] for e in links] == [certificate["certificate_id"]]
+
+
+def test_a_failed_subprocessor_erasure_fails_the_run_before_any_certificate(offboarding_dag, world,
+                                                                             monkeypatch) -> None:
+    """The subprocessor groups gate certify both ways: the unselected ones are skipped and do not hold it back, a
+    selected one that fails keeps the certificate back and fails the run."""
+    sendgrid = world["sendgrid"]
+    host, port = sendgrid.url.removeprefix("http://").split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID", json.dumps({"conn_type": "http", "host": host, "port": int(port),
+                                                            "schema": "http", "password": "SG.revoked-key"}))
+    monkeypatch.setattr(offboarding_dag.get_task("sendgrid.erase_1"), "retries", 0)  # dag.test() waits out retries
+
+    run, states = run_dag(offboarding_dag, conf())
+
+    assert str(run.state) == "failed", states
+    assert states["sendgrid.erase_1"] == "failed" and states["certify"] == "upstream_failed"
+    assert states["twilio.selected"] == "skipped" and states["sixsense.open_request"] == "success"
+    assert states["backups"] == "success"  # the deletions went on beside the subprocessors
+    assert sendgrid.remaining(ACCOUNT)["contacts"] == 60
+    assert not list((world["home"] / "certificates").glob("*.pdf")) and not events(world["stack"], "certificate.")
 
 
 def test_held_data_stays_backups_included_and_everything_else_is_deleted_and_verified(offboarding_dag, world) -> None:
