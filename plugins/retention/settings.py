@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     attestation_reminder_hours: float = 48.0
     # retention_sweep must finish within this many hours of being queued (read when the DAG file is parsed).
     sweep_deadline_hours: float = 6.0
+    # The first retry's delay of a DAG task that failed on a passing fault, doubled per try up to 30 minutes
+    # (retention.dagkit.defaults; read when the DAG files are parsed).
+    retry_delay_seconds: float = 120.0
 
     @property
     def keystore_dir(self) -> Path:
@@ -154,6 +157,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"RETENTION_ALERT_RECIPIENTS (address {i}): expected an email address such as "
                                  "oncall@example.com, the addresses separated by commas")
         return recipients
+
+    @field_validator("retry_delay_seconds")
+    @classmethod
+    def _positive_seconds(cls, seconds: float, info: ValidationInfo) -> float:
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(f"{_variable(info.field_name)}: expected a number of seconds above 0, e.g. 120")
+        return seconds
 
     @field_validator("attestation_reminder_hours", "sweep_deadline_hours")
     @classmethod

@@ -194,6 +194,8 @@ def airflow_env(executor: str, home: Path, metadata_url: str, port: int, passwor
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+        # The killed worker's task is retried after seconds, not the two minutes production waits.
+        "RETENTION_RETRY_DELAY_SECONDS": "5",
     }
     if executor == "CeleryExecutor":
         if broker_url is None or result_backend is None:

@@ -96,9 +96,22 @@ def test_alert_recipients_are_read_comma_separated(monkeypatch) -> None:
                                                   ("RETENTION_ALERT_RECIPIENTS", "pager"),
                                                   ("RETENTION_ATTESTATION_REMINDER_HOURS", "-3"),
                                                   ("RETENTION_SWEEP_DEADLINE_HOURS", "inf"),
-                                                  ("RETENTION_SWEEP_DEADLINE_HOURS", "six")])
+                                                  ("RETENTION_SWEEP_DEADLINE_HOURS", "six"),
+                                                  ("RETENTION_RETRY_DELAY_SECONDS", "-1"),
+                                                  ("RETENTION_RETRY_DELAY_SECONDS", "nan")])
 def test_an_unusable_notification_setting_is_refused_naming_the_variable(monkeypatch, variable, value) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=f"^{variable}") as refused:
         Settings.from_env()
     assert value not in str(refused.value)
+
+
+def test_the_retry_delay_defaults_to_two_minutes_and_reaches_every_dags_default_args(monkeypatch) -> None:
+    from datetime import timedelta
+
+    from retention.dagkit.defaults import default_args
+
+    assert Settings.from_env().retry_delay_seconds == 120.0
+    assert default_args()["retry_delay"] == timedelta(minutes=2)
+    monkeypatch.setenv("RETENTION_RETRY_DELAY_SECONDS", "5")
+    assert default_args()["retry_delay"] == timedelta(seconds=5)

@@ -1,7 +1,8 @@
 """The ``default_args`` every retention DAG starts from, and the failure callback its DAG object gets.
 
-One owning team (the one that carries the pager); three retries with exponential backoff for what passes (a lock
-timeout, throttling, a lost connection); the retry policy (``retry.RETRY_POLICY``) that fails a refusal at once (a
+One owning team (the one that carries the pager); three retries with exponential backoff (the first after
+``RETENTION_RETRY_DELAY_SECONDS``, default two minutes) for what passes (a lock timeout, throttling, a lost
+connection); the retry policy (``retry.RETRY_POLICY``) that fails a refusal at once (a
 hold, a delete-all filter, a ``max_records`` overrun, invalid input), since a retry would be refused the same way; and
 the failure notifier on every task. A task that must not run twice sets ``retries=0`` itself, saying why.
 """
@@ -14,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from retention.dagkit.notify import FailureNotifier
 from retention.dagkit.retry import RETRY_POLICY
+from retention.settings import Settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 OWNER = "privacy-engineering"
 RETRIES = 3
-RETRY_DELAY = timedelta(minutes=2)
 MAX_RETRY_DELAY = timedelta(minutes=30)
 
 
@@ -30,9 +31,9 @@ def default_args() -> dict[str, Any]:
     return {
         "owner": OWNER,
         "retries": RETRIES,
-        "retry_delay": RETRY_DELAY,
-        # At least 2, 4, 8 minutes (Airflow adds up to as much again, per task instance): a throttled provider or a
-        # busy database gets room. The retry policy's rules set their own delay for the faults they name.
+        "retry_delay": timedelta(seconds=Settings.from_env().retry_delay_seconds),
+        # By default at least 2, 4, 8 minutes (Airflow adds up to as much again, per task instance): a throttled
+        # provider or a busy database gets room. The retry policy's rules set their own delay for the faults they name.
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": MAX_RETRY_DELAY,
         "retry_policy": RETRY_POLICY,
