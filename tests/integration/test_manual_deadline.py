@@ -107,6 +107,20 @@ def states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
+def run_answered(dag, answerer: threading.Thread):
+    """``dag.test()`` beside the scheduler's timeout sweep while ``answerer`` answers the form; the run, which
+    must have succeeded with the answer given."""
+    try:
+        with scheduler_timeout_sweep():
+            run = dag.test()
+    finally:
+        answerer.done.set()
+        answerer.join(timeout=30)
+    assert answerer.answered, answerer.attempt_errors[-3:]
+    assert str(run.state) == "success", states(run)
+    return run
+
+
 def test_an_unanswered_form_reminds_then_fails_at_the_deadline_and_mails(airflow_db, smtp_sink, monkeypatch) -> None:
     monkeypatch.setenv("RETENTION_ATTESTATION_REMINDER_HOURS", str(20 / 3600))  # 20 s before a deadline 30 s away
     dag = attestation_dag("attest_unanswered", deadline_in=timedelta(seconds=30))
@@ -130,17 +144,8 @@ def test_a_form_answered_before_the_reminder_completes_and_no_reminder_is_sent(a
                                                                              monkeypatch) -> None:
     monkeypatch.setenv("RETENTION_ATTESTATION_REMINDER_HOURS", "0.5")  # the reminder would come in 30 minutes
     dag = attestation_dag("attest_answered", deadline_in=timedelta(hours=1))
-    answerer = answer_when_parked("attest_answered", [ATTESTED], {})
+    run = run_answered(dag, answer_when_parked("attest_answered", [ATTESTED], {}))
 
-    try:
-        with scheduler_timeout_sweep():
-            run = dag.test()
-    finally:
-        answerer.done.set()
-        answerer.join(timeout=30)
-
-    assert answerer.answered, answerer.attempt_errors[-3:]
-    assert str(run.state) == "success", states(run)
     result = run.get_task_instance("attest").xcom_pull(task_ids="attest")
     assert result["chosen_options"] == [ATTESTED] and result["responded_by_user"]["id"] == "dpo-7"
     assert smtp_sink.subjects == [f"[retention] action required: attest_answered.attest run {run.run_id}"]
@@ -149,17 +154,9 @@ def test_a_form_answered_before_the_reminder_completes_and_no_reminder_is_sent(a
 def test_a_form_answered_after_the_reminder_completes(airflow_db, smtp_sink, monkeypatch) -> None:
     monkeypatch.setenv("RETENTION_ATTESTATION_REMINDER_HOURS", str(50 / 3600))  # 50 s before a deadline 60 s away
     dag = attestation_dag("attest_reminded", deadline_in=timedelta(seconds=60))
-    answerer = answer_when_parked("attest_reminded", [ATTESTED], {},
-                                  ready=lambda: any("reminder" in s for s in smtp_sink.subjects))
-    try:
-        with scheduler_timeout_sweep():
-            run = dag.test()
-    finally:
-        answerer.done.set()
-        answerer.join(timeout=30)
+    run_answered(dag, answer_when_parked("attest_reminded", [ATTESTED], {},
+                                         ready=lambda: any("reminder" in s for s in smtp_sink.subjects)))
 
-    assert answerer.answered, answerer.attempt_errors[-3:]
-    assert str(run.state) == "success", states(run)
     subjects = smtp_sink.subjects
     assert len(subjects) == 2 and subjects[0].startswith("[retention] action required: attest_reminded.attest")
     assert subjects[1].startswith("[retention] reminder, answer by ")
