@@ -116,6 +116,14 @@ def test_the_signing_keys_are_mounted_only_where_certificates_and_checkpoints_ar
     assert "secrets" not in compose["x-airflow-common"]
 
 
+def test_every_airflow_service_can_mail_on_call(compose) -> None:
+    """Failure callbacks run on workers and the dag-processor, the sweep's deadline callback in the triggerer."""
+    for name in AIRFLOW_SERVICES:
+        env = environment(compose["services"][name])
+        assert env.get("RETENTION_ALERT_RECIPIENTS") == "${RETENTION_ALERT_RECIPIENTS:-}", name
+        assert env.get("AIRFLOW_CONN_SMTP_DEFAULT") == "${AIRFLOW_CONN_SMTP_DEFAULT:-}", name
+
+
 def test_the_link_secret_only_where_links_are_made_or_opened(compose) -> None:
     for variable in ("RETENTION_LINK_SECRET", "RETENTION_LINK_SECRET_PREVIOUS"):
         holders = {name for name, service in compose["services"].items() if variable in environment(service)}
