@@ -26,6 +26,7 @@ from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
 from retention.dagkit.defaults import default_args, on_dag_failure
+from retention.dagkit.hitl import ActionRequired
 from retention.dagkit.subprocessor_groups import subprocessor_group
 from retention.ids import ACCOUNT_ID
 from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
@@ -120,7 +121,8 @@ def termination_offboarding() -> None:
     approve = FourEyesApproval(
         task_id="approve", subject="Offboarding {{ params.account_id }}: approve the {{ params.choice }}?",
         body="{{ ti.xcom_pull(task_ids='approval_body') }}", run_id="{{ ti.xcom_pull(task_ids='plan')['run_id'] }}",
-        actor=ACTOR, retries=0)  # a form: a refused answer (four eyes) must fail the run, not ask again
+        actor=ACTOR, retries=0,  # a form: a refused answer (four eyes) must fail the run, not ask again
+        notifiers=[ActionRequired()])  # mails the recipients that an approval waits in Required Actions
     effective = DateTimeSensorAsync(task_id="until_effective",
                                     target_time="{{ ti.xcom_pull(task_ids='plan')['effective_at'] }}")
     approval_body(planned) >> approve >> effective  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value

@@ -116,3 +116,14 @@ def test_the_sweep_has_the_deadline_alert_of_its_window(bag) -> None:
     from retention.dagkit.notify import sweep_deadline
 
     assert bag.dags["retention_sweep"].deadline == [sweep_deadline()]
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_every_form_mails_that_it_waits_for_an_answer(bag, dag_id) -> None:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from retention.dagkit.hitl import ActionRequired
+
+    forms = [task for task in bag.dags[dag_id].tasks if isinstance(task, HITLOperator)]
+    assert all(any(isinstance(n, ActionRequired) for n in form.notifiers) for form in forms), \
+        [form.task_id for form in forms]
