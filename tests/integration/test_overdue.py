@@ -79,6 +79,12 @@ def test_a_termination_past_its_due_date_with_no_offboarding_is_overdue_until_on
         # an offboarding its approver rejected ends in no certificate: the termination is overdue again
         ctx.ledger.finish_run(offboarding, "rejected", actor="dpo-7")
         assert [t.account_id for t in overdue_terminations(ctx, stack.now)] == ["acct_4004"]
+    # so does one whose certificate was refused (residue, unfinished work): a failed run deletes nothing more
+    failed = start_offboarding("acct_4004")
+    with context() as ctx:
+        assert overdue_terminations(ctx, stack.now) == []
+        ctx.ledger.finish_run(failed, "failed", actor="airflow:termination_offboarding")
+        assert [t.account_id for t in overdue_terminations(ctx, stack.now)] == ["acct_4004"]
 
 
 def test_a_legal_hold_does_not_excuse_the_offboarding(terminations) -> None:

@@ -6,9 +6,11 @@ A termination's offboarding is **due** when its data would have fallen due under
 rules: the end of the shortest grace period an account-event rule gives it (e.g. 30 days after
 ``terminated_at``), or the termination itself if no rule anchors on it. It is **started** once an
 offboarding run for the account is in the ledger (``plan_offboarding`` records the account in the run's
-``offboarding.requested`` event), unless that run was rejected by its approver or superseded by a retried
-plan: neither ends in a certificate. Overdue: due, and not started. Legal holds do not excuse it: the
-offboarding keeps what is held and says so on the certificate.
+``offboarding.requested`` event), unless that run was rejected by its approver, superseded by a retried
+plan, or failed (residue or unfinished work refused its certificate, and a failed run deletes nothing more):
+none of them ends in a certificate, so the termination is overdue again until a new offboarding starts.
+Overdue: due, and not started. Legal holds do not excuse it: the offboarding keeps what is held and says so on
+the certificate.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from retention.rules import Account, AccountState, resolve
 # The event plan_offboarding writes first in every offboarding run (retention.offboarding.plan.PLANNED;
 # the engine does not import the offboarding package, which builds on it; a test keeps the two equal).
 REQUESTED = "offboarding.requested"
-NOT_STARTED = ("rejected", "superseded")  # run statuses of an offboarding that will never certify anything
+NOT_STARTED = ("rejected", "superseded", "failed")  # run statuses of an offboarding that will never certify anything
 CHECKED = "terminations.checked"
 
 
@@ -78,7 +80,7 @@ def terminated_at(account: Account) -> pendulum.DateTime:
 
 
 def offboarded_accounts(ledger: Ledger) -> set[str]:
-    """Accounts with an offboarding run in the ledger that was neither rejected nor superseded.
+    """Accounts with an offboarding run in the ledger that was not rejected, superseded or failed.
 
     One read of two event kinds through Ledger's public reader; the ledger has no query for it."""
     requested: dict[str, str] = {}
