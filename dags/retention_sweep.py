@@ -4,8 +4,9 @@ Thin on purpose: every task calls one function of retention.engine.tasks. Mappin
 (one data class each), never per account: accounts are batched inside a task, so a map stays far below
 Airflow's 1,024 limit and the scheduler's load does not grow with the customer count. Each store kind
 (``retention.stores.kinds``) has its own execute task, ``execute_<kind>``, in its own pool, so a sweep
-cannot flood the production database; a kind with no location to work on is skipped. Clearing a failed
-execute task resumes the same run from its checkpoints.
+cannot flood the production database; a kind with no location to work on is skipped. While the DAG run is going,
+a retried (or cleared) execute task resumes the same ledger run from its checkpoints; once ``report`` has closed
+the ledger run as failed, nothing more is deleted in it, and a new run plans what is still due.
 
 A location the plan would make a large share of due at once (RETENTION_MASS_DELETION_SHARE) is kept and
 the run fails, unless the ``acknowledge_mass_deletion`` param names it. The last task fails while a
