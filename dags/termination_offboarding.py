@@ -111,9 +111,9 @@ def termination_offboarding() -> None:
         return dict(offboarding.backups(planned["run_id"], actor=ACTOR))
 
     # A subprocessor not selected is skipped; certify_run checks the ledger. The certify queue's worker alone
-    # holds the signing key and the link secret (docker-compose.yml). retries=0: a try that failed after the chain
-    # recorded certificate.issued would issue a second certificate; on-call clears it once the cause is fixed.
-    @task(trigger_rule="none_failed", queue="certify", retries=0)
+    # holds the signing key and the link secret (docker-compose.yml). Retried like any task: a try after the
+    # run's certificate was issued makes a new link to it, never a second certificate.
+    @task(trigger_rule="none_failed", queue="certify")
     def certify(planned: dict[str, Any]) -> dict[str, Any]:
         return dict(offboarding.certify(planned["run_id"], actor=ACTOR))
 

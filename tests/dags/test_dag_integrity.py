@@ -16,7 +16,7 @@ DAG_IDS = ["backup_expiry", "ledger_checkpoint", "retention_sweep", "subprocesso
 # Tasks that must not run twice, so are not retried; each DAG file says why beside the task.
 NOT_RETRIED = {
     "retention_sweep": {"plan"},  # each try starts a new ledger run
-    "termination_offboarding": {"approve", "certify"},  # a four-eyes form; a second certificate
+    "termination_offboarding": {"approve"},  # a four-eyes form
     "backup_expiry": {"supplement"},  # a second signed supplement
 }
 NOT_RETRIED_IN_A_GROUP = {"attest", "record"}  # a manual attestation form, and the recording of its answer

@@ -24,6 +24,7 @@ from retention import embedded
 from retention.backups import LocalKeystore, SnapshotCatalog, restore_snapshot, take_snapshot
 from retention.certificates import KeySet, rotate, verify_file
 from retention.ledger import Ledger
+from retention.offboarding import tasks as offboarding_tasks
 from retention.triggered import run_as
 from tests.dags.test_subprocessor_erasure import answer_when_asked
 from tests.emulators.sendgrid import KEY, SendGridEmulator
@@ -151,6 +152,13 @@ def test_delete_leaves_nothing_of_the_account_isolates_billing_and_certifies(off
     assert affected["invoices"] == invoices and all(n >= 0 for n in affected.values())
     links = events(stack, "certificate.link_created")
     assert [e.payload["certificate_id"] for e in links] == [certificate["certificate_id"]]
+
+    # certify cleared after it succeeded: the same certificate, a new link, never a second certificate
+    (issued,) = events(stack, "certificate.issued")
+    again = offboarding_tasks.certify(issued.run_id, actor="on-call")
+    assert again["certificate_id"] == certificate["certificate_id"] and again["link"] is not None
+    assert len(events(stack, "certificate.issued")) == 1 and len(events(stack, "certificate.link_created")) == 2
+    assert certificate_of(world)["certificate_id"] == certificate["certificate_id"]  # still one file
 
 
 def test_a_failed_subprocessor_erasure_fails_the_run_before_any_certificate(offboarding_dag, world,

@@ -47,13 +47,31 @@ def certify_run(ctx: SweepContext, run_id: str, settings: Settings, *, actor: st
         raise OffboardingFailed(f"offboarding {run_id}: its backups were not recorded; "
                                 "no certificate until they are")
     account = ctx.accounts[account_of(ctx.ledger, run_id)]
+    archive = Archive(settings.certificates_dir)
+    issued = ctx.ledger.run_events(run_id, "certificate.issued")
+    if issued:  # a retried or cleared certify: the run's certificate stands, only a new link is made
+        return _reissue_link(ctx, archive, str(issued[-1].payload["certificate_id"]), account.id, settings,
+                             actor=actor)
     key = load_signing_key(settings.signing_key_file)
     document = issue(ctx.ledger, run_id, account.id, key, exporter=account.customer or account.id,
                      importer=settings.processor_name, rules_dir=settings.rules_dir, actor=actor,
                      legal_basis=("dpa7b", SCC[account.scc]) if account.scc else ("dpa7b",))
-    archive = Archive(settings.certificates_dir)
     certificate_id = archive.save(document, as_pdf(document, key))
-    link = certificate_link(ctx.ledger, certificate_id, account.id, LINK_HOURS, actor=actor) \
+    return _certified(ctx, archive, certificate_id, account.id, settings, actor=actor)
+
+
+def _reissue_link(ctx: SweepContext, archive: Archive, certificate_id: str, account_id: str, settings: Settings, *,
+                  actor: str) -> Certified:
+    """The run's certificate was issued by an earlier try: never a second one. Its archived file must be there."""
+    if archive.load(certificate_id, "pdf") is None:
+        raise OffboardingFailed(f"certificate {certificate_id} was issued for this run, but its file is not in the "
+                                f"archive ({archive.directory}); no second certificate is issued: restore the file")
+    return _certified(ctx, archive, certificate_id, account_id, settings, actor=actor)
+
+
+def _certified(ctx: SweepContext, archive: Archive, certificate_id: str, account_id: str, settings: Settings, *,
+               actor: str) -> Certified:
+    link = certificate_link(ctx.ledger, certificate_id, account_id, LINK_HOURS, actor=actor) \
         if settings.link_secret else None
-    return {"certificate_id": certificate_id, "account_id": account.id,
+    return {"certificate_id": certificate_id, "account_id": account_id,
             "pdf": str(archive.directory / f"{certificate_id}.pdf"), "link": link}
