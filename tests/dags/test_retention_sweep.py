@@ -46,8 +46,9 @@ def sweep_dag(airflow_db):
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     dag = bag.get_dag("retention_sweep")
-    # Airflow 3.3.2's dag.test() fails a successful run of a DAG with a deadline alert (apache/airflow#73428: its
-    # in-memory scheduler DAG holds the encoded alert where the success path looks up an alert row's id), so these
+    # Airflow 3.3.2's dag.test() fails a successful run of a DAG with a deadline alert ("'dict' object has no
+    # attribute 'hex'": its in-memory scheduler DAG holds the encoded alert where the success path looks up an
+    # alert row's id), so these
     # runs go without it; test_dag_integrity checks the alert, tests/e2e runs it under the real scheduler.
     dag.deadline = None
     return dag
