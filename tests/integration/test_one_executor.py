@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from retention.engine.planner import SweepContext, plan_sweep
+from retention.engine.context import SweepContext
+from retention.engine.planner import plan_sweep
 from retention.ledger import Ledger, migrate
 from retention.settings import Settings
 from tests.conftest import _fresh_postgres_database

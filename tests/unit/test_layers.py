@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "retention"
 LAYERS: list[set[str]] = [
     {"ids", "masking", "failfast", "signing_keys", "links", "permissions"},
     {"settings", "rules"},
-    {"ledger", "stores", "backups"},
+    {"ledger", "stores", "backups", "registry"},
     {"engine", "subprocessors"},
     {"certificates"},
     {"offboarding"},

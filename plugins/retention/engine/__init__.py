@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pendulum
 
+from retention.engine.context import SweepContext
 from retention.engine.executor import execute_location
-from retention.engine.planner import Plan, SweepContext, plan_sweep
+from retention.engine.planner import Plan, plan_sweep
 from retention.engine.report import Report, build_report, finish_sweep
 from retention.engine.steplog import Progress, quietly
 from retention.engine.verifier import reclaim, verify_location

@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from retention.engine.planner import SweepContext
+from retention.engine.context import SweepContext
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger import Ledger

@@ -16,8 +16,9 @@ from typing import Any
 
 import pendulum
 
+from retention.engine.context import SweepContext
 from retention.engine.overdue import Termination, awaiting_offboarding
-from retention.engine.planner import SweepContext, due_count, sweep_step
+from retention.engine.planner import due_count, sweep_step
 from retention.engine.steplog import Progress, quietly
 from retention.engine.steps import Skip
 from retention.ledger.chain import iso_utc

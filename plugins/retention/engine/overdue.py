@@ -20,7 +20,7 @@ from typing import Any
 
 import pendulum
 
-from retention.engine.planner import SweepContext
+from retention.engine.context import SweepContext
 from retention.engine.steplog import log_step
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc

@@ -14,56 +14,19 @@ Two things the rules alone would allow, the sweep refuses:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import pendulum
 
+from retention.engine.context import MassDeletionPolicy, SweepContext
 from retention.engine.steplog import log_step
 from retention.engine.steps import Skip, Step, count_mode, step_for
-from retention.ledger import Ledger
 from retention.ledger.chain import canonical_json, iso_utc
-from retention.rules import Account, AccountState, Decision, LegalHold, RuleSet, load_accounts, load_ruleset, resolve
-from retention.rules.inventory import LocationSpec, SystemsFile, load_inventory
-from retention.settings import Settings
-from retention.stores import Selector, Store, open_store
+from retention.rules import Account, AccountState, Decision, LegalHold, resolve
+from retention.stores import Selector, Store
 from retention.stores.kinds import KINDS
-
-
-@dataclass(frozen=True)
-class MassDeletionPolicy:
-    """When a plan counts as a mass deletion of a location (settings: RETENTION_MASS_DELETION_*)."""
-
-    share: float = 0.5  # more than this share of the location's records due in one run
-    min_records: int = 1000  # locations with fewer records are not checked
-
-    def applies(self, due: int, total: int) -> bool:
-        return total >= self.min_records and total > 0 and due > self.share * total
-
-
-@dataclass
-class SweepContext:
-    ruleset: RuleSet
-    inventory: SystemsFile
-    accounts: dict[str, Account]
-    ledger: Ledger
-    open_store: Callable[[str, LocationSpec], Store] = field(default=open_store)
-    mass_deletion: MassDeletionPolicy = field(default_factory=MassDeletionPolicy)
-
-    @classmethod
-    def load(cls, settings: Settings, ledger: Ledger, **kwargs: Any) -> SweepContext:
-        ruleset = load_ruleset(settings.rules_dir)
-        inventory = load_inventory(settings.systems_file, ruleset)
-        if settings.accounts_file is None:
-            raise ValueError("no account registry: set RETENTION_ACCOUNTS_FILE")
-        accounts = load_accounts(settings.accounts_file, ruleset)  # customers' instructions checked against the rules
-        kwargs.setdefault("mass_deletion", MassDeletionPolicy(settings.mass_deletion_share,
-                                                              settings.mass_deletion_min_records))
-        return cls(ruleset, inventory, accounts, ledger, **kwargs)
-
-    def store(self, location_id: str) -> Store:
-        return self.open_store(location_id, self.inventory.locations[location_id])
 
 
 @dataclass(frozen=True)
@@ -123,6 +86,7 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
     run_id = ctx.ledger.start_run("sweep", dry_run=dry_run, as_of=at, rules_digest=ctx.ruleset.digest,
                                   dag_id=dag_id, airflow_run_id=airflow_run_id, actor=actor)
     with ctx.ledger.session() as s:
+        ctx.record_registry(run_id, actor=actor, session=s)
         for row in rows:
             ctx.ledger.add_planned_task(run_id, **row, session=s)
         working = [r for r in rows if r["skip_reason"] is None]

@@ -13,8 +13,8 @@ from datetime import datetime
 
 import pendulum
 
+from retention.engine.context import SweepContext
 from retention.engine.executor import execute_location, selector_of
-from retention.engine.planner import SweepContext
 from retention.engine.report import Report, finish_sweep
 from retention.engine.steplog import Progress, quietly
 from retention.engine.verifier import reclaim, verify_location

@@ -8,9 +8,10 @@ from typing import Any
 
 import pendulum
 
+from retention.engine.context import SweepContext
 from retention.engine.executor import execute_location
 from retention.engine.overdue import describe, record_check
-from retention.engine.planner import SweepContext, plan_sweep
+from retention.engine.planner import plan_sweep
 from retention.engine.report import finish_sweep, location_summary
 from retention.engine.verifier import reclaim, verify_location
 from retention.ledger import Ledger

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from retention.engine.context import SweepContext
 from retention.engine.executor import selector_of
-from retention.engine.planner import SweepContext
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger.chain import iso_utc

@@ -42,7 +42,7 @@ from retention.backups.keystore import (
     KeyState,
     Keystore,
 )
-from retention.engine.planner import SweepContext
+from retention.engine.context import SweepContext
 from retention.engine.verifier import reclaim
 from retention.ledger import Event, Ledger
 from retention.ledger.chain import iso_utc

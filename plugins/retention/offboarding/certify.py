@@ -7,8 +7,8 @@ from typing import Any, TypedDict
 from retention.certificates import as_pdf, certificate_link, issue, load_signing_key
 from retention.certificates.archive import Archive
 from retention.certificates.termination import SCC
+from retention.engine.context import SweepContext
 from retention.engine.executor import APPROVAL
-from retention.engine.planner import SweepContext
 from retention.engine.report import build_report, finish_sweep
 from retention.offboarding.plan import account_of
 from retention.settings import PROCESSOR_NAME_UNSET, Settings

@@ -18,7 +18,7 @@ import pendulum
 
 from retention.backups import SnapshotCatalog
 from retention.backups.snapshots import SUFFIX as SNAPSHOT_SUFFIX
-from retention.engine.planner import SweepContext
+from retention.engine.context import SweepContext
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 from retention.rules import resolve

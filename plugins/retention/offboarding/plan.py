@@ -16,7 +16,8 @@ from typing import Any
 
 import pendulum
 
-from retention.engine.planner import SweepContext, digest
+from retention.engine.context import SweepContext
+from retention.engine.planner import digest
 from retention.engine.steplog import log_step
 from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc

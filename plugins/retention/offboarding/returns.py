@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 import pendulum
 import pyrage
 
-from retention.engine.planner import SweepContext
+from retention.engine.context import SweepContext
 from retention.ledger import Event, Ledger
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.links import RETURN_RECEIPT, sign_link

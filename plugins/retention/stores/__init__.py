@@ -6,14 +6,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from retention.rules.inventory import LocationSpec
-from retention.stores.base import Outcome, PendingBatch, Residue, Retained, Selector, Store
+from retention.stores.base import Due, Outcome, PendingBatch, Residue, Retained, Selector, Store, Tally
 from retention.stores.kinds import kind_of
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Engine
 
-__all__ = ["Outcome", "PendingBatch", "Residue", "Retained", "Selector", "Store", "open_store", "s3_client",
-           "sql_engine"]
+__all__ = ["Due", "Outcome", "PendingBatch", "Residue", "Retained", "Selector", "Store", "open_store", "s3_client",
+           "sql_engine", "Tally"]
 
 
 def open_store(location_id: str, spec: LocationSpec) -> Store:

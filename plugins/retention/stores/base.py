@@ -19,7 +19,7 @@ for anonymize tasks, which the inventory allows only where the location's kind a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -76,6 +76,23 @@ class PendingBatch:
 
 
 @dataclass(frozen=True)
+class Due:
+    """What a plan asks of one account at a location: the records its selector matches (for an anonymize task,
+    only those still to anonymize)."""
+
+    selector: Selector
+    pending_anonymize: bool = False
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One account's records at a location, as a plan counts them."""
+
+    total: int  # all of the account's records there
+    due: int  # of those, the ones its ``Due`` matches (0 when none was asked)
+
+
+@dataclass(frozen=True)
 class Outcome:
     affected: int  # records (rows, objects, versions, delete markers) removed or anonymized
     retained: tuple[Retained, ...] = ()
@@ -97,6 +114,12 @@ class Residue:
 
 class Store(Protocol):
     location_id: str
+
+    def tally(self, accounts: Collection[str], due: Collection[Due] = ()) -> dict[str, Tally]:
+        """Per account: its records here and how many its ``Due`` matches, for every account at once, in a
+        number of statements (or listing passes) that does not grow with the number of accounts. Accounts
+        with no records here may be left out. A ``Due`` names one of ``accounts``."""
+
 
     def count(self, selector: Selector, after: str | None = None, upper: str | None = None, *,
               pending_anonymize: bool = False) -> int:
