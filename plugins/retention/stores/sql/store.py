@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, SqlLocation
-from retention.stores.base import PendingBatch, Selector
+from retention.stores.base import Due, PendingBatch, Selector, Tally
 from retention.stores.sql.export import export_rows
 from retention.stores.sql.results import SqlOutcome, SqlResidue
 from retention.stores.sql.schema import Child, LocationSchema
 from retention.stores.sql.selection import RowSelection
 from retention.stores.sql.sizing import BatchSizer
 from retention.stores.sql.statements import anonymize_rows, delete_rows, isolate_rows, isolated_table
+from retention.stores.sql.tally import tally_rows
 from retention.stores.sql.transactions import BoundedTransactions
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class SqlStore:
         with self.engine.connect() as conn:
             total: int = conn.execute(select(func.count()).select_from(self.table).where(where)).scalar_one()
         return total
+
+    def tally(self, accounts: Collection[str], due: Collection[Due] = ()) -> dict[str, Tally]:
+        """Per account: its rows here and those its ``Due`` matches, in grouped statements (``sql.tally``)."""
+        return tally_rows(self.engine, self._schema, self._rows, accounts, due)
 
     def batches(self, selector: Selector, after: str | None = None, *,
                 pending_anonymize: bool = False) -> Iterator[PendingBatch]:
