@@ -7,7 +7,7 @@ timestamp cannot be dated and is never selected. Batches are key ranges ``(after
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,15 +86,19 @@ def is_hashed(column: Column) -> ColumnElement[bool]:
 
 
 def at_or_before(column: Column, cutoff: datetime) -> ColumnElement[bool]:
-    """``column <= cutoff`` for the column's type; NULL never matches.
+    """``column <= cutoff`` for the column's type; NULL never matches (see ``cutoff_value``)."""
+    return column <= cutoff_value(column, cutoff)
+
+
+def cutoff_value(column: Column, cutoff: datetime) -> datetime | date:
+    """The cutoff as a value of the column's type, so that ``column <= value`` selects what may go.
 
     ``timestamp with time zone`` compares instants. A naive ``timestamp`` is read as UTC. A ``date``
     column matches only days that ended at or before the cutoff (the day is read as a UTC day), so a
-    record is never taken for older than it may be.
+    record is never taken for older than it may be. ``tally`` binds these values as an array of the
+    column's type, one per account.
     """
     utc = cutoff.astimezone(UTC)
     if isinstance(column.type, sa.DateTime):
-        if column.type.timezone:
-            return column <= utc
-        return column <= utc.replace(tzinfo=None)
-    return column <= (utc - timedelta(days=1)).date()
+        return utc if column.type.timezone else utc.replace(tzinfo=None)
+    return (utc - timedelta(days=1)).date()
