@@ -81,7 +81,7 @@ class S3Calls:
         except (ClientError, BotoCoreError) as exc:
             raise S3StoreError(f"{self.where(account)}: {operation} failed ({describe(exc)})") from None
 
-    def head(self, key: str, version_id: str | None, account: str) -> Response | None:
+    def head(self, key: str, version_id: str | None, account: str | None) -> Response | None:
         """HEAD one version: its headers, {"DeleteMarker": True} for a marker, None when it is gone."""
         params = {"Bucket": self.bucket, "Key": key}
         if version_id is not None:

@@ -64,13 +64,14 @@ class Lister:
         self._spec = spec
         self._page_size = page_size
 
-    def pages(self, prefix: str, after: Cursor | None, account: str) -> Iterator[list[Entry]]:
-        """Pages of entries in key order (versions newest first), strictly after the cursor's key."""
+    def pages(self, prefix: str, after: Cursor | None, account: str | None) -> Iterator[list[Entry]]:
+        """Pages of entries in key order (versions newest first), strictly after the cursor's key. ``account``:
+        whose prefix this is, for messages (None: a listing of the location's root, every account's keys)."""
         if self._spec.versioned:
             return self._version_pages(prefix, after, account)
         return self._object_pages(prefix, after, account)
 
-    def _object_pages(self, prefix: str, after: Cursor | None, account: str) -> Iterator[list[Entry]]:
+    def _object_pages(self, prefix: str, after: Cursor | None, account: str | None) -> Iterator[list[Entry]]:
         start_after = after.key if after else None
         while True:
             params: dict[str, Any] = {"Bucket": self._spec.bucket, "Prefix": prefix, "MaxKeys": self._page_size}
@@ -89,7 +90,7 @@ class Lister:
                 raise S3StoreError(f"{self._calls.where(account)}: the listing reports more objects but "
                                    "returned none")
 
-    def _version_pages(self, prefix: str, after: Cursor | None, account: str) -> Iterator[list[Entry]]:
+    def _version_pages(self, prefix: str, after: Cursor | None, account: str | None) -> Iterator[list[Entry]]:
         """ListObjectVersions pages with KeyMarker/VersionIdMarker = the last entry returned.
 
         A marker version that has been deleted in the meantime (our own last batch, on a resume) makes
@@ -140,10 +141,11 @@ class Lister:
                 return
             markers = (response["NextKeyMarker"], response["NextVersionIdMarker"])
 
-    def _check_listed(self, entries: list[Entry], prefix: str, account: str) -> None:
+    def _check_listed(self, entries: list[Entry], prefix: str, account: str | None) -> None:
         if any(not e.key.startswith(prefix) for e in entries):
+            whose = f"account {account}" if account is not None else "the location's root"
             raise S3StoreError(f"S3 location {self._calls.location_id}: bucket {self._spec.bucket} listed keys "
-                               f"outside the prefix of account {account}; refusing to act on that listing")
+                               f"outside the prefix of {whose}; refusing to act on that listing")
 
 
 def version_entries(response: Response) -> list[Entry]:

@@ -3,11 +3,11 @@ verification and export (the package docstring states what is selected and how).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from retention.rules.inventory import KeySegmentTime, S3Location
-from retention.stores.base import Outcome, PendingBatch, Residue, Selector
+from retention.stores.base import Due, Outcome, PendingBatch, Residue, Selector, Tally
 from retention.stores.keydates import KeyClock
 from retention.stores.s3.calls import S3Calls, S3Client
 from retention.stores.s3.deletion import DELETE_CHUNK, Deleter
@@ -15,9 +15,11 @@ from retention.stores.s3.export import Exporter
 from retention.stores.s3.fast_timestamps import set_timestamp_parser
 from retention.stores.s3.listing import PAGE_SIZE, Entry, Lister, Prefetch, encode_cursor, read_cursor
 from retention.stores.s3.selection import DUE, Selection
+from retention.stores.s3.tally import Attribution, tally_entries
 from retention.stores.s3.verification import Verifier
 
 BATCH_SIZE = 8 * DELETE_CHUNK  # at most per PendingBatch: eight DeleteObjects calls, sent concurrently
+TALLY_PAGES_AHEAD = 4  # listing pages fetched while earlier ones are counted
 WORKERS = 8  # concurrent DeleteObjects / HEAD / GET calls (botocore's pool holds 10 connections)
 
 
@@ -49,6 +51,7 @@ class S3Store:
                                 before_sending=self._check_versioning)
         self._verifier = Verifier(self._calls, spec, self._lister, self._selection, workers)
         self._exporter = Exporter(self._calls, spec, self._lister, self._selection, workers)
+        self._attribution = Attribution.of(spec)
         self._versioning_checked = False
 
     # -- Store protocol ----------------------------------------------------------------------------
@@ -67,6 +70,14 @@ class S3Store:
             if verdict == DUE:
                 total += len(entries)
         return total
+
+    def tally(self, accounts: Collection[str], due: Collection[Due] = ()) -> dict[str, Tally]:
+        """Per account: its records here and those its ``Due`` matches, from ONE listing of the location's
+        root, each key counted as ``count`` counts it (``s3.tally``); keys of other accounts are skipped."""
+        self._check_versioning()
+        root = self._attribution.root
+        with Prefetch(self._lister.pages(root, None, None), ahead=TALLY_PAGES_AHEAD) as pages:
+            return tally_entries(self.location_id, self.spec, self._selection, pages, accounts, due)
 
     def batches(self, selector: Selector, after: str | None = None) -> Iterator[PendingBatch]:
         """Batches of up to ``batch_size`` records in key order after the cursor; nothing is deleted.
