@@ -26,7 +26,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 from redis import Redis
 
 from retention.rules.inventory import RedisLocation
-from retention.stores.base import Outcome, PendingBatch, Residue, Retained, Selector
+from retention.stores.base import Due, Outcome, PendingBatch, Residue, Retained, Selector, Tally
 from retention.stores.keydates import KeyClock
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,33 @@ class RedisStore:
               pending_anonymize: bool = False) -> int:
         self._only_deletes(pending_anonymize)
         return len(self._matching(selector, after, upper))
+
+    def tally(self, accounts: Collection[str], due: Collection[Due] = ()) -> dict[str, Tally]:
+        """Per account: its keys and those its ``Due`` matches, from ONE SCAN of the pattern with ``*`` for the
+        account id, each key attributed to the one account whose pattern it matches (``KeyOwners``)."""
+        asked = set(accounts)
+        wanted: dict[str, Selector] = {}
+        for item in due:
+            account = item.selector.account_id
+            if account not in asked:
+                raise ValueError(f"Redis location {self.location_id}: a Due names account {account!r}, "
+                                 "which was not asked for")
+            self._only_deletes(item.pending_anonymize)
+            if wanted.setdefault(account, item.selector) != item.selector:
+                raise ValueError(f"Redis location {self.location_id}: two different Dues for account {account!r}")
+        owners = KeyOwners(self.spec.key_pattern)
+        totals: dict[str, int] = {}
+        dues: dict[str, int] = {}
+        found = self.client.scan_iter(match=owners.every_account, count=self.scan_count)
+        for key in {_raw(key) for key in found}:  # SCAN may return a key twice while the keyspace is rehashed
+            owner = owners.account(key)
+            if owner is None or owner not in asked:
+                continue
+            totals[owner] = totals.get(owner, 0) + 1
+            selector = wanted.get(owner)
+            if selector is not None and self._due(key, selector):
+                dues[owner] = dues.get(owner, 0) + 1
+        return {account: Tally(total, dues.get(account, 0)) for account, total in totals.items()}
 
     def batches(self, selector: Selector, after: str | None = None, *,
                 pending_anonymize: bool = False) -> Iterator[PendingBatch]:
@@ -200,6 +228,68 @@ class RedisStore:
         if ttl == -2:
             return None  # expired while it was read
         return {"key": _text(key), "type": kind, "value": value, "ttl_ms": ttl if ttl >= 0 else None}
+
+
+class KeyOwners:
+    """Which account's pattern a key matches, for a pattern ``before{account_id}after``.
+
+    The inventory allows only literal text before the id, and after it a character no account id holds (or
+    nothing); so the id is the run of account id characters after ``before``, and the key is that account's
+    when the rest matches ``after`` under Redis's glob rules (``*``, ``?``, ``[...]``/``[^...]`` with ranges,
+    ``\\`` escapes), read here as a regular expression."""
+
+    def __init__(self, pattern: str) -> None:
+        before, _, after = pattern.partition("{account_id}")
+        self.every_account = f"{before}*{after}"  # the SCAN MATCH that finds every account's keys
+        self._key = re.compile(re.escape(before.encode()) + rb"([A-Za-z0-9_.-]+)" + glob_regex(after.encode()),
+                               re.DOTALL)
+
+    def account(self, key: bytes) -> str | None:
+        found = self._key.fullmatch(key)
+        return found.group(1).decode("ascii") if found else None
+
+
+def glob_regex(pattern: bytes) -> bytes:
+    """A Redis MATCH pattern as a regular expression over bytes (what ``stringmatchlen`` in Redis's util.c
+    accepts: an unclosed ``[`` class ends with the pattern; ``[]`` matches nothing, ``[^]`` any byte)."""
+    out: list[bytes] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == ord("*"):
+            out.append(b".*")
+        elif c == ord("?"):
+            out.append(b".")
+        elif c == ord("["):
+            i += 1
+            negate = i < len(pattern) and pattern[i] == ord("^")
+            i += negate
+            members: list[bytes] = []
+            while i < len(pattern) and pattern[i] != ord("]"):
+                if pattern[i] == ord("\\") and i + 1 < len(pattern):
+                    i += 1
+                    members.append(_byte(pattern[i]))
+                elif i + 2 < len(pattern) and pattern[i + 1] == ord("-"):
+                    low, high = sorted((pattern[i], pattern[i + 2]))
+                    members.append(_byte(low) + b"-" + _byte(high))
+                    i += 2
+                else:
+                    members.append(_byte(pattern[i]))
+                i += 1
+            if members:
+                out.append(b"[" + (b"^" if negate else b"") + b"".join(members) + b"]")
+            else:
+                out.append(b"." if negate else b"(?!)")
+        else:
+            if c == ord("\\") and i + 1 < len(pattern):
+                i += 1
+            out.append(_byte(pattern[i]))
+        i += 1
+    return b"".join(out)
+
+
+def _byte(value: int) -> bytes:
+    return b"\\x%02x" % value
 
 
 def _raw(data: bytes | str) -> bytes:
