@@ -137,11 +137,19 @@ class HoldAfterFirstBatch:
 
     def delete(self, batch):
         outcome = self.store.delete(batch)
+        self._place_hold()
+        return outcome
+
+    def cohort_delete(self, batch):  # the set-based path of SQL locations: many accounts per batch
+        outcome = self.store.cohort_delete(batch)
+        self._place_hold()
+        return outcome
+
+    def _place_hold(self):
         with Ledger.open(self.ledger_url) as ledger:
             if not ledger.list_holds(include_released=True):
                 ledger.place_hold(account_id="acct_1001", data_class=None, reason="placed mid-run",
                                   reference="LEGAL-7", placed_by="counsel", at=self.at)
-        return outcome
 
 
 def test_a_hold_placed_mid_run_stops_deletion_before_the_next_batch(stack):

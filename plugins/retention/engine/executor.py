@@ -1,5 +1,10 @@
 """Execute a plan, batch by batch: intent event, destructive call, outcome event, checkpoint.
 
+Deletions at a store that deletes for many accounts at once (``CohortDeleting``: SQL) run as cohorts
+(``engine.cohorts``): the tasks with the same action, anchor and data class, each account with its own
+cutoff, deleted together in key ranges. Everything else (anonymize, isolate, S3, Redis) runs task by task
+below; the protocol is the same in both.
+
 Killed at any point, a rerun resumes from the checkpoint. A batch whose intent has no outcome was
 interrupted mid-flight: the store says how much of its key range is still there, the difference is
 recorded as deleted (once), and the rest is deleted by the next batches. Totals therefore equal
@@ -20,6 +25,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
+from retention.engine.cohorts import RUNNABLE, Shard, cohorts_of, execute_cohort
 from retention.engine.context import SweepContext
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
@@ -27,9 +33,8 @@ from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask, Run
 from retention.ledger.runs import TaskBusy
 from retention.stores import Outcome, PendingBatch, Selector, Store
-from retention.stores.base import BatchLocked
+from retention.stores.base import BatchLocked, CohortDeleting
 
-RUNNABLE = ("planned", "running")
 APPROVAL = {"offboarding": "offboarding.approved"}  # run kinds that delete nothing before a second person approves
 
 
@@ -49,27 +54,42 @@ def selector_of(task: PlannedTask) -> Selector:
     return Selector(task.account_id, task.anchor, task.cutoff)
 
 
-def execute_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: str) -> int:
-    """Run every unfinished task of one location; returns the records affected by this call."""
+def execute_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: str,
+                     shard: Shard | None = None) -> int:
+    """Run every unfinished task of one location (with ``shard``, only the tasks of the accounts it takes);
+    returns the records affected by this call."""
     run = ctx.ledger.get_run(run_id)
     if run is None:
         raise LookupError(f"no run {run_id!r}")
     if run.dry_run:
         return 0
     check_may_delete(ctx.ledger, run)
-    tasks = ctx.ledger.tasks(run_id, location=location_id, statuses=RUNNABLE)
+    tasks = [t for t in ctx.ledger.tasks(run_id, location=location_id, statuses=RUNNABLE)
+             if shard is None or shard.takes(t.account_id)]
     if not tasks:
         return 0
     store = ctx.store(location_id)
     affected, busy = 0, []
-    for task in tasks:
+    single = tasks
+    if isinstance(store, CohortDeleting):
+        by_cohort = cohorts_of([t for t in tasks if t.action == "delete"])
+        single = [t for t in tasks if t.action != "delete"]
+        for key, members in by_cohort.items():
+            try:
+                affected += execute_cohort(ctx.ledger, store, run_id, location_id, key, members, actor=actor,
+                                           shard=shard, check_run=lambda: check_may_delete(
+                                               ctx.ledger, ctx.ledger.get_run(run_id)))
+            except TaskBusy:
+                busy += [t.id for t in members]  # the other executor finishes them; the rest goes on here
+    for task in single:
         try:
             affected += claim_and_execute(ctx.ledger, store, task.id, actor=actor)
         except TaskBusy:
             busy.append(task.id)  # the other executor finishes it; the rest of the location goes on here
     if busy:
         raise TaskBusy(f"{len(busy)} task(s) of {location_id} in run {run_id} are being executed by another "
-                       f"process; run this again once it is done: {', '.join(busy)}")
+                       f"process; run this again once it is done: {', '.join(busy[:20])}"
+                       f"{' …' if len(busy) > 20 else ''}")
     return affected
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pendulum
 
+from retention.engine.cohorts import Shard
 from retention.engine.context import SweepContext
 from retention.engine.executor import execute_location
 from retention.engine.overdue import describe, record_check
@@ -50,10 +51,11 @@ def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None
             "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share, made.dry_run)} for m in made.mass_deletions]}
 
 
-def execute(run_id: str, location_id: str, *, actor: str) -> dict[str, Any]:
-    """Execute one location; returns its counts (Airflow shows them as the mapped task's XCom)."""
+def execute(run_id: str, location_id: str, *, actor: str, shard: Shard | None = None) -> dict[str, Any]:
+    """Execute one location (with ``shard``: only the accounts it takes); returns its counts (Airflow shows them
+    as the mapped task's XCom)."""
     with context() as ctx:
-        affected = execute_location(ctx, run_id, location_id, actor=actor)
+        affected = execute_location(ctx, run_id, location_id, actor=actor, shard=shard)
         return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
 
 

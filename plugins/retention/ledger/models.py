@@ -211,3 +211,19 @@ class Certificate(Base):
     chain_head_hash: Mapped[str] = mapped_column(String(HASH))
     key_id: Mapped[str | None] = mapped_column(String(NAME))
     document: Mapped[dict[str, Any]] = mapped_column(JSON)  # the signed certificate, as JSON
+
+
+class CohortCheckpoint(Base):
+    """Where a cohort of one location stands: the tasks with the same action and anchor, deleted together in
+    key ranges (``engine.executor``). ``after``: the cursor every range up to which is done for all of them;
+    ``pending``: the range in flight (``after``, ``upper``, ``counts`` per task id) between its intent and its
+    outcome. The per-task counts live here, not in the hash chain: the chain's ``batch.intent`` carries the
+    location, the counts' sum and the cursors' digests only."""
+
+    __tablename__ = "cohort_checkpoints"
+
+    id: Mapped[str] = mapped_column(String(HASH), primary_key=True)  # sha256 of run, location, shard, cohort
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    location: Mapped[str] = mapped_column(String(500))
+    after: Mapped[str | None] = mapped_column(String(TEXT))
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)

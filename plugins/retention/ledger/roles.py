@@ -31,6 +31,7 @@ RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "legal_holds": ("SELECT", "INSERT", "UPDATE"),    # a release sets released_*; a hold is never deleted
     "erasable_texts": ("SELECT", "INSERT", "UPDATE"),  # erasing a text blanks it; its row stays
     "certificates": ("SELECT", "INSERT"),
+    "cohort_checkpoints": ("SELECT", "INSERT", "UPDATE"),  # a cohort's cursor and batch in flight; cleared, kept
     VERSION_TABLE: ("SELECT",),                       # Ledger.open checks the schema revision
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")

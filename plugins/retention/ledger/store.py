@@ -5,6 +5,7 @@
 - ``texts.KeptTexts``: free text kept erasable outside the chain;
 - ``holds.LegalHolds``: legal holds and the guard every deleting path calls;
 - ``runs.RunsAndTasks``: runs, their planned tasks and the claim of a task;
+- ``cohorts.CohortTasks``: claiming, checkpointing and finishing many tasks of one location at once;
 - ``database``: the URL, the engine and the schema, which ``Ledger.open`` uses.
 
 The parts are base classes of ``Ledger`` rather than objects it holds: every part works in the same
@@ -16,13 +17,13 @@ checker sees what each uses.
 
 from __future__ import annotations
 
+from retention.ledger.cohorts import CohortTasks
 from retention.ledger.database import open_engine
 from retention.ledger.holds import LegalHolds
-from retention.ledger.runs import RunsAndTasks
 from retention.ledger.texts import KeptTexts
 
 
-class Ledger(RunsAndTasks, LegalHolds, KeptTexts):
+class Ledger(CohortTasks, LegalHolds, KeptTexts):
     """Append-only, hash-chained ledger. Use ``Ledger.open()``; close it (or use ``with``)."""
 
     @classmethod

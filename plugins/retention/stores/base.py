@@ -19,7 +19,7 @@ for anonymize tasks, which the inventory allows only where the location's kind a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -154,3 +154,53 @@ class Isolating(Protocol):
 
     def latest(self, selector: Selector, anchor: str) -> datetime | None:
         """The latest ``anchor`` time among matching records: when the last of them falls due."""
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Accounts acted on together at one location: the same anchor, each account with its own cutoff (all
+    ``None`` with anchor ``None``: all of each account's records)."""
+
+    anchor: str | None
+    cutoffs: Mapping[str, datetime | None]  # account id -> its cutoff
+
+    def __post_init__(self) -> None:
+        for account_id, cutoff in self.cutoffs.items():
+            Selector(account_id, self.anchor, cutoff)  # the same checks as one account's selector
+
+    def without(self, account_ids: Collection[str]) -> Cohort:
+        return Cohort(self.anchor, {a: c for a, c in self.cutoffs.items() if a not in account_ids})
+
+
+@dataclass(frozen=True)
+class CohortBatch:
+    """The next key range of a cohort, (after, upper], and each account's matching records in it."""
+
+    cohort: Cohort
+    after: str | None
+    upper: str
+    counts: Mapping[str, int]  # account id -> records; accounts with none are left out
+    planned: int = 0  # the batch size the range was looked up with (for sizing)
+    recheck: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # as PendingBatch.recheck
+
+
+@dataclass(frozen=True)
+class CohortOutcome:
+    deleted: Mapping[str, int]  # account id -> records deleted
+    lock_retries: int = 0
+
+
+@runtime_checkable
+class CohortDeleting(Protocol):
+    """A store that deletes for many accounts at once, in key ranges joined to the accounts' cutoffs (SQL):
+    a constant number of statements per batch whatever the number of accounts."""
+
+    def cohort_range(self, cohort: Cohort, after: str | None) -> CohortBatch | None:
+        """The next range after ``after`` holding about one batch of the cohort's matching records, or None."""
+
+    def cohort_count(self, cohort: Cohort, after: str | None, upper: str) -> dict[str, int]:
+        """Per account, its matching records still in (after, upper] (crash recovery)."""
+
+    def cohort_delete(self, batch: CohortBatch) -> CohortOutcome:
+        """Delete the batch's records (only those of its cohort's accounts, at or before each one's cutoff),
+        children first, in one bounded transaction; per account, the rows deleted."""

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, SqlLocation
-from retention.stores.base import Due, PendingBatch, Selector, Tally
+from retention.stores.base import Cohort, CohortBatch, CohortOutcome, Due, PendingBatch, Selector, Tally
+from retention.stores.sql import cohorts
 from retention.stores.sql.export import export_rows
 from retention.stores.sql.results import SqlOutcome, SqlResidue
 from retention.stores.sql.schema import Child, LocationSchema
@@ -155,6 +156,39 @@ class SqlStore:
         affected, seconds, retries = self._transactions.run(batch, anonymize_rows(self._schema, where, self._salt))
         self._observe(plan, affected, seconds, "anonymized")
         return SqlOutcome(affected=affected, seconds=seconds, lock_retries=retries)
+
+    # -- many accounts at once (CohortDeleting) -----------------------------------------------
+
+    def cohort_range(self, cohort: Cohort, after: str | None) -> CohortBatch | None:
+        """The next key range after ``after`` holding about ``sizer.size`` of the cohort's matching rows, with
+        each account's count in it (one grouped statement); None when nothing matches any more."""
+        size = self.sizer.size
+        with self.engine.connect() as conn:
+            found = cohorts.next_range(conn, self._cohort_rows(cohort), self._schema, after, size)
+        if found is None:
+            return None
+        upper, counts = found
+        return CohortBatch(cohort=cohort, after=after, upper=upper, counts=counts, planned=size)
+
+    def cohort_count(self, cohort: Cohort, after: str | None, upper: str) -> dict[str, int]:
+        """Per account, the cohort's matching rows still in (after, upper]."""
+        with self.engine.connect() as conn:
+            return cohorts.count_in_range(conn, self._cohort_rows(cohort), self._schema, after, upper)
+
+    def cohort_delete(self, batch: CohortBatch) -> CohortOutcome:
+        """Children first, then the cohort's rows in (after, upper] (each account's only, at or before its own
+        cutoff), in one bounded transaction; per account the rows ``RETURNING`` named."""
+        work = cohorts.delete_rows(self._schema, self._rows, self._cohort_rows(batch.cohort), batch.after,
+                                   batch.upper)
+        (deleted, children), seconds, retries = self._transactions.run(batch, work)
+        rows = sum(deleted.values())
+        self.sizer.observe(batch.planned or rows, rows, seconds)
+        log.info("location %s: deleted %d rows of %d accounts (+%d child rows) in %.3f s (next batch %d)",
+                 self.location_id, rows, len(deleted), sum(children.values()), seconds, self.sizer.size)
+        return CohortOutcome(deleted=deleted, lock_retries=retries)
+
+    def _cohort_rows(self, cohort: Cohort) -> cohorts.CohortRows:
+        return cohorts.CohortRows(self._schema, self._rows, cohort)
 
     def latest(self, selector: Selector, anchor: str) -> datetime | None:
         """The latest ``anchor`` time among matching rows: when the last of them falls due."""

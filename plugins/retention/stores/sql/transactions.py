@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from retention.stores.base import BatchLocked, PendingBatch
+from retention.stores.base import BatchLocked
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,20 @@ LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout (and of NOWAIT)
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement_timeout (and of a cancel request)
 
 T = TypeVar("T")
+
+
+class Ranged(Protocol):
+    """A batch as a transaction needs it: its key range for messages, and the check to run before a retry
+    (``PendingBatch`` and ``CohortBatch``)."""
+
+    @property
+    def after(self) -> str | None: ...
+
+    @property
+    def upper(self) -> str: ...
+
+    @property
+    def recheck(self) -> Callable[[], None] | None: ...
 
 
 class BoundedTransactions:
@@ -43,7 +57,7 @@ class BoundedTransactions:
         self.max_lock_retries = max_lock_retries
         self._sleep = sleep
 
-    def run(self, batch: PendingBatch, work: Callable[[sa.Connection], T]) -> tuple[T, float, int]:
+    def run(self, batch: Ranged, work: Callable[[sa.Connection], T]) -> tuple[T, float, int]:
         """Run ``work`` in one transaction bounded by ``SET LOCAL lock_timeout`` and ``statement_timeout``;
         on a lock timeout roll back, back off and run it again, at most ``max_lock_retries`` times.
         Returns (work's result, seconds of the transaction that committed, lock-timeout retries)."""

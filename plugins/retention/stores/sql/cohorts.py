@@ -1,0 +1,117 @@
+"""Set-based statements for a cohort: many accounts of one location, each with its own cutoff, in one join.
+
+The accounts and their cutoffs travel as two arrays, one bound parameter each, unnested into a derived table
+``cohort(account_id, cutoff)`` that the location's table is joined to on ``account = account_id AND anchor <=
+cutoff`` (a NULL anchor never matches; a cohort with no anchor matches every row of its accounts). Every
+statement below is constant in number whatever the number of accounts:
+
+- ``next_range``: the next ``size`` matching keys after the cursor, as (upper key, per-account counts);
+- ``count_in_range``: per account, the matching rows in (after, upper] (crash recovery);
+- ``delete_rows``: children first, then ``DELETE … USING cohort … RETURNING account``, counted per account.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import ColumnElement
+
+from retention.stores.base import Cohort
+from retention.stores.sql.schema import Column, LocationSchema
+from retention.stores.sql.selection import RowSelection
+
+
+def cutoff_value(column: Column, cutoff: datetime) -> datetime | date:
+    """The cutoff as ``selection.at_or_before`` compares it with the column: an instant for ``timestamp with
+    time zone``, naive UTC for ``timestamp``, and for ``date`` the last day that ended at or before it."""
+    utc = cutoff.astimezone(UTC)
+    if isinstance(column.type, sa.DateTime):
+        return utc if column.type.timezone else utc.replace(tzinfo=None)
+    return (utc - timedelta(days=1)).date()
+
+
+class CohortRows:
+    """The cohort's rows of one location as SQLAlchemy Core clauses, every value bound."""
+
+    def __init__(self, schema: LocationSchema, rows: RowSelection, cohort: Cohort) -> None:
+        self._schema = schema
+        self._rows = rows
+        # The account column's own values (integer, uuid or text), mapped back to the ids the ledger knows.
+        self.ids: dict[Any, str] = {rows.read(schema.account, a, "account id"): a for a in cohort.cutoffs}
+        accounts = sa.bindparam("cohort_accounts", list(self.ids), type_=ARRAY(schema.account.type))
+        if cohort.anchor is None:
+            self.source: sa.FromClause | None = None
+            self.match: ColumnElement[bool] = schema.account == sa.any_(accounts)
+            return
+        column = schema.timestamps.get(cohort.anchor)
+        if column is None:
+            raise ValueError(f"location {schema.location_id}: no timestamp column for anchor {cohort.anchor!r} "
+                             f"(the spec maps {sorted(schema.timestamps)})")
+        cutoffs = []
+        for account_id in self.ids.values():
+            cutoff = cohort.cutoffs[account_id]
+            if cutoff is None:  # Cohort refuses this; never read an anchor without a cutoff as "all"
+                raise ValueError(f"location {schema.location_id}: account {account_id} has an anchor but no cutoff")
+            cutoffs.append(cutoff_value(column, cutoff))
+        bound = sa.bindparam("cohort_cutoffs", cutoffs, type_=ARRAY(column.type))
+        self.source = func.unnest(accounts, bound).table_valued("account_id", "cutoff").render_derived(name="cohort")
+        self.match = and_(schema.account == self.source.c.account_id, column <= self.source.c.cutoff)
+
+    def where(self, after: str | None, upper: str | None) -> ColumnElement[bool]:
+        return and_(self.match, *self._rows.key_range(self._schema.key, after, upper))
+
+    def select_from(self, *columns: sa.ColumnElement[Any], after: str | None,
+                    upper: str | None) -> sa.Select[Any]:
+        query = select(*columns).select_from(self._schema.table)
+        if self.source is not None:
+            query = query.select_from(self.source)
+        return query.where(self.where(after, upper))
+
+    def account_of(self, value: Any) -> str:
+        return self.ids[value]
+
+
+def next_range(conn: sa.Connection, cohort: CohortRows, schema: LocationSchema, after: str | None,
+               size: int) -> tuple[str, dict[str, int]] | None:
+    """The next ``size`` matching keys after ``after`` in one statement: the last one's key and, per account,
+    how many of them it owns. No keys but the last travel to the client."""
+    key, account = schema.key, schema.account
+    batch = (cohort.select_from(key.label("key"), account.label("account"), after=after, upper=None)
+             .order_by(key).limit(size)).cte("batch")
+    last = select(batch.c.key).order_by(batch.c.key.desc()).limit(1).correlate(None).scalar_subquery()
+    rows = conn.execute(select(batch.c.account, func.count(), last).group_by(batch.c.account)).all()
+    if not rows:
+        return None
+    return str(rows[0][2]), {cohort.account_of(row[0]): int(row[1]) for row in rows}
+
+
+def count_in_range(conn: sa.Connection, cohort: CohortRows, schema: LocationSchema, after: str | None,
+                   upper: str) -> dict[str, int]:
+    query = cohort.select_from(schema.account, func.count(), after=after, upper=upper).group_by(schema.account)
+    return {cohort.account_of(row[0]): int(row[1]) for row in conn.execute(query)}
+
+
+def delete_rows(schema: LocationSchema, rows: RowSelection, cohort: CohortRows, after: str | None,
+                upper: str) -> Callable[[sa.Connection], tuple[dict[str, int], dict[str, int]]]:
+    """Children first, then the cohort's rows in (after, upper]: ({account id: rows}, {child table: rows})."""
+
+    def work(conn: sa.Connection) -> tuple[dict[str, int], dict[str, int]]:
+        children: dict[str, int] = {}
+        parents = cohort.select_from(schema.key, after=after, upper=upper)
+        for child in schema.children:
+            owned: ColumnElement[bool] = child.fk.in_(parents)
+            if child.range_hint:  # the same rows, found through the foreign key's index
+                owned = and_(owned, *rows.key_range(child.fk, after, upper))
+            result = conn.execute(delete(child.table).where(owned))
+            children[child.table.fullname] = children.get(child.table.fullname, 0) + result.rowcount
+        statement = delete(schema.table).where(cohort.where(after, upper)).returning(schema.account)
+        deleted = Counter(cohort.account_of(value) for value in conn.execute(statement).scalars())
+        return dict(deleted), children
+
+    return work
