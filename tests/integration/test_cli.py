@@ -65,9 +65,18 @@ def test_unknown_option_is_a_usage_error(run):
     assert run("rules", "validate", "--no-such-flag").exit_code == 2
 
 
-def test_explain_without_an_account_registry_is_a_usage_error(run, monkeypatch):
+def test_explain_without_an_account_registry_is_a_usage_error(run, monkeypatch, tmp_path):
     monkeypatch.delenv("RETENTION_ACCOUNTS_FILE", raising=False)
-    assert run("rules", "explain", "acct_1001", "chat_transcripts").exit_code == 2
+    monkeypatch.setenv("RETENTION_REGISTRY_FILE", str(tmp_path / "registry.yaml"))  # no such file
+    result = run("rules", "explain", "acct_1001", "chat_transcripts")
+    assert result.exit_code == 2 and "no account registry" in result.output
+
+
+def test_explain_with_an_unreachable_registry_database_says_which_registry(run, monkeypatch):
+    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_APP_DB", raising=False)  # registry.yaml's sql source names app_db
+    result = run("rules", "explain", "acct_1001", "chat_transcripts")
+    assert result.exit_code == 1 and "registry.yaml) could not be read" in result.output
 
 
 def test_explain_one_decision(run):

@@ -105,12 +105,27 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
                 "finished_at": iso_utc(run.finished_at), "status": run.status, "rules_digest": run.rules_digest,
                 "tool": {"product": "retention-orchestrator", "version": product_version(),
                          "dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id}},
+        "registry": registry_state(ledger, run_id, account_id),
         "termination": termination,
         "locations": lines,
         "subprocessors": subprocessors,
         "exceptions": exceptions,
         "ledger": {"chain_head_seq": seq, "chain_head_hash": head, "hash": "sha256"},
     }
+
+
+def registry_state(ledger: Ledger, run_id: str, account_id: str) -> dict[str, Any] | None:
+    """Which account registry the run acted on, from its ``registry.snapshot``: source, accounts, digest; for an
+    offboarding, the digest of this account's own entry. None for a run recorded before registries were snapshot."""
+    snapshots = ledger.run_events(run_id, "registry.snapshot")
+    if not snapshots:
+        return None
+    p = snapshots[-1].payload
+    state = {"source": p["source"], "accounts": p["accounts"], "sha256": p["sha256"]}
+    entry = p.get("account")
+    if entry is not None and entry["account_id"] == account_id:
+        state["account_entry_sha256"] = entry["sha256"]
+    return state
 
 
 def _location(task: Any, spec: LocationSpec | None, times: dict[str, Any] | None,

@@ -12,7 +12,7 @@ from retention.cli.output import emit
 
 if TYPE_CHECKING:
     from retention.ledger import HoldRecord
-from retention.rules import load_accounts, load_ruleset
+from retention.rules import RuleSet, load_ruleset
 
 
 @click.group()
@@ -35,9 +35,7 @@ def hold_place(account_id: str | None, data_class: str | None, reason: str, refe
     # A misspelt class or account would hold nothing while looking like protection.
     if data_class and data_class not in ruleset.data_classes.data_classes:
         raise Failure(f"unknown data class {data_class!r}; see {rules_dir}/data_classes.yaml")
-    jurisdictions = set(ruleset.jurisdictions.jurisdictions)
-    if account_id and accounts_file and account_id not in load_accounts(accounts_file, jurisdictions):
-        raise Failure(f"no account {account_id!r} in the account registry {accounts_file}")
+    unchecked = _check_registered(account_id, accounts_file, rules_dir, ruleset) if account_id else None
     from retention.offboarding.backups import keep_keys_for_new_hold
     from retention.settings import Settings
 
@@ -46,8 +44,11 @@ def hold_place(account_id: str | None, data_class: str | None, reason: str, refe
                                    reference=reference, placed_by=operator_id())
         keys = keep_keys_for_new_hold(ledger, Settings.from_env(), actor=operator_id())
     if as_json:
-        return emit({"ok": True, "hold": placed.as_dict(), **keys})
+        return emit({"ok": True, "hold": placed.as_dict(), **keys,
+                     **({"account_not_checked": unchecked} if unchecked else {})})
     click.echo(f"placed {placed.id} on {_hold_scope(placed)}")
+    if unchecked:
+        click.echo(f"warning: the account was not checked against the registry ({unchecked})", err=True)
     if keys["backup_keys_kept"]:
         click.echo(f"cancelled the scheduled deletion of the backup key of {', '.join(keys['backup_keys_kept'])}")
     if "backup_keys_not_checked" in keys:
@@ -85,6 +86,22 @@ def hold_list(include_released: bool, database_url: str | None, rules_dir: Path,
     for h in holds:
         state = f"released {h.released_at.isoformat()}" if h.released_at else "in force"
         click.echo(f"{h.id}  {_hold_scope(h):40}  {state}  since {h.placed_at.isoformat()}  ref {h.reference}")
+
+
+def _check_registered(account_id: str, accounts_file: Path | None, rules_dir: Path, ruleset: RuleSet) -> str | None:
+    """Refuse a hold on an account the registry does not know (a misspelt id would hold nothing while looking like
+    protection); an account whose row the registry refused exists, so it may be held. A registry that cannot be
+    read does not stop a hold (holding never deletes, and no run acts without the registry): the returned text
+    says why the account was not checked."""
+    from retention.cli.rules import RegistryUnreadable, configured_registry
+
+    try:
+        registry = configured_registry(rules_dir, accounts_file, ruleset)
+    except (click.UsageError, RegistryUnreadable) as exc:
+        return exc.format_message()
+    if account_id not in registry.accounts and all(r.account_id != account_id for r in registry.rejected):
+        raise Failure(f"no account {account_id!r} in the account registry ({registry.source})")
+    return None
 
 
 def _hold_scope(h: HoldRecord) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from retention.cli.base import Failure, accounts_option, common, ledger_option, moment, open_ledger
 from retention.cli.output import emit
-from retention.rules import Decision, RuleSet, load_accounts, load_ruleset, resolve
+from retention.rules import Account, Decision, RuleSet, load_ruleset, resolve
+
+if TYPE_CHECKING:
+    from retention.registry import Registry
 
 
 @click.group()
@@ -53,24 +57,56 @@ def rules_explain(account_id: str, data_class: str | None, at_text: str | None, 
     """Say what happens to ACCOUNT_ID's data (one DATA_CLASS, or all) and why."""
     at = moment(at_text)
     ruleset = load_ruleset(rules_dir)
-    if accounts_file is None:
-        raise click.UsageError("no account registry: pass --accounts FILE or set RETENTION_ACCOUNTS_FILE")
-    accounts = load_accounts(accounts_file, ruleset)  # with the rules: instructions checked against them too
-    if account_id not in accounts:
-        raise Failure(f"account {account_id!r} is not in {accounts_file}")
+    registry = configured_registry(rules_dir, accounts_file, ruleset)  # instructions checked against the rules
+    account = registered(registry, account_id)
     classes = [data_class] if data_class else list(ruleset.data_classes.data_classes)
     with open_ledger(database_url) as ledger:
         holds = ledger.resolver_holds()
-    decisions = [resolve(ruleset, accounts[account_id], name, at, holds) for name in classes]
+    decisions = [resolve(ruleset, account, name, at, holds) for name in classes]
     if as_json:
         return emit({"ok": True, "rules_digest": ruleset.digest, "decisions": [
             {**d.as_dict(), "rule_position": ruleset.rule_positions[d.rule_id]} for d in decisions]})
-    account = accounts[account_id]
     election = f"; customer elected {account.election.choice.value} on {account.election.elected_at.to_date_string()}" \
         if account.election else ""
     click.echo(f"{account.id}: {account.state.value}, {account.jurisdiction}{election} — as of {at.isoformat()}")
     for decision in decisions:
         click.echo(explain_text(decision, ruleset))
+
+
+class RegistryUnreadable(Failure):
+    """The configured registry's source did not answer (its database or endpoint): exit 1."""
+
+
+def configured_registry(rules_dir: Path, accounts_file: Path | None, ruleset: RuleSet) -> Registry:
+    """The account registry as a run reads it: ``--accounts`` (or RETENTION_ACCOUNTS_FILE), else the source
+    registry.yaml names. No registry configured is a usage error; one that cannot be read, a failure."""
+    from retention.registry import load_registry
+    from retention.rules import RulesError
+    from retention.settings import Settings
+
+    settings = Settings.from_env(rules_dir=rules_dir, accounts_file=accounts_file)
+    if settings.accounts_file is None and not settings.registry_path.is_file():
+        raise click.UsageError(f"no account registry: pass --accounts FILE, set RETENTION_ACCOUNTS_FILE, or name a "
+                               f"source in {settings.registry_path}")
+    try:
+        return load_registry(settings, ruleset)
+    except (RulesError, ValueError, click.ClickException):
+        raise
+    except Exception as exc:  # the application's database or endpoint: say which, not what it answered
+        raise RegistryUnreadable(f"the account registry ({settings.registry_path}) could not be read: "
+                      f"{type(exc).__name__}") from exc
+
+
+def registered(registry: Registry, account_id: str) -> Account:
+    """The account, or a failure saying it is not in the registry or its row was refused (and why)."""
+    if account_id in registry.accounts:
+        return registry.accounts[account_id]
+    refused = [r for r in registry.rejected if r.account_id == account_id]
+    if refused:
+        raise Failure(f"account {account_id!r}: its row in {registry.source} was refused ("
+                      + ", ".join(f"{r.reason} ({r.field})" for r in refused) + "); nothing of it is decided "
+                      "until the row is fixed")
+    raise Failure(f"account {account_id!r} is not in {registry.source}")
 
 
 def explain_text(d: Decision, ruleset: RuleSet) -> str:

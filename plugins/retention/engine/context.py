@@ -49,8 +49,10 @@ class SweepContext:
     def store(self, location_id: str) -> Store:
         return self.open_store(location_id, self.inventory.locations[location_id])
 
-    def record_registry(self, run_id: str, *, actor: str, session: Session | None = None) -> None:
-        """Keep in the run which registry it acted on (``registry.snapshot``: count, digest, refused rows)."""
+    def record_registry(self, run_id: str, *, actor: str, session: Session | None = None,
+                        account_id: str | None = None) -> None:
+        """Keep in the run which registry it acted on (``registry.snapshot``: count, digest, refused rows; with
+        ``account_id``, as an offboarding gives, that account's own entry digest too)."""
         if self.registry is not None:
-            self.ledger.append("registry.snapshot", self.registry.snapshot(), actor=actor, run_id=run_id,
+            self.ledger.append("registry.snapshot", self.registry.snapshot(account_id), actor=actor, run_id=run_id,
                                session=session)

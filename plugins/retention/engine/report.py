@@ -10,6 +10,7 @@ from retention.engine.planner import MassDeletion
 from retention.engine.steplog import log_step
 from retention.ledger import Ledger
 from retention.ledger.models import PlannedTask
+from retention.registry import summary_text
 
 UNFINISHED = ("planned", "running", "done")  # "done": executed, not yet verified
 
@@ -38,6 +39,8 @@ class Report:
     # recorded them (counts; acknowledged or refused), and the threshold it applied.
     mass_deletions: tuple[dict[str, Any], ...] = ()
     mass_deletion_share: float | None = None
+    # The run's ``registry.snapshot``: which registry it acted on, and the rows refused (ids and reason codes).
+    registry: dict[str, Any] | None = None
 
     @property
     def refused(self) -> list[dict[str, Any]]:
@@ -65,7 +68,7 @@ class Report:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "status": self.status, "deleted": self.deleted,
                 "anonymized": self.anonymized, "isolated": self.isolated, "kept": self.kept,
                 "mass_deletion": [{**m, "sentence": self.mass_deletion_text(m)} for m in self.mass_deletions],
-                "lines": [asdict(line) for line in self.lines]}
+                "registry": self.registry, "lines": [asdict(line) for line in self.lines]}
 
     def mass_deletion_text(self, found: dict[str, Any]) -> str:
         return MassDeletion(**found).outcome(self.mass_deletion_share or 0, self.dry_run)
@@ -82,7 +85,9 @@ def build_report(ledger: Ledger, run_id: str, location: str | None = None) -> Re
     plan = planned[-1].payload if planned else {}
     mass = tuple(m for m in plan.get("mass_deletion", ()) if location in (None, m["location"]))
     share = float(plan["mass_deletion_policy"]["share"]) if "mass_deletion_policy" in plan else None
-    return Report(run_id, run.dry_run, _status(tasks, run.dry_run, mass), lines, mass, share)
+    snapshots = ledger.run_events(run_id, "registry.snapshot")
+    registry = snapshots[-1].payload if snapshots else None
+    return Report(run_id, run.dry_run, _status(tasks, run.dry_run, mass), lines, mass, share, registry)
 
 
 def location_summary(ledger: Ledger, run_id: str, location_id: str) -> dict[str, Any]:
@@ -147,4 +152,5 @@ def render(report: Report) -> str:
               f"{report.anonymized:,} anonymized, {report.isolated:,} isolated under law, {report.kept:,} kept; "
               f"run {report.run_id} {report.status}")
     mass = [f"mass deletion at {report.mass_deletion_text(m)}" for m in report.mass_deletions]
-    return "\n".join([header, *rows, *([""] + mass if mass else []), "", totals])
+    registry = [summary_text(report.registry)] if report.registry is not None else []
+    return "\n".join([*registry, header, *rows, *([""] + mass if mass else []), "", totals])

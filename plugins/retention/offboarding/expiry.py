@@ -3,13 +3,18 @@ version, once the ``backups`` data class's period has ended for every account th
 hold is in force (asked right before each deletion), and the ledger says which holds kept what.
 
 Recorded as ``backup.snapshot_expired`` / ``backup.snapshot_expiry_held`` and ``backup.copy_expired`` /
-``backup.copy_expiry_held``. The daily backup_expiry run (``retention.offboarding.backups.confirm_backups``)
-calls both; only ``*.dump`` keys of the snapshot catalog's prefix and the copies the ledger recorded are
-ever deleted, and each deletion is verified by listing again.
+``backup.copy_expiry_held``. While the account registry has refused rows nothing expires
+(``backup.expiry_refused``, once per distinct set of refused rows): a refused account's backup period is unknown,
+and a snapshot holds every account, so expiring without it could end a copy its period still keeps.
+
+The daily backup_expiry run (``retention.offboarding.backups.confirm_backups``) calls both; only ``*.dump`` keys
+of the snapshot catalog's prefix and the copies the ledger recorded are ever deleted, and each deletion is
+verified by listing again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -27,12 +32,30 @@ from retention.settings import Settings
 from retention.stores import s3_client
 
 BACKUP_CLASS = "backups"  # the data class whose rule sets how long snapshots and copies are kept
+REFUSED = "backup.expiry_refused"
+
+log = logging.getLogger(__name__)
 
 
 def catalog(settings: Settings) -> SnapshotCatalog:
     """The snapshots of the backed-up database (``Settings.backups_*``; the Connection holds the credentials)."""
     return SnapshotCatalog(s3_client(settings.backups_conn_id), settings.backups_bucket, settings.backups_prefix,
                            settings.backups_source)
+
+
+def registry_incomplete(ctx: SweepContext, what: str, *, actor: str) -> bool:
+    """Whether the registry refused rows, so ``what`` (snapshots, copies) must not expire now; said in the log each
+    time and in the ledger once per distinct set of refused rows."""
+    if ctx.registry is None or not ctx.registry.rejected:
+        return False
+    refused = [r.as_dict() for r in ctx.registry.rejected]
+    log.warning("backup expiry of %s refused: the account registry (%s) refused %d row(s), whose backup periods "
+                "are unknown; nothing expires until they are fixed", what, ctx.registry.source, len(refused))
+    earlier = [e.payload["rejected"] for e in ctx.ledger.events_of_kind(REFUSED) if e.payload["what"] == what]
+    if not earlier or earlier[-1] != refused:
+        ctx.ledger.append(REFUSED, {"what": what, "reason": "registry_rows_refused", "source": ctx.registry.source,
+                                    "rejected": refused}, actor=actor)
+    return True
 
 
 def _longest_retention(ctx: SweepContext, account_ids: Iterable[str], now: datetime) -> list[IsoDuration]:
@@ -53,6 +76,8 @@ def expire_snapshots(ctx: SweepContext, settings: Settings, now: datetime, *, ac
     """Delete (every version) the snapshots whose backup period ended for every account, unless a hold is in
     force; recorded as ``backup.snapshot_expired`` or ``backup.snapshot_expiry_held``. Only ``*.dump`` keys of
     the catalog's prefix are ever deleted. Returns the snapshots deleted."""
+    if registry_incomplete(ctx, "snapshots", actor=actor):
+        return []
     snapshots = snapshot_catalog or catalog(settings)
     periods = _longest_retention(ctx, ctx.accounts, now)
     if not periods:
@@ -88,6 +113,8 @@ def expire_copies(ctx: SweepContext, settings: Settings, now: datetime, *, actor
                   client: Any = None) -> list[str]:
     """Delete (every version) the per-account copies past the account's backup rule, unless a hold is in force
     on the account; recorded as ``backup.copy_expired`` / ``backup.copy_expiry_held``. Returns the copy ids."""
+    if registry_incomplete(ctx, "copies", actor=actor):
+        return []
     expired = {e.payload["copy_id"] for e in ctx.ledger.events_of_kind("backup.copy_expired")}
     pending = [e.payload for e in ctx.ledger.events_of_kind("backup.copy_written")
                if e.payload["copy_id"] not in expired]

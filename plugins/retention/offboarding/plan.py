@@ -60,6 +60,7 @@ def plan_offboarding(ctx: SweepContext, request: OffboardingRequest, at: pendulu
                                   dag_id=dag_id, airflow_run_id=airflow_run_id, actor=actor)
     working = [r for r in rows if r["skip_reason"] is None]
     with ctx.ledger.session() as s:
+        ctx.record_registry(run_id, actor=actor, session=s, account_id=account.id)
         for row in rows:
             ctx.ledger.add_planned_task(run_id, **{k: v for k, v in row.items() if k not in NOTES}, session=s)
         ctx.ledger.append(PLANNED, {
