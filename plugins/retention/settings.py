@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # The first retry's delay of a DAG task that failed on a passing fault, doubled per try up to 30 minutes
     # (retention.dagkit.defaults; read when the DAG files are parsed).
     retry_delay_seconds: float = 120.0
+    # A location gets one execute shard per this many records planned due there, up to its kind's pool slots.
+    shard_records: int = Field(default=1_000_000, ge=1)
 
     @property
     def keystore_dir(self) -> Path:
