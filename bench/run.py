@@ -22,11 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BENCH, MotoProcess, Row, apply_ratios, clear_dir, log, machine_info, postgres, write_json  # noqa: E402
 
-SCENARIOS = ("s3-plain", "s3-versioned", "s3-parser", "sql-1", "sql-20", "memory")
+SCENARIOS = ("s3-plain", "s3-versioned", "s3-parser", "sql-1", "sql-20", "memory", "saas", "saas-growth",
+             "s3-saas")
 FULL = {"objects": 50_000, "versioned_keys": 10_000, "rows": 2_000_000, "due": 1_300_000,
-        "memory": [(100_000, 5_000), (1_000_000, 50_000)]}
+        "memory": [(100_000, 5_000), (1_000_000, 50_000)],
+        "saas": (10_000, 10_000_000), "saas_growth": ([100, 1_000, 10_000], 1_000_000),
+        "s3_saas": (10_000, 100_000, 10_000)}
 QUICK = {"objects": 5_000, "versioned_keys": 1_000, "rows": 200_000, "due": 130_000,
-         "memory": [(100_000, 5_000)]}
+         "memory": [(100_000, 5_000)],
+         "saas": (100, 110_000), "saas_growth": ([10, 30, 100], 110_000),
+         "s3_saas": (100, 2_000, 500)}
 S3_RATIO = 0.95
 SQL_RATIO = 0.8
 
@@ -51,6 +56,8 @@ def main() -> int:
 
     import memory
     import s3_purge
+    import s3_saas
+    import saas
     import sql_delete
 
     started_at = datetime.now(UTC)
@@ -79,6 +86,12 @@ def main() -> int:
                 rows += sql_delete.scenario_rows(pg_url, sizes["rows"], sizes["due"], 20, work, repeat)
             if "memory" in only:
                 rows += memory.scenario_rows(pg_url, moto, work, sizes["memory"])
+            if "saas" in only:
+                rows += saas.scenario_rows(server_url, moto, work, *sizes["saas"])
+            if "saas-growth" in only:
+                rows += saas.growth_rows(server_url, moto, work, *sizes["saas_growth"])
+            if "s3-saas" in only:
+                rows += s3_saas.scenario_rows(moto, work, *sizes["s3_saas"])
             info["s3_endpoint_rss_mb_at_end"] = round(moto.rss_mb(), 1)
     finally:
         if moto is not None:
@@ -88,6 +101,8 @@ def main() -> int:
 
     apply_ratios(rows)
     judge(rows)
+    saas.judge_targets(rows)
+    s3_saas.judge_targets(rows)
     print_table(rows, sys.stdout)
     result = {
         "started_at": started_at.isoformat(timespec="seconds"),
