@@ -69,7 +69,7 @@ def _items(client: httpx.Client, source: HttpSource) -> Iterator[tuple[str, Mapp
 def _page(client: httpx.Client, source: HttpSource, cursor: str | None) -> dict[str, Any]:
     params = {"cursor": cursor} if cursor is not None else None
     retrying = Retrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(source.attempts),
-                        wait=wait_exponential_jitter(initial=0.5, max=10), reraise=True)
+                        wait=wait_exponential_jitter(multiplier=0.5, max=10), reraise=True)
     try:
         response = retrying(lambda: client.get(source.path, params=params).raise_for_status())
     except httpx.HTTPStatusError as exc:
