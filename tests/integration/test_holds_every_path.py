@@ -42,14 +42,16 @@ def test_sql_and_s3_batches_stop_at_a_hold_stamped_ahead_of_this_machines_clock(
         held_events = [e for e in ledger.run_events(report.run_id, "task.held") if e.payload["account_id"] == HELD]
 
     mine = [ln for ln in report.lines if ln.account_id == HELD and ln.action == "delete"]
-    assert len([ln for ln in mine if ln.affected]) == 1, "only the batch before the hold deleted anything"
+    deleted = [ln for ln in mine if ln.affected]
+    assert len(deleted) == 1, "only the batch before the hold deleted anything"
+    # SQL deletes many accounts per batch: the first batch's task may be held with what that batch deleted.
     held = [ln for ln in mine if ln.status == "held"]
-    assert held and all(ln.affected == 0 for ln in held)
+    assert held and all(ln.affected == 0 for ln in held if ln not in deleted)
     assert held_events and all(e.payload["holds"] == [hold.id] for e in held_events)
     after = stack.rows()
     for ln in held:
         if (ln.location, HELD) in before:
-            assert after[(ln.location, HELD)] == before[(ln.location, HELD)]
+            assert before[(ln.location, HELD)] - after.get((ln.location, HELD), 0) == ln.affected
 
 
 class HoldAfterFirstOutcome:

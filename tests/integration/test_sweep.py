@@ -160,12 +160,14 @@ def test_a_hold_placed_mid_run_stops_deletion_before_the_next_batch(stack):
     acct = [ln for ln in report.lines if ln.account_id == "acct_1001" and ln.action == "delete"]
     deleted = [ln for ln in acct if ln.affected]
     assert len(deleted) == 1, "only the batch before the hold deleted anything"
+    # SQL deletes many accounts per batch: the location of that first batch may hold acct_1001's task with what
+    # the batch deleted counted; every other task of it stops with nothing deleted.
     held = [ln for ln in acct if ln.status == "held"]
-    assert held and all(ln.affected == 0 for ln in held)
+    assert held and all(ln.affected == 0 for ln in held if ln not in deleted)
     after = stack.rows()
     for ln in held:
         if (ln.location, "acct_1001") in before:
-            assert after[(ln.location, "acct_1001")] == before[(ln.location, "acct_1001")]
+            assert before[(ln.location, "acct_1001")] - after.get((ln.location, "acct_1001"), 0) == ln.affected
 
 
 def test_no_personal_data_reaches_the_ledger(stack):
