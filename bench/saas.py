@@ -111,11 +111,6 @@ def account_rows(n: int, now: datetime) -> list[dict[str, Any]]:
 
 # -- seeding (parent) ------------------------------------------------------------------------------
 
-ACCOUNTS_DDL = """CREATE TABLE IF NOT EXISTS accounts (id text PRIMARY KEY, customer text, state text NOT NULL,
-  jurisdiction text NOT NULL, created_at timestamptz NOT NULL, contract_end timestamptz, terminated_at timestamptz,
-  election text, elected_at timestamptz, instructions jsonb)"""
-
-
 def seed_template(server_url: str, name: str, accounts: int, rows: int, now: datetime) -> dict[str, int]:
     """Create database ``name`` with the demo schema, the accounts and ``rows`` rows in all; returns rows per table."""
     import sqlalchemy as sa
@@ -132,7 +127,6 @@ def seed_template(server_url: str, name: str, accounts: int, rows: int, now: dat
     APP.create_all(engine)
     registry = account_rows(accounts, now)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(ACCOUNTS_DDL))
         conn.execute(sa.text(
             "INSERT INTO accounts (id, customer, state, jurisdiction, created_at, contract_end, instructions) "
             "SELECT * FROM unnest(CAST(:id AS text[]), CAST(:customer AS text[]), CAST(:state AS text[]), "
@@ -338,18 +332,17 @@ def child(url: str, endpoint: str, ledger_path: str, at_iso: str, accounts_n: st
     import pendulum
     import sqlalchemy as sa
 
+    from retention.embedded import airflow_connections
     from retention.embedded import s3_client as embedded_client
     from retention.engine import SweepContext, execute_location, finish_sweep, plan_sweep, verify_location
     from retention.ledger import Ledger
-    from retention.rules import load_ruleset
-    from retention.rules.inventory import S3Location, load_inventory
+    from retention.rules.inventory import S3Location
+    from retention.settings import Settings
     from retention.stores.s3 import S3Store
     from retention.stores.sql import SqlStore
 
     out: dict[str, Any] = {"rss_after_imports_mb": round(_vm("VmRSS"), 1)}
     at = pendulum.parse(at_iso)
-    ruleset = load_ruleset(REPO / "retention_rules")
-    inventory = load_inventory(REPO / "retention_rules" / "systems.yaml", ruleset)
     engine = sa.create_engine(url)
     clock = TransactionClock(engine)
     client = embedded_client(endpoint)
@@ -359,18 +352,20 @@ def child(url: str, endpoint: str, ledger_path: str, at_iso: str, accounts_n: st
             return S3Store(location_id, spec, client)
         return SqlStore(location_id, spec, engine)
 
-    started = time.perf_counter()
-    # The registry as the application holds it: the accounts table, read and validated here.
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT id, customer, state, jurisdiction, created_at, contract_end, "
-                                    "instructions FROM accounts")).mappings().all()
-    accounts = {r["id"]: to_account(r) for r in rows}
-    out["registry_s"] = round(time.perf_counter() - started, 3)
-    out["accounts"] = len(accounts)
-    if len(accounts) != int(accounts_n):
-        raise RuntimeError(f"read {len(accounts)} accounts, expected {accounts_n}")
+    # The registry as a deployment reads it: retention_rules/registry.yaml's sql source, the application's
+    # accounts table through the app_db Airflow Connection (here: the copy this run works on).
+    os.environ.pop("RETENTION_ACCOUNTS_FILE", None)
+    os.environ.update(airflow_connections(url, endpoint))
+    settings = Settings.from_env(rules_dir=REPO / "retention_rules")
     with Ledger.open(f"sqlite:///{ledger_path}") as ledger:
-        ctx = SweepContext(ruleset, inventory, accounts, ledger, open_store=open_store)
+        started = time.perf_counter()
+        ctx = SweepContext.load(settings, ledger, open_store=open_store)  # rules, inventory, registry
+        out["load_s"] = round(time.perf_counter() - started, 3)
+        out["accounts"] = len(ctx.accounts)
+        out["registry"] = ctx.registry.snapshot() if ctx.registry else None
+        if len(ctx.accounts) != int(accounts_n):
+            raise RuntimeError(f"read {len(ctx.accounts)} accounts, expected {accounts_n}")
+        inventory = ctx.inventory
         started = time.perf_counter()
         # ~60 % of every table is due, more than the mass-deletion share: the run acknowledges every location,
         # as an operator would after reading the dry run.
@@ -500,7 +495,7 @@ def run_size(server_url: str, moto: MotoProcess, work: Path, accounts: int, rows
         rows_out.append(Row(scenario, "engine plan (plan_sweep, every location)", due, plan_s, verified=ok,
                             verification="plan of the run above", extra={
                                 "per_row_us": round(plan_s / total * 1e6, 3), "accounts": accounts,
-                                "registry_read_s": result.get("registry_s"),
+                                "load_s (rules, inventory, registry)": result.get("load_s"),
                                 "locations": len(data_classes()), "rows_total": total}))
         rows_out.append(Row(scenario, "engine incl. plan + verify", due,
                             plan_s + execute_s + float(result.get("verify_s", float("nan"))), reference=single,
