@@ -90,3 +90,39 @@ def test_a_bad_registry_row_is_reported_and_skipped_while_the_rest_of_the_sweep_
     # The rest completed: another active account's due transcripts are gone (two years in service), the rest kept.
     assert after[("chat_conversations", "acct_1001")] == 6 * PER_AGE < before[("chat_conversations", "acct_1001")]
     assert report["deleted"] > 0
+
+
+def test_the_sweeps_certificate_names_the_registry_state_it_acted_on(app_registry) -> None:
+    from retention.certificates import inventory_locations
+    from retention.certificates.content import build
+
+    result = CliRunner().invoke(main, ["sweep", "--json"], catch_exceptions=False)
+    run_id = json.loads(result.stdout)["run_id"]
+    with Ledger.open(app_registry.ledger_url) as ledger:
+        [snapshot] = ledger.run_events(run_id, "registry.snapshot")
+        content = build(ledger, run_id, "acct_1001", exporter="Northwind Traders GmbH", importer="Processor",
+                        locations=inventory_locations(REPO / "retention_rules"))
+    assert content["registry"] == {"source": "sql:app_db/accounts", "accounts": 5,
+                                   "sha256": snapshot.payload["sha256"]}
+
+
+def test_an_offboarding_records_the_digest_of_the_accounts_own_registry_entry(app_registry) -> None:
+    import pendulum
+
+    from retention.certificates.content import registry_state
+    from retention.engine import SweepContext
+    from retention.offboarding.plan import plan_offboarding
+    from retention.offboarding.request import parse_request
+    from retention.settings import Settings
+
+    with Ledger.open(app_registry.ledger_url) as ledger:
+        ctx = SweepContext.load(Settings.from_env(), ledger)
+        request = parse_request({"account_id": "acct_4004", "choice": "delete", "reference": "OFF-1",
+                                 "subprocessors": []})
+        run_id = plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:staff-1", actor="test")["run_id"]
+        state = registry_state(ledger, run_id, "acct_4004")
+        assert ctx.registry is not None
+        assert state == {"source": "sql:app_db/accounts", "accounts": 5, "sha256": ctx.registry.sha256,
+                         "account_entry_sha256": ctx.registry.entry_sha256("acct_4004")}
+        assert registry_state(ledger, run_id, "acct_1001") == {  # another account: no entry of its own here
+            "source": "sql:app_db/accounts", "accounts": 5, "sha256": ctx.registry.sha256}
