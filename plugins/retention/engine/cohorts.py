@@ -24,8 +24,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from retention.engine.shards import Shard
 from retention.engine.steplog import log_step, log_task
 from retention.ledger import Ledger
 from retention.ledger.cohorts import PendingRange
@@ -33,18 +34,6 @@ from retention.ledger.models import PlannedTask
 from retention.stores.base import BatchLocked, Cohort, CohortBatch, CohortDeleting, CohortOutcome
 
 RUNNABLE = ("planned", "running")
-
-
-class Shard(Protocol):
-    """The part of a location's accounts one mapped task executes (``engine.shards.Shard``)."""
-
-    @property
-    def index(self) -> int: ...
-
-    @property
-    def count(self) -> int: ...
-
-    def takes(self, account_id: str) -> bool: ...
 
 
 class CohortHeld(Exception):
@@ -137,7 +126,9 @@ class _CohortRun:
         try:
             outcome = self.store.cohort_delete(batch)
         except CohortHeld as held:  # nothing of the batch went: clear the intent, then hold those accounts
-            self._outcome({}, batch.after, ("batch.outcome", {**self._ids(), "affected": 0, "held": len(held.held)}))
+            fields = {"affected": 0, "held": len(held.held)}
+            self._outcome({}, batch.after, ("batch.outcome", {**self._ids(), **fields}))
+            log_step("batch.outcome", run_id=self.run_id, location=self.location, cohort=self.ident[:16], **fields)
             self._hold(held.held)
             return None
         except BatchLocked as locked:  # every try rolled back: say so, then let the run fail and be retried

@@ -25,8 +25,9 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from retention.engine.cohorts import RUNNABLE, Shard, cohorts_of, execute_cohort
+from retention.engine.cohorts import RUNNABLE, cohorts_of, execute_cohort
 from retention.engine.context import SweepContext
+from retention.engine.shards import Shard
 from retention.engine.steplog import log_task
 from retention.engine.steps import count_mode
 from retention.ledger import Ledger

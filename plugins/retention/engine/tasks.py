@@ -8,12 +8,12 @@ from typing import Any
 
 import pendulum
 
-from retention.engine.cohorts import Shard
 from retention.engine.context import SweepContext
 from retention.engine.executor import execute_location
 from retention.engine.overdue import describe, record_check
 from retention.engine.planner import plan_sweep
 from retention.engine.report import finish_sweep, location_summary
+from retention.engine.shards import Shard, ShardDict, plan_shards
 from retention.engine.verifier import reclaim, verify_location
 from retention.ledger import Ledger
 from retention.rules import parse_utc
@@ -37,25 +37,33 @@ def context() -> Iterator[SweepContext]:
 
 def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None,
          airflow_run_id: str | None = None, acknowledge_mass_deletion: list[str] | None = None) -> dict[str, Any]:
-    """Plan the sweep: its run id, the locations with work per store kind (``sql``, ``s3``, ...) and ``all``. A
-    location the plan would make a large share of due at once is planned as kept unless
-    ``acknowledge_mass_deletion`` names it; the returned plan says which (counts and a sentence each)."""
+    """Plan the sweep: its run id, the locations with work per store kind (``sql``, ``s3``, ...) and ``all``, and
+    ``shards``: per location with work, the shards its execute is mapped over (one per RETENTION_SHARD_RECORDS
+    records planned due, up to its kind's pool slots). A location the plan would make a large share of due at once
+    is planned as kept unless ``acknowledge_mass_deletion`` names it; the returned plan says which (counts and a
+    sentence each). Ids and counts only: the XCom stays small whatever the number of accounts."""
     moment = parse_utc(at) if at else pendulum.now("UTC")
     with context() as ctx:
         made = plan_sweep(ctx, moment, dry_run=dry_run, actor=actor, dag_id=dag_id, airflow_run_id=airflow_run_id,
                           acknowledged=acknowledge_mass_deletion or ())
         share = ctx.mass_deletion.share
+        records = Settings.from_env().shard_records
+        shards: dict[str, list[ShardDict]] = {
+            location: [s.as_dict() for s in split]
+            for location, split in plan_shards(ctx.inventory.locations, made.due_by_location, records).items()}
     every = [location for ids in made.locations.values() for location in ids]
-    return {"run_id": made.run_id, "dry_run": made.dry_run, **made.locations, "all": every, "tasks": made.tasks,
+    return {"run_id": made.run_id, "dry_run": made.dry_run, **made.locations, "all": every, "shards": shards,
+            "tasks": made.tasks,
             "estimated": made.estimated,
             "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share, made.dry_run)} for m in made.mass_deletions]}
 
 
-def execute(run_id: str, location_id: str, *, actor: str, shard: Shard | None = None) -> dict[str, Any]:
-    """Execute one location (with ``shard``: only the accounts it takes); returns its counts (Airflow shows them
-    as the mapped task's XCom)."""
+def execute(run_id: str, location_id: str, *, actor: str, shard: ShardDict | None = None) -> dict[str, Any]:
+    """Execute one location (with ``shard``, as ``plan`` returned it: only the accounts it takes); returns its
+    counts (Airflow shows them as the mapped task's XCom)."""
     with context() as ctx:
-        affected = execute_location(ctx, run_id, location_id, actor=actor, shard=shard)
+        affected = execute_location(ctx, run_id, location_id, actor=actor,
+                                    shard=None if shard is None else Shard.of(shard))
         return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
 
 

@@ -50,7 +50,39 @@ class CohortState:
     pending: PendingRange | None
 
 
-class CohortTasks(RunsAndTasks):
+@dataclass(frozen=True)
+class Verified:
+    """One task's verification as the verifier found it in detail (a task with residue, or a held one)."""
+
+    task_id: str
+    status: str  # "verified" | "residue" | "held"
+    residue: int
+    retained: list[dict[str, Any]]
+    event: Mapping[str, object]  # the task.verified payload
+
+
+class Verifications(RunsAndTasks):
+    """Writing a location's verification in bulk."""
+
+    def record_verification(self, run_id: str, clean: Sequence[str], detailed: Sequence[Verified],
+                            event: Event, *, actor: str) -> None:
+        """Tasks found clean by the location's tally become ``verified`` (residue 0) in one UPDATE per thousand;
+        each detailed task gets its status and a ``task.verified`` event; then ONE event for the location."""
+        def write() -> None:
+            with self.session() as s:
+                for chunk in _chunks(clean):
+                    s.connection().execute(update(PlannedTask).where(PlannedTask.id.in_(chunk))
+                                           .values(status="verified", residue=0, retained=[]))
+                for found in detailed:
+                    s.connection().execute(update(PlannedTask).where(PlannedTask.id == found.task_id).values(
+                        status=found.status, residue=found.residue, retained=found.retained))
+                    self.append("task.verified", found.event, actor=actor, run_id=run_id, task_id=found.task_id,
+                                session=s)
+                self.append(event[0], event[1], actor=actor, run_id=run_id, session=s)
+        self._retrying(write, f"verification of run {run_id}")
+
+
+class CohortTasks(Verifications):
     """Claiming, checkpointing and finishing a cohort of planned tasks with bulk writes."""
 
     @contextmanager
