@@ -18,12 +18,12 @@ import pendulum
 
 from retention.engine.context import SweepContext
 from retention.engine.overdue import Termination, awaiting_offboarding
-from retention.engine.planner import due_count, sweep_step
+from retention.engine.planner import due_of, sweep_step
 from retention.engine.steplog import Progress, quietly
-from retention.engine.steps import Skip
+from retention.engine.steps import Step
 from retention.ledger.chain import iso_utc
-from retention.rules import Account, Decision, LegalHold, parse_utc, resolve
-from retention.stores import Selector
+from retention.rules import Decision, LegalHold, parse_utc, resolve
+from retention.stores import Due as StoreDue
 
 MAX_DAYS = 366
 
@@ -55,8 +55,7 @@ def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: P
         raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
     holds = ctx.ledger.resolver_holds()
     found = [due for location_id in progress(list(ctx.inventory.locations), "counting")
-             for account in ctx.accounts.values()
-             for due in _account_in_location(ctx, location_id, account, start, days, holds)]
+             for due in _location(ctx, location_id, start, days, holds)]
     end = start.add(days=days)
     terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or parse_utc(t.due_at) <= end]
     return Forecast(sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location)), terminations)
@@ -80,26 +79,41 @@ def as_document(lines: list[Due], days: int) -> dict[str, Any]:
             "terminations_due": [t.as_dict() for t in terminations if not t.overdue]}
 
 
-def _account_in_location(ctx: SweepContext, location_id: str, account: Account, start: pendulum.DateTime,
-                         days: int, holds: list[LegalHold]) -> list[Due]:
+def _location(ctx: SweepContext, location_id: str, start: pendulum.DateTime, days: int,
+              holds: list[LegalHold]) -> list[Due]:
+    """The location's lines: per day, one ``store.tally`` of the accounts whose step changed since their last
+    count (a record-anchored cutoff moves every day; an account event's step changes once) and that still
+    have records not yet due. Day 0 counts every account and gives the totals."""
     spec = ctx.inventory.locations[location_id]
     store = ctx.store(location_id)
-    total = store.count(Selector(account.id))
-    found, already = [], 0
+    totals: dict[str, int] | None = None
+    already: dict[str, int] = {}  # per account, its records due by the days counted so far
+    counted: dict[str, StoreDue] = {}  # per account, what its last count was for
+    found = []
     for day in range(days + 1):
-        if already >= total:
-            break  # everything is due already: nothing more can come
         at = start.add(days=day)
-        decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
-        step = sweep_step(decision, account)  # the planner's own choice: a terminated account is not swept
-        if isinstance(step, Skip):
+        accounts = [a for a in ctx.accounts.values()
+                    if totals is None or already.get(a.id, 0) < totals.get(a.id, 0)]  # the rest is due already
+        steps: dict[str, tuple[Decision, Step]] = {}
+        for account in accounts:
+            decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
+            step = sweep_step(decision, account)  # the planner's own choice: a terminated account is not swept
+            if isinstance(step, Step) and counted.get(account.id) != due_of(step):
+                steps[account.id] = (decision, step)
+        if totals is not None and not steps:
             continue
-        due = due_count(store, step, total)
-        if due > already:
-            found.append(Due(at.to_date_string(), spec.data_class, account.id, location_id, step.action,
-                             due - already, decision.rule_id, iso_utc(step.selector.cutoff) if step.selector.cutoff
-                             else None, _why(decision)))
-            already = due
+        asked = [a.id for a in accounts] if totals is None else list(steps)
+        tallied = store.tally(asked, [due_of(step) for _, step in steps.values()])
+        if totals is None:
+            totals = {account_id: tally.total for account_id, tally in tallied.items()}
+        for account_id, (decision, step) in steps.items():
+            counted[account_id] = due_of(step)
+            due = tallied[account_id].due if account_id in tallied else 0
+            if due > already.get(account_id, 0):
+                found.append(Due(at.to_date_string(), spec.data_class, account_id, location_id, step.action,
+                                 due - already.get(account_id, 0), decision.rule_id,
+                                 iso_utc(step.selector.cutoff) if step.selector.cutoff else None, _why(decision)))
+                already[account_id] = due
     return found
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pendulum
@@ -25,7 +25,7 @@ from retention.engine.steplog import log_step
 from retention.engine.steps import Skip, Step, count_mode, step_for
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.rules import Account, AccountState, Decision, LegalHold, resolve
-from retention.stores import Selector, Store
+from retention.stores import Due
 from retention.stores.kinds import KINDS
 
 
@@ -68,6 +68,8 @@ class Plan:
     skipped: int
     estimated: int
     mass_deletions: tuple[MassDeletion, ...] = ()
+    # records estimated due per location with work planned: how many shards each gets (``engine.shards``)
+    due_by_location: dict[str, int] = field(default_factory=dict)
 
     @property
     def refused(self) -> list[MassDeletion]:
@@ -87,8 +89,7 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
                                   dag_id=dag_id, airflow_run_id=airflow_run_id, actor=actor)
     with ctx.ledger.session() as s:
         ctx.record_registry(run_id, actor=actor, session=s)
-        for row in rows:
-            ctx.ledger.add_planned_task(run_id, **row, session=s)
+        ctx.ledger.add_planned_tasks(run_id, rows, session=s)
         working = [r for r in rows if r["skip_reason"] is None]
         tasks, skipped = len(working), len(rows) - len(working)
         estimated = sum(r["estimated_count"] or 0 for r in working)
@@ -99,12 +100,14 @@ def plan_sweep(ctx: SweepContext, at: pendulum.DateTime, *, dry_run: bool, actor
     log_step("run.planned", run_id=run_id, kind="sweep", dry_run=dry_run, **summary)
     for m in mass:
         log_step("plan.mass_deletion", run_id=run_id, **m.as_dict())
-    busy = {r["location"] for r in working}
+    busy: dict[str, int] = {}
+    for r in working:
+        busy[r["location"]] = busy.get(r["location"], 0) + (r["estimated_count"] or 0)
     kinds: dict[str, list[str]] = {name: [] for name in KINDS}
     for location_id, spec in ctx.inventory.locations.items():
         if location_id in busy:
             kinds[spec.kind].append(location_id)
-    return Plan(run_id, dry_run, kinds, tasks, skipped, estimated, tuple(mass))
+    return Plan(run_id, dry_run, kinds, tasks, skipped, estimated, tuple(mass), busy)
 
 
 def check_acknowledged(ctx: SweepContext, acknowledged: Collection[str]) -> frozenset[str]:
@@ -158,34 +161,37 @@ def sweep_step(decision: Decision, account: Account) -> Step | Skip:
 
 def _plan_location(ctx: SweepContext, location_id: str, at: pendulum.DateTime,
                    holds: list[LegalHold]) -> list[dict[str, Any]]:
+    """One row per account with records here: its step (or why it is kept) and its counts, all counted by ONE
+    ``store.tally`` for the location, whatever the number of accounts."""
     spec = ctx.inventory.locations[location_id]
-    store = ctx.store(location_id)
+    decided = {account.id: (account, resolve(ctx.ruleset, account, spec.data_class, at, holds))
+               for account in ctx.accounts.values()}
+    steps = {account_id: sweep_step(decision, account) for account_id, (account, decision) in decided.items()}
+    tallied = ctx.store(location_id).tally(list(decided), [
+        due_of(step) for step in steps.values() if isinstance(step, Step)])
     rows = []
-    for account in ctx.accounts.values():
-        decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
-        step = sweep_step(decision, account)
-        total = store.count(Selector(account.id))
-        if total == 0:
+    for account_id, (_, decision) in decided.items():
+        tally = tallied.get(account_id)
+        if tally is None or tally.total == 0:
             continue  # nothing of this account here: nothing to plan, keep or report
+        step = steps[account_id]
         if isinstance(step, Skip):
             action, selector, estimated, skip_reason = "keep", None, 0, step.reason
         else:
-            action, selector, estimated, skip_reason = step.action, step.selector, due_count(store, step, total), None
+            action, selector, estimated, skip_reason = step.action, step.selector, tally.due, None
         rows.append({
-            "account_id": account.id, "data_class": spec.data_class, "location": location_id,
+            "account_id": account_id, "data_class": spec.data_class, "location": location_id,
             "action": action, "rule_id": decision.rule_id,
             "anchor": selector.anchor if selector else None, "cutoff": selector.cutoff if selector else None,
-            "total_count": total, "estimated_count": estimated, "skip_reason": skip_reason,
+            "total_count": tally.total, "estimated_count": estimated, "skip_reason": skip_reason,
         })
     return rows
 
 
-def due_count(store: Store, step: Step, total: int) -> int:
-    """Records the step acts on, given the account's total in this store."""
-    # Deleting all of an account's data: the due count is the total already counted (no second listing).
-    if step.selector.anchor is None and step.action == "delete":
-        return total
-    return store.count(step.selector, **count_mode(step.action))
+def due_of(step: Step) -> Due:
+    """What a step asks a store to count: its selector's records (for an anonymize step, only those not yet
+    anonymized: anonymized rows stay in place)."""
+    return Due(step.selector, **count_mode(step.action))
 
 
 def digest(rows: list[dict[str, Any]]) -> str:

@@ -1,0 +1,99 @@
+"""Set-based planning on the embedded stack: the plan counts each location with one ``store.tally``, so the
+application database sees the same number of statements for 10 accounts as for 200, and every planned
+count is what per-account ``count`` says."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pendulum
+import pytest
+import sqlalchemy as sa
+
+from retention import embedded
+from retention.engine import SweepContext, plan_sweep
+from retention.engine.steps import count_mode
+from retention.ledger import Ledger
+from retention.rules import Account, load_ruleset
+from retention.rules.inventory import S3Location, load_inventory
+from retention.stores import Selector, Store
+from retention.stores.s3 import S3Store
+from retention.stores.sql import SqlStore
+from tests.fixtures.stack import REPO
+
+pytestmark = pytest.mark.postgres
+
+JURISDICTIONS = ("EEA", "UK", "US-CA")
+
+
+def account(i: int) -> Account:
+    return Account.model_validate({"id": f"acct_{i:04d}", "customer": f"Customer {i}", "state": "active",
+                                   "jurisdiction": JURISDICTIONS[i % 3], "created_at": "2019-01-01T00:00:00Z",
+                                   "contract_end": "2030-01-01T00:00:00Z"})
+
+
+@contextmanager
+def statements(engine: sa.Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def plan_counting(app_url: str, s3_endpoint: str, ledger_url: str, n: int) -> tuple[int, list]:
+    """Seed n accounts (one record per age and table), plan a dry run over every location; returns the
+    statements the application database received while planning and the planned tasks."""
+    now = pendulum.now("UTC").start_of("second")
+    accounts = {a.id: a for a in map(account, range(n))}
+    client = embedded.s3_client(s3_endpoint)
+    embedded.seed(app_url, client, list(accounts), now, per_age=1)
+    ruleset = load_ruleset(REPO / "retention_rules")
+    inventory = load_inventory(REPO / "retention_rules" / "systems.yaml", ruleset)
+    engine = sa.create_engine(app_url)
+
+    def open_store(location_id: str, spec) -> Store:
+        if isinstance(spec, S3Location):
+            return S3Store(location_id, spec, client)
+        return SqlStore(location_id, spec, engine)
+
+    stores = {location_id: open_store(location_id, spec) for location_id, spec in inventory.locations.items()}
+    with Ledger.open(ledger_url) as ledger, statements(engine) as sent:
+        ctx = SweepContext(ruleset, inventory, accounts, ledger, open_store=lambda location_id, _: stores[location_id])
+        plan = plan_sweep(ctx, now, dry_run=True, actor="test")
+        tasks = ledger.tasks(plan.run_id)
+    checked = check_against_count(stores, tasks)
+    engine.dispose()
+    return len(sent), checked
+
+
+def check_against_count(stores: dict[str, Store], tasks: list) -> list:
+    """Every planned count equals what the store's per-account ``count`` says."""
+    for task in tasks:
+        store = stores[task.location]
+        assert task.total_count == store.count(Selector(task.account_id)), task.location
+        if task.status == "planned":
+            selector = Selector(task.account_id, task.anchor, task.cutoff)
+            assert task.estimated_count == store.count(selector, **count_mode(task.action)), task.location
+    return tasks
+
+
+def reset_s3(endpoint: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+
+
+def test_planning_sends_the_same_statements_for_10_as_for_200_accounts(postgres_url, s3_endpoint, tmp_path):
+    reset_s3(s3_endpoint)
+    few, few_tasks = plan_counting(postgres_url, s3_endpoint, f"sqlite:///{tmp_path / 'few.db'}", 10)
+    reset_s3(s3_endpoint)
+    many, many_tasks = plan_counting(postgres_url, s3_endpoint, f"sqlite:///{tmp_path / 'many.db'}", 200)
+
+    assert len(many_tasks) == 20 * len(few_tasks) > 0  # every account has records in every seeded location
+    assert many == few
