@@ -43,12 +43,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, help="runs per contender, median reported (default 3; 1 with --quick)")
     parser.add_argument("--out", type=Path,
                         help="JSON output (default bench/results/latest.json, quick.json with --quick)")
+    parser.add_argument("--saas-size", help="ACCOUNTS,ROWS for the saas scenario (default: the mode's)")
+    parser.add_argument("--s3-saas-size", help="ACCOUNTS,OBJECTS,VERSIONED_KEYS for s3-saas (default: the mode's)")
     args = parser.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    for option, key in ((args.saas_size, "saas"), (args.s3_saas_size, "s3_saas")):
+        if option:
+            sizes[key] = tuple(int(part) for part in option.split(","))
     repeat = args.repeat or (1 if args.quick else 3)
     if not 1 <= repeat <= 9:
         parser.error("--repeat must be 1..9")
