@@ -33,12 +33,14 @@ def sweep_process(stack, ledger_path: Path, *args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def ledger_state(ledger_path: Path) -> tuple[int, str] | None:
-    """How many batch intents the ledger holds, and the kind of its last event."""
+def ledger_state(ledger_path: Path) -> tuple[int, str, bool] | None:
+    """How many batch intents the ledger holds, the kind of its last event, and whether that event is a
+    cohort's (a SQL batch of many accounts, whose per-account counts are in a cohort checkpoint row)."""
     try:
         with sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("SELECT (SELECT count(*) FROM events WHERE kind = 'batch.intent'),"
-                                " (SELECT kind FROM events ORDER BY seq DESC LIMIT 1)").fetchone()
+            return conn.execute("SELECT (SELECT count(*) FROM events WHERE kind = 'batch.intent'), kind,"
+                                " json_extract(payload, '$.cohort') IS NOT NULL"
+                                " FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     except sqlite3.Error:  # not created yet, or locked by the writer
         return None
 
@@ -51,7 +53,8 @@ def freeze(process: subprocess.Popen) -> None:
         time.sleep(0.0005)
 
 
-def kill_between_intent_and_outcome(process: subprocess.Popen, ledger_path: Path, after_intents: int) -> None:
+def kill_between_intent_and_outcome(process: subprocess.Popen, ledger_path: Path, after_intents: int, *,
+                                    cohort: bool = False) -> None:
     """Once the ledger holds `after_intents` batch intents, freeze the process at each poll; if its last
     event is then an intent (the batch is in flight), SIGKILL it there, else let it go on.
 
@@ -65,7 +68,7 @@ def kill_between_intent_and_outcome(process: subprocess.Popen, ledger_path: Path
         if state and state[0] >= after_intents:
             freeze(process)
             frozen = ledger_state(ledger_path)  # read while nothing can write
-            if frozen and frozen[1] == "batch.intent":
+            if frozen and frozen[1] == "batch.intent" and (frozen[2] or not cohort):
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
                 return
@@ -86,8 +89,15 @@ def contents(stack) -> tuple[Counter, dict]:
     return stack.rows(), objects
 
 
-@pytest.mark.parametrize("after_intents", [1, 7, 23])
-def test_killed_sweep_resumes_to_the_same_totals_and_contents(stack, tmp_path, after_intents):
+def intents(ledger_path: Path) -> int:
+    state = ledger_state(ledger_path)
+    assert state is not None
+    return state[0]
+
+
+# Where the kill lands: the first batch, the middle one, near the end; and the first SQL batch of many accounts.
+@pytest.mark.parametrize(("share", "cohort"), [(0.0, False), (0.5, False), (0.9, False), (0.0, True)])
+def test_killed_sweep_resumes_to_the_same_totals_and_contents(stack, tmp_path, share, cohort):
     reseed(stack)
     baseline_ledger = tmp_path / "baseline.db"
     done = sweep_process(stack, baseline_ledger)
@@ -99,7 +109,8 @@ def test_killed_sweep_resumes_to_the_same_totals_and_contents(stack, tmp_path, a
     reseed(stack)
     crashed_ledger = tmp_path / "crashed.db"
     process = sweep_process(stack, crashed_ledger)
-    kill_between_intent_and_outcome(process, crashed_ledger, after_intents)
+    kill_between_intent_and_outcome(process, crashed_ledger, max(1, int(intents(baseline_ledger) * share)),
+                                    cohort=cohort)
     assert process.returncode == -signal.SIGKILL
     run_id, partial = totals(crashed_ledger)
     assert sum(partial.values()) < sum(expected_totals.values())

@@ -156,8 +156,8 @@ class CohortTasks(Verifications):
                 row = s.get(CohortCheckpoint, cohort_id, with_for_update=True)
                 if row is not None:
                     row.after, row.pending = None, None
-                total = sum(s.scalar(select(func.coalesce(func.sum(PlannedTask.affected_count), 0))
-                                     .where(PlannedTask.id.in_(chunk))) or 0 for chunk in _chunks(task_ids))
+                total = sum(int(s.scalar(select(func.coalesce(func.sum(PlannedTask.affected_count), 0))
+                                         .where(PlannedTask.id.in_(chunk))) or 0) for chunk in _chunks(task_ids))
                 kind, payload = event
                 self.append(kind, {**payload, "affected": total}, actor=actor, run_id=run_id, task_id=task_id,
                             session=s)
