@@ -24,6 +24,7 @@ from retention.engine.steps import Step
 from retention.ledger.chain import iso_utc
 from retention.rules import Decision, LegalHold, parse_utc, resolve
 from retention.stores import Due as StoreDue
+from retention.stores import Store
 
 MAX_DAYS = 366
 
@@ -79,42 +80,103 @@ def as_document(lines: list[Due], days: int) -> dict[str, Any]:
             "terminations_due": [t.as_dict() for t in terminations if not t.overdue]}
 
 
+Scheduled = tuple[Decision, Step] | None  # one account's step on one day (None: its data is kept that day)
+
+
 def _location(ctx: SweepContext, location_id: str, start: pendulum.DateTime, days: int,
               holds: list[LegalHold]) -> list[Due]:
-    """The location's lines: per day, one ``store.tally`` of the accounts whose step changed since their last
-    count (a record-anchored cutoff moves every day; an account event's step changes once) and that still
-    have records not yet due. Day 0 counts every account and gives the totals."""
+    """The location's lines: each account's step on each day (as the planner would choose it), counted with
+    as few ``store.tally`` calls as the counts allow (``_due_by_day``)."""
     spec = ctx.inventory.locations[location_id]
-    store = ctx.store(location_id)
-    totals: dict[str, int] | None = None
-    already: dict[str, int] = {}  # per account, its records due by the days counted so far
-    counted: dict[str, StoreDue] = {}  # per account, what its last count was for
-    found = []
-    for day in range(days + 1):
-        at = start.add(days=day)
-        accounts = [a for a in ctx.accounts.values()
-                    if totals is None or already.get(a.id, 0) < totals.get(a.id, 0)]  # the rest is due already
-        steps: dict[str, tuple[Decision, Step]] = {}
-        for account in accounts:
+    moments = [start.add(days=day) for day in range(days + 1)]
+    schedule: dict[str, list[Scheduled]] = {}
+    for account in ctx.accounts.values():
+        steps: list[Scheduled] = []
+        for at in moments:
             decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
             step = sweep_step(decision, account)  # the planner's own choice: a terminated account is not swept
-            if isinstance(step, Step) and counted.get(account.id) != due_of(step):
-                steps[account.id] = (decision, step)
-        if totals is not None and not steps:
-            continue
-        asked = [a.id for a in accounts] if totals is None else list(steps)
-        tallied = store.tally(asked, [due_of(step) for _, step in steps.values()])
-        if totals is None:
-            totals = {account_id: tally.total for account_id, tally in tallied.items()}
-        for account_id, (decision, step) in steps.items():
-            counted[account_id] = due_of(step)
-            due = tallied[account_id].due if account_id in tallied else 0
-            if due > already.get(account_id, 0):
-                found.append(Due(at.to_date_string(), spec.data_class, account_id, location_id, step.action,
-                                 due - already.get(account_id, 0), decision.rule_id,
-                                 iso_utc(step.selector.cutoff) if step.selector.cutoff else None, _why(decision)))
-                already[account_id] = due
+            steps.append((decision, step) if isinstance(step, Step) else None)
+        schedule[account.id] = steps
+    due = _due_by_day(ctx.store(location_id), schedule)
+    found = []
+    for account_id, steps in schedule.items():
+        already = 0  # its records due by the days seen so far
+        for day, scheduled in enumerate(steps):
+            if scheduled is None or due[account_id, day] <= already:
+                continue
+            decision, step = scheduled
+            found.append(Due(moments[day].to_date_string(), spec.data_class, account_id, location_id, step.action,
+                             due[account_id, day] - already, decision.rule_id,
+                             iso_utc(step.selector.cutoff) if step.selector.cutoff else None, _why(decision)))
+            already = due[account_id, day]
     return found
+
+
+def _due_by_day(store: Store, schedule: dict[str, list[Scheduled]]) -> dict[tuple[str, int], int]:
+    """Per (account, day with a step): the records its step matches, from a few tallies.
+
+    Within a run of days on which an account's step keeps its rule, action and anchor and its cutoff only
+    moves later, the count can only grow; so where it is the same at both ends of a stretch it is the same
+    on every day between, and only stretches whose ends differ are halved and counted at their middle. Each
+    round counts every day some account needs with ONE tally for all of them.
+    """
+    known: dict[tuple[str, int], int] = {}
+    stretches = [(account_id, first, last) for account_id, steps in schedule.items() for first, last in _runs(steps)]
+    while stretches:
+        wanted: dict[int, dict[str, StoreDue]] = {}
+        for account_id, first, last in stretches:
+            for day in (first, last):
+                if (account_id, day) not in known:
+                    wanted.setdefault(day, {})[account_id] = due_of(_step_on(schedule, account_id, day))
+        for day, dues in sorted(wanted.items()):
+            tallied = store.tally(list(dues), list(dues.values()))
+            for account_id in dues:
+                known[account_id, day] = tallied[account_id].due if account_id in tallied else 0
+        stretches = [half for account_id, first, last in stretches
+                     if known[account_id, first] != known[account_id, last] and last - first > 1
+                     for half in ((account_id, first, (first + last) // 2), (account_id, (first + last) // 2, last))]
+    due: dict[tuple[str, int], int] = {}
+    for account_id, steps in schedule.items():
+        for first, last in _runs(steps):
+            value = known[account_id, first]
+            for day in range(first, last + 1):  # a day not counted lies between two counted days that agree
+                value = known.get((account_id, day), value)
+                due[account_id, day] = value
+    return due
+
+
+def _runs(steps: list[Scheduled]) -> list[tuple[int, int]]:
+    """(first, last) day of each run of days whose steps count monotonically: same rule, action and anchor,
+    the cutoff never earlier than the day before."""
+    runs: list[tuple[int, int]] = []
+    first: int | None = None
+    for day, scheduled in enumerate(steps):
+        previous = steps[day - 1] if day else None
+        if first is not None and not (scheduled is not None and _continues(previous, scheduled)):
+            runs.append((first, day - 1))
+            first = None
+        if scheduled is not None and first is None:
+            first = day
+    if first is not None:
+        runs.append((first, len(steps) - 1))
+    return runs
+
+
+def _continues(previous: Scheduled, scheduled: tuple[Decision, Step]) -> bool:
+    if previous is None:
+        return False
+    (before, was), (now, step) = previous, scheduled
+    if (before.rule_id, was.action, was.selector.anchor) != (now.rule_id, step.action, step.selector.anchor):
+        return False
+    earlier, later = was.selector.cutoff, step.selector.cutoff
+    return earlier is None or (later is not None and later >= earlier)
+
+
+def _step_on(schedule: dict[str, list[Scheduled]], account_id: str, day: int) -> Step:
+    scheduled = schedule[account_id][day]
+    if scheduled is None:  # runs hold only days with a step
+        raise LookupError(f"account {account_id} has no step on day {day}")
+    return scheduled[1]
 
 
 def _why(decision: Decision) -> str:
