@@ -97,3 +97,40 @@ def test_planning_sends_the_same_statements_for_10_as_for_200_accounts(postgres_
 
     assert len(many_tasks) == 20 * len(few_tasks) > 0  # every account has records in every seeded location
     assert many == few
+
+
+def test_the_forecast_counts_what_per_day_per_account_count_says(stack):
+    """The forecast's few tallies give the lines a count per account, location and day gives."""
+    from retention.engine.forecast import forecast
+    from retention.engine.planner import sweep_step
+    from retention.engine.steps import Skip
+    from retention.ledger.chain import iso_utc
+    from retention.rules import resolve
+    from retention.settings import Settings
+
+    days = 12  # the demo's 20-day-old e-mail events fall due on about day 10
+    with Ledger.open(stack.ledger_url) as ledger:
+        ctx = SweepContext.load(Settings.from_env(), ledger)
+        lines = {(d.day, d.location, d.account_id): (d.records, d.rule_id, d.cutoff)
+                 for d in forecast(ctx, stack.now, days)}
+        holds = ledger.resolver_holds()
+        reference = {}
+        for location_id, spec in ctx.inventory.locations.items():
+            store = ctx.store(location_id)
+            for account in ctx.accounts.values():
+                already = 0
+                for day in range(days + 1):
+                    at = stack.now.add(days=day)
+                    decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
+                    step = sweep_step(decision, account)
+                    if isinstance(step, Skip):
+                        continue
+                    due = store.count(step.selector, **count_mode(step.action))
+                    if due > already:
+                        cutoff = step.selector.cutoff
+                        reference[at.to_date_string(), location_id, account.id] = (
+                            due - already, decision.rule_id, iso_utc(cutoff) if cutoff else None)
+                        already = due
+
+    assert any(day != stack.now.to_date_string() for day, _, _ in reference)  # later days are in the check
+    assert lines == reference
