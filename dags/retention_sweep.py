@@ -1,8 +1,10 @@
 """Daily retention sweep: plan -> execute (mapped per location) -> verify (mapped) -> report -> terminations.
 
 Thin on purpose: every task calls one function of retention.engine.tasks. Mapping is per location
-(one data class each), never per account: accounts are batched inside a task, so a map stays far below
-Airflow's 1,024 limit and the scheduler's load does not grow with the customer count. Each store kind
+(one data class each) and, for a location with many records due, per shard of its accounts (one per
+RETENTION_SHARD_RECORDS, at most its pool's slots), never per account: accounts are batched inside a task,
+so a map stays far below Airflow's 1,024 limit, the XComs carry ids and counts only, and the scheduler's load
+does not grow with the customer count. Each store kind
 (``retention.stores.kinds``) has its own execute task, ``execute_<kind>``, in its own pool, so a sweep
 cannot flood the production database; a kind with no location to work on is skipped. While the DAG run is going,
 a retried (or cleared) execute task resumes the same ledger run from its checkpoints; once ``report`` has closed
@@ -19,7 +21,7 @@ not retried (see its comment). A failure mails on-call, and so does a run still 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
@@ -28,8 +30,13 @@ from retention.dagkit.defaults import default_args, on_dag_failure
 from retention.dagkit.notify import sweep_deadline
 from retention.stores.kinds import KINDS
 
+if TYPE_CHECKING:
+    from retention.engine.shards import ShardDict
+
 ACTOR = "airflow:retention_sweep"
-LOCATION = "{{ task.op_kwargs['location'] }}"  # the UI names each mapped task by its location, not its index
+# The UI names each mapped task by its location (and shard), not its index.
+LOCATION = ("{{ task.op_kwargs['location'] }}{% set shard = task.op_kwargs.get('shard') %}"
+            "{% if shard %} (shard {{ shard['index'] + 1 }} of {{ shard['count'] }}){% endif %}")
 
 
 @dag(
@@ -66,16 +73,25 @@ def retention_sweep() -> None:
                           airflow_run_id=dag_run.run_id, acknowledge_mass_deletion=params["acknowledge_mass_deletion"])
 
     @task
-    def locations(run: dict[str, Any], kind: str) -> list[str]:
-        """The plan's locations of one kind, as a list Airflow can map over."""
-        located: list[str] = run[kind]
+    def locations(run: dict[str, Any]) -> list[str]:
+        """Every location the plan has work in, as a list Airflow can map over."""
+        located: list[str] = run["all"]
         return located
 
+    @task
+    def work(run: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+        """The plan's locations of one kind, each once per shard when the plan split it (``shard`` None when not)."""
+        items: list[dict[str, Any]] = []
+        for location in run[kind]:
+            split = run["shards"].get(location) or [None]
+            items += [{"location": location, "shard": shard if len(split) > 1 else None} for shard in split]
+        return items
+
     @task(map_index_template=LOCATION)
-    def execute(location: str, run: dict[str, Any]) -> dict[str, Any]:
+    def execute(location: str, run: dict[str, Any], shard: ShardDict | None = None) -> dict[str, Any]:
         from retention.engine import tasks
 
-        return tasks.execute(run["run_id"], location, actor=ACTOR)
+        return tasks.execute(run["run_id"], location, actor=ACTOR, shard=shard)
 
     @task(trigger_rule="all_done", map_index_template=LOCATION)
     def verify(location: str, run: dict[str, Any]) -> dict[str, Any]:
@@ -99,9 +115,9 @@ def retention_sweep() -> None:
     run = plan()
     executed = [execute.override(task_id=f"execute_{name}", pool=kind.pool,
                                  max_active_tis_per_dag=kind.max_active_tis_per_dag)
-                .partial(run=run).expand(location=locations.override(task_id=f"{name}_locations")(run, name))  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
+                .partial(run=run).expand_kwargs(work.override(task_id=f"{name}_locations")(run, name))  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
                 for name, kind in KINDS.items()]
-    every = locations.override(task_id="all_locations")(run, "all")  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
+    every = locations.override(task_id="all_locations")(run)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
     verified = verify.partial(run=run).expand(location=every)
     executed >> verified >> report(run) >> overdue_terminations(run)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value
 
