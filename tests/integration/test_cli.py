@@ -345,3 +345,12 @@ def test_the_processors_own_data_has_its_own_explanation(run):
         "P10Y", "processor's default", "2016-11-23T00:00:00+00:00")
     explained = json.loads(run("rules", "explain", "acct_1001", "--accounts", ACCOUNTS, "--json").output)
     assert not {d["data_class"] for d in explained["decisions"]} & {d["data_class"] for d in document["decisions"]}
+
+
+def test_validate_checks_registry_yaml_too(run, tmp_path, monkeypatch):
+    assert json.loads(run("rules", "validate", "--json").output)["registry_source"] == "sql:app_db/accounts"
+    bad = tmp_path / "registry.yaml"
+    bad.write_text("source: {kind: sql, conn_id: app_db}\n")
+    monkeypatch.setenv("RETENTION_REGISTRY_FILE", str(bad))
+    result = run("rules", "validate")
+    assert result.exit_code == 1 and "registry.yaml:1:" in result.output and "table or a query" in result.output

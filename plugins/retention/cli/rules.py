@@ -24,25 +24,30 @@ def rules() -> None:
 @common
 def rules_validate(rules_dir: Path, as_json: bool) -> None:
     """Check every rules file; list every problem with file:line:column and field."""
+    from retention.registry.config import load_config
     from retention.settings import Settings
     from retention.subprocessors.tasks import specs
 
     ruleset = load_ruleset(rules_dir)
-    connectors = specs(Settings.from_env(rules_dir=rules_dir))  # retention_rules/subprocessors/*.yaml
+    settings = Settings.from_env(rules_dir=rules_dir)
+    connectors = specs(settings)  # retention_rules/subprocessors/*.yaml
+    # registry.yaml's form only: reading the accounts is a run's job (it needs the application's database).
+    registry = load_config(settings.registry_path).source.label if settings.registry_path.is_file() else None
     jurisdictions = sorted(ruleset.jurisdictions.jurisdictions)
     summary = {"ok": True, "rules_dir": str(rules_dir), "digest": ruleset.digest, "rules": len(ruleset.rules),
                "data_classes": len(ruleset.data_classes.data_classes),
                "processor_data_rules": len(ruleset.processor_rules),
                "processor_data_classes": len(ruleset.processor_data_classes),
                "jurisdictions": jurisdictions, "overrides": len(ruleset.overrides),
-               "subprocessor_specs": sorted(connectors)}
+               "subprocessor_specs": sorted(connectors), "registry_source": registry}
     if as_json:
         return emit(summary)
     click.echo(f"{rules_dir}: valid — {summary['rules']} rules over {summary['data_classes']} data classes "
                f"(and {summary['processor_data_rules']} over {summary['processor_data_classes']} classes of the "
                "processor's own data), "
                f"{len(jurisdictions)} jurisdictions, {summary['overrides']} contract override(s), "
-               f"{len(connectors)} subprocessor spec(s); digest {ruleset.digest[:12]}")
+               f"{len(connectors)} subprocessor spec(s); digest {ruleset.digest[:12]}"
+               + (f"; account registry from {registry}" if registry else ""))
 
 
 @rules.command("explain")

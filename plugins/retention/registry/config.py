@@ -101,6 +101,10 @@ class FileSource(Strict):
     kind: Literal["file"]
     path: Path  # relative to registry.yaml's directory
 
+    @property
+    def label(self) -> str:
+        return f"file:{self.path.name}"
+
     def read(self, ruleset: RuleSet, directory: Path) -> Registry:
         from retention.registry.file import read_file
 
