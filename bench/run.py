@@ -45,6 +45,8 @@ def main() -> int:
                         help="JSON output (default bench/results/latest.json, quick.json with --quick)")
     parser.add_argument("--saas-size", help="ACCOUNTS,ROWS for the saas scenario (default: the mode's)")
     parser.add_argument("--s3-saas-size", help="ACCOUNTS,OBJECTS,VERSIONED_KEYS for s3-saas (default: the mode's)")
+    parser.add_argument("--saas-engine-timeout", type=float, default=3600,
+                        help="seconds before the saas scenarios' engine child is killed (its progress is reported)")
     args = parser.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS))
@@ -92,9 +94,11 @@ def main() -> int:
             if "memory" in only:
                 rows += memory.scenario_rows(pg_url, moto, work, sizes["memory"])
             if "saas" in only:
-                rows += saas.scenario_rows(server_url, moto, work, *sizes["saas"])
+                rows += saas.scenario_rows(server_url, moto, work, *sizes["saas"],
+                                           timeout=args.saas_engine_timeout)
             if "saas-growth" in only:
-                rows += saas.growth_rows(server_url, moto, work, *sizes["saas_growth"])
+                rows += saas.growth_rows(server_url, moto, work, *sizes["saas_growth"],
+                                         timeout=args.saas_engine_timeout)
             if "s3-saas" in only:
                 rows += s3_saas.scenario_rows(moto, work, *sizes["s3_saas"])
             info["s3_endpoint_rss_mb_at_end"] = round(moto.rss_mb(), 1)

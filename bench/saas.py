@@ -36,6 +36,7 @@ from saas_data import S3_BUCKETS, census, data_classes, dba_statements, due_rows
 PEAK_RSS_LIMIT_MB = 300
 PLAN_LIMIT_S = 120
 SQL_RATIO = 0.8
+ENGINE_TIMEOUT_S = 3600  # the engine child is killed after this (bench/run.py --saas-engine-timeout)
 
 
 def dba_run(url: str) -> dict[str, Any]:
@@ -132,6 +133,7 @@ def child(url: str, endpoint: str, ledger_path: str, at_iso: str, accounts_n: st
         out["plan_s"] = round(time.perf_counter() - started, 3)
         out["plan_longest_tx_s"] = round(clock.longest, 4)
         out.update(planned_tasks=plan.tasks, planned_estimate=plan.estimated, rss_after_plan_mb=round(_vm("VmRSS"), 1))
+        print(json.dumps({**out, "phase": "planned"}), flush=True)  # what the parent keeps if the run is killed
         locations = [loc for ids in plan.locations.values() for loc in ids]
         clock.longest = 0.0
         started = time.perf_counter()
@@ -150,7 +152,8 @@ def child(url: str, endpoint: str, ledger_path: str, at_iso: str, accounts_n: st
     print(json.dumps(out), flush=True)
 
 
-def engine_run(url: str, moto: MotoProcess, work: Path, at: datetime, accounts: int) -> dict[str, Any]:
+def engine_run(url: str, moto: MotoProcess, work: Path, at: datetime, accounts: int,
+               timeout: float) -> dict[str, Any]:
     ledger = work / "ledger-saas.db"
     for p in work.glob("ledger-saas.db*"):
         if p.is_dir():
@@ -166,17 +169,19 @@ def engine_run(url: str, moto: MotoProcess, work: Path, at: datetime, accounts: 
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", url, moto.endpoint,
                                  str(ledger), at.isoformat(), str(accounts)], stdout=out, stderr=err,
                                 env=os.environ.copy())
-        watchdog = threading.Timer(3600, proc.kill)  # bounded: a stuck sweep is killed
+        watchdog = threading.Timer(timeout, proc.kill)  # bounded: a sweep past the timeout is killed
         watchdog.start()
         try:
             code = proc.wait()
         finally:
             watchdog.cancel()
     wall = time.perf_counter() - started
-    try:
-        result: dict[str, Any] = json.loads(out_path.read_text().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        result = {"error": tail(err_path.read_text(), 8), "exit_code": code}
+    reports = [line for line in out_path.read_text().splitlines() if line.startswith("{")]
+    result: dict[str, Any] = json.loads(reports[-1]) if reports else {}
+    if code != 0:
+        result["error"] = (f"killed after {timeout:.0f} s, phase {result.get('phase', 'loading')}" if code < 0
+                           else tail(err_path.read_text(), 8))
+        result["exit_code"] = code
     result["child_wall_s"] = round(wall, 2)
     return result
 
@@ -205,7 +210,7 @@ def _drop(server_url: str, *names: str) -> None:
 
 
 def run_size(server_url: str, moto: MotoProcess, work: Path, accounts: int, rows: int,
-             scenario: str, *, main: bool) -> list[Row]:
+             scenario: str, *, main: bool, timeout: float = ENGINE_TIMEOUT_S) -> list[Row]:
     """Seed once, then the DBA's statements and the engine's sweep, each on a fresh copy, both verified."""
     now = datetime.now(UTC).replace(microsecond=0)
     template = "saas_template"
@@ -233,13 +238,18 @@ def run_size(server_url: str, moto: MotoProcess, work: Path, accounts: int, rows
                             extra={k: round(v, 4) if isinstance(v, float) else v for k, v in dba.items()}))
         url = _copy(server_url, template, "saas_run")
         log(f"{scenario}: engine sweep (child process)")
-        result = engine_run(url, moto, work, now, accounts)
+        result = engine_run(url, moto, work, now, accounts, timeout)
         after = census(url)
         ok, text, left = judge(before, after)
         ok = ok and result.get("status") == "succeeded"
         if result.get("status") != "succeeded":
             text += f"; run {result.get('status') or result.get('error')}"
         execute_s = float(result.get("execute_s", float("nan")))
+        if "error" in result and "plan_s" in result:  # killed while executing: the rate it had reached
+            done = due - sum(c["past_cutoff"] for c in after.values())
+            execute_s = result["child_wall_s"] - result["plan_s"] - result.get("load_s", 0.0)
+            result["done_before_kill"] = done
+            text += f"; {done:,} of {due:,} due rows done in {execute_s:.0f} s ({done / execute_s:,.0f} rows/s)"
         target = (f">= {SQL_RATIO}x the single statements, every transaction <= 1 s, plan < {PLAN_LIMIT_S} s, "
                   f"peak RSS < {PEAK_RSS_LIMIT_MB} MB") if main else None
         row = Row(scenario, "engine (execute_location, all locations)", due, execute_s, reference=single,
@@ -277,16 +287,19 @@ def judge_targets(rows: list[Row]) -> None:
                               and e.get("peak_rss_mb") is not None and e["peak_rss_mb"] < PEAK_RSS_LIMIT_MB)
 
 
-def scenario_rows(server_url: str, moto: MotoProcess, work: Path, accounts: int, rows: int) -> list[Row]:
+def scenario_rows(server_url: str, moto: MotoProcess, work: Path, accounts: int, rows: int, *,
+                  timeout: float = ENGINE_TIMEOUT_S) -> list[Row]:
     return run_size(server_url, moto, work, accounts, rows,
-                    f"SaaS: {accounts:,} accounts, {rows / 1e6:g}M rows, per-account cutoffs", main=True)
+                    f"SaaS: {accounts:,} accounts, {rows / 1e6:g}M rows, per-account cutoffs", main=True,
+                    timeout=timeout)
 
 
-def growth_rows(server_url: str, moto: MotoProcess, work: Path, sizes: list[int], rows: int) -> list[Row]:
+def growth_rows(server_url: str, moto: MotoProcess, work: Path, sizes: list[int], rows: int, *,
+                timeout: float = ENGINE_TIMEOUT_S) -> list[Row]:
     out: list[Row] = []
     for accounts in sizes:
         out += run_size(server_url, moto, work, accounts, rows,
-                        f"Growth: {accounts:,} accounts, {rows / 1e6:g}M rows", main=False)
+                        f"Growth: {accounts:,} accounts, {rows / 1e6:g}M rows", main=False, timeout=timeout)
     return out
 
 
