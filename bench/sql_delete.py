@@ -14,7 +14,7 @@ Two layouts:
 - one account holding all rows: the engine's single task against one DELETE with the same predicate
   (the issue's comparison, nothing but batching differs);
 - 20 accounts, rows interleaved (row g belongs to account g mod 20, as rows of many customers arrive
-  mixed): the engine plans one task per account, as a sweep does, against one DELETE of every
+  mixed): the engine plans one task per account and runs them set-based, as a sweep does, against one DELETE of every
   account's old rows at once and against 20 per-account DELETE statements.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import pendulum
 import sqlalchemy as sa
 
-from common import Row, TimedStore, combine, log
+from common import REPO, Row, combine, log
 
 TABLE = "bench_events"
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
@@ -75,12 +75,14 @@ def timed_statements(engine: sa.Engine, statements: list[tuple[str, dict]]) -> t
 
 
 def engine_delete(engine: sa.Engine, accounts: int, cutoff: datetime, ledger_dir: Path, *, bare: bool = False) -> dict:
-    """Plan one delete task per account in a ledger run, then execute_task each with one shared store
-    (as execute_location does); bare: the store's own batches/delete loop, no ledger."""
-    from retention.engine.executor import claim_and_execute
+    """Plan one delete task per account in a ledger run, then ``execute_location`` over them, as a sweep runs
+    a location (set-based: one cohort of every account with the same anchor); bare: the store's own
+    per-account batches/delete loop, no ledger."""
+    from retention.engine import SweepContext, execute_location
     from retention.ledger import Ledger
-    from retention.rules.inventory import SqlLocation
-    from retention.stores.base import Selector
+    from retention.rules import load_ruleset
+    from retention.rules.inventory import SqlLocation, SystemsFile
+    from retention.stores.base import Due, Selector
     from retention.stores.sql import SqlStore
 
     spec = SqlLocation(kind="sql", data_class="bench_rows", conn_id="bench", table=TABLE, account_column="account_id",
@@ -104,21 +106,25 @@ def engine_delete(engine: sa.Engine, accounts: int, cutoff: datetime, ledger_dir
             started = time.perf_counter()
             run_id = ledger.start_run("sweep", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64,
                                       actor="bench")
-            for name in names:  # what the planner asks every store: all of the account's rows, and the due ones
-                total = store.count(Selector(name))
-                due = store.count(Selector(name, "created_at", cutoff))
-                ledger.add_planned_task(run_id, account_id=name, data_class="bench_rows", location="bench_sql",
-                                        action="delete", rule_id="bench", anchor="created_at", cutoff=cutoff,
-                                        total_count=total, estimated_count=due)
+            # What the planner asks the store: every account's total and due rows, in one tally.
+            tallies = store.tally(names, [Due(Selector(name, "created_at", cutoff)) for name in names])
+            ledger.add_planned_tasks(run_id, [
+                {"account_id": name, "data_class": "bench_rows", "location": "bench_sql", "action": "delete",
+                 "rule_id": "bench", "anchor": "created_at", "cutoff": cutoff, "total_count": tallies[name].total,
+                 "estimated_count": tallies[name].due} for name in names])
             tasks = ledger.tasks(run_id)
             out["plan_s"] = time.perf_counter() - started
-            timed = TimedStore(store)
+            # The executor reads only the ledger and the store from the context.
+            ctx = SweepContext(load_ruleset(REPO / "retention_rules"),
+                               SystemsFile.model_validate({"locations": {"bench_sql": spec.model_dump()}}), {},
+                               ledger, open_store=lambda _location, _spec: store)
             started = time.perf_counter()
-            affected = sum(claim_and_execute(ledger, timed, task.id, actor="bench") for task in tasks)
+            affected = execute_location(ctx, run_id, "bench_sql", actor="bench")
             out["execute_s"] = time.perf_counter() - started
-            out.update(timed.breakdown(out["execute_s"]))
             started = time.perf_counter()
-            residue = sum(store.verify(Selector(name, "created_at", cutoff)).remaining for name in names)
+            # As the verifier does per SQL location: one tally of the done tasks' selectors.
+            residue = sum(t.due for t in store.tally(names, [Due(Selector(name, "created_at", cutoff))
+                                                             for name in names]).values())
             out["store_verify_s"] = time.perf_counter() - started
             out.update(affected=affected, store_residue=residue, tasks=len(tasks),
                        ledger_events=sum(1 for _ in ledger.events()))
@@ -145,8 +151,8 @@ def scenario_rows(url: str, n: int, due: int, accounts: int, work: Path, repeat:
     per_account = f"{accounts} per-account DELETEs"
     target = f"engine >= 0.8 x single DELETE rows/s, every transaction <= {LOCK_LIMIT:.0f} s"
     keyset = f"keyset DELETE loop ({KEYSET_SPAN:,}-id ranges, no lookup, no ledger)"
-    contenders = [single, "engine (execute_task)", "bare SqlStore loop", keyset] if accounts == 1 else \
-        [single, per_account, "engine (execute_task)"]
+    contenders = [single, "engine (execute_location)", "bare SqlStore loop", keyset] if accounts == 1 else \
+        [single, per_account, "engine (execute_location)"]
 
     def measure(name: str) -> Row:
         log(f"{scenario}: {name}")
@@ -197,12 +203,12 @@ def scenario_rows(url: str, n: int, due: int, accounts: int, work: Path, repeat:
             if "longest_tx_s" in row.extra and len(runs[name]) > 1:
                 row.extra["longest_tx_s_any_run"] = max(r.extra["longest_tx_s"] for r in runs[name])
             rows.append(row)
-            if name == "engine (execute_task)":
+            if name == "engine (execute_location)":
                 e = row.extra
                 rows.append(Row(scenario, "engine incl. plan counts + verify", due,
                                 e["plan_s"] + e["execute_s"] + e["store_verify_s"], reference=single,
                                 verified=row.verified, verification=row.verification, left=row.left,
-                                extra={"note": "median run's plan (2 counts per account) + execute_task + "
+                                extra={"note": "median run's plan (one store.tally) + execute_location + "
                                                "store.verify", "plan_s": e["plan_s"],
                                        "store_verify_s": e["store_verify_s"]}))
     finally:
