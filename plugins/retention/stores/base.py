@@ -168,9 +168,6 @@ class Cohort:
         for account_id, cutoff in self.cutoffs.items():
             Selector(account_id, self.anchor, cutoff)  # the same checks as one account's selector
 
-    def without(self, account_ids: Collection[str]) -> Cohort:
-        return Cohort(self.anchor, {a: c for a, c in self.cutoffs.items() if a not in account_ids})
-
 
 @dataclass(frozen=True)
 class CohortBatch:
