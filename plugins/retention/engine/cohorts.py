@@ -126,9 +126,9 @@ class _CohortRun:
         try:
             outcome = self.store.cohort_delete(batch)
         except CohortHeld as held:  # nothing of the batch went: clear the intent, then hold those accounts
-            fields = {"affected": 0, "held": len(held.held)}
-            self._outcome({}, batch.after, ("batch.outcome", {**self._ids(), **fields}))
-            log_step("batch.outcome", run_id=self.run_id, location=self.location, cohort=self.ident[:16], **fields)
+            stopped = {"affected": 0, "held": len(held.held)}
+            self._outcome({}, batch.after, ("batch.outcome", {**self._ids(), **stopped}))
+            log_step("batch.outcome", run_id=self.run_id, location=self.location, cohort=self.ident[:16], **stopped)
             self._hold(held.held)
             return None
         except BatchLocked as locked:  # every try rolled back: say so, then let the run fail and be retried
