@@ -112,3 +112,27 @@ def test_the_forecast_route_lists_overdue_terminations(api) -> None:
         plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")
     document = api.get("/retention/forecast", params={"days": 7}, headers=api.staff).json()
     assert "acct_4004" not in {t["account_id"] for t in document["overdue_terminations"]}
+
+
+def test_an_account_whose_registry_row_was_refused_can_still_be_held(api, stack, monkeypatch) -> None:
+    """Read from the application's accounts table, acct_2002's row is refused (an unknown state): the account exists,
+    so counsel can hold it; a misspelt id is still refused."""
+    import sqlalchemy as sa
+
+    from retention import embedded
+    from retention.rules import load_accounts, load_ruleset
+
+    rules = load_ruleset(stack.env["RETENTION_RULES_DIR"])
+    embedded.seed_accounts(stack.app_url, load_accounts(stack.env["RETENTION_ACCOUNTS_FILE"], rules).values())
+    engine = sa.create_engine(stack.app_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE accounts SET state = 'zombie' WHERE id = 'acct_2002'"))
+    engine.dispose()
+    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE")  # registry.yaml's source: the accounts table on app_db
+
+    body = {"reason": "litigation", "reference": "T-2"}
+    held = api.post("/retention/holds", headers=api.staff, json={**body, "account_id": "acct_2002"})
+    assert held.status_code == 201, held.text
+    misspelt = api.post("/retention/holds", headers=api.staff, json={**body, "account_id": "acct_2O02"})
+    assert misspelt.status_code == 422 and "account_id" in misspelt.text
+    assert [h.account_id for h in holds_in_ledger()] == ["acct_2002"]

@@ -114,8 +114,10 @@ def holds(user: Reader, include_released: Annotated[bool, Query(alias="all")] = 
 def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.PLACE_HOLD)]) -> dict[str, object]:
     """Place a legal hold; the next sweep or offboarding keeps what it covers."""
     with context() as ctx:
-        # A misspelt account or class would hold nothing while looking like protection: refuse it.
-        if body.account_id is not None and body.account_id not in ctx.accounts:
+        # A misspelt account or class would hold nothing while looking like protection: refuse it. An account whose
+        # registry row was refused exists: it may be held.
+        known = ctx.registry.knows if ctx.registry is not None else ctx.accounts.__contains__
+        if body.account_id is not None and not known(body.account_id):
             raise HTTPException(422, f"account_id: no account {body.account_id!r} in the account registry")
         if body.data_class is not None and body.data_class not in ctx.ruleset.data_classes.data_classes:
             raise HTTPException(422, f"data_class: unknown data class {body.data_class!r}")

@@ -99,7 +99,7 @@ def _check_registered(account_id: str, accounts_file: Path | None, rules_dir: Pa
         registry = configured_registry(rules_dir, accounts_file, ruleset)
     except (click.UsageError, RegistryUnreadable) as exc:
         return exc.format_message()
-    if account_id not in registry.accounts and all(r.account_id != account_id for r in registry.rejected):
+    if not registry.knows(account_id):
         raise Failure(f"no account {account_id!r} in the account registry ({registry.source})")
     return None
 

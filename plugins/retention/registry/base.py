@@ -38,6 +38,10 @@ class Registry:
         rows = [account.model_dump(mode="json") for _, account in sorted(self.accounts.items())]
         return hashlib.sha256(canonical_json(rows).encode()).hexdigest()
 
+    def knows(self, account_id: str) -> bool:
+        """The account has a row: accepted, or refused (it exists, and a hold on it must be possible)."""
+        return account_id in self.accounts or any(r.account_id == account_id for r in self.rejected)
+
     def entry_sha256(self, account_id: str) -> str:
         """Digest of one account's entry, as ``sha256`` digests each: what a termination acted on for it."""
         return hashlib.sha256(canonical_json(self.accounts[account_id].model_dump(mode="json")).encode()).hexdigest()
