@@ -240,6 +240,8 @@ def test_the_pdf_is_signed_carries_the_signed_json_and_reads_as_the_certificate(
     assert "Certificate of deletion" in text and verified.certificate["certificate_id"] in text
     for line in verified.certificate["locations"]:
         assert line["location"] in text
+    registry = verified.certificate["registry"]  # which account registry the run acted on
+    assert "Account registry" in text and f"{registry['source']}, {registry['accounts']:,} accounts" in text
     image = page.render(scale=1.5).to_pil()
     image.save(OUTPUT / "sample-certificate.png")
     assert image.convert("L").getextrema()[0] < 64  # something was drawn

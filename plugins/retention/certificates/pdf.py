@@ -120,7 +120,8 @@ class _Layout(FPDF):
                     ("Tool", f"{run['tool']['product']} {run['tool']['version']}, " + (
                         f"DAG {run['tool']['dag_id']}, Airflow run {run['tool']['airflow_run_id']}"
                         if run["tool"]["dag_id"] else "run from the command line")),
-                    ("Rules digest", run["rules_digest"])])
+                    ("Rules digest", run["rules_digest"]),
+                    *_registry_rows(c.get("registry"))])
         if c.get("termination"):
             self._termination(c["termination"])
         self.heading("Locations")
@@ -194,6 +195,17 @@ class _Layout(FPDF):
             rows.append(("Kept under law", f"{kept['data_class']} ({kept['records']} records) until "
                                            f"{_short(kept['until'])} under {kept['law']}; {kept['isolation']}"))
         self.pairs(rows)
+
+
+def _registry_rows(registry: Mapping[str, Any] | None) -> list[tuple[str, object]]:
+    """The account registry the run acted on (``content.registry_state``); nothing for a run recorded before."""
+    if registry is None:
+        return []
+    rows: list[tuple[str, object]] = [("Account registry", f"{registry['source']}, {registry['accounts']:,} accounts, "
+                                                           f"sha256 {registry['sha256']}")]
+    if "account_entry_sha256" in registry:
+        rows.append(("Account's registry entry", f"sha256 {registry['account_entry_sha256']}"))
+    return rows
 
 
 def exception_text(e: Mapping[str, Any]) -> str:
