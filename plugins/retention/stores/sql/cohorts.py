@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,17 +22,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from retention.stores.base import Cohort
-from retention.stores.sql.schema import Column, LocationSchema
-from retention.stores.sql.selection import RowSelection
-
-
-def cutoff_value(column: Column, cutoff: datetime) -> datetime | date:
-    """The cutoff as ``selection.at_or_before`` compares it with the column: an instant for ``timestamp with
-    time zone``, naive UTC for ``timestamp``, and for ``date`` the last day that ended at or before it."""
-    utc = cutoff.astimezone(UTC)
-    if isinstance(column.type, sa.DateTime):
-        return utc if column.type.timezone else utc.replace(tzinfo=None)
-    return (utc - timedelta(days=1)).date()
+from retention.stores.sql.schema import LocationSchema
+from retention.stores.sql.selection import RowSelection, cutoff_value
 
 
 class CohortRows:
