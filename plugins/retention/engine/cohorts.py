@@ -70,7 +70,7 @@ def execute_cohort(ledger: Ledger, store: CohortDeleting, run_id: str, location:
     """Claim the cohort, then delete what its tasks still have due; returns the rows deleted by this call.
     ``check_run`` raises when the run may no longer delete (closed, or not approved)."""
     ident = cohort_id(run_id, location, shard, key)
-    with ledger.claim_cohort(ident, [t.id for t in tasks]) as fence:
+    with ledger.claim_cohort(ident, run_id, location, [t.id for t in tasks]) as fence:
         # After the claim: a previous holder may have moved tasks on or finished them since the list was read.
         wanted = {t.id for t in tasks}
         current = [t for t in ledger.tasks(run_id, location=location, statuses=RUNNABLE) if t.id in wanted]
@@ -86,7 +86,6 @@ class _CohortRun:
         self.ledger, self.store, self.run_id, self.location, self.key = ledger, store, run_id, location, key
         self.ident, self.fence, self.actor, self.check_run = ident, fence, actor, check_run
         self.tasks = {t.account_id: t for t in tasks}  # accounts still in the cohort
-        self.claimed = [t.id for t in tasks]  # every write checks the token on these
         self.event_task = tasks[0].id if len(tasks) == 1 else None  # a one-task cohort's events name the task
         self.affected = 0
 
@@ -115,8 +114,8 @@ class _CohortRun:
         """One batch, written ahead; None when holds stopped it (rolled back: its range stays to do)."""
         counts = {self.tasks[a].id: n for a, n in batch.counts.items()}
         pending = PendingRange(batch.after, batch.upper, counts)
-        self.ledger.record_intent(self.ident, self.run_id, self.location, self.claimed_running(), self.fence,
-                                  pending, ("batch.intent", {**self._ids(), **_batch_fields(batch)}),
+        self.ledger.record_intent(self.ident, self.run_id, list(counts), self.fence, pending,
+                                  ("batch.intent", {**self._ids(), **_batch_fields(batch)}),
                                   actor=self.actor, task_id=self.event_task)
         # Only the accounts the range holds rows of are joined in the DELETE, and their holds are what a retry
         # checks again.
@@ -183,11 +182,8 @@ class _CohortRun:
                  data_class=self.key.data_class, action=self.key.action, tasks=len(ids), affected=total)
 
     def _outcome(self, added: dict[str, int], after: str | None, event: tuple[str, dict[str, Any]]) -> None:
-        self.ledger.record_outcome(self.ident, self.run_id, self.claimed_running(), self.fence, added, after, event,
-                                   actor=self.actor, task_id=self.event_task)
-
-    def claimed_running(self) -> list[str]:
-        return [t.id for t in self.tasks.values()]
+        self.ledger.record_outcome(self.ident, self.run_id, self.fence, added, after, event, actor=self.actor,
+                                   task_id=self.event_task)
 
     def _cohort(self) -> Cohort:
         return Cohort(self.key.anchor, {a: t.cutoff for a, t in self.tasks.items()})

@@ -1,8 +1,9 @@
 """Cohorts: the planned tasks of one location with the same action, anchor and data class, executed together.
 
-A cohort is claimed as a whole (the same server or kernel lock as ``claim``, keyed on the cohort's id) and
-every task of it gets one new fencing token in one UPDATE; every bulk write below checks that token on every
-task it touches and raises ``ClaimLost`` (nothing written) if another executor claimed any of them since.
+A cohort is claimed as a whole (the same server or kernel lock as ``claim``, keyed on the cohort's id); its
+checkpoint row and every task of it get one new fencing token in one UPDATE. Every write below checks that token
+on the cohort's row and on the tasks it touches, and raises ``ClaimLost`` (nothing written) if another executor
+claimed the cohort or any of those tasks since: a batch's writes touch the batch's tasks, never the whole cohort.
 
 Write-ahead per batch, as for a single task: ``record_intent`` before the destructive statement (the range,
 and per task its rows in the range, in the cohort's checkpoint row; the chain gets the location, the sum
@@ -86,21 +87,27 @@ class CohortTasks(Verifications):
     """Claiming, checkpointing and finishing a cohort of planned tasks with bulk writes."""
 
     @contextmanager
-    def claim_cohort(self, cohort_id: str, task_ids: Sequence[str]) -> Iterator[int]:
+    def claim_cohort(self, cohort_id: str, run_id: str, location: str, task_ids: Sequence[str]) -> Iterator[int]:
         """Hold the cohort for the block (``TaskBusy`` if another executor does); yields the fencing token now
-        set on every one of ``task_ids``."""
+        set on the cohort's checkpoint row and on every one of ``task_ids``."""
         with self._task_lock(cohort_id):
-            yield self._retrying(lambda: self._fence(task_ids), f"claim of cohort {cohort_id}")
+            yield self._retrying(lambda: self._fence(cohort_id, run_id, location, task_ids),
+                                 f"claim of cohort {cohort_id}")
 
-    def _fence(self, task_ids: Sequence[str]) -> int:
+    def _fence(self, cohort_id: str, run_id: str, location: str, task_ids: Sequence[str]) -> int:
         with self.session() as s:
-            highest = 0
+            row = s.get(CohortCheckpoint, cohort_id, with_for_update=True)
+            highest = row.fence if row is not None else 0
             for chunk in _chunks(task_ids):  # FOR UPDATE: no claim of one of them slips in before ours
                 fences = s.scalars(select(PlannedTask.fence).where(PlannedTask.id.in_(chunk)).with_for_update())
                 highest = max([highest, *fences])
             fence = highest + 1
             for chunk in _chunks(task_ids):
                 s.execute(update(PlannedTask).where(PlannedTask.id.in_(chunk)).values(fence=fence))
+            if row is None:
+                s.add(CohortCheckpoint(id=cohort_id, run_id=run_id, location=location, after=None, fence=fence))
+            else:
+                row.fence = fence
         return fence
 
     def cohort_state(self, cohort_id: str) -> CohortState | None:
@@ -110,38 +117,35 @@ class CohortTasks(Verifications):
             return None
         return CohortState(row.after, PendingRange.of(row.pending) if row.pending else None)
 
-    def record_intent(self, cohort_id: str, run_id: str, location: str, task_ids: Sequence[str], fence: int,
-                      pending: PendingRange, event: Event, *, actor: str, task_id: str | None = None) -> None:
-        """Before a batch: the tasks run, the range and its per-task counts are the cohort's pending batch."""
+    def record_intent(self, cohort_id: str, run_id: str, task_ids: Sequence[str], fence: int, pending: PendingRange,
+                      event: Event, *, actor: str, task_id: str | None = None) -> None:
+        """Before a batch: the batch's tasks (``task_ids``: those with rows in it) run, and the range and its
+        per-task counts are the cohort's pending batch. The token is checked on the cohort's row and on the
+        batch's tasks only, so a batch costs the same whatever the size of the cohort."""
         def write() -> None:
             with self.session() as s:
+                row = _claimed(s, cohort_id, fence)
                 _check_fence(s, task_ids, fence, status="running")
-                row = s.get(CohortCheckpoint, cohort_id, with_for_update=True)
-                if row is None:
-                    row = CohortCheckpoint(id=cohort_id, run_id=run_id, location=location, after=pending.after)
-                    s.add(row)
                 row.pending = pending.as_json()
                 s.flush()
                 self.append(event[0], event[1], actor=actor, run_id=run_id, task_id=task_id, session=s)
         self._retrying(write, f"intent of cohort {cohort_id}")
 
-    def record_outcome(self, cohort_id: str, run_id: str, task_ids: Sequence[str], fence: int,
-                       added: Mapping[str, int], after: str | None, event: Event, *, actor: str,
-                       task_id: str | None = None) -> None:
+    def record_outcome(self, cohort_id: str, run_id: str, fence: int, added: Mapping[str, int], after: str | None,
+                       event: Event, *, actor: str, task_id: str | None = None) -> None:
         """After a batch (or its recovery): each task's count grows by ``added[task]`` (by the database, one
         UPDATE statement for all of them), the cursor moves to ``after`` and the pending batch is cleared."""
         def write() -> None:
             with self.session() as s:
-                _check_fence(s, task_ids, fence)
+                row = _claimed(s, cohort_id, fence)
+                _check_fence(s, list(added), fence)
                 table = PlannedTask.__table__
                 assert isinstance(table, Table)  # a declarative model's table
                 rows = [{"task": task, "n": n} for task, n in added.items() if n]
                 if rows:
                     s.connection().execute(update(table).where(table.c.id == bindparam("task"))
                                            .values(affected_count=table.c.affected_count + bindparam("n")), rows)
-                row = s.get(CohortCheckpoint, cohort_id, with_for_update=True)
-                if row is not None:
-                    row.after, row.pending = after, None
+                row.after, row.pending = after, None
                 s.flush()
                 self.append(event[0], event[1], actor=actor, run_id=run_id, task_id=task_id, session=s)
         self._retrying(write, f"outcome of cohort {cohort_id}")
@@ -152,10 +156,9 @@ class CohortTasks(Verifications):
         personal data). Returns the tasks' affected counts summed."""
         def write() -> int:
             with self.session() as s:
+                row = _claimed(s, cohort_id, fence)
                 _check_fence(s, task_ids, fence, status="done", checkpoint=None)
-                row = s.get(CohortCheckpoint, cohort_id, with_for_update=True)
-                if row is not None:
-                    row.after, row.pending = None, None
+                row.after, row.pending = None, None
                 total = sum(int(s.scalar(select(func.coalesce(func.sum(PlannedTask.affected_count), 0))
                                          .where(PlannedTask.id.in_(chunk))) or 0) for chunk in _chunks(task_ids))
                 kind, payload = event
@@ -163,6 +166,14 @@ class CohortTasks(Verifications):
                             session=s)
                 return total
         return self._retrying(write, f"finish of cohort {cohort_id}")
+
+
+def _claimed(s: Session, cohort_id: str, fence: int) -> CohortCheckpoint:
+    """The cohort's checkpoint row, locked, if it still carries our token; else ``ClaimLost``."""
+    row = s.get(CohortCheckpoint, cohort_id, with_for_update=True)
+    if row is None or row.fence != fence:
+        raise ClaimLost(f"cohort {cohort_id} was claimed by another executor (our token {fence}): this one stops")
+    return row
 
 
 def _check_fence(s: Session, task_ids: Sequence[str], fence: int, **values: object) -> None:

@@ -227,3 +227,4 @@ class CohortCheckpoint(Base):
     location: Mapped[str] = mapped_column(String(500))
     after: Mapped[str | None] = mapped_column(String(TEXT))
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the claim's token

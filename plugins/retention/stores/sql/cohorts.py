@@ -7,12 +7,12 @@ statement below is constant in number whatever the number of accounts:
 
 - ``next_range``: the next ``size`` matching keys after the cursor, as (upper key, per-account counts);
 - ``count_in_range``: per account, the matching rows in (after, upper] (crash recovery);
-- ``delete_rows``: children first, then ``DELETE … USING cohort … RETURNING account``, counted per account.
+- ``delete_rows``: children first, then ``DELETE … USING cohort … RETURNING account``, counted per account by the
+  server.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -100,8 +100,11 @@ def delete_rows(schema: LocationSchema, rows: RowSelection, cohort: CohortRows, 
                 owned = and_(owned, *rows.key_range(child.fk, after, upper))
             result = conn.execute(delete(child.table).where(owned))
             children[child.table.fullname] = children.get(child.table.fullname, 0) + result.rowcount
-        statement = delete(schema.table).where(cohort.where(after, upper)).returning(schema.account)
-        deleted = Counter(cohort.account_of(value) for value in conn.execute(statement).scalars())
-        return dict(deleted), children
+        # Counted by the server (a DELETE … RETURNING in a CTE, grouped): one row per account, not per deleted row.
+        gone = delete(schema.table).where(cohort.where(after, upper)).returning(schema.account.label("account"))
+        removed = gone.cte("removed")
+        counted = select(removed.c.account, func.count()).group_by(removed.c.account)
+        deleted = {cohort.account_of(value): int(n) for value, n in conn.execute(counted)}
+        return deleted, children
 
     return work

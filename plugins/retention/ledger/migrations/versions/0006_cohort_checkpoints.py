@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("location", sa.String(500), nullable=False),
         sa.Column("after", sa.String(2000), nullable=True),
         sa.Column("pending", sa.JSON(), nullable=True),
+        sa.Column("fence", sa.BigInteger(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_cohort_checkpoints_run_id_runs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cohort_checkpoints")),
     )
