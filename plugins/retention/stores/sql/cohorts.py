@@ -5,7 +5,8 @@ The accounts and their cutoffs travel as two arrays, one bound parameter each, u
 cutoff`` (a NULL anchor never matches; a cohort with no anchor matches every row of its accounts). Every
 statement below is constant in number whatever the number of accounts:
 
-- ``next_range``: the next ``size`` matching keys after the cursor, as (upper key, per-account counts);
+- ``next_range``: the next ``size`` keys of the table after the cursor (an index walk), as (upper key, per-account
+  counts of the cohort's rows in that range);
 - ``count_in_range``: per account, the matching rows in (after, upper] (crash recovery);
 - ``delete_rows``: children first, then ``DELETE … USING cohort … RETURNING account``, counted per account by the
   server.
@@ -67,18 +68,18 @@ class CohortRows:
         return self.ids[value]
 
 
-def next_range(conn: sa.Connection, cohort: CohortRows, schema: LocationSchema, after: str | None,
-               size: int) -> tuple[str, dict[str, int]] | None:
-    """The next ``size`` matching keys after ``after`` in one statement: the last one's key and, per account,
-    how many of them it owns. No keys but the last travel to the client."""
-    key, account = schema.key, schema.account
-    batch = (cohort.select_from(key.label("key"), account.label("account"), after=after, upper=None)
-             .order_by(key).limit(size)).cte("batch")
-    last = select(batch.c.key).order_by(batch.c.key.desc()).limit(1).correlate(None).scalar_subquery()
-    rows = conn.execute(select(batch.c.account, func.count(), last).group_by(batch.c.account)).all()
-    if not rows:
+def next_range(conn: sa.Connection, cohort: CohortRows, schema: LocationSchema, rows: RowSelection,
+               after: str | None, size: int) -> tuple[str, dict[str, int]] | None:
+    """The next range of ``size`` keys of the table after ``after`` (whoever's rows they are), as (its upper key,
+    per account the cohort's matching rows in it); None past the last key. A range is found by walking the key's
+    index, never by sorting the cohort's matches (which costs a scan of every remaining match per batch); the
+    counts come from the range alone. A range may hold none of the cohort's rows: the caller moves on."""
+    key = schema.key
+    span = select(key.label("key")).where(*rows.key_range(key, after, None)).order_by(key).limit(size).subquery()
+    upper = conn.execute(select(span.c.key).order_by(span.c.key.desc()).limit(1)).scalar()
+    if upper is None:
         return None
-    return str(rows[0][2]), {cohort.account_of(row[0]): int(row[1]) for row in rows}
+    return str(upper), count_in_range(conn, cohort, schema, after, str(upper))
 
 
 def count_in_range(conn: sa.Connection, cohort: CohortRows, schema: LocationSchema, after: str | None,

@@ -160,15 +160,24 @@ class SqlStore:
     # -- many accounts at once (CohortDeleting) -----------------------------------------------
 
     def cohort_range(self, cohort: Cohort, after: str | None) -> CohortBatch | None:
-        """The next key range after ``after`` holding about ``sizer.size`` of the cohort's matching rows, with
-        each account's count in it (one grouped statement); None when nothing matches any more."""
-        size = self.sizer.size
+        """The next span of about ``sizer.size`` keys after ``after`` that holds some of the cohort's rows, with
+        each account's count in it; None past the last key. Spans without any of the cohort's rows are skipped,
+        each next one four times longer (a gap costs a few index walks, not one per span); a long span found that
+        way is halved until it holds no more rows than a batch should, so no transaction grows with a gap."""
+        size = span = self.sizer.size
+        rows = self._cohort_rows(cohort)
         with self.engine.connect() as conn:
-            found = cohorts.next_range(conn, self._cohort_rows(cohort), self._schema, after, size)
-        if found is None:
-            return None
-        upper, counts = found
-        return CohortBatch(cohort=cohort, after=after, upper=upper, counts=counts, planned=size)
+            while True:
+                found = cohorts.next_range(conn, rows, self._schema, self._rows, after, span)
+                if found is None:
+                    return None
+                upper, counts = found
+                if counts and (span <= size or sum(counts.values()) <= size):
+                    return CohortBatch(cohort=cohort, after=after, upper=upper, counts=counts, planned=span)
+                if counts:
+                    span //= 2  # too many of the cohort's rows for one batch: look at the first half of the span
+                    continue
+                after, span = upper, min(span * 4, self.sizer.maximum)
 
     def cohort_count(self, cohort: Cohort, after: str | None, upper: str) -> dict[str, int]:
         """Per account, the cohort's matching rows still in (after, upper]."""
@@ -182,7 +191,9 @@ class SqlStore:
                                    batch.upper)
         (deleted, children), seconds, retries = self._transactions.run(batch, work)
         rows = sum(deleted.values())
-        self.sizer.observe(batch.planned or rows, rows, seconds)
+        # A batch is a span of keys, not of matches: its size follows the time the span took, however many of
+        # its rows were the cohort's.
+        self.sizer.observe(batch.planned, batch.planned, seconds)
         log.info("location %s: deleted %d rows of %d accounts (+%d child rows) in %.3f s (next batch %d)",
                  self.location_id, rows, len(deleted), sum(children.values()), seconds, self.sizer.size)
         return CohortOutcome(deleted=deleted, lock_retries=retries)
