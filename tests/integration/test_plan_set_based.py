@@ -5,8 +5,6 @@ count is what per-account ``count`` says."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pendulum
 import pytest
@@ -22,6 +20,7 @@ from retention.stores import Selector, Store
 from retention.stores.s3 import S3Store
 from retention.stores.sql import SqlStore
 from tests.fixtures.stack import REPO
+from tests.fixtures.tally import statements
 
 pytestmark = pytest.mark.postgres
 
@@ -32,20 +31,6 @@ def account(i: int) -> Account:
     return Account.model_validate({"id": f"acct_{i:04d}", "customer": f"Customer {i}", "state": "active",
                                    "jurisdiction": JURISDICTIONS[i % 3], "created_at": "2019-01-01T00:00:00Z",
                                    "contract_end": "2030-01-01T00:00:00Z"})
-
-
-@contextmanager
-def statements(engine: sa.Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def plan_counting(app_url: str, s3_endpoint: str, ledger_url: str, n: int) -> tuple[int, list]:

@@ -15,6 +15,7 @@ from redis import Redis
 from retention.rules.inventory import KeySegmentTime, RedisLocation
 from retention.stores.base import Due, Selector, Tally
 from retention.stores.redis import RedisStore, glob_regex
+from tests.fixtures.tally import per_account
 
 CUTOFF = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = KeySegmentTime(key_segment=2, format="%Y-%m-%d")  # presence:<account>:<day>:<n>
@@ -24,16 +25,6 @@ ACCOUNTS = ["acme", "acme2", "acme.eu"]  # acme is a prefix of the others
 def location(pattern: str = "presence:{account_id}:*", timestamp: KeySegmentTime | None = DAY) -> RedisLocation:
     return RedisLocation(kind="redis", data_class="chat_transcripts", conn_id="presence_cache", key_pattern=pattern,
                          timestamp=timestamp)
-
-
-def expected(store: RedisStore, accounts: list[str], dues: list[Due]) -> dict[str, Tally]:
-    by_account = {d.selector.account_id: d.selector for d in dues}
-    found = {}
-    for account in accounts:
-        total = store.count(Selector(account))
-        if total:
-            found[account] = Tally(total, store.count(by_account[account]) if account in by_account else 0)
-    return found
 
 
 def matched_by_redis(client: Redis, pattern: str) -> set[bytes]:
@@ -73,7 +64,7 @@ def test_tally_agrees_with_count_per_account(redis_client, layout, asked, cutoff
     dues = [Due(Selector(a, "created_at", CUTOFF + timedelta(days=days)) if days is not None else Selector(a))
             for a, days in cutoffs.items() if a in asked]
 
-    assert store.tally(accounts, dues) == expected(store, accounts, dues)
+    assert store.tally(accounts, dues) == per_account(store, accounts, dues)
 
 
 @pytest.mark.parametrize("pattern", ["session:{account_id}", "chat:{account_id}:[ab]?:*", "x:{account_id}/\\*"])
@@ -85,7 +76,7 @@ def test_patterns_with_a_class_an_escape_or_nothing_after_the_id(redis_client, p
 
     tallied = store.tally(["acme", "acme2"], [Due(Selector("acme"))])
 
-    assert tallied == expected(store, ["acme", "acme2"], [Due(Selector("acme"))])
+    assert tallied == per_account(store, ["acme", "acme2"], [Due(Selector("acme"))])
     assert tallied["acme"].total == tallied["acme"].due > 0
 
 

@@ -16,6 +16,7 @@ from retention.rules.inventory import KeySegmentTime, S3Location
 from retention.stores.base import Due, Selector, Tally
 from retention.stores.s3 import S3Store
 from retention.stores.s3.tally import Attribution
+from tests.fixtures.tally import per_account
 
 CUTOFF = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 ATTACHMENTS = "tenants/{account_id}/attachments/"
@@ -27,17 +28,6 @@ def location(bucket: str, *, template: str = ATTACHMENTS, timestamp="last_modifi
              versioned: bool = False) -> S3Location:
     return S3Location(kind="s3", data_class="chat_attachments", conn_id="object_store", bucket=bucket,
                       key_template=template, timestamp=timestamp, versioned=versioned)
-
-
-def expected(store: S3Store, accounts: list[str], dues: list[Due]) -> dict[str, Tally]:
-    """What per-account ``count`` says: the reference tally must agree with."""
-    by_account = {d.selector.account_id: d.selector for d in dues}
-    found = {}
-    for account in accounts:
-        total = store.count(Selector(account))
-        if total:
-            found[account] = Tally(total, store.count(by_account[account]) if account in by_account else 0)
-    return found
 
 
 @contextmanager
@@ -102,7 +92,7 @@ def test_tally_agrees_with_count_on_a_versioned_bucket_dated_by_key(s3_client, m
     dues = [Due(Selector(a, "created_at", CUTOFF + timedelta(days=days)) if days is not None else Selector(a))
             for a, days in cutoffs.items() if a in asked]
 
-    assert store.tally(accounts, dues) == expected(store, accounts, dues)
+    assert store.tally(accounts, dues) == per_account(store, accounts, dues)
 
 
 def test_tally_agrees_with_count_on_a_plain_bucket_dated_by_last_modified(s3_client, make_bucket):
@@ -118,7 +108,7 @@ def test_tally_agrees_with_count_on_a_plain_bucket_dated_by_last_modified(s3_cli
     for cutoff in (times[0] - timedelta(seconds=1), middle, times[-1]):
         dues = [Due(Selector("acct_1", "created_at", cutoff)), Due(Selector("acct_10"))]
         tallied = store.tally(["acct_1", "acct_10", "acct_3"], dues)
-        assert tallied == expected(store, ["acct_1", "acct_10", "acct_3"], dues)
+        assert tallied == per_account(store, ["acct_1", "acct_10", "acct_3"], dues)
         assert tallied["acct_1"].total == tallied["acct_10"].total == tallied["acct_10"].due == 4
     assert store.tally(["acct_1"], [Due(Selector("acct_1", "created_at", times[-1]))]) == {"acct_1": Tally(4, 4)}
 

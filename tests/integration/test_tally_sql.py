@@ -6,8 +6,6 @@ number of accounts."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +16,7 @@ from hypothesis import strategies as st
 from retention.stores.base import Due, Selector, Tally
 from retention.stores.sql import SqlStore
 from tests.fixtures.sql import chat_location, copy_rows
+from tests.fixtures.tally import per_account, statements
 
 pytestmark = pytest.mark.postgres
 
@@ -29,34 +28,6 @@ CONVERSATION = ("account_id", "created_at", "last_message_at", "visitor_email", 
 
 def chat_store(engine: sa.Engine, **spec) -> SqlStore:
     return SqlStore("chat_conversations", chat_location(**spec), engine)
-
-
-def expected(store: SqlStore, accounts: list[str], dues: list[Due]) -> dict[str, Tally]:
-    """What per-account ``count`` says: the reference tally must agree with."""
-    by_account = {d.selector.account_id: d for d in dues}
-    found = {}
-    for account in accounts:
-        total = store.count(Selector(account))
-        if total:
-            wanted = by_account.get(account)
-            due = store.count(wanted.selector, pending_anonymize=wanted.pending_anonymize) if wanted else 0
-            found[account] = Tally(total, due)
-    return found
-
-
-@contextmanager
-def statements(engine: sa.Engine) -> Iterator[list[str]]:
-    """The SQL statements sent through ``engine`` while the block runs."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 offsets = st.one_of(st.none(), st.sampled_from([-86_400 * 40, -86_400, -1, 0, 1, 86_400, 86_400 * 40]))
@@ -83,7 +54,7 @@ def test_tally_agrees_with_count_per_account(app_engine, rows, asked, wanted):
     dues = [Due(Selector(a, anchor, CUTOFF + timedelta(seconds=shift)) if anchor else Selector(a), pending)
             for a, (anchor, shift, pending) in wanted.items() if a in asked]
 
-    assert store.tally(accounts, dues) == expected(store, accounts, dues)
+    assert store.tally(accounts, dues) == per_account(store, accounts, dues)
 
 
 def test_each_account_is_counted_against_its_own_cutoff_and_strangers_are_not_counted(app_engine):
@@ -122,9 +93,9 @@ def test_a_naive_timestamp_column_is_read_as_utc_and_a_date_column_by_whole_days
     third = datetime(2025, 3, 3, tzinfo=UTC)
     dues = [Due(Selector("a", "created_at", CUTOFF)), Due(Selector("b", "last_activity_at", third))]
 
-    assert naive.tally(["a", "b"], dues) == expected(naive, ["a", "b"], dues) == {"a": Tally(2, 1), "b": Tally(2, 1)}
+    assert naive.tally(["a", "b"], dues) == per_account(naive, ["a", "b"], dues) == {"a": Tally(2, 1), "b": Tally(2, 1)}
     by_day = [Due(Selector("a", "last_activity_at", CUTOFF)), Due(Selector("b", "last_activity_at", CUTOFF))]
-    assert naive.tally(["a", "b"], by_day) == expected(naive, ["a", "b"], by_day) == {"a": Tally(2, 1),
+    assert naive.tally(["a", "b"], by_day) == per_account(naive, ["a", "b"], by_day) == {"a": Tally(2, 1),
                                                                                        "b": Tally(2, 0)}
 
 
@@ -158,4 +129,4 @@ def test_tally_sends_the_same_statements_for_10_and_for_200_accounts(app_engine,
         tallied = store.tally(accounts, dues)
 
     assert len(sent) == 3  # totals; due by created_at; due by created_at still to anonymize
-    assert tallied == expected(store, accounts, dues)
+    assert tallied == per_account(store, accounts, dues)
