@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from retention.engine.cohorts import CohortKey, execute_cohort
 from retention.ledger import Ledger
 from retention.stores.base import Cohort, CohortBatch, CohortOutcome
-from retention.stores.sql import SqlStore
+from retention.stores.sql import SqlStore, cohorts
 from tests.fixtures.sql import chat_conversations, chat_location, chat_messages, copy_rows
 
 pytestmark = pytest.mark.postgres
@@ -84,7 +84,10 @@ def execute(ledger: Ledger, store, run_id: str, tasks: list) -> int:
     return execute_cohort(ledger, store, run_id, LOCATION, KEY, tasks, actor="test", check_run=lambda: None)
 
 
-def test_each_account_loses_exactly_its_own_due_rows_and_the_ledger_counts_them(app_engine, ledger) -> None:
+@pytest.mark.parametrize("few_cutoffs", [0, 100], ids=["joined-to-the-cutoffs", "a-filter-per-cutoff"])
+def test_each_account_loses_exactly_its_own_due_rows_and_the_ledger_counts_them(app_engine, ledger, few_cutoffs,
+                                                                                  monkeypatch) -> None:
+    monkeypatch.setattr(cohorts, "FEW_CUTOFFS", few_cutoffs)  # both ways of matching each account's cutoff
     seed(app_engine)
     due, before = expected_due(app_engine), per_account(app_engine)
     run_id, tasks = planned(ledger)

@@ -1,9 +1,11 @@
-"""Set-based statements for a cohort: many accounts of one location, each with its own cutoff, in one join.
+"""Set-based statements for a cohort: many accounts of one location, each with its own cutoff, in one statement.
 
-The accounts and their cutoffs travel as two arrays, one bound parameter each, unnested into a derived table
-``cohort(account_id, cutoff)`` that the location's table is joined to on ``account = account_id AND anchor <=
-cutoff`` (a NULL anchor never matches; a cohort with no anchor matches every row of its accounts). Every
-statement below is constant in number whatever the number of accounts:
+Accounts that share a cutoff (most do: one per jurisdiction and customer instruction) are one filter, ``account =
+ANY(:ids) AND anchor <= :cutoff``, OR-ed over at most ``FEW_CUTOFFS`` cutoffs. Beyond that the accounts and their
+cutoffs travel as two arrays, one bound parameter each, unnested into a derived table ``cohort(account_id,
+cutoff)`` that the location's table is joined to on ``account = account_id AND anchor <= cutoff``. A NULL anchor
+never matches; a cohort with no anchor matches every row of its accounts. Every statement below is constant in
+number whatever the number of accounts:
 
 - ``next_range``: the next ``size`` keys of the table after the cursor (an index walk), as (upper key, per-account
   counts of the cohort's rows in that range);
@@ -18,13 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from retention.stores.base import Cohort
 from retention.stores.sql.schema import LocationSchema
 from retention.stores.sql.selection import RowSelection, cutoff_value
+
+FEW_CUTOFFS = 16  # up to this many distinct cutoffs in a cohort, a filter per cutoff; beyond, a join to the cutoffs
 
 
 class CohortRows:
@@ -50,6 +54,18 @@ class CohortRows:
             if cutoff is None:  # Cohort refuses this; never read an anchor without a cutoff as "all"
                 raise ValueError(f"location {schema.location_id}: account {account_id} has an anchor but no cutoff")
             cutoffs.append(cutoff_value(column, cutoff))
+        by_cutoff: dict[Any, list[Any]] = {}
+        for value, bound_cutoff in zip(self.ids, cutoffs, strict=True):
+            by_cutoff.setdefault(bound_cutoff, []).append(value)
+        if len(by_cutoff) <= FEW_CUTOFFS:
+            # Accounts mostly share a few cutoffs (one per jurisdiction and customer instruction): one hashed
+            # ``account = ANY(:ids) AND anchor <= :cutoff`` per cutoff is a filter on each row, cheaper than a join.
+            self.source = None
+            self.match = or_(*(and_(schema.account == sa.any_(sa.bindparam(f"cohort_accounts_{i}", values,
+                                                                            type_=ARRAY(schema.account.type))),
+                                    column <= sa.bindparam(f"cohort_cutoff_{i}", cutoff, type_=column.type))
+                               for i, (cutoff, values) in enumerate(sorted(by_cutoff.items()))))
+            return
         bound = sa.bindparam("cohort_cutoffs", cutoffs, type_=ARRAY(column.type))
         self.source = func.unnest(accounts, bound).table_valued("account_id", "cutoff").render_derived(name="cohort")
         self.match = and_(schema.account == self.source.c.account_id, column <= self.source.c.cutoff)
