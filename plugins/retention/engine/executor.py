@@ -25,7 +25,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from retention.engine.cohorts import RUNNABLE, cohorts_of, execute_cohort
+from retention.engine.cohorts import RUNNABLE, cohort_id, cohorts_of, execute_cohort
 from retention.engine.context import SweepContext
 from retention.engine.shards import Shard
 from retention.engine.steplog import log_task
@@ -76,6 +76,11 @@ def execute_location(ctx: SweepContext, run_id: str, location_id: str, *, actor:
         by_cohort = cohorts_of([t for t in tasks if t.action == "delete"])
         single = [t for t in tasks if t.action != "delete"]
         for key, members in by_cohort.items():
+            if len(members) == 1 and ctx.ledger.cohort_state(cohort_id(run_id, location_id, shard, key)) is None:
+                # One account (an offboarding's, say), never begun as a cohort: the per-task path, whose store looks
+                # up the next range while a batch deletes. A cohort begun keeps its own checkpoint to the end.
+                single += members
+                continue
             try:
                 affected += execute_cohort(ctx.ledger, store, run_id, location_id, key, members, actor=actor,
                                            shard=shard, check_run=lambda: check_may_delete(
