@@ -30,11 +30,13 @@ def test_a_terminal_shows_a_bar_per_phase_and_stdout_keeps_only_the_report(stack
         os.close(terminal)
     shown = b"".join(chunks).decode(errors="replace")
     assert result.returncode == 0, shown
-    locations = {line.split()[0] for line in result.stdout.splitlines()[1:-2]}
+    report = result.stdout.splitlines()
+    assert report[0].startswith("registry: ")  # which account registry the run acted on, first
+    locations = {line.split()[0] for line in report[2:-2]}
     for phase in ("deleting", "verifying"):  # each bar ends full, at one step per location
         assert f"{phase:<12}  [{'#' * 36}]  {len(locations)}/{len(locations)}" in shown, shown[-2000:]
     assert "step=" not in shown and "[retention." not in shown  # on a terminal the bar replaces info lines
-    assert result.stdout.startswith("location ") and "succeeded" in result.stdout.splitlines()[-1]
+    assert report[1].startswith("location ") and "succeeded" in report[-1]
     assert "deleting" not in result.stdout and "step=" not in result.stdout
 
 
