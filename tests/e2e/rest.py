@@ -85,6 +85,20 @@ class AirflowApi:
 
     # -- human in the loop ----------------------------------------------------------------------------
 
+    def wait_until_paused(self, dag_id: str, run_id: str, task_id: str, timeout: float = RUN_TIMEOUT) -> None:
+        """Once a task awaits input, until the scheduler has taken the exit of the process that paused it. An
+        answer before that races Airflow 3.3.2's scheduler: it reschedules the task on the answer, then reads the
+        pausing process's success for a task now queued and fails it ("finished with state success, but the task
+        instance's state attribute is queued"; seen once in CI)."""
+        key = f"TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number="
+        log = self.stack.home / "scheduler.log"
+
+        def taken() -> bool:
+            return any("Received executor event" in line and key in line
+                       for line in log.read_text(errors="replace").splitlines())
+
+        self.stack.wait(f"the scheduler to take the pause of {task_id} in {run_id}", taken, timeout)
+
     def answer(self, dag_id: str, run_id: str, task_id: str, chosen: list[str], params: dict[str, Any],
                user: str, map_index: int = -1) -> httpx.Response:
         """PATCH the task's hitlDetails as ``user``: the answer its Required Actions form would send."""

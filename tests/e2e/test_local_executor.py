@@ -58,6 +58,7 @@ def test_an_offboarding_is_approved_by_a_second_person_and_certified_for_the_cus
     own, approved = api.trigger(OFFBOARDING, conf, user="alice"), api.trigger(OFFBOARDING, conf, user="alice")
     for run_id in (own, approved):
         api.wait_for_task(OFFBOARDING, run_id, "awaiting_input", "approve")
+        api.wait_until_paused(OFFBOARDING, run_id, "approve")
 
     # Airflow takes alice's answer to her own request; the approval task refuses it (four eyes).
     assert api.answer(OFFBOARDING, own, "approve", ["Approve"], {"reason": "mine"}, user="alice").status_code == 200
