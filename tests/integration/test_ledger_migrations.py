@@ -17,7 +17,7 @@ def test_the_migration_and_the_models_agree(ledger_url: str) -> None:
             ctx = MigrationContext.configure(conn, opts={
                 "version_table": VERSION_TABLE, "compare_type": True,
                 "compare_server_default": False})
-            assert ctx.get_current_revision() == head_revision() == "0006"
+            assert ctx.get_current_revision() == head_revision() == "0007"
             assert compare_metadata(ctx, Base.metadata) == []
             assert set(inspect(conn).get_table_names()) == {
                 "runs", "planned_tasks", "events", "chain_head", "legal_holds", "erasable_texts",

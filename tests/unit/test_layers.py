@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"ledger", "stores", "backups", "registry"},
     {"engine", "subprocessors"},
     {"certificates"},
-    {"offboarding"},
+    {"offboarding", "requests"},
     {"api", "cli", "dagkit", "demo", "demo_people", "demo_outcome", "embedded", "triggered"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

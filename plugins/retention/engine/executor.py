@@ -51,7 +51,12 @@ class HeldMidBatch(Exception):
         self.holds = holds
 
 
-def selector_of(task: PlannedTask) -> Selector:
+def selector_of(task: PlannedTask, ledger: Ledger) -> Selector:
+    """What the task acts on. A data subject request's task selects only the person's records: its identifiers
+    (as expanded) are read from the request, and once they are erased the task can no longer run at all, rather
+    than fall back to the whole account."""
+    if task.subject_request_id is not None:
+        return Selector(task.account_id, subject=ledger.request_subject(task.subject_request_id))
     return Selector(task.account_id, task.anchor, task.cutoff)
 
 
@@ -72,9 +77,9 @@ def execute_location(ctx: SweepContext, run_id: str, location_id: str, *, actor:
     store = ctx.store(location_id)
     affected, busy = 0, []
     single = tasks
-    if isinstance(store, CohortDeleting):
-        by_cohort = cohorts_of([t for t in tasks if t.action == "delete"])
-        single = [t for t in tasks if t.action != "delete"]
+    if isinstance(store, CohortDeleting):  # a subject request's tasks select by person: never in an account cohort
+        by_cohort = cohorts_of([t for t in tasks if t.action == "delete" and t.subject_request_id is None])
+        single = [t for t in tasks if t.action != "delete" or t.subject_request_id is not None]
         for key, members in by_cohort.items():
             if len(members) == 1 and ctx.ledger.cohort_state(cohort_id(run_id, location_id, shard, key)) is None:
                 # One account (an offboarding's, say), never begun as a cohort: the per-task path, whose store looks
@@ -123,7 +128,7 @@ def check_may_delete(ledger: Ledger, run: Run | None) -> None:
 
 def execute_task(ledger: Ledger, store: Store, task: PlannedTask, *, actor: str, fence: int) -> int:
     """Run one claimed task (``fence``: its claim's token); returns the records affected by this call."""
-    selector = selector_of(task)
+    selector = selector_of(task, ledger)
     checkpoint = dict(task.checkpoint or {})
     affected = 0
     if checkpoint.get("pending"):

@@ -19,6 +19,8 @@ from retention.engine.report import Report, finish_sweep
 from retention.engine.steplog import Progress, quietly
 from retention.engine.verifier import reclaim, verify_location
 
+# A subject request's erasures are not replayed from here: their tasks select by the person's identifiers, which
+# are erased once the request closes (see retention.requests).
 REPLAYED_KINDS = ("sweep", "offboarding")
 DESTRUCTIVE = ("delete", "anonymize", "isolate")
 
@@ -37,7 +39,7 @@ def replay(ctx: SweepContext, since: datetime, *, actor: str, progress: Progress
                 continue
             seen.add(key)
             held = ctx.ledger.holds_in_force(task.account_id, task.data_class)  # and again before every batch
-            remaining = ctx.store(task.location).count(selector_of(task))
+            remaining = ctx.store(task.location).count(selector_of(task, ctx.ledger))
             ctx.ledger.add_planned_task(run_id, account_id=task.account_id, data_class=task.data_class,
                                         location=task.location, action=task.action, rule_id=task.rule_id,
                                         anchor=task.anchor, cutoff=task.cutoff, total_count=remaining,

@@ -43,9 +43,11 @@ def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: 
     # SQL's tally counts exactly what its verify counts (the same predicate, and no child row without a parent
     # row); S3's verify also counts undated objects and re-lists until two listings agree, which one tally
     # pass does not, so elsewhere every task is verified in detail.
-    residue_of = _residues(store, done) if isinstance(store, CohortDeleting) else {t.id: 1 for t in done}
+    residue_of = (_residues(ctx, store, [t for t in done if t.subject_request_id is None])
+                  if isinstance(store, CohortDeleting) else {t.id: 1 for t in done})
+    residue_of.update({t.id: 1 for t in done if t.subject_request_id is not None})  # a tally counts whole accounts
     clean = [t.id for t in tasks if t.status == "done" and not residue_of.get(t.id)]
-    detailed = [_detail(store, task) for task in tasks if task.status == "held" or residue_of.get(task.id)]
+    detailed = [_detail(ctx, store, task) for task in tasks if task.status == "held" or residue_of.get(task.id)]
     statuses = Counter({"verified": len(clean)}) + Counter(found.status for found in detailed)
     counts = {"tasks": len(tasks), "verified": statuses["verified"], "residue": statuses["residue"],
               "held": statuses["held"]}
@@ -55,7 +57,7 @@ def verify_location(ctx: SweepContext, run_id: str, location_id: str, *, actor: 
     return statuses["residue"]
 
 
-def _residues(store: Store, done: list[PlannedTask]) -> dict[str, int]:
+def _residues(ctx: SweepContext, store: Store, done: list[PlannedTask]) -> dict[str, int]:
     """Per done task, what its selector still matches: one tally per data class (an account has one task per
     data class at a location, and a tally takes one selector per account)."""
     by_class: dict[str, list[PlannedTask]] = defaultdict(list)
@@ -63,14 +65,14 @@ def _residues(store: Store, done: list[PlannedTask]) -> dict[str, int]:
         by_class[task.data_class].append(task)
     residue: dict[str, int] = {}
     for members in by_class.values():
-        due = [Due(selector_of(t), **count_mode(t.action)) for t in members]
+        due = [Due(selector_of(t, ctx.ledger), **count_mode(t.action)) for t in members]
         tally = store.tally([t.account_id for t in members], due)
         residue.update({t.id: tally[t.account_id].due for t in members if t.account_id in tally})
     return residue
 
 
-def _detail(store: Store, task: PlannedTask) -> Verified:
-    residue = store.verify(selector_of(task), **count_mode(task.action))
+def _detail(ctx: SweepContext, store: Store, task: PlannedTask) -> Verified:
+    residue = store.verify(selector_of(task, ctx.ledger), **count_mode(task.action))
     # A held task keeps its data on purpose; it is verified, but its residue is not a failure.
     status = task.status if task.status == "held" else ("verified" if residue.clean else "residue")
     log_task("task.verified", task, status=status, remaining=residue.remaining,

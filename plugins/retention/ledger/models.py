@@ -124,6 +124,9 @@ class PlannedTask(Base):
     # Bumped by every claim (``Ledger.claim``); a write carrying an older value is refused, so an executor
     # that lost its claim (paused, partitioned) cannot overwrite the one that took the task over.
     fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A data subject request's task: the store selects only the person's records (``subject_requests.id``);
+    # None for an account-wide task.
+    subject_request_id: Mapped[str | None] = mapped_column(String(ID), index=True)
 
 
 class Event(Base):
@@ -228,3 +231,42 @@ class CohortCheckpoint(Base):
     after: Mapped[str | None] = mapped_column(String(TEXT))
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the claim's token
+
+
+class SubjectRequestRow(Base):
+    """A data subject request (``retention.requests``). The identifiers are personal data: they are kept here,
+    outside the chain, while the request is open, and erased (``identifiers`` set to NULL) once it closed and
+    its appeal window passed. The chain carries their keyed hashes only (``identifier_hashes``)."""
+
+    __tablename__ = "subject_requests"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(NAME), index=True)
+    request_type: Mapped[str] = mapped_column(String(16))  # access | erasure
+    regime: Mapped[str] = mapped_column(String(8))  # gdpr | ccpa
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the day the customer received it, 00:00 UTC
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the end of its legal deadline's last day
+    reference_sha256: Mapped[str] = mapped_column(String(HASH))  # the customer's reference, in erasable_texts
+    identifiers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"given": {...}, "expanded": {...}}
+    identifier_hashes: Mapped[list[Any]] = mapped_column(JSON)  # keyed hashes of the given identifiers
+    filed_by: Mapped[str] = mapped_column(String(NAME))  # a staff id, or customer:<credential id>
+    filed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(24))
+    run_id: Mapped[str | None] = mapped_column(String(ID), index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    identifiers_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CustomerCredential(Base):
+    """An API credential a customer's systems use for the customer routes (``retention.api.customers``): issued
+    and revoked by staff, bound to one account. Only the secret's sha256 is kept."""
+
+    __tablename__ = "customer_credentials"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)  # public: the token's first part
+    account_id: Mapped[str] = mapped_column(String(NAME), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(HASH))
+    issued_by: Mapped[str] = mapped_column(String(NAME))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(NAME))

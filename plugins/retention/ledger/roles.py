@@ -32,6 +32,8 @@ RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "erasable_texts": ("SELECT", "INSERT", "UPDATE"),  # erasing a text blanks it; its row stays
     "certificates": ("SELECT", "INSERT"),
     "cohort_checkpoints": ("SELECT", "INSERT", "UPDATE"),  # a cohort's cursor and batch in flight; cleared, kept
+    "subject_requests": ("SELECT", "INSERT", "UPDATE"),  # status; identifiers blanked once erased; row kept
+    "customer_credentials": ("SELECT", "INSERT", "UPDATE"),  # a revocation sets revoked_*; never deleted
     VERSION_TABLE: ("SELECT",),                       # Ledger.open checks the schema revision
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")

@@ -102,14 +102,15 @@ class RunsAndTasks(EventLog):
                          action: str, rule_id: str, anchor: str | None = None,
                          cutoff: datetime | None = None, total_count: int | None = None,
                          estimated_count: int | None = None, skip_reason: str | None = None,
-                         session: Session | None = None) -> str:
+                         subject_request_id: str | None = None, session: Session | None = None) -> str:
         """Record one (account, data class, location) step of a run's plan; returns its id.
 
         With ``skip_reason`` the step is recorded as skipped: the plan says what is kept and why.
         """
         task = self._planned_task(run_id, account_id=account_id, data_class=data_class, location=location,
                                   action=action, rule_id=rule_id, anchor=anchor, cutoff=cutoff,
-                                  total_count=total_count, estimated_count=estimated_count, skip_reason=skip_reason)
+                                  total_count=total_count, estimated_count=estimated_count, skip_reason=skip_reason,
+                                  subject_request_id=subject_request_id)
         with self._tx(session) as s:
             s.add(task)
             s.flush()
@@ -129,7 +130,8 @@ class RunsAndTasks(EventLog):
     @staticmethod
     def _planned_task(run_id: str, *, account_id: str, data_class: str, location: str, action: str, rule_id: str,
                       anchor: str | None = None, cutoff: datetime | None = None, total_count: int | None = None,
-                      estimated_count: int | None = None, skip_reason: str | None = None) -> PlannedTask:
+                      estimated_count: int | None = None, skip_reason: str | None = None,
+                      subject_request_id: str | None = None) -> PlannedTask:
         return PlannedTask(
             id=uuid.uuid4().hex, run_id=run_id, account_id=check_account_id(account_id),
             data_class=check_text(data_class, "data_class"), location=check_text(location, "location", 500),
@@ -138,7 +140,7 @@ class RunsAndTasks(EventLog):
             total_count=total_count, estimated_count=estimated_count,
             status="skipped" if skip_reason else "planned",
             skip_reason=None if skip_reason is None else check_text(skip_reason, "skip_reason", 500),
-            affected_count=0,
+            affected_count=0, subject_request_id=subject_request_id,
         )
 
     def tasks(self, run_id: str, *, location: str | None = None,

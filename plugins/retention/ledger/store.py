@@ -6,6 +6,8 @@
 - ``holds.LegalHolds``: legal holds and the guard every deleting path calls;
 - ``runs.RunsAndTasks``: runs, their planned tasks and the claim of a task;
 - ``cohorts.CohortTasks``: claiming, checkpointing and finishing many tasks of one location at once;
+- ``subject_requests.SubjectRequests``: data subject requests, their identifiers and their erasure;
+- ``credentials.CustomerCredentials``: the customer API's credentials;
 - ``database``: the URL, the engine and the schema, which ``Ledger.open`` uses.
 
 The parts are base classes of ``Ledger`` rather than objects it holds: every part works in the same
@@ -18,12 +20,14 @@ checker sees what each uses.
 from __future__ import annotations
 
 from retention.ledger.cohorts import CohortTasks
+from retention.ledger.credentials import CustomerCredentials
 from retention.ledger.database import open_engine
 from retention.ledger.holds import LegalHolds
+from retention.ledger.subject_requests import SubjectRequests
 from retention.ledger.texts import KeptTexts
 
 
-class Ledger(CohortTasks, LegalHolds, KeptTexts):
+class Ledger(CohortTasks, LegalHolds, KeptTexts, SubjectRequests, CustomerCredentials):
     """Append-only, hash-chained ledger. Use ``Ledger.open()``; close it (or use ``with``)."""
 
     @classmethod

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from retention.rules.errors import Issue, RulesError
 from retention.rules.loader import RuleSet, load_model
 from retention.rules.model import Action, Identifier, Rule, Strict, Text
+from retention.rules.subjects import IdentifierKind
 from retention.rules.yamlsource import Path_, SourceMap
 
 SqlName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
@@ -53,6 +54,10 @@ class StoredLocation(Strict):
 
     def record_anchors(self) -> frozenset[str]:
         """The record times (rule anchors other than account events) this location can evaluate."""
+        return frozenset()
+
+    def subject_kinds(self) -> frozenset[str]:
+        """The kinds of data subject identifier this location can find its records by (``subjects:``)."""
         return frozenset()
 
     def anchor_hint(self, anchor: str) -> str:
@@ -95,6 +100,15 @@ class ChildTable(Strict):
     key_column: SqlName = "id"
 
 
+class SubjectColumn(Strict):
+    """A column holding one kind of data subject identifier, and the index a lookup by it goes through: a
+    subject request must never scan a whole table (validation refuses a subject column without one, and the
+    store checks at run time that the index exists and leads with the column)."""
+
+    column: SqlName
+    index: SqlName
+
+
 class Anonymize(Strict):
     set_null: list[SqlName] = Field(default_factory=list)  # set to NULL
     hash: list[SqlName] = Field(default_factory=list)  # replaced by a salted hash (the salt is discarded)
@@ -123,6 +137,9 @@ class SqlLocation(StoredLocation):
     # long one statement may run. None: DEFAULT_LOCK_TIMEOUT_MS / DEFAULT_STATEMENT_TIMEOUT_MS.
     lock_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] | None = None
     statement_timeout_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
+    # Data subject identifiers: which columns hold an e-mail address, a phone number, a visitor or user id.
+    # A row of the location (with its children) belongs to a subject when any of them holds one of theirs.
+    subjects: dict[IdentifierKind, SubjectColumn] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _lock_wait_within_a_statement(self) -> SqlLocation:
@@ -147,6 +164,9 @@ class SqlLocation(StoredLocation):
 
     def record_anchors(self) -> frozenset[str]:
         return frozenset(self.timestamps)
+
+    def subject_kinds(self) -> frozenset[str]:
+        return frozenset(self.subjects)
 
     def place(self) -> str:
         return self.table
@@ -182,6 +202,13 @@ class KeySegmentTime(Strict):
     format: Text  # strptime format, read as UTC
 
 
+class SubjectKeySegment(Strict):
+    """Where an object's key names a data subject: the segment (the key split on "/") holding the identifier.
+    Finding a subject's objects lists the account's prefix (one account's objects, never the bucket)."""
+
+    key_segment: int = Field(ge=1)
+
+
 class S3Location(StoredLocation):
     """An object has one time (its creation) and cannot be anonymized in place."""
 
@@ -190,6 +217,7 @@ class S3Location(StoredLocation):
     key_template: Annotated[str, Field(pattern=r"^[^{}]*\{account_id\}[^{}]*/$")]  # a prefix ending in "/"
     timestamp: Literal["last_modified"] | KeySegmentTime = "last_modified"
     versioned: bool = False
+    subjects: dict[IdentifierKind, SubjectKeySegment] = Field(default_factory=dict)
 
     records: ClassVar[str] = "objects"
     described: ClassVar[str] = "object storage"
@@ -199,6 +227,9 @@ class S3Location(StoredLocation):
 
     def anchor_hint(self, anchor: str) -> str:
         return "anchor the rule on created_at, or keep this data in SQL"
+
+    def subject_kinds(self) -> frozenset[str]:
+        return frozenset(self.subjects)
 
     def place(self) -> str:
         return f"s3://{self.bucket}/{self.key_template}"

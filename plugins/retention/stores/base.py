@@ -25,15 +25,23 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from retention.ids import check_account_id
+from retention.rules.subjects import Subject
 
 
 @dataclass(frozen=True)
 class Selector:
-    """What to act on in one location: one account's records, optionally only the old ones."""
+    """What to act on in one location: one account's records, optionally only the old ones, or only one data
+    subject's.
+
+    With ``subject``, a record is selected when one of the location's subject identifiers (the inventory's
+    ``subjects:``) holds one of the subject's values of that kind, within the account. A location that keeps
+    none of the subject's kinds selects nothing: a subject selector never falls back to the whole account.
+    """
 
     account_id: str
     anchor: str | None = None  # record timestamp the cutoff applies to ("created_at", ...); None: all records
     cutoff: datetime | None = None  # records whose anchor time is at or before this; None with anchor None
+    subject: Subject | None = None  # only this person's records (a data subject request); never with an anchor
 
     def __post_init__(self) -> None:
         # Refused here, not in each store: Selector(None) matched ``account_id IS NULL`` (orphan rows) and
@@ -43,6 +51,8 @@ class Selector:
             raise ValueError("a Selector takes an anchor and a cutoff together, or neither (all of the account's data)")
         if self.cutoff is not None and self.cutoff.tzinfo is None:
             raise ValueError("cutoff must be timezone-aware")
+        if self.subject is not None and self.anchor is not None:
+            raise ValueError("a subject selector takes all of the person's records: no anchor or cutoff")
 
 
 @dataclass(frozen=True)
