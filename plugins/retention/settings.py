@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = 120.0
     # A location gets one execute shard per this many records planned due there, up to its kind's pool slots.
     shard_records: int = Field(default=1_000_000, ge=1)
+    # Data subject requests (retention.requests). An erasure finding more records than this waits for a second
+    # person's approval in Required Actions (four eyes); at or below it, it proceeds once previewed.
+    subject_approval_records: int = Field(default=1_000, ge=0)
+    # A request's identifiers are erased this many days after it closed (the data subject's window to complain
+    # or appeal; the keyed hashes stay in the ledger).
+    subject_appeal_days: int = Field(default=90, ge=0)
+    # An open request this many days before its legal deadline is alerted (retention.dagkit.notify).
+    subject_deadline_warning_days: int = Field(default=7, ge=0)
+    # The HMAC key the ledger's identifier hashes are keyed with (0600); None: $RETENTION_HOME/keys/subject-hmac.key
+    subject_key_file: Path | None = None
 
     @property
     def keystore_dir(self) -> Path:
