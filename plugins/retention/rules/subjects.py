@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import pendulum
 
@@ -73,7 +73,7 @@ class Subject:
             raise ValueError("a Subject needs at least one identifier")
 
     @classmethod
-    def of(cls, identifiers: Mapping[str, Iterable[str]]) -> Subject:
+    def of(cls, identifiers: Mapping[Any, Iterable[str]]) -> Subject:
         """Normalize and deduplicate each value; kinds without values are left out."""
         normalized = {kind: tuple(sorted({normalize(kind, v) for v in values}))
                       for kind, values in identifiers.items()}
