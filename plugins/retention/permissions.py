@@ -35,6 +35,7 @@ class Permission(enum.Enum):
     RELEASE_HOLD = ("POST", "Retention Hold Release")
     CERTIFICATES = ("POST", "Retention Certificates")  # issue, revoke, make customer links
     APPROVE_OFFBOARDING = ("POST", "Retention Offboarding Approval")
+    CUSTOMER_CREDENTIALS = ("POST", "Retention Customer Credentials")  # issue and revoke customer API credentials
 
     @property
     def method(self) -> Method:
@@ -53,6 +54,8 @@ SIMPLE_MINIMAL_ROLE: dict[Permission, SimpleAuthManagerRole] = {
     Permission.CERTIFICATES: SimpleAuthManagerRole.OP,
     Permission.APPROVE_OFFBOARDING: SimpleAuthManagerRole.OP,
     Permission.RELEASE_HOLD: SimpleAuthManagerRole.ADMIN,
+    # A credential is standing access to file erasure requests for every person of an account: more than a link.
+    Permission.CUSTOMER_CREDENTIALS: SimpleAuthManagerRole.ADMIN,
 }
 
 
