@@ -1,11 +1,14 @@
 """The embedded stack for the demo and the tests: a real PostgreSQL holding a demo application database,
 a local S3 endpoint over HTTP, and seeded customer data of several ages. Loopback only.
 
-Seeded rows carry no real personal data: names and addresses are synthetic placeholders.
+Seeded rows carry no real personal data: names and addresses are synthetic placeholders. Each seeded group of
+records is one synthetic person of one account (``Person``: an e-mail placeholder, and a visitor id and phone
+number derived from it), so a data subject request has someone to find; ``people`` says who was seeded where.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import socket
@@ -36,7 +39,7 @@ def _ts(name: str) -> sa.Column[datetime]:
 
 sa.Table("chat_conversations", APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
          sa.Column("account_id", sa.Text, nullable=False, index=True), _ts("created_at"), _ts("last_message_at"),
-         sa.Column("visitor_email", sa.Text), sa.Column("visitor_ip", sa.Text))
+         sa.Column("visitor_email", sa.Text), sa.Column("visitor_ip", sa.Text), sa.Column("visitor_id", sa.Text))
 sa.Table("chat_messages", APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
          sa.Column("conversation_id", sa.BigInteger, sa.ForeignKey("chat_conversations.id", ondelete="RESTRICT"),
                    nullable=False, index=True),
@@ -44,8 +47,8 @@ sa.Table("chat_messages", APP, sa.Column("id", sa.BigInteger, sa.Identity(), pri
 _ACCOUNT_TABLES: dict[str, list[sa.Column[Any]]] = {  # each also gets an id and an account_id
     "meetings": [_ts("created_at"), sa.Column("attendee_email", sa.Text)],
     "visitors": [_ts("first_seen_at"), _ts("last_seen_at"), sa.Column("cookie_id", sa.Text)],
-    "page_views": [_ts("viewed_at"), sa.Column("url", sa.Text)],
-    "contacts": [_ts("created_at"), _ts("last_engaged_at"), sa.Column("email", sa.Text)],
+    "page_views": [_ts("viewed_at"), sa.Column("url", sa.Text), sa.Column("visitor_id", sa.Text)],
+    "contacts": [_ts("created_at"), _ts("last_engaged_at"), sa.Column("email", sa.Text), sa.Column("phone", sa.Text)],
     "crm_sync_queue": [_ts("created_at"), sa.Column("payload", sa.Text)],
     "email_events": [_ts("sent_at"), sa.Column("recipient", sa.Text)],
     "app_users": [_ts("created_at"), _ts("last_login_at"), sa.Column("email", sa.Text),
@@ -55,6 +58,17 @@ _ACCOUNT_TABLES: dict[str, list[sa.Column[Any]]] = {  # each also gets an id and
 for _name, _columns in _ACCOUNT_TABLES.items():
     sa.Table(_name, APP, sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
              sa.Column("account_id", sa.Text, nullable=False, index=True), *_columns)
+
+# The columns holding a person's identifiers (systems.yaml subjects:), each with the index a subject lookup goes
+# through, named "<table>_<column>" as systems.yaml declares it.
+SUBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "chat_conversations": ("visitor_email", "visitor_id"), "meetings": ("attendee_email",),
+    "visitors": ("cookie_id",), "page_views": ("visitor_id",), "contacts": ("email", "phone"),
+    "email_events": ("recipient",), "app_users": ("email",), "invoices": ("billing_contact",),
+}
+for _name, _subject_columns in SUBJECT_COLUMNS.items():
+    for _column in _subject_columns:
+        sa.Index(f"{_name}_{_column}", APP.tables[_name].c[_column])
 
 # The application's account registry, as registry.yaml reads it (the demo's accounts; the bench writes 10,000).
 ACCOUNTS = sa.Table(
@@ -67,12 +81,67 @@ ACCOUNTS = sa.Table(
 # Billing records kept under law after termination move here (systems.yaml isolate_to). The schema has
 # no grant to PUBLIC, so application roles cannot read it; only the retention role (its owner) can.
 VAULT = "retention_vault"
-sa.Table("invoices", APP, sa.Column("id", sa.BigInteger, primary_key=True),
-         sa.Column("account_id", sa.Text, nullable=False, index=True), _ts("issued_at"),
-         sa.Column("billing_contact", sa.Text), sa.Column("amount_cents", sa.BigInteger), schema=VAULT)
+_vault_invoices = sa.Table("invoices", APP, sa.Column("id", sa.BigInteger, primary_key=True),
+                           sa.Column("account_id", sa.Text, nullable=False, index=True), _ts("issued_at"),
+                           sa.Column("billing_contact", sa.Text), sa.Column("amount_cents", sa.BigInteger),
+                           schema=VAULT)
+# The isolated copy keeps the location's subjects: an index of the same name, in the vault's schema.
+sa.Index("invoices_billing_contact", _vault_invoices.c.billing_contact)
 
 # Ages (days before "now") of the seeded records: some past every cutoff, some within.
 AGES = [1, 20, 45, 100, 200, 400, 800, 1200, 2500, 4000]
+SEED = 20261123  # the seeded data's random draws: the same accounts always get the same records
+
+
+@dataclass(frozen=True)
+class Person:
+    """One synthetic person: the e-mail placeholder of a seeded record group, and a visitor id and phone number
+    derived from it (derived, not drawn: the random draws, hence every seeded age and count, stay the same)."""
+
+    email: str
+    visitor_id: str
+    phone: str
+
+    @classmethod
+    def of(cls, email: str) -> Person:
+        digest = hashlib.sha256(email.encode("ascii")).hexdigest()
+        return cls(email, f"v-{digest[:12]}", f"+1555{int(digest[12:24], 16) % 10_000_000:07d}")
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """One seeded record group: whose, how old, which of the age's ``per_age`` groups, and its random part."""
+
+    account: str
+    age: int
+    n: int
+    hour: int
+    person: Person
+
+
+def _draws(account_ids: list[str], per_age: int) -> list[_Draw]:
+    """Every record group ``seed`` writes, in order, with the random draws it has always made (hour, then
+    placeholder, per group): the same accounts in the same order always give the same people."""
+    rng = random.Random(SEED)
+    draws = []
+    for account in account_ids:
+        for age in AGES:
+            for n in range(per_age):
+                hour = rng.randint(0, 23)
+                draws.append(_Draw(account, age, n, hour,
+                                   Person.of(f"visitor-{rng.getrandbits(32):08x}@example.invalid")))
+    return draws
+
+
+def people(account_ids: list[str], per_age: int = 3) -> dict[tuple[str, int, int], Person]:
+    """(account, age, n) -> the person ``seed(..., account_ids, ..., per_age)`` wrote there (the same account
+    list, in the same order, as was seeded)."""
+    return {(d.account, d.age, d.n): d.person for d in _draws(account_ids, per_age)}
+
+
+def person(account_ids: list[str], account_id: str, age: int = AGES[0], n: int = 0, per_age: int = 3) -> Person:
+    """One seeded person of ``account_id``: the ``n``-th record group of that age (see ``people``)."""
+    return people(account_ids, per_age)[(account_id, age, n)]
 
 
 def free_port() -> int:
@@ -145,7 +214,8 @@ def seed(app_url: str, client: Any, account_ids: list[str], now: pendulum.DateTi
         conn.execute(sa.text(f"REVOKE ALL ON SCHEMA {VAULT} FROM PUBLIC"))
     APP.drop_all(engine)
     APP.create_all(engine)
-    rows = _rows(account_ids, now, per_age, random.Random(20261123))
+    draws = _draws(account_ids, per_age)
+    rows = _rows(draws, now)
     with engine.begin() as conn:
         for table, batch in rows.items():
             if batch:
@@ -154,7 +224,7 @@ def seed(app_url: str, client: Any, account_ids: list[str], now: pendulum.DateTi
         conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('chat_conversations', 'id'), "
                              "(SELECT coalesce(max(id), 0) + 1 FROM chat_conversations), false)"))
     engine.dispose()
-    return Seeded(sum(map(len, rows.values())), _seed_objects(client, account_ids, now, per_age))
+    return Seeded(sum(map(len, rows.values())), _seed_objects(client, account_ids, draws, now, per_age))
 
 
 Row = dict[str, Any]  # column name -> value, as SQLAlchemy's executemany takes it
@@ -184,47 +254,46 @@ def account_row(account: Account) -> Row:
             "scc": account.scc}
 
 
-def _rows(account_ids: list[str], now: pendulum.DateTime, per_age: int, rng: random.Random) -> dict[str, list[Row]]:
+def _rows(draws: list[_Draw], now: pendulum.DateTime) -> dict[str, list[Row]]:
     rows: dict[str, list[Row]] = {name: [] for name in APP.tables}
-    for account in account_ids:
-        for age in AGES:
-            for _ in range(per_age):
-                at = now.subtract(days=age, hours=rng.randint(0, 23))
-                _add_records(rows, account, at, f"visitor-{rng.getrandbits(32):08x}@example.invalid")
+    for draw in draws:
+        _add_records(rows, draw.account, now.subtract(days=draw.age, hours=draw.hour), draw.person)
     return rows
 
 
-def _add_records(rows: dict[str, list[Row]], account: str, at: pendulum.DateTime, placeholder: str) -> None:
+def _add_records(rows: dict[str, list[Row]], account: str, at: pendulum.DateTime, who: Person) -> None:
     conversation = len(rows["chat_conversations"]) + 1  # explicit ids: children reference them
     a = {"account_id": account}
     rows["chat_conversations"].append({**a, "id": conversation, "created_at": at, "last_message_at": at,
-                                       "visitor_email": placeholder, "visitor_ip": "192.0.2.1"})
+                                       "visitor_email": who.email, "visitor_ip": "192.0.2.1",
+                                       "visitor_id": who.visitor_id})
     rows["chat_messages"] += [{"conversation_id": conversation, "body": "(synthetic)", "created_at": at}] * 2
-    rows["meetings"].append({**a, "created_at": at, "attendee_email": placeholder})
-    rows["visitors"].append({**a, "first_seen_at": at, "last_seen_at": at, "cookie_id": "q"})
-    rows["page_views"].append({**a, "viewed_at": at, "url": "/pricing"})
-    rows["contacts"].append({**a, "created_at": at, "last_engaged_at": at, "email": placeholder})
+    rows["meetings"].append({**a, "created_at": at, "attendee_email": who.email})
+    rows["visitors"].append({**a, "first_seen_at": at, "last_seen_at": at, "cookie_id": who.visitor_id})
+    rows["page_views"].append({**a, "viewed_at": at, "url": "/pricing", "visitor_id": who.visitor_id})
+    rows["contacts"].append({**a, "created_at": at, "last_engaged_at": at, "email": who.email, "phone": who.phone})
     rows["crm_sync_queue"].append({**a, "created_at": at, "payload": "{}"})
-    rows["email_events"].append({**a, "sent_at": at, "recipient": placeholder})
-    rows["app_users"].append({**a, "created_at": at, "last_login_at": at, "email": placeholder,
+    rows["email_events"].append({**a, "sent_at": at, "recipient": who.email})
+    rows["app_users"].append({**a, "created_at": at, "last_login_at": at, "email": who.email,
                               "full_name": "Synthetic User", "last_login_ip": "192.0.2.7"})
-    rows["invoices"].append({**a, "issued_at": at, "billing_contact": placeholder, "amount_cents": 12_000})
+    rows["invoices"].append({**a, "issued_at": at, "billing_contact": who.email, "amount_cents": 12_000})
 
 
-def _seed_objects(client: Any, account_ids: list[str], now: pendulum.DateTime, per_age: int) -> int:
+def _seed_objects(client: Any, account_ids: list[str], draws: list[_Draw], now: pendulum.DateTime,
+                  per_age: int) -> int:
     for bucket in ("retention-returns", "backups"):  # return packages; database snapshots
         client.create_bucket(Bucket=bucket)
     client.create_bucket(Bucket="chat-attachments")
     client.create_bucket(Bucket="call-recordings")
     client.put_bucket_versioning(Bucket="call-recordings", VersioningConfiguration={"Status": "Enabled"})
     count = 0
+    for draw in draws:  # an attachment of each record group's person: .../attachments/<day>/<visitor id>/<file>
+        day = now.subtract(days=draw.age).to_date_string()
+        client.put_object(Bucket="chat-attachments",
+                          Key=f"tenants/{draw.account}/attachments/{day}/{draw.person.visitor_id}/file-{draw.n}.png",
+                          Body=b"synthetic")
+        count += 1
     for account in account_ids:
-        for age in AGES:
-            day = now.subtract(days=age).to_date_string()
-            for n in range(per_age):
-                client.put_object(Bucket="chat-attachments", Key=f"tenants/{account}/attachments/{day}/file-{n}.png",
-                                  Body=b"synthetic")
-                count += 1
         for n in range(per_age):  # LastModified is "now": two versions and a delete marker per recording
             key = f"tenants/{account}/recordings/call-{n}.wav"
             client.put_object(Bucket="call-recordings", Key=key, Body=b"v1")

@@ -60,6 +60,10 @@ class StoredLocation(Strict):
         """The kinds of data subject identifier this location can find its records by (``subjects:``)."""
         return frozenset()
 
+    def subject_issues(self, at: Path_, smap: SourceMap) -> list[Issue]:
+        """``subjects:`` entries that could not name a person (a kind's model knows which)."""
+        return []
+
     def anchor_hint(self, anchor: str) -> str:
         """What to do when a rule anchors on a record time this location cannot evaluate."""
         known = " or ".join(sorted(self.record_anchors()))
@@ -168,6 +172,19 @@ class SqlLocation(StoredLocation):
     def subject_kinds(self) -> frozenset[str]:
         return frozenset(self.subjects)
 
+    def subject_issues(self, at: Path_, smap: SourceMap) -> list[Issue]:
+        """The account or key column as a subject column would select every row of the account, or rows by
+        their key: neither names a person."""
+        issues = []
+        for kind, where in sorted(self.subjects.items()):
+            for field_name in ("account_column", "key_column"):
+                if where.column == getattr(self, field_name):
+                    issues.append(smap.issue(at + ("subjects", kind, "column"),
+                                             f"subjects.{kind}: column {where.column!r} is the {field_name}, "
+                                             "which does not identify a person",
+                                             "name the column holding the identifier"))
+        return issues
+
     def place(self) -> str:
         return self.table
 
@@ -230,6 +247,16 @@ class S3Location(StoredLocation):
 
     def subject_kinds(self) -> frozenset[str]:
         return frozenset(self.subjects)
+
+    def subject_issues(self, at: Path_, smap: SourceMap) -> list[Issue]:
+        """A subject segment must lie after the key template's prefix: a segment inside it is the account id
+        or a fixed word, the same for every object of the account."""
+        first = self.key_template.count("/")  # "tenants/{account_id}/attachments/": segments 0-2 are the prefix
+        return [smap.issue(at + ("subjects", kind, "key_segment"),
+                           f"subjects.{kind}.key_segment {segment.key_segment} lies in the key template's prefix "
+                           f"{self.key_template!r} (segments 0 to {first - 1}), which names no person",
+                           f"name a segment from {first} on")
+                for kind, segment in sorted(self.subjects.items()) if segment.key_segment < first]
 
     def place(self) -> str:
         return f"s3://{self.bucket}/{self.key_template}"
@@ -323,6 +350,7 @@ def _cross_check(systems: SystemsFile, smap: SourceMap, ruleset: RuleSet) -> lis
                                      f"known: {', '.join(sorted(classes))}"))
             continue
         issues += location.rule_issues([r for r in ruleset.rules if r.data_class == location.data_class], at, smap)
+        issues += location.subject_issues(at, smap)
         if f"{name}{ISOLATED_SUFFIX}" in systems.locations:
             issues.append(smap.issue(at, f"the id {name}{ISOLATED_SUFFIX} is reserved for {name}'s isolate_to table",
                                      "rename the location", at_key=True))

@@ -211,3 +211,22 @@ class CohortDeleting(Protocol):
     def cohort_delete(self, batch: CohortBatch) -> CohortOutcome:
         """Delete the batch's records (only those of its cohort's accounts, at or before each one's cutoff),
         children first, in one bounded transaction; per account, the rows deleted."""
+
+
+class SubjectLookupError(ValueError):
+    """A subject column has no usable index: a subject request would scan the whole table. The message names the
+    location, the column and the index."""
+
+
+@runtime_checkable
+class SubjectFinding(Protocol):
+    """A store that finds a data subject's records by the identifiers the inventory's ``subjects:`` names."""
+
+    def check_subject_lookups(self) -> None:
+        """Raise ``SubjectLookupError`` unless every subject lookup goes through an index (SQL: each
+        ``subjects[kind].index`` exists on the table, is valid and leads with ``subjects[kind].column``)."""
+
+    def linked(self, account_id: str, subject: Subject, limit: int) -> Subject | None:
+        """Identity expansion: the values of every subject kind this location keeps, on the records ``subject``
+        selects within the account; at most ``limit`` + 1 values are read (more than ``limit`` returned: the
+        caller knows it was bounded). Values that do not normalize are skipped; None when nothing matched."""

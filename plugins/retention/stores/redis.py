@@ -8,6 +8,7 @@ Selection
     cutoff; a segment coarser than a second ("%Y-%m-%d") names a whole period, and the key matches only once
     all of that period is at or before the cutoff. A key whose segment does not parse never matches (what
     cannot be dated is never deleted); ``verify`` counts it and reports it as ``Retained("undated_key")``.
+    A subject selector (a data subject request) matches no key: a key names an account, not a person.
 
 Listing
     Always SCAN with MATCH and COUNT, never KEYS (which blocks the server while it walks every key). The
@@ -90,6 +91,9 @@ class RedisStore:
         wanted: dict[str, Selector] = {}
         for item in due:
             account = item.selector.account_id
+            if item.selector.subject is not None:
+                raise ValueError(f"Redis location {self.location_id}: a tally counts whole accounts; count a data "
+                                 "subject's keys with count(selector)")
             if account not in asked:
                 raise ValueError(f"Redis location {self.location_id}: a Due names account {account!r}, "
                                  "which was not asked for")
@@ -175,6 +179,8 @@ class RedisStore:
         return sorted({_raw(key) for key in found})  # SCAN may return a key twice while the keyspace is rehashed
 
     def _matching(self, selector: Selector, after: str | None, upper: str | None) -> list[bytes]:
+        if selector.subject is not None:
+            return []  # a key names no data subject (RedisLocation has no subjects:): a subject selects none
         low = bytes.fromhex(after) if after is not None else None
         high = bytes.fromhex(upper) if upper is not None else None
         return [key for key in self._scan(selector.account_id)

@@ -1,4 +1,9 @@
-"""Which listed records a selector takes: one account's prefix, entries grouped by key, a verdict per key."""
+"""Which listed records a selector takes: one account's prefix, entries grouped by key, a verdict per key.
+
+With a subject, a key is the subject's when one of the location's subject key segments (``subjects:``, the key
+split on "/") is one of the subject's values of that kind; every other key is left out of the groups altogether
+(not counted, retained, young or undated: it is not the subject's record). A location keeping none of the
+subject's kinds selects no key."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Final, Literal, NamedTuple
 
 from retention.rules.inventory import S3Location
+from retention.rules.subjects import Subject
 from retention.stores.base import Selector
 from retention.stores.keydates import KeyClock
 from retention.stores.s3.listing import Entry
@@ -40,6 +46,18 @@ class Selection:
                              "prefix (it must be non-empty, without '/' or control characters)")
         return self._spec.prefix(account)
 
+    def is_subjects(self, subject: Subject, key: str) -> bool:
+        """Whether one of the key's subject segments holds one of the subject's values of its kind."""
+        parts = key.split("/")
+        return any(segment.key_segment < len(parts) and parts[segment.key_segment] in subject.values(kind)
+                   for kind, segment in self._spec.subjects.items())
+
+    def subject_values(self, key: str) -> dict[str, str]:
+        """kind -> the key's segment for each subject kind the location keeps (segments the key lacks: left out)."""
+        parts = key.split("/")
+        return {kind: parts[segment.key_segment] for kind, segment in self._spec.subjects.items()
+                if segment.key_segment < len(parts) and parts[segment.key_segment]}
+
     def verdict(self, selector: Selector, key: str, entries: list[Entry]) -> Verdict:
         if selector.cutoff is None:
             return DUE
@@ -61,8 +79,11 @@ class Selection:
         """As ``groups``, with a None after the keys completed by each page (where a listing page ended)."""
         key: str | None = None
         group: list[Entry] = []
+        subject = selector.subject
         for page in pages:
             for entry in page:
+                if subject is not None and not self.is_subjects(subject, entry.key):
+                    continue  # another person's object, or one that names nobody: not this selector's
                 if self._spec.versioned:
                     if entry.key != key:
                         if key is not None and group:

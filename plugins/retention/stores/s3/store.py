@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from retention.rules.inventory import KeySegmentTime, S3Location
+from retention.rules.subjects import Subject, normalize
 from retention.stores.base import Due, Outcome, PendingBatch, Residue, Selector, Tally
 from retention.stores.keydates import KeyClock
 from retention.stores.s3.calls import S3Calls, S3Client
@@ -138,6 +139,34 @@ class S3Store:
         prefix = self._selection.prefix(selector)
         self._check_versioning()
         return self._exporter.export(selector, prefix, sink)
+
+    # -- data subjects (SubjectFinding) ------------------------------------------------------------
+
+    def check_subject_lookups(self) -> None:
+        """Nothing to check: a subject's objects are found by listing one account's prefix, never the bucket."""
+
+    def linked(self, account_id: str, subject: Subject, limit: int) -> Subject | None:
+        """The subject segments of the account's keys ``subject`` selects, at most ``limit`` + 1 values read
+        (one listing of the account's prefix); segments that do not normalize are skipped."""
+        if limit < 0:
+            raise ValueError("limit must be zero or more")
+        selector = Selector(account_id, subject=subject)
+        prefix = self._selection.prefix(selector)
+        self._check_versioning()
+        found: dict[str, set[str]] = {}
+        read = 0
+        for group in self._selection.groups(selector, self._lister.pages(prefix, None, account_id)):
+            for kind, value in self._selection.subject_values(group.key).items():
+                try:
+                    normalized = normalize(kind, value)
+                except ValueError:
+                    continue  # a segment that is not an identifier of its kind: nothing to follow
+                if normalized not in found.setdefault(kind, set()):
+                    found[kind].add(normalized)
+                    read += 1
+                if read > limit:
+                    return Subject.of(found)
+        return Subject.of(found) if found else None
 
     def _check_versioning(self) -> None:
         """Refuse a location that says unversioned over a bucket that keeps versions."""

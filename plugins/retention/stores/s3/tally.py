@@ -56,6 +56,9 @@ def tally_entries(location_id: str, spec: S3Location, selection: Selection, page
     wanted: dict[str, Selector] = {}
     for item in due:
         account = item.selector.account_id
+        if item.selector.subject is not None:
+            raise ValueError(f"S3 location {location_id}: a tally counts whole accounts; count a data subject's "
+                             "objects with count(selector)")
         if account not in asked:
             raise ValueError(f"S3 location {location_id}: a Due names account {account!r}, which was not asked for")
         if item.pending_anonymize:

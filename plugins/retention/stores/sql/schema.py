@@ -64,6 +64,10 @@ class LocationSchema:
                 log.warning("location %s: %s has no index led by %s; every batch will scan it",
                             location_id, ctable.fullname, fk.name)
 
+        # kind -> the column holding that kind of data subject identifier (its index: ``lookups``)
+        self.subjects: dict[str, Column] = {kind: self._column(self.table, spec_column.column, f"subjects.{kind}")
+                                            for kind, spec_column in spec.subjects.items()}
+
         self.null_columns: list[Column] = []
         self.hash_columns: list[Column] = []
         if spec.anonymize is not None:

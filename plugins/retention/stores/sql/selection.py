@@ -1,7 +1,9 @@
 """Which rows a selector takes: SQLAlchemy Core predicates over the reflected table, every value bound.
 
 A row is selected only by its account column and, with an anchor, by ``timestamp <= cutoff``: a NULL
-timestamp cannot be dated and is never selected. Batches are key ranges ``(after, upper]``.
+timestamp cannot be dated and is never selected. With a subject, only the account's rows where one of the
+location's subject columns holds one of the subject's values of that kind (``column = ANY(:values)``); a location
+keeping none of the subject's kinds selects no row. Batches are key ranges ``(after, upper]``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import and_, func, or_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
+from retention.rules.subjects import Subject
 from retention.stores.base import Selector
 from retention.stores.sql.schema import HASH_HEX_LENGTH, Column, LocationSchema, name_of, python_type
 
@@ -40,10 +44,20 @@ class RowSelection:
             if selector.cutoff is None:  # Selector refuses this; never read an anchor without a cutoff as "all"
                 raise ValueError(f"location {self._location_id}: a selector with an anchor needs a cutoff")
             clauses.append(at_or_before(column, selector.cutoff))  # NULL <= x is never true
+        if selector.subject is not None:
+            clauses.append(self.subject_match(selector.subject))
         clauses += self.key_range(schema.key, after, upper)
         if pending_anonymize:
             clauses.append(self.pending_anonymize())
         return and_(*clauses)
+
+    def subject_match(self, subject: Subject) -> ColumnElement[bool]:
+        """Rows where a subject column holds one of the subject's values of its kind, each kind's values bound as
+        ONE array parameter; ``false`` when the location keeps none of the subject's kinds (never every row)."""
+        matches = [column == sa.any_(sa.bindparam(f"subject_{kind}", list(values), type_=ARRAY(column.type),
+                                                        unique=True))
+                   for kind, column in sorted(self._schema.subjects.items()) if (values := subject.values(kind))]
+        return or_(*matches) if matches else sa.false()
 
     def key_range(self, column: Column, after: str | None, upper: str | None) -> list[ColumnElement[bool]]:
         """``after < column <= upper`` with the cursors read back as the key's type."""

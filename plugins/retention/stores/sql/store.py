@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, SqlLocation
+from retention.rules.subjects import Subject
 from retention.stores.base import Cohort, CohortBatch, CohortOutcome, Due, PendingBatch, Selector, Tally
-from retention.stores.sql import cohorts
+from retention.stores.sql import cohorts, subjects
 from retention.stores.sql.export import export_rows
 from retention.stores.sql.results import SqlOutcome, SqlResidue
 from retention.stores.sql.schema import Child, LocationSchema
@@ -156,6 +157,16 @@ class SqlStore:
         affected, seconds, retries = self._transactions.run(batch, anonymize_rows(self._schema, where, self._salt))
         self._observe(plan, affected, seconds, "anonymized")
         return SqlOutcome(affected=affected, seconds=seconds, lock_retries=retries)
+
+    # -- data subjects (SubjectFinding) ------------------------------------------------------------
+
+    def check_subject_lookups(self) -> None:
+        """``SubjectLookupError`` unless each subject column's index exists, is valid and leads with it."""
+        subjects.check_lookups(self.engine, self._schema, self.spec)
+
+    def linked(self, account_id: str, subject: Subject, limit: int) -> Subject | None:
+        """The identifiers on the account's rows ``subject`` selects, at most ``limit`` + 1 values read."""
+        return subjects.linked(self.engine, self._schema, self._rows, account_id, subject, limit)
 
     # -- many accounts at once (CohortDeleting) -----------------------------------------------
 

@@ -55,6 +55,9 @@ def _one_due_per_account(location_id: str, asked: set[str], due: Collection[Due]
     by_account: dict[str, Due] = {}
     for wanted in due:
         account = wanted.selector.account_id
+        if wanted.selector.subject is not None:
+            raise ValueError(f"location {location_id}: a tally counts whole accounts; count a data subject's rows "
+                             "with count(selector)")
         if account not in asked:
             raise ValueError(f"location {location_id}: a Due names account {account!r}, which was not asked for")
         if account in by_account and by_account[account] != wanted:
