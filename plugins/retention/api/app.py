@@ -6,11 +6,12 @@ needs (``requires``, on Airflow's own JWT from the Authorization header or the U
 anonymous call answers 401 and a user without the permission 403. State-changing routes take only a
 JSON body (415 otherwise).
 
-Customers are not Airflow users: they download through links signed with ``RETENTION_LINK_SECRET``
-that name one certificate, its account and an expiry. A link that is forged, expired, or used for
-another certificate answers 403; one whose certificate is not that account's answers 404; one revoked
-on its own (staff's ``.../links/{link_id}/revoke``) or whose certificate was revoked answers 410; the
-answers say no more than that. Every issue, revocation, link and download is a ledger event.
+Customers are not Airflow users: their systems call ``/customer/v1`` with a credential staff issued
+(``retention.api.customers``, ``retention.api.credentials``), or they download through links signed with
+``RETENTION_LINK_SECRET`` that name one certificate, its account and an expiry. A link that is forged,
+expired, or used for another certificate answers 403; one whose certificate is not that account's answers
+404; one revoked on its own (staff's ``.../links/{link_id}/revoke``) or whose certificate was revoked answers
+410; the answers say no more than that. Every issue, revocation, link and download is a ledger event.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Response
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 
+from retention.api.credentials import router as credential_routes
+from retention.api.customers import router as customer_routes
 from retention.api.operators import json_body, open_ledger, requires, staff_id
 from retention.api.operators import router as operator_views
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
@@ -69,6 +72,8 @@ def create_app() -> FastAPI:
     Settings.from_env()  # refuse to start on a bad setting (a weak RETENTION_LINK_SECRET), naming it
     app = FastAPI(title="Retention: certificates, returns, forecast and operator views", version="1")
     app.include_router(operator_views)
+    app.include_router(credential_routes)
+    app.include_router(customer_routes)  # authenticated by customer credentials, not Airflow (retention.api.customers)
 
     @app.get("/.well-known/jwks.json")
     def jwks(response: Response) -> Mapping[str, object]:

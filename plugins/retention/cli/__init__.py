@@ -11,6 +11,7 @@ import click
 from retention.cli.base import RetentionGroup
 from retention.cli.certificates import certificate
 from retention.cli.config import config
+from retention.cli.credentials import customer_credential
 from retention.cli.holds import hold
 from retention.cli.ledger import ledger
 from retention.cli.offboard import offboard_command
@@ -26,5 +27,5 @@ def main() -> None:
 
 
 for command in (rules, hold, sweep_command, forecast_command, replay_command, offboard_command, report_command,
-                config, ledger, certificate, pools):
+                config, ledger, certificate, pools, customer_credential):
     main.add_command(command)
