@@ -36,7 +36,8 @@ from retention.ledger.runs import TaskBusy
 from retention.stores import Outcome, PendingBatch, Selector, Store
 from retention.stores.base import BatchLocked, CohortDeleting
 
-APPROVAL = {"offboarding": "offboarding.approved"}  # run kinds that delete nothing before a second person approves
+# Run kinds that delete nothing before their approval event (a second person's, or a small request's own).
+APPROVAL = {"offboarding": "offboarding.approved", "subject_request": "subject.approved"}
 
 
 class NotPermitted(PermissionError):
