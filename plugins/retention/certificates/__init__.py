@@ -14,8 +14,9 @@ from typing import Any
 
 from retention.certificates.content import DEFAULT_LEGAL_BASIS, LEGAL_BASES, build
 from retention.certificates.keys import load_signing_key, rotate
-from retention.certificates.pdf import render, sign_pdf, verify_pdf
+from retention.certificates.pdf import render, sign_pdf, signing_reason, verify_pdf
 from retention.certificates.signed import CertificateInvalid, Verified, sign, verify
+from retention.certificates.subject import build_subject_supplement, is_subject_certificate, issue_subject_certificate
 from retention.certificates.supplement import build_supplement
 from retention.ledger import Ledger
 from retention.links import CERTIFICATE_DOWNLOAD, sign_link, token_digest
@@ -26,7 +27,8 @@ from retention.signing_keys import KeySet, SigningKey, SigningKeyError
 
 __all__ = ["LEGAL_BASES", "CertificateInvalid", "KeySet", "SigningKey", "SigningKeyError", "Verified", "as_pdf",
            "build", "build_supplement", "certificate_link", "check_chain_head", "inventory_locations", "issue",
-           "issue_supplement", "load_signing_key", "rotate", "sign", "verify", "verify_file", "verify_pdf"]
+           "issue_subject_certificate", "issue_supplement", "load_signing_key", "rotate", "sign", "verify",
+           "verify_file", "verify_pdf"]
 
 
 def inventory_locations(rules_dir: Path) -> dict[str, LocationSpec]:
@@ -51,8 +53,10 @@ def issue(ledger: Ledger, run_id: str, account_id: str, key: SigningKey, *, expo
 
 
 def issue_supplement(ledger: Ledger, original: bytes, key: SigningKey, keys: KeySet, *, actor: str) -> bytes:
-    """Sign a supplement to ``original`` listing what completed since; recorded as ``certificate.supplemented``."""
-    content = build_supplement(ledger, original, keys)
+    """Sign a supplement to ``original`` (an account's or a subject erasure's certificate) listing what completed
+    since; recorded as ``certificate.supplemented``."""
+    subject = is_subject_certificate(verify(original, keys).certificate)
+    content = (build_subject_supplement if subject else build_supplement)(ledger, original, keys)
     document = sign(content, key)
     ledger.append("certificate.supplemented", {
         "supplement_id": content["supplement_id"], "certificate_id": content["supplements"]["certificate_id"],
@@ -74,8 +78,10 @@ def certificate_link(ledger: Ledger, certificate_id: str, account_id: str, hours
 
 
 def as_pdf(document: bytes, key: SigningKey) -> bytes:
-    """The signed PDF of a signed certificate (the JSON attached, a PAdES signature by the same key)."""
-    return sign_pdf(render(document, KeySet((key.jwk,))), key)
+    """The signed PDF of a signed certificate, an account's or a subject erasure's (the JSON attached, a PAdES
+    signature by the same key)."""
+    keys = KeySet((key.jwk,))
+    return sign_pdf(render(document, keys), key, reason=signing_reason(verify(document, keys).certificate))
 
 
 def verify_file(data: bytes, keys: KeySet) -> Verified:

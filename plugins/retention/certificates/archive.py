@@ -18,6 +18,7 @@ from retention.ledger import Ledger
 
 ID_PATTERN = re.compile(r"^cert-[0-9a-f]{32}$")
 FORMATS = {"json": "application/json", "pdf": "application/pdf"}
+ACCOUNT_DELETION = "account_deletion"  # the kind of an account's certificate (its events name no kind)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Issued:
     sha256: str
     issued_at: str
     revoked: str | None = None  # the revocation's reason ("(erased)" once its text was erased)
+    kind: str = ACCOUNT_DELETION  # or "subject_erasure": one data subject's erasure request (``certificates.subject``)
+    request_id: str | None = None  # the subject request a subject_erasure certificate is for
 
 
 class SavedSupplement(TypedDict):
@@ -84,7 +87,8 @@ def issued(ledger: Ledger, account_id: str | None = None) -> dict[str, Issued]:
         p = event.payload
         if event.kind == "certificate.issued" and account_id in (None, p["account_id"]):
             found[p["certificate_id"]] = Issued(p["certificate_id"], p["account_id"], p["run_id"], p["status"],
-                                                p["kid"], p["sha256"], event.occurred_at.isoformat())
+                                                p["kid"], p["sha256"], event.occurred_at.isoformat(),
+                                                kind=p.get("kind", ACCOUNT_DELETION), request_id=p.get("request_id"))
         elif event.kind == "certificate.revoked" and p["certificate_id"] in found:
             # The reason is kept outside the chain (its digest in the event); events before issue 15 carried it.
             reason = ledger.text_or(p["reason_sha256"]) if "reason_sha256" in p else p["reason"]

@@ -6,6 +6,11 @@ signature with pyHanko, made by the same Ed25519 key as the JSON's, inside a sel
 certificate whose common name is the key id: a PDF reader shows the document as signed (and, the
 issuer not being in its trust store, asks whether to trust it); ``verify_pdf`` trusts it only if its
 public key is in the published JWKS.
+
+``render`` lays out an account's certificate here and a data subject erasure's with ``subject_pdf.SubjectLayout``
+(chosen by the certificate's ``kind``); both share the page, the attachment and the signature. Over 400 lines
+because the account layout and the PAdES signing and verification of the same file are one job: the PDF a
+customer is given.
 """
 
 from __future__ import annotations
@@ -40,18 +45,35 @@ FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-cor
 def render(document: bytes, keys: KeySet) -> bytes:
     """An unsigned PDF of a signed certificate (verified first: a PDF never shows an invalid one)."""
     certificate = verify(document, keys).certificate
-    pdf = _Layout(certificate)
+    pdf = _layout(certificate)(certificate)
     pdf.embed_file(bytes=document, basename=ATTACHMENT, mime_type="application/json",
                    desc="The signed certificate (RFC 8785 JSON, Ed25519): verify with `retention certificate verify`",
                    modification_date=datetime.fromisoformat(certificate["issued_at"]))
     return bytes(pdf.output())
 
 
+def _layout(certificate: JsonObject) -> type[_Layout]:
+    """The layout of the certificate's kind: an account's deletion, or one data subject's erasure."""
+    if certificate.get("kind") == "subject_erasure":
+        from retention.certificates.subject_pdf import SubjectLayout  # here: it builds on _Layout below
+
+        return SubjectLayout
+    return _Layout
+
+
+def signing_reason(certificate: JsonObject) -> str:
+    """What the PDF signature of this certificate's kind says it is for."""
+    return _layout(certificate).SIGNING_REASON
+
+
 class _Layout(FPDF):
+    TITLE = "Certificate of deletion"
+    SIGNING_REASON = "Certificate of deletion (SCC Clause 12)"  # what the PDF signature says it is for
+
     def __init__(self, c: JsonObject) -> None:
         super().__init__(format="A4")
         self.c = c
-        self.set_title(f"Certificate of deletion {c['certificate_id']}")
+        self.set_title(f"{self.TITLE} {c['certificate_id']}")
         self.set_creator(f"retention-orchestrator {c['run']['tool']['version']}")
         self.set_creation_date(datetime.fromisoformat(c["issued_at"]))
         self._fonts()
@@ -133,17 +155,7 @@ class _Layout(FPDF):
                     _short(line["finished_at"]), f"{line['verification']['result']}, "
                     f"{line['verification']['remaining']} left") for line in c["locations"]],
                   (28, 26, 22, 16, 15, 15, 33, 25))
-        methods = sorted({(line["nist_800_88"]["category"], line["nist_800_88"]["method"],
-                           line["nist_800_88"].get("physical") or "") for line in c["locations"]})
-        self.set_font(self.family, "", 7.5)
-        for category, method, physical in methods:
-            physically = f"; physically: {physical}" if physical else ""
-            self.multi_cell(0, 4, self.text_of(f"{category}: {method}{physically}"), align="L", new_x="LMARGIN",
-                            new_y="NEXT")
-        for vacuum in sorted({line["nist_800_88"]["vacuum"] for line in c["locations"]
-                              if line["nist_800_88"].get("vacuum")}):
-            self.multi_cell(0, 4, self.text_of(f"Dead row versions: {vacuum}"), align="L", new_x="LMARGIN",
-                            new_y="NEXT")
+        self.nist_notes(c["locations"])
         self.heading("Subprocessors")
         if c["subprocessors"]:
             self.grid(("Subprocessor", "Resource", "Recorded", "Deleted", "Status", "Provider copies until"),
@@ -159,12 +171,28 @@ class _Layout(FPDF):
                                 new_y="NEXT")
         else:
             self.pairs([("", "None: nothing in scope was retained, held or left pending.")])
+        self.how_to_verify()
+
+    def nist_notes(self, lines: Sequence[Mapping[str, Any]]) -> None:
+        """Each NIST SP 800-88 statement the location lines make, once, and what was done about dead rows."""
+        methods = sorted({(line["nist_800_88"]["category"], line["nist_800_88"]["method"],
+                           line["nist_800_88"].get("physical") or "") for line in lines})
+        self.set_font(self.family, "", 7.5)
+        for category, method, physical in methods:
+            physically = f"; physically: {physical}" if physical else ""
+            self.multi_cell(0, 4, self.text_of(f"{category}: {method}{physically}"), align="L", new_x="LMARGIN",
+                            new_y="NEXT")
+        for vacuum in sorted({line["nist_800_88"]["vacuum"] for line in lines if line["nist_800_88"].get("vacuum")}):
+            self.multi_cell(0, 4, self.text_of(f"Dead row versions: {vacuum}"), align="L", new_x="LMARGIN",
+                            new_y="NEXT")
+
+    def how_to_verify(self) -> None:
+        c = self.c
         self.heading("How to verify")
         self.pairs([("Ledger chain head", f"event {c['ledger']['chain_head_seq']}, "
                                           f"sha256 {c['ledger']['chain_head_hash']}"),
                     ("Signed original", f"attached as {ATTACHMENT}; "
                                         "`retention certificate verify certificate.pdf --jwks <keys>`")])
-
 
     def _termination(self, t: JsonObject) -> None:
         self.heading("Termination")
@@ -295,7 +323,7 @@ def signing_certificate(key: SigningKey, *, now: datetime | None = None) -> x509
             .sign(key.private, algorithm=None))
 
 
-def sign_pdf(pdf: bytes, key: SigningKey) -> bytes:
+def sign_pdf(pdf: bytes, key: SigningKey, *, reason: str = _Layout.SIGNING_REASON) -> bytes:
     from asn1crypto import keys as asn1_keys
     from asn1crypto import x509 as asn1_x509
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -309,7 +337,7 @@ def sign_pdf(pdf: bytes, key: SigningKey) -> bytes:
     registry = SimpleCertificateStore.from_certs([cert])  # type: ignore[no-untyped-call]  # unannotated upstream
     signer = signers.SimpleSigner(signing_cert=cert, signing_key=private, cert_registry=registry)
     meta = signers.PdfSignatureMetadata(field_name="DeletionCertificate", subfilter=SigSeedSubFilter.PADES,
-                                        reason="Certificate of deletion (SCC Clause 12)", md_algorithm="sha512")
+                                        reason=reason, md_algorithm="sha512")
     out = io.BytesIO()
     signers.PdfSigner(meta, signer).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), output=out)
     return out.getvalue()
