@@ -16,6 +16,7 @@ from retention.cli.holds import hold
 from retention.cli.ledger import ledger
 from retention.cli.offboard import offboard_command
 from retention.cli.pools import pools
+from retention.cli.requests import request
 from retention.cli.rules import rules
 from retention.cli.runs import forecast_command, replay_command, report_command, sweep_command
 
@@ -27,5 +28,5 @@ def main() -> None:
 
 
 for command in (rules, hold, sweep_command, forecast_command, replay_command, offboard_command, report_command,
-                config, ledger, certificate, pools, customer_credential):
+                config, ledger, certificate, pools, customer_credential, request):
     main.add_command(command)
