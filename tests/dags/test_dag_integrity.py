@@ -11,12 +11,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 RULES = REPO / "retention_rules"
-DAG_IDS = ["backup_expiry", "ledger_checkpoint", "retention_sweep", "subprocessor_erasure", "termination_offboarding"]
+DAG_IDS = ["backup_expiry", "ledger_checkpoint", "retention_sweep", "subject_request", "subject_request_housekeeping",
+           "subprocessor_erasure", "termination_offboarding"]
 
 # Tasks that must not run twice, so are not retried; each DAG file says why beside the task.
 NOT_RETRIED = {
     "retention_sweep": {"plan"},  # each try starts a new ledger run
     "termination_offboarding": {"approve"},  # a four-eyes form
+    "subject_request": {"approve"},  # a four-eyes form
     "backup_expiry": {"supplement"},  # a second signed supplement
 }
 NOT_RETRIED_IN_A_GROUP = {"attest", "record"}  # a manual attestation form, and the recording of its answer

@@ -41,8 +41,7 @@ def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, buck
     delivered = earlier[0].payload if earlier else _package(ctx, run_id, recipient, client=client, bucket=bucket,
                                                             window_days=window_days, actor=actor, now=now)
     expires = min(timedelta(days=window_days), MAX_LINK) or timedelta(hours=1)
-    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": delivered["key"]},
-                                        ExpiresIn=int(expires.total_seconds()))
+    url = download_link(client, bucket, delivered["key"], expires)
     receipt = receipt_link(delivered["package_id"], delivered["account_id"], max(window_days, 1) * 24, link_secret) \
         if link_secret else None
     return {**delivered, "url": url, "link_expires_at": iso_utc(now + expires), "receipt_path": receipt}
@@ -57,9 +56,7 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, buc
         root = Path(tmp) / package_id
         records, manifest = export_account(ctx, account_id, [t.location for t in ctx.ledger.tasks(run_id)], root,
                                            package_id=package_id, now=now)
-        sealed = _seal(root, recipient, Path(tmp))
-        client.upload_file(str(sealed), bucket, key)
-        size = sealed.stat().st_size
+        size = seal_and_upload(root, recipient, client=client, bucket=bucket, key=key)
     delivered: dict[str, Any] = {"package_id": package_id, "account_id": account_id, "format": FORMAT,
                  "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "records": sum(records.values()),
                  "locations": len(records), "bytes": size, "bucket": bucket, "key": key,
@@ -73,10 +70,43 @@ def export_account(ctx: SweepContext, account_id: str, locations: list[str], roo
     """Write the account's rows and objects of ``locations`` under ``root/<location>/`` and ``root/manifest.json``;
     returns (records per location, the manifest's bytes). The return package and the per-account backup copies
     (``retention.backups.copies``) are both this export."""
-    records = {location: ctx.store(location).export(Selector(account_id), root / location) for location in locations}
+    records = export_locations(ctx, Selector(account_id), locations, root)
+    return records, write_manifest(root, package_id, account_id, records, now, format)
+
+
+def export_locations(ctx: SweepContext, selector: Selector, locations: list[str], root: Path) -> dict[str, int]:
+    """What ``selector`` selects at each of ``locations``, as its store exports it, under ``root/<location>/``;
+    returns the records written per location. An account's return exports all of it; a data subject's access
+    request (``retention.requests.access``) only the person's records."""
+    return {location: ctx.store(location).export(selector, root / location) for location in locations}
+
+
+def write_manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime,
+                   format: str = FORMAT) -> bytes:
+    """``root/manifest.json``: every file under ``root`` with its size and sha256, and the records per location
+    (or per subprocessor); returns its bytes (the ledger keeps their sha256)."""
     manifest = _manifest(root, package_id, account_id, records, now, format)
     (root / "manifest.json").write_bytes(manifest)
-    return records, manifest
+    return manifest
+
+
+def seal_and_upload(root: Path, recipient: str, *, client: Any, bucket: str, key: str) -> int:
+    """Tar ``root`` (its files under ``<root's name>/``), encrypt it with age for ``recipient`` and upload it to
+    ``bucket``/``key``; returns the encrypted package's size. The tar and the sealed file are written beside
+    ``root``, in its temporary directory; the sealed file is removed once uploaded."""
+    sealed = _seal(root, recipient, root.parent)
+    try:
+        client.upload_file(str(sealed), bucket, key)
+        return sealed.stat().st_size
+    finally:
+        sealed.unlink(missing_ok=True)
+
+
+def download_link(client: Any, bucket: str, key: str, expires: timedelta) -> str:
+    """A presigned GET of the package, valid for ``expires`` (at most ``MAX_LINK``, the S3 limit)."""
+    url: str = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                             ExpiresIn=int(min(expires, MAX_LINK).total_seconds()))
+    return url
 
 
 def remove_package(ledger: Ledger, run_id: str, *, client: Any, actor: str) -> bool:

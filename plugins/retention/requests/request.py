@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from retention.ids import ACCOUNT_ID
 from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
+from retention.offboarding.request import AGE_RECIPIENT
 from retention.rules.model import Strict
 from retention.rules.subjects import MAX_VALUES, IdentifierKind, Regime, RequestType, Subject
 
@@ -28,11 +29,22 @@ class SubjectRequestSpec(Strict):
     reference: Annotated[str, Field(max_length=TICKET_MAX, pattern=TICKET_REFERENCE)]
     received_on: date  # the day the customer received the request: its legal deadline counts from it
     regime: Regime | None = None  # None: from the account's jurisdiction (retention.rules.subjects.regime_of)
+    # An access request's package is encrypted to the customer's age public key (as a termination's return is).
+    recipient: Annotated[str, Field(pattern=AGE_RECIPIENT)] | None = None
 
     @field_validator("identifiers")
     @classmethod
     def _normalized(cls, identifiers: dict[str, list[str]]) -> dict[str, list[str]]:
         return Subject.of(identifiers).as_dict()  # a ValueError names the kind, never the value
+
+    @model_validator(mode="after")
+    def _recipient_for_access_only(self) -> SubjectRequestSpec:
+        if self.request_type == "access" and self.recipient is None:
+            raise ValueError("recipient: an access request's package is encrypted for the customer; give its age "
+                             "public key (age1...)")
+        if self.request_type == "erasure" and self.recipient is not None:
+            raise ValueError("recipient: an erasure request returns nothing; leave it out")
+        return self
 
     @property
     def subject(self) -> Subject:
@@ -51,4 +63,4 @@ def parse_subject_request(conf: dict[str, Any], where: str = "conf") -> SubjectR
 def _describe(error: ErrorDetails, where: str) -> str:
     field = ".".join(map(str, error["loc"]))
     problem = str(error.get("ctx", {}).get("error") or error["msg"])
-    return f"{where}.{field}: {problem}" if field else f"{where}: {problem}"
+    return f"{where}.{field}: {problem}" if field else f"{where}.{problem}"  # a whole-request check names its field
