@@ -2,7 +2,8 @@
 
 A provider emulator subclasses ``Emulator``, registers routes (method + regex over the path), keeps
 its data in plain dicts, and implements ``remaining(tenant)`` for the inspection endpoint
-``GET /__inspect__?tenant=...`` (and for tests, directly).
+``GET /__inspect__?tenant=...`` (and for tests, directly), and ``person_remaining(tenant, identifier)`` for
+``GET /__inspect__?tenant=...&person=...`` (what is left of one person).
 
 Chaos: with ``chaos=0.3`` three calls in ten (auth-checked API calls only) answer 429 with a
 ``Retry-After`` (or the provider's reset header) or a 5xx, before touching any data. A request that
@@ -81,6 +82,10 @@ class Emulator:
     def remaining(self, tenant: str) -> dict[str, int]:
         raise NotImplementedError
 
+    def person_remaining(self, tenant: str, identifier: str) -> dict[str, int]:
+        """What the tenant still holds of one person (an e-mail address or phone number), per resource."""
+        raise NotImplementedError
+
     # -- routing -------------------------------------------------------------------------------
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -88,7 +93,9 @@ class Emulator:
 
     def handle(self, call: Call) -> Reply:
         if call.path == "/__inspect__":
-            return Reply(200, self.remaining(call.arg("tenant") or ""))
+            person = call.arg("person")
+            tenant = call.arg("tenant") or ""
+            return Reply(200, self.person_remaining(tenant, person) if person else self.remaining(tenant))
         if not self.authorized(call):
             return self.unauthorized()
         with self.lock:

@@ -144,6 +144,17 @@ class SalesforceEmulator(Emulator):
         for _ in range(contacts):
             self.add_record("Contact", None)
 
+    def add_person(self, tenant: str | None, email: str, *, leads: int = 1, contacts: int = 1) -> list[str]:
+        """A person's leads and contacts filed for the tenant (``None``: the processor's own); their ids."""
+        return [self.add_record(sobject, tenant, Email=email)
+                for sobject, n in (("Lead", leads), ("Contact", contacts)) for _ in range(n)]
+
+    def person_remaining(self, tenant: str, identifier: str) -> dict[str, int]:
+        mine = [r for r in self.records.values()
+                if r[ACCOUNT_FIELD] == tenant and r["Email"] == identifier and not r["IsDeleted"]]
+        return {"leads": sum(1 for r in mine if r["type"] == "Lead"),
+                "contacts": sum(1 for r in mine if r["type"] == "Contact")}
+
     def own_remaining(self) -> int:
         return sum(1 for r in self.records.values() if r[ACCOUNT_FIELD] is None and not r["IsDeleted"])
 

@@ -6,8 +6,9 @@ act for that subuser; without it the request acts for the parent account, which 
 a 429 carries ``X-RateLimit-Reset`` as a Unix timestamp (what the spec reads).
 
 - ``GET /v3/subusers?username=&limit=&offset=``: a bare JSON array; parent only.
-- ``POST /v3/marketing/contacts/search``: understands ``custom_fields.account_id = '<id>'`` and returns
-  only the first 50 matches with the total in ``contact_count``.
+- ``POST /v3/marketing/contacts/search``: understands ``custom_fields.account_id = '<id>'``, optionally
+  with ``email = '<address>'`` (either order, joined by ``AND``), and returns only the first 50 matches with
+  the total in ``contact_count``. Addresses are stored lower-case (as SendGrid does).
 - ``DELETE /v3/marketing/contacts?ids=a,b`` or ``?delete_all_contacts=true`` (honoured: it erases every
   contact of the acting user): 202 ``{"job_id"}``. The contacts go only when the job completes: its
   status (``GET /v3/marketing/contacts/imports/{id}``, the acting user's jobs only) is ``pending`` for
@@ -41,7 +42,7 @@ PARENT = "__parent__"  # the parent account's own data
 MAX_SEARCH = 50
 _NS = uuid.UUID("5e9d0c5e-5e9d-4c5e-9d0c-5e9d0c5e9d0c")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CONTACT_QUERY = re.compile(r"^\s*custom_fields\.account_id\s*=\s*'([^']*)'\s*$")
+_CONDITION = re.compile(r"^\s*(email|custom_fields\.account_id)\s*=\s*'([^'\\]*)'\s*$")
 _ACTIVITY_QUERY = re.compile(r"""^\s*unique_args\['account_id'\]\s*=\s*"([^"]*)"\s*$""")
 
 
@@ -110,6 +111,22 @@ class SendGridEmulator(Emulator):
         return {"from_email": "meetings@service.example", "msg_id": f"{tenant}.msg{i}", "subject": "Your meeting",
                 "to_email": to, "status": "delivered", "opens_count": 0, "clicks_count": 0,
                 "last_event_time": "2025-01-02T03:04:05Z", "_account_id": tenant}
+
+    def add_person(self, tenant: str, email: str, *, contacts: int = 1) -> list[str]:
+        """A person's contacts in the tenant's subuser (or the parent's, with ``PARENT``); their ids."""
+        ids = []
+        for i in range(contacts):
+            cid = str(uuid.uuid5(_NS, f"{tenant}:person:{email}:{i}"))
+            self.contacts.setdefault(tenant, {})[cid] = {
+                "id": cid, "email": email.lower(), "first_name": "Visitor", "custom_fields": {"account_id": tenant},
+                "list_ids": [], "segment_ids": [], "created_at": "2025-01-02T03:04:05Z",
+                "updated_at": "2025-01-02T03:04:05Z"}
+            ids.append(cid)
+        return ids
+
+    def person_remaining(self, tenant: str, identifier: str) -> dict[str, int]:
+        address = identifier.lower()
+        return {"contacts": sum(1 for c in self.contacts.get(tenant, {}).values() if c["email"] == address)}
 
     def contact_ids(self, tenant: str) -> set[str]:
         return set(self.contacts.get(tenant, {}))
@@ -196,10 +213,17 @@ class SendGridEmulator(Emulator):
         if refused:
             return refused
         query = (call.body or {}).get("query") if isinstance(call.body, dict) else None
-        match = _CONTACT_QUERY.match(query or "")
-        if not match:
+        conditions: dict[str, str] = {}
+        for part in re.split(r"\s+AND\s+", query or ""):
+            condition = _CONDITION.match(part)
+            if not condition or condition[1] in conditions:
+                return error(400, "invalid query", "query")
+            conditions[condition[1]] = condition[2]
+        if "custom_fields.account_id" not in conditions:
             return error(400, "invalid query", "query")
-        found = [c for c in self.contacts.get(user, {}).values() if c["custom_fields"].get("account_id") == match[1]]
+        found = [c for c in self.contacts.get(user, {}).values()
+                 if c["custom_fields"].get("account_id") == conditions["custom_fields.account_id"]
+                 and conditions.get("email", c["email"]).lower() == c["email"]]
         return Reply(200, {"result": found[:MAX_SEARCH], "contact_count": len(found),
                            "_metadata": {"self": f"{self.url}/v3/marketing/contacts/search"}})
 

@@ -4,8 +4,9 @@ HTTP basic auth with the parent Account SID and auth token. Each tenant has a su
 FriendlyName is the tenant's account id. Lists page with ``PageSize``/``Page`` and
 ``next_page_uri`` (Conversations: ``meta.next_page_url``). A message still being sent refuses
 deletion with error 20009 until it has been asked ``settle_after`` times; a missing resource is
-404 with error 20404. Deleting a recording keeps nothing here (Twilio keeps metadata 40 days:
-the spec's provider_retention says so).
+404 with error 20404. The Messages list filters by ``To`` and ``From`` (E.164, as Twilio documents); a
+recording's media is ``GET .../Recordings/{sid}.mp3`` (audio bytes, ``audio/mpeg``). Deleting a
+recording keeps nothing here (Twilio keeps metadata 40 days: the spec's provider_retention says so).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import itertools
 from typing import Any
+from urllib.parse import quote
 
 from tests.emulators.base import Call, Emulator, Reply
 
@@ -43,6 +45,7 @@ class TwilioEmulator(Emulator):
             self.route("GET", rf"{a}/(?P<account>AC\w+)/{kind}\.json", self._lister(kind))
             self.route("GET", rf"{a}/(?P<account>AC\w+)/{kind}/(?P<sid>\w+)\.json", self._getter(kind))
             self.route("DELETE", rf"{a}/(?P<account>AC\w+)/{kind}/(?P<sid>\w+)\.json", self._deleter(kind))
+        self.route("GET", rf"{a}/(?P<account>AC\w+)/Recordings/(?P<sid>\w+)\.mp3", self._media)
         self.route("GET", r"/v1/Conversations", self._list_conversations)
         self.route("GET", r"/v1/Conversations/(?P<sid>\w+)", self._get_conversation)
         self.route("DELETE", r"/v1/Conversations/(?P<sid>\w+)", self._delete_conversation)
@@ -61,6 +64,31 @@ class TwilioEmulator(Emulator):
             c = sid("CH")
             self.conversations[c] = {"sid": c, "tenant": tenant}
         return account
+
+    def add_person(self, tenant: str, phone: str, *, received: int = 1, sent: int = 1) -> list[str]:
+        """Messages the service sent to a person (``To``) and the person sent (``From``) in the tenant's
+        subaccount (made with ``add_tenant`` first); their sids."""
+        account = self.subaccount(tenant)
+        made = []
+        for n in range(received + sent):
+            s = sid("SM")
+            to, from_ = (phone, "+15550000000") if n < received else ("+15550000000", phone)
+            self.messages[account][s] = {"sid": s, "status": "delivered", "to": to, "from": from_,
+                                         "body": f"Your meeting is confirmed ({n})"}
+            made.append(s)
+        return made
+
+    def subaccount(self, tenant: str) -> str:
+        return next(a for a, v in self.accounts.items() if v["friendly_name"] == tenant)
+
+    def media(self, recording_sid: str) -> bytes:
+        """The audio of a recording, as the media endpoint serves it."""
+        return b"ID3" + recording_sid.encode() * 8
+
+    def person_remaining(self, tenant: str, identifier: str) -> dict[str, int]:
+        accounts = [a for a, v in self.accounts.items() if v["friendly_name"] == tenant]
+        return {"messages": sum(1 for a in accounts for m in self.messages.get(a, {}).values()
+                                if identifier in (m.get("to"), m.get("from")))}
 
     def conversation_sids(self, tenant: str) -> list[str]:
         return [c for c, v in self.conversations.items() if v["tenant"] == tenant]
@@ -86,7 +114,7 @@ class TwilioEmulator(Emulator):
         page = int(call.arg("Page", "0"))
         chunk = items[page * size:(page + 1) * size]
         more = (page + 1) * size < len(items)
-        extra = "".join(f"&{k}={v[0]}" for k, v in call.query.items() if k not in ("PageSize", "Page"))
+        extra = "".join(f"&{k}={quote(v[0], safe='')}" for k, v in call.query.items() if k not in ("PageSize", "Page"))
         next_uri = f"{path}?PageSize={size}&Page={page + 1}{extra}" if more else None
         return Reply(200, {key: chunk, "next_page_uri": next_uri, "page": page, "page_size": size})
 
@@ -101,6 +129,11 @@ class TwilioEmulator(Emulator):
     def _lister(self, kind: str):
         def handler(call: Call) -> Reply:
             items = list(self._store(kind).get(call.match["account"], {}).values())
+            if kind == "Messages":  # Twilio's To / From filters (exact E.164)
+                for name in ("To", "From"):
+                    wanted = call.arg(name)
+                    if wanted is not None:
+                        items = [m for m in items if m.get(name.lower()) == wanted]
             return self._page(call, items, kind.lower(), call.path)
         return handler
 
@@ -109,6 +142,12 @@ class TwilioEmulator(Emulator):
             item = self._store(kind).get(call.match["account"], {}).get(call.match["sid"])
             return Reply(200, item) if item else self.not_found()
         return handler
+
+    def _media(self, call: Call) -> Reply:
+        if call.match["sid"] not in self.recordings.get(call.match["account"], {}):
+            return self.not_found()
+        audio = self.media(call.match["sid"])
+        return Reply(200, stream=[audio], headers={"Content-Type": "audio/mpeg", "Content-Length": str(len(audio))})
 
     def _deleter(self, kind: str):
         def handler(call: Call) -> Reply:

@@ -77,22 +77,26 @@ class Eraser:
         self._sleep = sleep
         self._now = now
 
-    def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> ResourceResult:
+    def erase(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None,
+              variables: dict[str, str] | None = None) -> ResourceResult:
         """Delete every record of the account (older than ``cutoff`` where the API can filter by time),
-        waiting for async jobs in this process."""
-        progress = self.begin(resource_name, account_id, cutoff=cutoff)
+        waiting for async jobs in this process. ``variables``: more template values (a subject search's
+        identifier, ``retention.subprocessors.subjects``)."""
+        progress = self.begin(resource_name, account_id, cutoff=cutoff, variables=variables)
         while not progress.done:
             progress = self.resume(progress, self.wait_for(progress))
         return progress.result
 
-    def begin(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None) -> Progress:
+    def begin(self, resource_name: str, account_id: str, *, cutoff: datetime | None = None,
+              variables: dict[str, str] | None = None) -> Progress:
         """Find, preview and delete; finished unless async jobs were started (``progress.jobs``)."""
         run = self._run(resource_name)
         self._preflight(run, account_id)
         result = ResourceResult(self.spec.subprocessor, resource_name, run.resource.data_class, account_id,
                                 assumptions=outcome_assumptions(self.spec, resource_name))
         at = cutoff or self._now()  # query-scope deletes take everything up to the cutoff (or now)
-        base = {"account_id": account_id, "cutoff": at.isoformat(), "cutoff_ms": int(at.timestamp() * 1000)}
+        base = {**(variables or {}), "account_id": account_id, "cutoff": at.isoformat(),
+                "cutoff_ms": int(at.timestamp() * 1000)}
         ids_by_scope: IdsByScope = []
         for scope in scopes(run, base):
             ids = find_ids(run, scope)

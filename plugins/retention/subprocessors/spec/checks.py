@@ -38,6 +38,8 @@ def check(spec: ConnectorSpec, smap: SourceMap, *, subprocessors: set[str] | Non
     for name, resource in spec.resources.items():
         issues += _check_resource(("resources", name), resource, smap)
         issues += _check_assumptions(spec, name, resource, smap)
+        issues += _check_subject(("resources", name), resource, smap)
+        issues += _check_exports(("resources", name), resource, smap)
         for i, before in enumerate(resource.after):
             if before not in spec.resources or before == name:
                 issues.append(smap.issue(("resources", name, "after", i), f"no other resource named {before!r}",
@@ -171,6 +173,60 @@ def _check_aimed(at: Loc, r: Resource, tenant: set[str], smap: SourceMap) -> lis
                                  "naming one", "an unaimed find lists every customer's records, and the deletes "
                                  "follow it: filter by the tenant, or add a match",
                                  field_path=dotted(at + ("find", "request"))))
+    return issues
+
+
+def _tenant(r: Resource) -> set[str]:
+    return {"account_id"} | (set(r.fan_out.bind) if r.fan_out else set())
+
+
+def _check_subject(at: Loc, r: Resource, smap: SourceMap) -> list[Issue]:
+    """Each subject search names its identifier and stays inside the account's tenant (a request variable, a
+    fan-out header or a match naming one): a search by e-mail alone would find the same person at every
+    customer, and the deletes would follow it. Its ids go to the resource's delete, which must take ids."""
+    if r.subject is None:
+        return []
+    issues: list[Issue] = []
+    tenant = _tenant(r)
+    headers = names_in(r.fan_out.headers) if r.fan_out is not None else set()
+    if r.delete.scope not in ("record", "subject"):
+        issues.append(smap.issue(at + ("subject",), f"a subject find needs a delete aimed at ids; this resource's "
+                                 f"delete has scope {r.delete.scope}, which would erase the whole tenant",
+                                 "give the resource a record or subject delete, or no subject section",
+                                 at_key=True, field_path=dotted(at + ("subject",))))
+    for i, find in enumerate(r.subject.find):
+        where = at + ("subject", "find", i)
+        issues += _check_request(where + ("request",), find.request, tenant | {find.by}, smap)
+        named = placeholders(find.request) | names_in(find.match)
+        if find.by not in named:
+            issues.append(smap.issue(where + ("request",), f"a subject find by {find.by} must name {{{find.by}}} "
+                                     "in its request or match", field_path=dotted(where + ("request",))))
+        if not (named | headers) & tenant:
+            issues.append(smap.issue(where + ("request",), "the subject find is not aimed at the account's tenant: "
+                                     f"it names none of {', '.join('{' + n + '}' for n in sorted(tenant))} "
+                                     "(request, match or the fan-out's headers)",
+                                     "a search by a person's identifier alone would reach other customers' "
+                                     "records: add the tenant filter (account field, subuser, subaccount)",
+                                     field_path=dotted(where + ("request",))))
+    return issues
+
+
+def _check_exports(at: Loc, r: Resource, smap: SourceMap) -> list[Issue]:
+    """A per-id export names {id} and only reads; ``items`` needs a find that lists items."""
+    issues: list[Issue] = []
+    for i, export in enumerate(r.export):
+        where = at + ("export", i)
+        if export.kind == "items":
+            if not isinstance(r.find, ListedFind):
+                issues.append(smap.issue(where + ("kind",), "items export needs a find that lists items; this "
+                                         "resource's ids are recorded", "use kind: get or download"))
+            continue
+        issues += _check_request(where + ("request",), export.request, _tenant(r) | {"id"}, smap)
+        if export.request.method != "GET" or export.request.body is not None or export.request.form is not None:
+            issues.append(smap.issue(where + ("request", "method"), "an export only reads: GET with no body"))
+        if "id" not in placeholders(export.request):
+            issues.append(smap.issue(where + ("request",), "an export request must name {id}",
+                                     field_path=dotted(where + ("request",))))
     return issues
 
 

@@ -12,6 +12,7 @@ from retention.subprocessors.spec.completion import Completion, Sync
 from retention.subprocessors.spec.delete import Delete
 from retention.subprocessors.spec.find import FanOut, Find
 from retention.subprocessors.spec.request import Request
+from retention.subprocessors.spec.subject import Export, SubjectScope
 
 
 class GetAbsent(Strict):
@@ -73,3 +74,5 @@ class Resource(Strict):
     max_records: int | None = Field(default=None, ge=1)  # refuse to delete when the previews find more
     # undocumented provider facts this resource rests on
     assumptions: list[Assumption] = Field(default_factory=list)
+    subject: SubjectScope | None = None  # how one person's records are found (``spec.subject``)
+    export: list[Export] = Field(default_factory=list)  # how what it holds is downloaded

@@ -1,0 +1,219 @@
+"""One person's records at the subprocessors: preview, erase, export (subject scope), and an account's export,
+through the shipped specs against the emulators over loopback HTTP, with a real ledger."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from retention.ledger import Ledger
+from retention.rules.errors import RulesError
+from retention.rules.subjects import Subject
+from retention.subprocessors import load_spec
+from retention.subprocessors.subjects import erase, export, export_account, preview
+from tests.emulators.salesforce import CLIENT_ID, CLIENT_SECRET, SalesforceEmulator
+from tests.emulators.sendgrid import KEY, PARENT, SendGridEmulator
+from tests.emulators.twilio import PARENT as TWILIO_PARENT
+from tests.emulators.twilio import TOKEN as TWILIO_TOKEN
+from tests.emulators.twilio import TwilioEmulator
+from tests.fixtures.subprocessors import RULES, demo_people, seed_people
+
+TENANT, OTHER = "acct-subject-a", "acct-subject-b"
+PEOPLE = demo_people(TENANT, 3)
+PERSON = PEOPLE[0]
+SUBJECT = Subject.of({"email": [PERSON.email], "phone": [PERSON.phone]})
+
+
+def _connection(monkeypatch, conn_id: str, emulator, **secrets: str) -> None:
+    host, port = emulator.url.removeprefix("http://").split(":")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(
+        {"conn_type": "http", "host": host, "port": int(port), "schema": "http", **secrets}))
+
+
+@pytest.fixture
+def providers(monkeypatch):
+    """SendGrid, Twilio and Salesforce emulators; the account's people and the same first person at another
+    account (and, at SendGrid and Salesforce, in the processor's own data), the Connections pointed at them."""
+    with SendGridEmulator(pending_polls=1) as sendgrid, TwilioEmulator() as twilio, \
+            SalesforceEmulator() as salesforce:
+        sendgrid.add_tenant(TENANT, contacts=4)
+        sendgrid.add_tenant(OTHER, contacts=2)
+        twilio.add_tenant(TENANT, recordings=2, messages=3)
+        twilio.add_tenant(OTHER, recordings=1, messages=1)
+        salesforce.add_tenant(TENANT, leads=2, contacts=2)
+        seed_people(TENANT, PEOPLE, sendgrid=sendgrid, twilio=twilio, salesforce=salesforce)
+        seed_people(OTHER, [PERSON], sendgrid=sendgrid, twilio=twilio, salesforce=salesforce)
+        sendgrid.add_person(PARENT, PERSON.email)
+        salesforce.add_person(None, PERSON.email)
+        _connection(monkeypatch, "sendgrid", sendgrid, password=KEY)
+        _connection(monkeypatch, "twilio", twilio, login=TWILIO_PARENT, password=TWILIO_TOKEN)
+        _connection(monkeypatch, "salesforce", salesforce, login=CLIENT_ID, password=CLIENT_SECRET)
+        monkeypatch.setenv("RETENTION_RULES_DIR", str(RULES))
+        yield {"sendgrid": sendgrid, "twilio": twilio, "salesforce": salesforce}
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield opened
+    opened.close()
+
+
+def _identifiers_in_ledger(ledger: Ledger) -> list[str]:
+    text = json.dumps([e.payload for e in ledger.events()])
+    return [value for value in (PERSON.email, PERSON.phone, PERSON.phone.lstrip("+")) if value in text]
+
+
+def test_preview_counts_only_the_persons_records_within_the_account(providers):
+    assert preview("sendgrid", TENANT, SUBJECT).matched == 1  # not OTHER's, not the parent account's own
+    assert preview("twilio", TENANT, SUBJECT).matched == 2  # one message to them, one from them
+    assert preview("salesforce", TENANT, SUBJECT).matched == 2  # a lead and a contact of this account
+    assert preview("salesforce", OTHER, SUBJECT).matched == 2
+    nobody = Subject.of({"email": ["nobody@example.invalid"], "phone": ["+15550000001"]})
+    assert preview("sendgrid", TENANT, nobody).matched == 0
+    assert preview("sendgrid", TENANT, nobody).scope == "api"
+
+
+def test_erase_leaves_none_of_the_persons_records_and_touches_nobody_else(providers, ledger):
+    sendgrid, twilio, salesforce = providers["sendgrid"], providers["twilio"], providers["salesforce"]
+    before = {name: emulator.remaining(TENANT) for name, emulator in providers.items()}
+    other_before = {name: emulator.remaining(OTHER) for name, emulator in providers.items()}
+    parent_contacts, own_records = len(sendgrid.contacts[PARENT]), salesforce.own_remaining()
+
+    results = {name: erase(ledger, "req-1", name, TENANT, SUBJECT, actor="test")
+               for name in ("sendgrid", "twilio", "salesforce")}
+
+    assert results["sendgrid"]["outcome"] == "erased" and results["sendgrid"]["count"] == 1
+    assert results["twilio"]["outcome"] == "erased" and results["twilio"]["count"] == 2
+    assert results["twilio"]["unsupported"] == ["conversations", "recordings"]
+    assert results["salesforce"]["outcome"] == "erased" and results["salesforce"]["count"] == 2
+    assert sendgrid.person_remaining(TENANT, PERSON.email) == {"contacts": 0}
+    assert twilio.person_remaining(TENANT, PERSON.phone) == {"messages": 0}
+    assert salesforce.person_remaining(TENANT, PERSON.email) == {"leads": 0, "contacts": 0}
+    # Everyone else stays: the account's other people and records, the other account's copy of the same
+    # person, the parent account's and the processor's own records.
+    assert sendgrid.remaining(TENANT)["contacts"] == before["sendgrid"]["contacts"] - 1
+    assert twilio.remaining(TENANT)["messages"] == before["twilio"]["messages"] - 2
+    assert twilio.remaining(TENANT)["recordings"] == before["twilio"]["recordings"]
+    assert salesforce.remaining(TENANT)["leads"] == before["salesforce"]["leads"] - 1
+    for other in PEOPLE[1:]:
+        assert sendgrid.person_remaining(TENANT, other.email) == {"contacts": 1}
+        assert twilio.person_remaining(TENANT, other.phone) == {"messages": 2}
+    assert {name: emulator.remaining(OTHER) for name, emulator in providers.items()} == other_before
+    assert sendgrid.person_remaining(OTHER, PERSON.email) == {"contacts": 1}
+    assert len(sendgrid.contacts[PARENT]) == parent_contacts and salesforce.own_remaining() == own_records
+
+    closing = [e.payload for e in ledger.events_of_kind("subject.subprocessor")]
+    assert [(p["subprocessor"], p["outcome"], p["count"]) for p in closing] == [
+        ("sendgrid", "erased", 1), ("twilio", "erased", 2), ("salesforce", "erased", 2)]
+    kinds = {e.kind for e in ledger.events()}
+    assert {"subprocessor.intent", "subprocessor.outcome", "subprocessor.verified"} <= kinds
+    assert _identifiers_in_ledger(ledger) == []
+
+    again = erase(ledger, "req-1", "sendgrid", TENANT, SUBJECT, actor="test")
+    assert (again["outcome"], again["count"]) == ("nothing_found", 0)
+
+
+def test_a_hold_on_the_account_deletes_nothing(providers, ledger):
+    ledger.place_hold(account_id=TENANT, data_class=None, reason="litigation", reference="LH-7", placed_by="legal")
+    before = {name: emulator.remaining(TENANT) for name, emulator in providers.items()}
+    for name in ("sendgrid", "twilio", "salesforce"):
+        result = erase(ledger, "req-2", name, TENANT, SUBJECT, actor="test")
+        assert (result["outcome"], result["count"]) == ("held", 0)
+    assert {name: emulator.remaining(TENANT) for name, emulator in providers.items()} == before
+    assert not ledger.events_of_kind("subprocessor.intent")
+
+
+def test_a_provider_without_a_subject_api_is_manual_and_nothing_is_called(providers, ledger):
+    calls = {name: len(emulator.calls) for name, emulator in providers.items()}
+    match = preview("clearbit", TENANT, SUBJECT)
+    assert (match.scope, match.matched) == ("manual", None)
+    result = erase(ledger, "req-3", "clearbit", TENANT, SUBJECT, actor="test")
+    assert (result["outcome"], result["count"]) == ("manual", 0)
+    assert preview("heroku", TENANT, SUBJECT).scope == "none"  # its rows are the inventory's locations
+    assert not ledger.events_of_kind("subprocessor.call")
+    assert {name: len(emulator.calls) for name, emulator in providers.items()} == calls
+
+
+def test_export_returns_the_persons_records(providers, tmp_path):
+    sendgrid = export("sendgrid", TENANT, SUBJECT, tmp_path)
+    assert sendgrid.records == 1
+    [contacts] = sendgrid.files
+    assert [c["email"] for c in json.loads(contacts.read_text())] == [PERSON.email]
+
+    twilio = export("twilio", TENANT, SUBJECT, tmp_path)
+    [messages] = twilio.files
+    rows = json.loads(messages.read_text())
+    assert twilio.records == 2 and all(PERSON.phone in (m["to"], m["from"]) for m in rows)
+
+    salesforce = export("salesforce", TENANT, SUBJECT, tmp_path)
+    assert salesforce.records == 2
+    for path in salesforce.files:
+        assert {r["Email"] for r in json.loads(path.read_text())} == {PERSON.email}
+    assert providers["sendgrid"].person_remaining(TENANT, PERSON.email) == {"contacts": 1}  # export only reads
+
+
+def test_export_account_returns_the_accounts_records_and_media(providers, tmp_path):
+    twilio = providers["twilio"]
+    exported = export_account("twilio", TENANT, tmp_path)
+    by_name = {p.relative_to(tmp_path / "twilio").as_posix(): p for p in exported.files}
+    recordings = json.loads(by_name["recordings.json"].read_text())
+    account = twilio.subaccount(TENANT)
+    assert {r["sid"] for r in recordings} == set(twilio.recordings[account])
+    for sid in twilio.recordings[account]:
+        assert by_name[f"recordings/{sid}.mp3"].read_bytes() == twilio.media(sid)
+    messages = json.loads(by_name["messages.json"].read_text())
+    assert {m["sid"] for m in messages} == set(twilio.messages[account])
+    assert exported.records == len(recordings) + len(messages)
+
+    sendgrid = export_account("sendgrid", TENANT, tmp_path)
+    [contacts] = sendgrid.files
+    rows = json.loads(contacts.read_text())
+    assert {r["custom_fields"]["account_id"] for r in rows} == {TENANT}
+    assert len(rows) == len(providers["sendgrid"].contacts[TENANT])
+
+
+def test_a_subject_find_without_the_tenant_guard_is_refused_with_file_line_field(tmp_path):
+    source = (RULES / "subprocessors" / "salesforce.yaml").read_text()
+    guarded = "WHERE Email = '{email}' AND Qualified_Account__c = '{account_id}'\"}"
+    assert guarded in source
+    unguarded = source.replace(guarded, "WHERE Email = '{email}'\"}", 1)
+    unguarded = unguarded.replace("          match: {Qualified_Account__c: \"{account_id}\"}\n    export:",
+                                  "    export:", 1)
+    path = tmp_path / "salesforce.yaml"
+    path.write_text(unguarded)
+    with pytest.raises(RulesError) as refused:
+        load_spec(path)
+    [issue] = refused.value.issues
+    assert issue.field == "resources.leads.subject.find.0.request"
+    assert "not aimed at the account's tenant" in issue.message
+    assert issue.file == str(path)
+    lines = unguarded.splitlines()
+    subject_at = lines.index("    subject:")  # the leads' subject section comes first
+    assert lines[issue.line - 2].strip() == "request:" and issue.line > subject_at  # the find's request
+
+
+def test_a_subject_find_must_name_its_identifier_and_take_ids(tmp_path):
+    source = (RULES / "subprocessors" / "salesforce.yaml").read_text()
+    path = tmp_path / "salesforce.yaml"
+    path.write_text(source.replace("WHERE Email = '{email}' AND ", "WHERE ", 1))
+    with pytest.raises(RulesError) as refused:
+        load_spec(path)
+    assert [i.field for i in refused.value.issues] == ["resources.leads.subject.find.0.request"]
+    assert "must name {email}" in refused.value.issues[0].message
+    shutil.copy(RULES / "subprocessors" / "salesforce.yaml", path)
+    assert load_spec(path).resources["leads"].subject is not None
+
+
+def test_an_identifier_that_could_read_as_query_syntax_is_refused_before_sending(providers):
+    from retention.subprocessors.errors import SubprocessorError
+
+    sendgrid = providers["sendgrid"]
+    calls = len(sendgrid.calls)
+    sly = Subject.of({"email": ["x'or'1'='1@example.invalid"]})
+    with pytest.raises(SubprocessorError, match="quote or backslash") as refused:
+        preview("sendgrid", TENANT, sly)
+    assert "x'or" not in str(refused.value)
+    assert len(sendgrid.calls) == calls
