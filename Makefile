@@ -69,3 +69,4 @@ clean:
 .PHONY: bench
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/subjects.py $(filter --quick,$(BENCH_ARGS))
