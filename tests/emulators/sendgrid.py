@@ -16,8 +16,9 @@ a 429 carries ``X-RateLimit-Reset`` as a Unix timestamp (what the spec reads).
 - ``GET /v3/suppression/bounces?limit=&offset=``: a bare array, pages of at most ``bounce_page_max``
   (SendGrid: 500); ``DELETE /v3/suppression/bounces`` with ``{"emails": [...]}`` or
   ``{"delete_all": true}`` (honoured): 204.
-- ``GET /v3/messages?query=&limit=``: Email Activity, ``unique_args['account_id']="<id>"`` queries,
-  ``limit`` 1..1000, no paging.
+- ``GET /v3/suppression/bounces/{email}``: one address's bounces (a list).
+- ``GET /v3/messages?query=&limit=``: Email Activity, ``unique_args['account_id']="<id>"`` queries, optionally
+  ``AND to_email="<address>"``, ``limit`` 1..1000, no paging.
 - ``POST /v3/recipients/erasejob`` ``{"email_addresses": [...]}`` (1..5,000, 256 kB, valid addresses):
   202 ``{"job_id"}``; nothing to poll. The erasure happens when the test says SendGrid got round to it
   (``complete_erase_jobs``).
@@ -34,6 +35,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from tests.emulators.base import Call, Emulator, Reply, bearer
 
@@ -43,7 +45,7 @@ MAX_SEARCH = 50
 _NS = uuid.UUID("5e9d0c5e-5e9d-4c5e-9d0c-5e9d0c5e9d0c")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CONDITION = re.compile(r"^\s*(email|custom_fields\.account_id)\s*=\s*'([^'\\]*)'\s*$")
-_ACTIVITY_QUERY = re.compile(r"""^\s*unique_args\['account_id'\]\s*=\s*"([^"]*)"\s*$""")
+_ACTIVITY_CONDITION = re.compile(r"""^\s*(unique_args\['account_id'\]|to_email)\s*=\s*"([^"\\]*)"\s*$""")
 
 
 def error(status: int, message: str, field: str | None = None) -> Reply:
@@ -75,6 +77,7 @@ class SendGridEmulator(Emulator):
         self.route("GET", r"/v3/marketing/contacts/imports/(?P<job>[\w-]+)", self._job_status)
         self.route("GET", r"/v3/suppression/bounces", self._list_bounces)
         self.route("DELETE", r"/v3/suppression/bounces", self._delete_bounces)
+        self.route("GET", r"/v3/suppression/bounces/(?P<email>[^/]+)", self._get_bounce)
         self.route("GET", r"/v3/messages", self._list_messages)
         self.route("POST", r"/v3/recipients/erasejob", self._erase)
 
@@ -112,9 +115,17 @@ class SendGridEmulator(Emulator):
                 "to_email": to, "status": "delivered", "opens_count": 0, "clicks_count": 0,
                 "last_event_time": "2025-01-02T03:04:05Z", "_account_id": tenant}
 
-    def add_person(self, tenant: str, email: str, *, contacts: int = 1) -> list[str]:
-        """A person's contacts in the tenant's subuser (or the parent's, with ``PARENT``); their ids."""
+    def add_person(self, tenant: str, email: str, *, contacts: int = 1, messages: int = 1,
+                   bounced: bool = True) -> list[str]:
+        """A person in the tenant's subuser (or the parent's, with ``PARENT``): contacts, messages sent to them
+        (Email Activity), a bounce; the contacts' ids."""
         ids = []
+        address = email.lower()
+        for i in range(messages):
+            self.messages.setdefault(tenant, []).append(self._message(tenant, address, 10_000 + i))
+        if bounced:
+            self.bounces.setdefault(tenant, {})[address] = {"created": 1735787045, "email": address,
+                                                            "status": "5.1.1", "reason": "550 5.1.1 mailbox full"}
         for i in range(contacts):
             cid = str(uuid.uuid5(_NS, f"{tenant}:person:{email}:{i}"))
             self.contacts.setdefault(tenant, {})[cid] = {
@@ -126,7 +137,9 @@ class SendGridEmulator(Emulator):
 
     def person_remaining(self, tenant: str, identifier: str) -> dict[str, int]:
         address = identifier.lower()
-        return {"contacts": sum(1 for c in self.contacts.get(tenant, {}).values() if c["email"] == address)}
+        return {"contacts": sum(1 for c in self.contacts.get(tenant, {}).values() if c["email"] == address),
+                "bounces": int(address in self.bounces.get(tenant, {})),
+                "activity": sum(1 for m in self.messages.get(tenant, []) if m["to_email"] == address)}
 
     def contact_ids(self, tenant: str) -> set[str]:
         return set(self.contacts.get(tenant, {}))
@@ -278,6 +291,14 @@ class SendGridEmulator(Emulator):
         items = sorted(self.bounces.get(user, {}).values(), key=lambda b: b["email"])
         return Reply(200, items[offset:offset + min(limit, self.bounce_page_max)])
 
+    def _get_bounce(self, call: Call) -> Reply:
+        """Retrieve a Bounce: the bounces of one address (a list, empty when there are none)."""
+        user, refused = self._acting(call)
+        if refused:
+            return refused
+        bounce = self.bounces.get(user, {}).get(unquote(call.match["email"]))
+        return Reply(200, [bounce] if bounce else [])
+
     def _delete_bounces(self, call: Call) -> Reply:
         user, refused = self._acting(call)
         if refused:
@@ -300,14 +321,21 @@ class SendGridEmulator(Emulator):
         query = call.arg("query")
         if query is None:
             return error(400, "query is required", "query")
-        match = _ACTIVITY_QUERY.match(query)
-        if not match:
+        conditions: dict[str, str] = {}
+        for part in re.split(r"\s+AND\s+", query):
+            condition = _ACTIVITY_CONDITION.match(part)
+            if not condition or condition[1] in conditions:
+                return error(400, "invalid syntax: unsupported query")
+            conditions[condition[1]] = condition[2]
+        account = conditions.get("unique_args['account_id']")
+        if account is None:
             return error(400, "invalid syntax: unsupported query")
         limit = self._int(call, "limit", 10)
         if limit is None or not 1 <= limit <= 1000:
             return error(400, "limit must be greater than 0 and less than or equal to 1000", "limit")
         found = [{k: v for k, v in m.items() if not k.startswith("_")}
-                 for m in self.messages.get(user, []) if m["_account_id"] == match[1]]
+                 for m in self.messages.get(user, []) if m["_account_id"] == account
+                 and conditions.get("to_email", m["to_email"]) == m["to_email"]]
         return Reply(200, {"messages": found[:limit]})
 
     def _erase(self, call: Call) -> Reply:

@@ -67,7 +67,8 @@ def _identifiers_in_ledger(ledger: Ledger) -> list[str]:
 
 
 def test_preview_counts_only_the_persons_records_within_the_account(providers):
-    assert preview("sendgrid", TENANT, SUBJECT).matched == 1  # not OTHER's, not the parent account's own
+    # A contact, a bounce and the address in the activity feed: not OTHER's, not the parent account's own.
+    assert preview("sendgrid", TENANT, SUBJECT).matched == 3
     assert preview("twilio", TENANT, SUBJECT).matched == 2  # one message to them, one from them
     assert preview("salesforce", TENANT, SUBJECT).matched == 2  # a lead and a contact of this account
     assert preview("salesforce", OTHER, SUBJECT).matched == 2
@@ -85,11 +86,15 @@ def test_erase_leaves_none_of_the_persons_records_and_touches_nobody_else(provid
     results = {name: erase(ledger, "req-1", name, TENANT, SUBJECT, actor="test")
                for name in ("sendgrid", "twilio", "salesforce")}
 
-    assert results["sendgrid"]["outcome"] == "erased" and results["sendgrid"]["count"] == 1
+    assert results["sendgrid"]["outcome"] == "erased" and results["sendgrid"]["count"] == 3
+    assert results["sendgrid"]["resources"] == {"bounces": "verified", "contacts": "verified",
+                                                "recipient_erasure": "assumed"}
     assert results["twilio"]["outcome"] == "erased" and results["twilio"]["count"] == 2
     assert results["twilio"]["unsupported"] == ["conversations", "recordings"]
     assert results["salesforce"]["outcome"] == "erased" and results["salesforce"]["count"] == 2
-    assert sendgrid.person_remaining(TENANT, PERSON.email) == {"contacts": 0}
+    assert sendgrid.person_remaining(TENANT, PERSON.email) == {"contacts": 0, "bounces": 0, "activity": 1}
+    assert sendgrid.complete_erase_jobs() == 1  # SendGrid gets round to the erase job it accepted
+    assert sendgrid.person_remaining(TENANT, PERSON.email) == {"contacts": 0, "bounces": 0, "activity": 0}
     assert twilio.person_remaining(TENANT, PERSON.phone) == {"messages": 0}
     assert salesforce.person_remaining(TENANT, PERSON.email) == {"leads": 0, "contacts": 0}
     # Everyone else stays: the account's other people and records, the other account's copy of the same
@@ -99,15 +104,15 @@ def test_erase_leaves_none_of_the_persons_records_and_touches_nobody_else(provid
     assert twilio.remaining(TENANT)["recordings"] == before["twilio"]["recordings"]
     assert salesforce.remaining(TENANT)["leads"] == before["salesforce"]["leads"] - 1
     for other in PEOPLE[1:]:
-        assert sendgrid.person_remaining(TENANT, other.email) == {"contacts": 1}
+        assert sendgrid.person_remaining(TENANT, other.email) == {"contacts": 1, "bounces": 1, "activity": 1}
         assert twilio.person_remaining(TENANT, other.phone) == {"messages": 2}
     assert {name: emulator.remaining(OTHER) for name, emulator in providers.items()} == other_before
-    assert sendgrid.person_remaining(OTHER, PERSON.email) == {"contacts": 1}
+    assert sendgrid.person_remaining(OTHER, PERSON.email) == {"contacts": 1, "bounces": 1, "activity": 1}
     assert len(sendgrid.contacts[PARENT]) == parent_contacts and salesforce.own_remaining() == own_records
 
     closing = [e.payload for e in ledger.events_of_kind("subject.subprocessor")]
     assert [(p["subprocessor"], p["outcome"], p["count"]) for p in closing] == [
-        ("sendgrid", "erased", 1), ("twilio", "erased", 2), ("salesforce", "erased", 2)]
+        ("sendgrid", "erased", 3), ("twilio", "erased", 2), ("salesforce", "erased", 2)]
     kinds = {e.kind for e in ledger.events()}
     assert {"subprocessor.intent", "subprocessor.outcome", "subprocessor.verified"} <= kinds
     assert _identifiers_in_ledger(ledger) == []
@@ -139,9 +144,11 @@ def test_a_provider_without_a_subject_api_is_manual_and_nothing_is_called(provid
 
 def test_export_returns_the_persons_records(providers, tmp_path):
     sendgrid = export("sendgrid", TENANT, SUBJECT, tmp_path)
-    assert sendgrid.records == 1
-    [contacts] = sendgrid.files
-    assert [c["email"] for c in json.loads(contacts.read_text())] == [PERSON.email]
+    assert sendgrid.records == 3
+    by_name = {p.name: json.loads(p.read_text()) for p in sendgrid.files}
+    assert [c["email"] for c in by_name["contacts.json"]] == [PERSON.email]
+    assert [b["email"] for b in by_name["bounces.json"]] == [PERSON.email]
+    assert [m["to_email"] for m in by_name["recipient_erasure.json"]] == [PERSON.email]
 
     twilio = export("twilio", TENANT, SUBJECT, tmp_path)
     [messages] = twilio.files
@@ -152,7 +159,8 @@ def test_export_returns_the_persons_records(providers, tmp_path):
     assert salesforce.records == 2
     for path in salesforce.files:
         assert {r["Email"] for r in json.loads(path.read_text())} == {PERSON.email}
-    assert providers["sendgrid"].person_remaining(TENANT, PERSON.email) == {"contacts": 1}  # export only reads
+    assert providers["sendgrid"].person_remaining(TENANT, PERSON.email) == {  # export only reads
+        "contacts": 1, "bounces": 1, "activity": 1}
 
 
 def test_export_account_returns_the_accounts_records_and_media(providers, tmp_path):
@@ -168,8 +176,9 @@ def test_export_account_returns_the_accounts_records_and_media(providers, tmp_pa
     assert {m["sid"] for m in messages} == set(twilio.messages[account])
     assert exported.records == len(recordings) + len(messages)
 
-    sendgrid = export_account("sendgrid", TENANT, tmp_path)
-    [contacts] = sendgrid.files
+    sendgrid = export_account("sendgrid", TENANT, tmp_path / "account")
+    contacts = tmp_path / "account" / "sendgrid" / "contacts.json"
+    assert contacts in sendgrid.files
     rows = json.loads(contacts.read_text())
     assert {r["custom_fields"]["account_id"] for r in rows} == {TENANT}
     assert len(rows) == len(providers["sendgrid"].contacts[TENANT])
