@@ -9,6 +9,12 @@ Selection
     whose segment does not parse never matches (what cannot be dated is never deleted); ``verify``
     counts it as remaining and reports it as ``Retained("undated_key")``.
 
+    With a data subject (``Selector.subject``), a key matches only when one of the location's ``subjects:``
+    key segments is one of the subject's values of that kind; other keys are not the selector's at all
+    (not counted, retained, young or undated). A location keeping none of the subject's kinds selects
+    nothing. ``tally`` counts whole accounts and refuses a subject. ``linked`` reads the subject segments
+    of a subject's keys (identity expansion) from one listing of the account's prefix, bounded by a limit.
+
 Versioned buckets
     The unit is the key. A key matches when its newest version or delete marker does, and then every
     version and delete marker of it is deleted by version id (a DeleteObjects without version ids only

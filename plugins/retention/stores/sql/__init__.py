@@ -10,7 +10,14 @@ Safety first:
 - Every statement is built with SQLAlchemy Core from the reflected ``Table`` objects; every value is a
   bound parameter. Logs carry the location id, counts, batch sizes and durations, never row contents.
 - A record is selected only by its account column and, with an anchor, by ``timestamp <= cutoff``:
-  a NULL timestamp cannot be dated and is never selected.
+  a NULL timestamp cannot be dated and is never selected. With a data subject (``Selector.subject``),
+  only the account's rows where a ``subjects:`` column holds one of the subject's values of its kind
+  (``column = ANY(:values)``, one bound array per kind); a location keeping none of the subject's kinds
+  selects nothing. Children of the selected rows go with them (delete, verify, export). ``tally`` counts
+  whole accounts and refuses a subject; a ``Cohort`` cannot carry one.
+- ``check_subject_lookups`` reads the catalog to confirm each subject column's index exists, is valid and
+  leads with the column (``SubjectLookupError`` otherwise); ``linked`` reads the identifiers on a
+  subject's rows (identity expansion), bounded by a limit.
 
 Batches are key ranges ``(after, upper]`` on the unique ``key_column``. ``batches`` finds the next
 range with one query (no keys travel to the client), looked up while the caller is still acting on
@@ -34,7 +41,8 @@ after a crash (a new store, a new salt) therefore finds the committed batches do
 
 One module per job: ``schema`` (reflection and the refusals), ``selection`` (predicates), ``sizing``
 (``BatchSizer``), ``transactions`` (lock and statement timeouts, retries), ``statements`` (delete,
-anonymize, isolate), ``export`` (JSON Lines), ``results`` and ``store`` (``SqlStore``).
+anonymize, isolate), ``export`` (JSON Lines), ``subjects`` (index checks, identity expansion), ``results``
+and ``store`` (``SqlStore``).
 """
 
 from retention.stores.sql.results import SqlOutcome, SqlResidue
