@@ -64,7 +64,8 @@ class LocationPlan:
         elif self.action == "keep":
             skip = self.basis
         return {"account_id": account_id, "data_class": self.data_class, "location": self.location,
-                "action": self.action, "rule_id": self.rule_id, "total_count": self.matched,
+                "action": self.action, "rule_id": self.rule_id, "anchor": None, "cutoff": None,
+                "total_count": self.matched,
                 "estimated_count": 0 if skip else self.pending, "skip_reason": skip,
                 "subject_request_id": request_id}
 
