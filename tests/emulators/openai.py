@@ -13,7 +13,7 @@ the ``OpenAI-Project`` header) and are invisible (404) from any other. Errors ar
   desc by default) answers ``{"object": "list", "data", "first_id", "last_id", "has_more"}``;
   ``DELETE /v1/conversations/{id}/items/{item_id}`` answers the Conversation object.
 - Files: ``GET /v1/files?purpose=&limit=&after=&order=`` (limit 1-10000, default 10000), ``GET``/``DELETE
-  /v1/files/{id}`` (``{"id", "object": "file", "deleted": true}``).
+  /v1/files/{id}`` (``{"id", "object": "file", "deleted": true}``), ``GET /v1/files/{id}/content`` (the bytes).
 
 Tests lower ``page_cap`` to see several pages. Rate limited calls answer 429 with
 ``x-ratelimit-reset-requests`` as a Go duration (``1s``, ``1m5s``).
@@ -70,6 +70,7 @@ class OpenAIEmulator(Emulator):
         self.route("DELETE", r"/v1/conversations/(?P<conv>[\w-]+)/items/(?P<item>[\w-]+)", self._delete_item)
         self.route("GET", r"/v1/files", self._list_files)
         self.route("GET", r"/v1/files/(?P<id>[\w-]+)", self._get_file)
+        self.route("GET", r"/v1/files/(?P<id>[\w-]+)/content", self._file_content)
         self.route("DELETE", r"/v1/files/(?P<id>[\w-]+)", self._delete_file)
 
     # -- data ------------------------------------------------------------------------------------
@@ -240,6 +241,18 @@ class OpenAIEmulator(Emulator):
         if fid not in self.files or not self._visible(call, fid):
             return _error(404, f"No such File object: {fid}", param="id")
         return Reply(200, self.files[fid])
+
+    def file_content(self, fid: str) -> bytes:
+        """A file's bytes, as ``GET /v1/files/{id}/content`` serves them."""
+        return b"%PDF-1.4\n" + fid.encode() * 4
+
+    def _file_content(self, call: Call) -> Reply:
+        fid = call.match["id"]
+        if fid not in self.files or not self._visible(call, fid):
+            return _error(404, f"No such File object: {fid}", param="id")
+        content = self.file_content(fid)
+        return Reply(200, stream=[content], headers={"Content-Type": "application/octet-stream",
+                                                     "Content-Length": str(len(content))})
 
     def _delete_file(self, call: Call) -> Reply:
         fid = call.match["id"]

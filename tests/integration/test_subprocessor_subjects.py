@@ -13,6 +13,8 @@ from retention.rules.errors import RulesError
 from retention.rules.subjects import Subject
 from retention.subprocessors import load_spec
 from retention.subprocessors.subjects import erase, export, export_account, preview
+from tests.emulators.openai import TOKEN as OPENAI_TOKEN
+from tests.emulators.openai import OpenAIEmulator
 from tests.emulators.salesforce import CLIENT_ID, CLIENT_SECRET, SalesforceEmulator
 from tests.emulators.sendgrid import KEY, PARENT, SendGridEmulator
 from tests.emulators.twilio import PARENT as TWILIO_PARENT
@@ -182,6 +184,25 @@ def test_export_account_returns_the_accounts_records_and_media(providers, tmp_pa
     rows = json.loads(contacts.read_text())
     assert {r["custom_fields"]["account_id"] for r in rows} == {TENANT}
     assert len(rows) == len(providers["sendgrid"].contacts[TENANT])
+
+
+def test_export_account_downloads_openai_files_and_stored_responses(monkeypatch, tmp_path):
+    with OpenAIEmulator() as openai:
+        openai.add_tenant(TENANT, responses=2, conversations=1, items=3, files=2)
+        openai.add_tenant(OTHER, responses=1, files=1)
+        _connection(monkeypatch, "openai", openai, password=OPENAI_TOKEN)
+        monkeypatch.setenv("RETENTION_RULES_DIR", str(RULES))
+        exported = export_account("openai", TENANT, tmp_path,
+                                  recorded_ids=lambda recorded, account: openai.recorded(recorded.kind, account))
+        files = {p.relative_to(tmp_path / "openai").as_posix(): p for p in exported.files}
+        responses = json.loads(files["responses.json"].read_text())
+        assert sorted(r["id"] for r in responses) == sorted(openai.recorded("openai_response", TENANT))
+        assert len(json.loads(files["conversation_items.json"].read_text())) == 3
+        for fid in openai.recorded("openai_file", TENANT):
+            assert files[f"files/{fid}"].read_bytes() == openai.file_content(fid)
+        assert len(json.loads(files["files.json"].read_text())) == 2
+        assert exported.records == 2 + 1 + 3 + 2  # responses, conversations, items, file objects
+        assert preview("openai", TENANT, SUBJECT).scope == "manual"  # no search by person at OpenAI
 
 
 def test_a_subject_find_without_the_tenant_guard_is_refused_with_file_line_field(tmp_path):

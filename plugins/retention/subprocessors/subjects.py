@@ -40,7 +40,7 @@ from retention.rules.subjects import Subject
 from retention.settings import Settings
 from retention.subprocessors import eraser, recorded_ids_from_airflow
 from retention.subprocessors.connection import Credentials
-from retention.subprocessors.context import ResourceRun
+from retention.subprocessors.context import RecordedIdsReader, ResourceRun
 from retention.subprocessors.errors import SubprocessorError
 from retention.subprocessors.finding import matches, scopes
 from retention.subprocessors.http import Client
@@ -142,9 +142,11 @@ def export(spec_name: str, account_id: str, subject: Subject, directory: Path) -
     return Exported(files, records)
 
 
-def export_account(spec_name: str, account_id: str, directory: Path) -> Exported:
+def export_account(spec_name: str, account_id: str, directory: Path, *,
+                   recorded_ids: RecordedIdsReader = recorded_ids_from_airflow) -> Exported:
     """Everything the provider holds for the account, by each resource's account find and its ``export``
-    (the termination return package), under ``directory/<subprocessor>/``."""
+    (the termination return package), under ``directory/<subprocessor>/``. ``recorded_ids``: where ids the
+    application recorded at creation are read (its database, through the spec's Connection)."""
     spec, _ = _load(spec_name)
     files: list[Path] = []
     records = 0
@@ -154,7 +156,7 @@ def export_account(spec_name: str, account_id: str, directory: Path) -> Exported
         for name, resource in spec.resources.items():
             if not resource.export:
                 continue
-            run = _run(spec, client, name, resource)
+            run = _run(spec, client, name, resource, recorded_ids)
             found = [_Listed(scope, record_id, item) for scope in scopes(run, {"account_id": account_id})
                      for record_id, item in _account_records(run, scope)]
             written, count = _write(run, resource.export, found, directory / spec.subprocessor)
@@ -281,14 +283,15 @@ def _client(spec: ConnectorSpec) -> Client:
     return Client(spec, Credentials.from_connection(spec))
 
 
-def _run(spec: ConnectorSpec, client: Client, name: str, resource: Resource) -> ResourceRun:
+def _run(spec: ConnectorSpec, client: Client, name: str, resource: Resource,
+         recorded_ids: RecordedIdsReader = recorded_ids_from_airflow) -> ResourceRun:
     """A read-only context: nothing is recorded, and asking it for holds is a defect (it never deletes)."""
     def never_deletes(account_id: str, data_class: str) -> list[str]:
         raise SubprocessorError("a read-only subject context was asked to delete")
 
     api = client.for_resource(name, str(resource.base_url) if resource.base_url else None)
     return ResourceRun(spec, name, resource, api, lambda kind, payload: None, never_deletes,
-                       recorded_ids_from_airflow, time.sleep, lambda: datetime.now(UTC))
+                       recorded_ids, time.sleep, lambda: datetime.now(UTC))
 
 
 _STATUS_ORDER = ("held", "incomplete", "awaiting_provider", "assumed", "verified")
