@@ -6,8 +6,11 @@ it was bounded), per location what matched, what was deleted or anonymized and h
 kept and under which legal basis, the NIST SP 800-88 statement of each location's store kind (as the account
 certificate states it), and what each subprocessor did for this request (its own ``subject.subprocessor``
 events, never the account-wide ones). It never overclaims: a held or unverified task, a subprocessor a person
-must still handle (``manual``) or one not run, is an exception, and any exception makes it ``partial``. Records
-kept under law are listed with their basis and do not: the law excludes them from erasure (GDPR Art. 17(3)).
+must still handle (``manual``), one held, incomplete or not run, is an exception, and any exception makes it
+``partial``. Records kept under law are listed with their basis and do not: the law excludes them from erasure
+(GDPR Art. 17(3)). Neither do the places the request could not search for one person (an inventory location that
+declares none of the request's identifier kinds, a provider that cannot be searched by them): they are listed
+as such, never as erased.
 
 A request that matched nothing anywhere gets a certificate too: every location and subprocessor checked, each
 with 0, and status ``complete`` (unless a manual subprocessor could not be searched).
@@ -47,8 +50,10 @@ SUBJECT_EVENTS = ("subject.filed", "subject.expanded", "subject.previewed", "sub
 # Steps not reached yet: nothing has been searched, or a person has still to decide; a rejected one erased nothing.
 NOT_CERTIFIABLE = ("filed", "expanded", "awaiting_approval", "rejected")
 HOLD_SKIP = "legal hold"  # how the request's plan words a task skipped because a hold is in force (requests.plan)
-# Outcomes a certificate may state as done; "not_applicable": a spec with no personal data of people.
-SUBPROCESSOR_DONE = ("erased", "nothing_found", "not_applicable")
+SUBPROCESSOR_DONE = ("erased", "nothing_found")  # outcomes a certificate may state as done
+# Stated as they are, never as erased, and not pending: nothing can be done there for one person. not_applicable:
+# the spec holds no personal data of people; unsupported: the provider cannot be searched by the request's kinds.
+SUBPROCESSOR_NOT_SEARCHABLE = ("not_applicable", "unsupported")
 TASK_EVENTS = ("batch.intent", "batch.outcome", "batch.recovered", "task.done", "task.held",
                "storage.vacuumed", "storage.vacuum_failed")
 
@@ -101,7 +106,8 @@ def build_subject(ledger: Ledger, request_id: str, *, exporter: str, importer: s
     previewed = events["subject.previewed"][-1].payload
     lines, kept, exceptions = _locations(previewed.get("locations", []), tasks, locations, times, held, vacuumed)
     subprocessors = _subprocessors(previewed.get("subprocessors", []), events.get("subject.subprocessor", []))
-    exceptions += [_subprocessor_exception(s) for s in subprocessors if s["outcome"] not in SUBPROCESSOR_DONE]
+    exceptions += [_subprocessor_exception(s) for s in subprocessors
+                   if s["outcome"] not in SUBPROCESSOR_DONE + SUBPROCESSOR_NOT_SEARCHABLE]
     seq, head = ledger.head()
     return {
         "schema": SCHEMA,
@@ -126,6 +132,7 @@ def build_subject(ledger: Ledger, request_id: str, *, exporter: str, importer: s
                          "dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id}},
         "registry": registry_state(ledger, run.id, request.account_id),
         "locations": lines,
+        "not_searchable": _not_searchable(locations, {line["location"] for line in lines}),
         "kept_under_law": kept,
         "subprocessors": subprocessors,
         "exceptions": exceptions,
@@ -158,7 +165,7 @@ def _request(row: SubjectRequestRow, events: Mapping[str, list[Event]]) -> JsonO
             "reference_sha256": p["reference_sha256"], "identifier_hashes": list(p["identifier_hashes"]),
             "approval": None if approval is None else {
                 "required": bool(approval.payload.get("required")), "threshold": approval.payload.get("threshold"),
-                "by": approval.actor, "at": iso_utc(approval.occurred_at)}}
+                "total": approval.payload.get("total"), "by": approval.actor, "at": iso_utc(approval.occurred_at)}}
 
 
 def _expansion(expanded: list[Event] | None) -> JsonObject | None:
@@ -212,6 +219,14 @@ def _locations(previewed: Iterable[Mapping[str, Any]], tasks: Iterable[PlannedTa
             exceptions += _task_exceptions(task, held.get(task.id, []))
         lines.append(line)
     return lines, kept, exceptions
+
+
+def _not_searchable(specs: Mapping[str, LocationSpec], searched: set[str]) -> list[JsonObject]:
+    """The inventory's locations the request could not search: none of their declared identifier kinds (often
+    none at all) is one of the request's. Their data follows the account's rules; nothing is stated about it."""
+    return [{"location": location, "store": spec.kind, "data_class": spec.data_class,
+             "identifier_kinds": sorted(spec.subject_kinds())}
+            for location, spec in sorted(specs.items()) if location not in searched]
 
 
 def _untouched(preview: Mapping[str, Any], found: int | None) -> JsonObject:
@@ -269,9 +284,9 @@ def _subprocessors(previewed: Iterable[Mapping[str, Any]], results: Iterable[Eve
         line = lines.setdefault(name, {"subprocessor": name, "scope": None, "matched": None})
         event = latest.get(name)
         if event is not None:
-            line.update({"outcome": event.payload["outcome"], "count": event.payload.get("count"),
-                         "recorded_at": iso_utc(event.occurred_at),
-                         **({"job": event.payload["job"]} if event.payload.get("job") else {})})
+            p = event.payload
+            line.update({"outcome": p["outcome"], "count": p.get("count"), "recorded_at": iso_utc(event.occurred_at),
+                         **{k: p[k] for k in ("job", "resources", "unsupported") if p.get(k)}})
         else:
             line.update({"outcome": _without_result(line), "count": 0 if line["matched"] == 0 else None,
                          "recorded_at": None})
@@ -308,7 +323,7 @@ def build_subject_supplement(ledger: Ledger, original: bytes, keys: KeySet, *,
     for exception in certificate["exceptions"]:
         event = latest.get(exception.get("subprocessor", "")) if exception["kind"].startswith("subprocessor_") \
             else None
-        if event is not None and event.payload["outcome"] in SUBPROCESSOR_DONE:
+        if event is not None and event.payload["outcome"] in SUBPROCESSOR_DONE:  # a person confirmed it
             resolved.append({**exception, "resolution": event.payload["outcome"],
                              "evidence": f"subject.subprocessor event {event.seq}: {event.payload['outcome']}, "
                                          f"count {event.payload.get('count')}, recorded by {event.actor}",

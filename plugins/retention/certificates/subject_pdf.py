@@ -32,7 +32,7 @@ class SubjectLayout(_Layout):
                         new_x="LMARGIN", new_y="NEXT")
         self._request()
         self.heading("Locations checked")
-        self.grid(("Location", "Data class", "Found", "Action", "NIST 800-88", "Erased", "Finished", "Verification"),
+        self.grid(("Location", "Data class", "Found", "Action", "NIST 800-88", "Affected", "Finished", "Verification"),
                   [(line["location"], line["data_class"], line["found"], line["action"],
                     line["nist_800_88"]["category"], line["records_affected"], _short(line["finished_at"]),
                     f"{line['verification']['result']}, {line['verification']['remaining']} left"
@@ -40,16 +40,22 @@ class SubjectLayout(_Layout):
                    for line in c["locations"]],
                   (28, 26, 14, 17, 22, 14, 33, 26))
         self.nist_notes(c["locations"])
+        if c["not_searchable"]:
+            self.heading("Not searchable for one person")
+            self.pairs([(n["location"], f"{n['data_class']} ({n['store']}): declares "
+                                        f"{', '.join(n['identifier_kinds']) or 'no identifier'} to find a person by; "
+                                        "nothing is stated about it here: its data follows the account's rules")
+                        for n in c["not_searchable"]])
         self.heading("Kept under law")
         if c["kept_under_law"]:
-            self.pairs([(k["data_class"], f"{k['records']} record(s) at {k['location']}, kept under {k['basis']} "
-                                          f"(rule {k['rule_id']})") for k in c["kept_under_law"]])
+            self.pairs([(k["location"], f"{k['data_class']}: {k['records']} record(s) kept under {k['basis']} "
+                                        f"(rule {k['rule_id']})") for k in c["kept_under_law"]])
         else:
             self.pairs([("", "Nothing of this person is kept under a legal obligation.")])
         self.heading("Subprocessors")
         if c["subprocessors"]:
             self.grid(("Subprocessor", "Subject search", "Matched", "Outcome", "Count", "Recorded"),
-                      [(s["subprocessor"], s["scope"], s["matched"], s["outcome"].replace("_", " "), s["count"],
+                      [(s["subprocessor"], s["scope"], s["matched"], outcome_text(s), s["count"],
                         _short(s["recorded_at"])) for s in c["subprocessors"]],
                       (34, 26, 18, 34, 16, 52))
         else:
@@ -78,7 +84,7 @@ class SubjectLayout(_Layout):
             ("Expansion", expansion_text(c["expansion"])),
             ("Approval", "none recorded" if approval is None else
              f"by {approval['by']}, {_short(approval['at'])}" if approval["required"] else
-             f"not required ({c['scope']['records_found']} record(s), at most {approval['threshold']}); "
+             f"not required ({approval['total']} record(s), at most {approval['threshold']}); "
              f"recorded by {approval['by']}"),
             ("Run", f"{run['kind']} {run['run_id']}, {run['status']}"),
             ("Tool", f"{run['tool']['product']} {run['tool']['version']}, " + (
@@ -99,6 +105,14 @@ def expansion_text(expansion: Mapping[str, Any] | None) -> str:
             f"identifiers ({kinds}){bounded}; added: {', '.join(expansion['added_hashes']) or 'none'}")
 
 
+def outcome_text(line: Mapping[str, Any]) -> str:
+    outcome = {"not_applicable": "holds no personal data of people",
+               "unsupported": "cannot be searched by the request's identifiers"}.get(line["outcome"],
+                                                                                     line["outcome"].replace("_", " "))
+    unsupported = line.get("unsupported")
+    return f"{outcome}; not searchable: {', '.join(unsupported)}" if unsupported else outcome
+
+
 def subject_exception_text(e: Mapping[str, Any]) -> str:
     """One sentence a DPO reads for an exception of a subject certificate; the attached JSON keeps every field."""
     kind = e["kind"]
@@ -116,7 +130,6 @@ def subject_exception_text(e: Mapping[str, Any]) -> str:
         return f"Subprocessor {e['subprocessor']}: {e['matched']} record(s) matched; its erasure was not run."
     if kind == "subprocessor_held":
         return f"Subprocessor {e['subprocessor']}: not erased, kept under a legal hold."
-    if kind == "subprocessor_unsupported":
-        return (f"Subprocessor {e['subprocessor']}: it cannot be searched by this request's kinds of identifier; "
-                "nothing is stated about it.")
+    if kind.startswith("subprocessor_"):
+        return f"Subprocessor {e['subprocessor']}: {kind.removeprefix('subprocessor_').replace('_', ' ')}."
     return exception_text(e)  # residue, records retained at verification: every field as is
