@@ -11,6 +11,8 @@ from retention.ledger import Ledger
 from retention.ledger.subject_requests import CLOSED
 from retention.settings import Settings
 
+DAY = 86_400.0  # seconds
+
 
 @dataclass(frozen=True)
 class DeadlineAlert:
@@ -19,13 +21,17 @@ class DeadlineAlert:
     request_type: str
     status: str
     deadline_at: datetime
-    days_left: int  # whole days until the deadline, rounded up; 0 or less: due today or past
+    days_left: int  # before the deadline: whole days left, rounded up; past it: minus the whole days past
+
+    @property
+    def overdue(self) -> bool:
+        return self.days_left <= 0
 
     @property
     def line(self) -> str:
         """The alert as one line of a mail (ids and dates only)."""
-        when = (f"{self.days_left} day(s) left" if self.days_left > 0
-                else "due today" if self.days_left == 0 else f"{-self.days_left} day(s) PAST its deadline")
+        when = (f"{self.days_left} day(s) left" if not self.overdue
+                else f"PAST its deadline by {-self.days_left} full day(s)" if self.days_left else "PAST its deadline")
         return (f"{self.request_type} request {self.request_id} of {self.account_id} ({self.status}): deadline "
                 f"{self.deadline_at.strftime('%Y-%m-%d %H:%M')} UTC, {when}")
 
@@ -34,9 +40,15 @@ def deadline_alerts(ledger: Ledger, settings: Settings, now: datetime) -> list[D
     """Open requests whose deadline is within ``subject_deadline_warning_days`` of ``now`` or past, soonest first."""
     window = timedelta(days=settings.subject_deadline_warning_days)
     alerts = [DeadlineAlert(row.id, row.account_id, row.request_type, row.status, row.deadline_at,
-                            math.ceil((row.deadline_at - now) / timedelta(days=1)))
+                            _days_left((row.deadline_at - now).total_seconds() / DAY))
               for row in ledger.subject_requests(open_only=True) if row.deadline_at - now <= window]
     return sorted(alerts, key=lambda alert: alert.deadline_at)
+
+
+def _days_left(days: float) -> int:
+    """Rounded up while time is left (a part of a day is a day to act in); past the deadline, the full days past,
+    as a negative number (0: past it by less than a day)."""
+    return math.ceil(days) if days > 0 else -math.floor(-days)
 
 
 def alert_lines(ledger: Ledger, settings: Settings, now: datetime) -> list[str]:

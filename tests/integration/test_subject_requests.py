@@ -1,0 +1,157 @@
+"""A data subject request through its steps (``retention.requests.tasks``, as the DAG runs them) on the embedded
+stack: identity expansion, approval, the engine acting on the person only, deadlines and their alerts, and the
+identifiers' own erasure after the appeal window; no identifier in clear in the ledger at any point."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from retention import embedded
+from retention.engine import tasks as engine_tasks
+from retention.engine.executor import NotPermitted
+from retention.ledger import Ledger
+from retention.ledger.subject_requests import IdentifiersErased
+from retention.requests import tasks
+from retention.requests.decisions import SelfApproval
+from retention.requests.hashing import identifier_hash, load_key
+from retention.requests.housekeeping import alert_lines, deadline_alerts, erase_closed_identifiers
+from retention.settings import Settings
+from tests.fixtures.stack import ACCOUNTS
+
+ACCOUNT = "acct_1001"  # EEA: GDPR
+CCPA_ACCOUNT = "acct_2002"  # US-CA
+ACTOR = "airflow:subject_request"
+
+
+@pytest.fixture
+def world(stack, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))
+    Ledger.open(stack.ledger_url).close()
+    return stack
+
+
+def params(email: str, account: str = ACCOUNT, received_on: str = "2026-11-20", **extra: object) -> dict:
+    return {"account_id": account, "request_type": "erasure", "identifiers": {"email": [email]},
+            "reference": "DSR-42", "received_on": received_on, **extra}
+
+
+def ledger_holds(stack, text: str) -> list[str]:
+    """The ledger tables any of whose rows holds ``text`` in any column."""
+    engine = sa.create_engine(stack.ledger_url)
+    with engine.connect() as conn:
+        found = [name for name in sa.inspect(conn).get_table_names()
+                 if any(text in str(tuple(row)) for row in conn.execute(sa.text(f'SELECT * FROM "{name}"')))]
+    engine.dispose()
+    return found
+
+
+def erase_through_the_steps(stack, email: str, *, filed_by: str = "api:7") -> tuple[str, dict, list[list[str]]]:
+    """Run every step as the DAG does; returns (request id, the preview, the ledger tables holding the e-mail after
+    each step)."""
+    seen = []
+    opened = tasks.open_request(params(email), filed_by=filed_by, actor=ACTOR)
+    request_id = opened["request_id"]
+    seen.append(ledger_holds(stack, email))
+    tasks.expand(request_id, actor=ACTOR)
+    seen.append(ledger_holds(stack, email))
+    preview = tasks.preview(request_id, actor=ACTOR, subprocessors=[])
+    seen.append(ledger_holds(stack, email))
+    assert tasks.approve_if_small(request_id, actor=ACTOR) is False
+    for location in preview["all"]:
+        engine_tasks.execute(preview["run_id"], location, actor=ACTOR)
+        engine_tasks.verify(preview["run_id"], location, actor=ACTOR)
+    seen.append(ledger_holds(stack, email))
+    assert tasks.close(request_id, actor=ACTOR)["status"] == "completed"
+    seen.append(ledger_holds(stack, email))
+    return request_id, preview, seen
+
+
+def test_expansion_finds_the_linked_visitor_id_and_phone_and_erases_by_them_too(world):
+    who = embedded.person(ACCOUNTS, ACCOUNT)
+    request_id, preview, seen = erase_through_the_steps(world, who.email)
+    # The e-mail (and what it linked to) is kept only in the request's own row while the request needs it.
+    assert all(tables in ([], ["subject_requests"]) for tables in seen), seen
+    assert ledger_holds(world, who.visitor_id) in ([], ["subject_requests"])
+    with Ledger.open(world.ledger_url) as ledger:
+        expanded = ledger.request_subject(request_id)
+        assert who.visitor_id in expanded.values("visitor_id") and who.phone in expanded.values("phone")
+        event = next(e.payload for e in ledger.events() if e.kind == "subject.expanded")
+    key = load_key(Settings.from_env())
+    assert event["given"] == 1 and event["bounded"] is False and event["by_kind"]["visitor_id"] >= 1
+    assert identifier_hash(key, ACCOUNT, "visitor_id", who.visitor_id) in event["added_hashes"]
+    assert identifier_hash(key, ACCOUNT, "phone", who.phone) in event["added_hashes"]
+    # Locations that keep only a visitor id were found through the link.
+    counts = {line["location"]: line["matched"] for line in preview["locations"]}
+    assert counts["visitors"] >= 1 and counts["page_views"] >= 1
+    engine = sa.create_engine(world.app_url)
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM visitors WHERE account_id = :a AND cookie_id = :v"),
+                            {"a": ACCOUNT, "v": who.visitor_id}).scalar_one()
+    engine.dispose()
+    assert left == 0
+
+
+def test_identifiers_are_erased_after_the_appeal_window_and_the_hashes_stay(world):
+    who = embedded.person(ACCOUNTS, ACCOUNT)
+    request_id, _, _ = erase_through_the_steps(world, who.email)
+    settings = Settings.from_env()
+    with Ledger.open(world.ledger_url) as ledger:
+        closed_at = ledger.subject_request(request_id).closed_at
+        inside = closed_at + timedelta(days=settings.subject_appeal_days)
+        assert erase_closed_identifiers(ledger, settings, inside, actor=ACTOR) == []
+        assert who.email in ledger.request_subject(request_id).values("email")
+        past = closed_at + timedelta(days=settings.subject_appeal_days, seconds=1)
+        assert erase_closed_identifiers(ledger, settings, past, actor=ACTOR) == [request_id]
+        assert erase_closed_identifiers(ledger, settings, past, actor=ACTOR) == []  # once
+        with pytest.raises(IdentifiersErased):
+            ledger.request_subject(request_id)
+        filed = next(e.payload for e in ledger.events() if e.kind == "subject.filed")
+        erased = [e.payload for e in ledger.events() if e.kind == "subject.identifiers_erased"]
+        assert ledger.verify().ok
+    assert filed["identifier_hashes"] == [identifier_hash(load_key(settings), ACCOUNT, "email", who.email)]
+    assert erased == [{"request_id": request_id, "account_id": ACCOUNT}]
+    for value in (who.email, who.visitor_id, who.phone):
+        assert ledger_holds(world, value) == []
+
+
+def test_nothing_is_deleted_before_the_approval_and_the_filer_cannot_approve(world, monkeypatch):
+    monkeypatch.setenv("RETENTION_SUBJECT_APPROVAL_RECORDS", "1")
+    who = embedded.person(ACCOUNTS, ACCOUNT)
+    request_id = tasks.open_request(params(who.email), filed_by="api:7", actor=ACTOR)["request_id"]
+    tasks.expand(request_id, actor=ACTOR)
+    preview = tasks.preview(request_id, actor=ACTOR, subprocessors=[])
+    assert preview["needs_approval"] is True and preview["total"] > 1
+    assert "cannot approve it" in tasks.approval_body(preview) and who.email not in tasks.approval_body(preview)
+    assert tasks.approve_if_small(request_id, actor=ACTOR) is True
+    with pytest.raises(NotPermitted, match="no subject.approved event"):
+        engine_tasks.execute(preview["run_id"], "contacts", actor=ACTOR)
+    with pytest.raises(SelfApproval, match="cannot approve subject request"):
+        tasks.record_decision(request_id, {"chosen_options": ["Approve"], "responded_by_user": {"id": "7"}},
+                              actor=ACTOR)
+    with Ledger.open(world.ledger_url) as ledger:
+        assert ledger.subject_request(request_id).status == "awaiting_approval"
+        assert [e.kind for e in ledger.run_events(preview["run_id"], "subject.self_approval_refused",
+                                                  "subject.approved")] == ["subject.self_approval_refused"]
+
+
+def test_deadlines_follow_the_regime_and_the_alert_lists_requests_inside_the_warning_window(world):
+    gdpr = tasks.open_request(params("a@example.invalid", received_on="2026-01-31"), filed_by="api:7", actor=ACTOR)
+    ccpa = tasks.open_request(params("b@example.invalid", account=CCPA_ACCOUNT, received_on="2026-01-31"),
+                              filed_by="api:7", actor=ACTOR)
+    later = tasks.open_request(params("c@example.invalid", received_on="2026-03-20"), filed_by="api:7", actor=ACTOR)
+    assert gdpr["deadline_at"].startswith("2026-02-28T23:59:59")  # one month (Art. 12(3)), the month's last day
+    assert ccpa["deadline_at"].startswith("2026-03-17T23:59:59")  # 45 days (CCPA §1798.130)
+    settings = Settings.from_env()
+    now = datetime(2026, 2, 25, 12, tzinfo=UTC)
+    with Ledger.open(world.ledger_url) as ledger:
+        alerts = deadline_alerts(ledger, settings, now)
+        lines = alert_lines(ledger, settings, now)
+        past = alert_lines(ledger, settings, datetime(2026, 3, 2, tzinfo=UTC))
+    assert [a.request_id for a in alerts] == [gdpr["request_id"]]  # the CCPA one has 20 days, the later 54
+    assert alerts[0].days_left == 4 and "4 day(s) left" in lines[0] and ACCOUNT in lines[0]
+    assert len(past) == 1 and gdpr["request_id"] in past[0] and "PAST its deadline by 1 full day(s)" in past[0]
+    assert date.fromisoformat(later["deadline_at"][:10]) == date(2026, 4, 20)
+    assert all("@" not in line for line in lines + past)
