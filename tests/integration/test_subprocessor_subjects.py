@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -247,3 +248,43 @@ def test_an_identifier_that_could_read_as_query_syntax_is_refused_before_sending
         preview("sendgrid", TENANT, sly)
     assert "x'or" not in str(refused.value)
     assert len(sendgrid.calls) == calls
+
+
+def _refused(tmp_path: Path, name: str, text: str) -> list:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    with pytest.raises(RulesError) as refused:
+        load_spec(path)
+    return refused.value.issues
+
+
+def test_a_subject_find_over_a_query_delete_is_refused(tmp_path):
+    """A query-scope delete takes the whole tenant; a person's search may not lead to it."""
+    source = (RULES / "subprocessors" / "datadog.yaml").read_text()
+    subject = """    subject:
+      find:
+        - by: email
+          request: {method: POST, path: /api/v2/logs/events/search,
+                    body: {filter: {query: "@tenant:{account_id} @usr.email:{email}"}}}
+          pagination: {style: none}
+          items: data
+    delete:
+      scope: query
+"""
+    issues = _refused(tmp_path, "datadog", source.replace("    delete:\n      scope: query\n", subject, 1))
+    assert [i.field for i in issues] == ["resources.logs.subject"]
+    assert "would erase the whole tenant" in issues[0].message
+
+
+def test_exports_only_read_and_name_the_record(tmp_path):
+    source = (RULES / "subprocessors" / "openai.yaml").read_text()
+    get_files = 'request: {method: GET, path: "/v1/files/{id}/content"}'
+    assert get_files in source
+    issues = _refused(tmp_path, "openai", source.replace(get_files, 'request: {method: DELETE, path: "/v1/files"}'))
+    assert sorted(i.field for i in issues) == ["resources.files.export.1.request",
+                                               "resources.files.export.1.request.method"]
+    items = source.replace("""      - kind: get  # the stored response (input, output, metadata)
+        request: {method: GET, path: "/v1/responses/{id}"}""", "      - kind: items")
+    issues = _refused(tmp_path, "openai", items)
+    assert [(i.field, "needs a find that lists items" in i.message) for i in issues] == [
+        ("resources.responses.export.0.kind", True)]

@@ -219,11 +219,13 @@ def _check_exports(at: Loc, r: Resource, smap: SourceMap) -> list[Issue]:
         if export.kind == "items":
             if not isinstance(r.find, ListedFind):
                 issues.append(smap.issue(where + ("kind",), "items export needs a find that lists items; this "
-                                         "resource's ids are recorded", "use kind: get or download"))
+                                         "resource's ids are recorded", "use kind: get or download",
+                                         field_path=dotted(where + ("kind",))))
             continue
         issues += _check_request(where + ("request",), export.request, _tenant(r) | {"id"}, smap)
         if export.request.method != "GET" or export.request.body is not None or export.request.form is not None:
-            issues.append(smap.issue(where + ("request", "method"), "an export only reads: GET with no body"))
+            issues.append(smap.issue(where + ("request", "method"), "an export only reads: GET with no body",
+                                     field_path=dotted(where + ("request", "method"))))
         if "id" not in placeholders(export.request):
             issues.append(smap.issue(where + ("request",), "an export request must name {id}",
                                      field_path=dotted(where + ("request",))))
