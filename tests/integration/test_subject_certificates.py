@@ -175,13 +175,18 @@ def test_a_held_task_and_a_manual_subprocessor_make_it_partial_until_a_supplemen
     hold = ledger.place_hold(account_id=ACCOUNT, data_class="email_delivery", reason="litigation",
                              reference="LIT-7", placed_by="staff-2")
     writer = filed(ledger, hash_key)
-    tasks = previewed(writer, FOUND, subprocessors=[*SUBPROCESSORS, {"subprocessor": "sixsense", "scope": "manual",
-                                                                      "matched": None}])
+    contacts_held = {"location": "contacts", "data_class": "contact_records", "matched": 1, "action": "keep",
+                     "rule_id": "contact-records-in-service", "basis": "legal hold hold-contacts in force",
+                     "skip_reason": "legal hold hold-contacts in force"}  # a hold in force when it was planned
+    tasks = writer.preview([*({"location": loc, "data_class": dc, "matched": n, "action": action, "rule_id": rule,
+                               "basis": None} for loc, dc, n, action, rule in FOUND if loc != "contacts"),
+                            contacts_held, KEPT],
+                           [*SUBPROCESSORS, {"subprocessor": "sixsense", "scope": "manual", "matched": None}])
     writer.approve(total=29)
     for location, _, matched, _, _ in FOUND:
-        if location == "email_events":
+        if location == "email_events":  # a hold placed after planning: the engine holds the task
             writer.hold(tasks[location], [hold.id])
-        elif matched:
+        elif matched and location != "contacts":
             writer.erase(tasks[location], matched)
     writer.at_subprocessor("sendgrid", "erased", 2)
     writer.at_subprocessor("sixsense", "manual", 0)
@@ -192,6 +197,8 @@ def test_a_held_task_and_a_manual_subprocessor_make_it_partial_until_a_supplemen
     certificate = verify_file(original, keys).certificate
     assert certificate["status"] == "partial"
     assert certificate["exceptions"] == [
+        {"kind": "legal_hold", "location": "contacts", "data_class": "contact_records",
+         "reason": "legal hold hold-contacts in force"},
         {"kind": "held", "location": "email_events", "data_class": "email_delivery", "holds": [hold.id],
          "erased_before_hold": 0},
         {"kind": "subprocessor_manual", "subprocessor": "sixsense", "scope": "manual", "matched": None}]
@@ -200,14 +207,15 @@ def test_a_held_task_and_a_manual_subprocessor_make_it_partial_until_a_supplemen
     assert lines["email_events"]["records_affected"] == 0
     text = pdf_text(as_pdf(original, key))
     assert "PARTIAL" in text and hold.id in text and "sixsense" in text
-    assert "a supplement follows" in subject_exception_text(certificate["exceptions"][1])
+    assert "a supplement follows" in subject_exception_text(certificate["exceptions"][2])
+    assert [k["location"] for k in certificate["kept_under_law"]] == ["invoices"]  # a hold is not the law's keeping
 
     # A person files the erasure with the provider and records its confirmation: the supplement resolves it.
     writer.at_subprocessor("sixsense", "erased", 1, actor="staff-2")
     supplement = verify(issue_supplement(ledger, original, key, keys, actor="staff-2"), keys).certificate
     assert supplement["supplements"]["certificate_id"] == certificate["certificate_id"]
     assert [(e["kind"], e["resolution"]) for e in supplement["resolved"]] == [("subprocessor_manual", "erased")]
-    assert [e["kind"] for e in supplement["still_open"]] == ["held"]
+    assert [e["kind"] for e in supplement["still_open"]] == ["legal_hold", "held"]
     assert supplement["status"] == "partial"
 
 

@@ -48,8 +48,8 @@ class SubjectLayout(_Layout):
                         for n in c["not_searchable"]])
         self.heading("Kept under law")
         if c["kept_under_law"]:
-            self.pairs([(k["location"], f"{k['data_class']}: {k['records']} record(s) kept under {k['basis']} "
-                                        f"(rule {k['rule_id']})") for k in c["kept_under_law"]])
+            self.pairs([(k["location"], f"{k['records']} record(s) of {k['data_class']} kept, not erased: "
+                                        f"{k['basis']}") for k in c["kept_under_law"]])
         else:
             self.pairs([("", "Nothing of this person is kept under a legal obligation.")])
         self.heading("Subprocessors")
