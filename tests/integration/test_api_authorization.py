@@ -20,10 +20,16 @@ from retention.settings import Settings
 from tests.fixtures.api import bearer
 
 ACCOUNT = "acct_1001"
-# Customers hold a signed link, not an Airflow login; the JWKS is public. Nothing else is.
+# Customers hold a signed link or a customer credential, not an Airflow login; the JWKS is public. Nothing else is.
 TOKEN_OR_PUBLIC = {("GET", "/retention/.well-known/jwks.json"),
                    ("GET", "/retention/certificates/{certificate_id}/download"),
-                   ("POST", "/retention/returns/{package_id}/receipt")}
+                   ("POST", "/retention/returns/{package_id}/receipt"),
+                   # The customer API: a customer credential's bearer token (tests/integration/test_customer_api.py).
+                   ("POST", "/retention/customer/v1/requests"), ("GET", "/retention/customer/v1/requests"),
+                   ("GET", "/retention/customer/v1/requests/{request_id}"),
+                   ("GET", "/retention/customer/v1/certificates"),
+                   ("GET", "/retention/customer/v1/certificates/{certificate_id}.{fmt}"),
+                   ("POST", "/retention/customer/v1/certificates/{certificate_id}/link")}
 READ_METHODS = {"GET", "HEAD"}
 
 
@@ -207,7 +213,8 @@ def test_another_auth_manager_decides_by_the_permissions_custom_view(custom_view
     assert is_allowed(granted, Permission.PLACE_HOLD) and not is_allowed(granted, Permission.RELEASE_HOLD)
     assert custom_view_manager.asked == [("7", "POST", "Retention Holds"), ("7", "POST", "Retention Hold Release")]
     assert {p.resource_name for p in Permission} == {"Retention Data", "Retention Holds", "Retention Hold Release",
-                                                      "Retention Certificates", "Retention Offboarding Approval"}
+                                                      "Retention Certificates", "Retention Offboarding Approval",
+                                                      "Retention Customer Credentials"}
 
 
 def _grants_auth_manager():
