@@ -4,6 +4,7 @@ identifiers' own erasure after the appeal window; no identifier in clear in the 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -19,6 +20,11 @@ from retention.requests.decisions import SelfApproval
 from retention.requests.hashing import identifier_hash, load_key
 from retention.requests.housekeeping import alert_lines, deadline_alerts, erase_closed_identifiers
 from retention.settings import Settings
+from tests.emulators.sendgrid import KEY as SENDGRID_KEY
+from tests.emulators.sendgrid import SendGridEmulator
+from tests.emulators.twilio import PARENT as TWILIO_PARENT
+from tests.emulators.twilio import TOKEN as TWILIO_TOKEN
+from tests.emulators.twilio import TwilioEmulator
 from tests.fixtures.stack import ACCOUNTS
 
 ACCOUNT = "acct_1001"  # EEA: GDPR
@@ -155,3 +161,52 @@ def test_deadlines_follow_the_regime_and_the_alert_lists_requests_inside_the_war
     assert len(past) == 1 and gdpr["request_id"] in past[0] and "PAST its deadline by 1 full day(s)" in past[0]
     assert date.fromisoformat(later["deadline_at"][:10]) == date(2026, 4, 20)
     assert all("@" not in line for line in lines + past)
+
+
+def test_an_erasure_asks_its_subprocessors_and_closes_only_once_each_answered(world, monkeypatch):
+    who = embedded.person(ACCOUNTS, ACCOUNT)
+    with SendGridEmulator(pending_polls=1) as sendgrid, TwilioEmulator() as twilio:
+        sendgrid.add_tenant(ACCOUNT, contacts=3)
+        twilio.add_tenant(ACCOUNT, recordings=1, messages=2)
+        sendgrid.add_person(ACCOUNT, who.email)
+        twilio.add_person(ACCOUNT, who.phone)
+        for conn_id, emulator, secrets in (("sendgrid", sendgrid, {"password": SENDGRID_KEY}),
+                                           ("twilio", twilio, {"login": TWILIO_PARENT, "password": TWILIO_TOKEN})):
+            host, port = emulator.url.removeprefix("http://").split(":")
+            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(
+                {"conn_type": "http", "host": host, "port": int(port), "schema": "http", **secrets}))
+        others = sendgrid.remaining(ACCOUNT)["contacts"] - 1, twilio.remaining(ACCOUNT)["messages"] - 2
+
+        def previewed_with_providers(email: str) -> tuple[str, dict]:
+            request_id = tasks.open_request(params(email), filed_by="api:7", actor=ACTOR)["request_id"]
+            tasks.expand(request_id, actor=ACTOR)  # the phone comes from the contacts row: Twilio finds by it
+            preview = tasks.preview(request_id, actor=ACTOR, subprocessors=["sendgrid", "twilio"])
+            assert tasks.approve_if_small(request_id, actor=ACTOR) is False
+            for location in preview["all"]:
+                engine_tasks.execute(preview["run_id"], location, actor=ACTOR)
+                engine_tasks.verify(preview["run_id"], location, actor=ACTOR)
+            return request_id, preview
+
+        request_id, preview = previewed_with_providers(who.email)
+        assert preview["subprocessors"] == ["sendgrid", "twilio"]
+        assert {p["subprocessor"]: p["scope"] for p in preview["at_subprocessors"]} == {"sendgrid": "api",
+                                                                                          "twilio": "api"}
+        for name in preview["subprocessors"]:
+            tasks.at_subprocessor(request_id, name, actor=ACTOR)
+        with pytest.raises(ValueError, match="does not cover"):
+            tasks.at_subprocessor(request_id, "salesforce", actor=ACTOR)
+        assert tasks.close(request_id, actor=ACTOR)["status"] == "completed"
+        assert sendgrid.person_remaining(ACCOUNT, who.email)["contacts"] == 0
+        assert twilio.person_remaining(ACCOUNT, who.phone) == {"messages": 0}
+        assert (sendgrid.remaining(ACCOUNT)["contacts"], twilio.remaining(ACCOUNT)["messages"]) == others
+
+        # A provider holding the person that was never asked: the request fails, it is not "completed".
+        second = embedded.person(ACCOUNTS, ACCOUNT, n=1)
+        twilio.add_person(ACCOUNT, second.phone)
+        sendgrid.add_person(ACCOUNT, second.email)
+        request_id, preview = previewed_with_providers(second.email)
+        tasks.at_subprocessor(request_id, "sendgrid", actor=ACTOR)
+        assert tasks.close(request_id, actor=ACTOR)["status"] == "failed"
+        assert twilio.person_remaining(ACCOUNT, second.phone) == {"messages": 2}
+    assert ledger_holds(world, who.email) == ["subject_requests"] and ledger_holds(world, who.phone) == \
+        ["subject_requests"]
