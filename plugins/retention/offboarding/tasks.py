@@ -140,7 +140,7 @@ def confirm_backups(*, actor: str, now: datetime | None = None) -> list[str]:
 def supplement_certificates(accounts: list[str], *, actor: str) -> list[SavedSupplement]:
     """A signed supplement to each account's latest certificate that has something newly completed."""
     from retention.certificates import KeySet, issue_supplement, load_signing_key
-    from retention.certificates.archive import Archive, issued
+    from retention.certificates.archive import ACCOUNT_DELETION, Archive, issued
     from retention.certificates.supplement import NothingToSupplement
 
     settings = Settings.from_env()
@@ -150,7 +150,9 @@ def supplement_certificates(accounts: list[str], *, actor: str) -> list[SavedSup
     key, keys = load_signing_key(settings.signing_key_file), KeySet.read(settings.jwks_file)
     with context() as ctx:
         for account_id in accounts:
-            current = [c for c in issued(ctx.ledger, account_id).values() if not c.revoked]
+            # The account's deletion certificate, not a subject erasure's of one of its people.
+            current = [c for c in issued(ctx.ledger, account_id).values()
+                       if not c.revoked and c.kind == ACCOUNT_DELETION]
             original = archive.load(current[-1].certificate_id, "json") if current else None
             if original is None:
                 continue
