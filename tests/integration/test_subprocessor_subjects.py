@@ -141,6 +141,10 @@ def test_a_provider_without_a_subject_api_is_manual_and_nothing_is_called(provid
     result = erase(ledger, "req-3", "clearbit", TENANT, SUBJECT, actor="test")
     assert (result["outcome"], result["count"]) == ("manual", 0)
     assert preview("heroku", TENANT, SUBJECT).scope == "none"  # its rows are the inventory's locations
+    # Twilio finds people by phone only: someone known by e-mail alone is for a person to look up there.
+    by_email = Subject.of({"email": [PERSON.email]})
+    assert (preview("twilio", TENANT, by_email).scope, preview("twilio", TENANT, by_email).matched) == ("manual", None)
+    assert erase(ledger, "req-3", "twilio", TENANT, by_email, actor="test")["outcome"] == "manual"
     assert not ledger.events_of_kind("subprocessor.call")
     assert {name: len(emulator.calls) for name, emulator in providers.items()} == calls
 
@@ -234,6 +238,12 @@ def test_a_subject_find_must_name_its_identifier_and_take_ids(tmp_path):
         load_spec(path)
     assert [i.field for i in refused.value.issues] == ["resources.leads.subject.find.0.request"]
     assert "must name {email}" in refused.value.issues[0].message
+    no_export = source.replace("""          match: {Qualified_Account__c: "{account_id}"}
+    export:
+      - kind: items
+""", """          match: {Qualified_Account__c: "{account_id}"}
+""", 1)
+    assert [i.field for i in _refused(tmp_path, "salesforce", no_export)] == ["resources.leads.export"]
     shutil.copy(RULES / "subprocessors" / "salesforce.yaml", path)
     assert load_spec(path).resources["leads"].subject is not None
 
@@ -268,6 +278,7 @@ def test_a_subject_find_over_a_query_delete_is_refused(tmp_path):
                     body: {filter: {query: "@tenant:{account_id} @usr.email:{email}"}}}
           pagination: {style: none}
           items: data
+    export: [{kind: items}]
     delete:
       scope: query
 """

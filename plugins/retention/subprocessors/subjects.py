@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +46,8 @@ from retention.subprocessors.finding import matches, scopes
 from retention.subprocessors.http import Client
 from retention.subprocessors.pagination import list_items
 from retention.subprocessors.results import ResourceResult, Scope
-from retention.subprocessors.spec import ConnectorSpec, ListedFind, Resource, load_spec
-from retention.subprocessors.spec.subject import DownloadExport, Export, GetExport, SubjectFind
+from retention.subprocessors.spec import ConnectorSpec, ListedFind, Request, Resource, load_spec
+from retention.subprocessors.spec.subject import DownloadExport, Export, GetExport, ItemsExport, SubjectFind
 from retention.subprocessors.values import get
 
 SubjectScope = Literal["api", "manual", "none"]
@@ -83,16 +83,13 @@ class _Listed:
 def preview(spec_name: str, account_id: str, subject: Subject) -> SubjectMatch:
     """How many of the person's records the provider holds in the account's tenant; nothing is deleted."""
     spec, classes = _load(spec_name)
-    scope = scope_of(spec, classes)
+    scope = _reach(spec, classes, subject)
     if scope != "api":
         return SubjectMatch(spec.subprocessor, scope, None)
     found = 0
     with _client(spec) as client:
-        for name, resource in _searchable(spec):
-            ids: set[str] = set()
-            for listed in _subject_records(spec, client, name, resource, account_id, subject):
-                ids.add(listed.record_id)
-            found += len(ids)
+        for search in _searchable(spec, subject):
+            found += len({listed.record_id for listed in _subject_records(spec, client, search, account_id, subject)})
     return SubjectMatch(spec.subprocessor, "api", found)
 
 
@@ -100,22 +97,29 @@ def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subj
           actor: str) -> dict[str, Any]:
     """Delete the person's records at the provider, resource by resource and search by search, through the
     executor; then the ``subject.subprocessor`` event. A hold on a resource's data class of the account stops
-    the whole provider before its first delete (outcome ``held``); one placed meanwhile stops the next call."""
+    the whole provider before its first delete (outcome ``held``); one placed meanwhile stops the next call
+    and every search after it."""
     spec, classes = _load(spec_name)
-    scope = scope_of(spec, classes)
-    unsupported = sorted(name for name, r in spec.resources.items() if r.subject is None)
+    scope = _reach(spec, classes, subject)
+    searchable = _searchable(spec, subject) if scope == "api" else []
+    unsupported = sorted(set(spec.resources) - {search.name for search in searchable})
     if scope != "api":
         return _close(ledger, request_id, spec, "manual" if scope == "manual" else "unsupported", 0, {},
                       unsupported, actor)
-    searchable = _searchable(spec)
-    if any(ledger.holds_in_force(account_id, r.data_class) for _, r in searchable):
+    if any(ledger.holds_in_force(account_id, search.resource.data_class) for search in searchable):
         return _close(ledger, request_id, spec, "held", 0, {}, unsupported, actor)
     results: dict[str, list[ResourceResult]] = {}
-    for name, resource in searchable:
-        for find, variables in _searches(resource, subject):
-            one = spec.model_copy(update={"resources": {name: resource.model_copy(update={"find": find})}})
-            with eraser(one, name, account_id, ledger=ledger, actor=actor) as running:
-                results.setdefault(name, []).append(running.erase(name, account_id, variables=variables))
+    for search in searchable:
+        for find, variables in _searches(search, subject):
+            aimed = search.resource.model_copy(update={"find": find})
+            one = spec.model_copy(update={"resources": {search.name: aimed}})
+            with eraser(one, search.name, account_id, ledger=ledger, actor=actor) as running:
+                result = running.erase(search.name, account_id, variables=variables)
+            results.setdefault(search.name, []).append(result)
+            if result.status == "held":
+                break
+        if any(r.status == "held" for r in results.get(search.name, [])):
+            break
     statuses = {name: _worst([r.status for r in rs]) for name, rs in results.items()}
     count = sum(r.deleted + r.already_gone for rs in results.values() for r in rs)
     found = sum(r.found for rs in results.values() for r in rs)
@@ -128,15 +132,16 @@ def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subj
 def export(spec_name: str, account_id: str, subject: Subject, directory: Path) -> Exported:
     """What the provider holds of the person in the account's tenant, under ``directory/<subprocessor>/``."""
     spec, classes = _load(spec_name)
-    if scope_of(spec, classes) != "api":
+    if _reach(spec, classes, subject) != "api":
         return Exported([], 0)
     files: list[Path] = []
     records = 0
     with _client(spec) as client:
-        for name, resource in _searchable(spec):
-            listed = {r.record_id: r for r in _subject_records(spec, client, name, resource, account_id, subject)}
-            run = _run(spec, client, name, resource)
-            written, count = _write(run, resource.export, list(listed.values()), directory / spec.subprocessor)
+        for search in _searchable(spec, subject):
+            found = {r.record_id: r for r in _subject_records(spec, client, search, account_id, subject)}
+            run = _run(spec, client, search.name, search.resource)
+            written, count = _write(run, search.resource.export, list(found.values()),
+                                    directory / spec.subprocessor)
             files += written
             records += count
     return Exported(files, records)
@@ -171,31 +176,55 @@ def scope_of(spec: ConnectorSpec, classes: DataClassesFile) -> SubjectScope:
     personal = any(classes.data_classes[c].personal_data for c in named if c in classes.data_classes)
     if spec.hosted is not None or not personal:
         return "none"
-    return "api" if _searchable(spec) else "manual"
+    return "api" if any(r.subject is not None for r in spec.resources.values()) else "manual"
 
 
 # -- searching ----------------------------------------------------------------------------------------
 
 
-def _searchable(spec: ConnectorSpec) -> list[tuple[str, Resource]]:
-    return [(name, r) for name, r in spec.resources.items() if r.subject is not None]
+@dataclass(frozen=True)
+class _Search:
+    """A resource and those of its subject searches whose identifier kind the person has."""
+
+    name: str
+    resource: Resource
+    finds: list[SubjectFind]
 
 
-def _searches(resource: Resource, subject: Subject) -> Iterator[tuple[SubjectFind, dict[str, str]]]:
-    """Each search of the resource with each of the person's values of its kind."""
-    assert resource.subject is not None  # only searchable resources come here
-    for find in resource.subject.find:
-        for value in subject.values(find.by):
-            if _LITERAL_BREAKERS & set(value):
+def _reach(spec: ConnectorSpec, classes: DataClassesFile, subject: Subject) -> SubjectScope:
+    """The spec's scope for this person: ``api`` only where a search takes one of their identifier kinds
+    (a provider that finds people by phone cannot be asked about someone known only by e-mail: a person
+    must look). Identifiers a query language could read as syntax are refused here, before anything is sent."""
+    scope = scope_of(spec, classes)
+    if scope != "api":
+        return scope
+    searchable = _searchable(spec, subject)
+    for search in searchable:
+        for find in search.finds:
+            if any(_LITERAL_BREAKERS & set(value) for value in subject.values(find.by)):
                 raise SubprocessorError(f"a {find.by} identifier holds a quote or backslash, which a provider's "
                                         "query language could read as syntax; nothing was sent")
+    return "api" if searchable else "manual"
+
+
+def _searchable(spec: ConnectorSpec, subject: Subject) -> list[_Search]:
+    kinds = subject.kinds()
+    found = [_Search(name, r, [f for f in r.subject.find if f.by in kinds])
+             for name, r in spec.resources.items() if r.subject is not None]
+    return [search for search in found if search.finds]
+
+
+def _searches(search: _Search, subject: Subject) -> Iterator[tuple[SubjectFind, dict[str, str]]]:
+    """Each search of the resource with each of the person's values of its kind."""
+    for find in search.finds:
+        for value in subject.values(find.by):
             yield find, {find.by: value}
 
 
-def _subject_records(spec: ConnectorSpec, client: Client, name: str, resource: Resource, account_id: str,
+def _subject_records(spec: ConnectorSpec, client: Client, search: _Search, account_id: str,
                      subject: Subject) -> Iterator[_Listed]:
-    for find, variables in _searches(resource, subject):
-        run = _run(spec, client, name, resource.model_copy(update={"find": find}))
+    for find, variables in _searches(search, subject):
+        run = _run(spec, client, search.name, search.resource.model_copy(update={"find": find}))
         for scope in scopes(run, {**variables, "account_id": account_id}):
             yield from (_Listed(scope, i, item) for i, item in _listed(run, find, scope))
 
@@ -217,39 +246,60 @@ def _listed(run: ResourceRun, find: ListedFind, scope: Scope) -> Iterator[tuple[
             yield str(value), item
 
 
-# -- exporting ----------------------------------------------------------------------------------------
+# -- exporting: a strategy per export kind ------------------------------------------------------------
+
+
+@dataclass
+class _Written:
+    rows: list[Any]  # records, written together as <resource>.json
+    files: list[Path]  # files downloaded as they are
+
+
+def _export_items(run: ResourceRun, spec: ItemsExport, found: list[_Listed], into: Path, out: _Written) -> None:
+    out.rows += [listed.item for listed in found]
+
+
+def _export_get(run: ResourceRun, spec: GetExport, found: list[_Listed], into: Path, out: _Written) -> None:
+    for listed in found:
+        body = _fetch(run, spec.request, listed, "export_get")
+        if body is not None:
+            out.rows.append(json.loads(body))
+
+
+def _export_download(run: ResourceRun, spec: DownloadExport, found: list[_Listed], into: Path,
+                     out: _Written) -> None:
+    for listed in found:
+        body = _fetch(run, spec.request, listed, "export_download")
+        if body is not None:
+            path = into / run.name / f"{_file_id(listed.record_id)}{spec.suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+            out.files.append(path)
+
+
+# The strategy for each export kind (the tag pydantic chose the export's model by).
+EXPORTERS: dict[str, Callable[[ResourceRun, Any, list[_Listed], Path, _Written], None]] = {
+    "items": _export_items,
+    "get": _export_get,
+    "download": _export_download,
+}
 
 
 def _write(run: ResourceRun, exports: list[Export], found: list[_Listed], into: Path) -> tuple[list[Path], int]:
     """Each export of the resource over the records found: records (items, or a JSON GET per id) in
     ``<resource>.json``; downloads as ``<resource>/<id><suffix>``. Returns the files and the record count."""
-    files: list[Path] = []
-    rows: list[Any] = []
+    out = _Written([], [])
     for spec in exports:
-        if isinstance(spec, DownloadExport):
-            for listed in found:
-                body = _fetch(run, spec.request, listed, "export_download")
-                if body is not None:
-                    path = into / run.name / f"{_file_id(listed.record_id)}{spec.suffix}"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(body)
-                    files.append(path)
-        elif isinstance(spec, GetExport):
-            for listed in found:
-                body = _fetch(run, spec.request, listed, "export_get")
-                if body is not None:
-                    rows.append(json.loads(body))
-        else:
-            rows += [listed.item for listed in found]
-    if rows:
+        EXPORTERS[spec.kind](run, spec, found, into, out)
+    if out.rows:
         into.mkdir(parents=True, exist_ok=True)
         path = into / f"{run.name}.json"
-        path.write_text(json.dumps(rows, indent=1, sort_keys=True, default=str))
-        files.append(path)
-    return files, len(rows)
+        path.write_text(json.dumps(out.rows, indent=1, sort_keys=True, default=str))
+        out.files.append(path)
+    return out.files, len(out.rows)
 
 
-def _fetch(run: ResourceRun, request: Any, listed: _Listed, operation: str) -> bytes | None:
+def _fetch(run: ResourceRun, request: Request, listed: _Listed, operation: str) -> bytes | None:
     """One record's body; None when the provider no longer has it (404)."""
     response = run.api.call(request, {**listed.scope.variables, "id": listed.record_id}, operation=operation,
                             extra_headers=listed.scope.headers)

@@ -194,6 +194,11 @@ def _check_subject(at: Loc, r: Resource, smap: SourceMap) -> list[Issue]:
                                  f"delete has scope {r.delete.scope}, which would erase the whole tenant",
                                  "give the resource a record or subject delete, or no subject section",
                                  at_key=True, field_path=dotted(at + ("subject",))))
+    if not r.export:
+        issues.append(smap.issue(at + ("subject",), "a resource whose records a person's search finds needs an "
+                                 "export: an access request must return what an erasure would delete",
+                                 "add export: [{kind: items}] (or get / download)", at_key=True,
+                                 field_path=dotted(at + ("export",))))
     for i, find in enumerate(r.subject.find):
         where = at + ("subject", "find", i)
         issues += _check_request(where + ("request",), find.request, tenant | {find.by}, smap)
