@@ -251,6 +251,8 @@ class SubjectRequestRow(Base):
     identifier_hashes: Mapped[list[Any]] = mapped_column(JSON)  # keyed hashes of the given identifiers
     filed_by: Mapped[str] = mapped_column(String(NAME))  # a staff id, or customer:<credential id>
     filed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # An access request's package is encrypted to this age public key of the customer (not personal data).
+    recipient: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(24))
     run_id: Mapped[str | None] = mapped_column(String(ID), index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -36,8 +36,9 @@ class SubjectRequests(EventLog):
 
     def file_subject_request(self, *, account_id: str, request_type: str, regime: str, received_at: datetime,
                              deadline_at: datetime, reference: str, subject: Subject,
-                             identifier_hashes: Sequence[str], filed_by: str) -> str:
-        """Record a new request (status ``filed``) and its ``subject.filed`` event; returns its id."""
+                             identifier_hashes: Sequence[str], filed_by: str, recipient: str | None = None) -> str:
+        """Record a new request (status ``filed``) and its ``subject.filed`` event; returns its id. ``recipient``:
+        the customer's age public key an access request's package is encrypted to."""
         account_id, filed_by = check_account_id(account_id), check_staff(filed_by, "filed_by")
         if request_type not in REQUEST_TYPES:
             raise ValueError(f"request_type must be one of {', '.join(REQUEST_TYPES)}")
@@ -53,7 +54,7 @@ class SubjectRequests(EventLog):
                     id=request_id, account_id=account_id, request_type=request_type, regime=regime,
                     received_at=utc(received_at), deadline_at=utc(deadline_at), reference_sha256=reference_sha256,
                     identifiers={"given": subject.as_dict()}, identifier_hashes=hashes, filed_by=filed_by,
-                    filed_at=db_now(s), status="filed")
+                    filed_at=db_now(s), status="filed", recipient=recipient)
                 s.add(row)
                 s.flush()
                 append_event(s, kind="subject.filed", actor=filed_by, payload={

@@ -30,4 +30,5 @@ def file_request(ledger: Ledger, settings: Settings, registry: Registry, spec: S
     return ledger.file_subject_request(
         account_id=spec.account_id, request_type=spec.request_type, regime=regime, received_at=received_at,
         deadline_at=deadline_at, reference=spec.reference, subject=subject,
-        identifier_hashes=subject_hashes(load_key(settings), spec.account_id, subject), filed_by=filed_by)
+        identifier_hashes=subject_hashes(load_key(settings), spec.account_id, subject), filed_by=filed_by,
+        recipient=spec.recipient)

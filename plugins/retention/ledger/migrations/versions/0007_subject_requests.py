@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("identifier_hashes", sa.JSON(), nullable=False),
         sa.Column("filed_by", sa.String(200), nullable=False),
         sa.Column("filed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recipient", sa.String(100), nullable=True),
         sa.Column("status", sa.String(24), nullable=False),
         sa.Column("run_id", sa.String(32), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
