@@ -6,7 +6,9 @@ account registry through ``retention_rules/registry.yaml``), places a legal hold
 delete, runs the `retention_sweep` DAG through Airflow (`dag.test()` on a SQLite metadata database) and prints what was
 deleted, kept and why; signs a certificate; then offboards one customer who elected deletion and one who
 elected return (`termination_offboarding`, each approved by a second person; the second customer opens
-its encrypted package and confirms it), and ends with a summary: found, deleted, kept, returned, certified.
+its encrypted package and confirms it); then one data subject erasure and one access request, filed as the
+customer API files them and run by the `subject_request` DAG (``retention.demo_requests``); and ends with a
+summary: found, deleted, kept, returned, certified.
 Everything it writes lives under $RETENTION_HOME (var/demo). The approver and the customer it plays are in
 ``retention.demo_people``; how it words an offboarding's outcome is in ``retention.demo_outcome``.
 """
@@ -85,7 +87,7 @@ def main() -> int:
 
         section("5. The retention_sweep DAG (Airflow dag.test)")
         state = _run_dag()
-        return _print_result(state, customers=len(accounts))
+        return _print_result(state, list(accounts))  # in the order they were seeded
     finally:
         s3.stop()
         pg.cleanup()
@@ -161,7 +163,8 @@ def _output_to(path: Path) -> Iterator[None]:
             _SCREEN.pop()
 
 
-def _print_result(dag_state: str, customers: int) -> int:
+def _print_result(dag_state: str, account_ids: list[str]) -> int:
+    customers = len(account_ids)
     from retention.engine.report import build_report, render
     from retention.ledger import Ledger, database_url
 
@@ -183,6 +186,9 @@ def _print_result(dag_state: str, customers: int) -> int:
     certified = _certify(run_id, "acct_1001")
     _snapshot(["acct_4004", "acct_5005"])
     offboarded = [_offboard(7, "acct_4004", "delete", "OFF-4004"), _offboard(8, "acct_5005", "return", "OFF-5005")]
+    from retention.demo_requests import run as subject_requests
+
+    requests_ok = subject_requests(9, account_ids, REQUESTER, _run_subject_request)
     from retention.ledger.checkpoints import publish_configured, verify_configured
 
     with Ledger.open() as ledger:
@@ -190,7 +196,7 @@ def _print_result(dag_state: str, customers: int) -> int:
         verified = ledger.verify()
         checkpoints = verify_configured(ledger, verified)
         summary = _in_short(ledger, customers, report, held)
-    section("9. Ledger")
+    section("10. Ledger")
     print(f"{verified.events_checked} events, hash chain {'intact' if verified.ok else 'BROKEN: ' + verified.reason}.")
     print(f"Signed checkpoints (published after every certificate, outside the ledger database): "
           f"{checkpoints.reason if checkpoints.ok else 'DISAGREE: ' + checkpoints.reason}.")
@@ -200,7 +206,8 @@ def _print_result(dag_state: str, customers: int) -> int:
     print("Why a decision was made: .venv/bin/retention rules explain acct_4004 --accounts demo/accounts.yaml")
     section("In short")
     print(summary)
-    return 0 if verified.ok and checkpoints.ok and report.status == "succeeded" and certified and all(offboarded) else 1
+    return 0 if (verified.ok and checkpoints.ok and report.status == "succeeded" and certified and all(offboarded)
+                 and requests_ok) else 1
 
 
 def _last_run(ledger: Ledger, kind: str) -> str:
@@ -347,6 +354,16 @@ def _offboard(number: int, account_id: str, choice: str, reference: str) -> bool
     if certified:
         print_certificate(certified)
     return str(run.state) == "success" and bool(certified)
+
+
+def _run_subject_request(conf: dict[str, Any]) -> Any:
+    """The subject_request DAG as the demo's staff user, its task logs kept out of the terminal."""
+    with _output_to(Path(os.environ["AIRFLOW_HOME"]) / "dag_test.log"):
+        from airflow.dag_processing.dagbag import DagBag
+
+        from retention.triggered import run_as
+
+        return run_as(DagBag(dag_folder=str(REPO / "dags")).dags["subject_request"], REQUESTER, run_conf=conf)
 
 
 def _customer_confirms(identity: Identity) -> None:

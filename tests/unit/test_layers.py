@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"engine", "subprocessors"},
     {"certificates"},
     {"offboarding", "requests"},
-    {"api", "cli", "dagkit", "demo", "demo_people", "demo_outcome", "embedded", "triggered"},
+    {"api", "cli", "dagkit", "demo", "demo_people", "demo_outcome", "demo_requests", "embedded", "triggered"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
