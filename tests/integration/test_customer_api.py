@@ -231,7 +231,8 @@ def test_the_account_lists_and_downloads_its_own_certificates_only(api) -> None:
 
     my_certificate, their_certificate = issue(ACCOUNT), issue(OTHER)
     (listed,) = api.get(f"{BASE}/certificates", headers=auth(mine)).json()
-    assert (listed["certificate_id"], listed["kind"], listed["revoked"]) == (my_certificate, "account", False)
+    assert (listed["certificate_id"], listed["kind"], listed["request_id"], listed["revoked"]) == (
+        my_certificate, "account_deletion", None, False)
 
     keys = KeySet.from_jwks(api.get("/retention/.well-known/jwks.json").json())
     pdf = api.get(f"{BASE}/certificates/{my_certificate}.pdf", headers=auth(mine))
@@ -263,3 +264,41 @@ def test_the_account_lists_and_downloads_its_own_certificates_only(api) -> None:
         mine_events = [(e.kind, e.payload.get("format")) for e in opened.events() if e.actor == actor]
     assert mine_events == [("certificate.downloaded", "pdf"), ("certificate.downloaded", "json"),
                            ("certificate.link_created", None)]
+
+
+def test_a_certified_request_names_its_certificate_which_its_customer_downloads(api) -> None:
+    """The request's steps are written through the ledger API as its tasks write them (``SubjectRunWriter``); its
+    certificate is issued, signed and archived by ``certificates.subject`` as the DAG's last step does."""
+    from retention.certificates import as_pdf, load_signing_key
+    from retention.certificates.archive import Archive
+    from retention.certificates.subject import issue_subject_certificate
+    from retention.requests.hashing import load_key
+    from retention.rules.subjects import Subject
+    from tests.fixtures.ledger_writer import SubjectRunWriter
+
+    mine, theirs = credential(api, ACCOUNT), credential(api, OTHER)
+    settings = Settings.from_env()
+    key = load_signing_key(settings.signing_key_file)
+    with ledger() as opened:
+        writer = SubjectRunWriter.file(opened, load_key(settings), ACCOUNT, Subject.of({"email": [PERSON]}))
+        writer.preview([{"location": "visitors", "data_class": "visitor_profiles", "matched": 0, "action": "delete",
+                         "rule_id": "visitor-profiles-european", "basis": None}], [])
+        writer.close("nothing_found", ("subject.nothing_found", {"locations_checked": 1, "subprocessors_checked": 0}))
+        document = issue_subject_certificate(opened, writer.request_id, key, exporter="Acme Ltd",
+                                             importer="Service Inc.", rules_dir=settings.rules_dir, actor="staff-1")
+    certificate_id = Archive(settings.certificates_dir).save(document, as_pdf(document, key))
+
+    request = api.get(f"{BASE}/requests/{writer.request_id}", headers=auth(mine)).json()
+    assert (request["status"], request["certificate_id"], request["days_left"]) == (
+        "nothing_found", certificate_id, None)
+    assert request["closed_at"] is not None and not in_clear(json.dumps(request))
+    (listed,) = api.get(f"{BASE}/certificates", headers=auth(mine)).json()
+    assert (listed["certificate_id"], listed["kind"], listed["request_id"]) == (
+        certificate_id, "subject_erasure", writer.request_id)
+    downloaded = api.get(f"{BASE}/certificates/{certificate_id}.json", headers=auth(mine))
+    keys = KeySet.from_jwks(api.get("/retention/.well-known/jwks.json").json())
+    assert verify_file(downloaded.content, keys).certificate["certificate_id"] == certificate_id
+
+    assert api.get(f"{BASE}/requests/{writer.request_id}", headers=auth(theirs)).status_code == 404
+    assert api.get(f"{BASE}/certificates/{certificate_id}.json", headers=auth(theirs)).status_code == 404
+    assert api.get(f"{BASE}/certificates", headers=auth(theirs)).json() == []

@@ -140,12 +140,10 @@ def one_request(call: Customer, request_id: str) -> dict[str, object]:
 
 @router.get("/certificates")
 def list_certificates(call: Customer) -> list[dict[str, object]]:
-    """The account's certificates: of its offboarding or sweeps (``account``) and of its subject requests."""
-    by_certificate = {c: r for r, c in certificates_of_requests(call.ledger).items()}
-    return [{"certificate_id": c.certificate_id, "status": c.status, "issued_at": c.issued_at,
-             "revoked": c.revoked is not None,
-             **({"kind": "subject_request", "request_id": by_certificate[c.certificate_id]}
-                if c.certificate_id in by_certificate else {"kind": "account"})}
+    """The account's certificates: its own deletion (``account_deletion``) and its erasure requests'
+    (``subject_erasure``, with the request's id). A revoked one is listed as revoked, without the reason."""
+    return [{"certificate_id": c.certificate_id, "kind": c.kind, "request_id": c.request_id, "status": c.status,
+             "issued_at": c.issued_at, "revoked": c.revoked is not None}
             for c in issued(call.ledger, call.account_id).values()]
 
 
