@@ -24,7 +24,7 @@ from tests.emulators.twilio import TwilioEmulator
 from tests.fixtures.subprocessors import RULES, demo_people, seed_people
 
 TENANT, OTHER = "acct-subject-a", "acct-subject-b"
-PEOPLE = demo_people(TENANT, 3)
+PEOPLE = demo_people([TENANT, OTHER], TENANT, 3)  # as the demo seed would write them for these accounts
 PERSON = PEOPLE[0]
 SUBJECT = Subject.of({"email": [PERSON.email], "phone": [PERSON.phone]})
 

@@ -13,7 +13,9 @@ Templates
     requests; ``ids`` in batch requests (joined with ``ids_join`` in a path or query string, a JSON
     list in a body, or one query parameter per id with ``ids_repeat``); ``job_id`` in status polls;
     ``cutoff`` (ISO 8601) and ``cutoff_ms`` (epoch ms) in a query-scope resource's requests; ``found``
-    (the preview count) in tenant- and query-scope deletes. A value that is a whole placeholder keeps
+    (the preview count) in tenant- and query-scope deletes; in a subject search (``subject.find``), the
+    identifier kind it searches ``by`` (``{email}``, ``{phone}``, ``{visitor_id}``, ``{user_id}``); ``id`` in
+    an export's per-record request. A value that is a whole placeholder keeps
     its type in a JSON body (a list stays a list, a number a number). The loader refuses any other name.
 
 Safety
@@ -28,6 +30,11 @@ Safety
     would name another resource) is refused before sending (``retention.subprocessors.http.render``),
     and every id a find returned is checked by that rule before the first delete call of the run.
     ``max_records`` bounds every preview of a run together (all rounds of a capped search).
+    A subject search (one person's records) is aimed at the account's tenant like a find, names its
+    identifier, feeds only an id-aimed delete (never a tenant- or query-scope one), and its resource has an
+    ``export``; an export request is a GET naming ``{id}``. Identifier values go into requests only
+    through the renderer (percent-encoded in a path, encoded by the client in a query, JSON in a body), and
+    one holding a quote or backslash is refused before any call (``retention.subprocessors.subjects``).
 
 Assumptions
     A spec states what the provider documents. Anything else it relies on (an undocumented header, a
@@ -57,7 +64,8 @@ Modules
     One model per variant, told apart by its tag (``style:`` of a pagination, ``kind:`` of an auth, a
     completion, a verification; for a find and a fan-out, which of ``request`` / ``recorded`` it gives), each
     with only its own fields, required where the loader requires them: ``request``, ``pagination``, ``auth``,
-    ``find``, ``delete``, ``completion``, ``resource``, ``connector`` (the file). ``checks`` and
+    ``find``, ``delete``, ``completion``, ``subject`` (a person's searches, and exports), ``resource``,
+    ``connector`` (the file). ``checks`` and
     ``transport`` hold what a schema cannot say; ``loading`` reads the files.
 """
 
