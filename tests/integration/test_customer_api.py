@@ -191,7 +191,8 @@ def test_every_customer_route_answers_the_same_401_without_a_valid_customer_toke
                     json={}).status_code == 200
     token = customer["Authorization"].removeprefix("Bearer ")
     wrong = [{}, {"Authorization": token}, {"Authorization": f"Basic {token}"}, bearer(),  # an Airflow admin
-             {"Authorization": "Bearer " + token[:-2] + "xx"}, auth(revoked)]
+             {"Authorization": "Bearer " + token[:-2] + "xx"}, auth(revoked),
+             {"Authorization": f"Bearer {token}" + " " * 500}]  # over-long: refused unread, never echoed
     ids = {"request_id": "0" * 32, "certificate_id": f"cert-{'0' * 32}", "fmt": "pdf"}
     routes = [(method, re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path))
               for method, path in customer_routes(api.app)]
