@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyrage
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -185,3 +186,23 @@ def test_a_large_request_stops_for_a_second_persons_approval(cli, monkeypatch):
     assert snapshot(cli.stack.app_url) == before
     assert json.loads(cli("request", "show", request_id, "--json").output)["request"]["status"] == \
         "awaiting_approval"
+
+
+def test_an_access_request_delivers_a_package_of_the_persons_records_and_deletes_nothing(cli):
+    stack = cli.stack
+    who = embedded.person(ACCOUNTS, ACCOUNT)
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    before = snapshot(stack.app_url)
+    out = cli("request", "file", "--account", ACCOUNT, "--type", "access", "--email", who.email, "--reference",
+              "DSR-1001-8", "--received-on", "2026-11-20", "--recipient", recipient, "--json")
+    request_id = json.loads(out.output)["request"]["request_id"]
+
+    result = cli("request", "run", request_id, "--no-subprocessors", "--recipient", recipient)
+    assert f"request {request_id} completed" in result.output and "package dsr-" in result.output
+    assert "to export" in result.output and who.email not in result.output
+    assert snapshot(stack.app_url) == before
+    with Ledger.open(stack.ledger_url) as ledger:
+        exported = [e.payload for e in ledger.events() if e.kind == "subject.exported"]
+    mine = persons_rows(before, ACCOUNT, who)
+    assert len(exported) == 1 and exported[0]["records"] >= sum(len(ids) for ids in mine.values()) - \
+        len(mine["chat_messages"])

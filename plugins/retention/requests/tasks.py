@@ -111,8 +111,9 @@ def record_decision(request_id: str, event: dict[str, Any], *, actor: str) -> No
 
 
 def at_subprocessor(request_id: str, subprocessor: str, *, actor: str) -> dict[str, Any]:
-    """Erase (or, for an access request, export) the person's records at one subprocessor, holds checked right
-    before; records ``subject.subprocessor``."""
+    """Erase the person's records at one subprocessor the preview covered (its subject scope checks holds right
+    before each delete and records ``subject.subprocessor``; a manual one is recorded as pending a person).
+    Refused for an access request: its package (``requests.access.deliver``) exports what subprocessors hold."""
     with context() as ctx:
         return closing.at_subprocessor(ctx, request_id, subprocessor, actor=actor)
 
