@@ -95,6 +95,19 @@ class Steps:
         return {name: {"total_s": round(sum(s), 2), **latency(s)} for name, s in self.seconds.items()}
 
 
+class Statements:
+    """SQL statements an engine's connections sent (SQLAlchemy's ``after_cursor_execute``)."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        event.listen(engine, "after_cursor_execute", self._one)
+
+    def _one(self, *_args: Any) -> None:
+        self.count += 1
+
+
 def product_run(app_url: str, ledger_url: str, endpoint: str, work: Path, requests: list[Request],
                 accounts: int) -> dict[str, Any]:
     import pendulum
@@ -144,8 +157,14 @@ def product_run(app_url: str, ledger_url: str, endpoint: str, work: Path, reques
     approvals_needed = 0
     today = datetime.now(UTC).date().isoformat()
     with Ledger.open(ledger_url) as ledger:
+        app_statements, ledger_statements = Statements(engine), Statements(ledger.engine)
         ctx = SweepContext(ruleset, inventory, registry.accounts, ledger, open_store=open_store, registry=registry)
         key = load_key(settings)
+        started = time.perf_counter()
+        for location_id, spec in inventory.locations.items():  # opened (reflected) before the clock starts
+            if spec.subject_kinds():
+                ctx.store(location_id)
+        stores_open_s = time.perf_counter() - started
         started_all = time.perf_counter()
         for request in requests:
             started = time.perf_counter()
@@ -173,9 +192,12 @@ def product_run(app_url: str, ledger_url: str, endpoint: str, work: Path, reques
             if (request.index + 1) % 100 == 0:
                 log(f"product: {request.index + 1:,} requests in {time.perf_counter() - started_all:.1f} s")
         total = time.perf_counter() - started_all
+        statements = {"app_db_per_request": round(app_statements.count / len(requests), 1),
+                      "ledger_per_request": round(ledger_statements.count / len(requests), 1)}
     engine.dispose()
     return {"seconds": total, "latency": latency(per_request), "steps": steps.summary(), "statuses": statuses,
-            "approvals_needed": approvals_needed}
+            "approvals_needed": approvals_needed, "statements": statements,
+            "stores_open_s": round(stores_open_s, 2)}
 
 
 # -- the reference ----------------------------------------------------------------------------------
