@@ -197,7 +197,7 @@ def test_an_access_request_delivers_a_package_of_the_persons_records_and_deletes
               "DSR-1001-8", "--received-on", "2026-11-20", "--recipient", recipient, "--json")
     request_id = json.loads(out.output)["request"]["request_id"]
 
-    result = cli("request", "run", request_id, "--no-subprocessors", "--recipient", recipient)
+    result = cli("request", "run", request_id, "--no-subprocessors")  # encrypted to the key it was filed with
     assert f"request {request_id} completed" in result.output and "package dsr-" in result.output
     assert "to export" in result.output and who.email not in result.output
     assert snapshot(stack.app_url) == before

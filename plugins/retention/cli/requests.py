@@ -73,7 +73,8 @@ def request_file(account_id: str, request_type: str, emails: tuple[str, ...], ph
               help="Ask only this subprocessor (repeat; default every spec).")
 @click.option("--no-subprocessors", is_flag=True,
               help="Ask no subprocessor (only when none holds the account's data: the result says none was asked).")
-@click.option("--recipient", help="For access: the customer's age public key (age1...) the package is encrypted to.")
+@click.option("--recipient", help="For access: the customer's age public key (age1...) the package is encrypted to "
+                                  "(default: the one the request was filed with).")
 @accounts_option
 @ledger_option
 @common

@@ -21,12 +21,15 @@ from retention.settings import Settings
 
 def run_request(ctx: SweepContext, settings: Settings, request_id: str, *, subprocessors: list[str] | None,
                 recipient: str | None, actor: str) -> dict[str, Any]:
-    """``recipient``: the customer's age public key an access request's package is encrypted to. Returns
+    """``recipient``: the customer's age public key an access request's package is encrypted to (None: the one it
+    was filed with). Returns
     {"request_id", "expansion", "preview", "needs_approval", and once run: "executed" (location -> records affected),
     "subprocessors" (name -> outcome), "status", "certificate" or "package"}."""
-    if ctx.ledger.subject_request(request_id).request_type == "access" and recipient is None:
-        raise ValueError("an access request's package is encrypted to the customer's age public key: give its "
-                         "recipient (age1...)")
+    row = ctx.ledger.subject_request(request_id)
+    recipient = recipient or row.recipient
+    if row.request_type == "access" and recipient is None:
+        raise ValueError("an access request's package is encrypted to the customer's age public key: it was filed "
+                         "without one, so give its recipient (age1...)")
     expansion = record_expansion(ctx, request_id, load_key(settings), actor=actor)
     preview = preview_request(ctx, settings, request_id, pendulum.now("UTC"), subprocessors=subprocessors,
                               actor=actor)
