@@ -124,6 +124,21 @@ def test_erase_leaves_none_of_the_persons_records_and_touches_nobody_else(provid
     assert (again["outcome"], again["count"]) == ("nothing_found", 0)
 
 
+def test_a_search_that_lost_its_filter_still_erases_only_the_person(providers, ledger):
+    """Salesforce answers as if the WHERE clause were lost (every lead and contact of the org): the account's
+    stamp and the person's address on each record keep the deletes to the person's two records."""
+    salesforce = providers["salesforce"]
+    salesforce.ignore_where = True
+    before = salesforce.remaining(TENANT)
+    result = erase(ledger, "req-4", "salesforce", TENANT, SUBJECT, actor="test")
+    assert (result["outcome"], result["count"]) == ("erased", 2)
+    assert salesforce.person_remaining(TENANT, PERSON.email) == {"leads": 0, "contacts": 0}
+    assert salesforce.remaining(TENANT)["leads"] == before["leads"] - 1
+    assert salesforce.person_remaining(OTHER, PERSON.email) == {"leads": 1, "contacts": 1}
+    for other in PEOPLE[1:]:
+        assert salesforce.person_remaining(TENANT, other.email) == {"leads": 1, "contacts": 1}
+
+
 def test_a_hold_on_the_account_deletes_nothing(providers, ledger):
     ledger.place_hold(account_id=TENANT, data_class=None, reason="litigation", reference="LH-7", placed_by="legal")
     before = {name: emulator.remaining(TENANT) for name, emulator in providers.items()}
@@ -215,8 +230,8 @@ def test_a_subject_find_without_the_tenant_guard_is_refused_with_file_line_field
     guarded = "WHERE Email = '{email}' AND Qualified_Account__c = '{account_id}'\"}"
     assert guarded in source
     unguarded = source.replace(guarded, "WHERE Email = '{email}'\"}", 1)
-    unguarded = unguarded.replace("          match: {Qualified_Account__c: \"{account_id}\"}\n    export:",
-                                  "    export:", 1)
+    unguarded = unguarded.replace("          match: {Qualified_Account__c: \"{account_id}\"}\n          identifier:",
+                                  "          identifier:", 1)
     path = tmp_path / "salesforce.yaml"
     path.write_text(unguarded)
     with pytest.raises(RulesError) as refused:
@@ -238,11 +253,9 @@ def test_a_subject_find_must_name_its_identifier_and_take_ids(tmp_path):
         load_spec(path)
     assert [i.field for i in refused.value.issues] == ["resources.leads.subject.find.0.request"]
     assert "must name {email}" in refused.value.issues[0].message
-    no_export = source.replace("""          match: {Qualified_Account__c: "{account_id}"}
-    export:
+    no_export = source.replace("""    export:
       - kind: items
-""", """          match: {Qualified_Account__c: "{account_id}"}
-""", 1)
+""", "", 1)
     assert [i.field for i in _refused(tmp_path, "salesforce", no_export)] == ["resources.leads.export"]
     shutil.copy(RULES / "subprocessors" / "salesforce.yaml", path)
     assert load_spec(path).resources["leads"].subject is not None
@@ -278,6 +291,7 @@ def test_a_subject_find_over_a_query_delete_is_refused(tmp_path):
                     body: {filter: {query: "@tenant:{account_id} @usr.email:{email}"}}}
           pagination: {style: none}
           items: data
+          identifier: attributes.attributes.usr.email
     export: [{kind: items}]
     delete:
       scope: query

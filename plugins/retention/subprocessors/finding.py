@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from retention.rules.subjects import normalize
 from retention.subprocessors.context import ResourceRun
 from retention.subprocessors.errors import SubprocessorError
 from retention.subprocessors.pagination import list_items
 from retention.subprocessors.render import render
 from retention.subprocessors.results import Scope
 from retention.subprocessors.spec import ListedFanOut, ListedFind
+from retention.subprocessors.spec.subject import SubjectFind
 from retention.subprocessors.values import get
 
 
@@ -45,7 +47,7 @@ def find_ids(run: ResourceRun, scope: Scope) -> list[str]:
         return run.recorded(find.recorded, scope.variables["account_id"])
     ids = []
     for item in list_items(run.api, run.who, find.request, find.pagination, find.items, scope, "find"):
-        if matches(item, find.match, scope.variables):
+        if matches(item, find.match, scope.variables) and identifies(item, find, scope.variables):
             value = get(item, find.id)
             if value in (None, ""):
                 raise SubprocessorError(f"{run.who}: a found item has no {find.id!r}")
@@ -56,6 +58,18 @@ def find_ids(run: ResourceRun, scope: Scope) -> list[str]:
 def search_cap(run: ResourceRun) -> int | None:
     """How many records one search returns at most (a capped search is repeated), if the provider caps it."""
     return run.resource.find.cap if isinstance(run.resource.find, ListedFind) else None
+
+
+def identifies(item: Any, find: ListedFind, variables: dict[str, Any]) -> bool:
+    """A subject search's item holds the person's identifier (normalized as theirs is); any other find's
+    items pass."""
+    if not isinstance(find, SubjectFind):
+        return True
+    value = get(item, find.identifier)
+    try:
+        return isinstance(value, str) and normalize(find.by, value) == variables[find.by]
+    except ValueError:  # not an identifier of that kind at all
+        return False
 
 
 def matches(item: Any, match: dict[str, str], variables: dict[str, Any]) -> bool:

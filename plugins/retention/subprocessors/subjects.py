@@ -42,7 +42,7 @@ from retention.subprocessors import eraser, recorded_ids_from_airflow
 from retention.subprocessors.connection import Credentials
 from retention.subprocessors.context import RecordedIdsReader, ResourceRun
 from retention.subprocessors.errors import SubprocessorError
-from retention.subprocessors.finding import matches, scopes
+from retention.subprocessors.finding import identifies, matches, scopes
 from retention.subprocessors.http import Client
 from retention.subprocessors.pagination import list_items
 from retention.subprocessors.results import ResourceResult, Scope
@@ -239,7 +239,7 @@ def _account_records(run: ResourceRun, scope: Scope) -> Iterator[tuple[str, Any]
 
 def _listed(run: ResourceRun, find: ListedFind, scope: Scope) -> Iterator[tuple[str, Any]]:
     for item in list_items(run.api, run.who, find.request, find.pagination, find.items, scope, "find"):
-        if matches(item, find.match, scope.variables):
+        if matches(item, find.match, scope.variables) and identifies(item, find, scope.variables):
             value = get(item, find.id)
             if value in (None, ""):
                 raise SubprocessorError(f"{run.who}/{run.name}: a found item has no {find.id!r}")

@@ -21,13 +21,18 @@ from pydantic import Field
 from retention.rules.model import Strict
 from retention.rules.subjects import IdentifierKind
 from retention.subprocessors.spec.find import ListedFind
-from retention.subprocessors.spec.request import Request
+from retention.subprocessors.spec.request import DotPath, Request
 
 
 class SubjectFind(ListedFind):
-    """A search for one person's records: ``by`` is the identifier kind whose value is bound as ``{<by>}``."""
+    """A search for one person's records: ``by`` is the identifier kind whose value is bound as ``{<by>}``;
+    ``identifier`` the field of each found item that holds it. Only items whose field, normalized as the
+    person's value is (``rules.subjects.normalize``: an e-mail lower-cased, a phone in E.164), equals the
+    value are kept: a provider that ignored the search's filter would otherwise hand every record of the
+    tenant to the deletes, and the tenant guard alone would not stop them."""
 
     by: IdentifierKind
+    identifier: DotPath
 
 
 class SubjectScope(Strict):
