@@ -31,10 +31,11 @@ Safety
     and every id a find returned is checked by that rule before the first delete call of the run.
     ``max_records`` bounds every preview of a run together (all rounds of a capped search).
     A subject search (one person's records) is aimed at the account's tenant like a find, names its
-    identifier, feeds only an id-aimed delete (never a tenant- or query-scope one), and its resource has an
-    ``export``; an export request is a GET naming ``{id}``. Identifier values go into requests only
-    through the renderer (percent-encoded in a path, encoded by the client in a query, JSON in a body), and
-    one holding a quote or backslash is refused before any call (``retention.subprocessors.subjects``).
+    identifier (and keeps only items whose ``identifier`` field holds it), feeds only an id-aimed delete
+    (never a tenant- or query-scope one), and its resource has an ``export``; an export request is a GET
+    naming ``{id}``. Identifier values go into requests only through the renderer (percent-encoded in a
+    path, encoded by the client in a query, JSON in a body), and one holding a quote or backslash is
+    refused before any call (``retention.subprocessors.subjects``).
 
 Assumptions
     A spec states what the provider documents. Anything else it relies on (an undocumented header, a
