@@ -64,6 +64,12 @@ def persons_rows(rows: Rows, account: str, who: embedded.Person) -> dict[str, se
     return mine
 
 
+def attachment_keys(stack) -> set[str]:
+    client = embedded.s3_client(stack.endpoint)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket="chat-attachments")
+    return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+
 def add_same_email_elsewhere(app_url: str, email: str) -> None:
     """The same address at another customer: a different person in law, never touched by this account's request."""
     engine = sa.create_engine(app_url)
@@ -82,9 +88,10 @@ def test_an_erasure_of_one_email_leaves_none_of_the_person_and_touches_nobody_el
     stack = cli.stack
     who = embedded.person(ACCOUNTS, ACCOUNT)
     add_same_email_elsewhere(stack.app_url, who.email)
-    before = snapshot(stack.app_url)
+    before, objects = snapshot(stack.app_url), attachment_keys(stack)
     mine = persons_rows(before, ACCOUNT, who)
-    assert mine["chat_conversations"] and mine["chat_messages"] and mine["invoices"] and mine["app_users"]
+    theirs = {key for key in objects if key.split("/")[1] == ACCOUNT and key.split("/")[4] == who.visitor_id}
+    assert theirs and mine["chat_conversations"] and mine["chat_messages"] and mine["invoices"] and mine["app_users"]
     request_id = file(cli, who.email.upper())  # matched however the customer typed it
 
     result = cli("request", "run", request_id, "--no-subprocessors")
@@ -105,6 +112,7 @@ def test_an_erasure_of_one_email_leaves_none_of_the_person_and_touches_nobody_el
             else:
                 assert row_id not in after[table], f"{table} {row_id} of the person is still there"
     assert any(r["email"] == who.email and r["account_id"] == OTHER for r in after["contacts"].values())
+    assert attachment_keys(stack) == objects - theirs  # the person's attachments (found by their visitor id) only
     values = {who.email, who.visitor_id, who.phone}
     for table, rows in after.items():
         columns = embedded.SUBJECT_COLUMNS.get(table.split(".")[-1], ())
