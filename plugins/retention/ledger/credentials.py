@@ -71,7 +71,8 @@ class CredentialRecord:
 
     def as_dict(self) -> dict[str, str | None]:
         return {"credential_id": self.id, "account_id": self.account_id, "issued_by": self.issued_by,
-                "issued_at": self.issued_at.isoformat(), "revoked_at": self.revoked_at and self.revoked_at.isoformat(),
+                "issued_at": self.issued_at.isoformat(),
+                "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
                 "revoked_by": self.revoked_by}
 
 
