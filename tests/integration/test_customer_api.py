@@ -26,24 +26,11 @@ DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "subject_request.py"
 
 @pytest.fixture
 def subject_request_dag(airflow_db) -> str:
-    """The ``subject_request`` DAG in Airflow's metadata database, as the dag-processor writes it: the real one from
-    dags/ once it is there (so the trigger is checked against its Params), else a stand-in taking only the
-    request id (TODO(lead): drop the stand-in when dags/subject_request.py is on main)."""
-    if DAG_FILE.exists():
-        from airflow.dag_processing.dagbag import DagBag
+    """The real ``subject_request`` DAG of dags/ in Airflow's metadata database, as the dag-processor writes it, so a
+    trigger is checked against its Params."""
+    from airflow.dag_processing.dagbag import DagBag
 
-        dag = DagBag(dag_folder=str(DAG_FILE)).dags["subject_request"]
-    else:
-        from airflow.sdk import DAG, Param, task
-
-        with DAG("subject_request", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-                 params={"request_id": Param(type="string", pattern="^[0-9a-f]{32}$")}) as dag:
-            @task
-            def open_request() -> None:
-                """Stands in for the real DAG's first step."""
-
-            open_request()
-    registered(dag)
+    registered(DagBag(dag_folder=str(DAG_FILE)).dags["subject_request"])
     return "subject_request"
 
 
