@@ -1,9 +1,10 @@
 """Daily care of data subject requests: mail on-call the open requests near or past their legal deadline (within
 ``RETENTION_SUBJECT_DEADLINE_WARNING_DAYS``; GDPR Art. 12(3) one month, CCPA 45 days), and erase the identifiers
-of requests closed more than ``RETENTION_SUBJECT_APPEAL_DAYS`` ago (their keyed hashes stay in the ledger's chain).
+of requests closed more than ``RETENTION_SUBJECT_APPEAL_DAYS`` ago (their keyed hashes stay in the ledger's chain),
+and delete the access packages whose download link has expired (not while a legal hold on the account is in force).
 
 The alert names ids, accounts, statuses and dates only, never an identifier; with nothing near its deadline no mail
-is sent. Both steps are safe to retry: a request whose identifiers are erased is not erased again. A failure mails
+is sent. Every step is safe to retry: what was erased or removed is not acted on again. A failure mails
 on-call (``retention.dagkit.notify``).
 """
 
@@ -44,8 +45,19 @@ def subject_request_housekeeping() -> None:
         with Ledger.open(settings.database_url) as ledger:
             return erase_closed_identifiers(ledger, settings, pendulum.now("UTC"), actor=ACTOR)
 
+    @task
+    def remove_expired_packages() -> list[str]:
+        from retention.requests.access import remove_expired
+        from retention.stores import s3_client
+
+        settings = Settings.from_env()
+        with Ledger.open(settings.database_url) as ledger:
+            return remove_expired(ledger, client=s3_client(settings.returns_conn_id), bucket=settings.returns_bucket,
+                                  now=pendulum.now("UTC"), actor=ACTOR)
+
     deadline_alerts()
     erase_identifiers()
+    remove_expired_packages()
 
 
 subject_request_housekeeping()

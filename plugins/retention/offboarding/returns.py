@@ -2,8 +2,10 @@
 for the customer, delivered to object storage behind an expiring link; deletion waits for the customer's
 receipt or the end of the return window.
 
-The package is a tar of ``<location>/…`` (rows as JSON Lines per table, objects as they are) and a
-``manifest.json`` with each file's sha256 and size and each location's record count, encrypted with
+The package is a tar of ``<location>/…`` (rows as JSON Lines per table, objects as they are), of
+``subprocessors/<name>/…`` (what each subprocessor the offboarding covers returns through its spec's ``export``:
+DPA 7(b) returns *all* personal data, SCC Clause 12 has the subprocessor return it too) and a
+``manifest.json`` with each file's sha256 and size and each location's and subprocessor's record count, encrypted with
 age (https://age-encryption.org) for the X25519 key the customer gave: ``age -d -i key.txt`` opens it.
 The ledger keeps the manifest's sha256, counts and times; never file names, which may be object keys.
 """
@@ -14,6 +16,7 @@ import hashlib
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict
@@ -25,11 +28,14 @@ from retention.engine.context import SweepContext
 from retention.ledger import Event, Ledger
 from retention.ledger.chain import canonical_json, iso_utc
 from retention.links import RETURN_RECEIPT, sign_link
-from retention.offboarding.plan import account_of
+from retention.offboarding.plan import PLANNED, account_of
 from retention.stores import Selector
 
 FORMAT = "tar+age (X25519); rows as JSON Lines per table, objects as stored; manifest.json with sha256 per file"
+RETURN_FORMAT = ("tar+age (X25519); rows as JSON Lines per table, objects as stored, subprocessors/<name>/ as each "
+                 "provider returns them; manifest.json with sha256 per file")
 MAX_LINK = timedelta(days=7)  # the longest an S3 (SigV4) presigned link can live
+SUBPROCESSORS = "subprocessors"  # the package's folder of what subprocessors return (no location takes this name)
 
 
 def deliver(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, bucket: str, window_days: int,
@@ -54,13 +60,17 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, buc
     key = f"returns/{account_id}/{package_id}.tar.age"
     with tempfile.TemporaryDirectory(prefix="retention-return-") as tmp:
         root = Path(tmp) / package_id
-        records, manifest = export_account(ctx, account_id, [t.location for t in ctx.ledger.tasks(run_id)], root,
-                                           package_id=package_id, now=now)
+        records = export_locations(ctx, Selector(account_id), [t.location for t in ctx.ledger.tasks(run_id)], root)
+        returned = export_subprocessors(account_id, _requested_subprocessors(ctx.ledger, run_id),
+                                        root / SUBPROCESSORS)
+        manifest = write_manifest(root, package_id, account_id, {**records, **returned}, now, RETURN_FORMAT)
         size = seal_and_upload(root, recipient, client=client, bucket=bucket, key=key)
-    delivered: dict[str, Any] = {"package_id": package_id, "account_id": account_id, "format": FORMAT,
-                 "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "records": sum(records.values()),
-                 "locations": len(records), "bytes": size, "bucket": bucket, "key": key,
-                 "window_ends_at": iso_utc(now.add(days=window_days))}
+    delivered: dict[str, Any] = {
+        "package_id": package_id, "account_id": account_id, "format": RETURN_FORMAT,
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "records": sum(records.values()) + sum(returned.values()), "locations": len(records),
+        "subprocessors": len(returned), "bytes": size, "bucket": bucket, "key": key,
+        "window_ends_at": iso_utc(now.add(days=window_days))}
     ctx.ledger.append("return.delivered", delivered, actor=actor, run_id=run_id)
     return delivered
 
@@ -68,10 +78,28 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, buc
 def export_account(ctx: SweepContext, account_id: str, locations: list[str], root: Path, *, package_id: str,
                    now: datetime, format: str = FORMAT) -> tuple[dict[str, int], bytes]:
     """Write the account's rows and objects of ``locations`` under ``root/<location>/`` and ``root/manifest.json``;
-    returns (records per location, the manifest's bytes). The return package and the per-account backup copies
-    (``retention.backups.copies``) are both this export."""
+    returns (records per location, the manifest's bytes): the per-account backup copies
+    (``retention.backups.copies``). The return package adds what the subprocessors return."""
     records = export_locations(ctx, Selector(account_id), locations, root)
     return records, write_manifest(root, package_id, account_id, records, now, format)
+
+
+def export_subprocessors(account_id: str, names: Collection[str], root: Path) -> dict[str, int]:
+    """What each of ``names`` returns for the account (its spec's ``export``), under ``root/<name>/``; returns the
+    records per ``subprocessors/<name>`` (0 for a provider with nothing to export: a manual one, say)."""
+    from retention.subprocessors import subjects
+
+    return {f"{SUBPROCESSORS}/{name}": subjects.export_account(name, account_id, root).records
+            for name in sorted(names)}
+
+
+def _requested_subprocessors(ledger: Ledger, run_id: str) -> list[str]:
+    """The subprocessors the offboarding covers, as its plan recorded them (None there: every connector spec)."""
+    from retention.subprocessors.tasks import specs
+
+    requested = ledger.run_events(run_id, PLANNED)
+    named = requested[-1].payload.get("subprocessors") if requested else None
+    return sorted(specs()) if named is None else [str(name) for name in named]
 
 
 def export_locations(ctx: SweepContext, selector: Selector, locations: list[str], root: Path) -> dict[str, int]:
@@ -123,14 +151,18 @@ def remove_package(ledger: Ledger, run_id: str, *, client: Any, actor: str) -> b
             ledger.append("return.removal_held", {"package_id": package, "account_id": account_id, "holds": holds},
                           actor=actor, run_id=run_id)
         return False
-    bucket, key = delivered[0].payload["bucket"], delivered[0].payload["key"]
-    for version_id in _versions(client, bucket, key):
-        client.delete_object(Bucket=bucket, Key=key, **({} if version_id == "null" else {"VersionId": version_id}))
-    if _versions(client, bucket, key):  # verified by listing again, never by the calls' answers
-        raise RuntimeError(f"return package {delivered[0].payload['package_id']} is still in bucket {bucket}")
+    delete_package(client, delivered[0].payload["bucket"], delivered[0].payload["key"], package)
     ledger.append("return.package_removed", {"package_id": package, "account_id": account_id},
                   actor=actor, run_id=run_id)
     return True
+
+
+def delete_package(client: Any, bucket: str, key: str, package_id: str) -> None:
+    """Delete every version of a package object, verified by listing again (never by the calls' answers)."""
+    for version_id in _versions(client, bucket, key):
+        client.delete_object(Bucket=bucket, Key=key, **({} if version_id == "null" else {"VersionId": version_id}))
+    if _versions(client, bucket, key):
+        raise RuntimeError(f"package {package_id} is still in bucket {bucket}")
 
 
 def _versions(client: Any, bucket: str, key: str) -> list[str]:

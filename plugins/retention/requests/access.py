@@ -6,7 +6,8 @@ stored) and ``subprocessors/<name>/…`` (what each provider with a subject API 
 ``manifest.json`` giving each file's sha256 and size and the records per location and provider; encrypted with
 age for the customer's X25519 key (``age -d -i key.txt``), uploaded to the returns bucket
 (``RETENTION_RETURNS_BUCKET`` through the Connection ``RETENTION_RETURNS_CONN_ID``) and reachable through a
-presigned link that expires after ``LINK_DAYS``. Only an approved request is packaged.
+presigned link that expires after ``LINK_DAYS``; the daily ``subject_request_housekeeping`` deletes the package
+once its link has expired (``remove_expired``). Only an approved request is packaged.
 
 The ledger gets ``subject.exported`` (package id, file and record counts, the manifest's sha256, the link's
 expiry) and one ``subject.subprocessor`` per provider asked: never a file name, which may hold a visitor id.
@@ -27,8 +28,16 @@ from typing import Any, TypedDict
 import pendulum
 
 from retention.engine.context import SweepContext
+from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
-from retention.offboarding.returns import MAX_LINK, download_link, export_locations, seal_and_upload, write_manifest
+from retention.offboarding.returns import (
+    MAX_LINK,
+    delete_package,
+    download_link,
+    export_locations,
+    seal_and_upload,
+    write_manifest,
+)
 from retention.rules.subjects import Subject
 from retention.stores import Selector
 
@@ -93,6 +102,26 @@ def package_request(ctx: SweepContext, request_id: str, recipient: str, *, clien
             "url": download_link(client, bucket, package_key(row.account_id, str(made["package_id"])), expires)}
 
 
+def remove_expired(ledger: Ledger, *, client: Any, bucket: str, now: datetime, actor: str) -> list[str]:
+    """Delete every access package whose link has expired (all versions): it is a copy of a person's data, even
+    if only the customer can decrypt it. Each removal is recorded as ``subject.package_removed``; a legal hold on
+    the account keeps its packages (tried again on the next day's run). Returns the package ids removed."""
+    removed = {str(e.payload["package_id"]) for e in ledger.events_of_kind("subject.package_removed")}
+    done = []
+    for event in ledger.events_of_kind("subject.exported"):
+        package_id = str(event.payload["package_id"])
+        if package_id in removed or datetime.fromisoformat(str(event.payload["expires_at"])) > now:
+            continue
+        row = ledger.subject_request(str(event.payload["request_id"]))
+        if ledger.holds_in_force(row.account_id):  # the package holds every data class the request found
+            continue
+        delete_package(client, bucket, package_key(row.account_id, package_id), package_id)
+        ledger.append("subject.package_removed", {"request_id": row.id, "package_id": package_id},
+                      actor=actor, run_id=event.run_id)
+        done.append(package_id)
+    return done
+
+
 def package_key(account_id: str, package_id: str) -> str:
     """Where the sealed package lies in the returns bucket: ids only, never an identifier."""
     return f"access/{account_id}/{package_id}.tar.age"
@@ -148,7 +177,7 @@ def _export_subprocessors(ctx: SweepContext, run_id: str, account_id: str, subje
         if scope == "api" and matched:
             from retention.subprocessors import subjects
 
-            result = subjects.export(name, account_id, subject, root / name)
+            result = subjects.export(name, account_id, subject, root)  # writes root/<name>/...
             asked.append({"subprocessor": name, "outcome": "exported", "count": result.records})
         else:
             asked.append({"subprocessor": name, "outcome": "manual" if scope == "manual" else "nothing_found",
