@@ -67,8 +67,7 @@ def _pool(name: str) -> str:
     params={
         "request_id": Param(None, type=["null", "string"], pattern=REQUEST_ID,
                             description="A request already filed by the customer API or `retention request file` "
-                                        "(its identifiers stay in the ledger); the fields below are then not needed, "
-                                        "but an access request's recipient."),
+                                        "(its identifiers stay in the ledger); the fields below are then not needed."),
         "account_id": Param(None, type=["null", "string"], pattern=ACCOUNT_ID, description="The customer's account."),
         "request_type": Param(None, type=["null", "string"], enum=[None, "access", "erasure"],
                               description="What the data subject asks for (rectification is out of scope)."),
@@ -88,7 +87,8 @@ def _pool(name: str) -> str:
                         description="gdpr (one month) or ccpa (45 days); default: from the account's jurisdiction."),
         "recipient": Param(None, type=["null", "string"], pattern=AGE_RECIPIENT,
                            description="For an access request: the customer's age public key (age1...) the "
-                                       "package is encrypted to."),
+                                       "package is encrypted to (with request_id: default, the key it was filed "
+                                       "with)."),
         "subprocessors": Param(None, type=["null", "array"], items={"type": "string", "enum": sorted(SPECS)},
                                description="Subprocessors to ask about the person (default: every one)."),
     },
@@ -154,7 +154,7 @@ def subject_request() -> None:
         from retention.requests.access import deliver
 
         params = get_current_context()["params"]
-        return dict(deliver(previewed["request_id"], str(params["recipient"] or ""), actor=ACTOR,
+        return dict(deliver(previewed["request_id"], params["recipient"], actor=ACTOR,
                             subprocessors=params["subprocessors"]))
 
     @task(trigger_rule="none_failed_min_one_success")

@@ -232,12 +232,23 @@ def test_an_access_request_delivers_a_package_that_matches_its_manifest_and_hold
     assert_no_identifier_in_the_ledger(stack)
 
 
-def test_the_access_package_is_deleted_once_its_link_expired_unless_the_account_is_held(request_dag, world) -> None:
+def test_a_filed_access_request_runs_by_its_id_and_its_package_is_deleted_once_its_link_expired(request_dag,
+                                                                                                world) -> None:
+    """Filed as the customer API files it (the key and identifiers in the ledger), run by its id alone; the
+    package goes once its link expired, not while a hold on the account is in force."""
+    from retention.requests import tasks
     from retention.requests.access import LINK_DAYS, remove_expired
 
     stack, identity = world["stack"], pyrage.x25519.Identity.generate()
-    run = run_as(request_dag, "alice", run_conf=conf(request_type="access", recipient=str(identity.to_public())))
+    filed = tasks.open_request({k: v for k, v in conf(request_type="access", recipient=str(identity.to_public()))
+                                .items() if k != "subprocessors"}, filed_by="customer:c-1", actor="test")
+    run = run_as(request_dag, "alice", run_conf=conf(request_id=filed["request_id"], account_id=None,
+                                                     request_type=None, identifiers=None, reference=None,
+                                                     received_on=None))
     assert str(run.state) == "success", states(run)
+    assert (request_row(stack).filed_by, request_row(stack).status) == ("customer:c-1", "completed")
+    with urllib.request.urlopen(xcom(run, "package")["url"]) as response:
+        assert pyrage.decrypt(response.read(), [identity])  # encrypted to the key the request was filed with
     package_id, client = xcom(run, "package")["package_id"], embedded.s3_client(stack.endpoint)
     packages = {"Bucket": "retention-returns", "Prefix": f"access/{ACCOUNT}/"}
     expired = pendulum.now("UTC").add(days=LINK_DAYS, hours=1)

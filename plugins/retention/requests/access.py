@@ -48,8 +48,8 @@ SUBPROCESSORS = "subprocessors"  # the package's folder of provider exports (no 
 
 
 class NotPackaged(RuntimeError):
-    """The request cannot be packaged (not an access request, not previewed or not approved); nothing was
-    exported."""
+    """The request cannot be packaged (not an access request, not previewed or approved, or no key to encrypt
+    to); nothing was exported."""
 
 
 class Delivered(TypedDict):
@@ -64,9 +64,11 @@ class Delivered(TypedDict):
     url: str
 
 
-def deliver(request_id: str, recipient: str, *, actor: str, subprocessors: Collection[str] | None = None) -> Delivered:
+def deliver(request_id: str, recipient: str | None, *, actor: str,
+            subprocessors: Collection[str] | None = None) -> Delivered:
     """The access request's step as the DAG and the CLI run it: package everything found of the person, with the
-    exports of ``subprocessors`` (None: every provider the preview found the person at), for ``recipient``."""
+    exports of ``subprocessors`` (None: every provider the preview found the person at), for ``recipient`` (None:
+    the customer's age key the request was filed with)."""
     from retention.engine.tasks import context
     from retention.settings import Settings
     from retention.stores import s3_client
@@ -77,7 +79,7 @@ def deliver(request_id: str, recipient: str, *, actor: str, subprocessors: Colle
                                bucket=settings.returns_bucket, actor=actor, subprocessors=subprocessors)
 
 
-def package_request(ctx: SweepContext, request_id: str, recipient: str, *, client: Any, bucket: str, actor: str,
+def package_request(ctx: SweepContext, request_id: str, recipient: str | None, *, client: Any, bucket: str, actor: str,
                     subprocessors: Collection[str] | None = None, now: datetime | None = None) -> Delivered:
     """Export, seal, upload and record the package (once per request); returns its record and a fresh link."""
     moment = pendulum.instance(now or pendulum.now("UTC"))
@@ -93,7 +95,11 @@ def package_request(ctx: SweepContext, request_id: str, recipient: str, *, clien
     if earlier:
         made = earlier[0].payload
     else:
-        made = _package(ctx, request_id, row.account_id, row.run_id, recipient, client=client, bucket=bucket,
+        key = recipient or row.recipient
+        if key is None:
+            raise NotPackaged(f"subject request {request_id} was filed without the customer's age public key: give "
+                              "its recipient (age1...)")
+        made = _package(ctx, request_id, row.account_id, row.run_id, key, client=client, bucket=bucket,
                         actor=actor, subprocessors=subprocessors, now=moment)
     expires = timedelta(days=LINK_DAYS)
     return {"request_id": request_id, "package_id": str(made["package_id"]), "files": int(made["files"]),
