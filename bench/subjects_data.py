@@ -16,10 +16,12 @@ Both contenders do exactly that.
 
 ``census`` counts per table the rows, the requested persons' rows still identifiable, and a checksum of every
 other row (``sum(hashtext(row::text))``), so "nobody else touched" is checked row by row, not only counted.
+``explain_lookups`` plans the statement ``SqlStore.count`` itself sends for a subject, at each location.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -303,6 +305,55 @@ def judge(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -
     return True, (f"0 of the requested persons' rows identifiable ({deleted:,} deleted, {anonymized:,} "
                   f"anonymized); the other {sum(a['rest_rows'] for a in after.values()):,} rows unchanged "
                   f"(count and checksum, {len(after)} tables)"), 0
+
+
+# -- lookups through indexes ------------------------------------------------------------------------
+
+def explain_lookups(app_url: str, locations: list[Location], subject_of: dict[str, list[str]],
+                    account: str) -> list[dict[str, Any]]:
+    """Per SQL location with subjects: the plan of ``SqlStore.count``'s own statement for one expanded subject."""
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    from retention.rules.subjects import Subject
+    from retention.stores import Selector
+    from retention.stores.sql import SqlStore
+
+    _, inventory = load_specs()
+    engine = sa.create_engine(app_url)
+    subject = Subject.of(subject_of)
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        captured.append((statement, parameters))
+
+    out = []
+    for loc in locations:
+        store = SqlStore(loc.id, inventory.locations[loc.id], engine)
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            store.count(Selector(account, subject=subject))
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        statement, parameters = captured.pop()
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()
+        nodes = list(_nodes(plan[0]["Plan"] if isinstance(plan, list) else json.loads(plan)[0]["Plan"]))
+        used = sorted({n["Index Name"] for n in nodes if "Index Name" in n})
+        scans = sorted({n["Node Type"] for n in nodes if "Scan" in n["Node Type"]})
+        declared = sorted(set(loc.indexes.values()))
+        ok = "Seq Scan" not in scans and bool(set(used) & set(declared))
+        out.append({"location": loc.id, "kinds": sorted(loc.columns), "scans": scans, "indexes_used": used,
+                    "indexes_declared": declared, "through_declared_index": ok,
+                    "statement": statement, "plan": plan})
+    engine.dispose()
+    return out
+
+
+def _nodes(plan: dict[str, Any]) -> Any:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
 
 
 # -- the reference: what an engineer writes per request ------------------------------------------------
