@@ -113,7 +113,7 @@ def _outcome(request_id: str) -> tuple[list[str], bool]:
 
     with context() as ctx:
         row = ctx.ledger.subject_request(request_id)
-        expanded = ctx.ledger.run_events(row.run_id, "subject.expanded") if row.run_id else []
+        expanded = [e for e in ctx.ledger.events_of_kind("subject.expanded") if e.payload["request_id"] == request_id]
         previewed = ctx.ledger.run_events(row.run_id, "subject.previewed")[-1].payload if row.run_id else {}
         tasks = ctx.ledger.tasks(row.run_id) if row.run_id else []
         subject = ctx.ledger.request_subject(request_id)
