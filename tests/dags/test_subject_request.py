@@ -342,3 +342,37 @@ def xcom(run, task_id: str):
 def untar(data: bytes, top: str) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         return {m.name.removeprefix(f"{top}/"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_housekeeping_mails_a_request_past_its_deadline_and_erases_closed_identifiers_after_the_appeal_window(
+        airflow_db, world, smtp_sink, monkeypatch) -> None:
+    """The daily DAG: an open request filed 40 days after the customer received it is past its one-month GDPR
+    deadline (mailed, ids and dates only); a closed one's identifiers go once the appeal window (0 days here) has
+    passed, its keyed hashes stay."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from retention.requests import tasks
+    from tests.fixtures.smtp import body
+
+    stack = world["stack"]
+    received = pendulum.today("UTC").subtract(days=40).to_date_string()
+    late = tasks.open_request({k: v for k, v in conf(received_on=received).items() if k != "subprocessors"},
+                              filed_by="api:alice", actor="test")["request_id"]
+    done = tasks.open_request({k: v for k, v in conf(identifiers={"email": ["nobody@example.invalid"]}).items()
+                               if k != "subprocessors"}, filed_by="api:alice", actor="test")["request_id"]
+    with Ledger.open(stack.ledger_url) as ledger:
+        ledger.set_request_status(done, "rejected", actor="test")
+    monkeypatch.setenv("RETENTION_SUBJECT_APPEAL_DAYS", "0")
+    dag = DagBag(dag_folder=str(DAGS)).dags["subject_request_housekeeping"]
+    dag.on_failure_callback, dag.has_on_failure_callback = None, False
+
+    run = dag.test()
+
+    assert str(run.state) == "success", states(run)
+    (mail,) = [m for _, m in smtp_sink.received if "legal deadline" in str(m["Subject"])]
+    text = body(mail)
+    assert late in text and "PAST its deadline" in text and done not in text
+    assert all(value not in text for value in (*IDENTIFIERS, PERSON.email.upper()))
+    with Ledger.open(stack.ledger_url) as ledger:
+        assert ledger.subject_request(done).identifiers is None and ledger.subject_request(done).identifier_hashes
+        assert ledger.subject_request(late).identifiers is not None  # open: still needed
