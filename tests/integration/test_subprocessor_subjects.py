@@ -204,6 +204,16 @@ def test_export_account_returns_the_accounts_records_and_media(providers, tmp_pa
     rows = json.loads(contacts.read_text())
     assert {r["custom_fields"]["account_id"] for r in rows} == {TENANT}
     assert len(rows) == len(providers["sendgrid"].contacts[TENANT])
+    assert sendgrid.truncated == ()  # fewer contacts than the search's cap: all of them were listed
+
+
+def test_an_account_export_past_a_search_cap_says_it_may_be_incomplete(providers, tmp_path):
+    """SendGrid's contact search answers at most 50 and has no paging: an export that meets the cap cannot claim to
+    hold every contact, so it names the resource (the return package's manifest then lists it as incomplete)."""
+    providers["sendgrid"].add_tenant("acct-many", contacts=60)
+    exported = export_account("sendgrid", "acct-many", tmp_path)
+    rows = json.loads((tmp_path / "sendgrid" / "contacts.json").read_text())
+    assert len(rows) == 50 and "contacts" in exported.truncated
 
 
 def test_export_account_downloads_openai_files_and_stored_responses(monkeypatch, tmp_path):

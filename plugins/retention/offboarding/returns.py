@@ -61,16 +61,17 @@ def _package(ctx: SweepContext, run_id: str, recipient: str, *, client: Any, buc
     with tempfile.TemporaryDirectory(prefix="retention-return-") as tmp:
         root = Path(tmp) / package_id
         records = export_locations(ctx, Selector(account_id), [t.location for t in ctx.ledger.tasks(run_id)], root)
-        returned = export_subprocessors(account_id, _requested_subprocessors(ctx.ledger, run_id),
-                                        root / SUBPROCESSORS)
-        manifest = write_manifest(root, package_id, account_id, {**records, **returned}, now, RETURN_FORMAT)
+        returned, incomplete = export_subprocessors(account_id, _requested_subprocessors(ctx.ledger, run_id),
+                                                    root / SUBPROCESSORS)
+        manifest = write_manifest(root, package_id, account_id, {**records, **returned}, now, RETURN_FORMAT,
+                                  incomplete=incomplete)
         size = seal_and_upload(root, recipient, client=client, bucket=bucket, key=key)
     delivered: dict[str, Any] = {
         "package_id": package_id, "account_id": account_id, "format": RETURN_FORMAT,
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "records": sum(records.values()) + sum(returned.values()), "locations": len(records),
         "subprocessors": len(returned), "bytes": size, "bucket": bucket, "key": key,
-        "window_ends_at": iso_utc(now.add(days=window_days))}
+        "window_ends_at": iso_utc(now.add(days=window_days)), "incomplete": sorted(incomplete)}
     ctx.ledger.append("return.delivered", delivered, actor=actor, run_id=run_id)
     return delivered
 
@@ -84,13 +85,22 @@ def export_account(ctx: SweepContext, account_id: str, locations: list[str], roo
     return records, write_manifest(root, package_id, account_id, records, now, format)
 
 
-def export_subprocessors(account_id: str, names: Collection[str], root: Path) -> dict[str, int]:
+def export_subprocessors(account_id: str, names: Collection[str], root: Path) -> tuple[dict[str, int], dict[str, str]]:
     """What each of ``names`` returns for the account (its spec's ``export``), under ``root/<name>/``; returns the
-    records per ``subprocessors/<name>`` (0 for a provider with nothing to export: a manual one, say)."""
+    records per ``subprocessors/<name>`` (0 for a provider with nothing to export: a manual one, say), and, per
+    ``subprocessors/<name>/<resource>`` whose provider search has no paging and answered its cap, why that export
+    may be incomplete (the manifest and ``return.delivered`` say so rather than claim the whole of it)."""
     from retention.subprocessors import subjects
 
-    return {f"{SUBPROCESSORS}/{name}": subjects.export_account(name, account_id, root).records
-            for name in sorted(names)}
+    records: dict[str, int] = {}
+    incomplete: dict[str, str] = {}
+    for name in sorted(names):
+        exported = subjects.export_account(name, account_id, root)
+        records[f"{SUBPROCESSORS}/{name}"] = exported.records
+        incomplete.update({f"{SUBPROCESSORS}/{name}/{resource}": "the provider's search answers at most a fixed "
+                           "number of items and has no paging: it may hold more than this export lists"
+                           for resource in exported.truncated})
+    return records, incomplete
 
 
 def _requested_subprocessors(ledger: Ledger, run_id: str) -> list[str]:
@@ -110,10 +120,11 @@ def export_locations(ctx: SweepContext, selector: Selector, locations: list[str]
 
 
 def write_manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime,
-                   format: str = FORMAT) -> bytes:
+                   format: str = FORMAT, *, incomplete: dict[str, str] | None = None) -> bytes:
     """``root/manifest.json``: every file under ``root`` with its size and sha256, and the records per location
-    (or per subprocessor); returns its bytes (the ledger keeps their sha256)."""
-    manifest = _manifest(root, package_id, account_id, records, now, format)
+    (or per subprocessor), and ``incomplete``: what may hold more than it lists, and why; returns its bytes (the
+    ledger keeps their sha256)."""
+    manifest = _manifest(root, package_id, account_id, records, now, format, incomplete or {})
     (root / "manifest.json").write_bytes(manifest)
     return manifest
 
@@ -172,11 +183,12 @@ def _versions(client: Any, bucket: str, key: str) -> list[str]:
 
 
 def _manifest(root: Path, package_id: str, account_id: str, records: dict[str, int], now: datetime,
-              format: str = FORMAT) -> bytes:
+              format: str, incomplete: dict[str, str]) -> bytes:
     files = [{"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": _sha256(path)}
              for path in sorted(root.rglob("*")) if path.is_file()]
     return canonical_json({"package_id": package_id, "account_id": account_id, "created_at": iso_utc(now),
-                           "format": format, "records": records, "files": files}).encode()
+                           "format": format, "records": records, "files": files,
+                           **({"incomplete": incomplete} if incomplete else {})}).encode()
 
 
 def _seal(root: Path, recipient: str, tmp: Path) -> Path:

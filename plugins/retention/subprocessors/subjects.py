@@ -69,6 +69,9 @@ class SubjectMatch:
 class Exported:
     files: list[Path]
     records: int
+    # Resources whose find answered as many items as its ``cap`` (a search without paging, such as SendGrid's
+    # contact search at 50): the provider may hold more than the export could list, so the export is incomplete.
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def export_account(spec_name: str, account_id: str, directory: Path, *,
     spec, _ = _load(spec_name)
     files: list[Path] = []
     records = 0
+    truncated: list[str] = []
     if not spec.resources:
         return Exported([], 0)
     with _client(spec) as client:
@@ -162,12 +166,17 @@ def export_account(spec_name: str, account_id: str, directory: Path, *,
             if not resource.export:
                 continue
             run = _run(spec, client, name, resource, recorded_ids)
-            found = [_Listed(scope, record_id, item) for scope in scopes(run, {"account_id": account_id})
-                     for record_id, item in _account_records(run, scope)]
+            found: list[_Listed] = []
+            cap = resource.find.cap if isinstance(resource.find, ListedFind) else None
+            for scope in scopes(run, {"account_id": account_id}):
+                listed = [_Listed(scope, record_id, item) for record_id, item in _account_records(run, scope)]
+                if cap is not None and len(listed) >= cap and name not in truncated:
+                    truncated.append(name)
+                found += listed
             written, count = _write(run, resource.export, found, directory / spec.subprocessor)
             files += written
             records += count
-    return Exported(files, records)
+    return Exported(files, records, tuple(truncated))
 
 
 def scope_of(spec: ConnectorSpec, classes: DataClassesFile) -> SubjectScope:
