@@ -19,7 +19,8 @@ AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
 # link and JWKS routes) and the worker of the `certify` queue. No other service gets the key or the secret.
 SIGNERS = {"airflow-apiserver", "airflow-worker-certify"}
 CERTIFY_TASKS = {("termination_offboarding", "certify"), ("termination_offboarding", "deliver_return"),
-                 ("backup_expiry", "supplement"), ("ledger_checkpoint", "publish")}
+                 ("backup_expiry", "supplement"), ("ledger_checkpoint", "publish"),
+                 ("subject_request", "certify")}
 SIGNING_SECRETS = {"retention_signing_key": "RETENTION_SIGNING_KEY_FILE",
                    "retention_checkpoint_key": "RETENTION_CHECKPOINT_KEY_FILE"}
 RUNTIME_ROLE, OWNER_ROLE = "retention_ledger_runtime", "retention_ledger_owner"
