@@ -242,8 +242,11 @@ def _in_short(ledger: Ledger, customers: int, sweep: Report, held: int) -> str:
         f"Kept       {held:,} under a legal hold, {isolated:,} invoice rows isolated for tax law (no application "
         f"can read them), {not_due:,} not due yet",
         "Returned   " + ("; ".join(returned) or "nothing"),
+        "Requests   " + ("; ".join(f"{r.request_type} at {r.account_id}: {r.status}"
+                                  for r in reversed(ledger.subject_requests())) or "none"),
         f"Certified  {len(certificates)} signed certificates: "
-        + ", ".join(f"{c.account_id} ({c.status})" for c in certificates)
+        + ", ".join(f"{c.account_id} ({c.status}{', one person' if c.kind == 'subject_erasure' else ''})"
+                    for c in certificates)
         + "; partial = backups expire and a manual request completes later, by signed supplements"])
 
 
