@@ -51,13 +51,26 @@ def confirm_return(identity: Identity) -> None:
     """The customer, elsewhere: downloads the package from the link it was sent, decrypts it, checks every
     file against the manifest and confirms receipt (what its receipt link's route records). Raises when any
     of that fails."""
-    import pyrage
 
     from retention.ledger import Ledger
     from retention.offboarding.returns import record_receipt
 
     delivered = returned_value("termination_offboarding", "deliver_return")
-    with urllib.request.urlopen(delivered["url"]) as response:
+    files = open_package(delivered["url"], identity)
+    mismatched = not_matching(files)
+    if mismatched:
+        raise ValueError(f"a file of the package does not match its manifest: {mismatched[0]}")
+    with Ledger.open() as ledger:
+        record_receipt(ledger, delivered["package_id"], hashlib.sha256(files["manifest.json"]).hexdigest(),
+                       actor="customer-link", account_id=delivered["account_id"])
+
+
+def open_package(url: str, identity: Identity) -> dict[str, bytes]:
+    """What the customer does with a package's link: download it, decrypt it with its key, and read every file
+    (path inside the package -> content)."""
+    import pyrage
+
+    with urllib.request.urlopen(url) as response:
         package = pyrage.decrypt(response.read(), [identity])
     files: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(package)) as tar:
@@ -65,12 +78,14 @@ def confirm_return(identity: Identity) -> None:
             content = tar.extractfile(member) if member.isfile() else None
             if content is not None:
                 files[member.name.split("/", 1)[1]] = content.read()
-    for listed in json.loads(files["manifest.json"])["files"]:
-        if hashlib.sha256(files[listed["path"]]).hexdigest() != listed["sha256"]:
-            raise ValueError(f"a file of the package does not match its manifest: {listed['path']}")
-    with Ledger.open() as ledger:
-        record_receipt(ledger, delivered["package_id"], hashlib.sha256(files["manifest.json"]).hexdigest(),
-                       actor="customer-link", account_id=delivered["account_id"])
+    return files
+
+
+def not_matching(files: dict[str, bytes]) -> list[str]:
+    """The files ``manifest.json`` lists whose sha256 differs from the manifest's (or which are missing)."""
+    listed = json.loads(files["manifest.json"])["files"]
+    return [f["path"] for f in listed
+            if f["path"] not in files or hashlib.sha256(files[f["path"]]).hexdigest() != f["sha256"]]
 
 
 def returned_value(dag_id: str, task_id: str, timeout: float = 300) -> dict[str, Any]:

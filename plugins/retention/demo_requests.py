@@ -9,12 +9,7 @@ The people are synthetic (``embedded.person``): a record group of the newest age
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import tarfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +73,7 @@ def _access(account_ids: list[str], run_dag: Any) -> bool:
     import pyrage
 
     from retention import embedded
+    from retention.demo_people import not_matching, open_package
 
     person = embedded.person(account_ids, ACCESSED_BY)
     identity = pyrage.x25519.Identity.generate()  # the customer's age key; we only ever see its public half
@@ -90,16 +86,8 @@ def _access(account_ids: list[str], run_dag: Any) -> bool:
     if not delivered:
         print(f"DAG run finished: {run.state}; no package was made.")
         return False
-    with urllib.request.urlopen(delivered["url"]) as response:  # what the customer downloads through its link
-        package = pyrage.decrypt(response.read(), [identity])
-    files: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(package)) as tar:
-        for member in tar.getmembers():
-            content = tar.extractfile(member) if member.isfile() else None
-            if content is not None:
-                files[member.name.split("/", 1)[1]] = content.read()
-    listed = json.loads(files["manifest.json"])["files"]
-    matching = all(hashlib.sha256(files[f["path"]]).hexdigest() == f["sha256"] for f in listed)
+    files = open_package(delivered["url"], identity)  # what the customer does with its link
+    matching = not not_matching(files)
     print(f"DAG run finished: {run.state}. The customer downloaded the package ({delivered['records']} records in "
           f"{delivered['files']} files, link valid until {delivered['expires_at'][:10]}), decrypted it with its key "
           f"and checked every file against manifest.json: {'all match' if matching else 'A FILE DOES NOT MATCH'}.")
