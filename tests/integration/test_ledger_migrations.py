@@ -21,7 +21,7 @@ def test_the_migration_and_the_models_agree(ledger_url: str) -> None:
             assert compare_metadata(ctx, Base.metadata) == []
             assert set(inspect(conn).get_table_names()) == {
                 "runs", "planned_tasks", "events", "chain_head", "legal_holds", "erasable_texts",
-                "certificates", "cohort_checkpoints", VERSION_TABLE}
+                "certificates", "cohort_checkpoints", "subject_requests", "customer_credentials", VERSION_TABLE}
     finally:
         engine.dispose()
 
