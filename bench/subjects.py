@@ -117,6 +117,7 @@ def product_run(app_url: str, ledger_url: str, endpoint: str, work: Path, reques
     from retention.engine.context import SweepContext
     from retention.engine.executor import execute_location
     from retention.engine.verifier import verify_location
+    from retention.identifier_hashes import load_key
     from retention.ledger import Ledger
     from retention.ledger.database import migrate
     from retention.registry.base import Registry
@@ -124,7 +125,6 @@ def product_run(app_url: str, ledger_url: str, endpoint: str, work: Path, reques
     from retention.requests.decisions import approve_if_small
     from retention.requests.expand import record_expansion
     from retention.requests.filing import file_request
-    from retention.requests.hashing import load_key
     from retention.requests.plan import preview_request
     from retention.requests.request import parse_subject_request
     from retention.rules.inventory import LocationSpec, S3Location

@@ -38,7 +38,7 @@ from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding.request import AGE_RECIPIENT, requester
 from retention.requests import tasks as requests
 from retention.requests.approval import SubjectRequestApproval
-from retention.rules.subjects import IDENTIFIER_KINDS, MAX_VALUES
+from retention.rules.subjects import IDENTIFIER_KINDS, MAX_VALUES, REGIMES
 from retention.settings import Settings
 from retention.stores.kinds import KINDS
 from retention.subprocessors import tasks as subprocessor_tasks
@@ -83,8 +83,9 @@ def _pool(name: str) -> str:
         "received_on": Param(None, type=["null", "string"], format="date",
                              description="The day the customer received the request (YYYY-MM-DD): its legal "
                                          "deadline counts from it."),
-        "regime": Param(None, type=["null", "string"], enum=[None, "gdpr", "ccpa"],
-                        description="gdpr (one month) or ccpa (45 days); default: from the account's jurisdiction."),
+        "regime": Param(None, type=["null", "string"], enum=[None, *REGIMES],
+                        description="gdpr (one month), ccpa (45 days) or fadp (30 days); default: from the account's "
+                                    "jurisdiction."),
         "recipient": Param(None, type=["null", "string"], pattern=AGE_RECIPIENT,
                            description="For an access request: the customer's age public key (age1...) the "
                                        "package is encrypted to (with request_id: default, the key it was filed "
@@ -182,6 +183,7 @@ def subject_request() -> None:
                                    "approve the {{ ti.xcom_pull(task_ids='open_request')['request_type'] }}?",
         body="{{ ti.xcom_pull(task_ids='approval_body') }}",
         request_id="{{ ti.xcom_pull(task_ids='open_request')['request_id'] }}",
+        run_id="{{ ti.xcom_pull(task_ids='preview')['run_id'] }}",  # the preview the form shows, and no other
         actor=ACTOR, retries=0,  # a form: a refused answer (four eyes) must fail the run, not ask again
         notifiers=[ActionRequired()])  # mails the recipients that an approval waits in Required Actions
     # The join of both ways to an approval; nothing acts before it.

@@ -260,7 +260,7 @@ def test_a_certified_request_names_its_certificate_which_its_customer_downloads(
     from retention.certificates import as_pdf, load_signing_key
     from retention.certificates.archive import Archive
     from retention.certificates.subject import issue_subject_certificate
-    from retention.requests.hashing import load_key
+    from retention.identifier_hashes import load_key
     from retention.rules.subjects import Subject
     from tests.fixtures.ledger_writer import SubjectRunWriter
 

@@ -25,8 +25,8 @@ from retention.certificates import (
 )
 from retention.certificates.archive import Archive, issued
 from retention.certificates.subject import issue_subject_certificate
+from retention.identifier_hashes import subject_hashes
 from retention.ledger import Ledger
-from retention.requests.hashing import subject_hashes
 from retention.rules.subjects import Subject
 from tests.fixtures.ledger_writer import SubjectRunWriter
 

@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from retention import embedded
 from retention.engine import tasks as engine_tasks
 from retention.engine.executor import NotPermitted
+from retention.identifier_hashes import identifier_hash, load_key
 from retention.ledger import Ledger
 from retention.ledger.subject_requests import IdentifiersErased
 from retention.requests import tasks
 from retention.requests.decisions import SelfApproval
-from retention.requests.hashing import identifier_hash, load_key
 from retention.requests.housekeeping import alert_lines, deadline_alerts, erase_closed_identifiers
 from retention.settings import Settings
 from tests.emulators.sendgrid import KEY as SENDGRID_KEY

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "retention"
 # Bottom to top. A unit is a subpackage or a top-level module of retention.
 LAYERS: list[set[str]] = [
     {"ids", "masking", "failfast", "signing_keys", "links", "permissions"},
-    {"settings", "rules"},
+    {"settings", "rules", "identifier_hashes"},
     {"ledger", "stores", "backups", "registry"},
     {"engine", "subprocessors"},
     {"certificates"},

@@ -44,6 +44,7 @@ KIND = "subject_erasure"  # the certificate kind ``certificate.issued`` and ``ar
 LEGAL_BASES = {
     "gdpr": ("DPA 5(a)", "GDPR Art. 17 (right to erasure), Art. 28(3)(e)"),
     "ccpa": ("DPA 5(a)", "CCPA, Cal. Civ. Code § 1798.105 (right to delete)"),
+    "fadp": ("DPA 5(a)", "Swiss FADP (revised, 2023): erasure of personal data"),
 }
 SUBJECT_EVENTS = ("subject.filed", "subject.expanded", "subject.previewed", "subject.approved", "subject.subprocessor",
                   "subject.nothing_found")

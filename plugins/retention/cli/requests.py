@@ -13,6 +13,7 @@ import click
 
 from retention.cli.base import Failure, accounts_option, common, ledger_option, operator_id
 from retention.cli.output import emit, logs_to_stderr
+from retention.rules.subjects import REGIMES
 
 if TYPE_CHECKING:
     from retention.ledger.models import SubjectRequestRow
@@ -34,7 +35,7 @@ def request() -> None:
 @click.option("--reference", required=True, help="The customer's reference (ticket) for the request.")
 @click.option("--received-on", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="The day the customer received the request (YYYY-MM-DD): its legal deadline counts from it.")
-@click.option("--regime", type=click.Choice(["gdpr", "ccpa"]), help="Default: from the account's jurisdiction.")
+@click.option("--regime", type=click.Choice(REGIMES), help="Default: from the account's jurisdiction.")
 @click.option("--recipient", help="For access: the customer's age public key (age1...) the package is encrypted to.")
 @accounts_option
 @ledger_option

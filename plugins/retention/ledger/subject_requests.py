@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from retention.ids import check_account_id
@@ -20,11 +20,13 @@ from retention.ledger.chain import iso_utc
 from retention.ledger.checks import SHA256, check_kind, check_staff
 from retention.ledger.clock import db_now
 from retention.ledger.events import EventLog, append_event, keep
-from retention.ledger.models import SubjectRequestRow, utc
-from retention.rules.subjects import REQUEST_TYPES, Subject
+from retention.ledger.models import PlannedTask, SubjectRequestRow, utc
+from retention.rules.subjects import REGIMES, REQUEST_TYPES, Subject
 
-OPEN = ("filed", "expanded", "previewed", "awaiting_approval", "running")
-CLOSED = ("completed", "nothing_found", "held", "rejected", "failed")
+# "held": a legal hold kept some of the person's data; the erasure is still owed once the hold ends, so the request
+# stays open (its deadline alerts go on, its identifiers are kept) and is run again (retention.requests.expand).
+OPEN = ("filed", "expanded", "previewed", "awaiting_approval", "running", "held")
+CLOSED = ("completed", "nothing_found", "rejected", "failed")
 
 
 class IdentifiersErased(LookupError):
@@ -42,8 +44,8 @@ class SubjectRequests(EventLog):
         account_id, filed_by = check_account_id(account_id), check_staff(filed_by, "filed_by")
         if request_type not in REQUEST_TYPES:
             raise ValueError(f"request_type must be one of {', '.join(REQUEST_TYPES)}")
-        if regime not in ("gdpr", "ccpa"):
-            raise ValueError("regime must be gdpr or ccpa")
+        if regime not in REGIMES:
+            raise ValueError(f"regime must be one of {', '.join(REGIMES)}")
         hashes = _hashes(identifier_hashes)
         request_id = uuid.uuid4().hex
 
@@ -99,7 +101,9 @@ class SubjectRequests(EventLog):
                 row = _locked(s, request_id)
                 if row.identifiers is None:
                     raise IdentifiersErased(f"subject request {request_id}: its identifiers were erased")
-                row.identifiers = {**row.identifiers, "expanded": expanded.as_dict()}
+                # "ambiguous": the expansion met another value of a kind the customer gave (retention.requests.expand)
+                row.identifiers = {**row.identifiers, "expanded": expanded.as_dict(),
+                                   "ambiguous": bool(payload.get("ambiguous"))}
                 row.status = "expanded"
                 s.flush()
                 append_event(s, kind="subject.expanded", actor=check_staff(actor, "actor"), run_id=row.run_id,
@@ -151,6 +155,9 @@ class SubjectRequests(EventLog):
                 if row.identifiers is None:
                     return
                 row.identifiers, row.identifiers_erased_at = None, db_now(s)
+                # A held or interrupted task keeps its cursor, and an S3 cursor is a key, which can name a visitor id.
+                s.execute(update(PlannedTask).where(PlannedTask.subject_request_id == request_id)
+                          .values(checkpoint=None))
                 s.flush()
                 append_event(s, kind="subject.identifiers_erased", actor=actor, run_id=row.run_id,
                              payload={"request_id": request_id, "account_id": row.account_id})

@@ -19,15 +19,15 @@ from retention.requests import tasks as request_tasks
 
 
 class SubjectRequestApproval(ApprovalOperator):
-    template_fields = (*ApprovalOperator.template_fields, "request_id")
+    template_fields = (*ApprovalOperator.template_fields, "request_id", "run_id")
 
-    def __init__(self, *, request_id: str, actor: str, **kwargs: Any) -> None:
+    def __init__(self, *, request_id: str, run_id: str, actor: str, **kwargs: Any) -> None:
         kwargs["params"] = {"reason": Param("", type="string",
                                             description="Why you approve or reject (ids only, no personal data)")}
         super().__init__(ignore_downstream_trigger_rules=True, **kwargs)
-        self.request_id, self.actor = request_id, actor
+        self.request_id, self.run_id, self.actor = request_id, run_id, actor
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event:
-            request_tasks.record_decision(self.request_id, event, actor=self.actor)
+            request_tasks.record_decision(self.request_id, event, actor=self.actor, run_id=self.run_id)
         return super().execute_complete(context, event)

@@ -51,7 +51,7 @@ def at_subprocessor(ctx: SweepContext, request_id: str, subprocessor: str, *, ac
 def close_request(ctx: SweepContext, request_id: str, *, actor: str) -> dict[str, Any]:
     """Close the request and its run (see the module's doc); a closed request is answered as it stands."""
     row = ctx.ledger.subject_request(request_id)
-    if row.status in CLOSED:
+    if row.status in (*CLOSED, "held"):  # "held" stays open, to be run again once the hold ends
         return {"request_id": request_id, "status": row.status, "run_id": row.run_id}
     if row.run_id is None:
         raise ValueError(f"subject request {request_id} has not been previewed: nothing to close")

@@ -1,7 +1,7 @@
 """Who lets a data subject request act: nobody but the preview for a small one, a second person for a large one.
 
 An erasure that found more than ``RETENTION_SUBJECT_APPROVAL_RECORDS`` records, and any request whose identity
-expansion was bounded, waits for a person's answer (Required Actions, or the operator page). That person may not be
+expansion was bounded, waits for a person's answer in Required Actions. That person may not be
 the one who filed it (a staff filer; a request the customer filed through its API credential may be approved by
 any staff member), must be identified, and must hold the approval permission. Every answer and every refusal is
 written to the ledger before anything acts on it; a rejection closes the request and its run.
@@ -22,6 +22,11 @@ class SelfApproval(PermissionError):
     """Four eyes: whoever filed a request cannot approve it."""
 
 
+class StaleApproval(PermissionError):
+    """The answer is not to the preview the request now stands on (a later run previewed it again), or the
+    request no longer waits for an answer: it is not recorded as an approval."""
+
+
 class ApprovalNotPermitted(PermissionError):
     """The Airflow user who answered does not hold the permission to approve or reject requests."""
 
@@ -33,8 +38,8 @@ def approve_if_small(ctx: SweepContext, request_id: str, threshold: int, *, acto
     if row.status != "previewed":
         raise ValueError(f"subject request {request_id} is {row.status}: only a previewed request is approved")
     preview = previewed(ctx, request_id)
-    total, bounded = int(preview["total"]), bool(preview.get("bounded"))
-    if needs_approval(row.request_type, total, bounded, threshold):
+    total, unchecked = int(preview["total"]), bool(preview.get("bounded")) or bool(preview.get("ambiguous"))
+    if needs_approval(row.request_type, total, unchecked, threshold):
         ctx.ledger.set_request_status(request_id, "awaiting_approval", actor=actor)
         return True
     ctx.ledger.set_request_status(request_id, "running", actor=actor, event=(
@@ -43,7 +48,7 @@ def approve_if_small(ctx: SweepContext, request_id: str, threshold: int, *, acto
 
 
 def record_decision(ctx: SweepContext, request_id: str, event: dict[str, Any], threshold: int, *,
-                    actor: str) -> bool:
+                    actor: str, run_id: str | None = None) -> bool:
     """Ledger a Required Actions answer (``event`` as Airflow's HITL gives it); returns True when approved.
     Refused, and the refusal ledgered: an approval by the request's staff filer or by nobody identified; any
     answer by a user without the APPROVE_OFFBOARDING permission."""
@@ -57,7 +62,18 @@ def record_decision(ctx: SweepContext, request_id: str, event: dict[str, Any], t
     texts = {"reason": reason} if reason else None  # free text: erasable, the chain gets its digest
     row = ctx.ledger.subject_request(request_id)
     decision = {"request_id": request_id, "approver_id": approver}
-    if approved and (not approver or row.filed_by in {approver, f"api:{approver_name}"}):
+    if row.status != "awaiting_approval" or (run_id is not None and row.run_id != run_id):
+        # The form showed another preview than the one the request stands on now (``run_id``: the run the form was
+        # made for), or the request no longer waits: an answer to it must not approve what nobody reviewed.
+        ctx.ledger.append("subject.approval_stale", decision, actor=actor, run_id=row.run_id, texts=texts)
+        raise StaleApproval(f"subject request {request_id} is {row.status} in run {row.run_id}: this answer was "
+                            f"for {'run ' + run_id if run_id else 'an earlier state'}; nothing was approved")
+    # The filer as a bare user name, whatever the channel they filed through (``cli:<user>``, ``api:<user>``), so
+    # that filing through the CLI and approving in Airflow's UI is still one person; a customer files as
+    # ``customer:<credential>`` and is no staff member.
+    filer = None if row.filed_by.startswith("customer:") else row.filed_by.split(":", 1)[-1]
+    if approved and (not approver or row.filed_by in {approver, f"api:{approver_name}"}
+                     or filer in {approver_id, approver_name}):
         ctx.ledger.append("subject.self_approval_refused", decision, actor=actor, run_id=row.run_id, texts=texts)
         raise SelfApproval(f"{approver or 'an unidentified user'} cannot approve subject request {request_id}: "
                            "another person than the one who filed it must")

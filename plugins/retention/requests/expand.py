@@ -4,8 +4,14 @@ Each location that can find records by an identifier (``stores.base.SubjectFindi
 subject's kinds answers with the identifiers of every kind it keeps on the records the subject selects there (the
 visitor ids of the conversations an e-mail address wrote, say). The union is asked again while it grows, for at
 most ``ROUNDS`` rounds. Once more than ``MAX_EXPANDED`` identifiers are reached the expansion stops there and is
-marked bounded: such a request always waits for a person's approval, whatever its size. Recorded as
-``subject.expanded`` with counts and keyed hashes only.
+marked bounded: such a request always waits for a person's approval, whatever its size.
+
+Expansion adds identifiers of the kinds the customer did not give (from an e-mail address: the visitor ids and
+phone numbers on the person's records), never more of a kind it gave: a second e-mail address reached through a
+shared visitor id (a kiosk, a shared browser) is most likely another person. Meeting one marks the expansion
+ambiguous, and an ambiguous request waits for a person's approval whatever its size: the linked identifier it
+shares may select that other person's records too. Recorded as ``subject.expanded`` with counts and keyed hashes
+only.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retention.engine.context import SweepContext
-from retention.requests.hashing import identifier_hash
+from retention.identifier_hashes import identifier_hash
 from retention.rules.subjects import MAX_EXPANDED, Subject
 from retention.stores.base import SubjectFinding
 
 # Statuses from which a request is (re)started: nothing has acted on it yet, and an earlier preview nobody approved
 # is replaced by the next one (a request the CLI found too large is taken over by the DAG's approval form).
-TAKEN_OVER = ("filed", "expanded", "previewed", "awaiting_approval")
+# A held request (a legal hold kept some of it) is run again once the hold ends: its erasure is still owed.
+TAKEN_OVER = ("filed", "expanded", "previewed", "awaiting_approval", "held")
 ROUNDS = 3  # a link of a link of a link: enough for e-mail -> visitor id -> the other e-mail of that visitor
 
 
@@ -33,6 +40,7 @@ class Expansion:
     expanded: Subject
     rounds: int
     bounded: bool
+    ambiguous: bool = False  # a linked identifier led to another value of a kind the customer gave
 
     def by_kind(self) -> dict[str, int]:
         return {kind: len(values) for kind, values in self.expanded.identifiers.items()}
@@ -45,7 +53,7 @@ class Expansion:
 
 def expand_subject(ctx: SweepContext, account_id: str, given: Subject) -> Expansion:
     """The identifiers linked to ``given`` within the account, through every finding location."""
-    subject, rounds, bounded = given, 0, False
+    subject, rounds, bounded, ambiguous = given, 0, False, False
     while rounds < ROUNDS and not bounded:
         rounds += 1
         found = subject
@@ -56,15 +64,20 @@ def expand_subject(ctx: SweepContext, account_id: str, given: Subject) -> Expans
             if not isinstance(store, SubjectFinding):
                 continue
             linked = store.linked(account_id, found, MAX_EXPANDED)
-            if linked is not None:
-                found = found.union(linked)
+            if linked is None:
+                continue
+            others = [kind for kind in given.kinds() if set(linked.values(kind)) - set(given.values(kind))]
+            ambiguous = ambiguous or bool(others)
+            added = {kind: values for kind, values in linked.identifiers.items() if kind not in given.kinds()}
+            if added:
+                found = found.union(Subject(added))
             if found.size > MAX_EXPANDED:
                 bounded = True
                 break
         if found == subject:
             break
         subject = found
-    return Expansion(given, subject, rounds, bounded)
+    return Expansion(given, subject, rounds, bounded, ambiguous)
 
 
 def record_expansion(ctx: SweepContext, request_id: str, key: bytes, *, actor: str) -> Expansion:
@@ -77,6 +90,6 @@ def record_expansion(ctx: SweepContext, request_id: str, key: bytes, *, actor: s
     payload = {"given": expansion.given.size, "expanded": expansion.expanded.size, "by_kind": expansion.by_kind(),
                "added_hashes": sorted(identifier_hash(key, row.account_id, kind, value)
                                       for kind, value in expansion.added()),
-               "rounds": expansion.rounds, "bounded": expansion.bounded}
+               "rounds": expansion.rounds, "bounded": expansion.bounded, "ambiguous": expansion.ambiguous}
     ctx.ledger.record_expansion(request_id, expansion.expanded, payload, actor=actor)
     return expansion

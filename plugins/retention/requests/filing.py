@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from retention.identifier_hashes import load_key, subject_hashes
 from retention.ledger import Ledger
 from retention.registry import Registry
-from retention.requests.hashing import load_key, subject_hashes
 from retention.requests.request import RequestError, SubjectRequestSpec
 from retention.rules.subjects import deadline, regime_of
 from retention.settings import Settings

@@ -99,6 +99,10 @@ def preview_request(ctx: SweepContext, settings: Settings, request_id: str, at: 
     at_providers = [_provider(name, account.id, subject) for name in names]
     total = sum(line.matched for line in lines) + sum(p["matched"] or 0 for p in at_providers)
     bounded = subject.size > MAX_EXPANDED  # the expansion stopped there (requests.expand)
+    ambiguous = bool((row.identifiers or {}).get("ambiguous"))  # it met another value of a kind the customer gave
+    given = ctx.ledger.request_subject(request_id, given_only=True)
+    identifiers = {"given": {k: len(v) for k, v in given.identifiers.items()},
+                   "expanded": {k: len(v) for k, v in subject.identifiers.items()}}
     run_id = ctx.ledger.start_run(RUN_KIND, dry_run=False, as_of=at, rules_digest=ctx.ruleset.digest, dag_id=dag_id,
                                   airflow_run_id=airflow_run_id, actor=actor)
     tasks = [line.task(account.id, request_id) for line in found]
@@ -112,13 +116,15 @@ def preview_request(ctx: SweepContext, settings: Settings, request_id: str, at: 
                                           "plan_sha256": digest(tasks)}, actor=actor, run_id=run_id, session=s)
         ctx.ledger.set_request_status(request_id, "previewed", actor=actor, run_id=run_id, session=s, event=(
             PREVIEWED, {"locations": [line.as_event() for line in lines], "subprocessors": at_providers,
-                        "total": total, "bounded": bounded}))
+                        "total": total, "bounded": bounded, "ambiguous": ambiguous, "identifiers": identifiers}))
     working = [t for t in tasks if t["skip_reason"] is None]
     by_kind = {kind: sorted({t["location"] for t in working if ctx.inventory.locations[t["location"]].kind == kind})
                for kind in KINDS}
     return {"run_id": run_id, "request_id": request_id, "request_type": row.request_type, "account_id": account.id,
-            "deadline_at": row.deadline_at.isoformat(), "total": total, "bounded": bounded,
-            "needs_approval": needs_approval(row.request_type, total, bounded, settings.subject_approval_records),
+            "deadline_at": row.deadline_at.isoformat(), "total": total, "bounded": bounded, "ambiguous": ambiguous,
+            "identifiers": identifiers,
+            "needs_approval": needs_approval(row.request_type, total, bounded or ambiguous,
+                                             settings.subject_approval_records),
             "nothing_found": total == 0, **by_kind,
             "export": [line.location for line in found if line.action == "export"],
             "all": [location for ids in by_kind.values() for location in ids],
@@ -127,10 +133,10 @@ def preview_request(ctx: SweepContext, settings: Settings, request_id: str, at: 
             "locations": [line.as_event() for line in lines], "at_subprocessors": at_providers}
 
 
-def needs_approval(request_type: str, total: int, bounded: bool, threshold: int) -> bool:
+def needs_approval(request_type: str, total: int, unchecked_expansion: bool, threshold: int) -> bool:
     """A second person approves an erasure finding more than ``threshold`` records, and any request whose
-    expansion was bounded (it may have reached other people's identifiers)."""
-    return bounded or (request_type == "erasure" and total > threshold)
+    expansion was bounded or ambiguous (it may have reached other people's identifiers or records)."""
+    return unchecked_expansion or (request_type == "erasure" and total > threshold)
 
 
 def previewed(ctx: SweepContext, request_id: str) -> dict[str, Any]:

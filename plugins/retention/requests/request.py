@@ -3,9 +3,10 @@ validated whole before anything is looked up; errors name the field (``conf.iden
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
+import pendulum
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
@@ -36,6 +37,15 @@ class SubjectRequestSpec(Strict):
     @classmethod
     def _normalized(cls, identifiers: dict[str, list[str]]) -> dict[str, list[str]]:
         return Subject.of(identifiers).as_dict()  # a ValueError names the kind, never the value
+
+    @field_validator("received_on")
+    @classmethod
+    def _received_already(cls, received: date) -> date:
+        """A request received later than tomorrow (UTC, for the customer's time zone) is a typo: its deadline would
+        lie so far ahead that no alert would ever come."""
+        if received > pendulum.today("UTC").date() + timedelta(days=1):
+            raise ValueError("the day the request was received lies in the future")
+        return received
 
     @model_validator(mode="after")
     def _recipient_for_access_only(self) -> SubjectRequestSpec:

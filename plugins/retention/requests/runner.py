@@ -12,9 +12,9 @@ import pendulum
 from retention.engine.context import SweepContext
 from retention.engine.executor import execute_location
 from retention.engine.verifier import verify_location
+from retention.identifier_hashes import load_key
 from retention.requests import closing, decisions
 from retention.requests.expand import record_expansion
-from retention.requests.hashing import load_key
 from retention.requests.plan import preview_request
 from retention.settings import Settings
 

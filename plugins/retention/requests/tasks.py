@@ -11,12 +11,12 @@ import pendulum
 
 from retention.engine.tasks import context
 from retention.failfast import input_refusals_fail_the_task
+from retention.identifier_hashes import load_key
 from retention.ledger.chain import iso_utc
 from retention.registry import load_registry
 from retention.requests import closing, decisions
 from retention.requests.expand import TAKEN_OVER, record_expansion
 from retention.requests.filing import file_request
-from retention.requests.hashing import load_key
 from retention.requests.plan import preview_request
 from retention.requests.request import RequestError, parse_subject_request
 from retention.settings import Settings
@@ -82,15 +82,27 @@ def render_preview(previewed: dict[str, Any]) -> str:
                  for p in previewed["at_subprocessors"]]
     bounded = ["", "**The identity expansion was bounded**: it reached more identifiers than a request may act on "
                "unseen, so a person must check it, whatever its size."] if previewed["bounded"] else []
+    if previewed.get("ambiguous"):
+        bounded += ["", "**The identity expansion is ambiguous**: an identifier linked to this person is also linked "
+                    "to another value of a kind the customer gave (a shared browser or device?). Those other values "
+                    "were not added, but records under the shared identifier may be someone else's: check before "
+                    "approving."]
+    counted = previewed.get("identifiers") or {}
+    expansion = [f"Identifiers: given {_kinds(counted.get('given', {}))}; after expansion "
+                 f"{_kinds(counted.get('expanded', {}))}."] if counted else []
     return "\n".join([
         f"{previewed['request_type'].capitalize()} request `{previewed['request_id']}` of account "
         f"**{previewed['account_id']}**, legal deadline {previewed['deadline_at']}; "
         f"ledger run `{previewed['run_id']}`.",
-        f"{previewed['total']:,} record(s) of this person found.", *bounded, "",
+        f"{previewed['total']:,} record(s) of this person found.", *expansion, *bounded, "",
         "| location | data class | action | records | kept because |", "|---|---|---|---:|---|", *rows, "",
         "| subprocessor | scope | records |", "|---|---|---:|", *providers, "",
         "The person who filed the request cannot approve it; answering needs the Retention Offboarding Approval "
         "permission. No identifier is shown here: the ledger keeps them only as keyed hashes."])
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
 
 
 def approve_if_small(request_id: str, *, actor: str) -> bool:
@@ -101,13 +113,15 @@ def approve_if_small(request_id: str, *, actor: str) -> bool:
         return decisions.approve_if_small(ctx, request_id, settings.subject_approval_records, actor=actor)
 
 
-def record_decision(request_id: str, event: dict[str, Any], *, actor: str) -> None:
+def record_decision(request_id: str, event: dict[str, Any], *, actor: str, run_id: str | None = None) -> None:
     """A Required Actions answer: refused (and ledgered) from the person who filed it, from nobody identified, or
-    from a user without the approval permission; else ``subject.approved`` / ``subject.rejected`` (which closes the
+    from a user without the approval permission, or to another preview than the request's current one (``run_id``:
+    the run the form was made for); else ``subject.approved`` / ``subject.rejected`` (which closes the
     request and its run as rejected)."""
     settings = Settings.from_env()
     with context() as ctx, input_refusals_fail_the_task():
-        decisions.record_decision(ctx, request_id, event, settings.subject_approval_records, actor=actor)
+        decisions.record_decision(ctx, request_id, event, settings.subject_approval_records, actor=actor,
+                                  run_id=run_id)
 
 
 def at_subprocessor(request_id: str, subprocessor: str, *, actor: str) -> dict[str, Any]:

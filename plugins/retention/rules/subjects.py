@@ -4,8 +4,9 @@ Pure: no I/O. The inventory (``systems.yaml``) says where each kind of identifie
 ``Subject`` through a ``Selector``; ``retention.requests`` orchestrates a request on the engine's task model.
 
 An identifier is personal data. Values are normalized here (an e-mail address is matched case-insensitively,
-a phone number in E.164 form), kept in the clear only in the ledger's erasable store while the request is open,
-and enter the hash chain only as keyed hashes (``retention.requests.hashing``).
+a phone number in E.164 form; the stored side is compared as it is, so an application must store them
+normalized), kept in the clear only in the ledger's erasable store while the request is open,
+and enter the hash chain only as keyed hashes (``retention.identifier_hashes``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ IdentifierKind = Literal["email", "phone", "visitor_id", "user_id"]
 IDENTIFIER_KINDS: tuple[str, ...] = get_args(IdentifierKind)
 RequestType = Literal["access", "erasure"]  # rectification is out of scope
 REQUEST_TYPES: tuple[str, ...] = get_args(RequestType)
-Regime = Literal["gdpr", "ccpa"]
+Regime = Literal["gdpr", "ccpa", "fadp"]
+REGIMES: tuple[str, ...] = get_args(Regime)
 
 MAX_VALUES = 20  # identifiers of one kind a customer may give in one request
 MAX_EXPANDED = 200  # identifiers a request may reach after expansion; beyond it the request stops for staff
@@ -98,8 +100,9 @@ class Subject:
 
 
 # GDPR Art. 12(3): "without undue delay and in any event within one month of receipt"; CCPA §1798.130(a)(2): within
-# 45 days of receiving it. Switzerland's FADP (Art. 25(7) and its ordinance, 30 days) is stricter than a month.
-_REGIME_OF_JURISDICTION: dict[str, Regime] = {"EEA": "gdpr", "UK": "gdpr", "CH": "gdpr", "US-CA": "ccpa"}
+# 45 days of receiving it; Switzerland's FADP (Art. 25, and Art. 18 of its ordinance): within 30 days.
+_REGIME_OF_JURISDICTION: dict[str, Regime] = {"EEA": "gdpr", "UK": "gdpr", "CH": "fadp", "US-CA": "ccpa"}
+_DAYS: dict[str, int] = {"ccpa": 45, "fadp": 30}  # regimes counted in days; GDPR counts a calendar month
 DEFAULT_REGIME: Regime = "gdpr"  # the shorter of the two: a request from elsewhere is answered within a month
 
 
@@ -109,6 +112,6 @@ def regime_of(jurisdiction: str) -> Regime:
 
 def deadline(received: date, regime: Regime) -> date:
     """The last day the customer may answer its data subject, from the day it received the request."""
-    if regime == "ccpa":
-        return received + timedelta(days=45)
+    if regime in _DAYS:
+        return received + timedelta(days=_DAYS[regime])
     return pendulum.Date(received.year, received.month, received.day).add(months=1)

@@ -36,7 +36,8 @@ def sql_engine(conn_id: str) -> Engine:
 def _engine_for(url: URL) -> Engine:  # a sqlalchemy URL: immutable and hashable
     import sqlalchemy
 
-    return sqlalchemy.create_engine(url, pool_pre_ping=True)
+    # hide_parameters: a failed statement's message must not carry its bound values (a person's identifiers).
+    return sqlalchemy.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def s3_client(conn_id: str) -> Any:  # a boto3 client: its type exists at run time only

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from retention.identifier_hashes import keyed_digest
 from retention.subprocessors.completion import completing
 from retention.subprocessors.context import ResourceRun
 from retention.subprocessors.errors import RecordsBoundExceeded, SubprocessorError
@@ -99,7 +100,10 @@ def delete_call(run: ResourceRun, delete: Delete, progress: Progress, index: int
         variables.update({"id": ids[0]} if delete.batch == 1 else {"ids": ids})
     step = "purge" if purge else "delete"
     run.check_holds(account)  # right before the call: a hold placed since stops it
-    run.event("subprocessor.intent", account, count=count, ids_sha256=digest(ids), scope=delete.scope, step=step)
+    # Keyed: an id can be an identifier itself (a bounce is named by its e-mail address), and a plain sha256 of one
+    # could be tested against a guessed address by anyone reading the chain.
+    run.event("subprocessor.intent", account, count=count, ids_hmac_sha256=keyed_digest(ids), scope=delete.scope,
+              step=step)
     counts = {"deleted": 0, "already_gone": 0, "not_deleted": 0}
     pending = list(ids)
     for attempt in range(1, run.spec.rate_limit.max_attempts + 1):

@@ -17,6 +17,7 @@ retries and the provider's Retry-After waits included, ends at ``call_deadline_s
 from __future__ import annotations
 
 import email.utils
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from retention.subprocessors.connection import Credentials
 from retention.subprocessors.errors import CallDeadlineExceeded, SubprocessorError
 from retention.subprocessors.render import render, render_body
 from retention.subprocessors.spec import ConnectorSpec, RateLimit, Request, secure_url
+
+# httpx logs every request's URL at INFO; a subject search's URL holds the person's e-mail address or number
+# (SendGrid's /v3/suppression/bounces/<e-mail>, Twilio's ?To=+1...). Its warnings and errors still show.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 READ_SECONDS, CONNECT_SECONDS = 30.0, 10.0  # one request; the call's deadline may cut it shorter
 TIMEOUT = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)

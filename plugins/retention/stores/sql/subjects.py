@@ -39,6 +39,11 @@ def check_lookups(engine: sa.Engine, schema: LocationSchema, spec: SqlLocation) 
     with engine.connect() as conn:
         for kind, wanted in sorted(spec.subjects.items()):
             column = name_of(schema.subjects[kind])
+            if not isinstance(schema.subjects[kind].type, sa.String):  # Text is a String
+                # An identifier compared with an integer or uuid column would fail in the server with the value
+                # in its message; a person's identifiers are kept as text.
+                raise SubjectLookupError(f"location {schema.location_id}: subjects.{kind}: column {column} is "
+                                         f"{schema.subjects[kind].type}, not text: identifiers are matched as text")
             index_schema, _, index = wanted.index.rpartition(".")
             found = conn.execute(_INDEX, {"index": index, "index_schema": index_schema or None,
                                           "table": table.name, "schema": table.schema}).first()

@@ -3,6 +3,8 @@
 HMAC-SHA256 under a secret key (``RETENTION_SUBJECT_KEY_FILE``), over the account, the kind and the normalized
 value: without the key nobody can test a guessed e-mail address against the ledger, and the same person in two
 accounts hashes differently (accounts are never linked through the ledger). The key is made on first use (0600).
+``keyed_digest`` is what a subprocessor's intent event carries for the ids it deletes, which can be identifiers
+themselves (SendGrid names a bounce by its e-mail address).
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ def identifier_hash(key: bytes, account_id: str, kind: str, value: str) -> str:
     """The keyed hash of one normalized identifier of one account."""
     message = "\x1f".join((account_id, kind, value)).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def keyed_digest(values: list[str], settings: Settings | None = None) -> str:
+    """HMAC-SHA256 of the sorted values under the installation's key: evidence of which ids a call named that
+    cannot be tested against a guessed address by whoever reads the ledger."""
+    key = load_key(settings or Settings.from_env())
+    return hmac.new(key, "\n".join(sorted(values)).encode(), hashlib.sha256).hexdigest()
 
 
 def subject_hashes(key: bytes, account_id: str, subject: Subject) -> list[str]:
