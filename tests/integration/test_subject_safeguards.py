@@ -154,8 +154,8 @@ def test_a_swiss_request_is_due_in_30_days_and_a_future_day_of_receipt_is_refuse
 
 def test_a_subject_column_that_is_not_text_is_refused_before_any_lookup(world):
     from retention.rules.inventory import SqlLocation
-    from retention.stores.sql.schema import LocationSchema
     from retention.stores.base import SubjectLookupError
+    from retention.stores.sql.schema import LocationSchema
 
     engine = sa.create_engine(world.app_url)
     with engine.begin() as conn:
