@@ -27,7 +27,7 @@ from retention.stores.base import SubjectFinding
 # is replaced by the next one (a request the CLI found too large is taken over by the DAG's approval form).
 # A held request (a legal hold kept some of it) is run again once the hold ends: its erasure is still owed.
 TAKEN_OVER = ("filed", "expanded", "previewed", "awaiting_approval", "held")
-ROUNDS = 3  # a link of a link of a link: enough for e-mail -> visitor id -> the other e-mail of that visitor
+ROUNDS = 3  # a link of a link of a link: e-mail -> visitor id -> the phone on that visitor's contact, say
 
 
 class ExpansionRefused(ValueError):
