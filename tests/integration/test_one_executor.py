@@ -70,9 +70,11 @@ def executor(stack, run_id: str) -> subprocess.Popen:
 
 
 def stop_after_first_batch(stack, process: subprocess.Popen, ledger: Ledger, task_id: str) -> None:
-    """SIGSTOP the executor once it has recorded a batch of the task (it then holds its claim, mid-task), at
-    a moment it has no transaction open, in the ledger (one would hold the chain head) or the application
-    database (one would hold a batch's row locks): every other writer would wait on a frozen process."""
+    """SIGSTOP the executor once it has recorded a batch of the task, at a moment it holds a claim (mid-task:
+    a batch outcome of another cohort at the location may come before the task's, and the executor may be
+    between two cohorts, holding none) and has no transaction open, in the ledger (one would hold the chain
+    head) or the application database (one would hold a batch's row locks): every other writer would wait on
+    a frozen process."""
     app = sa.create_engine(stack.app_url)
     try:
         deadline = time.monotonic() + 300
@@ -80,7 +82,7 @@ def stop_after_first_batch(stack, process: subprocess.Popen, ledger: Ledger, tas
             if any(e.task_id == task_id or e.payload.get("location") == LOCATION and e.payload.get("cohort")
                    for e in ledger.events_of_kind("batch.outcome")):
                 os.kill(process.pid, signal.SIGSTOP)
-                if not in_transaction(ledger.engine) and not in_transaction(app):
+                if holds_claim(ledger.engine) and not in_transaction(ledger.engine) and not in_transaction(app):
                     return
                 os.kill(process.pid, signal.SIGCONT)
             time.sleep(0.005)
@@ -94,6 +96,14 @@ def in_transaction(engine: sa.Engine) -> bool:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                     "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")).scalar_one() > 0
+
+
+def holds_claim(engine: sa.Engine) -> bool:
+    """Does some session hold a task's claim (a session advisory lock) in this ledger's database?"""
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                                    "database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+                            ).scalar_one() > 0
 
 
 def rows_left(stack) -> int:
