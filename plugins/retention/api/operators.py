@@ -31,10 +31,13 @@ from retention.offboarding.status import open_offboardings
 from retention.permissions import Permission, is_allowed
 from retention.settings import Settings
 
-PAGE_FILES = {"": ("operators.html", "text/html; charset=utf-8"),
-              "operators.js": ("operators.js", "text/javascript; charset=utf-8"),
-              "operators.css": ("operators.css", "text/css; charset=utf-8")}
 STATIC = Path(__file__).with_name("static")
+MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+               ".css": "text/css; charset=utf-8"}
+# The page's files, listed once at import: every file of static/ with a known type (no name from the request reaches the
+# file system), and the page itself at the folder's root.
+PAGE_FILES = {path.name: (path.name, MEDIA_TYPES[path.suffix]) for path in sorted(STATIC.iterdir())
+              if path.suffix in MEDIA_TYPES} | {"": ("operators.html", MEDIA_TYPES[".html"])}
 # The page loads only its own script and style, and only Airflow's UI (same origin) may frame it.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'self'; form-action 'self'",
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
