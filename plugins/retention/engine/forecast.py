@@ -11,6 +11,7 @@ Counts come from the stores as they are now: data written later is not forecast.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,10 +52,13 @@ class Forecast(list[Due]):
         self.terminations = terminations
 
 
-def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: Progress = quietly) -> Forecast:
+def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: Progress = quietly, *,
+             ignore_holds: Collection[str] = ()) -> Forecast:
+    """The forecast from ``start`` over ``days``; holds whose ids are in ``ignore_holds`` count as not in
+    force (what would fall due if they were released)."""
     if not 0 < days <= MAX_DAYS:
         raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
-    holds = ctx.ledger.resolver_holds()
+    holds = [hold for hold in ctx.ledger.resolver_holds() if hold.id not in ignore_holds]
     found = [due for location_id in progress(list(ctx.inventory.locations), "counting")
              for due in _location(ctx, location_id, start, days, holds)]
     end = start.add(days=days)
