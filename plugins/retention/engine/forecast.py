@@ -7,12 +7,32 @@ for the whole forecast. A terminated account is offboarded (approved, certified)
 its data is not in the lines; the forecast lists instead the terminations whose offboarding has not
 started, those overdue already and those falling due within the forecast's days.
 Counts come from the stores as they are now: data written later is not forecast. Read-only.
+
+How it counts, per location, without a question per account and day:
+
+- Decided once per account and data class, not per day. ``resolve`` depends on its instant only through the
+  cutoff (``rules.resolver._cutoff`` of the rule and period, which the instant does not change) and through the
+  holds in force (``LegalHold.applies``); rule, action, anchor, period, the account's event and election do not
+  depend on it. Holds change only on the days a hold's ``placed_at`` or ``released_at`` falls in (none, for a
+  forecast from now): the account is resolved on the first day and on each of those, and on every other day its
+  decision is that one with the day's cutoff (``rules.resolver.cutoff_series``, computed once per rule and
+  period for all accounts). The planner's own ``sweep_step`` then chooses the step from that decision, as the
+  sweep would: a record-anchored step keeps its action and anchor and moves its cutoff day by day; an
+  account-event step (terminated_at, contract_end: all of the account's data) starts on the one day its event is
+  at or before the cutoff, found by bisection (cutoffs never move earlier), and a terminated account's stays
+  kept (``sweep_step``'s rule).
+- Counted once per location. One ``store.histogram`` call answers, for every account with a step, at which of
+  its days' cutoffs its records fall due (one grouped statement per anchor in SQL, one listing or SCAN pass
+  elsewhere), judged exactly as ``store.tally`` judges one cutoff; a day's line holds the records that fall due
+  that day and not before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from bisect import bisect_left
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 from typing import Any
 
 import pendulum
@@ -23,9 +43,10 @@ from retention.engine.planner import due_of, sweep_step
 from retention.engine.steplog import Progress, quietly
 from retention.engine.steps import Step
 from retention.ledger.chain import iso_utc
-from retention.rules import Decision, LegalHold, parse_utc, resolve
-from retention.stores import Due as StoreDue
-from retention.stores import Store
+from retention.rules import Account, Decision, LegalHold, parse_utc, resolve
+from retention.rules.durations import IsoDuration
+from retention.rules.resolver import cutoff_series
+from retention.stores.base import Cutoffs, DueSeries
 
 MAX_DAYS = 366
 
@@ -59,8 +80,9 @@ def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: P
     if not 0 < days <= MAX_DAYS:
         raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
     holds = [hold for hold in ctx.ledger.resolver_holds() if hold.id not in ignore_holds]
+    schedules = _Schedules(ctx, [start.add(days=day) for day in range(days + 1)], holds)
     found = [due for location_id in progress(list(ctx.inventory.locations), "counting")
-             for due in _location(ctx, location_id, start, days, holds)]
+             for due in _location(ctx, location_id, schedules)]
     end = start.add(days=days)
     terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or parse_utc(t.due_at) <= end]
     return Forecast(sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location)), terminations)
@@ -84,103 +106,98 @@ def as_document(lines: list[Due], days: int) -> dict[str, Any]:
             "terminations_due": [t.as_dict() for t in terminations if not t.overdue]}
 
 
-Scheduled = tuple[Decision, Step] | None  # one account's step on one day (None: its data is kept that day)
+@dataclass(frozen=True)
+class _Schedule:
+    """One account's step for one data class on the days it has one (on the others its data is kept)."""
+
+    decision: Decision  # as resolved for the first of those days
+    step: Step  # the planner's step on that day; on later days only a record-anchored step's cutoff moves
+    days: tuple[int, ...]  # the days with a step, earliest first
+    cutoffs: Cutoffs | None  # a record-anchored step's cutoff on each of those days; None: all of the account's
+
+    def series(self) -> DueSeries:
+        return DueSeries(self.decision.account_id, self.step.selector.anchor, self.cutoffs,
+                         due_of(self.step).pending_anonymize)
 
 
-def _location(ctx: SweepContext, location_id: str, start: pendulum.DateTime, days: int,
-              holds: list[LegalHold]) -> list[Due]:
-    """The location's lines: each account's step on each day (as the planner would choose it), counted with
-    as few ``store.tally`` calls as the counts allow (``_due_by_day``)."""
-    spec = ctx.inventory.locations[location_id]
-    moments = [start.add(days=day) for day in range(days + 1)]
-    schedule: dict[str, list[Scheduled]] = {}
-    for account in ctx.accounts.values():
-        steps: list[Scheduled] = []
-        for at in moments:
-            decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)
-            step = sweep_step(decision, account)  # the planner's own choice: a terminated account is not swept
-            steps.append((decision, step) if isinstance(step, Step) else None)
-        schedule[account.id] = steps
-    due = _due_by_day(ctx.store(location_id), schedule)
-    found = []
-    for account_id, steps in schedule.items():
-        already = 0  # its records due by the days seen so far
-        for day, scheduled in enumerate(steps):
-            if scheduled is None or due[account_id, day] <= already:
+class _Schedules:
+    """Each account's schedule per data class over the forecast's days, decided once and shared by the data
+    class's locations; the cutoff series are computed once per rule and period (module docstring)."""
+
+    def __init__(self, ctx: SweepContext, moments: list[pendulum.DateTime], holds: list[LegalHold]) -> None:
+        self.moments = moments
+        self._ctx = ctx
+        self._holds = holds
+        self._segments = [0, *_hold_changes(moments, holds), len(moments)]
+        self._cutoffs: dict[tuple[str, IsoDuration], tuple[tuple[pendulum.DateTime, ...], Cutoffs]] = {}
+        self._known: dict[tuple[str, str], _Schedule | None] = {}
+
+    def of(self, account: Account, data_class: str) -> _Schedule | None:
+        key = (account.id, data_class)
+        if key not in self._known:
+            self._known[key] = self._decide(account, data_class)
+        return self._known[key]
+
+    def _decide(self, account: Account, data_class: str) -> _Schedule | None:
+        first: tuple[Decision, Step] | None = None
+        days: list[int] = []
+        for begin, end in pairwise(self._segments):  # the holds in force are the same on every day of a segment
+            decision = resolve(self._ctx.ruleset, account, data_class, self.moments[begin], self._holds)
+            cutoffs, _ = self._series(decision)
+            starts = begin
+            if decision.anchor.is_account_event and decision.anchor_time is not None:
+                starts = bisect_left(cutoffs, decision.anchor_time, begin, end)  # the first day it is due
+            if starts == end:
                 continue
-            decision, step = scheduled
-            found.append(Due(moments[day].to_date_string(), spec.data_class, account_id, location_id, step.action,
-                             due[account_id, day] - already, decision.rule_id,
-                             iso_utc(step.selector.cutoff) if step.selector.cutoff else None, _why(decision)))
-            already = due[account_id, day]
+            on_day = replace(decision, at=self.moments[starts], cutoff=cutoffs[starts])  # what resolve gives then
+            step = sweep_step(on_day, account)
+            if isinstance(step, Step):
+                first = first or (on_day, step)
+                days += range(starts, end)
+        if first is None:
+            return None
+        decision, step = first
+        if step.selector.anchor is None:
+            return _Schedule(decision, step, tuple(days), None)
+        every_day, shared = self._series(decision)
+        if len(days) < len(self.moments):  # held on some days: a series of its own
+            shared = Cutoffs(tuple(every_day[day] for day in days))
+        return _Schedule(decision, step, tuple(days), shared)
+
+    def _series(self, decision: Decision) -> tuple[tuple[pendulum.DateTime, ...], Cutoffs]:
+        """The cutoff of each day for the decision's rule and period, and the same as the series the accounts
+        sharing them share."""
+        key = (decision.rule_id, decision.retain_for)
+        if key not in self._cutoffs:
+            every_day = cutoff_series(self._ctx.ruleset, decision, self.moments)
+            self._cutoffs[key] = (every_day, Cutoffs(every_day))
+        return self._cutoffs[key]
+
+
+def _hold_changes(moments: Sequence[pendulum.DateTime], holds: list[LegalHold]) -> list[int]:
+    """The days on which a hold comes into force or stops being in force: its ``placed_at`` or ``released_at``
+    lies after the day before's instant and at or before the day's (``LegalHold.applies``)."""
+    changes = {bisect_left(moments, instant) for hold in holds for instant in (hold.placed_at, hold.released_at)
+               if instant is not None and moments[0] < instant <= moments[-1]}
+    return sorted(changes)
+
+
+def _location(ctx: SweepContext, location_id: str, schedules: _Schedules) -> list[Due]:
+    """The location's lines: for each account with a step on some day, one line per day on which records of
+    it fall due, from ONE ``store.histogram`` for the location."""
+    spec = ctx.inventory.locations[location_id]
+    scheduled = {account.id: schedule for account in ctx.accounts.values()
+                 if (schedule := schedules.of(account, spec.data_class)) is not None}
+    histogram = ctx.store(location_id).histogram([schedule.series() for schedule in scheduled.values()])
+    found = []
+    for account_id, per_cutoff in histogram.items():
+        schedule = scheduled[account_id]
+        for index, records in sorted(per_cutoff.items()):
+            cutoff = schedule.cutoffs.instants[index] if schedule.cutoffs is not None else None
+            found.append(Due(schedules.moments[schedule.days[index]].to_date_string(), spec.data_class, account_id,
+                             location_id, schedule.step.action, records, schedule.decision.rule_id,
+                             iso_utc(cutoff) if cutoff is not None else None, _why(schedule.decision)))
     return found
-
-
-def _due_by_day(store: Store, schedule: dict[str, list[Scheduled]]) -> dict[tuple[str, int], int]:
-    """Per (account, day with a step): the records its step matches, from a few tallies.
-
-    Within a run of days on which an account's step keeps its rule, action and anchor and its cutoff only
-    moves later, the count can only grow; so where it is the same at both ends of a stretch it is the same
-    on every day between, and only stretches whose ends differ are halved and counted at their middle. Each
-    round counts every day some account needs with ONE tally for all of them.
-    """
-    known: dict[tuple[str, int], int] = {}
-    stretches = [(account_id, first, last) for account_id, steps in schedule.items() for first, last in _runs(steps)]
-    while stretches:
-        wanted: dict[int, dict[str, StoreDue]] = {}
-        for account_id, first, last in stretches:
-            for day in (first, last):
-                if (account_id, day) not in known:
-                    wanted.setdefault(day, {})[account_id] = due_of(_step_on(schedule, account_id, day))
-        for day, dues in sorted(wanted.items()):
-            tallied = store.tally(list(dues), list(dues.values()))
-            for account_id in dues:
-                known[account_id, day] = tallied[account_id].due if account_id in tallied else 0
-        stretches = [half for account_id, first, last in stretches
-                     if known[account_id, first] != known[account_id, last] and last - first > 1
-                     for half in ((account_id, first, (first + last) // 2), (account_id, (first + last) // 2, last))]
-    due: dict[tuple[str, int], int] = {}
-    for account_id, steps in schedule.items():
-        for first, last in _runs(steps):
-            value = known[account_id, first]
-            for day in range(first, last + 1):  # a day not counted lies between two counted days that agree
-                value = known.get((account_id, day), value)
-                due[account_id, day] = value
-    return due
-
-
-def _runs(steps: list[Scheduled]) -> list[tuple[int, int]]:
-    """(first, last) day of each run of days whose steps count monotonically: same rule, action and anchor,
-    the cutoff never earlier than the day before."""
-    runs: list[tuple[int, int]] = []
-    first: int | None = None
-    for day, scheduled in enumerate(steps):
-        previous = steps[day - 1] if day else None
-        if first is not None and not (scheduled is not None and _continues(previous, scheduled)):
-            runs.append((first, day - 1))
-            first = None
-        if scheduled is not None and first is None:
-            first = day
-    if first is not None:
-        runs.append((first, len(steps) - 1))
-    return runs
-
-
-def _continues(previous: Scheduled, scheduled: tuple[Decision, Step]) -> bool:
-    if previous is None:
-        return False
-    (before, was), (now, step) = previous, scheduled
-    if (before.rule_id, was.action, was.selector.anchor) != (now.rule_id, step.action, step.selector.anchor):
-        return False
-    earlier, later = was.selector.cutoff, step.selector.cutoff
-    return earlier is None or (later is not None and later >= earlier)
-
-
-def _step_on(schedule: dict[str, list[Scheduled]], account_id: str, day: int) -> Step:
-    scheduled = schedule[account_id][day]
-    if scheduled is None:  # runs hold only days with a step
-        raise LookupError(f"account {account_id} has no step on day {day}")
-    return scheduled[1]
 
 
 def _why(decision: Decision) -> str:

@@ -6,6 +6,7 @@ at or before the cutoff and no legal hold applies. Data one second younger than 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pendulum
@@ -198,6 +199,19 @@ def _period(ruleset: RuleSet, rule: Rule, account: Account) -> tuple[IsoDuration
             if override.account_id == account.id and override.data_class == rule.data_class:
                 return override.retain_for, override.id, "contract"
     return rule.retain_for, None, rule.basis.period_source
+
+
+def cutoff_series(ruleset: RuleSet, decision: Decision,
+                  instants: Sequence[pendulum.DateTime]) -> tuple[pendulum.DateTime, ...]:
+    """The cutoff ``resolve`` gives ``decision``'s rule and period at each instant (for the same account and data
+    class, every other field of the decision but ``at`` and ``blocked_by`` is the same at any instant). Over
+    instants whole days apart (one time of day in UTC) the cutoffs never move earlier: calendar subtraction
+    clamps month ends day by day (Mar 30 and Mar 31 - P1M are both Feb 28), and clamping into the rule's bounds
+    keeps the order."""
+    rule = next((r for r in ruleset.rules if r.id == decision.rule_id), None)
+    if rule is None:
+        raise ResolutionError(f"no rule {decision.rule_id!r} in the rules")
+    return tuple(_cutoff(rule, decision.retain_for, at.in_timezone("UTC")) for at in instants)
 
 
 def _cutoff(rule: Rule, period: IsoDuration, at: pendulum.DateTime) -> pendulum.DateTime:

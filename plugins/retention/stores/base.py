@@ -19,6 +19,7 @@ for anonymize tasks, which the inventory allows only where the location's kind a
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,6 +103,60 @@ class Tally:
     due: int  # of those, the ones its ``Due`` matches (0 when none was asked)
 
 
+@dataclass(frozen=True, eq=False)
+class Cutoffs:
+    """A series of cutoffs, earliest first (equal neighbours allowed): checked once, and shared by every account
+    whose step moves its cutoff the same way (compared and hashed by identity, so a store groups the accounts
+    sharing one series without comparing its instants)."""
+
+    instants: tuple[datetime, ...]
+
+    def __post_init__(self) -> None:
+        if not self.instants:
+            raise ValueError("a series of cutoffs needs at least one cutoff")
+        if any(instant.tzinfo is None for instant in self.instants):
+            raise ValueError("cutoffs must be timezone-aware")
+        if any(later < earlier for earlier, later in zip(self.instants, self.instants[1:], strict=False)):
+            raise ValueError("a series of cutoffs must not move earlier")
+
+
+@dataclass(frozen=True)
+class DueSeries:
+    """What a forecast asks of one account at a location: its records that a step with this anchor matches at
+    each cutoff of a series, or, without an anchor, all of its records (an account-wide step)."""
+
+    account_id: str
+    anchor: str | None  # record timestamp the cutoffs apply to; None: all of the account's records
+    cutoffs: Cutoffs | None  # with an anchor, and only then
+    pending_anonymize: bool = False  # as ``Due.pending_anonymize``
+
+    def __post_init__(self) -> None:
+        check_account_id(self.account_id, "DueSeries.account_id")
+        if (self.anchor is None) != (self.cutoffs is None):
+            raise ValueError("a DueSeries takes an anchor and cutoffs together, or neither (all of the account's data)")
+
+
+def series_by_account(where: str, series: Collection[DueSeries]) -> dict[str, DueSeries]:
+    """The series keyed by account; two different series for one account are refused (``where``: the location)."""
+    by_account: dict[str, DueSeries] = {}
+    for item in series:
+        if by_account.setdefault(item.account_id, item) != item:
+            raise ValueError(f"{where}: two different series for account {item.account_id!r}")
+    return by_account
+
+
+def first_due(cutoffs: Cutoffs, anchor_time: datetime) -> int | None:
+    """The index of the first cutoff at or after ``anchor_time`` (a record is due once its anchor time is at or
+    before the cutoff), or None when it is due at none of them."""
+    index = bisect_left(cutoffs.instants, anchor_time)
+    return index if index < len(cutoffs.instants) else None
+
+
+# Per account: {index of the first cutoff of its series at which records are due: how many}; an account-wide
+# series answers at index 0. Records due at no cutoff of the series, and accounts with none due, are left out.
+Histogram = dict[str, dict[int, int]]
+
+
 @dataclass(frozen=True)
 class Outcome:
     affected: int  # records (rows, objects, versions, delete markers) removed or anonymized
@@ -130,6 +185,12 @@ class Store(Protocol):
         number of statements (or listing passes) that does not grow with the number of accounts. Accounts
         with no records here may be left out. A ``Due`` names one of ``accounts``."""
 
+    def histogram(self, series: Collection[DueSeries]) -> Histogram:
+        """Per account, when its records fall due along its series: a record counts at the first cutoff at or
+        after its anchor time, judged exactly as ``tally`` and ``count`` judge it against one cutoff, so the
+        records due at the series' j-th cutoff are the answer's counts at indexes 0..j. For every account at
+        once, in a number of statements (or listing passes) that grows with neither the accounts nor the
+        cutoffs. At most one series per account."""
 
     def count(self, selector: Selector, after: str | None = None, upper: str | None = None, *,
               pending_anonymize: bool = False) -> int:

@@ -37,7 +37,19 @@ from typing import Any
 from redis import Redis
 
 from retention.rules.inventory import RedisLocation
-from retention.stores.base import Due, Outcome, PendingBatch, Residue, Retained, Selector, Tally
+from retention.stores.base import (
+    Due,
+    DueSeries,
+    Histogram,
+    Outcome,
+    PendingBatch,
+    Residue,
+    Retained,
+    Selector,
+    Tally,
+    first_due,
+    series_by_account,
+)
 from retention.stores.keydates import KeyClock
 
 log = logging.getLogger(__name__)
@@ -114,6 +126,31 @@ class RedisStore:
                 dues[owner] = dues.get(owner, 0) + 1
         return {account: Tally(total, dues.get(account, 0)) for account, total in totals.items()}
 
+    def histogram(self, series: Collection[DueSeries]) -> Histogram:
+        """Per account, at which cutoff of its series its keys fall due, from ONE SCAN attributed as ``tally``
+        attributes it, each key dated as ``count`` dates it (an undated key is due at none)."""
+        where = f"Redis location {self.location_id}"
+        by_account = series_by_account(where, series)
+        for item in by_account.values():
+            self._only_deletes(item.pending_anonymize)
+        owners = KeyOwners(self.spec.key_pattern)
+        found: Histogram = {}
+        scanned = self.client.scan_iter(match=owners.every_account, count=self.scan_count)
+        for key in {_raw(key) for key in scanned}:  # SCAN may return a key twice while the keyspace is rehashed
+            owner = owners.account(key)
+            wanted = by_account.get(owner) if owner is not None else None
+            if owner is None or wanted is None:
+                continue
+            if wanted.anchor is None or wanted.cutoffs is None:
+                first: int | None = 0  # all of the account's keys
+            else:
+                dated = self._dated(key, wanted.anchor)
+                first = first_due(wanted.cutoffs, dated) if dated is not None else None
+            if first is not None:
+                per_cutoff = found.setdefault(owner, {})
+                per_cutoff[first] = per_cutoff.get(first, 0) + 1
+        return found
+
     def batches(self, selector: Selector, after: str | None = None, *,
                 pending_anonymize: bool = False) -> Iterator[PendingBatch]:
         self._only_deletes(pending_anonymize)
@@ -189,18 +226,18 @@ class RedisStore:
     def _due(self, key: bytes, selector: Selector) -> bool:
         if selector.cutoff is None:
             return True  # all of the account's keys
-        dated = self._dated(key, selector)
+        dated = self._dated(key, selector.anchor)
         return dated is not None and dated <= selector.cutoff
 
     def _undated(self, selector: Selector) -> list[bytes]:
         if selector.cutoff is None:
             return []
-        return [key for key in self._scan(selector.account_id) if self._dated(key, selector) is None]
+        return [key for key in self._scan(selector.account_id) if self._dated(key, selector.anchor) is None]
 
-    def _dated(self, key: bytes, selector: Selector) -> datetime | None:
+    def _dated(self, key: bytes, anchor: str | None) -> datetime | None:
         """The latest instant the key's time segment can stand for; None if it has none that parses."""
-        if self._clock is None or selector.anchor != "created_at":
-            raise ValueError(f"Redis location {self.location_id}: its keys carry no {selector.anchor} "
+        if self._clock is None or anchor != "created_at":
+            raise ValueError(f"Redis location {self.location_id}: its keys carry no {anchor} "
                              "(systems.yaml timestamp names the key segment that dates a key)")
         return self._clock.latest(key.decode("utf-8", "replace"))
 

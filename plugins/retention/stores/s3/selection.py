@@ -8,6 +8,7 @@ subject's kinds selects no key."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Final, Literal, NamedTuple
 
 from retention.rules.inventory import S3Location
@@ -61,13 +62,17 @@ class Selection:
     def verdict(self, selector: Selector, key: str, entries: list[Entry]) -> Verdict:
         if selector.cutoff is None:
             return DUE
-        if self._clock is None:
-            newest = max(e.last_modified for e in entries)
-            return DUE if newest <= selector.cutoff else YOUNG
-        latest = self._clock.latest(key)
-        if latest is None:
+        dated = self.dated(key, entries)
+        if dated is None:
             return UNDATED
-        return DUE if latest <= selector.cutoff else YOUNG
+        return DUE if dated <= selector.cutoff else YOUNG
+
+    def dated(self, key: str, entries: list[Entry]) -> datetime | None:
+        """The instant a cutoff is compared with: the newest entry's LastModified, or the latest instant the
+        key's time segment can stand for (None: the segment does not parse)."""
+        if self._clock is None:
+            return max(e.last_modified for e in entries)
+        return self._clock.latest(key)
 
     def groups(self, selector: Selector, pages: Iterable[list[Entry]]) -> Iterator[Group]:
         """One Group per key, in key order; a key's versions may span pages."""

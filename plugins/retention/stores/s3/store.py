@@ -8,7 +8,7 @@ from pathlib import Path
 
 from retention.rules.inventory import KeySegmentTime, S3Location
 from retention.rules.subjects import Subject, normalize
-from retention.stores.base import Due, Outcome, PendingBatch, Residue, Selector, Tally
+from retention.stores.base import Due, DueSeries, Histogram, Outcome, PendingBatch, Residue, Selector, Tally
 from retention.stores.keydates import KeyClock
 from retention.stores.s3.calls import S3Calls, S3Client
 from retention.stores.s3.deletion import DELETE_CHUNK, Deleter
@@ -16,7 +16,7 @@ from retention.stores.s3.export import Exporter
 from retention.stores.s3.fast_timestamps import set_timestamp_parser
 from retention.stores.s3.listing import PAGE_SIZE, Entry, Lister, Prefetch, encode_cursor, read_cursor
 from retention.stores.s3.selection import DUE, Selection
-from retention.stores.s3.tally import Attribution, tally_entries
+from retention.stores.s3.tally import Attribution, histogram_entries, tally_entries
 from retention.stores.s3.verification import Verifier
 
 BATCH_SIZE = 8 * DELETE_CHUNK  # at most per PendingBatch: eight DeleteObjects calls, sent concurrently
@@ -79,6 +79,13 @@ class S3Store:
         root = self._attribution.root
         with Prefetch(self._lister.pages(root, None, None), ahead=TALLY_PAGES_AHEAD) as pages:
             return tally_entries(self.location_id, self.spec, self._selection, pages, accounts, due)
+
+    def histogram(self, series: Collection[DueSeries]) -> Histogram:
+        """Per account, at which cutoff of its series its records fall due, from ONE listing of the location's
+        root (``s3.tally.histogram_entries``)."""
+        self._check_versioning()
+        with Prefetch(self._lister.pages(self._attribution.root, None, None), ahead=TALLY_PAGES_AHEAD) as pages:
+            return histogram_entries(self.location_id, self.spec, self._selection, pages, series)
 
     def batches(self, selector: Selector, after: str | None = None) -> Iterator[PendingBatch]:
         """Batches of up to ``batch_size`` records in key order after the cursor; nothing is deleted.

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from retention.rules.inventory import S3Location
-from retention.stores.base import Due, Selector, Tally
+from retention.stores.base import Due, DueSeries, Histogram, Selector, Tally, first_due, series_by_account
 from retention.stores.s3.listing import Entry
 from retention.stores.s3.selection import DUE, Selection
 
@@ -80,3 +80,32 @@ def tally_entries(location_id: str, spec: S3Location, selection: Selection, page
         if selector is not None and selection.verdict(selector, group.key, group.entries) == DUE:
             dues[owner] = dues.get(owner, 0) + len(group.entries)
     return {account: Tally(total, dues.get(account, 0)) for account, total in totals.items()}
+
+
+def histogram_entries(location_id: str, spec: S3Location, selection: Selection, pages: Iterable[list[Entry]],
+                      series: Collection[DueSeries]) -> Histogram:
+    """When each asked account's records fall due along its series, from the pages of one listing of the
+    location's root: each key attributed and dated as ``tally_entries`` and ``count`` do (every version and
+    marker counted), at the first cutoff at or after its date; an undated key is due at none."""
+    where = f"S3 location {location_id}"
+    by_account = series_by_account(where, series)
+    for item in by_account.values():
+        if item.pending_anonymize:
+            raise ValueError(f"{where}: objects cannot be anonymized in place; use delete")
+        selection.prefix(Selector(item.account_id))  # refuse an id that cannot name a prefix, as count does
+    attribution = Attribution.of(spec)
+    found: Histogram = {}
+    for group in selection.groups(Selector("all"), pages):  # no cutoff: each group comes whole and unjudged
+        owner = attribution.account(group.key)
+        wanted = by_account.get(owner) if owner is not None else None
+        if owner is None or wanted is None:
+            continue
+        if wanted.cutoffs is None:
+            first: int | None = 0  # all of the account's records
+        else:
+            dated = selection.dated(group.key, group.entries)
+            first = first_due(wanted.cutoffs, dated) if dated is not None else None
+        if first is not None:
+            per_cutoff = found.setdefault(owner, {})
+            per_cutoff[first] = per_cutoff.get(first, 0) + len(group.entries)
+    return found

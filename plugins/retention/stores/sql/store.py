@@ -17,9 +17,20 @@ from sqlalchemy import Engine, func, select
 
 from retention.rules.inventory import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, SqlLocation
 from retention.rules.subjects import Subject
-from retention.stores.base import Cohort, CohortBatch, CohortOutcome, Due, PendingBatch, Selector, Tally
+from retention.stores.base import (
+    Cohort,
+    CohortBatch,
+    CohortOutcome,
+    Due,
+    DueSeries,
+    Histogram,
+    PendingBatch,
+    Selector,
+    Tally,
+)
 from retention.stores.sql import cohorts, subjects
 from retention.stores.sql.export import export_rows
+from retention.stores.sql.histogram import histogram_rows
 from retention.stores.sql.results import SqlOutcome, SqlResidue
 from retention.stores.sql.schema import Child, LocationSchema
 from retention.stores.sql.selection import RowSelection
@@ -82,6 +93,11 @@ class SqlStore:
     def tally(self, accounts: Collection[str], due: Collection[Due] = ()) -> dict[str, Tally]:
         """Per account: its rows here and those its ``Due`` matches, in grouped statements (``sql.tally``)."""
         return tally_rows(self.engine, self._schema, self._rows, accounts, due)
+
+    def histogram(self, series: Collection[DueSeries]) -> Histogram:
+        """Per account, at which cutoff of its series its rows fall due, in one grouped statement per
+        (anchor, pending_anonymize) pair (``sql.histogram``)."""
+        return histogram_rows(self.engine, self._schema, self._rows, series)
 
     def batches(self, selector: Selector, after: str | None = None, *,
                 pending_anonymize: bool = False) -> Iterator[PendingBatch]:

@@ -35,7 +35,7 @@ def tally_rows(engine: Engine, schema: LocationSchema, rows: RowSelection, accou
     by_account = _one_due_per_account(schema.location_id, asked, due)
     if not asked:
         return {}
-    ids = _ids_by_value(rows, schema, asked)
+    ids = ids_by_value(rows, schema, asked)
     groups: dict[_Group, list[Due]] = defaultdict(list)
     for wanted in by_account.values():
         groups[(wanted.selector.anchor, wanted.pending_anonymize)].append(wanted)
@@ -66,7 +66,7 @@ def _one_due_per_account(location_id: str, asked: set[str], due: Collection[Due]
     return by_account
 
 
-def _ids_by_value(rows: RowSelection, schema: LocationSchema, asked: set[str]) -> dict[Any, list[str]]:
+def ids_by_value(rows: RowSelection, schema: LocationSchema, asked: set[str]) -> dict[Any, list[str]]:
     """Each asked id read as the account column's type, with the ids that read as that value (an integer
     column reads "7" and "07" alike, as ``count`` does)."""
     ids: dict[Any, list[str]] = defaultdict(list)
@@ -75,14 +75,15 @@ def _ids_by_value(rows: RowSelection, schema: LocationSchema, asked: set[str]) -
     return ids
 
 
-def _array(name: str, values: list[Any], column: sa.Column[Any]) -> Any:
+def array_param(name: str, values: list[Any], column: sa.Column[Any]) -> Any:
+    """``values`` bound as ONE parameter: an array of the column's own type."""
     return sa.bindparam(name, values, type_=postgresql.ARRAY(column.type))
 
 
 def _totals(schema: LocationSchema, values: list[Any]) -> sa.Select[Any, int]:
     account = schema.account
     return (select(account, func.count()).select_from(schema.table)
-            .where(account == func.any(_array("ids", values, account))).group_by(account))
+            .where(account == func.any(array_param("ids", values, account))).group_by(account))
 
 
 def _due(schema: LocationSchema, rows: RowSelection, anchor: str | None, pending: bool, members: list[Due],
@@ -93,7 +94,7 @@ def _due(schema: LocationSchema, rows: RowSelection, anchor: str | None, pending
     if anchor is None:
         values = list(dict.fromkeys(value_of[d.selector.account_id] for d in members))
         return (select(account, func.count()).select_from(schema.table)
-                .where(account == func.any(_array("ids", values, account)), *extra).group_by(account))
+                .where(account == func.any(array_param("ids", values, account)), *extra).group_by(account))
     column = schema.timestamps.get(anchor)
     if column is None:
         raise ValueError(f"location {schema.location_id}: no timestamp column for anchor "
@@ -108,7 +109,8 @@ def _due(schema: LocationSchema, rows: RowSelection, anchor: str | None, pending
         if cutoffs.setdefault(value, bound) != bound:
             raise ValueError(f"location {schema.location_id}: ids that read as the same account "
                              f"({value!r}) were given different cutoffs")
-    wanted = (func.unnest(_array("ids", list(cutoffs), account), _array("cutoffs", list(cutoffs.values()), column))
+    wanted = (func.unnest(array_param("ids", list(cutoffs), account),
+                          array_param("cutoffs", list(cutoffs.values()), column))
               .table_valued(sa.column("account", account.type), sa.column("cutoff", column.type))
               .render_derived(name="wanted"))
     return (select(wanted.c.account, func.count()).select_from(schema.table)
