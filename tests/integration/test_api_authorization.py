@@ -1,7 +1,7 @@
 """Who may do what, in Airflow's real api-server app: every staff route of the retention API declares a
 permission, read from the app's own route table (a new route without one fails here); a Viewer or a
-``user`` reads but writes nothing; an ``op`` places a hold but only an admin releases it; every
-state-changing route refuses a form-encoded body. Under SimpleAuthManager the decision is the product's
+``user`` reads but writes nothing (nor previews a release); an ``op`` places a hold but only an admin releases
+it or previews what releasing it would delete; every state-changing route refuses a form-encoded body. Under SimpleAuthManager the decision is the product's
 minimal role per permission; under any other auth manager it is that manager's answer for the
 permission's custom view."""
 
@@ -31,6 +31,8 @@ TOKEN_OR_PUBLIC = {("GET", "/retention/.well-known/jwks.json"),
                    ("GET", "/retention/customer/v1/certificates/{certificate_id}.{fmt}"),
                    ("POST", "/retention/customer/v1/certificates/{certificate_id}/link")}
 READ_METHODS = {"GET", "HEAD"}
+# Reads that show what a write would do, for the people who may do it: they need the write's permission.
+PREVIEWS = {("GET", "/retention/holds/{hold_id}/release-preview"): Permission.RELEASE_HOLD}
 
 
 def retention_routes(app) -> Iterator[tuple[str, str, APIRoute]]:
@@ -107,7 +109,10 @@ def test_every_staff_route_declares_one_permission_and_writes_need_more_than_rea
             assert permissions == [], path
         else:
             assert len(permissions) == 1, f"{method} {path} declares {permissions}: give it requires(Permission.X)"
-            assert (permissions[0] == Permission.READ) == (method in READ_METHODS), f"{method} {path}"
+            if (method, path) in PREVIEWS:
+                assert permissions == [PREVIEWS[method, path]], f"{method} {path}"
+            else:
+                assert (permissions[0] == Permission.READ) == (method in READ_METHODS), f"{method} {path}"
     assert {p for _, _, p in write_routes(api.app)} >= {
         Permission.PLACE_HOLD, Permission.RELEASE_HOLD, Permission.CERTIFICATES}
 
@@ -121,6 +126,9 @@ def test_a_reader_is_refused_every_write_and_nothing_reaches_the_ledger(api, hel
                              json=valid_body(path, api.run_id))
         assert answer.status_code == 403, (path, answer.text)
         assert permission is not None and answer.json() == {"detail": refusal(permission)}
+    for (method, path), permission in PREVIEWS.items():
+        answer = api.request(method, filled(path, held_and_issued), headers=reader)
+        assert (answer.status_code, answer.json()) == (403, {"detail": refusal(permission)}), path
     assert events() == before
     (hold,) = api.get("/retention/holds", headers=reader).json()
     assert hold["id"] == held_and_issued["hold_id"] and hold["released_at"] is None
@@ -131,8 +139,8 @@ def test_a_reader_is_refused_every_write_and_nothing_reaches_the_ledger(api, hel
 def test_a_viewer_reads_every_staff_view(api) -> None:
     viewer = bearer("auditor-2", "viewer")
     reads = [path for method, path, _ in retention_routes(api.app)
-             if method == "GET" and (method, path) not in TOKEN_OR_PUBLIC]
-    assert "/retention/holds" in reads and "/retention/forecast" in reads
+             if method == "GET" and (method, path) not in TOKEN_OR_PUBLIC | PREVIEWS.keys()]
+    assert {"/retention/holds", "/retention/forecast", "/retention/accounts", "/retention/page-settings"} <= set(reads)
     for path in reads:
         answer = api.get(filled(path, {"name": ""}), headers=viewer)
         assert answer.status_code == 200, (path, answer.text)
@@ -148,6 +156,8 @@ def test_an_op_places_a_hold_but_only_an_admin_releases_it(api) -> None:
     refused = api.post(release, headers=op, json={"reason": "matter closed"})
     assert (refused.status_code, refused.json()) == (403, {"detail": refusal(Permission.RELEASE_HOLD)})
     assert events() == before
+    preview = api.get(f"/retention/holds/{placed.json()['id']}/release-preview", headers=op)
+    assert (preview.status_code, preview.json()) == (403, {"detail": refusal(Permission.RELEASE_HOLD)})
     assert api.post(release, headers=bearer("dpo-7", "admin"), json={"reason": "matter closed"}).status_code == 200
     with Ledger.open(Settings.from_env().database_url) as ledger:
         (hold,) = ledger.list_holds(include_released=True)

@@ -48,7 +48,8 @@ def test_a_hold_is_placed_and_released_in_the_staff_members_name(api) -> None:
         "account_id": ACCOUNT, "data_class": "chat_transcripts", "reason": "litigation", "reference": "LEGAL-14"})
     assert placed.status_code == 201, placed.text
     hold = placed.json()
-    assert hold["placed_by"] == f"api:{STAFF}" and "reason" not in hold
+    assert hold["placed_by"] == f"api:{STAFF}" and (hold["placed_by_user"], hold["placed_via"]) == (STAFF, "Airflow")
+    assert (hold["reason"], hold["reference"], hold["customer"]) == ("litigation", "LEGAL-14", "Northwind Traders GmbH")
     assert [h["id"] for h in api.get("/retention/holds", headers=api.staff).json()] == [hold["id"]]
 
     release = f"/retention/holds/{hold['id']}/release"
@@ -70,7 +71,7 @@ def test_a_hold_that_would_protect_nothing_is_refused_with_the_field_named(api) 
 
     refused({"account_id": "acct_l001"}, "account_id")  # a misspelt account
     refused({"data_class": "chat_transcript"}, "data_class")  # a misspelt data class
-    refused({}, "account_id, a data_class or both")  # a hold on nothing
+    refused({}, "account_id: choose an account, a data class, or both")  # a hold on nothing
     assert holds_in_ledger() == []
 
 

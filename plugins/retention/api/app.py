@@ -17,6 +17,7 @@ expired, or used for another certificate answers 403; one whose certificate is n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Annotated
 
 import pendulum
@@ -25,8 +26,11 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Response
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 
+from retention.api.accounts import router as account_routes
 from retention.api.credentials import router as credential_routes
+from retention.api.customer_names import customers_of, registry_accounts
 from retention.api.customers import router as customer_routes
+from retention.api.holds import router as hold_routes
 from retention.api.operators import json_body, open_ledger, requires, staff_id
 from retention.api.operators import router as operator_views
 from retention.certificates import KeySet, as_pdf, certificate_link, issue, load_signing_key
@@ -66,12 +70,15 @@ class RevokeRequest(BaseModel):
 
 class LinkRequest(BaseModel):
     hours: int = Field(default=168, ge=1, le=720, description="How long the link works (at most 30 days)")
+    acknowledge_partial: bool = Field(default=False, description="The person saw that the certificate is partial")
 
 
 def create_app() -> FastAPI:
     Settings.from_env()  # refuse to start on a bad setting (a weak RETENTION_LINK_SECRET), naming it
     app = FastAPI(title="Retention: certificates, returns, forecast and operator views", version="1")
     app.include_router(operator_views)
+    app.include_router(hold_routes)
+    app.include_router(account_routes)
     app.include_router(credential_routes)
     app.include_router(customer_routes)  # authenticated by customer credentials, not Airflow (retention.api.customers)
 
@@ -88,12 +95,16 @@ def create_app() -> FastAPI:
         start = pendulum.now("UTC")
         with context() as ctx:
             lines = forecast(ctx, start, days)
-        return {"start": start.to_date_string(), **as_document(lines, days)}
+            named = [*(line.account_id for line in lines), *(t.account_id for t in lines.terminations)]
+            customers = customers_of(ctx.accounts, named)
+        return {"start": start.to_date_string(), **as_document(lines, days), "customers": customers}
 
     @app.get("/certificates", dependencies=[requires(Permission.READ)])
     def list_certificates(account_id: str | None = None) -> list[dict[str, object]]:
         with open_ledger() as ledger:
-            return [c.__dict__ for c in issued(ledger, account_id).values()]
+            found = list(issued(ledger, account_id).values())
+        names = customers_of(registry_accounts(), (c.account_id for c in found))
+        return [{**asdict(c), "customer": names[c.account_id]} for c in found]
 
     @app.post("/certificates", status_code=201, dependencies=[Depends(json_body)])
     def issue_certificate(body: IssueRequest, user: CertificateStaff) -> dict[str, str]:
@@ -126,10 +137,15 @@ def create_app() -> FastAPI:
             record = _issued(ledger, certificate_id)
             if record.revoked:
                 raise HTTPException(409, "the certificate is revoked")
+            if record.status == "partial" and not body.acknowledge_partial:  # the person confirms first
+                raise HTTPException(409, f"acknowledge_partial: certificate {certificate_id} is partial: it lists "
+                                         "exceptions (data kept under a legal hold or by law, residue, or a deletion "
+                                         "not yet confirmed); send acknowledge_partial: true to link it anyway")
             try:
-                return certificate_link(ledger, certificate_id, record.account_id, body.hours, actor=staff_id(user))
+                link = certificate_link(ledger, certificate_id, record.account_id, body.hours, actor=staff_id(user))
             except LinkNotConfigured as exc:
                 raise HTTPException(503, str(exc)) from None
+        return {**link, "status": record.status}
 
     @app.post("/certificates/{certificate_id}/links/{link_id}/revoke", dependencies=[Depends(json_body)])
     def revoke_link(certificate_id: str, link_id: Annotated[str, FastApiPath(pattern="^[0-9a-f]{64}$")],

@@ -1,33 +1,40 @@
 """The operator views: one page in Airflow's UI (the plugin's ``external_views``) and the staff routes it
-reads: open offboardings, legal holds and the data classes a hold can name. The chart and the list of
-terminations waiting for their offboarding (overdue ones marked) come from ``GET /retention/forecast``.
+reads: open offboardings, the data classes a hold can name and the page's settings. Legal holds are
+``retention.api.holds``, the account picker ``retention.api.accounts``; the chart and the list of terminations
+waiting for their offboarding (overdue ones marked) come from ``GET /retention/forecast``.
 
 Every staff route declares the permission it needs (``requires``, see ``retention.permissions``): an
 anonymous call answers 401, a signed-in user without the permission 403. In the UI the browser sends
 Airflow's own session cookie (SameSite=Lax). Writes also demand a JSON body, which a form on another site
-cannot send without a CORS preflight that this app never grants. Holds are placed and released in the name
-of the Airflow user, never a name typed into a form.
+cannot send without a CORS preflight that this app never grants. Every write is recorded in the name of the
+Airflow user (``staff_id``), never a name typed into a form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import pendulum
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.params import Depends as DependsParam
-from pydantic import BaseModel, Field
 
+from retention.api.airflow_ui import (
+    REFRESH_SECONDS,
+    SWEEP_DAG_ID,
+    default_time_zone,
+    required_actions_path,
+    run_path,
+)
+from retention.api.customer_names import customers_of, registry_accounts
 from retention.engine.tasks import context
 from retention.ledger import Ledger
-from retention.offboarding.backups import keep_keys_for_new_hold
-from retention.offboarding.status import open_offboardings
+from retention.offboarding.status import AWAITING_APPROVAL, OffboardingStatus, open_offboardings
 from retention.permissions import Permission, is_allowed
 from retention.settings import Settings
 
@@ -71,17 +78,6 @@ def requires(permission: Permission) -> DependsParam:
 Reader = Annotated[BaseUser, requires(Permission.READ)]
 
 
-class HoldRequest(BaseModel):
-    account_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    data_class: str | None = Field(default=None, max_length=200)
-    reason: str = Field(min_length=3, max_length=500, description="Why (no personal data)")
-    reference: str = Field(min_length=1, max_length=200, description="Ticket or matter reference")
-
-
-class ReleaseRequest(BaseModel):
-    reason: str = Field(min_length=3, max_length=500)
-
-
 router = APIRouter()
 
 
@@ -93,11 +89,39 @@ def operator_page(name: str, user: Reader) -> Response:
     return Response((STATIC / file).read_bytes(), media_type=media_type, headers=PAGE_HEADERS)
 
 
-@router.get("/offboardings")
-def offboardings(user: Reader) -> Sequence[Mapping[str, object]]:
-    """Offboardings not finished yet, with the stage each one is at."""
+class OffboardingView(OffboardingStatus):
+    customer: str | None
+    run_url: str | None  # the Airflow run's page (a path under Airflow's base URL); None for a CLI run
+    required_actions_url: str | None  # where the approver responds, while the stage is awaiting approval
+
+
+class PageSettings(TypedDict):
+    default_time_zone: str
+    sweep_dag_id: str
+    refresh_seconds: int
+
+
+# response_model=None: the answer's TypedDict types it for mypy; pydantic takes only typing_extensions' TypedDict on
+# Python 3.11 as a response model, and the answer needs no second validation.
+@router.get("/offboardings", response_model=None)
+def offboardings(user: Reader) -> list[OffboardingView]:
+    """Offboardings not finished yet, with the stage each one is at and where in Airflow to follow or approve it."""
     with open_ledger() as ledger:
-        return open_offboardings(ledger, pendulum.now("UTC"))
+        found = open_offboardings(ledger, pendulum.now("UTC"))
+    names = customers_of(registry_accounts(), (o["account_id"] for o in found))
+    return [{**o, "customer": names[o["account_id"]], "run_url": run_path(o["dag_id"], o["airflow_run_id"]),
+             # Approval is a step of the DAG's run in Required Actions; a run no DAG made has none.
+             "required_actions_url": required_actions_path(o["dag_id"])
+             if o["stage"] == AWAITING_APPROVAL and o["dag_id"] else None}
+            for o in found]
+
+
+@router.get("/page-settings", response_model=None)
+def page_settings(user: Reader) -> PageSettings:
+    """What the page takes from Airflow's configuration: the time zone to show times in when the user chose none
+    in Airflow's UI, the sweep DAG, and how often to reload."""
+    return {"default_time_zone": default_time_zone(), "sweep_dag_id": SWEEP_DAG_ID,
+            "refresh_seconds": REFRESH_SECONDS}
 
 
 @router.get("/data-classes")
@@ -105,46 +129,6 @@ def data_classes(user: Reader) -> list[dict[str, str]]:
     with context() as ctx:
         return [{"name": name, "description": spec.description}
                 for name, spec in sorted(ctx.ruleset.data_classes.data_classes.items())]
-
-
-@router.get("/holds")
-def holds(user: Reader, include_released: Annotated[bool, Query(alias="all")] = False) -> list[dict[str, str | None]]:
-    with open_ledger() as ledger:
-        return [h.as_dict() for h in ledger.list_holds(include_released=include_released)]
-
-
-@router.post("/holds", status_code=201, dependencies=[Depends(json_body)])
-def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.PLACE_HOLD)]) -> dict[str, object]:
-    """Place a legal hold; the next sweep or offboarding keeps what it covers."""
-    with context() as ctx:
-        # A misspelt account or class would hold nothing while looking like protection: refuse it. An account whose
-        # registry row was refused exists: it may be held.
-        known = ctx.registry.knows if ctx.registry is not None else ctx.accounts.__contains__
-        if body.account_id is not None and not known(body.account_id):
-            raise HTTPException(422, f"account_id: no account {body.account_id!r} in the account registry")
-        if body.data_class is not None and body.data_class not in ctx.ruleset.data_classes.data_classes:
-            raise HTTPException(422, f"data_class: unknown data class {body.data_class!r}")
-        try:
-            placed = ctx.ledger.place_hold(account_id=body.account_id, data_class=body.data_class,
-                                           reason=body.reason, reference=body.reference, placed_by=staff_id(user))
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-        # Now, not at the next daily run: a scheduled key deletion the hold covers is cancelled.
-        keys = keep_keys_for_new_hold(ctx.ledger, Settings.from_env(), actor=staff_id(user))
-    return {**placed.as_dict(), **keys}
-
-
-@router.post("/holds/{hold_id}/release", dependencies=[Depends(json_body)])
-def release_hold(hold_id: str, body: ReleaseRequest,
-                 user: Annotated[BaseUser, requires(Permission.RELEASE_HOLD)]) -> dict[str, str | None]:
-    with open_ledger() as ledger:
-        try:
-            released = ledger.release_hold(hold_id, released_by=staff_id(user), reason=body.reason)
-        except LookupError as exc:
-            raise HTTPException(404, str(exc)) from None
-        except ValueError as exc:
-            raise HTTPException(409, str(exc)) from None
-    return released.as_dict()
 
 
 def staff_id(user: BaseUser) -> str:

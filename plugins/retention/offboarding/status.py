@@ -35,6 +35,8 @@ class OffboardingStatus(TypedDict):
     started_at: str
     stage: str  # one of the stages above
     tasks: dict[str, int]  # task status -> how many of the run's tasks are in it
+    dag_id: str | None  # the Airflow DAG and run that made it (None for a run planned outside Airflow)
+    airflow_run_id: str | None
 
 
 def open_offboardings(ledger: Ledger, now: pendulum.DateTime) -> list[OffboardingStatus]:
@@ -48,7 +50,8 @@ def _status(ledger: Ledger, run: Run, now: pendulum.DateTime) -> OffboardingStat
     tasks = Counter(t.status for t in ledger.tasks(run.id))
     return {"run_id": run.id, "account_id": request["account_id"], "choice": request["choice"],
             "effective_at": request["effective_at"], "started_at": run.started_at.isoformat(),
-            "stage": stage(events, request, tasks, now), "tasks": dict(sorted(tasks.items()))}
+            "stage": stage(events, request, tasks, now), "tasks": dict(sorted(tasks.items())),
+            "dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id}
 
 
 def stage(events: dict[str, dict[str, Any]], request: dict[str, Any], tasks: Counter[str],
