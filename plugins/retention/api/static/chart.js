@@ -7,7 +7,7 @@ import {calendarDate, count, number} from "./format.js";
 const MIN_BAR_PX = 6;  // narrower than this a bar is a hairline: aggregate into longer buckets instead
 const HEIGHT = 280;
 const MARGIN = {top: 12, right: 12, bottom: 48};
-const SERIES = 8;  // colours in operators.css (.series-0 .. .series-7), each >= 3:1 against both backgrounds
+const SERIES = 12;  // colours in operators.css (.series-0 .. .series-11), each >= 3:1 against both backgrounds
 
 function addDays(isoDate, n) {
   const d = new Date(`${isoDate}T00:00:00Z`);
@@ -66,10 +66,23 @@ export function niceTicks(max, target = 5) {
   return Array.from({length: Math.round(top / step) + 1}, (_, i) => i * step);
 }
 
-/** Keep a tick label inside the chart: anchored at its end near the right edge, at its start near the left. */
-function anchor(x, halfWidth, left, width) {
-  if (x + halfWidth > width) return "end";
-  return x - halfWidth < left - 24 ? "start" : "middle";
+const TICK_CHAR_PX = 6.5;  // the width of a character of an 11px tick label, generously
+
+/** Date labels under every n-th bucket, n chosen so labels never overlap; kept inside the chart's edges. */
+function xTicks(drawn, kind, withYear, {left, slot, width, y}) {
+  const text = (bucket) => calendarDate(bucket.start, {withYear, style: kind === "month" ? "month" : "day"});
+  const half = (TICK_CHAR_PX * Math.max(...drawn.map((b) => text(b).length))) / 2;
+  const every = Math.max(1, Math.ceil((2 * half + 12) / slot));
+  const ticks = [];
+  let lastRight = -Infinity;
+  drawn.forEach((bucket, i) => {
+    if (i % every) return;
+    const x = Math.min(Math.max(left + i * slot + slot / 2, half), width - half);
+    if (x - half < lastRight + 8) return;  // clamped against the edge onto its neighbour: leave it out
+    lastRight = x + half;
+    ticks.push(el("svg:text", {class: "tick", x, y, "text-anchor": "middle"}, text(bucket)));
+  });
+  return ticks;
 }
 
 const crossesYear = (dates) => dates[0].slice(0, 4) !== dates[dates.length - 1].slice(0, 4);
@@ -96,7 +109,9 @@ export function drawChart(svg, forecast) {
   const width = Math.max(240, Math.floor(svg.parentElement.clientWidth || 640));
   const probe = buckets(forecast, "day");
   const ticks = niceTicks(Math.max(0, ...probe.map((b) => b.total)));
-  const left = 28 + 7 * number(ticks[ticks.length - 1]).length;  // room for the widest tick and the axis title
+  // Room for the axis title and the widest tick any bucketing could need (a month sums the most).
+  const widest = niceTicks(Math.max(0, ...buckets(forecast, "month").map((b) => b.total))).at(-1);
+  const left = 28 + 7 * number(widest).length;
   const plot = {w: width - left - MARGIN.right, h: HEIGHT - MARGIN.top - MARGIN.bottom};
   const kind = bucketKind(dates, plot.w);
   const drawn = kind === "day" ? probe : buckets(forecast, kind);
@@ -112,14 +127,9 @@ export function drawChart(svg, forecast) {
       el("svg:text", {class: "tick", x: left - 6, y: y(tick) + 4, "text-anchor": "end"}, number(tick))]),
     el("svg:text", {class: "axis-title", transform: `translate(12 ${MARGIN.top + plot.h / 2}) rotate(-90)`,
                     "text-anchor": "middle"}, "Records falling due"));
-  const labelWidth = 7 * bucketLabel(drawn[0], kind === "week" ? "day" : kind, withYear).length + 12;
-  const every = Math.max(1, Math.ceil(labelWidth / slot));
   const xAxis = el("svg:g", {class: "axis-x"},
     el("svg:line", {class: "baseline", x1: left, x2: left + plot.w, y1: y(0), y2: y(0)}),
-    ...drawn.flatMap((bucket, i) => (i % every ? [] : [
-      el("svg:text", {class: "tick", x: left + i * slot + slot / 2, y: MARGIN.top + plot.h + 16,
-                      "text-anchor": anchor(left + i * slot + slot / 2, labelWidth / 2, left, width)},
-         kind === "month" ? calendarDate(bucket.start, {withYear, style: "month"}) : calendarDate(bucket.start, {withYear}))])),
+    ...xTicks(drawn, kind, withYear, {left, slot, width, y: MARGIN.top + plot.h + 16}),
     el("svg:text", {class: "axis-title", x: left + plot.w / 2, y: HEIGHT - 6, "text-anchor": "middle"},
        `Sweep date (UTC)${kind === "day" ? "" : `, per ${kind}`}`));
 

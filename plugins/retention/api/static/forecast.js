@@ -35,6 +35,7 @@ export async function loadForecast() {
     if (error.name === "AbortError" || controller !== pending) return;
     sectionError("forecast", `The ${days}-day forecast could not be loaded: ${error.message}. `
       + "The chart below, if any, is from an earlier answer.");
+    sectionError("terminations", `The terminations come with the forecast, which could not be loaded: ${error.message}.`);
   } finally {
     if (controller === pending) {
       pending = null;

@@ -80,6 +80,7 @@ async function placeHold(event) {
     announce(`Hold ${placed.id} placed: ${scope}`);
     form().reset();
     showCustomer();
+    submit.disabled = false;
     await reloadAfterPlace();
   } catch (failure) {
     if (failure.field && form().querySelector(`.field-error[data-for=${failure.field}]`)) {
