@@ -61,6 +61,12 @@ redis-server:
 	    apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
 	fi
 
+# The operator page's screenshots under docs/images (light, dark, phone), taken in the browser tests' Chromium
+# over the test stack; the file is not a test module, so `make test` leaves it out.
+.PHONY: screenshots
+screenshots: $(VENV)/.dev chromium
+	$(BIN)/python -m pytest tests/browser/screenshots.py -q -p no:cacheprovider
+
 clean:
 	rm -rf var .pytest_cache .hypothesis
 

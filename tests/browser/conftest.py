@@ -32,13 +32,23 @@ def browser() -> Iterator:
 
 
 @contextmanager
-def signed_in(browser, url: str, username: str, role: str) -> Iterator:
-    """A browser tab signed in to Airflow as that user (Airflow's own ``_token`` session cookie)."""
+def signed_in(browser, url: str, username: str, role: str, *, viewport: dict[str, int] | None = None,
+              color_scheme: str | None = None, local_storage: dict[str, str] | None = None) -> Iterator:
+    """A browser tab signed in to Airflow as that user (Airflow's own ``_token`` session cookie). Optionally
+    a window size, the system's colour scheme and items of the origin's localStorage set before any script
+    runs (Airflow's UI keeps the user's theme and time zone there)."""
+    import json
+
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 
     from tests.fixtures.api import staff_token
 
-    session = browser.new_context(base_url=url)
+    options = {key: value for key, value in (("viewport", viewport), ("color_scheme", color_scheme))
+               if value is not None}
+    session = browser.new_context(base_url=url, **options)
+    if local_storage:
+        session.add_init_script(f"for (const [k, v] of Object.entries({json.dumps(local_storage)})) "
+                                "localStorage.setItem(k, v);")
     session.add_cookies([{"name": COOKIE_NAME_JWT_TOKEN, "value": staff_token(username, role), "url": url}])
     tab = session.new_page()
     # A ceiling, not a wait: the page is ready when it says so, which takes long on a loaded machine.

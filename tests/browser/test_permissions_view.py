@@ -1,6 +1,7 @@
 """The operator page in a real browser for users without every permission: an ``op`` places a legal hold
-from the form, but releasing it is refused and the page shows which permission is missing; a Viewer
-sees the page and is refused placing a hold. The ledger records only what was allowed."""
+from the form, but the release dialog is refused what a release would resume and says which permission is
+missing, with nothing to confirm; a Viewer sees the page and is refused placing a hold, told so beside the
+form. The ledger records only what was allowed."""
 
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ def test_an_op_places_a_hold_in_the_page_but_is_refused_releasing_it(browser, li
         open_page(tab)
         place_hold(tab, "LEGAL-2026-14")
         tab.wait_for_selector("#holds tbody tr[data-id^='hold-']")
-        tab.once("dialog", lambda dialog: dialog.accept("matter closed"))
         tab.locator("#holds tbody tr button.release").click()
-        expect(tab.locator("#status.error")).to_have_text(
-            "403: missing permission: RELEASE_HOLD (POST on 'Retention Hold Release')", timeout=120_000)
+        dialog = tab.locator("dialog#release-dialog")
+        expect(dialog.locator("#release-error")).to_contain_text("missing permission: RELEASE_HOLD",
+                                                                 timeout=120_000)
+        expect(dialog.locator("#release-confirm")).to_be_disabled()
     (hold,) = holds()
     assert (hold.placed_by, hold.released_at) == ("api:legal-ops-3", None)
 
@@ -51,6 +53,6 @@ def test_a_viewer_sees_the_page_and_is_refused_placing_a_hold(browser, live_api)
     with signed_in(browser, live_api.url, "auditor-2", "viewer") as tab:
         open_page(tab)
         place_hold(tab, "LEGAL-2026-15")
-        expect(tab.locator("#hold-result.error")).to_have_text(
-            "403: missing permission: PLACE_HOLD (POST on 'Retention Holds')", timeout=120_000)
+        expect(tab.locator("#hold-error")).to_contain_text(
+            "missing permission: PLACE_HOLD (POST on 'Retention Holds')", timeout=120_000)
     assert holds() == []
