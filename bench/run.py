@@ -1,6 +1,6 @@
 """Benchmarks of the retention engine against the tools a user would pick instead (`make bench`).
 
-    python bench/run.py [--quick] [--only s3-plain,s3-versioned,s3-parser,sql-1,sql-20,memory]
+    python bench/run.py [--quick] [--only s3-plain,s3-versioned,s3-parser,sql-1,sql-20,memory,forecast]
 
 Starts a local S3 endpoint (moto, in its own process) and an embedded PostgreSQL, runs every scenario
 with every contender on identically seeded data in this one run, verifies what each left behind,
@@ -23,15 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, MotoProcess, Row, apply_ratios, clear_dir, log, machine_info, postgres, write_json  # noqa: E402
 
 SCENARIOS = ("s3-plain", "s3-versioned", "s3-parser", "sql-1", "sql-20", "memory", "saas", "saas-growth",
-             "s3-saas")
+             "s3-saas", "forecast")
 FULL = {"objects": 50_000, "versioned_keys": 10_000, "rows": 2_000_000, "due": 1_300_000,
         "memory": [(100_000, 5_000), (1_000_000, 50_000)],
         "saas": (10_000, 10_000_000), "saas_growth": ([100, 1_000, 10_000], 1_000_000),
-        "s3_saas": (10_000, 100_000, 10_000)}
+        "s3_saas": (10_000, 100_000, 10_000), "forecast": (10_000, 1_000_000)}
 QUICK = {"objects": 5_000, "versioned_keys": 1_000, "rows": 200_000, "due": 130_000,
          "memory": [(100_000, 5_000)],
          "saas": (100, 110_000), "saas_growth": ([10, 30, 100], 110_000),
-         "s3_saas": (100, 2_000, 500)}
+         "s3_saas": (100, 2_000, 500), "forecast": (100, 110_000)}
 S3_RATIO = 0.95
 SQL_RATIO = 0.8
 
@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path,
                         help="JSON output (default bench/results/latest.json, quick.json with --quick)")
     parser.add_argument("--saas-size", help="ACCOUNTS,ROWS for the saas scenario (default: the mode's)")
+    parser.add_argument("--forecast-size", help="ACCOUNTS,ROWS for the forecast scenario (default: the mode's)")
     parser.add_argument("--s3-saas-size", help="ACCOUNTS,OBJECTS,VERSIONED_KEYS for s3-saas (default: the mode's)")
     parser.add_argument("--saas-engine-timeout", type=float, default=3600,
                         help="seconds before the saas scenarios' engine child is killed (its progress is reported)")
@@ -53,7 +54,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     sizes = dict(QUICK if args.quick else FULL)
-    for option, key in ((args.saas_size, "saas"), (args.s3_saas_size, "s3_saas")):
+    for option, key in ((args.saas_size, "saas"), (args.s3_saas_size, "s3_saas"), (args.forecast_size, "forecast")):
         if option:
             sizes[key] = tuple(int(part) for part in option.split(","))
     repeat = args.repeat or (1 if args.quick else 3)
@@ -61,6 +62,7 @@ def main() -> int:
         parser.error("--repeat must be 1..9")
     out = args.out or BENCH / "results" / ("quick.json" if args.quick else "latest.json")
 
+    import forecast
     import memory
     import s3_purge
     import s3_saas
@@ -101,6 +103,9 @@ def main() -> int:
                                          timeout=args.saas_engine_timeout)
             if "s3-saas" in only:
                 rows += s3_saas.scenario_rows(moto, work, *sizes["s3_saas"])
+            if "forecast" in only:
+                rows += forecast.demo_rows(server_url, moto, work, repeat)
+                rows += forecast.saas_rows(server_url, moto, work, *sizes["forecast"])
             info["s3_endpoint_rss_mb_at_end"] = round(moto.rss_mb(), 1)
     finally:
         if moto is not None:

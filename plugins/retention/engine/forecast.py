@@ -24,13 +24,15 @@ How it counts, per location, without a question per account and day:
 - Counted once per location. One ``store.histogram`` call answers, for every account with a step, at which of
   its days' cutoffs its records fall due (one grouped statement per anchor in SQL, one listing or SCAN pass
   elsewhere), judged exactly as ``store.tally`` judges one cutoff; a day's line holds the records that fall due
-  that day and not before.
+  that day and not before. Several locations are counted at once, in threads (each mostly waits on its own
+  database or endpoint); the stores are opened one at a time before.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from typing import Any
@@ -46,9 +48,10 @@ from retention.ledger.chain import iso_utc
 from retention.rules import Account, Decision, LegalHold, parse_utc, resolve
 from retention.rules.durations import IsoDuration
 from retention.rules.resolver import cutoff_series
-from retention.stores.base import Cutoffs, DueSeries
+from retention.stores.base import Cutoffs, DueSeries, Histogram
 
 MAX_DAYS = 366
+COUNTING_THREADS = 4  # locations counted at once: each mostly waits on its database or endpoint
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,16 @@ def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: P
         raise ValueError(f"days must be from 1 to {MAX_DAYS}, got {days}")
     holds = [hold for hold in ctx.ledger.resolver_holds() if hold.id not in ignore_holds]
     schedules = _Schedules(ctx, [start.add(days=day) for day in range(days + 1)], holds)
-    found = [due for location_id in progress(list(ctx.inventory.locations), "counting")
-             for due in _location(ctx, location_id, schedules)]
+    locations = list(ctx.inventory.locations)
+    stores = {location_id: ctx.store(location_id) for location_id in locations}  # opened one at a time
+    scheduled = {location_id: _scheduled(ctx, location_id, schedules) for location_id in locations}
+    with ThreadPoolExecutor(COUNTING_THREADS) as pool:
+        counting = {location_id: pool.submit(stores[location_id].histogram,
+                                             [schedule.series() for schedule in scheduled[location_id].values()])
+                    for location_id in locations}
+        found = [due for location_id in progress(locations, "counting")
+                 for due in _lines(ctx, location_id, schedules, scheduled[location_id],
+                                   counting[location_id].result())]
     end = start.add(days=days)
     terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or parse_utc(t.due_at) <= end]
     return Forecast(sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location)), terminations)
@@ -182,19 +193,24 @@ def _hold_changes(moments: Sequence[pendulum.DateTime], holds: list[LegalHold]) 
     return sorted(changes)
 
 
-def _location(ctx: SweepContext, location_id: str, schedules: _Schedules) -> list[Due]:
-    """The location's lines: for each account with a step on some day, one line per day on which records of
-    it fall due, from ONE ``store.histogram`` for the location."""
-    spec = ctx.inventory.locations[location_id]
-    scheduled = {account.id: schedule for account in ctx.accounts.values()
-                 if (schedule := schedules.of(account, spec.data_class)) is not None}
-    histogram = ctx.store(location_id).histogram([schedule.series() for schedule in scheduled.values()])
+def _scheduled(ctx: SweepContext, location_id: str, schedules: _Schedules) -> dict[str, _Schedule]:
+    """The location's accounts with a step on some day, and their schedules."""
+    data_class = ctx.inventory.locations[location_id].data_class
+    return {account.id: schedule for account in ctx.accounts.values()
+            if (schedule := schedules.of(account, data_class)) is not None}
+
+
+def _lines(ctx: SweepContext, location_id: str, schedules: _Schedules, scheduled: dict[str, _Schedule],
+           histogram: Histogram) -> list[Due]:
+    """The location's lines from its ``store.histogram``: per account, one per day on which records of it fall
+    due (that day's cutoff is the first at or after their anchor time)."""
+    data_class = ctx.inventory.locations[location_id].data_class
     found = []
     for account_id, per_cutoff in histogram.items():
         schedule = scheduled[account_id]
         for index, records in sorted(per_cutoff.items()):
             cutoff = schedule.cutoffs.instants[index] if schedule.cutoffs is not None else None
-            found.append(Due(schedules.moments[schedule.days[index]].to_date_string(), spec.data_class, account_id,
+            found.append(Due(schedules.moments[schedule.days[index]].to_date_string(), data_class, account_id,
                              location_id, schedule.step.action, records, schedule.decision.rule_id,
                              iso_utc(cutoff) if cutoff is not None else None, _why(schedule.decision)))
     return found
