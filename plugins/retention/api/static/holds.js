@@ -50,13 +50,21 @@ function breakdown(resumes) {
   ];
 }
 
-function showPreview({hold, resumes, next_sweep: nextSweep}) {
+/** When the sweep next runs, as Airflow's metadata database says; nothing guessed. */
+function nextSweepWords({next_sweep: at, next_sweep_source: source, sweep_paused: paused}) {
+  if (at) return dateTime(at);
+  if (paused) return "none: the sweep is paused in Airflow, so nothing is deleted until it is unpaused";
+  if (source === "airflow") return "none scheduled in Airflow";
+  return "not known (Airflow's schedule of the sweep could not be read)";
+}
+
+function showPreview(preview) {
+  const {hold, resumes} = preview;
   field("scope").textContent = scopeWords(hold);
   field("reference").textContent = hold.reference;
   field("reason").textContent = hold.reason === null ? "(erased)" : hold.reason ?? "—";
   field("placed").textContent = `${placedByWords(hold)}, ${dateTime(hold.placed_at)}`;
-  field("next-sweep").textContent = nextSweep
-    ? dateTime(nextSweep) : "not known (Airflow's schedule of the sweep could not be read)";
+  field("next-sweep").textContent = nextSweepWords(preview);
   const records = document.getElementById("release-records");
   records.dataset.records = String(resumes.records);
   records.textContent = resumes.records
@@ -90,7 +98,8 @@ async function openRelease(hold, button) {
     if (releasing !== token) return;
     records.textContent = "";
     document.getElementById("release-error").textContent =
-      `What a release would resume could not be loaded: ${error.message}. Nothing was released.`;
+      `What a release would resume could not be loaded: ${error.message}. Nothing was released; a release `
+      + "waits until its consequences can be shown: close this and try again.";
   }
 }
 
