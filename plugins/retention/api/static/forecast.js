@@ -44,6 +44,9 @@ export async function loadForecast() {
   }
 }
 
+/** True while an answer is awaited (a refresh then leaves it running rather than asking again). */
+export const forecastLoading = () => pending !== null;
+
 /** Redraw the answer shown (the figure's width or the page's time zone changed). */
 export function draw() {
   if (!shown) return;

@@ -53,6 +53,7 @@ export function holdFormHasInput() {
 async function placeHold(event) {
   event.preventDefault();
   clearErrors();
+  document.getElementById("hold-result").textContent = "";  // an earlier hold's sentence is not this one's answer
   const fields = Object.fromEntries(new FormData(form()));
   const body = {account_id: fields.account_id.trim() || null, data_class: fields.data_class || null,
                 reference: fields.reference.trim(), reason: fields.reason.trim()};

@@ -2,7 +2,7 @@
 // a refresh every `refresh_seconds` (never under an open dialog or a half-filled form).
 import {get} from "./api.js";
 import {loadCertificates} from "./certificates.js";
-import {draw, loadForecast, setUpForecast} from "./forecast.js";
+import {draw, forecastLoading, loadForecast, setUpForecast} from "./forecast.js";
 import {currentZone, setZone} from "./format.js";
 import {holdFormHasInput, setUpHoldForm} from "./hold-form.js";
 import {loadHolds, setUpRelease} from "./holds.js";
@@ -44,7 +44,8 @@ function chooseZone(settings) {
 }
 
 async function loadAll() {
-  await Promise.all([loadForecast(), loadOffboardings(), loadCertificates(), loadHolds()]);
+  // A slow forecast still on its way is left to finish: asking again would only start it over.
+  await Promise.all([forecastLoading() ? null : loadForecast(), loadOffboardings(), loadCertificates(), loadHolds()]);
   updated(document.querySelectorAll(".section-error:not([hidden])").length);
 }
 
