@@ -59,6 +59,40 @@ def test_a_customer_downloads_a_verifiable_certificate_and_the_ledger_records_it
     assert actors["certificate.issued"] == "api:dpo-7"
 
 
+def links_made(certificate_id: str) -> int:
+    with Ledger.open(Settings.from_env().database_url) as ledger:
+        return len([e for e in ledger.events_of_kind("certificate.link_created")
+                    if e.payload["certificate_id"] == certificate_id])
+
+
+def test_a_complete_certificate_is_linked_at_once(api) -> None:
+    complete = issue(api, ACCOUNT)
+    made = api.post(f"/retention/certificates/{complete}/links", headers=api.staff, json={"hours": 24})
+    assert (made.status_code, made.json()["status"]) == (201, "complete")
+    assert links_made(complete) == 1
+
+
+def test_a_partial_certificate_is_linked_only_once_the_person_acknowledged_it(api) -> None:
+    """A hold in force on the account is an exception of its certificate: it is partial, and a customer sent a link
+    to it should be sent it knowingly."""
+    hold = api.post("/retention/holds", headers=api.staff,
+                    json={"account_id": ACCOUNT, "reason": "litigation", "reference": "LEGAL-14"})
+    assert hold.status_code == 201, hold.text
+    partial = issue(api, ACCOUNT)
+    (listed,) = api.get("/retention/certificates", headers=api.staff).json()
+    assert listed["status"] == "partial"
+    refused = api.post(f"/retention/certificates/{partial}/links", headers=api.staff, json={"hours": 24})
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(f"acknowledge_partial: certificate {partial} is partial: ")
+    assert links_made(partial) == 0
+
+    made = api.post(f"/retention/certificates/{partial}/links", headers=api.staff,
+                    json={"hours": 24, "acknowledge_partial": True})
+    assert (made.status_code, made.json()["status"]) == (201, "partial"), made.text
+    assert api.get(made.json()["path"]).status_code == 200
+    assert links_made(partial) == 1
+
+
 def test_links_that_are_forged_expired_or_replayed_open_nothing(api, monkeypatch) -> None:
     mine, theirs = issue(api, ACCOUNT), issue(api, OTHER)
     path, token = link(api, mine)
