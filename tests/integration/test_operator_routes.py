@@ -102,6 +102,19 @@ def test_a_hold_over_nothing_due_keeps_nothing_now(api) -> None:
         "records": 0, "by_account": [], "by_data_class": {}}
 
 
+def test_a_hold_stands_when_what_it_keeps_cannot_be_counted(api, stack, monkeypatch) -> None:
+    """The object store is unreachable: the hold is placed and in force all the same, and the answer says its count
+    is missing (a 500 would have the person place it again)."""
+    closed = f"http://127.0.0.1:{embedded.free_port()}"
+    monkeypatch.setenv("AIRFLOW_CONN_OBJECT_STORE", embedded.airflow_connections(stack.app_url, closed)[
+        "AIRFLOW_CONN_OBJECT_STORE"])
+    placed = api.post("/retention/holds", headers=api.staff,
+                      json={"account_id": ACCOUNT, "reason": "litigation", "reference": "LEGAL-14"})
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["keeps"] is None and placed.json()["keeps_not_counted"]
+    assert [h["id"] for h in api.get("/retention/holds", headers=api.staff).json()] == [placed.json()["id"]]
+
+
 def test_a_preview_of_an_unknown_or_released_hold_is_refused_and_changes_nothing(api) -> None:
     assert api.get("/retention/holds/hold-nope/release-preview", headers=api.staff).status_code == 404
     hold = place(api, account_id=ACCOUNT)

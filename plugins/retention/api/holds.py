@@ -1,7 +1,8 @@
 """Legal holds as staff place, review and release them on the operator page, with what each action means.
 
 Placing a hold answers what it now keeps (``keeps``): the records in its scope that the next sweep would delete if
-the hold were not there. Before a release, ``release-preview`` says what deletion resumes: the records in the
+the hold were not there (``null`` and ``keeps_not_counted`` naming the error when a store could not be counted: the
+hold stands all the same). Before a release, ``release-preview`` says what deletion resumes: the records in the
 hold's scope that are due now once it is gone, and when the sweep next runs. Both counts are day 0 of a one-day
 forecast (``retention.engine.forecast``) that counts this hold as released, the same figure ``GET /forecast``
 shows for that scope once the hold is released; other holds in force still hold.
@@ -13,6 +14,7 @@ hold's reason is free text kept in its row (never in an event); staff who may re
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Annotated, Literal, TypedDict
 
@@ -32,6 +34,8 @@ from retention.ledger import HoldRecord, Ledger
 from retention.offboarding.backups import keep_keys_for_new_hold
 from retention.permissions import Permission
 from retention.settings import Settings
+
+_log = logging.getLogger(__name__)
 
 Releaser = Annotated[BaseUser, requires(Permission.RELEASE_HOLD)]
 CHANNELS = {"api": "Airflow", "cli": "CLI"}  # a staff id's prefix -> where the person acted
@@ -121,8 +125,12 @@ def place_hold(body: HoldRequest, user: Annotated[BaseUser, requires(Permission.
             raise HTTPException(422, field_first(str(exc), list(HoldRequest.model_fields)) or str(exc)) from None
         # Now, not at the next daily run: a scheduled key deletion the hold covers is cancelled.
         keys = keep_keys_for_new_hold(ctx.ledger, Settings.from_env(), actor=staff_id(user))
-        kept = due_now_in_scope(ctx, placed)
         view = hold_view(placed, customers_of(ctx.accounts, [placed.account_id]))
+        try:
+            kept = due_now_in_scope(ctx, placed)
+        except Exception as exc:  # noqa: BLE001 - a store could not be counted; the hold is recorded and in force
+            _log.warning("hold %s placed, but what it keeps was not counted: %s", placed.id, type(exc).__name__)
+            return {**view, **keys, "keeps": None, "keeps_not_counted": type(exc).__name__}
     keeps: Kept = {"records": sum(line.records for line in kept), "accounts": len({line.account_id for line in kept})}
     return {**view, **keys, "keeps": keeps}
 
