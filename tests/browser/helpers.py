@@ -3,6 +3,8 @@ no page), the ledger's events, and the page's hooks (dom.md) read back from the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from retention.ledger import Ledger
@@ -12,7 +14,7 @@ from tests.fixtures.api import bearer
 HELD = "acct_1001"  # Northwind Traders GmbH in demo/accounts.yaml
 
 
-def staff_get(url: str, path: str, **params: object) -> dict:
+def staff_get(url: str, path: str, **params: object) -> Any:  # the route's JSON: an object or a list
     answer = httpx.get(f"{url}/retention/{path}", params=params, headers=bearer(), timeout=120)
     assert answer.status_code == 200, answer.text
     return answer.json()

@@ -32,7 +32,8 @@ def test_screenshots(browser, live_api) -> None:
     place_hold(live_api.url, "acct_3003", "LEGAL-2026-14")
     with context() as ctx:
         plan_offboarding(ctx, OffboardingRequest(account_id="acct_2002", choice="delete", reference="TKT-88"),
-                         pendulum.now("UTC"), requested_by="api:csm-3", actor="screenshots")
+                         pendulum.now("UTC"), requested_by="api:csm-3", actor="screenshots",
+                         dag_id="termination_offboarding", airflow_run_id="manual__2026-11-30T17:40:00+00:00")
     complete = certificate(live_api.url, live_api.run_id, HELD)
     partial_certificate(live_api.url, live_api.run_id, "acct_6006")
     IMAGES.mkdir(parents=True, exist_ok=True)
@@ -42,4 +43,7 @@ def test_screenshots(browser, live_api) -> None:
             row = tab.locator(f"#certificates tbody tr[data-id='{complete}']")
             row.locator("button.make-link").click()  # a complete certificate's link is minted at once
             row.locator("input.link").wait_for()
+            # As a reader first sees it: no control focused, every table scrolled to its first column.
+            tab.evaluate("() => { document.activeElement?.blur(); "
+                         "document.querySelectorAll('.table-scroll').forEach(box => { box.scrollLeft = 0; }); }")
             tab.screenshot(path=str(IMAGES / name), full_page=True)

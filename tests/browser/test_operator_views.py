@@ -2,7 +2,8 @@
 by Airflow's own UI at /plugin/retention. It loads behind Airflow's session only, the chart draws what the
 forecast says, the tables show the open offboarding and the certificate with the customer's name beside each
 account, and a hold placed in the form shows up, is recorded in the staff member's name, says what it keeps
-and takes the held data out of the forecast."""
+and takes the held data out of the forecast. The chart's axes are titled, its ticks are nice numbers, and a
+year's forecast is drawn in weekly bars."""
 
 from __future__ import annotations
 
@@ -16,20 +17,27 @@ from playwright.sync_api import expect
 from retention.engine.tasks import context
 from retention.offboarding.plan import plan_offboarding
 from retention.offboarding.request import OffboardingRequest
-from tests.browser.helpers import HELD, bars, by_day, certificate, events, forecast, open_page
+from tests.browser.helpers import HELD, bars, by_day, certificate, events, forecast, open_page, staff_get
 from tests.fixtures.api import STAFF
 
 pytestmark = pytest.mark.browser
 
 OFFBOARDED = "acct_2002"  # Contoso Retail Inc. in demo/accounts.yaml
+AIRFLOW_RUN = "manual__2026-11-30T17:40:00+00:00"
 
 
 @pytest.fixture
 def offboarding(live_api) -> str:
-    """An offboarding planned and waiting for its second pair of eyes."""
+    """An offboarding planned by the offboarding DAG's run and waiting for its second pair of eyes."""
     request = OffboardingRequest(account_id=OFFBOARDED, choice="delete", reference="TKT-88")
     with context() as ctx:
-        return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test")["run_id"]
+        return plan_offboarding(ctx, request, pendulum.now("UTC"), requested_by="api:csm-3", actor="test",
+                                dag_id="termination_offboarding", airflow_run_id=AIRFLOW_RUN)["run_id"]
+
+
+def nice(step: int) -> bool:
+    """1, 2 or 5 times a power of ten."""
+    return step > 0 and str(step).rstrip("0") in ("1", "2", "5")
 
 
 def test_the_page_and_its_data_need_airflows_session(live_api, browser) -> None:
@@ -56,13 +64,38 @@ def test_the_chart_draws_the_forecast_and_the_tables_show_offboardings_and_certi
     legend = page.locator("#forecast-legend li").all_inner_texts()
     assert legend == sorted({data_class for _, data_class in drawn})
     assert page.locator("#forecast-table tbody tr").count() == len({day for day, _ in drawn})
+    assert page.locator("#forecast-chart g.axis-x text.axis-title").text_content() == "Sweep date (UTC)"
+    assert page.locator("#forecast-chart g.axis-y text.axis-title").text_content() == "Records falling due"
+    ticks = [int(t.replace(",", "")) for t in page.locator("#forecast-chart g.axis-y text.tick").all_text_contents()]
+    steps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert ticks[0] == 0 and len(steps) == 1 and nice(steps.pop()), ticks  # 0, 5, 10, 15: never "8"
+
+    # 366 days do not fit a bar per day in 1280 px: the bars are weekly sums, each starting on a Monday.
+    year = forecast(live_api.url, 366)
+    page.select_option("#forecast-days", "366")
+    page.wait_for_selector('#forecast-chart[data-days="366"]')
+    assert page.get_attribute("#forecast-chart", "data-bucket") == "week"
+    weekly: dict[tuple[str, str], int] = {}
+    for (day, data_class), records in by_day(year).items():
+        monday = pendulum.parse(day).start_of("week").to_date_string()
+        weekly[monday, data_class] = weekly.get((monday, data_class), 0) + records
+    assert bars(page) == weekly
 
     row = page.locator(f"#offboardings tr[data-id='{offboarding}']")
     assert row.locator("td").nth(0).locator(".account-id").inner_text() == OFFBOARDED
     assert row.locator("td").nth(0).locator(".customer").inner_text() == "Contoso Retail Inc."
     assert row.locator("td").nth(3).inner_text().startswith("awaiting approval")
-    assert offboarding in row.locator("td").nth(5).inner_text()  # the full run id, never cut
     assert re.search(r"\d+ tasks? planned", row.locator("td").nth(4).inner_text())
+    # The way forward opens in Airflow's own window (the page's origin here): the approval in Required Actions,
+    # the run's page, at the paths the route answers.
+    (listed,) = staff_get(live_api.url, "offboardings")
+    approve = row.locator("td").nth(3).locator("a.required-actions")
+    run = row.locator("td").nth(5).locator("a.run-link")
+    assert (approve.get_attribute("target"), run.get_attribute("target")) == ("_top", "_top")
+    assert approve.get_attribute("href") == live_api.url + listed["required_actions_url"]
+    assert run.get_attribute("href") == live_api.url + listed["run_url"]
+    assert listed["run_url"].startswith("/dags/termination_offboarding/runs/manual__2026-11-30T17")
+    assert offboarding in run.inner_text()  # the full run id, never cut
 
     certificate_row = page.locator(f"#certificates tr[data-id='{issued}']")
     assert certificate_row.locator("td").nth(1).locator(".account-id").inner_text() == HELD
