@@ -1,9 +1,9 @@
 """Who may do what, in Airflow's real api-server app: every staff route of the retention API declares a
 permission, read from the app's own route table (a new route without one fails here); a Viewer or a
 ``user`` reads but writes nothing (nor previews a release); an ``op`` places a hold but only an admin releases
-it or previews what releasing it would delete; every state-changing route refuses a form-encoded body. Under SimpleAuthManager the decision is the product's
-minimal role per permission; under any other auth manager it is that manager's answer for the
-permission's custom view."""
+it or previews what releasing it would delete; every state-changing route refuses a form-encoded body. Under
+SimpleAuthManager the decision is the product's minimal role per permission; under any other auth manager it is
+that manager's answer for the permission's custom view."""
 
 from __future__ import annotations
 
