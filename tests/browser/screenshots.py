@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from playwright.sync_api import expect
 
 from retention.engine.tasks import context
 from retention.offboarding.plan import plan_offboarding
@@ -42,8 +43,10 @@ def test_screenshots(browser, live_api) -> None:
             open_page(tab)
             row = tab.locator(f"#certificates tbody tr[data-id='{complete}']")
             row.locator("button.make-link").click()  # a complete certificate's link is minted at once
-            row.locator("input.link").wait_for()
-            # As a reader first sees it: no control focused, every table scrolled to its first column.
+            expect(row.locator("input.link")).to_be_focused()  # minted, its URL selected for copying
+            # As a reader first sees it: no control focused or text selected, every table at its first column.
             tab.evaluate("() => { document.activeElement?.blur(); "
+                         "document.querySelectorAll('input.link').forEach(link => link.setSelectionRange(0, 0)); "
+                         "window.getSelection().removeAllRanges(); "
                          "document.querySelectorAll('.table-scroll').forEach(box => { box.scrollLeft = 0; }); }")
             tab.screenshot(path=str(IMAGES / name), full_page=True)
