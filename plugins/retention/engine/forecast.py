@@ -137,6 +137,8 @@ class _Schedules:
 
     def __init__(self, ctx: SweepContext, moments: list[pendulum.DateTime], holds: list[LegalHold]) -> None:
         self.moments = moments
+        self.day_names = [moment.to_date_string() for moment in moments]
+        self._written: dict[tuple[Cutoffs, int], str] = {}  # a cutoff as the lines write it, once per series
         self._ctx = ctx
         self._holds = holds
         self._segments = [0, *_hold_changes(moments, holds), len(moments)]
@@ -175,6 +177,12 @@ class _Schedules:
             shared = Cutoffs(tuple(every_day[day] for day in days))
         return _Schedule(decision, step, tuple(days), shared)
 
+    def written_cutoff(self, cutoffs: Cutoffs, index: int) -> str:
+        key = (cutoffs, index)
+        if key not in self._written:
+            self._written[key] = iso_utc(cutoffs.instants[index])
+        return self._written[key]
+
     def _series(self, decision: Decision) -> tuple[tuple[pendulum.DateTime, ...], Cutoffs]:
         """The cutoff of each day for the decision's rule and period, and the same as the series the accounts
         sharing them share."""
@@ -205,14 +213,17 @@ def _lines(ctx: SweepContext, location_id: str, schedules: _Schedules, scheduled
     """The location's lines from its ``store.histogram``: per account, one per day on which records of it fall
     due (that day's cutoff is the first at or after their anchor time)."""
     data_class = ctx.inventory.locations[location_id].data_class
+    whys: dict[tuple[str, IsoDuration], str] = {}  # the rule, its period and basis: written once each
     found = []
     for account_id, per_cutoff in histogram.items():
         schedule = scheduled[account_id]
+        decision = schedule.decision
+        key = (decision.rule_id, decision.retain_for)
+        why = whys[key] if key in whys else whys.setdefault(key, _why(decision))
         for index, records in sorted(per_cutoff.items()):
-            cutoff = schedule.cutoffs.instants[index] if schedule.cutoffs is not None else None
-            found.append(Due(schedules.moments[schedule.days[index]].to_date_string(), data_class, account_id,
-                             location_id, schedule.step.action, records, schedule.decision.rule_id,
-                             iso_utc(cutoff) if cutoff is not None else None, _why(schedule.decision)))
+            cutoff = schedules.written_cutoff(schedule.cutoffs, index) if schedule.cutoffs is not None else None
+            found.append(Due(schedules.day_names[schedule.days[index]], data_class, account_id, location_id,
+                             schedule.step.action, records, decision.rule_id, cutoff, why))
     return found
 
 
