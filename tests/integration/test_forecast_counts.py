@@ -5,7 +5,11 @@ line, the previous per-day forecast (``tests.fixtures.forecast_reference``) on t
 
 from __future__ import annotations
 
+import random
+import shutil
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pendulum
 import pytest
@@ -13,6 +17,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from retention import embedded
 from retention.engine import SweepContext
 from retention.engine.forecast import forecast
 from retention.ledger import Ledger
@@ -24,6 +29,7 @@ from retention.stores.s3 import S3Store
 from retention.stores.sql import SqlStore
 from tests.fixtures.forecast_reference import previous_forecast
 from tests.fixtures.sql import chat_location, copy_rows
+from tests.fixtures.stack import REPO
 from tests.fixtures.tally import statements
 
 BASE = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -248,3 +254,70 @@ def test_ignoring_a_hold_forecasts_what_its_release_would_make_due(stack):
     assert in_scope  # the hold's scope had records falling due
     assert held == held_reference == [line for line in before if line not in in_scope]
     assert ignored == ignored_reference == before
+
+
+STATES = ["trial", "active", "suspended", "terminated"]
+JURISDICTIONS = ["EEA", "UK", "CH", "US-CA", "OTHER"]
+INSTRUCTIONS = {"chat_transcripts": ["P10D", "P200D"], "visitor_activity": ["P60D"], "contact_records": ["P400D"]}
+
+
+def registry(rng: random.Random, count: int, now: pendulum.DateTime) -> list[str]:
+    """``count`` accounts as accounts.yaml lines: every state and jurisdiction, some with instructions, elections,
+    contract ends and terminations within the forecast's days (their profiles mixed)."""
+    lines = ["accounts:"]
+    for n in range(count):
+        state = rng.choice(STATES)
+        lines += [f"  - id: acct_{9000 + n}", f"    state: {state}", f"    jurisdiction: {rng.choice(JURISDICTIONS)}",
+                  "    created_at: 2021-01-04"]
+        if rng.random() < 0.5:
+            lines.append(f"    contract_end: {now.subtract(days=rng.randint(-40, 900)).to_date_string()}")
+        if state == "terminated" or rng.random() < 0.2:
+            choice = rng.choice(["delete", "return"])
+            lines.append(f"    election: {{choice: {choice}, elected_at: 2024-01-02T00:00:00Z}}")
+        if state == "terminated":
+            lines.append(f"    terminated_at: {now.subtract(days=rng.randint(0, 200)).to_iso8601_string()}")
+        chosen = {name: rng.choice(periods) for name, periods in INSTRUCTIONS.items() if rng.random() < 0.3}
+        if chosen:
+            lines.append("    instructions: {" + ", ".join(f"{name}: {p}" for name, p in chosen.items()) + "}")
+    return lines
+
+
+@pytest.mark.postgres
+def test_a_generated_registry_forecasts_as_the_previous_per_day_forecast(stack, tmp_path: Path, monkeypatch):
+    """A few hundred accounts of mixed states, jurisdictions, instructions, elections and contract overrides, with
+    holds on one account, on one data class and on one account's data class, one of them placed and released
+    within the forecast: accounts sharing a profile share a decision, and the lines equal the oracle's."""
+    rng = random.Random(20)
+    count = 120
+    ids = [f"acct_{9000 + n}" for n in range(count)]
+    urllib.request.urlopen(urllib.request.Request(f"{stack.endpoint}/moto-api/reset", method="POST")).close()
+    embedded.seed(stack.app_url, embedded.s3_client(stack.endpoint), ids, stack.now, per_age=1)
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text("\n".join(registry(rng, count, stack.now)) + "\n")
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "retention_rules", rules)
+    overridden = rng.sample(ids, 6)  # contract overrides for six accounts (an instruction still wins over one)
+    with (rules / "overrides.yaml").open("a") as overrides:
+        for n, (account, name) in enumerate(zip(overridden, ["chat_transcripts", "visitor_activity"] * 3, strict=True)):
+            overrides.write(f"  - id: generated-{n}\n    account_id: {account}\n    data_class: {name}\n"
+                            f"    retain_for: P{30 + n * 20}D\n    contract_reference: \"OF-{n}\"\n")
+    monkeypatch.setenv("RETENTION_ACCOUNTS_FILE", str(accounts))
+    monkeypatch.setenv("RETENTION_RULES_DIR", str(rules))
+    start = stack.now.subtract(days=10)
+    with Ledger.open(stack.ledger_url) as ledger:
+        ledger.place_hold(account_id=ids[3], data_class=None, reason="audit", reference="A-1", placed_by="counsel",
+                          at=start.subtract(days=1))
+        ledger.place_hold(account_id=None, data_class="contact_records", reason="regulator", reference="R-1",
+                          placed_by="counsel", at=start.subtract(days=1))
+        spell = ledger.place_hold(account_id=ids[7], data_class="chat_transcripts", reason="litigation",
+                                  reference="L-1", placed_by="counsel", at=start.add(days=3))
+        ledger.release_hold(spell.id, reason="settled", released_by="counsel", at=start.add(days=8))
+        ledger.place_hold(account_id=None, data_class="visitor_activity", reason="inquiry", reference="I-1",
+                          placed_by="counsel", at=start.add(days=5))
+
+    lines, reference = lines_and_reference(stack, start, 30)
+
+    assert lines == reference
+    assert len({line.account_id for line in lines}) > count // 2  # most accounts have lines: the test compares much
+    assert {line.data_class for line in lines} >= {"chat_transcripts", "visitor_activity"}
+    assert not [line for line in lines if line.account_id == ids[3] or line.data_class == "contact_records"]

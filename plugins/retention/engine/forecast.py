@@ -21,6 +21,10 @@ How it counts, per location, without a question per account and day:
   account-event step (terminated_at, contract_end: all of the account's data) starts on the one day its event is
   at or before the cutoff, found by bisection (cutoffs never move earlier), and a terminated account's stays
   kept (``sweep_step``'s rule).
+- Resolved once per decision profile, not per account: accounts whose decisions for a data class can differ only
+  by their id and their anchor event (``_Schedules._profile`` lists what ``resolve`` reads from an account) share
+  one ``resolve``, and each account's decision is that one with its id and its event; an account that a contract
+  override or a legal hold names is a profile of its own.
 - Counted once per location. One ``store.histogram`` call answers, for every account with a step, at which of
   its days' cutoffs its records fall due (one grouped statement per anchor in SQL, one listing or SCAN pass
   elsewhere), judged exactly as ``store.tally`` judges one cutoff; a day's line holds the records that fall due
@@ -47,6 +51,7 @@ from retention.engine.steps import Step
 from retention.ledger.chain import iso_utc
 from retention.rules import Account, Decision, LegalHold, parse_utc, resolve
 from retention.rules.durations import IsoDuration
+from retention.rules.model import AccountState, Election
 from retention.rules.resolver import cutoff_series
 from retention.stores.base import Cutoffs, DueSeries, Histogram
 
@@ -117,6 +122,11 @@ def as_document(lines: list[Due], days: int) -> dict[str, Any]:
             "terminations_due": [t.as_dict() for t in terminations if not t.overdue]}
 
 
+# data class, state, jurisdiction, instructions, election's choice, the account id where an override or a hold
+# names it
+_Profile = tuple[str, AccountState, str, tuple[tuple[str, IsoDuration], ...], Election | None, str | None]
+
+
 @dataclass(frozen=True)
 class _Schedule:
     """One account's step for one data class on the days it has one (on the others its data is kept)."""
@@ -144,6 +154,11 @@ class _Schedules:
         self._segments = [0, *_hold_changes(moments, holds), len(moments)]
         self._cutoffs: dict[tuple[str, IsoDuration], tuple[tuple[pendulum.DateTime, ...], Cutoffs]] = {}
         self._known: dict[tuple[str, str], _Schedule | None] = {}
+        # (account id, data class or None: every class) named by a contract override or by a legal hold: the
+        # decisions that can differ by account id beyond its own fields (see _profile)
+        self._named = ({(override.account_id, override.data_class) for override in ctx.ruleset.overrides}
+                       | {(hold.account_id, hold.data_class) for hold in holds if hold.account_id is not None})
+        self._shared: dict[tuple[_Profile, int], Decision] = {}
 
     def of(self, account: Account, data_class: str) -> _Schedule | None:
         key = (account.id, data_class)
@@ -154,15 +169,19 @@ class _Schedules:
     def _decide(self, account: Account, data_class: str) -> _Schedule | None:
         first: tuple[Decision, Step] | None = None
         days: list[int] = []
+        profile = self._profile(account, data_class)
         for begin, end in pairwise(self._segments):  # the holds in force are the same on every day of a segment
-            decision = resolve(self._ctx.ruleset, account, data_class, self.moments[begin], self._holds)
+            decision = self._resolved(profile, account, data_class, begin)
+            anchor_time = account.event(decision.anchor)
             cutoffs, _ = self._series(decision)
             starts = begin
-            if decision.anchor.is_account_event and decision.anchor_time is not None:
-                starts = bisect_left(cutoffs, decision.anchor_time, begin, end)  # the first day it is due
+            if decision.anchor.is_account_event and anchor_time is not None:
+                starts = bisect_left(cutoffs, anchor_time, begin, end)  # the first day it is due
             if starts == end:
                 continue
-            on_day = replace(decision, at=self.moments[starts], cutoff=cutoffs[starts])  # what resolve gives then
+            # what resolve gives this account on that day: the profile's decision with its id and its event
+            on_day = replace(decision, account_id=account.id, anchor_time=anchor_time, at=self.moments[starts],
+                             cutoff=cutoffs[starts])
             step = sweep_step(on_day, account)
             if isinstance(step, Step):
                 first = first or (on_day, step)
@@ -176,6 +195,25 @@ class _Schedules:
         if len(days) < len(self.moments):  # held on some days: a series of its own
             shared = Cutoffs(tuple(every_day[day] for day in days))
         return _Schedule(decision, step, tuple(days), shared)
+
+    def _profile(self, account: Account, data_class: str) -> _Profile:
+        """What ``resolve`` reads from the account for this data class, but its id and its anchor event (filled in
+        per account): accounts with one profile get one decision. ``resolve`` reads the state and jurisdiction
+        (``select_rule``), every instruction (``_refuse_bad_instructions`` checks them all; ``_period`` takes the
+        data class's), the election's choice (the action), and the id: in ``_period`` only through an override
+        naming the account for the class, in ``LegalHold.applies`` only through a hold naming the account (for
+        the class or for every class). An account so named is a profile of its own; for any other the overrides
+        and the account-scoped holds do not apply, and the holds for every account are the same for all."""
+        named = (account.id, data_class) in self._named or (account.id, None) in self._named
+        return (data_class, account.state, account.jurisdiction, tuple(sorted(account.instructions.items())),
+                account.election.choice if account.election else None, account.id if named else None)
+
+    def _resolved(self, profile: _Profile, account: Account, data_class: str, day: int) -> Decision:
+        """``resolve`` on the day, once per profile (its account id and anchor event are the first account's)."""
+        key = (profile, day)
+        if key not in self._shared:
+            self._shared[key] = resolve(self._ctx.ruleset, account, data_class, self.moments[day], self._holds)
+        return self._shared[key]
 
     def written_cutoff(self, cutoffs: Cutoffs, index: int) -> str:
         key = (cutoffs, index)
