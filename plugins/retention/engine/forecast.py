@@ -51,7 +51,7 @@ from retention.engine.steps import Step
 from retention.ledger.chain import iso_utc
 from retention.rules import Account, Decision, LegalHold, parse_utc, resolve
 from retention.rules.durations import IsoDuration
-from retention.rules.model import AccountState, Election
+from retention.rules.model import AccountState, Anchor, Election
 from retention.rules.resolver import cutoff_series
 from retention.stores.base import Cutoffs, DueSeries, Histogram
 
@@ -128,22 +128,42 @@ _Profile = tuple[str, AccountState, str, tuple[tuple[str, IsoDuration], ...], El
 
 
 @dataclass(frozen=True)
-class _Schedule:
-    """One account's step for one data class on the days it has one (on the others its data is kept)."""
+class _Plan:
+    """A step for one data class on the days it has one (on the others the data is kept), shared by the accounts of
+    one decision profile whose anchor events fall due on the same days."""
 
-    decision: Decision  # as resolved for the first of those days
+    decision: Decision  # as resolved for the first of those days (for the first account of the plan)
     step: Step  # the planner's step on that day; on later days only a record-anchored step's cutoff moves
     days: tuple[int, ...]  # the days with a step, earliest first
     cutoffs: Cutoffs | None  # a record-anchored step's cutoff on each of those days; None: all of the account's
+    why: str  # the rule, its period and basis, as the lines write it
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """One account's plan for one data class."""
+
+    account_id: str
+    plan: _Plan
 
     def series(self) -> DueSeries:
-        return DueSeries(self.decision.account_id, self.step.selector.anchor, self.cutoffs,
-                         due_of(self.step).pending_anonymize)
+        return DueSeries(self.account_id, self.plan.step.selector.anchor, self.plan.cutoffs,
+                         due_of(self.plan.step).pending_anonymize)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What one profile's decision is on every day alike: its account-event anchor (None: record-anchored) and
+    its rule's and period's cutoff on every day."""
+
+    event: Anchor | None
+    cutoffs: tuple[pendulum.DateTime, ...]
 
 
 class _Schedules:
     """Each account's schedule per data class over the forecast's days, decided once and shared by the data
-    class's locations; the cutoff series are computed once per rule and period (module docstring)."""
+    class's locations; decided once per profile and due days, the cutoff series computed once per rule and
+    period (module docstring)."""
 
     def __init__(self, ctx: SweepContext, moments: list[pendulum.DateTime], holds: list[LegalHold]) -> None:
         self.moments = moments
@@ -152,36 +172,48 @@ class _Schedules:
         self._ctx = ctx
         self._holds = holds
         self._segments = [0, *_hold_changes(moments, holds), len(moments)]
+        self._begins = tuple(self._segments[:-1])
         self._cutoffs: dict[tuple[str, IsoDuration], tuple[tuple[pendulum.DateTime, ...], Cutoffs]] = {}
-        self._known: dict[tuple[str, str], _Schedule | None] = {}
         # (account id, data class or None: every class) named by a contract override or by a legal hold: the
         # decisions that can differ by account id beyond its own fields (see _profile)
         self._named = ({(override.account_id, override.data_class) for override in ctx.ruleset.overrides}
                        | {(hold.account_id, hold.data_class) for hold in holds if hold.account_id is not None})
-        self._shared: dict[tuple[_Profile, int], Decision] = {}
+        self._facts: dict[_Profile, _Facts] = {}
+        # (profile, no anchor event, the day each hold segment's step starts) -> the plan, None: kept every day
+        self._plans: dict[tuple[_Profile, bool, tuple[int, ...]], _Plan | None] = {}
 
     def of(self, account: Account, data_class: str) -> _Schedule | None:
-        key = (account.id, data_class)
-        if key not in self._known:
-            self._known[key] = self._decide(account, data_class)
-        return self._known[key]
+        """The account's schedule: the plan of its profile and of the days its anchor event falls due on. Two
+        accounts of one profile with the same such days get the same decisions but for their ids and events, and
+        ``sweep_step`` the same steps but for the ids (it reads the state, in the profile, and whether the event
+        is missing or at or before the day's cutoff, in the key)."""
+        profile = self._profile(account, data_class)
+        facts = self._facts.get(profile) or self._facts.setdefault(profile, self._facts_of(profile, account))
+        anchor_time = account.event(facts.event) if facts.event is not None else None
+        starts = self._begins if anchor_time is None else tuple(  # per hold segment, the first day it is due
+            bisect_left(facts.cutoffs, anchor_time, begin, end) for begin, end in pairwise(self._segments))
+        key = (profile, anchor_time is None, starts)
+        if key not in self._plans:
+            self._plans[key] = self._plan(account, data_class)
+        plan = self._plans[key]
+        return None if plan is None else _Schedule(account.id, plan)
 
-    def _decide(self, account: Account, data_class: str) -> _Schedule | None:
+    def _facts_of(self, profile: _Profile, account: Account) -> _Facts:
+        decision = resolve(self._ctx.ruleset, account, profile[0], self.moments[0], self._holds)
+        return _Facts(decision.anchor if decision.anchor.is_account_event else None, self._series(decision)[0])
+
+    def _plan(self, account: Account, data_class: str) -> _Plan | None:
         first: tuple[Decision, Step] | None = None
         days: list[int] = []
-        profile = self._profile(account, data_class)
         for begin, end in pairwise(self._segments):  # the holds in force are the same on every day of a segment
-            decision = self._resolved(profile, account, data_class, begin)
-            anchor_time = account.event(decision.anchor)
+            decision = resolve(self._ctx.ruleset, account, data_class, self.moments[begin], self._holds)
             cutoffs, _ = self._series(decision)
             starts = begin
-            if decision.anchor.is_account_event and anchor_time is not None:
-                starts = bisect_left(cutoffs, anchor_time, begin, end)  # the first day it is due
+            if decision.anchor.is_account_event and decision.anchor_time is not None:
+                starts = bisect_left(cutoffs, decision.anchor_time, begin, end)  # the first day it is due
             if starts == end:
                 continue
-            # what resolve gives this account on that day: the profile's decision with its id and its event
-            on_day = replace(decision, account_id=account.id, anchor_time=anchor_time, at=self.moments[starts],
-                             cutoff=cutoffs[starts])
+            on_day = replace(decision, at=self.moments[starts], cutoff=cutoffs[starts])  # what resolve gives then
             step = sweep_step(on_day, account)
             if isinstance(step, Step):
                 first = first or (on_day, step)
@@ -190,30 +222,24 @@ class _Schedules:
             return None
         decision, step = first
         if step.selector.anchor is None:
-            return _Schedule(decision, step, tuple(days), None)
+            return _Plan(decision, step, tuple(days), None, _why(decision))
         every_day, shared = self._series(decision)
         if len(days) < len(self.moments):  # held on some days: a series of its own
             shared = Cutoffs(tuple(every_day[day] for day in days))
-        return _Schedule(decision, step, tuple(days), shared)
+        return _Plan(decision, step, tuple(days), shared, _why(decision))
 
     def _profile(self, account: Account, data_class: str) -> _Profile:
-        """What ``resolve`` reads from the account for this data class, but its id and its anchor event (filled in
-        per account): accounts with one profile get one decision. ``resolve`` reads the state and jurisdiction
+        """What ``resolve`` reads from the account for this data class, but its id and its anchor event: accounts
+        of one profile get one decision but for those two. ``resolve`` reads the state and jurisdiction
         (``select_rule``), every instruction (``_refuse_bad_instructions`` checks them all; ``_period`` takes the
-        data class's), the election's choice (the action), and the id: in ``_period`` only through an override
-        naming the account for the class, in ``LegalHold.applies`` only through a hold naming the account (for
-        the class or for every class). An account so named is a profile of its own; for any other the overrides
-        and the account-scoped holds do not apply, and the holds for every account are the same for all."""
+        data class's), the election's choice (the action), the event of the rule's anchor (``anchor_time``), and
+        the id: in ``_period`` only through an override naming the account for the class, in
+        ``LegalHold.applies`` only through a hold naming the account (for the class or for every class). An
+        account so named is a profile of its own; for any other the overrides and the account-scoped holds do not
+        apply, and the holds for every account are the same for all."""
         named = (account.id, data_class) in self._named or (account.id, None) in self._named
         return (data_class, account.state, account.jurisdiction, tuple(sorted(account.instructions.items())),
                 account.election.choice if account.election else None, account.id if named else None)
-
-    def _resolved(self, profile: _Profile, account: Account, data_class: str, day: int) -> Decision:
-        """``resolve`` on the day, once per profile (its account id and anchor event are the first account's)."""
-        key = (profile, day)
-        if key not in self._shared:
-            self._shared[key] = resolve(self._ctx.ruleset, account, data_class, self.moments[day], self._holds)
-        return self._shared[key]
 
     def written_cutoff(self, cutoffs: Cutoffs, index: int) -> str:
         key = (cutoffs, index)
@@ -251,17 +277,14 @@ def _lines(ctx: SweepContext, location_id: str, schedules: _Schedules, scheduled
     """The location's lines from its ``store.histogram``: per account, one per day on which records of it fall
     due (that day's cutoff is the first at or after their anchor time)."""
     data_class = ctx.inventory.locations[location_id].data_class
-    whys: dict[tuple[str, IsoDuration], str] = {}  # the rule, its period and basis: written once each
     found = []
     for account_id, per_cutoff in histogram.items():
-        schedule = scheduled[account_id]
-        decision = schedule.decision
-        key = (decision.rule_id, decision.retain_for)
-        why = whys[key] if key in whys else whys.setdefault(key, _why(decision))
+        plan = scheduled[account_id].plan
+        action, rule_id, why, cutoffs = plan.step.action, plan.decision.rule_id, plan.why, plan.cutoffs
         for index, records in sorted(per_cutoff.items()):
-            cutoff = schedules.written_cutoff(schedule.cutoffs, index) if schedule.cutoffs is not None else None
-            found.append(Due(schedules.day_names[schedule.days[index]], data_class, account_id, location_id,
-                             schedule.step.action, records, decision.rule_id, cutoff, why))
+            cutoff = schedules.written_cutoff(cutoffs, index) if cutoffs is not None else None
+            found.append(Due(schedules.day_names[plan.days[index]], data_class, account_id, location_id, action,
+                             records, rule_id, cutoff, why))
     return found
 
 
