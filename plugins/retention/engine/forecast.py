@@ -39,6 +39,7 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
+from operator import attrgetter
 from typing import Any
 
 import pendulum
@@ -101,7 +102,7 @@ def forecast(ctx: SweepContext, start: pendulum.DateTime, days: int, progress: P
                                    counting[location_id].result())]
     end = start.add(days=days)
     terminations = [t for t in awaiting_offboarding(ctx, start) if t.overdue or parse_utc(t.due_at) <= end]
-    return Forecast(sorted(found, key=lambda d: (d.day, d.data_class, d.account_id, d.location)), terminations)
+    return Forecast(sorted(found, key=attrgetter("day", "data_class", "account_id", "location")), terminations)
 
 
 def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
@@ -281,7 +282,7 @@ def _lines(ctx: SweepContext, location_id: str, schedules: _Schedules, scheduled
     for account_id, per_cutoff in histogram.items():
         plan = scheduled[account_id].plan
         action, rule_id, why, cutoffs = plan.step.action, plan.decision.rule_id, plan.why, plan.cutoffs
-        for index, records in sorted(per_cutoff.items()):
+        for index, records in per_cutoff.items():  # in any order: forecast sorts all lines once
             cutoff = schedules.written_cutoff(cutoffs, index) if cutoffs is not None else None
             found.append(Due(schedules.day_names[plan.days[index]], data_class, account_id, location_id, action,
                              records, rule_id, cutoff, why))
