@@ -21,10 +21,11 @@ How it counts, per location, without a question per account and day:
   account-event step (terminated_at, contract_end: all of the account's data) starts on the one day its event is
   at or before the cutoff, found by bisection (cutoffs never move earlier), and a terminated account's stays
   kept (``sweep_step``'s rule).
-- Resolved once per decision profile, not per account: accounts whose decisions for a data class can differ only
-  by their id and their anchor event (``_Schedules._profile`` lists what ``resolve`` reads from an account) share
-  one ``resolve``, and each account's decision is that one with its id and its event; an account that a contract
-  override or a legal hold names is a profile of its own.
+- Decided once per decision profile, not per account: accounts whose decisions for a data class can differ only
+  by their id and their anchor event (``_Schedules._profile`` lists what ``resolve`` reads from an account; an
+  account that a contract override or a legal hold names is a profile of its own) and whose anchor events fall
+  due on the same days share one plan, resolved and stepped for the first of them; each account's schedule is
+  its id and that plan.
 - Counted once per location. One ``store.histogram`` call answers, for every account with a step, at which of
   its days' cutoffs its records fall due (one grouped statement per anchor in SQL, one listing or SCAN pass
   elsewhere), judged exactly as ``store.tally`` judges one cutoff; a day's line holds the records that fall due
