@@ -267,6 +267,21 @@ def test_the_forecast_names_the_customer_of_every_account_it_lists(api) -> None:
     assert named and document["customers"] == {account: NAMES[account] for account in named}
 
 
+def test_a_forecast_with_more_lines_than_asked_for_sends_only_its_series(api) -> None:
+    full = api.get("/retention/forecast?days=366", headers=api.staff).json()
+    assert len(full["lines"]) > 1 and full["lines_total"] == len(full["lines"]) and not full["lines_omitted"]
+    bounded = api.get(f"/retention/forecast?days=366&max_lines={len(full['lines']) - 1}", headers=api.staff).json()
+    assert bounded["lines"] == [] and bounded["lines_omitted"] and bounded["lines_total"] == len(full["lines"])
+    assert bounded["by_day"] == full["by_day"]  # the chart's series stays whole
+    enough = api.get(f"/retention/forecast?days=366&max_lines={len(full['lines'])}", headers=api.staff).json()
+    assert not enough["lines_omitted"] and [without_cutoff(line) for line in enough["lines"]] == [
+        without_cutoff(line) for line in full["lines"]]  # a later call's cutoffs are a little later
+
+
+def without_cutoff(line: dict) -> dict:
+    return {key: value for key, value in line.items() if key != "cutoff"}
+
+
 def test_certificates_name_their_customer(api) -> None:
     issued = api.post("/retention/certificates", headers=api.staff, json={
         "run_id": api.run_id, "account_id": ACCOUNT, "exporter": "Acme Ltd", "importer": "Service Inc."})

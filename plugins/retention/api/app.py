@@ -90,14 +90,25 @@ def create_app() -> FastAPI:
         return KeySet.read(settings.jwks_file).as_jwks() if settings.jwks_file else {"keys": []}
 
     @app.get("/forecast", dependencies=[requires(Permission.READ)])
-    def forecast_deletions(days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30) -> dict[str, object]:
-        """What the daily sweep will delete per day, data class and account, and why (staff only)."""
+    def forecast_deletions(days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30,
+                           max_lines: Annotated[int | None, Query(ge=0)] = None) -> dict[str, object]:
+        """What the daily sweep will delete per day, data class and account, and why (staff only).
+
+        ``max_lines``: when the forecast has more lines (one per account, location and day: hundreds of
+        thousands at 10,000 accounts), the answer carries none of them, only the per-day series, and says so in
+        ``lines_omitted``; a page that refreshes every minute need not download them all."""
         start = pendulum.now("UTC")
         with context() as ctx:
             lines = forecast(ctx, start, days)
-            named = [*(line.account_id for line in lines), *(t.account_id for t in lines.terminations)]
+            omitted = max_lines is not None and len(lines) > max_lines
+            named = [*(() if omitted else (line.account_id for line in lines)),
+                     *(t.account_id for t in lines.terminations)]
             customers = customers_of(ctx.accounts, named)
-        return {"start": start.to_date_string(), **as_document(lines, days), "customers": customers}
+        document = as_document(lines, days)
+        if omitted:
+            document["lines"] = []
+        return {"start": start.to_date_string(), **document, "customers": customers,
+                "lines_total": len(lines), "lines_omitted": omitted}
 
     @app.get("/certificates", dependencies=[requires(Permission.READ)])
     def list_certificates(account_id: str | None = None) -> list[dict[str, object]]:
