@@ -70,7 +70,8 @@ screenshots: $(VENV)/.dev chromium
 clean:
 	rm -rf var .pytest_cache .hypothesis
 
-# Benchmarks against s5cmd, `aws s3 rm` and plain DELETE statements (bench/README.md); ~18 minutes.
+# Benchmarks against s5cmd, `aws s3 rm`, plain DELETE statements and a per-day COUNT for the forecast
+# (bench/README.md); ~30-40 minutes here.
 # `make bench BENCH_ARGS=--quick` for a smoke run of about a minute.
 .PHONY: bench
 bench: $(VENV)/.dev

@@ -1,5 +1,6 @@
 """What the operator page's browser tests share: the staff routes called as a script would (a bearer token,
-no page), the ledger's events, and the page's hooks (dom.md) read back from the browser."""
+no page), the ledger's events, and the page's hooks (the ids and data attributes its scripts set) read back
+from the browser."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_the_release_dialog_states_the_hold_and_the_records_the_next_sweep_would
     records = dialog.locator("#release-records")
     expect(records).to_have_attribute("data-records", str(due))
     expect(records).to_contain_text(f"{due:,}")
-    expect(records).to_contain_text("would be deleted by the next sweep")
+    expect(records).to_contain_text("due now: the next sweep would delete them")
 
     dialog.locator("#release-reason").fill("ok")  # too short: refused in words, nothing released
     dialog.locator("#release-confirm").click()

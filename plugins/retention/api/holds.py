@@ -171,7 +171,10 @@ def release_hold(hold_id: str, body: ReleaseRequest, user: Releaser) -> dict[str
 
 
 def hold_view(hold: HoldRecord, names: Names) -> HoldView:
-    channel, _, person = hold.placed_by.rpartition(":")
+    # The channel is the text before the FIRST colon: an Airflow user id may itself hold colons ("api:oidc:abc").
+    channel, colon, person = hold.placed_by.partition(":")
+    if not colon:  # a staff id without a channel
+        channel, person = "", hold.placed_by
     return {"id": hold.id, "account_id": hold.account_id,
             "customer": None if hold.account_id is None else names.get(hold.account_id),
             "data_class": hold.data_class, "reference": hold.reference, "reason": hold.reason,

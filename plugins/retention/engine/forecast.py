@@ -2,25 +2,24 @@
 account and location, the records that become due that day, with the rule, its cutoff and its basis.
 
 Day 0 is what the next sweep finds due already. Each later day counts the records that fall due that
-day and not before: a record-anchored rule moves its cutoff one day a day. Legal holds in force now hold
-for the whole forecast. A terminated account is offboarded (approved, certified), never swept wholesale:
-its data is not in the lines; the forecast lists instead the terminations whose offboarding has not
-started, those overdue already and those falling due within the forecast's days.
+day and not before: a record-anchored rule moves its cutoff one day a day. A legal hold holds on the days it
+is in force (from now: every day, for each hold in force now). A terminated account is offboarded (approved,
+certified), never swept wholesale: its data is not in the lines; the forecast lists instead the terminations
+whose offboarding has not started, those overdue already and those falling due within the forecast's days.
 Counts come from the stores as they are now: data written later is not forecast. Read-only.
 
 How it counts, per location, without a question per account and day:
 
-- Decided once per account and data class, not per day. ``resolve`` depends on its instant only through the
-  cutoff (``rules.resolver._cutoff`` of the rule and period, which the instant does not change) and through the
-  holds in force (``LegalHold.applies``); rule, action, anchor, period, the account's event and election do not
-  depend on it. Holds change only on the days a hold's ``placed_at`` or ``released_at`` falls in (none, for a
-  forecast from now): the account is resolved on the first day and on each of those, and on every other day its
-  decision is that one with the day's cutoff (``rules.resolver.cutoff_series``, computed once per rule and
-  period for all accounts). The planner's own ``sweep_step`` then chooses the step from that decision, as the
-  sweep would: a record-anchored step keeps its action and anchor and moves its cutoff day by day; an
-  account-event step (terminated_at, contract_end: all of the account's data) starts on the one day its event is
-  at or before the cutoff, found by bisection (cutoffs never move earlier), and a terminated account's stays
-  kept (``sweep_step``'s rule).
+- Decided once per account and data class (shared per decision profile, below), not per day. ``resolve`` depends on
+  its instant only through the cutoff (``rules.resolver._cutoff`` of the rule and period, which the instant does not
+  change) and through the holds in force (``LegalHold.applies``); rule, action, anchor, period, the account's event
+  and election do not depend on it. Holds change only on the days a hold's ``placed_at`` or ``released_at`` falls in
+  (none, for a forecast from now): the account is resolved on the first day and on each of those, and on every other
+  day its decision is that one with the day's cutoff (``rules.resolver.cutoff_series``, computed once per rule and
+  period for all accounts). The planner's own ``sweep_step`` then chooses the step from that decision, as the sweep
+  would: a record-anchored step keeps its action and anchor and moves its cutoff day by day; an account-event step
+  (terminated_at, contract_end: all of the account's data) starts on the one day its event is at or before the cutoff,
+  found by bisection (cutoffs never move earlier), and a terminated account's stays kept (``sweep_step``'s rule).
 - Decided once per decision profile, not per account: accounts whose decisions for a data class can differ only
   by their id and their anchor event (``_Schedules._profile`` lists what ``resolve`` reads from an account; an
   account that a contract override or a legal hold names is a profile of its own) and whose anchor events fall

@@ -12,8 +12,9 @@ export class ApiError extends Error {
   }
 }
 
-/** A 5xx or no answer at all: the server did not act on the request. */
-export const nothingChanged = (error) => error.status === 0 || error.status >= 500;
+/** A 5xx or no answer at all: a POST may or may not have been carried out (the server may have acted before a
+ * proxy timed out or the connection dropped), so the page reloads the list instead of saying nothing changed. */
+export const outcomeUnknown = (error) => error.status === 0 || error.status >= 500;
 
 function detailText(detail) {
   if (typeof detail === "string") return detail;

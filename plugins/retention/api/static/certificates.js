@@ -1,6 +1,6 @@
 // Deletion certificates with their status in plain sight, and customer links that are minted only after a
 // person saw what the customer will get: a partial certificate needs an explicit confirmation first.
-import {get, nothingChanged, post} from "./api.js";
+import {get, outcomeUnknown, post} from "./api.js";
 import {accountCell, accountWords, el, fillRows, sectionError} from "./dom.js";
 import {dateTime} from "./format.js";
 import {announce} from "./notice.js";
@@ -16,12 +16,13 @@ function linkBox(certificate, link) {
                              "aria-label": `Copy the link for certificate ${certificate.certificate_id}`}, "Copy");
   copy.addEventListener("click", async () => {
     input.select();
+    let copied = true;
     try {
       await navigator.clipboard.writeText(link.url);
     } catch {
-      document.execCommand("copy");  // no clipboard API (an insecure context): the selected text is copied
+      copied = document.execCommand("copy");  // no clipboard API (an insecure context): copy the selected text
     }
-    announce("Link copied");
+    announce(copied ? "Link copied" : "The link could not be copied: it is selected, copy it with the keyboard");
   });
   return el("div", {class: "link-box"}, el("div", {class: "link-row"}, input, copy),
             el("span", {class: "link-expiry"}, `Expires ${dateTime(link.expires_at)}`));
@@ -35,13 +36,19 @@ async function mint(certificate, cell, acknowledgePartial) {
                             {hours: LINK_HOURS, acknowledge_partial: acknowledgePartial});
     const link = {url: new URL(made.path, window.location.origin).href, expires_at: made.expires_at};
     minted.set(certificate.certificate_id, link);
-    cell.replaceChildren(linkBox(certificate, link));
-    cell.querySelector("input.link").focus();
-    cell.querySelector("input.link").select();
+    if (cell.isConnected) {
+      cell.replaceChildren(linkBox(certificate, link));
+      cell.querySelector("input.link").focus();
+      cell.querySelector("input.link").select();
+    } else {
+      await loadCertificates();  // a refresh rebuilt the rows meanwhile: draw the new row with its link
+    }
     announce(`Customer link for certificate ${certificate.certificate_id} created; it expires `
              + `${dateTime(made.expires_at)}`);
   } catch (failure) {
-    error.textContent = `No link was created: ${failure.message}${nothingChanged(failure) ? "; try again" : ""}.`;
+    error.textContent = outcomeUnknown(failure)
+      ? `${failure.message}: a link may or may not have been created: each one made is in the ledger as certificate.link_created`
+      : `No link was created: ${failure.message}.`;
   }
 }
 
@@ -82,7 +89,12 @@ function linkCell(certificate) {
       button.focus();
       if (!confirmed) return;
     }
-    await mint(certificate, cell, certificate.status === "partial");
+    button.disabled = true;  // one click, one link: a second click while this one is sent would mint another
+    try {
+      await mint(certificate, cell, certificate.status === "partial");
+    } finally {
+      button.disabled = false;
+    }
   });
   return cell;
 }

@@ -55,7 +55,7 @@ export function draw() {
   if (!shown) return;
   const drawn = drawChart(document.getElementById("forecast-chart"), shown);
   const omitted = shown.lines_omitted
-    ? ` (per-account figures left out: ${number(shown.lines_total)} lines; \`retention forecast --json\` has them)` : "";
+    ? ` (per-account figures left out: ${number(shown.lines_total)} lines; the command retention forecast --json has them)` : "";
   document.getElementById("forecast-total").textContent =
     `${number(drawn.total)} records fall due over ${shown.days} days${omitted}`;
   document.getElementById("forecast-legend").replaceChildren(...legendItems(drawn.classes));

@@ -1,6 +1,6 @@
 // Placing a legal hold: an account picker over the registry (ids and customer names), errors beside the
 // field they are about, in words, and after success a sentence saying what the hold now keeps.
-import {get, post} from "./api.js";
+import {get, outcomeUnknown, post} from "./api.js";
 import {accountWords, el} from "./dom.js";
 import {count} from "./format.js";
 import {announce} from "./notice.js";
@@ -74,9 +74,11 @@ async function placeHold(event) {
     const placed = await post("holds", body);
     const scope = `${accountWords(placed.account_id, placed.customer ?? known.get(placed.account_id))}, `
       + classWords(placed.data_class);
-    const keeps = placed.keeps ? count(placed.keeps.records, "record") : "the records";
-    const sentence = `Hold ${placed.id} placed on ${scope}: it keeps ${keeps} the next sweep would have deleted, `
-      + "and everything in its scope that falls due later";
+    const sentence = placed.keeps
+      ? `Hold ${placed.id} placed on ${scope}: it keeps the ${count(placed.keeps.records, "record")} due now that `
+        + "the next sweep would have deleted, and everything in its scope that falls due later"
+      : `Hold ${placed.id} placed on ${scope}: it keeps everything in its scope; what is due now could not be `
+        + "counted";
     document.getElementById("hold-result").textContent = sentence;
     announce(`Hold ${placed.id} placed: ${scope}`);
     form().reset();
@@ -88,7 +90,11 @@ async function placeHold(event) {
       fieldError(failure.field, failure.message);
       form().elements[failure.field]?.focus();
     } else {
-      document.getElementById("hold-error").textContent = `The hold was not placed: ${failure.message}.`;
+      document.getElementById("hold-error").textContent = outcomeUnknown(failure)
+        ? `${failure.message}: the hold may or may not have been placed. The list of holds has been reloaded: `
+          + "look for it there before placing it again."
+        : `The hold was not placed: ${failure.message}.`;
+      if (outcomeUnknown(failure)) await reloadAfterPlace();
     }
   } finally {
     submit.disabled = false;

@@ -1,7 +1,7 @@
 // Legal holds in force, and releasing one: a dialog states the hold's scope, reference, reason, who placed it
 // and when, and what deletion resumes (the records the next sweep would delete, from the forecast that
 // ignores this hold) before anyone confirms. The release is recorded in the signed-in user's name.
-import {get, nothingChanged, post} from "./api.js";
+import {get, outcomeUnknown, post} from "./api.js";
 import {accountCell, accountWords, el, fillRows, sectionError} from "./dom.js";
 import {count, dateTime, number} from "./format.js";
 import {announce} from "./notice.js";
@@ -16,9 +16,9 @@ const scopeWords = (h) => `${accountWords(h.account_id, h.customer)}, ${classWor
 
 /** "dpo-7", or "dpo-7 via CLI": the person, without the channel prefix the ledger records. */
 export function placedByWords(hold) {
-  const user = hold.placed_by_user ?? hold.placed_by.replace(/^[a-z]+:/, "");
-  const via = hold.placed_via ?? (hold.placed_by.startsWith("cli:") ? "CLI" : "Airflow");
-  return via === "Airflow" ? user : `${user} via ${via}`;
+  // The route splits the ledger's staff id ("api:dpo-7") into the person and the channel they acted through.
+  const via = hold.placed_via;
+  return via === "Airflow" ? hold.placed_by_user : `${hold.placed_by_user}${via ? ` via ${via}` : ""}`;
 }
 
 function releaseButton(hold) {
@@ -67,10 +67,13 @@ function showPreview(preview) {
   field("next-sweep").textContent = nextSweepWords(preview);
   const records = document.getElementById("release-records");
   records.dataset.records = String(resumes.records);
+  // The count is what is due NOW (the forecast's day 0); the sweep plans when it runs, so it also deletes what
+  // falls due in the scope meanwhile: the words say "at least".
   records.textContent = resumes.records
-    ? `${count(resumes.records, "record")} in this hold's scope are due now and would be deleted by the next sweep.`
-    : "0 records would be deleted by the next sweep: nothing in this hold's scope is due now. Records in its "
-      + "scope that fall due later would then be deleted as they fall due.";
+    ? `${count(resumes.records, "record")} in this hold's scope are due now: the next sweep would delete them, and `
+      + "whatever else in its scope falls due before it runs."
+    : "0 records in this hold's scope are due now. The next sweep would delete whatever in its scope falls due "
+      + "before it runs, and later sweeps what falls due later.";
   document.getElementById("release-breakdown").replaceChildren(...breakdown(resumes));
 }
 
@@ -117,6 +120,11 @@ async function confirmRelease(event) {
   confirm.disabled = true;
   try {
     await post(`holds/${encodeURIComponent(token.hold.id)}/release`, {reason});
+    if (releasing !== token) {  // the dialog was closed (or opened for another hold) while this was sent
+      announce(`Released ${token.hold.id} on ${scopeWords(token.hold)}`);
+      await afterChange();
+      return;
+    }
     releasing = null;
     dialog().close("released");
     announce(`Released ${token.hold.id} on ${scopeWords(token.hold)}: the next sweep deletes what falls due in its `
@@ -124,9 +132,15 @@ async function confirmRelease(event) {
     document.getElementById("holds-title").focus();
     await afterChange();
   } catch (failure) {
-    error.textContent = `${failure.field === "reason" ? "Reason: " : ""}${failure.message}. `
-      + (nothingChanged(failure) ? "Nothing was released; try again." : "Nothing was released.");
-    confirm.disabled = false;
+    if (releasing !== token) return;  // another hold's dialog is open now: this answer is not about it
+    if (outcomeUnknown(failure)) {
+      error.textContent = `${failure.message}: the release may or may not have been recorded. The list of holds `
+        + "has been reloaded: if the hold is gone from it, it was released.";
+      await afterChange();
+    } else {
+      error.textContent = `${failure.field === "reason" ? "Reason: " : ""}${failure.message}. Nothing was released.`;
+    }
+    confirm.disabled = token.preview === null;
   }
 }
 

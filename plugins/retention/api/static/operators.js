@@ -43,19 +43,32 @@ function chooseZone(settings) {
   setZone(currentZone());  // the browser's own
 }
 
-async function loadAll() {
+// The forecast counts every location of every account (seconds at thousands of accounts): a timed refresh asks
+// for it this rarely; a hold placed or released asks at once (reloadChanged).
+const FORECAST_REFRESH_SECONDS = 600;
+
+async function loadAll(withForecast = true) {
   // A slow forecast still on its way is left to finish: asking again would only start it over.
-  await Promise.all([forecastLoading() ? null : loadForecast(), loadOffboardings(), loadCertificates(), loadHolds()]);
+  const forecast = withForecast && !forecastLoading() ? loadForecast() : null;
+  await Promise.all([forecast, loadOffboardings(), loadCertificates(), loadHolds()]);
   updated(document.querySelectorAll(".section-error:not([hidden])").length);
 }
 
 const reloadChanged = () => Promise.all([loadHolds(), loadForecast()]);
 
+// Not while a person is in a dialog or typing a hold: rebuilt rows would move what they are working on.
+const busy = () => document.querySelector("dialog[open]") || holdFormHasInput() || document.hidden;
+
 function refreshLater(seconds) {
+  const every = Math.max(10, seconds);
+  let sinceForecast = 0;
   setInterval(() => {
-    const busy = document.querySelector("dialog[open]") || holdFormHasInput() || document.hidden;
-    if (!busy) loadAll();
-  }, Math.max(10, seconds) * 1000);
+    if (busy()) return;
+    sinceForecast += every;
+    const withForecast = sinceForecast >= FORECAST_REFRESH_SECONDS;
+    if (withForecast) sinceForecast = 0;
+    loadAll(withForecast);
+  }, every * 1000);
 }
 
 async function main() {
@@ -65,7 +78,7 @@ async function main() {
   window.addEventListener("storage", (event) => {
     if (event.key === TIME_ZONE_KEY && setZone(airflowTimeZone() ?? currentZone())) {
       draw();
-      loadAll();
+      if (!busy()) loadAll(false);  // the times are redrawn in the new zone; the counts did not change
     }
   });
   setUpForecast();
