@@ -115,22 +115,9 @@ def test_the_forecast_route_lists_overdue_terminations(api) -> None:
     assert "acct_4004" not in {t["account_id"] for t in document["overdue_terminations"]}
 
 
-def test_an_account_whose_registry_row_was_refused_can_still_be_held(api, stack, monkeypatch) -> None:
+def test_an_account_whose_registry_row_was_refused_can_still_be_held(api, refused_registry_row) -> None:
     """Read from the application's accounts table, acct_2002's row is refused (an unknown state): the account exists,
     so counsel can hold it; a misspelt id is still refused."""
-    import sqlalchemy as sa
-
-    from retention import embedded
-    from retention.rules import load_accounts, load_ruleset
-
-    rules = load_ruleset(stack.env["RETENTION_RULES_DIR"])
-    embedded.seed_accounts(stack.app_url, load_accounts(stack.env["RETENTION_ACCOUNTS_FILE"], rules).values())
-    engine = sa.create_engine(stack.app_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE accounts SET state = 'zombie' WHERE id = 'acct_2002'"))
-    engine.dispose()
-    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE")  # registry.yaml's source: the accounts table on app_db
-
     body = {"reason": "litigation", "reference": "T-2"}
     held = api.post("/retention/holds", headers=api.staff, json={**body, "account_id": "acct_2002"})
     assert held.status_code == 201, held.text

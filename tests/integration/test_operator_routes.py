@@ -225,17 +225,7 @@ def test_the_account_picker_finds_accounts_by_id_or_customer_name(api) -> None:
     assert api.get("/retention/accounts").status_code == 401
 
 
-def test_the_account_picker_finds_an_account_whose_registry_row_was_refused(api, stack, monkeypatch) -> None:
-    from retention.rules import load_accounts, load_ruleset
-
-    rules = load_ruleset(stack.env["RETENTION_RULES_DIR"])
-    embedded.seed_accounts(stack.app_url, load_accounts(stack.env["RETENTION_ACCOUNTS_FILE"], rules).values())
-    engine = sa.create_engine(stack.app_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE accounts SET state = 'zombie' WHERE id = 'acct_2002'"))
-    engine.dispose()
-    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE")  # registry.yaml's source: the accounts table on app_db
-
+def test_the_account_picker_finds_an_account_whose_registry_row_was_refused(api, refused_registry_row) -> None:
     answer = api.get("/retention/accounts", params={"q": "2002"}, headers=api.staff).json()
     assert answer == [{"account_id": OTHER, "customer": None, "state": None, "jurisdiction": None}]
     assert api.get("/retention/accounts", headers=api.staff).json()[-1]["account_id"] == OTHER  # unnamed: last
