@@ -96,7 +96,7 @@ def create_app() -> FastAPI:
 
         ``max_lines``: when the forecast has more lines (one per account, location and day: hundreds of
         thousands at 10,000 accounts), the answer carries none of them, only the per-day series, and says so in
-        ``lines_omitted``; a page that refreshes every minute need not download them all."""
+        ``lines_omitted``; a page that refreshes need not download and the server need not build them all."""
         start = pendulum.now("UTC")
         with context() as ctx:
             lines = forecast(ctx, start, days)
@@ -104,9 +104,7 @@ def create_app() -> FastAPI:
             named = [*(() if omitted else (line.account_id for line in lines)),
                      *(t.account_id for t in lines.terminations)]
             customers = customers_of(ctx.accounts, named)
-        document = as_document(lines, days)
-        if omitted:
-            document["lines"] = []
+        document = as_document(lines, days, with_lines=not omitted)
         return {"start": start.to_date_string(), **document, "customers": customers,
                 "lines_total": len(lines), "lines_omitted": omitted}
 

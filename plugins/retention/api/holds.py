@@ -171,7 +171,7 @@ def release_hold(hold_id: str, body: ReleaseRequest, user: Releaser) -> dict[str
 
 
 def hold_view(hold: HoldRecord, names: Names) -> HoldView:
-    # The channel is the text before the FIRST colon: an Airflow user id may itself hold colons ("api:oidc:abc").
+    # A staff id is "<channel>:<person>" or a bare person (the ledger's check_staff refuses anything else).
     channel, colon, person = hold.placed_by.partition(":")
     if not colon:  # a staff id without a channel
         channel, person = "", hold.placed_by

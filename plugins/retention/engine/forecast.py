@@ -114,11 +114,12 @@ def by_day(lines: list[Due]) -> dict[str, dict[str, int]]:
     return totals
 
 
-def as_document(lines: list[Due], days: int) -> dict[str, Any]:
-    """The forecast as the CLI's --json and the API answer it: the chart's series, every line, and the
-    terminations whose offboarding has not started (overdue already, or due within the days)."""
+def as_document(lines: list[Due], days: int, *, with_lines: bool = True) -> dict[str, Any]:
+    """The forecast as the CLI's --json and the API answer it: the chart's series, every line (none with
+    ``with_lines=False``), and the terminations whose offboarding has not started (overdue already, or due within
+    the days)."""
     terminations = getattr(lines, "terminations", [])
-    return {"days": days, "by_day": by_day(lines), "lines": [asdict(line) for line in lines],
+    return {"days": days, "by_day": by_day(lines), "lines": [asdict(line) for line in lines] if with_lines else [],
             "overdue_terminations": [t.as_dict() for t in terminations if t.overdue],
             "terminations_due": [t.as_dict() for t in terminations if not t.overdue]}
 

@@ -8,6 +8,7 @@ import {announce} from "./notice.js";
 const LINK_HOURS = 168;
 const PARTIAL_NOTE = "not everything is certified as erased: the certificate lists each exception and its reason";
 const minted = new Map();  // certificate id -> the link made on this page, kept across refreshes
+const minting = new Set();  // certificate ids whose link is being made: a rebuilt row's button waits for it
 
 function linkBox(certificate, link) {
   const input = el("input", {class: "link", readonly: true, value: link.url,
@@ -15,6 +16,7 @@ function linkBox(certificate, link) {
   const copy = el("button", {type: "button", class: "copy-link",
                              "aria-label": `Copy the link for certificate ${certificate.certificate_id}`}, "Copy");
   copy.addEventListener("click", async () => {
+    input.focus();  // the selection a keyboard copy takes is the focused field's
     input.select();
     let copied = true;
     try {
@@ -46,9 +48,12 @@ async function mint(certificate, cell, acknowledgePartial) {
     announce(`Customer link for certificate ${certificate.certificate_id} created; it expires `
              + `${dateTime(made.expires_at)}`);
   } catch (failure) {
-    error.textContent = outcomeUnknown(failure)
-      ? `${failure.message}: a link may or may not have been created: each one made is in the ledger as certificate.link_created`
+    const text = outcomeUnknown(failure)
+      ? `${failure.message}: a link may or may not have been created (each one made is in the ledger as `
+        + "certificate.link_created)"
       : `No link was created: ${failure.message}.`;
+    if (cell.isConnected) error.textContent = text;
+    else announce(`Certificate ${certificate.certificate_id}: ${text}`);  // a refresh rebuilt the row meanwhile
   }
 }
 
@@ -89,10 +94,15 @@ function linkCell(certificate) {
       button.focus();
       if (!confirmed) return;
     }
-    button.disabled = true;  // one click, one link: a second click while this one is sent would mint another
+    if (minting.has(certificate.certificate_id)) return;
+    // One click, one link: a second click while this one is sent, here or on a row a refresh rebuilt, would
+    // mint another.
+    minting.add(certificate.certificate_id);
+    button.disabled = true;
     try {
       await mint(certificate, cell, certificate.status === "partial");
     } finally {
+      minting.delete(certificate.certificate_id);
       button.disabled = false;
     }
   });

@@ -11,7 +11,7 @@ const select = () => document.getElementById("forecast-days");
 let pending = null;  // the AbortController of the request in flight
 let shown = null;    // the forecast answer drawn now (redrawn on resize and when the time zone is known)
 // Per-account lines name the accounts behind a bar; at thousands of accounts they run to hundreds of thousands,
-// too many to download every minute: above this the route sends only the per-day series.
+// too many to download at each refresh: above this the route sends only the per-day series.
 const MAX_LINES = 20000;
 
 function setLoading(days) {

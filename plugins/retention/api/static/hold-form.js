@@ -91,8 +91,8 @@ async function placeHold(event) {
       form().elements[failure.field]?.focus();
     } else {
       document.getElementById("hold-error").textContent = outcomeUnknown(failure)
-        ? `${failure.message}: the hold may or may not have been placed. The list of holds has been reloaded: `
-          + "look for it there before placing it again."
+        ? `${failure.message}: the hold may or may not have been placed. The holds are being reloaded: look for `
+          + "it in the list before placing it again."
         : `The hold was not placed: ${failure.message}.`;
       if (outcomeUnknown(failure)) await reloadAfterPlace();
     }

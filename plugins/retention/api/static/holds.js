@@ -68,7 +68,7 @@ function showPreview(preview) {
   const records = document.getElementById("release-records");
   records.dataset.records = String(resumes.records);
   // The count is what is due NOW (the forecast's day 0); the sweep plans when it runs, so it also deletes what
-  // falls due in the scope meanwhile: the words say "at least".
+  // falls due in the scope meanwhile, and the words say so.
   records.textContent = resumes.records
     ? `${count(resumes.records, "record")} in this hold's scope are due now: the next sweep would delete them, and `
       + "whatever else in its scope falls due before it runs."
@@ -132,15 +132,22 @@ async function confirmRelease(event) {
     document.getElementById("holds-title").focus();
     await afterChange();
   } catch (failure) {
-    if (releasing !== token) return;  // another hold's dialog is open now: this answer is not about it
-    if (outcomeUnknown(failure)) {
-      error.textContent = `${failure.message}: the release may or may not have been recorded. The list of holds `
-        + "has been reloaded: if the hold is gone from it, it was released.";
-      await afterChange();
-    } else {
-      error.textContent = `${failure.field === "reason" ? "Reason: " : ""}${failure.message}. Nothing was released.`;
+    const unknown = outcomeUnknown(failure);
+    if (releasing !== token) {  // the dialog was closed, or opened for another hold: say it outside the dialog
+      if (unknown) {
+        announce(`The release of ${token.hold.id} may or may not have been recorded (${failure.message}); `
+                 + "the holds are reloaded: if it is gone from the list, it was released");
+        await afterChange();
+      }
+      return;
     }
+    // Set before any await: the dialog may be closed, or opened for another hold, while the lists reload.
     confirm.disabled = token.preview === null;
+    error.textContent = unknown
+      ? `${failure.message}: the release may or may not have been recorded. The holds are being reloaded: if the `
+        + "hold is gone from the list, it was released."
+      : `${failure.field === "reason" ? "Reason: " : ""}${failure.message}. Nothing was released.`;
+    if (unknown) await afterChange();
   }
 }
 
