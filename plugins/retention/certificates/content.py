@@ -27,7 +27,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from retention.certificates.termination import termination_section
-from retention.ledger import Ledger
+from retention.ledger import Event, Ledger
 from retention.ledger.chain import iso_utc
 from retention.rules.inventory import LocationSpec
 from retention.stores.kinds import UNKNOWN, NistStatement, VacuumNote, kind_of
@@ -72,9 +72,9 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     vacuumed: dict[str, VacuumNote] = {}
     for event in ledger.events():  # one pass over the ledger for all three
-        _note_task_time(times, event, run_id)
+        note_task_time(times, event, run_id)
         _note_subprocessor(latest, event, account_id, ledger.text_or)
-        _note_vacuum(vacuumed, event, run_id)
+        note_vacuum(vacuumed, event, run_id)
     lines, exceptions = [], []
     for task in tasks:
         line, found = _location(task, locations.get(task.location), times.get(task.id), vacuumed.get(task.location))
@@ -136,7 +136,7 @@ def _location(task: Any, spec: LocationSpec | None, times: dict[str, Any] | None
     line = {
         "location": task.location, "store": kind, "data_class": task.data_class, "rule_id": task.rule_id,
         "action": task.action, "cutoff": iso_utc(task.cutoff) if task.cutoff else None,
-        "nist_800_88": _nist(task.action, spec, vacuum),
+        "nist_800_88": nist_statement(task.action, spec, vacuum),
         "records_affected": task.affected_count,
         "started_at": (times or {}).get("first"), "finished_at": (times or {}).get("last"),
         "verification": {"method": "re-query of the location after deletion",
@@ -155,9 +155,13 @@ def _location(task: Any, spec: LocationSpec | None, times: dict[str, Any] | None
     return line, exceptions
 
 
-def _nist(action: str, spec: LocationSpec | None, vacuum: VacuumNote | None = None) -> NistStatement:
-    """NIST SP 800-88 Rev. 1 in its own terms: a deletion through the product's interface is at most *clear*;
-    what a deletion was at a location is its store kind's statement (``retention.stores.kinds``)."""
+def nist_statement(action: str, spec: LocationSpec | None, vacuum: VacuumNote | None = None) -> NistStatement:
+    """A certificate line's NIST SP 800-88 Rev. 1 statement for what ``action`` did at location ``spec``.
+
+    In the standard's own terms: a deletion through the product's interface is at most *clear*, and what it was at
+    a location is its store kind's statement (``retention.stores.kinds``), told about the run's VACUUM there
+    (``vacuum``, from ``note_vacuum``). Kept and isolated records are stated as not sanitized; a location no longer
+    in the inventory (``spec`` None) gets the unknown statement."""
     if action == "keep":
         return {"category": "none (kept)", "method": "not deleted; skip_reason says why"}
     if action == "isolate":
@@ -168,8 +172,11 @@ def _nist(action: str, spec: LocationSpec | None, vacuum: VacuumNote | None = No
     return kind_of(spec).sanitization(action, spec, vacuum)
 
 
-def _note_vacuum(vacuumed: dict[str, VacuumNote], event: Any, run_id: str) -> None:
-    """The run's VACUUM per location (tables and location ids only)."""
+def note_vacuum(vacuumed: dict[str, VacuumNote], event: Event, run_id: str) -> None:
+    """Fold one ledger event into ``vacuumed`` (location id -> VacuumNote): a ``storage.vacuumed`` or
+    ``storage.vacuum_failed`` event of run ``run_id`` notes, for each location it names, whether VACUUM ran, its
+    command, tables and time; a later event for a location replaces an earlier one. Other events are ignored,
+    so a caller may feed it every event it reads."""
     if event.run_id != run_id or event.kind not in ("storage.vacuumed", "storage.vacuum_failed"):
         return
     p = event.payload
@@ -180,8 +187,11 @@ def _note_vacuum(vacuumed: dict[str, VacuumNote], event: Any, run_id: str) -> No
                               "at": iso_utc(event.occurred_at)}
 
 
-def _note_task_time(times: dict[str, dict[str, Any]], event: Any, run_id: str) -> None:
-    """First intent and last outcome per task of the run."""
+def note_task_time(times: dict[str, dict[str, Any]], event: Event, run_id: str) -> None:
+    """Fold one ledger event into ``times`` (task id -> {"first", "last"}, ISO UTC): a batch intent, outcome or
+    recovery, or a ``task.done``, of run ``run_id`` sets its task's ``first`` time when none is noted yet and its
+    ``last`` time always, so events fed in ledger order give each task's first and last step. Other events are
+    ignored."""
     if event.run_id != run_id or event.task_id is None:
         return
     if event.kind in ("batch.intent", "batch.outcome", "batch.recovered", "task.done"):

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retention.certificates.content import _nist, _note_task_time, _note_vacuum, product_version, registry_state
+from retention.certificates.content import nist_statement, note_task_time, note_vacuum, product_version, registry_state
 from retention.certificates.signed import JsonObject, sign, verify
 from retention.certificates.supplement import NothingToSupplement, Supplement
 from retention.ledger import Event, Ledger
@@ -187,8 +187,8 @@ def _run_notes(events: Iterable[Event], run_id: str) -> tuple[dict[str, dict[str
     held: dict[str, list[str]] = {}
     vacuumed: dict[str, VacuumNote] = {}
     for event in events:
-        _note_task_time(times, event, run_id)
-        _note_vacuum(vacuumed, event, run_id)
+        note_task_time(times, event, run_id)
+        note_vacuum(vacuumed, event, run_id)
         if event.kind == "task.held" and event.task_id is not None:
             held[event.task_id] = list(event.payload.get("holds", []))
     return times, held, vacuumed
@@ -246,7 +246,7 @@ def _acted(task: PlannedTask, preview: Mapping[str, Any], spec: LocationSpec | N
     action = "keep" if skipped else task.action
     line: JsonObject = {
         "rule_id": task.rule_id, "action": action, "records_affected": task.affected_count,
-        "nist_800_88": _nist("keep" if skipped else task.action, spec, vacuum),
+        "nist_800_88": nist_statement("keep" if skipped else task.action, spec, vacuum),
         "started_at": (times or {}).get("first"), "finished_at": (times or {}).get("last"),
         "verification": {"method": "re-query of the location by the request's identifiers after erasure",
                          "remaining": task.residue, "result": task.status}}
