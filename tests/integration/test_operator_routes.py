@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from retention import embedded
 from retention.engine.tasks import context
+from retention.ids import ACCOUNT_ID_RULE
 from retention.ledger import Ledger
 from retention.offboarding.plan import plan_offboarding
 from retention.offboarding.request import OffboardingRequest
@@ -192,8 +193,9 @@ def test_invalid_hold_input_answers_in_words_with_the_field_first(api) -> None:
     refused({**full, "reason": "no"}, "reason: must be at least 3 characters")
     refused({k: v for k, v in full.items() if k != "reference"}, "reference: is required")
     refused({**full, "reference": ""}, "reference: must not be empty")
-    refused({**full, "account_id": "jane@example.org"},
-            "account_id: must be an account id (letters, digits and _ . : - only, at most 64 characters)")
+    # One account-id rule (retention.ids) for every path: ':' and a leading '.' are not ids the registry can hold.
+    for not_an_id in ("jane@example.org", "acct:1001", ".acct_1001"):
+        refused({**full, "account_id": not_an_id}, f"account_id: must be an account id ({ACCOUNT_ID_RULE})")
     refused({"reason": "litigation", "reference": "T-1"}, "account_id: choose an account, a data class, or both "
                                                           "(a hold on everything is not a hold)")
     personal = api.post("/retention/holds", headers=api.staff, json={**full, "reason": "call jane@example.org"})

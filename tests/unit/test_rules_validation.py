@@ -172,6 +172,21 @@ overrides:
     assert "outside rule 'chats-in-service'" in issue.message
 
 
+@pytest.mark.parametrize("account_id", ["acct:1", ".acct_1"])
+def test_an_override_for_what_cannot_be_an_account_id_is_refused(rules_dir, account_id):
+    """The account-id rule of retention.ids, as the registry, holds and stores read ids: an override naming an id
+    no account can have would never apply, and is refused where it is written."""
+    rules_dir.write(overrides=f"""\
+overrides:
+  - id: acct-1-short
+    account_id: "{account_id}"
+    data_class: chat_transcripts
+    retain_for: P1D
+    contract_reference: Order form 7
+""")
+    assert where(only_problem(rules_dir)) == f"{rules_dir.path('overrides')}:3:17: overrides[0].account_id"
+
+
 def test_every_problem_is_reported_not_just_the_first(rules_dir):
     rules_dir.write(rules=RULES.replace("retain_for: P30D\n    anchor: created_at",
                                         "retain_for: soon\n    anchor: created_at")

@@ -30,6 +30,7 @@ from retention.api.worded_errors import WordedValidation, field_first
 from retention.engine.context import SweepContext
 from retention.engine.forecast import Due, forecast
 from retention.engine.tasks import context
+from retention.ids import ACCOUNT_ID
 from retention.ledger import HoldRecord, Ledger
 from retention.offboarding.backups import keep_keys_for_new_hold
 from retention.permissions import Permission
@@ -42,7 +43,7 @@ CHANNELS = {"api": "Airflow", "cli": "CLI"}  # a staff id's prefix -> where the 
 
 
 class HoldRequest(BaseModel):
-    account_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    account_id: str | None = Field(default=None, pattern=ACCOUNT_ID)
     data_class: str | None = Field(default=None, max_length=200)
     reason: str = Field(min_length=3, max_length=500, description="Why (no personal data)")
     reference: str = Field(min_length=1, max_length=200, description="Ticket or matter reference")

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from retention.ids import ACCOUNT_ID_RULE
+
 # pydantic's error type -> the message, filled from the error's ``ctx`` (its limits).
 MESSAGES: dict[str, str] = {
     "missing": "is required",
@@ -32,7 +34,7 @@ MESSAGES: dict[str, str] = {
 }
 # Where a field's form is more than a pattern, say what it is.
 FORMS: dict[str, str] = {
-    "account_id": "must be an account id (letters, digits and _ . : - only, at most 64 characters)",
+    "account_id": f"must be an account id ({ACCOUNT_ID_RULE})",
 }
 NOT_EMPTY = "must not be empty"
 

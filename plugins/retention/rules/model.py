@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictBool, model_validator
 
+from retention.ids import ACCOUNT_ID
 from retention.rules.durations import IsoDuration
 
 
@@ -237,7 +238,7 @@ class Override(Strict):
     """A retention period a customer's contract sets for one account, within the rule's bounds."""
 
     id: RuleId
-    account_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=64)]
+    account_id: Annotated[str, Field(pattern=ACCOUNT_ID)]  # the one account-id rule, as the registry reads ids
     data_class: Identifier
     retain_for: Duration
     contract_reference: Text
