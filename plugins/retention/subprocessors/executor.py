@@ -110,10 +110,10 @@ class Eraser:
         try:
             for index, (_, ids) in enumerate(ids_by_scope):
                 delete_scope(run, progress, index, ids)
-        except Held as held:
+            if progress.done:
+                self._finish(run, progress, ids_by_scope)
+        except Held as held:  # before a delete or a purge call
             return self._stopped(run, progress, held.holds)
-        if progress.done:
-            self._finish(run, progress, ids_by_scope)
         return progress
 
     def resume(self, progress: Progress, states: dict[str, str]) -> Progress:
@@ -132,12 +132,12 @@ class Eraser:
         try:
             for index in draining:
                 delete_scope(run, progress, index, search_again(run, progress, index))
-        except Held as held:
+            if progress.done:
+                # Only find_empty and after_completion verify async jobs (the spec loader sees to it), and
+                # neither needs the ids, which a Progress does not carry.
+                self._finish(run, progress, [(scope, []) for scope in progress.scopes])
+        except Held as held:  # before a delete or a purge call
             return self._stopped(run, progress, held.holds)
-        if progress.done:
-            # Only find_empty and after_completion verify async jobs (the spec loader sees to it), and
-            # neither needs the ids, which a Progress does not carry.
-            self._finish(run, progress, [(scope, []) for scope in progress.scopes])
         return progress
 
     def wait_for(self, progress: Progress) -> dict[str, str]:
@@ -189,14 +189,17 @@ class Eraser:
                                 f"(Connection {self.spec.conn_id})")
 
     def _stopped(self, run: ResourceRun, progress: Progress, holds: list[str]) -> Progress:
-        """A hold stopped the erasure: no more calls, no verification (what is left is kept, not residue)."""
+        """A hold stopped the erasure, before a delete or a purge: no more calls, no verification (what is left
+        is kept, not residue)."""
         progress.result.status = "held"
         progress.jobs, progress.draining = [], []
         run.event("subprocessor.result", progress.result.account_id, holds=holds, **progress.result.summary())
         return progress
 
     def _finish(self, run: ResourceRun, progress: Progress, ids_by_scope: IdsByScope) -> None:
-        """Complete (settle the claim, purge), verify, and record the result."""
+        """Complete (settle the claim, purge), verify, and record the result. Every purge call checks the holds
+        first (``delete_call``): one placed since the deletes raises ``Held``, which the caller ends as
+        ``_stopped``, as it does for a hold found before a delete."""
         result = progress.result
         completion = completing(run.resource.completion)
         acted = bool(result.deleted or result.jobs)  # nothing sent: nothing to wait for
