@@ -113,6 +113,27 @@ def test_an_async_job_verified_by_record_ids_is_refused(tmp_path) -> None:
 def test_an_unknown_key_is_refused_with_the_keys_allowed_there(tmp_path) -> None:
     issues = problems(tmp_path, GOOD.replace("      id: sid\n", "      id: sid\n      sort: newest\n"))
     assert [(i.line, i.field) for i in issues] == [(15, "resources.recordings.find.sort")]
+    # find is a union told apart by a callable (request or recorded): the hint lists the chosen member's keys
+    assert issues[0].hint == "allowed keys: request, pagination, items, id, match, cap"
+
+
+def test_an_unknown_key_under_a_fan_out_lists_the_listed_fan_outs_keys(tmp_path) -> None:
+    fan_out = ("    fan_out:\n      request: {method: GET, path: /subaccounts, query: {name: \"{account_id}\"}}\n"
+               "      pagination: {style: none}\n      bind: {sub: sid}\n      item: subaccounts\n")
+    issues = problems(tmp_path, GOOD.replace("    find:\n", fan_out + "    find:\n", 1))
+    assert [(i.line, i.field) for i in issues] == [(14, "resources.recordings.fan_out.item")]
+    assert issues[0].hint == ("did you mean 'items'? "
+                              "allowed keys: bind, match, headers, request, pagination, items")
+
+
+def test_an_unknown_key_beside_recorded_ids_lists_the_recorded_finds_keys(tmp_path) -> None:
+    listed = ("      request: {method: GET, path: " + RECORDINGS + "}\n"
+              "      pagination: {style: next_url, field: next_page_uri}\n      items: recordings\n      id: sid\n")
+    recorded = ("      recorded: {conn_id: app, table: recordings, id_column: sid, account_column: account_id}\n"
+                "      recordd: yes\n")
+    issues = problems(tmp_path, GOOD.replace(listed, recorded))
+    assert [(i.line, i.field) for i in issues] == [(11, "resources.recordings.find.recordd")]
+    assert issues[0].hint == "did you mean 'recorded'? allowed keys: recorded"
 
 
 def test_unknown_placeholders_and_references_are_all_reported_at_once(tmp_path) -> None:
