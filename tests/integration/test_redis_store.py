@@ -187,6 +187,27 @@ def test_export_writes_every_type_its_value_and_its_ttl_and_deletes_nothing(redi
     assert len(keys(redis_client)) == 8
 
 
+def test_export_refuses_a_type_it_cannot_read_naming_those_it_can(redis_client, tmp_path) -> None:
+    redis_client.set(f"presence:{ACCOUNT}:s", "text")
+    redis_client.xadd(f"presence:{ACCOUNT}:stream", {"seen": "1"})
+    with pytest.raises(ValueError, match=r"type stream cannot be exported \(string, hash, list, set, zset can\)"):
+        store(redis_client).export(everything(), tmp_path / "presence")
+    assert not (tmp_path / "presence" / "keys.jsonl").exists()  # no file that looks complete
+    assert len(keys(redis_client)) == 2
+
+
+def test_each_batch_is_one_unlink_counting_only_what_it_removed(redis_client) -> None:
+    for i in range(5):
+        redis_client.set(f"presence:{ACCOUNT}:{i}", "x")
+    s = store(redis_client, batch_size=2)
+    batches = list(s.batches(everything()))
+    redis_client.delete(f"presence:{ACCOUNT}:0")  # gone before its batch: UNLINK's reply leaves it out
+    redis_client.config_resetstat()
+    assert [s.delete(batch).affected for batch in batches] == [1, 2, 1]
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_unlink"]["calls"] == len(batches) == 3
+
+
 def test_a_batch_from_another_location_is_refused(redis_client) -> None:
     redis_client.set(f"presence:{ACCOUNT}:1", "x")
     (batch,) = RedisStore("elsewhere", location(), redis_client).batches(everything())

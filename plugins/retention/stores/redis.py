@@ -28,11 +28,11 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from redis import Redis
 
@@ -57,6 +57,18 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 1_000  # keys per batch: one UNLINK round trip
 SCAN_COUNT = 1_000  # SCAN's COUNT hint: keys the server looks at per call
 SEPARATOR = ":"
+
+Text = str | dict[str, str] | None  # UTF-8 text, or {"base64": ...} for other bytes (``_text``)
+Value = Text | dict[str, Text] | list[Text] | list[tuple[Text, float]]  # an exported key's value, by its type
+
+
+class ExportedKey(TypedDict):
+    """One line of ``keys.jsonl``."""
+
+    key: Text
+    type: str
+    value: Value
+    ttl_ms: int | None  # None: no TTL
 
 
 def redis_client(conn_id: str) -> Redis:
@@ -166,9 +178,7 @@ class RedisStore:
         keys = self._keys_of(batch)
         if batch.recheck is not None:
             batch.recheck()  # the engine's legal-hold check, right before the keys go: a hold stops it here
-        pipe = self.client.pipeline(transaction=False)
-        pipe.unlink(*keys)
-        (removed,) = pipe.execute()
+        removed = self.client.unlink(*keys)  # one round trip; counts only what was still there to remove
         log.info("location %s: %d of %d keys removed (the rest had expired)", self.location_id, removed, len(keys))
         return Outcome(affected=int(removed))
 
@@ -249,28 +259,49 @@ class RedisStore:
 
     # -- export --------------------------------------------------------------------------------
 
-    def _record(self, key: bytes) -> dict[str, Any] | None:
+    def _record(self, key: bytes) -> ExportedKey | None:
         kind = _raw(self.client.type(key)).decode()
-        ttl = int(self.client.pttl(key))
-        value: Any
-        if kind == "string":
-            value = _text(self.client.get(key))
-        elif kind == "hash":
-            value = {_plain(field): _text(item) for field, item in self.client.hgetall(key).items()}
-        elif kind == "list":
-            value = [_text(item) for item in self.client.lrange(key, 0, -1)]
-        elif kind == "set":
-            value = sorted((_text(item) for item in self.client.smembers(key)), key=json.dumps)
-        elif kind == "zset":
-            value = [_scored(pair) for pair in self.client.zrange(key, 0, -1, withscores=True)]
-        elif kind == "none":
+        if kind == "none":
             return None  # expired or deleted since the scan
-        else:
+        read = VALUE_READERS.get(kind)
+        if read is None:
             raise ValueError(f"Redis location {self.location_id}: a key of type {kind} cannot be exported "
-                             "(string, hash, list, set and zset can)")
+                             f"({', '.join(VALUE_READERS)} can)")
+        ttl = int(self.client.pttl(key))
+        value = read(self.client, key)
         if ttl == -2:
             return None  # expired while it was read
-        return {"key": _text(key), "type": kind, "value": value, "ttl_ms": ttl if ttl >= 0 else None}
+        return ExportedKey(key=_text(key), type=kind, value=value, ttl_ms=ttl if ttl >= 0 else None)
+
+
+def _string(client: Redis, key: bytes) -> Text:
+    return _text(client.get(key))
+
+
+def _hash(client: Redis, key: bytes) -> dict[str, Text]:
+    return {_plain(field): _text(item) for field, item in client.hgetall(key).items()}
+
+
+def _list(client: Redis, key: bytes) -> list[Text]:
+    return [_text(item) for item in client.lrange(key, 0, -1)]
+
+
+def _set(client: Redis, key: bytes) -> list[Text]:
+    return sorted((_text(item) for item in client.smembers(key)), key=json.dumps)  # a set has no order of its own
+
+
+def _zset(client: Redis, key: bytes) -> list[tuple[Text, float]]:
+    return [_scored(pair) for pair in client.zrange(key, 0, -1, withscores=True)]
+
+
+# How a key's value is read for export, by its Redis type (TYPE's answer); a type not here is refused.
+VALUE_READERS: dict[str, Callable[[Redis, bytes], Value]] = {
+    "string": _string,
+    "hash": _hash,
+    "list": _list,
+    "set": _set,
+    "zset": _zset,
+}
 
 
 class KeyOwners:
@@ -340,7 +371,7 @@ def _raw(data: bytes | str) -> bytes:
     return data if isinstance(data, bytes) else data.encode("utf-8")
 
 
-def _text(data: bytes | str | None) -> str | dict[str, str] | None:
+def _text(data: bytes | str | None) -> Text:
     """UTF-8 text as it is; other bytes as ``{"base64": ...}`` so nothing is lost or mangled."""
     if data is None:
         return None
@@ -360,9 +391,9 @@ def _plain(data: bytes | str) -> str:
         return "base64:" + base64.b64encode(raw).decode("ascii")
 
 
-def _scored(pair: object) -> list[Any]:
+def _scored(pair: object) -> tuple[Text, float]:
     """A sorted-set member and its score (ZRANGE WITHSCORES answers pairs)."""
     if not isinstance(pair, tuple) or len(pair) != 2:
         raise TypeError("ZRANGE WITHSCORES answered something other than (member, score) pairs")
     member, score = pair
-    return [_text(member), float(score)]
+    return _text(member), float(score)
