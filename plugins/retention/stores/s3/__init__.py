@@ -37,8 +37,9 @@ theirs can quote an endpoint URL or a resource ARN that contains a key.
 
 One module per job: ``keydates`` (dating a key), ``calls`` (retries and error wording), ``listing``
 (pages, cursors, the prefetch thread), ``selection`` (which listed records a selector takes),
-``deletion``, ``objectlock``, ``verification``, ``export``, ``fast_timestamps`` (botocore's timestamp
-parser hook) and ``store`` (``S3Store``, which wires them into the Store protocol).
+``deletion``, ``objectlock``, ``verification``, ``export``, ``parts`` (what verification and export share),
+``fast_timestamps`` (botocore's timestamp parser hook) and ``store`` (``S3Store``, which wires them into the
+Store protocol).
 """
 
 from retention.stores.keydates import KeyClock

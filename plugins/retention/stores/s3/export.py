@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path, PurePosixPath
 
-from retention.rules.inventory import S3Location
 from retention.stores.base import Selector
-from retention.stores.s3.calls import S3Calls, S3StoreError
-from retention.stores.s3.listing import Entry, Lister
-from retention.stores.s3.selection import DUE, Selection
+from retention.stores.s3.calls import S3StoreError
+from retention.stores.s3.listing import Entry
+from retention.stores.s3.parts import S3Parts
+from retention.stores.s3.selection import DUE
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 class Exporter:
     """Downloads one location's objects, ``workers`` at a time."""
 
-    def __init__(self, calls: S3Calls, spec: S3Location, lister: Lister, selection: Selection, workers: int) -> None:
-        self._calls = calls
-        self._spec = spec
-        self._lister = lister
-        self._selection = selection
-        self._workers = workers
+    def __init__(self, parts: S3Parts) -> None:
+        self._calls = parts.calls
+        self._spec = parts.spec
+        self._lister = parts.lister
+        self._selection = parts.selection
+        self._workers = parts.workers
 
     def export(self, selector: Selector, prefix: str, sink: Path | str) -> int:
         """Download every matching current object to ``sink / key``; returns how many were written.

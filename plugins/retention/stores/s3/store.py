@@ -15,6 +15,7 @@ from retention.stores.s3.deletion import DELETE_CHUNK, Deleter
 from retention.stores.s3.export import Exporter
 from retention.stores.s3.fast_timestamps import set_timestamp_parser
 from retention.stores.s3.listing import PAGE_SIZE, Entry, Lister, Prefetch, encode_cursor, read_cursor
+from retention.stores.s3.parts import S3Parts
 from retention.stores.s3.selection import DUE, Selection
 from retention.stores.s3.tally import Attribution, histogram_entries, tally_entries
 from retention.stores.s3.verification import Verifier
@@ -50,8 +51,9 @@ class S3Store:
         self._selection = Selection(location_id, spec, clock)
         self._deleter = Deleter(self._calls, location_id, spec, chunk_size=chunk_size, workers=workers,
                                 before_sending=self._check_versioning)
-        self._verifier = Verifier(self._calls, spec, self._lister, self._selection, workers)
-        self._exporter = Exporter(self._calls, spec, self._lister, self._selection, workers)
+        parts = S3Parts(self._calls, spec, self._lister, self._selection, workers)
+        self._verifier = Verifier(parts)
+        self._exporter = Exporter(parts)
         self._attribution = Attribution.of(spec)
         self._versioning_checked = False
 

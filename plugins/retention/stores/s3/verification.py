@@ -9,12 +9,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from retention.rules.inventory import S3Location
 from retention.stores.base import Residue, Selector
-from retention.stores.s3.calls import S3Calls, S3StoreError
-from retention.stores.s3.listing import Lister
+from retention.stores.s3.calls import S3StoreError
 from retention.stores.s3.objectlock import Lock, lock_of, retained_tuple
-from retention.stores.s3.selection import UNDATED, YOUNG, Selection
+from retention.stores.s3.parts import S3Parts
+from retention.stores.s3.selection import UNDATED, YOUNG
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,12 @@ class Snapshot:
 class Verifier:
     """What remains under one account's prefix, and what of it is retained and why."""
 
-    def __init__(self, calls: S3Calls, spec: S3Location, lister: Lister, selection: Selection, workers: int) -> None:
-        self._calls = calls
-        self._spec = spec
-        self._lister = lister
-        self._selection = selection
-        self._workers = workers
+    def __init__(self, parts: S3Parts) -> None:
+        self._calls = parts.calls
+        self._spec = parts.spec
+        self._lister = parts.lister
+        self._selection = parts.selection
+        self._workers = parts.workers
         self._lock_enabled: bool | None = None
 
     def verify(self, selector: Selector, prefix: str) -> Residue:
