@@ -47,6 +47,17 @@ rules:
 
 OVERRIDES = "overrides: []\n"
 
+# A Redis location, to append under ``locations:`` of a systems.yaml: an account's keys by pattern, each dated by
+# its third ":" segment (a day).
+PRESENCE = """\
+  presence:
+    kind: redis
+    data_class: chat_transcripts
+    conn_id: presence_cache
+    key_pattern: "presence:{account_id}:*"
+    timestamp: {key_segment: 2, format: "%Y-%m-%d"}
+"""
+
 
 class RulesDir:
     """A rules folder in tmp_path; ``write(rules=...)`` replaces one file's text."""

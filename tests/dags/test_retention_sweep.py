@@ -8,6 +8,7 @@ import pytest
 
 from retention.ledger import Ledger
 from retention.stores.kinds import KINDS
+from tests.rules_fixtures import PRESENCE
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 ALL = 30  # records per account and table in the stack
@@ -200,16 +201,6 @@ def test_a_mass_deletion_waits_for_the_acknowledgement_param(stack, airflow_db, 
 
 # --- a Redis location, added to the inventory only (issue 16: a kind is one module and one registry entry) ---
 
-PRESENCE = """
-  presence:
-    kind: redis
-    data_class: chat_transcripts
-    conn_id: presence_cache
-    key_pattern: "presence:{account_id}:*"
-    timestamp: {key_segment: 2, format: "%Y-%m-%d"}
-"""
-
-
 def with_redis_location(stack, redis_server, tmp_path, monkeypatch) -> None:
     """The shipped rules with one Redis location for chat transcripts (keys dated by their third segment)."""
     import shutil
@@ -217,7 +208,7 @@ def with_redis_location(stack, redis_server, tmp_path, monkeypatch) -> None:
     rules = tmp_path / "rules_with_redis"
     shutil.copytree(stack.env["RETENTION_RULES_DIR"], rules)
     systems = (rules / "systems.yaml").read_text()
-    (rules / "systems.yaml").write_text(systems.replace("\nlocations:\n", "\nlocations:" + PRESENCE, 1))
+    (rules / "systems.yaml").write_text(systems.replace("\nlocations:\n", "\nlocations:\n" + PRESENCE, 1))
     monkeypatch.setenv("RETENTION_RULES_DIR", str(rules))
     for name, value in redis_server.connection("presence_cache").items():
         monkeypatch.setenv(name, value)

@@ -8,6 +8,7 @@ import pytest
 
 from retention.rules import RulesError, load_ruleset
 from retention.rules.inventory import S3Location, SqlLocation, load_inventory
+from tests.rules_fixtures import PRESENCE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -158,16 +159,6 @@ def test_an_object_store_cannot_keep_data_isolated(rules_dir):
                                                   "    timestamps: {created_at: created_at}\n"
                                                   "    isolate_to: retention_vault.chats\n"))
     assert issue.field == "locations.attachments.data_class" and "SQL tables only" in issue.message
-
-
-PRESENCE = """\
-  presence:
-    kind: redis
-    data_class: chat_transcripts
-    conn_id: presence_cache
-    key_pattern: "presence:{account_id}:*"
-    timestamp: {key_segment: 2, format: "%Y-%m-%d"}
-"""
 
 
 def test_a_redis_location_loads_with_its_pattern_and_key_time(rules_dir):
