@@ -31,13 +31,13 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from retention.cli.pools import SUBPROCESSOR_POOL
+from retention.dagkit.approval import SubjectRequestApproval
 from retention.dagkit.defaults import default_args, on_dag_failure
 from retention.dagkit.hitl import ActionRequired
 from retention.ids import ACCOUNT_ID
 from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding.request import AGE_RECIPIENT, requester
 from retention.requests import tasks as requests
-from retention.requests.approval import SubjectRequestApproval
 from retention.rules.subjects import IDENTIFIER_KINDS, MAX_VALUES, REGIMES
 from retention.settings import Settings
 from retention.stores.kinds import KINDS

@@ -25,13 +25,13 @@ import pendulum
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
+from retention.dagkit.approval import FourEyesApproval
 from retention.dagkit.defaults import default_args, on_dag_failure
 from retention.dagkit.hitl import ActionRequired
 from retention.dagkit.subprocessor_groups import subprocessor_group
 from retention.ids import ACCOUNT_ID
 from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding import tasks as offboarding
-from retention.offboarding.approval import FourEyesApproval
 from retention.offboarding.request import AGE_RECIPIENT, requester
 from retention.settings import Settings
 from retention.stores.kinds import KINDS
