@@ -136,6 +136,26 @@ class DueSeries:
             raise ValueError("a DueSeries takes an anchor and cutoffs together, or neither (all of the account's data)")
 
 
+def due_by_account(where: str, asked: Collection[str], due: Collection[Due], records: str, *,
+                   anonymizes: bool = True) -> dict[str, Due]:
+    """A tally's ``Due`` keyed by account, refusing (``where``: the location; ``records``: what it holds, for the
+    message) a data subject's selector, an account not asked for, two different Dues for one account, and, where
+    the kind cannot anonymize in place (``anonymizes`` False), a Due pending anonymization."""
+    by_account: dict[str, Due] = {}
+    for item in due:
+        account = item.selector.account_id
+        if item.selector.subject is not None:
+            raise ValueError(f"{where}: a tally counts whole accounts; count a data subject's {records} with "
+                             "count(selector)")
+        if account not in asked:
+            raise ValueError(f"{where}: a Due names account {account!r}, which was not asked for")
+        if item.pending_anonymize and not anonymizes:
+            raise ValueError(f"{where}: {records} cannot be anonymized in place; use delete")
+        if by_account.setdefault(account, item) != item:
+            raise ValueError(f"{where}: two different Dues for account {account!r}")
+    return by_account
+
+
 def series_by_account(where: str, series: Collection[DueSeries]) -> dict[str, DueSeries]:
     """The series keyed by account; two different series for one account are refused (``where``: the location)."""
     by_account: dict[str, DueSeries] = {}

@@ -47,6 +47,7 @@ from retention.stores.base import (
     Retained,
     Selector,
     Tally,
+    due_by_account,
     first_due,
     series_by_account,
 )
@@ -112,18 +113,8 @@ class RedisStore:
         """Per account: its keys and those its ``Due`` matches, from ONE SCAN of the pattern with ``*`` for the
         account id, each key attributed to the one account whose pattern it matches (``KeyOwners``)."""
         asked = set(accounts)
-        wanted: dict[str, Selector] = {}
-        for item in due:
-            account = item.selector.account_id
-            if item.selector.subject is not None:
-                raise ValueError(f"Redis location {self.location_id}: a tally counts whole accounts; count a data "
-                                 "subject's keys with count(selector)")
-            if account not in asked:
-                raise ValueError(f"Redis location {self.location_id}: a Due names account {account!r}, "
-                                 "which was not asked for")
-            self._only_deletes(item.pending_anonymize)
-            if wanted.setdefault(account, item.selector) != item.selector:
-                raise ValueError(f"Redis location {self.location_id}: two different Dues for account {account!r}")
+        wanted = {account: item.selector for account, item in
+                  due_by_account(f"Redis location {self.location_id}", asked, due, "keys", anonymizes=False).items()}
         owners = KeyOwners(self.spec.key_pattern)
         totals: dict[str, int] = {}
         dues: dict[str, int] = {}

@@ -15,7 +15,16 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from retention.rules.inventory import S3Location
-from retention.stores.base import Due, DueSeries, Histogram, Selector, Tally, first_due, series_by_account
+from retention.stores.base import (
+    Due,
+    DueSeries,
+    Histogram,
+    Selector,
+    Tally,
+    due_by_account,
+    first_due,
+    series_by_account,
+)
 from retention.stores.s3.listing import Entry
 from retention.stores.s3.selection import DUE, Selection
 
@@ -53,18 +62,8 @@ def tally_entries(location_id: str, spec: S3Location, selection: Selection, page
                   accounts: Collection[str], due: Collection[Due]) -> dict[str, Tally]:
     """Totals and due counts of the asked accounts from the pages of one listing of the location's root."""
     asked = set(accounts)
-    wanted: dict[str, Selector] = {}
-    for item in due:
-        account = item.selector.account_id
-        if item.selector.subject is not None:
-            raise ValueError(f"S3 location {location_id}: a tally counts whole accounts; count a data subject's "
-                             "objects with count(selector)")
-        if account not in asked:
-            raise ValueError(f"S3 location {location_id}: a Due names account {account!r}, which was not asked for")
-        if item.pending_anonymize:
-            raise ValueError(f"S3 location {location_id}: objects cannot be anonymized in place; use delete")
-        if wanted.setdefault(account, item.selector) != item.selector:
-            raise ValueError(f"S3 location {location_id}: two different Dues for account {account!r}")
+    wanted = {account: item.selector for account, item in
+              due_by_account(f"S3 location {location_id}", asked, due, "objects", anonymizes=False).items()}
     for account in asked:
         selection.prefix(Selector(account))  # refuse an id that cannot name a prefix, as count does
     attribution = Attribution.of(spec)

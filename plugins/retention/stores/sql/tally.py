@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from retention.stores.base import Due, Tally
+from retention.stores.base import Due, Tally, due_by_account
 from retention.stores.sql.schema import LocationSchema
 from retention.stores.sql.selection import RowSelection, cutoff_value
 
@@ -32,7 +32,7 @@ def tally_rows(engine: Engine, schema: LocationSchema, rows: RowSelection, accou
                due: Collection[Due]) -> dict[str, Tally]:
     """Per asked account with rows here: its rows and those its ``Due`` matches (0 without a ``Due``)."""
     asked = set(accounts)
-    by_account = _one_due_per_account(schema.location_id, asked, due)
+    by_account = due_by_account(f"location {schema.location_id}", asked, due, "rows")
     if not asked:
         return {}
     ids = ids_by_value(rows, schema, asked)
@@ -49,21 +49,6 @@ def tally_rows(engine: Engine, schema: LocationSchema, rows: RowSelection, accou
                 named[value_of[member.selector.account_id]].append(member.selector.account_id)
             due_counts.update(_per_account(conn, _due(schema, rows, anchor, pending, members, value_of), named))
     return {account: Tally(total, due_counts.get(account, 0)) for account, total in totals.items()}
-
-
-def _one_due_per_account(location_id: str, asked: set[str], due: Collection[Due]) -> dict[str, Due]:
-    by_account: dict[str, Due] = {}
-    for wanted in due:
-        account = wanted.selector.account_id
-        if wanted.selector.subject is not None:
-            raise ValueError(f"location {location_id}: a tally counts whole accounts; count a data subject's rows "
-                             "with count(selector)")
-        if account not in asked:
-            raise ValueError(f"location {location_id}: a Due names account {account!r}, which was not asked for")
-        if account in by_account and by_account[account] != wanted:
-            raise ValueError(f"location {location_id}: two different Dues for account {account!r}")
-        by_account[account] = wanted
-    return by_account
 
 
 def ids_by_value(rows: RowSelection, schema: LocationSchema, asked: set[str]) -> dict[Any, list[str]]:
