@@ -25,6 +25,7 @@ from retention.certificates import (
 )
 from retention.certificates.archive import Archive, issued
 from retention.certificates.subject import issue_subject_certificate
+from retention.certificates.supplement import NothingToSupplement
 from retention.identifier_hashes import subject_hashes
 from retention.ledger import Ledger
 from retention.rules.subjects import Subject
@@ -217,6 +218,49 @@ def test_a_held_task_and_a_manual_subprocessor_make_it_partial_until_a_supplemen
     assert [(e["kind"], e["resolution"]) for e in supplement["resolved"]] == [("subprocessor_manual", "erased")]
     assert [e["kind"] for e in supplement["still_open"]] == ["legal_hold", "held"]
     assert supplement["status"] == "partial"
+
+
+def test_a_subprocessor_answer_belongs_to_its_run_and_a_later_run_of_the_request_supplements_the_earlier(
+        ledger: Ledger, hash_key: bytes, key: SigningKey) -> None:
+    """A hold stops the erasure at SendGrid (Twilio erases): the request closes held and its certificate lists
+    SendGrid held. Run again once the hold ended, the second run's certificate states only its own run's answers
+    (neither provider answered yet in it), and the second run's erasure at SendGrid supplements both certificates;
+    the first run's Twilio answer resolves nothing in the second's."""
+    keys = KeySet((key.jwk,))
+    asked: list[dict[str, object]] = [{"subprocessor": "sendgrid", "scope": "api", "matched": 2},
+                                      {"subprocessor": "twilio", "scope": "api", "matched": 1}]
+    writer = filed(ledger, hash_key)
+    tasks = previewed(writer, FOUND, subprocessors=asked)
+    writer.approve(total=30)
+    for location, _, matched, _, _ in FOUND:
+        if matched:
+            writer.erase(tasks[location], matched)
+    writer.at_subprocessor("sendgrid", "held", 0)
+    writer.at_subprocessor("twilio", "erased", 1)
+    writer.close("held")
+    first = certificate_of(ledger, writer, key)
+    assert [(e["kind"], e.get("subprocessor")) for e in verify_file(first, keys).certificate["exceptions"]] == [
+        ("subprocessor_held", "sendgrid")]
+    with pytest.raises(NothingToSupplement):  # its own run's answer does not resolve it
+        issue_supplement(ledger, first, key, keys, actor="staff-2")
+
+    writer.expand({"visitor_id": [VISITOR]})  # the hold ended: the request is run again, a new preview and run
+    earlier_run = writer.run_id
+    nothing_left = [(loc, dc, 0, action, rule) for loc, dc, _, action, rule in FOUND]
+    assert previewed(writer, nothing_left, kept=False, subprocessors=asked) == {} and writer.run_id != earlier_run
+    writer.approve(total=3)
+    second = certificate_of(ledger, writer, key)
+    lines = verify_file(second, keys).certificate["subprocessors"]
+    assert [(s["subprocessor"], s["outcome"], s["recorded_at"]) for s in lines] == [
+        ("sendgrid", "not_run", None), ("twilio", "not_run", None)]  # not the first run's "held" and "erased"
+
+    writer.at_subprocessor("sendgrid", "erased", 2)  # recorded in the second run
+    supplement = verify(issue_supplement(ledger, first, key, keys, actor="staff-2"), keys).certificate
+    assert [(e["subprocessor"], e["resolution"]) for e in supplement["resolved"]] == [("sendgrid", "erased")]
+    assert supplement["status"] == "complete" and supplement["still_open"] == []
+    supplement = verify(issue_supplement(ledger, second, key, keys, actor="staff-2"), keys).certificate
+    assert [(e["subprocessor"], e["resolution"]) for e in supplement["resolved"]] == [("sendgrid", "erased")]
+    assert [(e["kind"], e["subprocessor"]) for e in supplement["still_open"]] == [("subprocessor_not_run", "twilio")]
 
 
 def test_a_request_that_found_nothing_is_certified_complete_with_every_place_checked_at_zero(

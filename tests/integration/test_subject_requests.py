@@ -196,6 +196,10 @@ def test_an_erasure_asks_its_subprocessors_and_closes_only_once_each_answered(wo
         with pytest.raises(ValueError, match="does not cover"):
             tasks.at_subprocessor(request_id, "salesforce", actor=ACTOR)
         assert tasks.close(request_id, actor=ACTOR)["status"] == "completed"
+        with Ledger.open(world.ledger_url) as ledger:  # each answer in the request's run, where close read it
+            answered = ledger.request_events(request_id, "subject.subprocessor")
+        assert [(e.payload["subprocessor"], e.run_id) for e in answered] == [
+            ("sendgrid", preview["run_id"]), ("twilio", preview["run_id"])]
         assert sendgrid.person_remaining(ACCOUNT, who.email)["contacts"] == 0
         assert twilio.person_remaining(ACCOUNT, who.phone) == {"messages": 0}
         assert (sendgrid.remaining(ACCOUNT)["contacts"], twilio.remaining(ACCOUNT)["messages"]) == others

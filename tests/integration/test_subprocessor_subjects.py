@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pendulum
 import pytest
 
 from retention.ledger import Ledger
@@ -64,6 +65,12 @@ def ledger(tmp_path):
     opened.close()
 
 
+def _request_run(ledger: Ledger) -> str:
+    """A subject request's ledger run, as its preview starts one: where the closing events are recorded."""
+    return ledger.start_run("subject_request", dry_run=False, as_of=pendulum.now("UTC"), rules_digest="0" * 64,
+                            actor="test")
+
+
 def _identifiers_in_ledger(ledger: Ledger) -> list[str]:
     text = json.dumps([e.payload for e in ledger.events()])
     return [value for value in (PERSON.email, PERSON.phone, PERSON.phone.lstrip("+")) if value in text]
@@ -86,7 +93,8 @@ def test_erase_leaves_none_of_the_persons_records_and_touches_nobody_else(provid
     other_before = {name: emulator.remaining(OTHER) for name, emulator in providers.items()}
     parent_contacts, own_records = len(sendgrid.contacts[PARENT]), salesforce.own_remaining()
 
-    results = {name: erase(ledger, "req-1", name, TENANT, SUBJECT, actor="test")
+    run_id = _request_run(ledger)
+    results = {name: erase(ledger, "req-1", name, TENANT, SUBJECT, run_id=run_id, actor="test")
                for name in ("sendgrid", "twilio", "salesforce")}
 
     assert results["sendgrid"]["outcome"] == "erased" and results["sendgrid"]["count"] == 3
@@ -113,14 +121,15 @@ def test_erase_leaves_none_of_the_persons_records_and_touches_nobody_else(provid
     assert sendgrid.person_remaining(OTHER, PERSON.email) == {"contacts": 1, "bounces": 1, "activity": 1}
     assert len(sendgrid.contacts[PARENT]) == parent_contacts and salesforce.own_remaining() == own_records
 
-    closing = [e.payload for e in ledger.events_of_kind("subject.subprocessor")]
-    assert [(p["subprocessor"], p["outcome"], p["count"]) for p in closing] == [
+    closing = ledger.events_of_kind("subject.subprocessor")
+    assert [(e.payload["subprocessor"], e.payload["outcome"], e.payload["count"]) for e in closing] == [
         ("sendgrid", "erased", 3), ("twilio", "erased", 2), ("salesforce", "erased", 2)]
+    assert {e.run_id for e in closing} == {run_id}  # in the request's run, where closing and the certificate read
     kinds = {e.kind for e in ledger.events()}
     assert {"subprocessor.intent", "subprocessor.outcome", "subprocessor.verified"} <= kinds
     assert _identifiers_in_ledger(ledger) == []
 
-    again = erase(ledger, "req-1", "sendgrid", TENANT, SUBJECT, actor="test")
+    again = erase(ledger, "req-1", "sendgrid", TENANT, SUBJECT, run_id=run_id, actor="test")
     assert (again["outcome"], again["count"]) == ("nothing_found", 0)
 
 
@@ -130,7 +139,7 @@ def test_a_search_that_lost_its_filter_still_erases_only_the_person(providers, l
     salesforce = providers["salesforce"]
     salesforce.ignore_where = True
     before = salesforce.remaining(TENANT)
-    result = erase(ledger, "req-4", "salesforce", TENANT, SUBJECT, actor="test")
+    result = erase(ledger, "req-4", "salesforce", TENANT, SUBJECT, run_id=_request_run(ledger), actor="test")
     assert (result["outcome"], result["count"]) == ("erased", 2)
     assert salesforce.person_remaining(TENANT, PERSON.email) == {"leads": 0, "contacts": 0}
     assert salesforce.remaining(TENANT)["leads"] == before["leads"] - 1
@@ -142,8 +151,9 @@ def test_a_search_that_lost_its_filter_still_erases_only_the_person(providers, l
 def test_a_hold_on_the_account_deletes_nothing(providers, ledger):
     ledger.place_hold(account_id=TENANT, data_class=None, reason="litigation", reference="LH-7", placed_by="legal")
     before = {name: emulator.remaining(TENANT) for name, emulator in providers.items()}
+    run_id = _request_run(ledger)
     for name in ("sendgrid", "twilio", "salesforce"):
-        result = erase(ledger, "req-2", name, TENANT, SUBJECT, actor="test")
+        result = erase(ledger, "req-2", name, TENANT, SUBJECT, run_id=run_id, actor="test")
         assert (result["outcome"], result["count"]) == ("held", 0)
     assert {name: emulator.remaining(TENANT) for name, emulator in providers.items()} == before
     assert not ledger.events_of_kind("subprocessor.intent")
@@ -153,13 +163,14 @@ def test_a_provider_without_a_subject_api_is_manual_and_nothing_is_called(provid
     calls = {name: len(emulator.calls) for name, emulator in providers.items()}
     match = preview("clearbit", TENANT, SUBJECT)
     assert (match.scope, match.matched) == ("manual", None)
-    result = erase(ledger, "req-3", "clearbit", TENANT, SUBJECT, actor="test")
+    run_id = _request_run(ledger)
+    result = erase(ledger, "req-3", "clearbit", TENANT, SUBJECT, run_id=run_id, actor="test")
     assert (result["outcome"], result["count"]) == ("manual", 0)
     assert preview("heroku", TENANT, SUBJECT).scope == "none"  # its rows are the inventory's locations
     # Twilio finds people by phone only: someone known by e-mail alone is for a person to look up there.
     by_email = Subject.of({"email": [PERSON.email]})
     assert (preview("twilio", TENANT, by_email).scope, preview("twilio", TENANT, by_email).matched) == ("manual", None)
-    assert erase(ledger, "req-3", "twilio", TENANT, by_email, actor="test")["outcome"] == "manual"
+    assert erase(ledger, "req-3", "twilio", TENANT, by_email, run_id=run_id, actor="test")["outcome"] == "manual"
     assert not ledger.events_of_kind("subprocessor.call")
     assert {name: len(emulator.calls) for name, emulator in providers.items()} == calls
 

@@ -4,8 +4,8 @@ It says, for one erasure request of one account: the request (its type, regime, 
 customer's reference, the identifiers as keyed hashes, never a value), the expansion (counts per kind, and whether
 it was bounded), per location what matched, what was deleted or anonymized and how that was verified, what was
 kept and under which legal basis, the NIST SP 800-88 statement of each location's store kind (as the account
-certificate states it), and what each subprocessor did for this request (its own ``subject.subprocessor``
-events, never the account-wide ones). It never overclaims: a held or unverified task, a subprocessor a person
+certificate states it), and what each subprocessor did for this request (the ``subject.subprocessor`` events of
+its run, never the account-wide ones). It never overclaims: a held or unverified task, a subprocessor a person
 must still handle (``manual``), one held, incomplete or not run, is an exception, and any exception makes it
 ``partial``. Records kept under law are listed with their basis and do not: the law excludes them from erasure
 (GDPR Art. 17(3)). Neither do the places the request could not search for one person (an inventory location that
@@ -16,7 +16,8 @@ A request that matched nothing anywhere gets a certificate too: every location a
 with 0, and status ``complete`` (unless a manual subprocessor could not be searched).
 
 Supplements: a subprocessor pending at issue whose ``subject.subprocessor`` event for the request later says it
-is done (a person confirmed a manual erasure) is resolved by ``build_subject_supplement``.
+is done (a held request run again once its hold ended, say, erased there) is resolved by
+``build_subject_supplement``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ LEGAL_BASES = {
     "ccpa": ("DPA 5(a)", "CCPA, Cal. Civ. Code § 1798.105 (right to delete)"),
     "fadp": ("DPA 5(a)", "Swiss FADP (revised, 2023): erasure of personal data"),
 }
-SUBJECT_EVENTS = ("subject.filed", "subject.expanded", "subject.previewed", "subject.approved", "subject.subprocessor",
-                  "subject.nothing_found")
+# The request's own events, read by request id: ``subject.filed`` comes before any run, and ``subject.expanded`` of a
+# request run again names the run before. What its subprocessors did is read from the run (SUBPROCESSOR_EVENT).
+SUBJECT_EVENTS = ("subject.filed", "subject.expanded", "subject.previewed", "subject.approved", "subject.nothing_found")
+SUBPROCESSOR_EVENT = "subject.subprocessor"
 # Steps not reached yet: nothing has been searched, or a person has still to decide; a rejected one erased nothing.
 NOT_CERTIFIABLE = ("filed", "expanded", "awaiting_approval", "rejected")
 HOLD_SKIP = "legal hold"  # how the request's plan words a task skipped because a hold is in force (requests.plan)
@@ -106,7 +109,8 @@ def build_subject(ledger: Ledger, request_id: str, *, exporter: str, importer: s
     times, held, vacuumed = _run_notes(ledger.run_events(run.id, *TASK_EVENTS), run.id)
     previewed = events["subject.previewed"][-1].payload
     lines, kept, exceptions = _locations(previewed.get("locations", []), tasks, locations, times, held, vacuumed)
-    subprocessors = _subprocessors(previewed.get("subprocessors", []), events.get("subject.subprocessor", []))
+    subprocessors = _subprocessors(previewed.get("subprocessors", []), _of_request(
+        ledger.run_events(run.id, SUBPROCESSOR_EVENT), request_id).get(SUBPROCESSOR_EVENT, []))
     exceptions += [_subprocessor_exception(s) for s in subprocessors
                    if s["outcome"] not in SUBPROCESSOR_DONE + SUBPROCESSOR_NOT_SEARCHABLE]
     seq, head = ledger.head()
@@ -317,8 +321,7 @@ def build_subject_supplement(ledger: Ledger, original: bytes, keys: KeySet, *,
     ``subject.subprocessor`` event for the request now says it is done is resolved; refuses when none is."""
     certificate = verify(original, keys).certificate  # never supplement a document that does not verify
     request_id = certificate["request"]["request_id"]
-    latest = {e.payload["subprocessor"]: e for e in _of_request(ledger.events_of_kind("subject.subprocessor"),
-                                                                 request_id).get("subject.subprocessor", [])}
+    latest = {e.payload["subprocessor"]: e for e in _answers_since(ledger, request_id, certificate["run"]["run_id"])}
     resolved: list[JsonObject] = []
     still_open: list[JsonObject] = []
     for exception in certificate["exceptions"]:
@@ -341,6 +344,19 @@ def build_subject_supplement(ledger: Ledger, original: bytes, keys: KeySet, *,
             "issued_at": iso_utc(issued_at or datetime.now(UTC)), "account_id": certificate["account_id"],
             "status": "complete" if not still_open else "partial", "resolved": resolved, "still_open": still_open,
             "ledger": {"chain_head_seq": seq, "chain_head_hash": head, "hash": "sha256"}}
+
+
+def _answers_since(ledger: Ledger, request_id: str, run_id: str) -> list[Event]:
+    """The request's ``subject.subprocessor`` events from the preview of run ``run_id`` (the certificate's) on, in
+    ledger order, of that run and of any later one.
+
+    Not the run's events alone: a pending provider may be resolved in a later run of the same request. A request a
+    hold kept in part stays open and is run again once the hold ends, with a new preview and so a new run, and its
+    providers answer in that run; the certificate issued for the earlier run is supplemented by those answers.
+    Nothing from before the certificate's preview: an earlier run's answer is not one to this certificate."""
+    previews = ledger.run_events(run_id, "subject.previewed")
+    since = previews[0].seq if previews else 0
+    return ledger.request_events(request_id, SUBPROCESSOR_EVENT, after_seq=since)
 
 
 def is_subject_certificate(certificate: Mapping[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from retention.ledger.chain import iso_utc
 from retention.ledger.checks import SHA256, check_kind, check_staff
 from retention.ledger.clock import db_now
 from retention.ledger.events import EventLog, append_event, keep
-from retention.ledger.models import PlannedTask, SubjectRequestRow, utc
+from retention.ledger.models import Event, PlannedTask, SubjectRequestRow, utc
 from retention.rules.subjects import REGIMES, REQUEST_TYPES, Subject
 
 # "held": a legal hold kept some of the person's data; the erasure is still owed once the hold ends, so the request
@@ -82,6 +82,14 @@ class SubjectRequests(EventLog):
             query = query.where(SubjectRequestRow.status.in_(OPEN))
         with self._reader() as s:
             return list(s.scalars(query.order_by(SubjectRequestRow.filed_at.desc())))
+
+    def request_events(self, request_id: str, *kinds: str, after_seq: int = 0) -> list[Event]:
+        """The request's events of the given kinds (their payload's ``request_id``) with seq > ``after_seq``, in
+        order, whichever run each belongs to."""
+        query = (select(Event).where(Event.kind.in_(kinds), Event.seq > after_seq,
+                                     Event.payload["request_id"].as_string() == request_id).order_by(Event.seq))
+        with self._reader() as s:
+            return list(s.scalars(query))
 
     def request_subject(self, request_id: str, *, given_only: bool = False) -> Subject:
         """The identifiers the request acts on: as expanded once expanded (unless ``given_only``), else as given."""

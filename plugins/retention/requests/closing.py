@@ -24,7 +24,7 @@ from retention.engine.executor import check_may_delete
 from retention.engine.report import build_report, finish_sweep
 from retention.ledger.subject_requests import CLOSED
 from retention.requests import providers
-from retention.requests.plan import PREVIEWED, previewed
+from retention.requests.plan import previewed
 
 UNFINISHED = ("planned", "running", "done", "residue")
 
@@ -45,7 +45,8 @@ def at_subprocessor(ctx: SweepContext, request_id: str, subprocessor: str, *, ac
         raise ValueError(f"subject request {request_id} does not cover {subprocessor} (its preview asked: "
                          f"{', '.join(sorted(covered)) or 'none'})")
     subject = ctx.ledger.request_subject(request_id)
-    return providers.erase(ctx.ledger, request_id, subprocessor, row.account_id, subject, actor=actor)
+    return providers.erase(ctx.ledger, request_id, subprocessor, row.account_id, subject, run_id=row.run_id,
+                           actor=actor)
 
 
 def close_request(ctx: SweepContext, request_id: str, *, actor: str) -> dict[str, Any]:
@@ -90,19 +91,11 @@ def _outcome(ctx: SweepContext, request_id: str, request_type: str, run_id: str,
 
 
 def subprocessor_answers(ctx: SweepContext, run_id: str, request_id: str) -> dict[str, str]:
-    """Subprocessor -> the outcome its latest ``subject.subprocessor`` event of this request gives. Read from the
-    events after the run's preview (the subject scope appends them outside the run), so never the whole chain."""
-    from sqlalchemy import select
-
-    from retention.ledger.models import Event
-
-    preview = ctx.ledger.run_events(run_id, PREVIEWED)
-    if not preview:
-        return {}
-    with ctx.ledger.session() as s:
-        payloads = s.scalars(select(Event.payload).where(Event.seq > preview[-1].seq)
-                             .where(Event.kind == "subject.subprocessor").order_by(Event.seq)).all()
-    return {str(p["subprocessor"]): str(p["outcome"]) for p in payloads if p.get("request_id") == request_id}
+    """Subprocessor -> the outcome its latest ``subject.subprocessor`` event of this request gives in run
+    ``run_id`` (the subject scope records them in the request's run), through the run's index: an earlier run's
+    answer (a preview superseded, a held request run again) is not this run's."""
+    return {str(e.payload["subprocessor"]): str(e.payload["outcome"])
+            for e in ctx.ledger.run_events(run_id, "subject.subprocessor") if e.payload.get("request_id") == request_id}
 
 
 def _finish_run(ctx: SweepContext, run_id: str, *, actor: str) -> str:

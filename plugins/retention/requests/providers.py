@@ -43,12 +43,13 @@ def preview(spec_name: str, account_id: str, subject: Subject) -> SubjectMatch:
     return find(spec_name, account_id, subject)
 
 
-def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subject: Subject, *,
+def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subject: Subject, *, run_id: str,
           actor: str) -> dict[str, Any]:
-    """Erase the person's records at the provider (holds checked before each delete; ``subject.subprocessor``)."""
+    """Erase the person's records at the provider (holds checked before each delete; ``subject.subprocessor`` in
+    the request's run ``run_id``)."""
     with _scope():
         from retention.subprocessors.subjects import erase as erase_at
-    return erase_at(ledger, request_id, spec_name, account_id, subject, actor=actor)
+    return erase_at(ledger, request_id, spec_name, account_id, subject, run_id=run_id, actor=actor)
 
 
 def covered_specs(settings: Settings, names: Collection[str] | None) -> dict[str, ConnectorSpec]:

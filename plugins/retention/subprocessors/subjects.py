@@ -96,10 +96,11 @@ def preview(spec_name: str, account_id: str, subject: Subject) -> SubjectMatch:
     return SubjectMatch(spec.subprocessor, "api", found)
 
 
-def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subject: Subject, *,
+def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subject: Subject, *, run_id: str,
           actor: str) -> dict[str, Any]:
     """Delete the person's records at the provider, resource by resource and search by search, through the
-    executor; then the ``subject.subprocessor`` event. A hold on a resource's data class of the account stops
+    executor; then the ``subject.subprocessor`` event, in ``run_id`` (the request's ledger run: its preview's),
+    where closing the request and its certificate read it. A hold on a resource's data class of the account stops
     the whole provider before its first delete (outcome ``held``); one placed meanwhile stops the next call
     and every search after it."""
     spec, classes = _load(spec_name)
@@ -107,10 +108,10 @@ def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subj
     searchable = _searchable(spec, subject) if scope == "api" else []
     unsupported = sorted(set(spec.resources) - {search.name for search in searchable})
     if scope != "api":
-        return _close(ledger, request_id, spec, "manual" if scope == "manual" else "unsupported", 0, {},
+        return _close(ledger, request_id, run_id, spec, "manual" if scope == "manual" else "unsupported", 0, {},
                       unsupported, actor)
     if any(ledger.holds_in_force(account_id, search.resource.data_class) for search in searchable):
-        return _close(ledger, request_id, spec, "held", 0, {}, unsupported, actor)
+        return _close(ledger, request_id, run_id, spec, "held", 0, {}, unsupported, actor)
     results: dict[str, list[ResourceResult]] = {}
     for search in searchable:
         for find, variables in _searches(search, subject):
@@ -129,7 +130,7 @@ def erase(ledger: Ledger, request_id: str, spec_name: str, account_id: str, subj
     outcome: Outcome = ("held" if "held" in statuses.values() else
                         "incomplete" if "incomplete" in statuses.values() else
                         "erased" if found else "nothing_found")
-    return _close(ledger, request_id, spec, outcome, count, statuses, unsupported, actor)
+    return _close(ledger, request_id, run_id, spec, outcome, count, statuses, unsupported, actor)
 
 
 def export(spec_name: str, account_id: str, subject: Subject, directory: Path) -> Exported:
@@ -360,7 +361,7 @@ def _worst(statuses: list[str]) -> str:
     return min(statuses, key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else 0)
 
 
-def _close(ledger: Ledger, request_id: str, spec: ConnectorSpec, outcome: Outcome, count: int,
+def _close(ledger: Ledger, request_id: str, run_id: str, spec: ConnectorSpec, outcome: Outcome, count: int,
            statuses: dict[str, str], unsupported: list[str], actor: str) -> dict[str, Any]:
     payload: dict[str, Any] = {"request_id": request_id, "subprocessor": spec.subprocessor, "outcome": outcome,
                                "count": count}
@@ -368,5 +369,5 @@ def _close(ledger: Ledger, request_id: str, spec: ConnectorSpec, outcome: Outcom
         payload["resources"] = statuses
     if unsupported and spec.resources:
         payload["unsupported"] = unsupported
-    ledger.append("subject.subprocessor", payload, actor=actor)
+    ledger.append("subject.subprocessor", payload, actor=actor, run_id=run_id)
     return payload
