@@ -103,22 +103,34 @@ def test_expansion_finds_the_linked_visitor_id_and_phone_and_erases_by_them_too(
 def test_identifiers_are_erased_after_the_appeal_window_and_the_hashes_stay(world):
     who = embedded.person(ACCOUNTS, ACCOUNT)
     request_id, _, _ = erase_through_the_steps(world, who.email)
+    # Beside it: another person's request still open, and a third closed after it (rejected).
+    still_open = tasks.open_request(params("open@example.invalid"), filed_by="api:7", actor=ACTOR)["request_id"]
+    later = tasks.open_request(params("later@example.invalid"), filed_by="api:7", actor=ACTOR)["request_id"]
     settings = Settings.from_env()
+    window = timedelta(days=settings.subject_appeal_days)
     with Ledger.open(world.ledger_url) as ledger:
-        closed_at = ledger.subject_request(request_id).closed_at
-        inside = closed_at + timedelta(days=settings.subject_appeal_days)
-        assert erase_closed_identifiers(ledger, settings, inside, actor=ACTOR) == []
+        ledger.set_request_status(later, "rejected", actor=ACTOR)
+        closed_at, later_closed = ledger.subject_request(request_id).closed_at, ledger.subject_request(later).closed_at
+        assert closed_at is not None and later_closed is not None and closed_at < later_closed
+        assert erase_closed_identifiers(ledger, settings, closed_at + window, actor=ACTOR) == []  # its last moment
         assert who.email in ledger.request_subject(request_id).values("email")
-        past = closed_at + timedelta(days=settings.subject_appeal_days, seconds=1)
+        assert ledger.closed_with_identifiers(closed_before=later_closed) == [request_id]
+        # Past the first one's window: the later one is at the last moment of its own, the open one has none.
+        past = later_closed + window
         assert erase_closed_identifiers(ledger, settings, past, actor=ACTOR) == [request_id]
         assert erase_closed_identifiers(ledger, settings, past, actor=ACTOR) == []  # once
         with pytest.raises(IdentifiersErased):
             ledger.request_subject(request_id)
+        assert ledger.request_subject(later).values("email") == ("later@example.invalid",)
+        assert ledger.request_subject(still_open).values("email") == ("open@example.invalid",)
+        assert erase_closed_identifiers(ledger, settings, past + timedelta(seconds=1), actor=ACTOR) == [later]
+        assert ledger.closed_with_identifiers(closed_before=past + timedelta(days=3650)) == []  # never the open one
+        assert ledger.subject_request(still_open).identifiers is not None
         filed = next(e.payload for e in ledger.events() if e.kind == "subject.filed")
         erased = [e.payload for e in ledger.events() if e.kind == "subject.identifiers_erased"]
         assert ledger.verify().ok
     assert filed["identifier_hashes"] == [identifier_hash(load_key(settings), ACCOUNT, "email", who.email)]
-    assert erased == [{"request_id": request_id, "account_id": ACCOUNT}]
+    assert erased == [{"request_id": request_id, "account_id": ACCOUNT}, {"request_id": later, "account_id": ACCOUNT}]
     for value in (who.email, who.visitor_id, who.phone):
         assert ledger_holds(world, value) == []
 

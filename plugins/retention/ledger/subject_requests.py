@@ -91,6 +91,17 @@ class SubjectRequests(EventLog):
         with self._reader() as s:
             return list(s.scalars(query))
 
+    def closed_with_identifiers(self, *, closed_before: datetime) -> list[str]:
+        """The ids of the closed requests whose identifiers are still kept and that closed before
+        ``closed_before``, oldest first: those whose appeal window has passed, for the caller's window. Kept means
+        not erased yet: ``erase_request_identifiers`` sets ``identifiers_erased_at`` in the write that blanks them."""
+        query = (select(SubjectRequestRow.id)
+                 .where(SubjectRequestRow.status.in_(CLOSED), SubjectRequestRow.identifiers_erased_at.is_(None),
+                        SubjectRequestRow.closed_at < utc(closed_before))
+                 .order_by(SubjectRequestRow.closed_at, SubjectRequestRow.id))
+        with self._reader() as s:
+            return list(s.scalars(query))
+
     def request_subject(self, request_id: str, *, given_only: bool = False) -> Subject:
         """The identifiers the request acts on: as expanded once expanded (unless ``given_only``), else as given."""
         row = self.subject_request(request_id)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from retention.ledger import Ledger
-from retention.ledger.subject_requests import CLOSED
 from retention.settings import Settings
 
 DAY = 86_400.0  # seconds
@@ -58,12 +57,9 @@ def alert_lines(ledger: Ledger, settings: Settings, now: datetime) -> list[str]:
 
 def erase_closed_identifiers(ledger: Ledger, settings: Settings, now: datetime, *, actor: str) -> list[str]:
     """Erase the identifiers of every request closed more than ``subject_appeal_days`` before ``now``; returns
-    the ids of the requests whose identifiers were erased by this call."""
-    window = timedelta(days=settings.subject_appeal_days)
-    erased = []
-    for row in ledger.subject_requests():
-        if (row.status in CLOSED and row.identifiers is not None and row.closed_at is not None
-                and now - row.closed_at > window):
-            ledger.erase_request_identifiers(row.id, actor=actor)
-            erased.append(row.id)
-    return erased
+    the ids of the requests whose identifiers were erased by this call. Only those requests are read
+    (``Ledger.closed_with_identifiers``), not every request the ledger holds."""
+    due = ledger.closed_with_identifiers(closed_before=now - timedelta(days=settings.subject_appeal_days))
+    for request_id in due:
+        ledger.erase_request_identifiers(request_id, actor=actor)
+    return due
