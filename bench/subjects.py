@@ -1,7 +1,8 @@
 """Data subject requests at scale (issue 19): 1,000 erasure requests, one e-mail address each, against the demo
 schema with 1M rows per table, through the product's path and against a hand-written per-request transaction.
 
-    python bench/subjects.py [--rows 1000000] [--accounts 1000] [--requests 1000] [--quick] [--out FILE]
+    python bench/subjects.py [--rows 1000000] [--accounts 1000] [--requests 1000] [--quick] [--steps]
+                             [--profile DIR] [--out FILE]
 
 The data is ``subjects_data``'s. Seeded once into a template database; each contender works on its own
 ``CREATE DATABASE ... TEMPLATE`` copy, and both copies are verified by the same census.
@@ -14,9 +15,12 @@ The data is ``subjects_data``'s. Seeded once into a template database; each cont
   ``engine.executor.execute_location`` and ``engine.verifier.verify_location`` for each location with work, and
   ``closing.close_request``. The ledger is PostgreSQL (a database of the same server), the S3 location with a
   subject key segment lives on a local moto endpoint (its bucket exists, empty: each request lists its account's
-  prefix there). Each ``requests.tasks`` step would also open the ledger and load the rules, inventory and account
-  registry again (``engine.tasks.context``), and the DAG adds Airflow's scheduling between steps: neither is
-  measured here.
+  prefix there). What each step adds by opening its own context is the next contender's; Airflow's scheduling
+  between steps is measured by neither.
+- **The product through the steps** (``--steps``): the same requests through ``requests.tasks`` as the DAG calls
+  it (open_request, expand, preview, approve_if_small, execute and verify per location, close), each step opening
+  the ledger and loading the rules, the inventory, the registry (``retention_rules/registry.yaml``'s SQL source:
+  the application's accounts table) and its stores, in this one process.
 - **The reference**, what an engineer would write instead, with psycopg: per request one transaction that reads
   the identifiers linked to the e-mail address (one SELECT per table holding an e-mail beside other identifiers),
   then per table one ``DELETE ... WHERE account_id = %s AND (<column> = ANY(%s) ...)`` (chat messages through
@@ -200,6 +204,108 @@ def product_run(app_url: str, ledger_url: str, endpoint: str, work: Path, reques
             "stores_open_s": round(stores_open_s, 2)}
 
 
+class StatementsByDatabase:
+    """SQL statements sent per database by every engine of this process (``Ledger.open`` makes one per step)."""
+
+    def __init__(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        self.counts: dict[str, int] = {}
+        self._engine_class = Engine
+        event.listen(Engine, "after_cursor_execute", self._one)
+
+    def _one(self, conn: Any, *_args: Any) -> None:
+        name = str(conn.engine.url.database)
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def close(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._engine_class, "after_cursor_execute", self._one)
+
+
+def tasks_run(app_url: str, ledger_url: str, endpoint: str, work: Path, requests: list[Request]) -> dict[str, Any]:
+    """The product through the steps themselves, as the subject_request DAG calls them (``requests.tasks``; execute
+    and verify per location): each step opens the ledger and loads the rules, the inventory, the account registry
+    (registry.yaml's SQL source: the application's accounts table) and its stores, as an Airflow task does. Not
+    measured: Airflow's scheduling and the task process's start between steps (stores' engines stay cached in
+    this one process, where each Airflow task would connect anew)."""
+    import os
+
+    import sqlalchemy as sa
+
+    from retention import embedded
+    from retention.ledger.database import migrate
+    from retention.requests import tasks
+
+    migrate(ledger_url)
+    env = {"RETENTION_RULES_DIR": str(REPO / "retention_rules"), "RETENTION_HOME": str(work / "home-tasks"),
+           "RETENTION_DATABASE_URL": ledger_url, **embedded.airflow_connections(app_url, endpoint)}
+    saved = {name: os.environ.get(name) for name in [*env, "RETENTION_ACCOUNTS_FILE", "RETENTION_REGISTRY_FILE"]}
+    os.environ.update(env)
+    for name in ("RETENTION_ACCOUNTS_FILE", "RETENTION_REGISTRY_FILE"):
+        os.environ.pop(name, None)
+    steps = Steps()
+    per_request: list[float] = []
+    statuses: dict[str, int] = {}
+    approvals_needed = 0
+    today = datetime.now(UTC).date().isoformat()
+    app_db, ledger_db = sa.engine.make_url(app_url).database, sa.engine.make_url(ledger_url).database
+    statements = StatementsByDatabase()
+    try:
+        started_all = time.perf_counter()
+        for request in requests:
+            started = time.perf_counter()
+            params = {"account_id": request.account_id, "request_type": "erasure",
+                      "identifiers": {"email": [request.email]}, "reference": f"DSR-{request.index + 1}",
+                      "received_on": today}
+            opened = steps.timed("file", lambda params=params: tasks.open_request(params, filed_by=ACTOR,
+                                                                                  actor=ACTOR))
+            rid = opened["request_id"]
+            steps.timed("expand", lambda rid=rid: tasks.expand(rid, actor=ACTOR))
+            preview = steps.timed("preview", lambda rid=rid: tasks.preview(rid, actor=ACTOR, subprocessors=[]))
+            if steps.timed("approve", lambda rid=rid: tasks.approve_if_small(rid, actor=ACTOR)):
+                approvals_needed += 1
+                per_request.append(time.perf_counter() - started)
+                continue
+            for location in preview["all"]:
+                steps.timed("execute", lambda loc=location, p=preview: _execute_step(p, loc))
+            for location in preview["all"]:
+                steps.timed("verify", lambda loc=location, p=preview: _verify_step(p, loc))
+            closed = steps.timed("close", lambda rid=rid: tasks.close(rid, actor=ACTOR))
+            statuses[closed["status"]] = statuses.get(closed["status"], 0) + 1
+            per_request.append(time.perf_counter() - started)
+            if (request.index + 1) % 20 == 0:
+                log(f"steps: {request.index + 1:,} requests in {time.perf_counter() - started_all:.1f} s")
+        total = time.perf_counter() - started_all
+    finally:
+        statements.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    counted = {"app_db_per_request": round(statements.counts.get(str(app_db), 0) / len(requests), 1),
+               "ledger_per_request": round(statements.counts.get(str(ledger_db), 0) / len(requests), 1)}
+    return {"seconds": total, "latency": latency(per_request), "steps": steps.summary(), "statuses": statuses,
+            "approvals_needed": approvals_needed, "statements": counted}
+
+
+def _execute_step(previewed: dict[str, Any], location: str) -> Any:
+    """The DAG's execute task for one location of a request."""
+    from retention.requests import tasks
+
+    return tasks.execute(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
+
+
+def _verify_step(previewed: dict[str, Any], location: str) -> Any:
+    """The DAG's verify task for one location of a request."""
+    from retention.requests import tasks
+
+    return tasks.verify(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
+
+
 # -- the reference ----------------------------------------------------------------------------------
 
 def reference_run(app_url: str, requests: list[Request], locations: list[Location],
@@ -263,7 +369,7 @@ def copy_of(server_url: str, template: str, name: str) -> str:
 # -- the scenario -----------------------------------------------------------------------------------
 
 def scenario(server_url: str, moto: MotoProcess, work: Path, rows: int, accounts: int,
-             n_requests: int) -> tuple[list[Row], dict[str, Any]]:
+             n_requests: int, with_steps: bool, profile: Path | None) -> tuple[list[Row], dict[str, Any]]:
     now = utc_now()
     _, inventory = load_specs()
     locations = subject_locations(inventory)
@@ -302,7 +408,8 @@ def scenario(server_url: str, moto: MotoProcess, work: Path, rows: int, accounts
         for bucket in S3_BUCKETS:
             moto.seed(bucket, "tenants/", [])
         log(f"{name}: product (file, expand, preview, approve, execute, verify, close)")
-        product = product_run(url, _url(server_url, "subjects_ledger"), moto.endpoint, work, requests, accounts)
+        product = profiled(profile, "product", lambda: product_run(
+            url, _url(server_url, "subjects_ledger"), moto.endpoint, work, requests, accounts))
         ok, text, left = judge(before, census(url, locations))
         if product["approvals_needed"] or set(product["statuses"]) != {"completed"}:
             ok = False
@@ -310,10 +417,42 @@ def scenario(server_url: str, moto: MotoProcess, work: Path, rows: int, accounts
         out.append(Row(name, "product: requests steps + engine execute/verify", n_requests, product["seconds"],
                        reference=reference, verified=ok, verification=text, left=left,
                        extra={"requests_per_minute": round(n_requests / product["seconds"] * 60, 1), **product}))
+        if with_steps:
+            url = copy_of(server_url, template, "subjects_steps")
+            _admin(server_url, 'DROP DATABASE IF EXISTS "subjects_steps_ledger" WITH (FORCE)',
+                   'CREATE DATABASE "subjects_steps_ledger"')
+            moto.reset()
+            for bucket in S3_BUCKETS:
+                moto.seed(bucket, "tenants/", [])
+            log(f"{name}: product through the steps (requests.tasks, a context per step)")
+            steps = profiled(profile, "steps", lambda: tasks_run(
+                url, _url(server_url, "subjects_steps_ledger"), moto.endpoint, work, requests))
+            ok, text, left = judge(before, census(url, locations))
+            if steps["approvals_needed"] or set(steps["statuses"]) != {"completed"}:
+                ok = False
+                text += f"; requests closed {steps['statuses']}, {steps['approvals_needed']} awaiting approval"
+            out.append(Row(name, "product through the steps (requests.tasks, a context per step)", n_requests,
+                           steps["seconds"], reference=reference, verified=ok, verification=text, left=left,
+                           extra={"requests_per_minute": round(n_requests / steps["seconds"] * 60, 1), **steps}))
     finally:
         _admin(server_url, *(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'
-                             for db in ("subjects_reference", "subjects_product", "subjects_ledger", template)))
+                             for db in ("subjects_reference", "subjects_product", "subjects_ledger", "subjects_steps",
+                                       "subjects_steps_ledger", template)))
     return out, details
+
+
+def profiled(directory: Path | None, name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``, under cProfile into ``directory/name.prof`` when a directory is given."""
+    if directory is None:
+        return run()
+    import cProfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(run)
+    finally:
+        profiler.dump_stats(directory / f"{name}.prof")
 
 
 def _expanded(url: str, request: Request) -> dict[str, list[str]]:
@@ -347,6 +486,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, help=f"rows per table (default {FULL['rows']:,})")
     parser.add_argument("--accounts", type=int, help=f"accounts (default {FULL['accounts']:,})")
     parser.add_argument("--requests", type=int, help=f"erasure requests (default {FULL['requests']:,})")
+    parser.add_argument("--steps", action="store_true",
+                        help="also run the product through the requests.tasks steps, a context per step (as the DAG)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="cProfile each product contender into DIR/<contender>.prof (its times then include the "
+                             "profiler's cost: not for the figures)")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/<date>-subjects.json)")
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
@@ -364,7 +508,8 @@ def main() -> int:
             from retention.embedded import create_database
 
             info = machine_info(create_database(server_url, "bench"))
-            rows, details = scenario(server_url, moto, work, sizes["rows"], sizes["accounts"], sizes["requests"])
+            rows, details = scenario(server_url, moto, work, sizes["rows"], sizes["accounts"], sizes["requests"],
+                                     args.steps, args.profile)
     finally:
         if moto is not None:
             moto.stop()

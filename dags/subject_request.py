@@ -39,7 +39,6 @@ from retention.ledger.fields import TICKET_MAX, TICKET_REFERENCE
 from retention.offboarding.request import AGE_RECIPIENT, requester
 from retention.requests import tasks as requests
 from retention.rules.subjects import IDENTIFIER_KINDS, MAX_VALUES, REGIMES
-from retention.settings import Settings
 from retention.stores.kinds import KINDS
 from retention.subprocessors import tasks as subprocessor_tasks
 
@@ -131,15 +130,11 @@ def subject_request() -> None:
 
     @task(map_index_template=LOCATION)
     def execute(location: str, previewed: dict[str, Any]) -> dict[str, Any]:
-        from retention.engine import tasks
-
-        return tasks.execute(previewed["run_id"], location, actor=ACTOR)
+        return requests.execute(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
 
     @task(trigger_rule="none_failed", map_index_template=LOCATION)  # an executor mapped over nothing is skipped
     def verify(location: str, previewed: dict[str, Any]) -> dict[str, Any]:
-        from retention.engine import tasks
-
-        return tasks.verify(previewed["run_id"], location, actor=ACTOR)
+        return requests.verify(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
 
     # After the locations are verified (or had nothing to run); skipped when approval was never reached.
     @task(trigger_rule="none_failed_min_one_success")
@@ -168,11 +163,8 @@ def subject_request() -> None:
     def certify(previewed: dict[str, Any], closed: dict[str, Any]) -> dict[str, Any]:
         if previewed["request_type"] != "erasure":
             raise AirflowSkipException("an access request's evidence is its package (subject.exported)")
-        from retention.engine.tasks import context
-        from retention.requests.certify import certify_request
-
-        with context() as ctx:  # a failed request is refused (NotCertifiable): the run fails and mails on-call
-            return dict(certify_request(ctx, Settings.from_env(), closed["request_id"], actor=ACTOR))
+        # A failed request is refused (NotCertifiable): the run fails and mails on-call.
+        return requests.certify(closed["request_id"], actor=ACTOR)
 
     opened = open_request()
     previewed = preview(opened)  # type: ignore[arg-type]  # Airflow hands the task the XComArg's value

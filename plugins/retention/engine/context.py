@@ -38,10 +38,13 @@ class SweepContext:
     registry: Registry | None = None  # where ``accounts`` came from (None: handed in by a test or a bench)
 
     @classmethod
-    def load(cls, settings: Settings, ledger: Ledger, **kwargs: Any) -> SweepContext:
+    def load(cls, settings: Settings, ledger: Ledger, *, account_id: str | None = None, **kwargs: Any) -> SweepContext:
+        """The rules, the inventory and the registry the settings name. With ``account_id`` (a data subject request's
+        steps), only that account's registry entry is read: ``accounts`` holds it alone, or nothing when its row is
+        missing or refused."""
         ruleset = load_ruleset(settings.rules_dir)
         inventory = load_inventory(settings.systems_file, ruleset)
-        registry = load_registry(settings, ruleset)  # customers' instructions checked against the rules
+        registry = load_registry(settings, ruleset, account_id)  # customers' instructions checked against the rules
         kwargs.setdefault("mass_deletion", MassDeletionPolicy(settings.mass_deletion_share,
                                                               settings.mass_deletion_min_records))
         return cls(ruleset, inventory, registry.accounts, ledger, registry=registry, **kwargs)
@@ -55,4 +58,13 @@ class SweepContext:
         ``account_id``, as an offboarding gives, that account's own entry digest too)."""
         if self.registry is not None:
             self.ledger.append("registry.snapshot", self.registry.snapshot(account_id), actor=actor, run_id=run_id,
+                               session=session)
+
+    def record_account_entry(self, run_id: str, account_id: str, *, actor: str, session: Session | None = None) -> None:
+        """Keep in a data subject request's run the registry entry of the one account it acts on: a
+        ``registry.snapshot`` scoped to that account (``Registry.only``), whether this context read the whole
+        registry or that entry alone, so every request's run records the same thing."""
+        if self.registry is not None:
+            entry = self.registry.only(account_id)
+            self.ledger.append("registry.snapshot", entry.snapshot(account_id), actor=actor, run_id=run_id,
                                session=session)

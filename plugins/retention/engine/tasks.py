@@ -29,10 +29,12 @@ class TerminationsOverdue(RuntimeError):
 
 
 @contextmanager
-def context() -> Iterator[SweepContext]:
+def context(account_id: str | None = None) -> Iterator[SweepContext]:
+    """The ledger, the rules, the inventory and the whole account registry (with ``account_id``: that account's
+    entry only, as a data subject request's steps read it)."""
     settings = Settings.from_env()
     with Ledger.open(settings.database_url) as ledger:
-        yield SweepContext.load(settings, ledger)
+        yield SweepContext.load(settings, ledger, account_id=account_id)
 
 
 def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None,

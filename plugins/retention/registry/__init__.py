@@ -2,6 +2,7 @@
 names (its database, an HTTP endpoint, or a file), each row checked on its own.
 
 ``RETENTION_ACCOUNTS_FILE`` (tests, the demo's tools, the CLI's ``--accounts``) wins over ``registry.yaml``.
+Sweeps and offboardings read the whole registry; a data subject request's steps read their account's entry only.
 Every refused row is logged (one WARNING, account id and reason code) and kept in ``Registry.rejected``; the
 run's ``registry.snapshot`` event records them with the count and digest of what was accepted.
 """
@@ -21,16 +22,22 @@ __all__ = ["Registry", "Rejected", "load_registry", "summary_text"]
 log = logging.getLogger(__name__)
 
 
-def load_registry(settings: Settings, ruleset: RuleSet) -> Registry:
-    """The registry the settings name: the accounts file if one is set, else ``registry.yaml``'s source."""
+def load_registry(settings: Settings, ruleset: RuleSet, account_id: str | None = None) -> Registry:
+    """The registry the settings name: the accounts file if one is set, else ``registry.yaml``'s source. With
+    ``account_id``, only that account's entry (``Registry.scope``), as a data subject request acts on one account:
+    the SQL source reads that id alone, the others read everything and keep the account."""
     if settings.accounts_file is not None:
         registry = read_file(settings.accounts_file, ruleset)
+        if account_id is not None:
+            registry = registry.only(account_id)
     else:
         path = settings.registry_path
         if not path.is_file():
             raise ValueError(f"no account registry: {path} does not exist (RETENTION_REGISTRY_FILE); name a source "
                              "there, or set RETENTION_ACCOUNTS_FILE to an accounts.yaml")
-        registry = load_config(path).source.read(ruleset, path.parent)
+        source = load_config(path).source
+        registry = (source.read(ruleset, path.parent) if account_id is None
+                    else source.read_account(ruleset, path.parent, account_id))
     for refused in registry.rejected:
         log.warning("registry row refused: account %s, %s (%s) at %s; nothing of it is planned or deleted",
                     refused.account_id or "(no valid id)", refused.reason, refused.field, refused.row)

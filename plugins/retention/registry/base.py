@@ -31,6 +31,15 @@ class Registry:
     accounts: dict[str, Account]
     source: str  # what was read, without credentials: "file:accounts.yaml", "sql:app_db/accounts", ...
     rejected: tuple[Rejected, ...] = ()
+    # None: the whole registry. An account id: this holds that account's entry only (its accepted row, or its
+    # refused rows), as a data subject request reads it (``load_registry(..., account_id=)``, ``only``).
+    scope: str | None = None
+
+    def only(self, account_id: str) -> Registry:
+        """This registry narrowed to one account's entry: what a data subject request acts on."""
+        accounts = {account_id: self.accounts[account_id]} if account_id in self.accounts else {}
+        return Registry(accounts, self.source, tuple(r for r in self.rejected if r.account_id == account_id),
+                        scope=account_id)
 
     @property
     def sha256(self) -> str:
@@ -48,9 +57,13 @@ class Registry:
 
     def snapshot(self, account_id: str | None = None) -> dict[str, Any]:
         """The ledger's ``registry.snapshot`` payload: counts, digest, and the refused rows by id and reason code;
-        with ``account_id``, that account's own entry digest too (an offboarding acts on one account)."""
-        payload = {"source": self.source, "accounts": len(self.accounts), "sha256": self.sha256,
-                   "rejected": [r.as_dict() for r in self.rejected]}
+        with ``account_id``, that account's own entry digest too (an offboarding acts on one account). A registry
+        of one account's entry (``scope``) says so: ``"scope": {"account_id": ...}``, and its count (0 or 1), digest
+        and refused rows are that entry's, not the whole registry's."""
+        payload: dict[str, Any] = {"source": self.source, "accounts": len(self.accounts), "sha256": self.sha256,
+                                   "rejected": [r.as_dict() for r in self.rejected]}
+        if self.scope is not None:
+            payload["scope"] = {"account_id": self.scope}
         if account_id is not None and account_id in self.accounts:
             payload["account"] = {"account_id": account_id, "sha256": self.entry_sha256(account_id)}
         return payload
@@ -62,9 +75,14 @@ class Registry:
 
 def summary_text(snapshot: Mapping[str, Any]) -> str:
     """A ``registry.snapshot`` payload in words: "registry: 9,999 accounts from sql:app_db/accounts, 1 row refused:
-    acct_x unknown_state (state)"."""
+    acct_x unknown_state (state)"; one account's: "registry: account acct_x only, its entry from ..."."""
     rejected = snapshot.get("rejected") or []
-    text = f"registry: {snapshot['accounts']:,} accounts from {snapshot['source']}"
+    scope = snapshot.get("scope")
+    if scope is not None:  # one account's entry, read by its id (a data subject request)
+        found = "its entry" if snapshot["accounts"] else "no accepted entry"
+        text = f"registry: account {scope['account_id']} only, {found} from {snapshot['source']}"
+    else:
+        text = f"registry: {snapshot['accounts']:,} accounts from {snapshot['source']}"
     if not rejected:
         return text + ", no row refused"
     refused = ", ".join(f"{r['account_id'] or '(no valid id)'} {r['reason']} ({r['field']})" for r in rejected)

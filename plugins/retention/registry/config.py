@@ -1,6 +1,8 @@
 """``registry.yaml``: where the account registry is read from (a sibling of ``systems.yaml``, validated like it).
 
-One model per source, tagged by ``kind``; each reads its registry (``read``) from its own module:
+One model per source, tagged by ``kind``; each reads its registry (``read``) from its own module, and one account's
+entry (``read_account``: the SQL source asks for that id alone; the file and HTTP sources read everything and keep
+the account):
 
     source:
       kind: sql                 # the application's database, through an Airflow Connection (PostgreSQL)
@@ -79,6 +81,12 @@ class SqlSource(Strict):
 
         return read_sql(self, ruleset)
 
+    def read_account(self, ruleset: RuleSet, directory: Path, account_id: str) -> Registry:
+        """One account's rows, through the source's own statement with ``WHERE id = :account_id``."""
+        from retention.registry.sql import read_sql
+
+        return read_sql(self, ruleset, account_id)
+
 
 class HttpSource(Strict):
     kind: Literal["http"]
@@ -96,6 +104,10 @@ class HttpSource(Strict):
 
         return read_http(self, ruleset)
 
+    def read_account(self, ruleset: RuleSet, directory: Path, account_id: str) -> Registry:
+        """The endpoint has no per-account lookup: every page is read, as for a whole read, and the account kept."""
+        return self.read(ruleset, directory).only(account_id)
+
 
 class FileSource(Strict):
     kind: Literal["file"]
@@ -109,6 +121,10 @@ class FileSource(Strict):
         from retention.registry.file import read_file
 
         return read_file(directory / self.path, ruleset)
+
+    def read_account(self, ruleset: RuleSet, directory: Path, account_id: str) -> Registry:
+        """The file is checked whole (one bad entry refuses it), then the account kept."""
+        return self.read(ruleset, directory).only(account_id)
 
 
 Source = Annotated[SqlSource | HttpSource | FileSource, Field(discriminator="kind")]

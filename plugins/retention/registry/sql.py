@@ -21,24 +21,36 @@ if TYPE_CHECKING:
     from retention.rules import RuleSet
 
 
-def statement(source: SqlSource) -> sa.Select[*tuple[Any, ...]]:  # application data: any column type
-    """SELECT each named column AS its Account field, from the table or the configured query."""
+def statement(source: SqlSource, account_id: str | None = None) -> sa.Select[*tuple[Any, ...]]:  # any column type
+    """SELECT each named column AS its Account field, from the table or the configured query; with ``account_id``,
+    only the rows whose id column holds it (``WHERE id = :account_id``: the table's key index, one account)."""
     named = source.columns.named()
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
         table = sa.table(name, *(sa.column(c) for c in set(named.values())), schema=schema or None)
-        return sa.select(*(table.c[column].label(field) for field, column in named.items()))
-    query = str(source.query).strip().rstrip(";")
-    return sa.select(*(sa.column(column).label(field) for field, column in named.items())) \
-        .select_from(sa.text(f"({query}) AS registry_rows"))
+        select = sa.select(*(table.c[column].label(field) for field, column in named.items()))
+        id_column = table.c[named["id"]]
+    else:
+        query = str(source.query).strip().rstrip(";")
+        select = sa.select(*(sa.column(column).label(field) for field, column in named.items())) \
+            .select_from(sa.text(f"({query}) AS registry_rows"))
+        id_column = sa.column(named["id"])
+    if account_id is None:
+        return select
+    # Compared as text, as the registry reads every id: an application's integer or uuid key compares too.
+    return select.where(sa.cast(id_column, sa.Text) == sa.bindparam("account_id", account_id, type_=sa.Text))
 
 
-def read_sql(source: SqlSource, ruleset: RuleSet) -> Registry:
+def read_sql(source: SqlSource, ruleset: RuleSet, account_id: str | None = None) -> Registry:
+    """The whole registry, or with ``account_id`` that account's rows only (every one of them: two rows of one id
+    are both refused, as in a whole read)."""
     engine = sql_engine(source.conn_id)
+    where = "row" if account_id is None else "id lookup row"
     with engine.connect() as conn, conn.begin():
         conn.execute(sa.text("SET TRANSACTION READ ONLY"))  # first in the transaction, as PostgreSQL requires
-        result = conn.execute(statement(source),
+        result = conn.execute(statement(source, account_id),
                               execution_options={"stream_results": True, "yield_per": source.fetch_rows})
         rows: Iterator[tuple[str, Mapping[str, object]]] = (
-            (f"row {n}", dict(row)) for n, row in enumerate(result.mappings(), 1))
-        return collect(rows, ruleset, source.label)
+            (f"{where} {n}", dict(row)) for n, row in enumerate(result.mappings(), 1))
+        registry = collect(rows, ruleset, source.label)
+    return registry if account_id is None else registry.only(account_id)

@@ -69,12 +69,12 @@ def deliver(request_id: str, recipient: str | None, *, actor: str,
     """The access request's step as the DAG and the CLI run it: package everything found of the person, with the
     exports of ``subprocessors`` (None: every provider the preview found the person at), for ``recipient`` (None:
     the customer's age key the request was filed with)."""
-    from retention.engine.tasks import context
+    from retention.requests.tasks import request_context
     from retention.settings import Settings
     from retention.stores import s3_client
 
     settings = Settings.from_env()
-    with context() as ctx:
+    with request_context(request_id) as ctx:  # the request's account's registry entry alone
         return package_request(ctx, request_id, recipient, client=s3_client(settings.returns_conn_id),
                                bucket=settings.returns_bucket, actor=actor, subprocessors=subprocessors)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from retention.engine.context import SweepContext
 from retention.identifier_hashes import identifier_hash
 from retention.rules.subjects import MAX_EXPANDED, Subject
-from retention.stores.base import SubjectFinding
+from retention.stores.base import Store, SubjectFinding
 
 # Statuses from which a request is (re)started: nothing has acted on it yet, and an earlier preview nobody approved
 # is replaced by the next one (a request the CLI found too large is taken over by the DAG's approval form).
@@ -54,13 +54,16 @@ class Expansion:
 def expand_subject(ctx: SweepContext, account_id: str, given: Subject) -> Expansion:
     """The identifiers linked to ``given`` within the account, through every finding location."""
     subject, rounds, bounded, ambiguous = given, 0, False, False
+    stores: dict[str, Store] = {}  # each opened (its table reflected) once, however many rounds ask it
     while rounds < ROUNDS and not bounded:
         rounds += 1
         found = subject
         for location_id, spec in ctx.inventory.locations.items():
             if not spec.subject_kinds() & found.kinds():
                 continue
-            store = ctx.store(location_id)
+            if location_id not in stores:
+                stores[location_id] = ctx.store(location_id)
+            store = stores[location_id]
             if not isinstance(store, SubjectFinding):
                 continue
             linked = store.linked(account_id, found, MAX_EXPANDED)

@@ -33,7 +33,7 @@ from retention.rules.inventory import SqlLocation, isolated_copies
 from retention.rules.model import Action
 from retention.rules.subjects import MAX_EXPANDED, Subject
 from retention.settings import Settings
-from retention.stores import Selector
+from retention.stores import Selector, Store
 from retention.stores.base import SubjectFinding
 from retention.stores.kinds import KINDS
 
@@ -87,14 +87,14 @@ def preview_request(ctx: SweepContext, settings: Settings, request_id: str, at: 
         raise PreviewRefused(f"subject request {request_id}: account {row.account_id} is not in the account registry")
     subject = ctx.ledger.request_subject(request_id)
     in_play = [loc for loc, spec in ctx.inventory.locations.items() if spec.subject_kinds() & subject.kinds()]
-    for location_id in in_play:  # every lookup through an index, before anything is counted
-        store = ctx.store(location_id)
+    stores = {location_id: ctx.store(location_id) for location_id in in_play}  # opened once for check and count
+    for store in stores.values():  # every lookup through an index, before anything is counted
         if isinstance(store, SubjectFinding):
             store.check_subject_lookups()
     names = providers.covered_specs(settings, subprocessors)
     _supersede(ctx, row, actor=actor)
     holds = ctx.ledger.resolver_holds()
-    lines = [_location(ctx, loc, account, subject, row.request_type, at, holds) for loc in in_play]
+    lines = [_location(ctx, loc, stores[loc], account, subject, row.request_type, at, holds) for loc in in_play]
     found = [line for line in lines if line.matched]
     at_providers = [_provider(name, account.id, subject) for name in names]
     total = sum(line.matched for line in lines) + sum(p["matched"] or 0 for p in at_providers)
@@ -107,7 +107,7 @@ def preview_request(ctx: SweepContext, settings: Settings, request_id: str, at: 
                                   airflow_run_id=airflow_run_id, actor=actor)
     tasks = [line.task(account.id, request_id) for line in found]
     with ctx.ledger.session() as s:
-        ctx.record_registry(run_id, actor=actor, session=s, account_id=account.id)
+        ctx.record_account_entry(run_id, account.id, actor=actor, session=s)
         for task in tasks:
             ctx.ledger.add_planned_task(run_id, **task, session=s)
         ctx.ledger.append("run.planned", {"tasks": sum(1 for t in tasks if t["skip_reason"] is None),
@@ -160,10 +160,9 @@ def _supersede(ctx: SweepContext, row: SubjectRequestRow, *, actor: str) -> None
         ctx.ledger.finish_run(run.id, "superseded", actor=actor)
 
 
-def _location(ctx: SweepContext, location_id: str, account: Account, subject: Subject, request_type: str,
-              at: pendulum.DateTime, holds: list[LegalHold]) -> LocationPlan:
+def _location(ctx: SweepContext, location_id: str, store: Store, account: Account, subject: Subject,
+              request_type: str, at: pendulum.DateTime, holds: list[LegalHold]) -> LocationPlan:
     spec = ctx.inventory.locations[location_id]
-    store = ctx.store(location_id)
     selector = Selector(account.id, subject=subject)
     matched = store.count(selector)
     decision = resolve(ctx.ruleset, account, spec.data_class, at, holds)

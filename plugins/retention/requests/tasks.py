@@ -1,17 +1,25 @@
 """A data subject request's steps as Airflow (``dags/subject_request.py``) and the CLI run them: plain arguments
 in, JSON-able values out (ids and counts only, never an identifier). The signatures are the contract the DAG and
-the customer API build on; each step opens the ledger and the rules (``engine.tasks.context``) and calls one
-module of this package."""
+the customer API build on; each step opens the ledger, the rules and the inventory, reads the registry entry of the
+request's own account only (``request_context``: a request acts on one account, so 1,000 requests a day do not
+read the whole registry some twenty times each) and calls one module of this package."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pendulum
 
+from retention.engine.context import SweepContext
+from retention.engine.executor import execute_location
+from retention.engine.report import location_summary
 from retention.engine.tasks import context
+from retention.engine.verifier import verify_location
 from retention.failfast import input_refusals_fail_the_task
 from retention.identifier_hashes import load_key
+from retention.ledger import Ledger
 from retention.ledger.chain import iso_utc
 from retention.registry import load_registry
 from retention.requests import closing, decisions
@@ -22,32 +30,44 @@ from retention.requests.request import RequestError, parse_subject_request
 from retention.settings import Settings
 
 
+@contextmanager
+def request_context(request_id: str) -> Iterator[SweepContext]:
+    """What one step of request ``request_id`` works from: the ledger, the rules, the inventory, and the registry
+    entry of the request's account alone (``SweepContext.load``'s ``account_id``)."""
+    settings = Settings.from_env()
+    with Ledger.open(settings.database_url) as ledger:
+        account_id = ledger.subject_request(request_id).account_id
+        yield SweepContext.load(settings, ledger, account_id=account_id)
+
+
 def open_request(params: dict[str, Any], *, filed_by: str, actor: str) -> dict[str, Any]:
     """File the request the params describe (``filing.file_request``), or, with ``params["request_id"]``, take the
     request already filed (by the customer API or the CLI; nothing may have acted on it yet: filed, or previewed and
     waiting for an approval). Returns {"request_id",
     "account_id", "request_type", "deadline_at"}."""
     settings = Settings.from_env()
-    with context() as ctx, input_refusals_fail_the_task():
-        request_id = params.get("request_id")
-        if request_id:
-            row = ctx.ledger.subject_request(str(request_id))
+    request_id = params.get("request_id")
+    if request_id:
+        with Ledger.open(settings.database_url) as ledger, input_refusals_fail_the_task():
+            row = ledger.subject_request(str(request_id))
             if row.status not in TAKEN_OVER:
                 raise RequestError(f"invalid subject request: conf.request_id: request {row.id} is {row.status}: "
                                    "it is under way or closed")
-        else:
-            registry = ctx.registry or load_registry(settings, ctx.ruleset)
+    else:
+        with input_refusals_fail_the_task():
             spec = parse_subject_request({k: v for k, v in params.items() if k != "request_id"})
+        with context(spec.account_id) as ctx, input_refusals_fail_the_task():
+            registry = ctx.registry or load_registry(settings, ctx.ruleset, spec.account_id)
             row = ctx.ledger.subject_request(file_request(ctx.ledger, settings, registry, spec, filed_by=filed_by))
-        return {"request_id": row.id, "account_id": row.account_id, "request_type": row.request_type,
-                "deadline_at": iso_utc(row.deadline_at)}
+    return {"request_id": row.id, "account_id": row.account_id, "request_type": row.request_type,
+            "deadline_at": iso_utc(row.deadline_at)}
 
 
 def expand(request_id: str, *, actor: str) -> dict[str, Any]:
     """Identity expansion through the inventory's linked identifiers (``SubjectFinding.linked``), bounded by
     ``MAX_EXPANDED`` and a few rounds; records ``subject.expanded``. Returns {"given", "expanded", "bounded"}."""
     settings = Settings.from_env()
-    with context() as ctx:
+    with request_context(request_id) as ctx:
         expansion = record_expansion(ctx, request_id, load_key(settings), actor=actor)
     return {"given": expansion.given.size, "expanded": expansion.expanded.size, "bounded": expansion.bounded}
 
@@ -62,7 +82,7 @@ def preview(request_id: str, *, actor: str, dag_id: str | None = None, airflow_r
     [locations an access request exports], "locations" and "at_subprocessors": the preview's lines}.
     ``subprocessors``: the specs the request covers (None: every spec; []: none)."""
     settings = Settings.from_env()
-    with context() as ctx:
+    with request_context(request_id) as ctx:
         return preview_request(ctx, settings, request_id, pendulum.now("UTC"), subprocessors=subprocessors,
                                actor=actor, dag_id=dag_id, airflow_run_id=airflow_run_id)
 
@@ -109,7 +129,7 @@ def approve_if_small(request_id: str, *, actor: str) -> bool:
     """Record ``subject.approved`` (required False) when the preview found at most RETENTION_SUBJECT_APPROVAL_RECORDS
     and the expansion was not bounded; returns True when a second person must approve instead."""
     settings = Settings.from_env()
-    with context() as ctx:
+    with request_context(request_id) as ctx:
         return decisions.approve_if_small(ctx, request_id, settings.subject_approval_records, actor=actor)
 
 
@@ -119,7 +139,7 @@ def record_decision(request_id: str, event: dict[str, Any], *, actor: str, run_i
     the run the form was made for); else ``subject.approved`` / ``subject.rejected`` (which closes the
     request and its run as rejected)."""
     settings = Settings.from_env()
-    with context() as ctx, input_refusals_fail_the_task():
+    with request_context(request_id) as ctx, input_refusals_fail_the_task():
         decisions.record_decision(ctx, request_id, event, settings.subject_approval_records, actor=actor,
                                   run_id=run_id)
 
@@ -128,12 +148,35 @@ def at_subprocessor(request_id: str, subprocessor: str, *, actor: str) -> dict[s
     """Erase the person's records at one subprocessor the preview covered (its subject scope checks holds right
     before each delete and records ``subject.subprocessor``; a manual one is recorded as pending a person).
     Refused for an access request: its package (``requests.access.deliver``) exports what subprocessors hold."""
-    with context() as ctx:
+    with request_context(request_id) as ctx:
         return closing.at_subprocessor(ctx, request_id, subprocessor, actor=actor)
 
 
 def close(request_id: str, *, actor: str) -> dict[str, Any]:
     """Finish the run and the request: ``completed``, ``held`` (a hold stopped a task), ``nothing_found`` or
     ``failed`` (residue or an unfinished task). Returns {"request_id", "status", "run_id"}."""
-    with context() as ctx:
+    with request_context(request_id) as ctx:
         return closing.close_request(ctx, request_id, actor=actor)
+
+
+def execute(run_id: str, location_id: str, *, account_id: str, actor: str) -> dict[str, Any]:
+    """``engine.tasks.execute`` for a request's run (``account_id``: the request's account, whose registry entry
+    alone is read): the engine executes the location's tasks, checking holds before every batch."""
+    with context(account_id) as ctx:
+        affected = execute_location(ctx, run_id, location_id, actor=actor)
+        return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
+
+
+def verify(run_id: str, location_id: str, *, account_id: str, actor: str) -> dict[str, Any]:
+    """``engine.tasks.verify`` for a request's run, reading the request's account's registry entry alone."""
+    with context(account_id) as ctx:
+        unexplained = verify_location(ctx, run_id, location_id, actor=actor)
+        return {"tasks_with_residue": unexplained, **location_summary(ctx.ledger, run_id, location_id)}
+
+
+def certify(request_id: str, *, actor: str) -> dict[str, Any]:
+    """The erasure's signed certificate (``certify.certify_request``; issued once, a retry answers with it)."""
+    from retention.requests.certify import certify_request
+
+    with request_context(request_id) as ctx:
+        return dict(certify_request(ctx, Settings.from_env(), request_id, actor=actor))
