@@ -1,8 +1,8 @@
 """A data subject request's steps as Airflow (``dags/subject_request.py``) and the CLI run them: plain arguments
 in, JSON-able values out (ids and counts only, never an identifier). The signatures are the contract the DAG and
 the customer API build on; each step opens the ledger, the rules and the inventory, reads the registry entry of the
-request's own account only (``request_context``: a request acts on one account, so 1,000 requests a day do not
-read the whole registry some twenty times each) and calls one module of this package."""
+request's own account only (``request_context``: a request acts on one account, so each of its steps reads that
+account's row, not the whole registry) and calls one module of this package."""
 
 from __future__ import annotations
 
