@@ -8,18 +8,22 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pypdfium2
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from retention import embedded
+from retention.certificates import rotate, verify_file
+from retention.certificates.keys import load_signing_key
 from retention.engine import tasks as engine_tasks
 from retention.ledger import Ledger
 from retention.registry import load_registry, summary_text
 from retention.requests import tasks
 from retention.rules import load_accounts, load_ruleset
 from retention.settings import Settings
+from retention.signing_keys import KeySet
 from tests.fixtures.stack import ACCOUNTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +63,11 @@ def sent() -> Iterator[list[tuple[str, object]]]:
     event.listen(Engine, "before_cursor_execute", capture)
     yield statements
     event.remove(Engine, "before_cursor_execute", capture)
+
+
+def pdf_text(pdf: bytes) -> str:
+    document = pypdfium2.PdfDocument(pdf)
+    return " ".join("".join(page.get_textpage().get_text_range() for page in document).split())
 
 
 def reads_of_accounts(statements: list[tuple[str, object]]) -> list[tuple[str, object]]:
@@ -118,6 +127,10 @@ def test_a_requests_steps_read_their_accounts_entry_only_and_its_run_says_so(sta
     """Through the steps the DAG runs, registry from the application's table (registry.yaml): every read of the
     accounts table asks for the request's account, and the preview's snapshot covers that entry."""
     monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RETENTION_PROCESSOR_NAME", "Demo Processor Inc.")  # the importer a certificate names
+    key_file = tmp_path / "keys" / "signing.pem"
+    rotate(key_file, tmp_path / "keys" / "jwks.json")
+    monkeypatch.setenv("RETENTION_SIGNING_KEY_FILE", str(key_file))
     monkeypatch.delenv("RETENTION_ACCOUNTS_FILE")
     embedded.seed_accounts(stack.app_url, DEMO.values())
     Ledger.open(stack.ledger_url).close()
@@ -134,10 +147,19 @@ def test_a_requests_steps_read_their_accounts_entry_only_and_its_run_says_so(sta
         assert done["deleted"] + done["anonymized"] > 0
         assert tasks.verify(preview["run_id"], location, account_id="acct_1001", actor=ACTOR)["tasks_with_residue"] == 0
     assert tasks.close(request_id, actor=ACTOR)["status"] == "completed"
+    pdf = Path(tasks.certify(request_id, actor=ACTOR)["pdf"]).read_bytes()
     reads = reads_of_accounts(sent)
     assert reads and all(p == {"account_id": "acct_1001"} for _, p in reads)  # never the whole table
     with Ledger.open(stack.ledger_url) as ledger:
         [snapshot] = ledger.run_events(preview["run_id"], "registry.snapshot")
     assert snapshot.payload["scope"] == {"account_id": "acct_1001"} and snapshot.payload["accounts"] == 1
+    # The certificate states what was read: the account's entry, with its digest, never a count of 1 that would
+    # read as the size of the customer base.
+    key = load_signing_key(key_file)
+    certified = verify_file(pdf, KeySet((key.jwk,))).certificate
+    assert certified["registry"] == {"source": "sql:app_db/accounts", "scope": "account entry",
+                                     "account_entry_sha256": snapshot.payload["account"]["sha256"]}
+    text = pdf_text(pdf)
+    assert "sql:app_db/accounts, this account's entry only" in text and "1 accounts" not in text
     with engine_tasks.context() as ctx:  # a sweep's context still reads the whole registry
         assert ctx.registry is not None and ctx.registry.scope is None and len(ctx.accounts) == len(DEMO)

@@ -37,7 +37,7 @@ router = APIRouter(prefix="/customer-credentials")
 @router.post("", status_code=201, dependencies=[Depends(json_body)])
 def issue(body: IssueCredential, user: CredentialStaff, response: Response) -> dict[str, str]:
     """A new credential for one account: its token is in this answer and nowhere else."""
-    if not account_registry().knows(body.account_id):
+    if not account_registry(body.account_id).knows(body.account_id):
         raise HTTPException(422, f"account_id: no account {body.account_id!r} in the account registry")
     with open_ledger() as ledger:
         credential_id, token = ledger.issue_credential(body.account_id, issued_by=staff_id(user))
@@ -67,11 +67,12 @@ def revoke(credential_id: Annotated[str, FastApiPath(pattern=CREDENTIAL_ID)],
             raise HTTPException(409, str(exc)) from None
 
 
-def account_registry() -> Registry:
-    """The account registry as runs read it (``RETENTION_ACCOUNTS_FILE`` or ``registry.yaml``'s source)."""
+def account_registry(account_id: str | None = None) -> Registry:
+    """The account registry as runs read it (``RETENTION_ACCOUNTS_FILE`` or ``registry.yaml``'s source); with
+    ``account_id``, that account's entry alone (``load_registry``'s)."""
     settings = Settings.from_env()
     try:
-        return load_registry(settings, load_ruleset(settings.rules_dir))
+        return load_registry(settings, load_ruleset(settings.rules_dir), account_id)
     except Exception as exc:  # the application's database or endpoint: say which setting, not what it answered
         raise HTTPException(503, f"the account registry could not be read ({type(exc).__name__}); "
                                  "nothing was done") from None

@@ -104,7 +104,7 @@ def file_subject_request(call: Customer, body: Annotated[dict[str, object], Depe
         raise HTTPException(422, "body.account_id: the account is the credential's; leave it out")
     try:
         spec = parse_subject_request({**body, "account_id": call.account_id}, where="body")
-        request_id = file_request(call.ledger, Settings.from_env(), account_registry(), spec,
+        request_id = file_request(call.ledger, Settings.from_env(), account_registry(call.account_id), spec,
                                   filed_by=call.identity.actor)
     except RequestError as exc:
         raise HTTPException(422, str(exc)) from None

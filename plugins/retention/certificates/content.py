@@ -116,12 +116,16 @@ def build(ledger: Ledger, run_id: str, account_id: str, *, exporter: str, import
 
 def registry_state(ledger: Ledger, run_id: str, account_id: str) -> dict[str, Any] | None:
     """Which account registry the run acted on, from its ``registry.snapshot``: source, accounts, digest; for an
-    offboarding, the digest of this account's own entry. None for a run recorded before registries were snapshot."""
+    offboarding, the digest of this account's own entry. A data subject request's run read its account's entry
+    alone (the snapshot's ``scope``): then the source and that entry's digest, and ``"scope": "account entry"``
+    instead of a count and digest that would read as the whole registry's. None for a run recorded before
+    registries were snapshot."""
     snapshots = ledger.run_events(run_id, "registry.snapshot")
     if not snapshots:
         return None
     p = snapshots[-1].payload
-    state = {"source": p["source"], "accounts": p["accounts"], "sha256": p["sha256"]}
+    state = ({"source": p["source"], "scope": "account entry"} if p.get("scope") is not None
+             else {"source": p["source"], "accounts": p["accounts"], "sha256": p["sha256"]})
     entry = p.get("account")
     if entry is not None and entry["account_id"] == account_id:
         state["account_entry_sha256"] = entry["sha256"]

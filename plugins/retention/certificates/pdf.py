@@ -229,8 +229,11 @@ def _registry_rows(registry: Mapping[str, Any] | None) -> list[tuple[str, object
     """The account registry the run acted on (``content.registry_state``); nothing for a run recorded before."""
     if registry is None:
         return []
-    rows: list[tuple[str, object]] = [("Account registry", f"{registry['source']}, {registry['accounts']:,} accounts, "
-                                                           f"sha256 {registry['sha256']}")]
+    if registry.get("scope") == "account entry":  # a subject request read its account's entry alone
+        rows: list[tuple[str, object]] = [("Account registry", f"{registry['source']}, this account's entry only")]
+    else:
+        rows = [("Account registry", f"{registry['source']}, {registry['accounts']:,} accounts, "
+                                     f"sha256 {registry['sha256']}")]
     if "account_entry_sha256" in registry:
         rows.append(("Account's registry entry", f"sha256 {registry['account_entry_sha256']}"))
     return rows

@@ -58,8 +58,8 @@ def request_file(account_id: str, request_type: str, emails: tuple[str, ...], ph
                                   "recipient": recipient}, where="--")
     settings = _settings(rules_dir, accounts_file, database_url)
     with Ledger.open(settings.database_url) as ledger:
-        request_id = file_request(ledger, settings, load_registry(settings, load_ruleset(settings.rules_dir)), spec,
-                                  filed_by=operator_id())
+        registry = load_registry(settings, load_ruleset(settings.rules_dir), spec.account_id)  # its entry alone
+        request_id = file_request(ledger, settings, registry, spec, filed_by=operator_id())
         row = ledger.subject_request(request_id)
     if as_json:
         return emit({"ok": True, "request": _summary(row)})
@@ -93,8 +93,9 @@ def request_run(request_id: str, subprocessors: tuple[str, ...], no_subprocessor
     settings = _settings(rules_dir, accounts_file, database_url)
     chosen = [] if no_subprocessors else list(subprocessors) or None
     with Ledger.open(settings.database_url) as ledger:
-        done = run_request(SweepContext.load(settings, ledger), settings, request_id, subprocessors=chosen,
-                           recipient=recipient, actor=operator_id())
+        account_id = ledger.subject_request(request_id).account_id  # a request reads its account's entry alone
+        done = run_request(SweepContext.load(settings, ledger, account_id=account_id), settings, request_id,
+                           subprocessors=chosen, recipient=recipient, actor=operator_id())
     if as_json:
         emit({"ok": done["status"] not in ("failed",), **done})
     else:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def statement(source: SqlSource, account_id: str | None = None) -> sa.Select[*tuple[Any, ...]]:  # any column type
     """SELECT each named column AS its Account field, from the table or the configured query; with ``account_id``,
-    only the rows whose id column holds it (``WHERE id = :account_id``: the table's key index, one account)."""
+    only the rows whose id column holds it (``WHERE id = :account_id``)."""
     named = source.columns.named()
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
@@ -37,7 +37,8 @@ def statement(source: SqlSource, account_id: str | None = None) -> sa.Select[*tu
         id_column = sa.column(named["id"])
     if account_id is None:
         return select
-    # Compared as text, as the registry reads every id: an application's integer or uuid key compares too.
+    # Compared as text, as the registry reads every id, so an application's integer or uuid key compares too. A text
+    # id column is matched through its index; on an integer or uuid key the cast makes PostgreSQL read every row.
     return select.where(sa.cast(id_column, sa.Text) == sa.bindparam("account_id", account_id, type_=sa.Text))
 
 
