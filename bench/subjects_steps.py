@@ -132,13 +132,13 @@ def tasks_run(app_url: str, ledger_url: str, endpoint: str, work: Path, requests
 
 def _execute_step(previewed: dict[str, Any], location: str) -> Any:
     """The DAG's execute task for one location of a request."""
-    from retention.requests import tasks
+    from retention.engine import tasks
 
     return tasks.execute(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
 
 
 def _verify_step(previewed: dict[str, Any], location: str) -> Any:
     """The DAG's verify task for one location of a request."""
-    from retention.requests import tasks
+    from retention.engine import tasks
 
     return tasks.verify(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)

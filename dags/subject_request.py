@@ -130,11 +130,15 @@ def subject_request() -> None:
 
     @task(map_index_template=LOCATION)
     def execute(location: str, previewed: dict[str, Any]) -> dict[str, Any]:
-        return requests.execute(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
+        from retention.engine import tasks
+
+        return tasks.execute(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
 
     @task(trigger_rule="none_failed", map_index_template=LOCATION)  # an executor mapped over nothing is skipped
     def verify(location: str, previewed: dict[str, Any]) -> dict[str, Any]:
-        return requests.verify(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
+        from retention.engine import tasks
+
+        return tasks.verify(previewed["run_id"], location, account_id=previewed["account_id"], actor=ACTOR)
 
     # After the locations are verified (or had nothing to run); skipped when approval was never reached.
     @task(trigger_rule="none_failed_min_one_success")

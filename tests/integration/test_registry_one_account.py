@@ -87,7 +87,7 @@ def test_the_sql_source_reads_one_account_by_its_id_alone(app_db: str, tmp_path:
     settings = settings_for(tmp_path, "{kind: sql, conn_id: app_db, table: accounts, columns: {scc: scc}}")
     one = load_registry(settings, RULESET, "acct_2002")
     [(statement, parameters)] = reads_of_accounts(sent)
-    assert "WHERE CAST(accounts.id AS TEXT) = " in statement and parameters == {"account_id": "acct_2002"}
+    assert "WHERE accounts.id = " in statement and parameters == {"account_id": "acct_2002"}
     whole = load_registry(settings, RULESET)
     assert one.accounts == {"acct_2002": DEMO["acct_2002"]} and one.scope == "acct_2002"
     assert one == whole.only("acct_2002")  # the same entry, whichever way it was read
@@ -143,9 +143,10 @@ def test_a_requests_steps_read_their_accounts_entry_only_and_its_run_says_so(sta
     preview = tasks.preview(request_id, actor=ACTOR, subprocessors=[])
     assert preview["total"] > 0 and tasks.approve_if_small(request_id, actor=ACTOR) is False
     for location in preview["all"]:
-        done = tasks.execute(preview["run_id"], location, account_id="acct_1001", actor=ACTOR)
+        done = engine_tasks.execute(preview["run_id"], location, account_id="acct_1001", actor=ACTOR)
         assert done["deleted"] + done["anonymized"] > 0
-        assert tasks.verify(preview["run_id"], location, account_id="acct_1001", actor=ACTOR)["tasks_with_residue"] == 0
+        checked = engine_tasks.verify(preview["run_id"], location, account_id="acct_1001", actor=ACTOR)
+        assert checked["tasks_with_residue"] == 0
     assert tasks.close(request_id, actor=ACTOR)["status"] == "completed"
     pdf = Path(tasks.certify(request_id, actor=ACTOR)["pdf"]).read_bytes()
     reads = reads_of_accounts(sent)

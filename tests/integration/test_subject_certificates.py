@@ -263,6 +263,30 @@ def test_a_subprocessor_answer_belongs_to_its_run_and_a_later_run_of_the_request
     assert [(e["kind"], e["subprocessor"]) for e in supplement["still_open"]] == [("subprocessor_not_run", "twilio")]
 
 
+def test_an_answer_recorded_without_its_run_before_the_upgrade_still_counts_for_the_request_under_way(
+        ledger: Ledger, hash_key: bytes, key: SigningKey) -> None:
+    """A request under way across the upgrade that gave subject.subprocessor events their run: its answers recorded
+    without a run after its preview are still its run's (as they were read then); another request's are not."""
+    asked: list[dict[str, object]] = [{"subprocessor": "sendgrid", "scope": "api", "matched": 2}]
+    other = filed(ledger, hash_key)
+    previewed(other, FOUND, subprocessors=asked)
+    writer = filed(ledger, hash_key)
+    tasks = previewed(writer, FOUND, subprocessors=asked)
+    writer.approve(total=31)
+    for location, _, matched, _, _ in FOUND:
+        if matched:
+            writer.erase(tasks[location], matched)
+    other.at_subprocessor("sendgrid", "held", 0, in_run=False)  # another request's answer, after this preview
+    writer.at_subprocessor("sendgrid", "erased", 2, in_run=False)
+    assert [(e.payload["request_id"], e.payload["outcome"]) for e in ledger.run_answers(writer.request_id,
+                                                                                        writer.run_id)] == [
+        (writer.request_id, "erased")]
+    writer.close("completed")
+    certificate = verify_file(certificate_of(ledger, writer, key), KeySet((key.jwk,))).certificate
+    assert [(s["subprocessor"], s["outcome"]) for s in certificate["subprocessors"]] == [("sendgrid", "erased")]
+    assert certificate["status"] == "complete"
+
+
 def test_a_request_that_found_nothing_is_certified_complete_with_every_place_checked_at_zero(
         ledger: Ledger, hash_key: bytes, key: SigningKey) -> None:
     writer = filed(ledger, hash_key)

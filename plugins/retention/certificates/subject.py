@@ -109,8 +109,7 @@ def build_subject(ledger: Ledger, request_id: str, *, exporter: str, importer: s
     times, held, vacuumed = _run_notes(ledger.run_events(run.id, *TASK_EVENTS), run.id)
     previewed = events["subject.previewed"][-1].payload
     lines, kept, exceptions = _locations(previewed.get("locations", []), tasks, locations, times, held, vacuumed)
-    subprocessors = _subprocessors(previewed.get("subprocessors", []), _of_request(
-        ledger.run_events(run.id, SUBPROCESSOR_EVENT), request_id).get(SUBPROCESSOR_EVENT, []))
+    subprocessors = _subprocessors(previewed.get("subprocessors", []), ledger.run_answers(request_id, run.id))
     exceptions += [_subprocessor_exception(s) for s in subprocessors
                    if s["outcome"] not in SUBPROCESSOR_DONE + SUBPROCESSOR_NOT_SEARCHABLE]
     seq, head = ledger.head()
@@ -327,7 +326,7 @@ def build_subject_supplement(ledger: Ledger, original: bytes, keys: KeySet, *,
     for exception in certificate["exceptions"]:
         event = latest.get(exception.get("subprocessor", "")) if exception["kind"].startswith("subprocessor_") \
             else None
-        if event is not None and event.payload["outcome"] in SUBPROCESSOR_DONE:  # a person confirmed it
+        if event is not None and event.payload["outcome"] in SUBPROCESSOR_DONE:  # a later run answered done
             resolved.append({**exception, "resolution": event.payload["outcome"],
                              "evidence": f"subject.subprocessor event {event.seq}: {event.payload['outcome']}, "
                                          f"count {event.payload.get('count')}, recorded by {event.actor}",

@@ -60,17 +60,20 @@ def plan(*, at: str | None, dry_run: bool, actor: str, dag_id: str | None = None
             "mass_deletion": [{**m.as_dict(), "sentence": m.outcome(share, made.dry_run)} for m in made.mass_deletions]}
 
 
-def execute(run_id: str, location_id: str, *, actor: str, shard: ShardDict | None = None) -> dict[str, Any]:
+def execute(run_id: str, location_id: str, *, actor: str, shard: ShardDict | None = None,
+            account_id: str | None = None) -> dict[str, Any]:
     """Execute one location (with ``shard``, as ``plan`` returned it: only the accounts it takes); returns its
-    counts (Airflow shows them as the mapped task's XCom)."""
-    with context() as ctx:
+    counts (Airflow shows them as the mapped task's XCom). ``account_id``: the one account a data subject request's
+    run acts on, whose registry entry alone is read."""
+    with context(account_id) as ctx:
         affected = execute_location(ctx, run_id, location_id, actor=actor,
                                     shard=None if shard is None else Shard.of(shard))
         return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
 
 
-def verify(run_id: str, location_id: str, *, actor: str) -> dict[str, Any]:
-    with context() as ctx:
+def verify(run_id: str, location_id: str, *, actor: str, account_id: str | None = None) -> dict[str, Any]:
+    """Verify one location by re-query (``account_id`` as for ``execute``)."""
+    with context(account_id) as ctx:
         unexplained = verify_location(ctx, run_id, location_id, actor=actor)
         return {"tasks_with_residue": unexplained, **location_summary(ctx.ledger, run_id, location_id)}
 

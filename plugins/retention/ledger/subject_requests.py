@@ -91,6 +91,18 @@ class SubjectRequests(EventLog):
         with self._reader() as s:
             return list(s.scalars(query))
 
+    def run_answers(self, request_id: str, run_id: str) -> list[Event]:
+        """The request's ``subject.subprocessor`` events in run ``run_id``, in order; with them, those recorded without
+        a run after that run's ``subject.previewed``. Answers were recorded without their run before they carried
+        one: a request under way across that upgrade has its earlier answers read where they were read then."""
+        own = [e for e in self.run_events(run_id, "subject.subprocessor") if e.payload.get("request_id") == request_id]
+        previews = self.run_events(run_id, "subject.previewed")
+        if not previews:
+            return own
+        unassigned = [e for e in self.request_events(request_id, "subject.subprocessor", after_seq=previews[0].seq)
+                      if e.run_id is None]
+        return sorted(own + unassigned, key=lambda e: e.seq)
+
     def closed_with_identifiers(self, *, closed_before: datetime) -> list[str]:
         """The ids of the closed requests whose identifiers are still kept and that closed before
         ``closed_before``, oldest first: those whose appeal window has passed, for the caller's window. Kept means

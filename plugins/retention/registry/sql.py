@@ -37,9 +37,9 @@ def statement(source: SqlSource, account_id: str | None = None) -> sa.Select[*tu
         id_column = sa.column(named["id"])
     if account_id is None:
         return select
-    # Compared as text, as the registry reads every id, so an application's integer or uuid key compares too. A text
-    # id column is matched through its index; on an integer or uuid key the cast makes PostgreSQL read every row.
-    return select.where(sa.cast(id_column, sa.Text) == sa.bindparam("account_id", account_id, type_=sa.Text))
+    # The id column holds text: a registry row whose id is not a string is refused (rules.accounts), whole or by id.
+    # Compared as it is, so the table's index on it is used.
+    return select.where(id_column == sa.bindparam("account_id", account_id, type_=sa.Text))
 
 
 def read_sql(source: SqlSource, ruleset: RuleSet, account_id: str | None = None) -> Registry:

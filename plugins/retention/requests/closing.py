@@ -92,10 +92,10 @@ def _outcome(ctx: SweepContext, request_id: str, request_type: str, run_id: str,
 
 def subprocessor_answers(ctx: SweepContext, run_id: str, request_id: str) -> dict[str, str]:
     """Subprocessor -> the outcome its latest ``subject.subprocessor`` event of this request gives in run
-    ``run_id`` (the subject scope records them in the request's run), through the run's index: an earlier run's
+    ``run_id`` (the subject scope records them in the request's run; ``Ledger.run_answers``): an earlier run's
     answer (a preview superseded, a held request run again) is not this run's."""
     return {str(e.payload["subprocessor"]): str(e.payload["outcome"])
-            for e in ctx.ledger.run_events(run_id, "subject.subprocessor") if e.payload.get("request_id") == request_id}
+            for e in ctx.ledger.run_answers(request_id, run_id)}
 
 
 def _finish_run(ctx: SweepContext, run_id: str, *, actor: str) -> str:

@@ -13,10 +13,6 @@ from typing import Any
 import pendulum
 
 from retention.engine.context import SweepContext
-from retention.engine.executor import execute_location
-from retention.engine.report import location_summary
-from retention.engine.tasks import context
-from retention.engine.verifier import verify_location
 from retention.failfast import input_refusals_fail_the_task
 from retention.identifier_hashes import load_key
 from retention.ledger import Ledger
@@ -27,6 +23,7 @@ from retention.requests.expand import TAKEN_OVER, record_expansion
 from retention.requests.filing import file_request
 from retention.requests.plan import preview_request
 from retention.requests.request import RequestError, parse_subject_request
+from retention.rules import load_ruleset
 from retention.settings import Settings
 
 
@@ -56,9 +53,9 @@ def open_request(params: dict[str, Any], *, filed_by: str, actor: str) -> dict[s
     else:
         with input_refusals_fail_the_task():
             spec = parse_subject_request({k: v for k, v in params.items() if k != "request_id"})
-        with context(spec.account_id) as ctx, input_refusals_fail_the_task():
-            registry = ctx.registry or load_registry(settings, ctx.ruleset, spec.account_id)
-            row = ctx.ledger.subject_request(file_request(ctx.ledger, settings, registry, spec, filed_by=filed_by))
+        registry = load_registry(settings, load_ruleset(settings.rules_dir), spec.account_id)  # its entry alone
+        with Ledger.open(settings.database_url) as ledger, input_refusals_fail_the_task():
+            row = ledger.subject_request(file_request(ledger, settings, registry, spec, filed_by=filed_by))
     return {"request_id": row.id, "account_id": row.account_id, "request_type": row.request_type,
             "deadline_at": iso_utc(row.deadline_at)}
 
@@ -157,21 +154,6 @@ def close(request_id: str, *, actor: str) -> dict[str, Any]:
     ``failed`` (residue or an unfinished task). Returns {"request_id", "status", "run_id"}."""
     with request_context(request_id) as ctx:
         return closing.close_request(ctx, request_id, actor=actor)
-
-
-def execute(run_id: str, location_id: str, *, account_id: str, actor: str) -> dict[str, Any]:
-    """``engine.tasks.execute`` for a request's run (``account_id``: the request's account, whose registry entry
-    alone is read): the engine executes the location's tasks, checking holds before every batch."""
-    with context(account_id) as ctx:
-        affected = execute_location(ctx, run_id, location_id, actor=actor)
-        return {"affected_by_this_try": affected, **location_summary(ctx.ledger, run_id, location_id)}
-
-
-def verify(run_id: str, location_id: str, *, account_id: str, actor: str) -> dict[str, Any]:
-    """``engine.tasks.verify`` for a request's run, reading the request's account's registry entry alone."""
-    with context(account_id) as ctx:
-        unexplained = verify_location(ctx, run_id, location_id, actor=actor)
-        return {"tasks_with_residue": unexplained, **location_summary(ctx.ledger, run_id, location_id)}
 
 
 def certify(request_id: str, *, actor: str) -> dict[str, Any]:
