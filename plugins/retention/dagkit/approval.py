@@ -27,6 +27,8 @@ class LedgeredApproval(ApprovalOperator):
     the ledger names as recording the answer (the DAG's actor)."""
 
     def __init__(self, *, actor: str, **kwargs: Any) -> None:
+        if type(self).record is LedgeredApproval.record:  # refused where the DAG is parsed, not when a person answers
+            raise TypeError(f"{type(self).__name__} must say what records its answer (override record)")
         kwargs["params"] = {"reason": Param("", type="string",
                                             description="Why you approve or reject (ids only, no personal data)")}
         super().__init__(ignore_downstream_trigger_rules=True, **kwargs)
