@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-pytest_plugins = ["tests.fixtures.api", "tests.fixtures.redis", "tests.fixtures.s3", "tests.fixtures.sql",
-                  "tests.fixtures.smtp", "tests.fixtures.stack", "tests.fixtures.subprocessors"]
+pytest_plugins = ["tests.fixtures.api", "tests.fixtures.redis", "tests.fixtures.registry", "tests.fixtures.s3",
+                  "tests.fixtures.sql", "tests.fixtures.smtp", "tests.fixtures.stack", "tests.fixtures.subprocessors"]
 
 # Airflow reads its configuration when first imported: point it at a throwaway SQLite metadata DB
 # and this repository's dags/ before any test module can import it.

@@ -21,35 +21,14 @@ from retention.engine import tasks as engine_tasks
 from retention.ledger import Ledger
 from retention.registry import load_registry, summary_text
 from retention.requests import tasks
-from retention.rules import load_accounts, load_ruleset
 from retention.settings import Settings
 from retention.signing_keys import KeySet
+from tests.fixtures.registry import DEMO, REPO, RULES, RULESET, settings_for
 from tests.fixtures.stack import ACCOUNTS
 
-REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "retention_rules"
-RULESET = load_ruleset(RULES)
-DEMO = load_accounts(REPO / "demo" / "accounts.yaml", RULESET)
 ACTOR = "airflow:subject_request"
 
 
-def settings_for(tmp_path: Path, source: str) -> Settings:
-    path = tmp_path / "registry.yaml"
-    path.write_text(f"source: {source}\n")
-    return Settings(rules_dir=RULES, registry_file=path)
-
-
-@pytest.fixture
-def app_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The demo accounts in the application's accounts table, reachable as the Airflow Connection app_db."""
-    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE", raising=False)
-    for name, value in embedded.airflow_connections(postgres_url, "http://127.0.0.1:9").items():
-        monkeypatch.setenv(name, value)
-    engine = sa.create_engine(postgres_url)
-    embedded.ACCOUNTS.create(engine)
-    engine.dispose()
-    embedded.seed_accounts(postgres_url, DEMO.values())
-    return postgres_url
 
 
 @pytest.fixture

@@ -14,33 +14,9 @@ import sqlalchemy as sa
 from retention import embedded
 from retention.registry import load_registry
 from retention.registry.http import RegistrySourceError
-from retention.rules import load_accounts, load_ruleset
 from retention.settings import Settings
 from tests.emulators.base import Call, Emulator, Reply, bearer
-
-REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "retention_rules"
-RULESET = load_ruleset(RULES)
-DEMO = load_accounts(REPO / "demo" / "accounts.yaml", RULESET)
-
-
-def settings_for(tmp_path: Path, source: str) -> Settings:
-    path = tmp_path / "registry.yaml"
-    path.write_text(f"source: {source}\n")
-    return Settings(rules_dir=RULES, registry_file=path)
-
-
-@pytest.fixture
-def app_db(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The demo application's accounts table on a real PostgreSQL, reachable as the Airflow Connection app_db."""
-    monkeypatch.delenv("RETENTION_ACCOUNTS_FILE", raising=False)
-    for name, value in embedded.airflow_connections(postgres_url, "http://127.0.0.1:9").items():
-        monkeypatch.setenv(name, value)
-    engine = sa.create_engine(postgres_url)
-    embedded.ACCOUNTS.create(engine)
-    engine.dispose()
-    embedded.seed_accounts(postgres_url, DEMO.values())
-    return postgres_url
+from tests.fixtures.registry import DEMO, REPO, RULES, RULESET, settings_for
 
 
 def execute(url: str, *statements: str) -> None:
