@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pypdfium2
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -23,7 +22,7 @@ from retention.registry import load_registry, summary_text
 from retention.requests import tasks
 from retention.settings import Settings
 from retention.signing_keys import KeySet
-from tests.fixtures.registry import DEMO, REPO, RULES, RULESET, settings_for
+from tests.fixtures.registry import DEMO, REPO, RULES, RULESET, execute, settings_for
 from tests.fixtures.stack import ACCOUNTS
 
 ACTOR = "airflow:subject_request"
@@ -52,14 +51,6 @@ def pdf_text(pdf: bytes) -> str:
 def reads_of_accounts(statements: list[tuple[str, object]]) -> list[tuple[str, object]]:
     """The registry's reads of the application's accounts table (not a test's own writes to it)."""
     return [(s, p) for s, p in statements if s.lstrip().startswith("SELECT") and "FROM accounts" in s]
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-    engine.dispose()
 
 
 def test_the_sql_source_reads_one_account_by_its_id_alone(app_db: str, tmp_path: Path, sent) -> None:

@@ -16,15 +16,7 @@ from retention.registry import load_registry
 from retention.registry.http import RegistrySourceError
 from retention.settings import Settings
 from tests.emulators.base import Call, Emulator, Reply, bearer
-from tests.fixtures.registry import DEMO, REPO, RULES, RULESET, settings_for
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-    engine.dispose()
+from tests.fixtures.registry import DEMO, REPO, RULES, RULESET, execute, settings_for
 
 
 def test_the_sql_table_source_reads_the_accounts_as_the_file_has_them(app_db: str, tmp_path: Path) -> None:
